@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { constants as zc, createGzip, deflateRawSync } from 'node:zlib';
+import type { BlobEncoding, BlobKind, BlobRecord } from './manifest.js';
+
+export type Compression = 'auto' | 'gzip' | 'none';
+
+const SAMPLE_BYTES = 1024 * 1024;
+/** Enough leading bytes to recognise a format by its magic number. */
+const HEAD_BYTES = 16;
+/** An encoding must save at least this share of the bytes to be worth decoding on every host. */
+const WORTHWHILE = 0.9;
+const MIN_COMPRESSIBLE = 64 * 1024;
+
+/**
+ * The builder's scratch store: blobs gathered from compose files, image
+ * archives and extra files, deduplicated by content digest, then encoded.
+ */
+export class BlobCollector {
+  private readonly blobs = new Map<string, BlobRecord>();
+  private seq = 0;
+
+  constructor(readonly dir: string) {}
+
+  static async create(dir: string): Promise<BlobCollector> {
+    await mkdir(dir, { recursive: true });
+    return new BlobCollector(dir);
+  }
+
+  private contentPath = (digest: string) => join(this.dir, digest.slice(7));
+  private storedPath = (b: BlobRecord) => (b.encoding === 'identity' ? this.contentPath(b.digest) : `${this.contentPath(b.digest)}.gz`);
+
+  /** Adds a blob from a stream; returns its digest, size and first bytes. */
+  async add(kind: BlobKind, source: Readable | Buffer): Promise<{ digest: string; size: number; head: Buffer }> {
+    const tmp = join(this.dir, `incoming-${this.seq++}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const headChunks: Buffer[] = [];
+    let headBytes = 0;
+    await pipeline(
+      Buffer.isBuffer(source) ? Readable.from([source]) : source,
+      async function* (src: AsyncIterable<Buffer>) {
+        for await (const chunk of src) {
+          hash.update(chunk);
+          size += chunk.length;
+          if (headBytes < HEAD_BYTES) {
+            headChunks.push(chunk.subarray(0, HEAD_BYTES - headBytes));
+            headBytes += Math.min(chunk.length, HEAD_BYTES - headBytes);
+          }
+          yield chunk;
+        }
+      },
+      createWriteStream(tmp),
+    );
+    const digest = `sha256:${hash.digest('hex')}`;
+    if (this.blobs.has(digest)) {
+      await rm(tmp);
+    } else {
+      await rename(tmp, this.contentPath(digest));
+      this.blobs.set(digest, { digest, size, kind, encoding: 'identity' });
+    }
+    return { digest, size, head: Buffer.concat(headChunks) };
+  }
+
+  /** Chooses each blob's encoding; incompressible blobs stay as they are. */
+  async encodeAll(compression: Compression): Promise<void> {
+    if (compression === 'none') return;
+    for (const blob of this.blobs.values()) {
+      if (compression === 'auto' && !(await this.looksCompressible(blob))) continue;
+      const gz = `${this.contentPath(blob.digest)}.gz`;
+      const hash = createHash('sha256');
+      let size = 0;
+      await pipeline(
+        createReadStream(this.contentPath(blob.digest), { highWaterMark: 1024 * 1024 }),
+        // Fixed level and no file name or time in the header: same input, same bytes.
+        createGzip({ level: 6, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY }),
+        async function* (src: AsyncIterable<Buffer>) {
+          for await (const chunk of src) {
+            hash.update(chunk);
+            size += chunk.length;
+            yield chunk;
+          }
+        },
+        createWriteStream(gz),
+      );
+      if (compression === 'auto' && size > blob.size * WORTHWHILE) {
+        await rm(gz);
+        continue;
+      }
+      blob.encoding = 'gzip' satisfies BlobEncoding;
+      blob.stored = { digest: `sha256:${hash.digest('hex')}`, size };
+    }
+  }
+
+  /** Deflates a sample at the fastest level: cheap, and a fair predictor of gzip -6. */
+  private async looksCompressible(blob: BlobRecord): Promise<boolean> {
+    if (blob.size < MIN_COMPRESSIBLE || !(blob.kind === 'layer' || blob.kind === 'file')) return false;
+    const fd = await open(this.contentPath(blob.digest), 'r');
+    try {
+      const sample = Buffer.alloc(Math.min(SAMPLE_BYTES, blob.size));
+      await fd.read(sample, 0, sample.length, 0);
+      return deflateRawSync(sample, { level: 1 }).length <= sample.length * WORTHWHILE;
+    } finally {
+      await fd.close();
+    }
+  }
+
+  /** Blob records in bundle order: ascending content digest. */
+  records(): BlobRecord[] {
+    return [...this.blobs.values()].sort((a, b) => (a.digest < b.digest ? -1 : 1));
+  }
+
+  openStored(blob: BlobRecord): Readable {
+    return createReadStream(this.storedPath(blob), { highWaterMark: 1024 * 1024 });
+  }
+
+  async storedSize(blob: BlobRecord): Promise<number> {
+    return (await stat(this.storedPath(blob))).size;
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,218 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { configError, notFound } from '../errors/index.js';
+import { ImageArchive, type ArchiveImage } from '../images/archive.js';
+import { familiarRef } from '../images/reference.js';
+import { keyIdOf, signBytes } from '../trust/keys.js';
+import { syncDir } from '../store/durable.js';
+import { BlobCollector, type Compression } from './blob-collector.js';
+import { canonicalBytes } from './canonical-json.js';
+import { expiryFrom, loadDefinition, type BundleDefinition } from './definition.js';
+import {
+  FORMAT,
+  MANIFEST_ENTRY,
+  SIGNATURE_ENTRY,
+  blobEntryName,
+  type ImageRecord,
+  type LayerRecord,
+  type Manifest,
+  type SignatureRecord,
+} from './manifest.js';
+import { imagesReferencedByStacks } from './stack-images.js';
+
+export interface BuildOptions {
+  definitionFile: string;
+  key: KeyObject;
+  outDir: string;
+  compression?: Compression;
+  /** Build time; defaults to SOURCE_DATE_EPOCH, then the clock. */
+  created?: Date;
+}
+
+export interface BuildResult {
+  path: string;
+  manifest: Manifest;
+  keyId: string;
+  bytes: number;
+}
+
+const LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
+const LAYER_TAR_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
+
+export function buildTime(env: NodeJS.ProcessEnv = process.env): Date {
+  const epoch = env.SOURCE_DATE_EPOCH;
+  if (epoch !== undefined) {
+    if (!/^\d+$/.test(epoch)) throw configError(`SOURCE_DATE_EPOCH must be whole seconds since 1970, got "${epoch}"`);
+    return new Date(Number(epoch) * 1000);
+  }
+  return new Date(Math.floor(Date.now() / 1000) * 1000);
+}
+
+const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/**
+ * Builds a signed bundle: gathers and deduplicates blobs, writes the
+ * canonical manifest, signs it, and writes the tar in deterministic order.
+ */
+export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
+  const def = await loadDefinition(opts.definitionFile);
+  const created = opts.created ?? buildTime();
+  const expires = expiryFrom(def.expires, created);
+  await mkdir(opts.outDir, { recursive: true });
+  const work = await BlobCollector.create(join(opts.outDir, `.airlock-build-${process.pid}-${Date.now()}`));
+  try {
+    const stacks = [];
+    for (const s of def.stacks) {
+      const composeFiles = [];
+      for (const f of s.compose) composeFiles.push({ name: f.name, digest: (await work.add('stack-file', openSource(f.path))).digest });
+      const envFiles = [];
+      for (const f of s.envFiles) envFiles.push({ name: f.name, digest: (await work.add('env-file', openSource(f.path))).digest });
+      stacks.push({ name: s.name, composeFiles, envFiles });
+    }
+    const images = await collectImages(def, work);
+    const files = [];
+    for (const f of def.files) {
+      const { digest, size } = await work.add('file', openSource(f.src));
+      files.push({ path: f.dest, digest, size, mode: f.mode });
+    }
+    await work.encodeAll(opts.compression ?? 'auto');
+
+    const manifest: Manifest = {
+      format: FORMAT,
+      name: def.name,
+      version: def.version,
+      description: def.description,
+      created: isoSeconds(created),
+      expires: expires ? isoSeconds(expires) : null,
+      blobs: work.records(),
+      stacks,
+      images,
+      files,
+    };
+    const manifestBytes = canonicalBytes(manifest);
+    const signature: SignatureRecord = {
+      algorithm: 'ed25519',
+      keyId: keyIdOf(opts.key),
+      signature: signBytes(manifestBytes, opts.key).toString('base64'),
+    };
+    const path = join(opts.outDir, `${def.name}-${def.version}.airlock`);
+    await writeBundle(path, manifestBytes, canonicalBytes(signature), work, manifest, created);
+    return { path, manifest, keyId: signature.keyId, bytes: (await stat(path)).size };
+  } finally {
+    await work.dispose();
+  }
+}
+
+function openSource(path: string) {
+  const s = createReadStream(path, { highWaterMark: 1024 * 1024 });
+  return s;
+}
+
+async function writeBundle(path: string, manifestBytes: Buffer, sigBytes: Buffer, work: BlobCollector, m: Manifest, mtime: Date): Promise<void> {
+  const tmp = `${path}.partial`;
+  const pack = tar.pack();
+  const header = (name: string, size: number): Partial<tar.Header> & { name: string } => ({ name, size, mode: 0o644, mtime, uid: 0, gid: 0, uname: '', gname: '', type: 'file' });
+  const writing = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(tmp, { flush: true }));
+  const entry = (name: string, data: Buffer) =>
+    new Promise<void>((res, rej) => pack.entry(header(name, data.length), data, (e) => (e ? rej(e) : res())));
+  try {
+    await entry(MANIFEST_ENTRY, manifestBytes);
+    await entry(SIGNATURE_ENTRY, sigBytes);
+    for (const blob of m.blobs) {
+      const size = blob.stored?.size ?? blob.size;
+      const sink = pack.entry(header(blobEntryName(blob.digest), size));
+      await pipeline(work.openStored(blob), sink as unknown as NodeJS.WritableStream);
+    }
+    pack.finalize();
+    await writing;
+  } catch (e) {
+    pack.destroy();
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  await rename(tmp, path);
+  await syncDir(join(path, '..'));
+}
+
+/** Finds every wanted image in the image archives and adds its blobs. */
+async function collectImages(def: BundleDefinition, work: BlobCollector): Promise<ImageRecord[]> {
+  const wanted = def.images ?? (await imagesReferencedByStacks(def)).map((ref) => ({ ref, archive: null }));
+  if (wanted.length === 0) return [];
+  const archives = new Map<string, Promise<{ archive: ImageArchive; images: ArchiveImage[] }>>();
+  const load = (path: string) => {
+    let p = archives.get(path);
+    if (!p) {
+      p = ImageArchive.open(path).then(async (archive) => ({ archive, images: await archive.images() }));
+      archives.set(path, p);
+    }
+    return p;
+  };
+  const records = new Map<string, ImageRecord>();
+  for (const w of wanted) {
+    const ref = familiarRef(w.ref);
+    let found: { archive: ImageArchive; image: ArchiveImage } | undefined;
+    for (const path of w.archive ? [w.archive] : def.imageArchives) {
+      const { archive, images } = await load(path);
+      const image = images.find((i) => i.refs.includes(ref));
+      if (image) {
+        found = { archive, image };
+        break;
+      }
+    }
+    if (!found) {
+      throw notFound(`image ${w.ref} is in none of the image archives`, {
+        subject: def.file,
+        reason: 'image-not-found',
+        hint: `add its 'docker save' tarball under image_archives: in ${def.file}`,
+      });
+    }
+    const record = await addImage(found.archive, found.image, work);
+    const existing = records.get(record.id);
+    if (existing) existing.refs = [...new Set([...existing.refs, ref])].sort();
+    else records.set(record.id, { ...record, refs: [ref] });
+  }
+  return [...records.values()].sort((a, b) => (a.refs[0]! < b.refs[0]! ? -1 : 1));
+}
+
+async function addImage(archive: ImageArchive, image: ArchiveImage, work: BlobCollector): Promise<ImageRecord> {
+  const config = await work.add('image-config', image.configBytes);
+  const layers: LayerRecord[] = [];
+  for (const [i, l] of image.layers.entries()) {
+    const { digest, size, head } = await work.add('layer', archive.streamOf(l.source));
+    const gzipped = head[0] === 0x1f && head[1] === 0x8b;
+    if (!gzipped && digest !== l.diffId) {
+      throw configError(`${archive.path}: layer ${i + 1} of ${image.refs[0] ?? config.digest} (${l.source.path}) has digest ${digest}, its config says ${l.diffId}`, {
+        subject: archive.path,
+        reason: 'layer-mismatch',
+        hint: 'the image archive is damaged; save the image again',
+      });
+    }
+    layers.push({ digest, size, diffId: l.diffId, mediaType: l.mediaType ?? (gzipped ? LAYER_TAR_GZIP : LAYER_TAR) });
+  }
+  const manifestBytes = keptManifest(image, config.digest, layers) ?? canonicalBytes(ociManifest(config, layers));
+  const manifest = await work.add('image-manifest', manifestBytes);
+  return { refs: [], id: config.digest, config: { digest: config.digest, size: config.size }, manifest: { digest: manifest.digest, size: manifest.size }, layers };
+}
+
+function ociManifest(config: { digest: string; size: number }, layers: LayerRecord[]) {
+  return {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.size },
+    layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+  };
+}
+
+/** The archive's own OCI manifest, if it describes exactly these blobs. */
+function keptManifest(image: ArchiveImage, configDigest: string, layers: LayerRecord[]): Buffer | null {
+  if (!image.manifestBytes) return null;
+  const m = JSON.parse(image.manifestBytes.toString('utf8')) as { config?: { digest?: string }; layers?: { digest?: string }[] };
+  const same = m.config?.digest === configDigest && m.layers?.length === layers.length && m.layers.every((l, i) => l.digest === layers[i]!.digest);
+  return same ? image.manifestBytes : null;
+}

@@ -1,0 +1,30 @@
+import { readFile } from 'node:fs/promises';
+import YAML from 'yaml';
+import { configError } from '../errors/index.js';
+import type { BundleDefinition } from './definition.js';
+
+/**
+ * The images a bundle's stacks reference (`services.*.image`), in first-seen
+ * order. A reference that needs interpolation cannot be resolved at build
+ * time without the host's variables, so it must be listed under `images:`.
+ */
+export async function imagesReferencedByStacks(def: BundleDefinition): Promise<string[]> {
+  const refs = new Set<string>();
+  for (const stack of def.stacks) {
+    for (const f of stack.compose) {
+      const doc = YAML.parse(await readFile(f.path, 'utf8'), { merge: true }) as { services?: Record<string, { image?: unknown }> } | null;
+      for (const [service, spec] of Object.entries(doc?.services ?? {})) {
+        const image = spec?.image;
+        if (image === undefined) continue;
+        if (typeof image !== 'string' || image.includes('$')) {
+          throw configError(`${f.name}: services.${service}.image "${String(image)}" is not a plain reference`, {
+            subject: f.name,
+            hint: `list the image under images: in ${def.file}`,
+          });
+        }
+        refs.add(image);
+      }
+    }
+  }
+  return [...refs];
+}

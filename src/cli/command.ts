@@ -1,0 +1,27 @@
+import type { ParseArgsConfig } from 'node:util';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+export interface CommandContext {
+  positionals: string[];
+  values: Record<string, string | boolean | string[] | undefined>;
+  json: boolean;
+  out: (text: string) => void;
+}
+
+/** One CLI command. `path` is the words that name it, e.g. ['bundle', 'verify']. */
+export interface Command {
+  path: string[];
+  summary: string;
+  usage: string;
+  /** Paragraphs shown by --help after the usage line. */
+  details?: string;
+  options: OptionSpec;
+  /** Positional arguments: exact count, or min/max. */
+  args: { min: number; max: number };
+  run(ctx: CommandContext): Promise<number | void>;
+}
+
+export const stringOpt = (short?: string) => ({ type: 'string' as const, ...(short ? { short } : {}) });
+export const boolOpt = (short?: string) => ({ type: 'boolean' as const, ...(short ? { short } : {}) });
+export const jsonOpt = { json: boolOpt() };

@@ -1,0 +1,147 @@
+import { stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { AirlockError, usageError } from '../../errors/index.js';
+import { buildBundle } from '../../bundle/builder.js';
+import type { Compression } from '../../bundle/blob-collector.js';
+import { parseManifest, type Manifest } from '../../bundle/manifest.js';
+import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
+import { importBundle, stateDirFrom } from '../../import/import-bundle.js';
+import { checkVersionPolicy } from '../../import/policy.js';
+import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
+import { BundleRecords } from '../../journal/bundles.js';
+import { loadPrivateKey } from '../../trust/keys.js';
+import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
+import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
+import { bytes, shortDigest, table } from '../format.js';
+
+const trustOpt = { trust: stringOpt() };
+const stateOpt = { state: stringOpt() };
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+function summaryLines(m: Manifest): string[] {
+  const content = m.blobs.reduce((n, b) => n + b.size, 0);
+  const stored = m.blobs.reduce((n, b) => n + (b.stored?.size ?? b.size), 0);
+  const lines = [
+    `bundle    ${m.name} ${m.version}`,
+    ...(m.description ? [`about     ${m.description}`] : []),
+    `created   ${m.created}`,
+    `expires   ${m.expires ?? 'never'}`,
+    `content   ${bytes(content)} in ${m.blobs.length} blobs (${bytes(stored)} as stored)`,
+  ];
+  if (m.stacks.length > 0) {
+    lines.push('', table([['STACK', 'FILES'], ...m.stacks.map((s) => [s.name, [...s.composeFiles, ...s.envFiles].map((f) => f.name).join(', ')])]));
+  }
+  if (m.images.length > 0) {
+    lines.push('', table([['IMAGE', 'ID', 'LAYERS', 'SIZE'], ...m.images.map((i) => [i.refs.join(', ') || '<untagged>', shortDigest(i.id), String(i.layers.length), bytes(i.layers.reduce((n, l) => n + l.size, 0))])]));
+  }
+  if (m.files.length > 0) {
+    lines.push('', table([['FILE', 'MODE', 'SIZE'], ...m.files.map((f) => [f.path, f.mode.toString(8).padStart(4, '0'), bytes(f.size)])]));
+  }
+  return lines;
+}
+
+/** The journal, read-only, when the state dir has one; verify uses it for the downgrade check. */
+function existingJournal(stateDir: string): Journal | undefined {
+  return existsSync(join(stateDir, JOURNAL_FILE)) ? Journal.open(stateDir, { readonly: true }) : undefined;
+}
+
+export const bundleCommands: Command[] = [
+  {
+    path: ['bundle', 'build'],
+    summary: 'build and sign a bundle from bundle.yaml',
+    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--json]',
+    details:
+      'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
+      'in bundle.yaml. With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
+      '--compress auto (default) gzips only blobs that shrink by 10% or more.',
+    options: { file: stringOpt('f'), key: stringOpt(), out: stringOpt('o'), compress: stringOpt(), ...jsonOpt },
+    args: { min: 0, max: 0 },
+    async run({ values, json, out }) {
+      const file = str(values.file) ?? 'bundle.yaml';
+      const keyPath = str(values.key);
+      if (!keyPath) throw usageError('--key KEY is required: bundles are always signed');
+      const compression = (str(values.compress) ?? 'auto') as Compression;
+      if (!['auto', 'gzip', 'none'].includes(compression)) throw usageError(`--compress must be auto, gzip or none, not "${compression}"`);
+      const r = await buildBundle({ definitionFile: file, key: await loadPrivateKey(keyPath), outDir: str(values.out) ?? '.', compression });
+      if (json) out(JSON.stringify({ path: r.path, bytes: r.bytes, keyId: r.keyId, name: r.manifest.name, version: r.manifest.version, blobs: r.manifest.blobs.length }));
+      else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
+    },
+  },
+  {
+    path: ['bundle', 'inspect'],
+    summary: "show a bundle's manifest and whether its signature checks out",
+    usage: 'airlock bundle inspect FILE [--trust DIR] [--json]',
+    details: 'Reads only the manifest and signature; use verify to check every byte.',
+    options: { ...trustOpt, ...jsonOpt },
+    args: { min: 1, max: 1 },
+    async run({ positionals, values, json, out }) {
+      const file = positionals[0]!;
+      const head = await readBundleHead(await openBundleFile(file));
+      const manifest = parseManifest(head.manifestBytes);
+      let signature: { status: string; keyId: string | null; message?: string };
+      try {
+        const sig = checkSignature(head, await TrustStore.load(trustDirFrom(str(values.trust))));
+        signature = { status: 'valid', keyId: sig.keyId };
+      } catch (e) {
+        if (!(e instanceof AirlockError)) throw e;
+        const keyId = head.signatureBytes ? (JSON.parse(head.signatureBytes.toString()) as { keyId?: string }).keyId ?? null : null;
+        signature = { status: e.reason, keyId, message: e.message };
+      }
+      const fileBytes = (await stat(file)).size;
+      if (json) {
+        out(JSON.stringify({ file, bytes: fileBytes, manifestDigest: `sha256:${sha256Hex(head.manifestBytes)}`, signature, manifest }));
+        return;
+      }
+      const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${signature.keyId}` : ''}: ${signature.message}`;
+      out([`file      ${file} (${bytes(fileBytes)})`, `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
+    },
+  },
+  {
+    path: ['bundle', 'verify'],
+    summary: 'check a bundle completely, without changing anything',
+    usage: 'airlock bundle verify FILE [--trust DIR] [--state DIR] [--json]',
+    details:
+      'Exit codes: 0 valid; 10 signature (unsigned, unknown or revoked key, bad signature);\n' +
+      '11 integrity (hash or size mismatch, truncated, missing, extra, duplicate or misordered entry);\n' +
+      '12 unsafe entry (path traversal, links, devices, oversized, decompression bomb);\n' +
+      '13 policy (expired, or older than a version this host imported).',
+    options: { ...trustOpt, ...stateOpt, ...jsonOpt },
+    args: { min: 1, max: 1 },
+    async run({ positionals, values, json, out }) {
+      const trust = await TrustStore.load(trustDirFrom(str(values.trust)));
+      const journal = existingJournal(stateDirFrom(str(values.state)));
+      try {
+        const v = await readBundle(await openBundleFile(positionals[0]!), {
+          trust,
+          beforePayload: (h) => {
+            if (journal) checkVersionPolicy(h, new BundleRecords(journal), false);
+          },
+        });
+        const m = v.manifest;
+        if (json) out(JSON.stringify({ valid: true, name: m.name, version: m.version, keyId: v.keyId, manifestDigest: v.manifestDigest, blobs: m.blobs.length, payloadBytes: v.payloadBytes }));
+        else out(`valid: ${m.name} ${m.version}, signed by ${v.keyId}, ${m.blobs.length} blobs (${bytes(v.payloadBytes)}) verified`);
+      } finally {
+        journal?.close();
+      }
+    },
+  },
+  {
+    path: ['bundle', 'import'],
+    summary: "verify a bundle and store its blobs in this host's content store",
+    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--json]',
+    details: 'Blobs go to STATE/blobs/sha256/<hex> (default state dir /var/lib/airlock, or AIRLOCK_STATE_DIR).\nA refused bundle changes nothing but the journal, which records the refusal and its reason.',
+    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), ...jsonOpt },
+    args: { min: 1, max: 1 },
+    async run({ positionals, values, json, out }) {
+      const r = await importBundle(positionals[0]!, {
+        stateDir: stateDirFrom(str(values.state)),
+        trust: await TrustStore.load(trustDirFrom(str(values.trust))),
+        allowDowngrade: values['allow-downgrade'] === true,
+      });
+      if (json) out(JSON.stringify(r));
+      else out(`imported ${r.name} ${r.version}: ${r.newBlobs} new blobs (${bytes(r.newBytes)}), ${r.blobs - r.newBlobs} already stored${r.alreadyImported ? '; this bundle was imported before' : ''}`);
+    },
+  },
+];

@@ -1,0 +1,95 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { AirlockError, asAirlockError, usageError } from '../errors/index.js';
+import type { Command } from './command.js';
+import { keyCommands } from './commands/key.js';
+import { bundleCommands } from './commands/bundle.js';
+
+const COMMANDS: Command[] = [...keyCommands, ...bundleCommands];
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function overview(): string {
+  const groups = new Map<string, Command[]>();
+  for (const c of COMMANDS) groups.set(c.path[0]!, [...(groups.get(c.path[0]!) ?? []), c]);
+  const lines = ['airlock: signed offline bundles for air-gapped Docker Swarm', '', 'Usage: airlock <command> [options]', ''];
+  for (const cmds of groups.values()) {
+    for (const c of cmds) lines.push(`  ${c.path.join(' ').padEnd(18)} ${c.summary}`);
+  }
+  lines.push('', "Run 'airlock <command> --help' for a command's options.", 'Exit codes: docs/exit-codes.md');
+  return lines.join('\n');
+}
+
+function commandHelp(c: Command): string {
+  const opts = Object.entries(c.options).map(([name, o]) => `  --${name}${o.type === 'string' ? ' VALUE' : ''}${o.short ? `, -${o.short}` : ''}`);
+  return [`Usage: ${c.usage}`, '', c.summary, ...(c.details ? ['', c.details] : []), '', 'Options:', ...opts, '  --help, -h'].join('\n');
+}
+
+/** Finds the longest command path that prefixes argv. */
+function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
+  const matches = COMMANDS.filter((c) => c.path.every((w, i) => argv[i] === w)).sort((a, b) => b.path.length - a.path.length);
+  const command = matches[0];
+  return command ? { command, rest: argv.slice(command.path.length) } : undefined;
+}
+
+export async function run(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    out(overview());
+    return argv.length === 0 ? 2 : 0;
+  }
+  if (argv[0] === '--version' || argv[0] === 'version') {
+    out(version());
+    return 0;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    const group = COMMANDS.filter((c) => c.path[0] === argv[0]);
+    if (group.length > 0 && (argv.length === 1 || argv[1] === '--help' || argv[1] === '-h')) {
+      out(group.map((c) => `  ${c.path.join(' ').padEnd(18)} ${c.summary}`).join('\n'));
+      return argv.length === 1 ? 2 : 0;
+    }
+    throw usageError(`unknown command: ${argv.slice(0, 2).join(' ')}`, { hint: "run 'airlock --help' for the list" });
+  }
+  const { command, rest } = found;
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw usageError((e as Error).message, { hint: `see 'airlock ${command.path.join(' ')} --help'` });
+  }
+  if (parsed.values.help) {
+    out(commandHelp(command));
+    return 0;
+  }
+  const n = parsed.positionals.length;
+  if (n < command.args.min || n > command.args.max) {
+    throw usageError(`wrong number of arguments`, { hint: `usage: ${command.usage}` });
+  }
+  const json = (parsed.values as Record<string, unknown>).json === true;
+  const code = await command.run({ positionals: parsed.positionals, values: parsed.values as Record<string, string | boolean | undefined>, json, out });
+  return code ?? 0;
+}
+
+function report(err: AirlockError, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(err.toJSON())}\n`);
+    return;
+  }
+  const lines = [`airlock: ${err.kind === 'internal' ? 'internal error' : 'error'}: ${err.message}`];
+  if (err.hint) lines.push(`  hint: ${err.hint}`);
+  if (err.kind === 'internal' && process.env.AIRLOCK_DEBUG && err.cause instanceof Error) lines.push(err.cause.stack ?? '');
+  process.stderr.write(`${lines.join('\n')}\n`);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await run(argv);
+  } catch (e) {
+    const err = asAirlockError(e);
+    report(err, argv.includes('--json'));
+    process.exitCode = err.exitCode;
+  }
+}

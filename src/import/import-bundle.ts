@@ -1,0 +1,111 @@
+import { join } from 'node:path';
+import { AirlockError, asAirlockError } from '../errors/index.js';
+import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
+import type { Limits } from '../bundle/limits.js';
+import { ContentStore, type Staging } from '../store/content-store.js';
+import { Journal } from '../journal/journal.js';
+import { BundleRecords } from '../journal/bundles.js';
+import type { TrustStore } from '../trust/trust-store.js';
+import { checkVersionPolicy } from './policy.js';
+
+export const DEFAULT_STATE_DIR = '/var/lib/airlock';
+
+export function stateDirFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return flag ?? env.AIRLOCK_STATE_DIR ?? DEFAULT_STATE_DIR;
+}
+
+export const contentStoreOf = (stateDir: string): ContentStore => new ContentStore(join(stateDir, 'blobs'));
+
+export interface ImportOptions {
+  stateDir: string;
+  trust: TrustStore;
+  allowDowngrade?: boolean;
+  now?: Date;
+  limits?: Partial<Limits>;
+}
+
+export interface ImportResult {
+  bundleId: number;
+  name: string;
+  version: string;
+  manifestDigest: string;
+  keyId: string;
+  blobs: number;
+  newBlobs: number;
+  newBytes: number;
+  alreadyImported: boolean;
+}
+
+/** Outcomes that are the bundle's fault, as opposed to the host's. */
+const REFUSALS = new Set(['signature', 'integrity', 'unsafeEntry', 'policy']);
+
+/**
+ * Verifies a bundle and stores its blobs in one pass. Blobs are staged and
+ * committed only after the whole bundle checks out; the journal records the
+ * import, or the refusal with its reason.
+ */
+export async function importBundle(file: string, opts: ImportOptions): Promise<ImportResult> {
+  const journal = Journal.open(opts.stateDir);
+  const bundles = new BundleRecords(journal);
+  const store = contentStoreOf(opts.stateDir);
+  let staging: Staging | undefined;
+  let head: VerifiedHead | undefined;
+  const now = opts.now ?? new Date();
+  try {
+    const verified = await readBundle(await openBundleFile(file), {
+      trust: opts.trust,
+      now,
+      ...(opts.limits ? { limits: opts.limits } : {}),
+      beforePayload: async (h) => {
+        head = h;
+        checkVersionPolicy(h, bundles, opts.allowDowngrade ?? false);
+        await store.ensureFreeSpace((await store.missing(h.manifest.blobs)).bytes);
+        staging = await store.beginStaging();
+      },
+      sink: { open: (blob) => staging!.open(blob) },
+    });
+    const already = bundles.byDigest(verified.manifestDigest) !== undefined;
+    const staged = staging!;
+    const newBytes = verified.manifest.blobs.filter((b) => staged.stagedDigests.includes(b.digest)).reduce((n, b) => n + b.size, 0);
+    const newDigests = await staged.commit();
+    const bundleId = bundles.recordImport(verified, now);
+    const m = verified.manifest;
+    const result: ImportResult = {
+      bundleId,
+      name: m.name,
+      version: m.version,
+      manifestDigest: verified.manifestDigest,
+      keyId: verified.keyId,
+      blobs: m.blobs.length,
+      newBlobs: newDigests.length,
+      newBytes,
+      alreadyImported: already,
+    };
+    journal.record({
+      kind: 'bundle.import',
+      outcome: 'ok',
+      subject: `${m.name} ${m.version}`,
+      message: already ? 'already imported; blobs checked' : `stored ${newDigests.length} new blobs`,
+      details: { file, ...result, ...(opts.allowDowngrade ? { allowDowngrade: true } : {}) },
+    }, now);
+    return result;
+  } catch (e) {
+    await staging?.discard();
+    const err = asAirlockError(e);
+    recordRefusal(journal, file, err, head, now);
+    throw err;
+  } finally {
+    journal.close();
+  }
+}
+
+function recordRefusal(journal: Journal, file: string, err: AirlockError, head: VerifiedHead | undefined, at: Date): void {
+  journal.record({
+    kind: 'bundle.import',
+    outcome: REFUSALS.has(err.kind) ? 'refused' : 'failed',
+    subject: head ? `${head.manifest.name} ${head.manifest.version}` : file,
+    reason: err.reason,
+    message: err.message,
+    details: { file, errorClass: err.kind, ...(err.subject ? { entry: err.subject } : {}) },
+  }, at);
+}

@@ -1,0 +1,64 @@
+import semver from 'semver';
+import type { VerifiedHead } from '../bundle/reader.js';
+import type { Journal } from './journal.js';
+
+export interface BundleRow {
+  id: number;
+  name: string;
+  version: string;
+  manifest_digest: string;
+  key_id: string;
+  created: string;
+  expires: string | null;
+  imported_at: string;
+}
+
+const COLUMNS = 'id, name, version, manifest_digest, key_id, created, expires, imported_at';
+
+/** The bundles a host has imported, and the blobs each one uses. */
+export class BundleRecords {
+  constructor(private readonly journal: Journal) {}
+
+  byDigest(manifestDigest: string): BundleRow | undefined {
+    return this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles WHERE manifest_digest = ?`).get(manifestDigest) as BundleRow | undefined;
+  }
+
+  byName(name: string): BundleRow[] {
+    const rows = this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles WHERE name = ?`).all(name) as BundleRow[];
+    return rows.sort((a, b) => semver.rcompare(a.version, b.version));
+  }
+
+  all(): BundleRow[] {
+    return this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles ORDER BY id`).all() as BundleRow[];
+  }
+
+  /** The highest version imported under `name`, if any. */
+  highest(name: string): BundleRow | undefined {
+    return this.byName(name)[0];
+  }
+
+  /** Records an import and its blobs in one transaction; returns the bundle id. */
+  recordImport(head: VerifiedHead, at: Date): number {
+    const db = this.journal.db;
+    const now = at.toISOString();
+    return db.transaction(() => {
+      const existing = this.byDigest(head.manifestDigest);
+      if (existing) return existing.id;
+      const m = head.manifest;
+      const r = db
+        .prepare(
+          `INSERT INTO bundles (name, version, manifest_digest, key_id, created, expires, imported_at, manifest, signature)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(m.name, m.version, head.manifestDigest, head.keyId, m.created, m.expires, now, head.manifestBytes, head.signatureBytes);
+      const id = Number(r.lastInsertRowid);
+      const addBlob = db.prepare(`INSERT OR IGNORE INTO blobs (digest, size, kind, stored_at) VALUES (?, ?, ?, ?)`);
+      const link = db.prepare(`INSERT OR IGNORE INTO bundle_blobs (bundle_id, digest) VALUES (?, ?)`);
+      for (const b of m.blobs) {
+        addBlob.run(b.digest, b.size, b.kind, now);
+        link.run(id, b.digest);
+      }
+      return id;
+    }).immediate();
+  }
+}

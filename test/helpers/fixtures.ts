@@ -1,0 +1,109 @@
+/** Test projects on disk: keys, trust stores, bundle definitions and their images. */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { generateKeyPair } from '../../src/trust/keys.js';
+import { writeBusyboxLayer, writeImageArchive, writeLayer } from './images.js';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const CLI = join(REPO, 'bin/airlock');
+
+export async function tempDir(prefix = 'airlock-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface Signer {
+  keyPath: string;
+  pubPath: string;
+  keyId: string;
+  trustDir: string;
+}
+
+/** A key pair and a trust dir that trusts it. */
+export async function makeSigner(dir: string, name = 'vendor'): Promise<Signer> {
+  const pair = await generateKeyPair(join(dir, 'keys', name));
+  const trustDir = join(dir, `trust-${name}`);
+  await mkdir(trustDir, { recursive: true });
+  await writeFile(join(trustDir, `${name}.pub`), await readFile(pair.publicPath));
+  return { keyPath: pair.privatePath, pubPath: pair.publicPath, keyId: pair.keyId, trustDir };
+}
+
+export interface ProjectOptions {
+  name?: string;
+  version?: string;
+  layout?: 'legacy' | 'oci';
+  /** Text served by the app layer; changing it changes only that layer. */
+  appText?: string;
+  expires?: string | null;
+  extraFiles?: { dest: string; data: Buffer }[];
+}
+
+/**
+ * A bundle project: bundle.yaml, a compose file, an env file, an extra
+ * file, and a docker-save archive with a busybox base and an app layer.
+ */
+export async function makeProject(dir: string, opts: ProjectOptions = {}): Promise<string> {
+  const version = opts.version ?? '1.0.0';
+  await mkdir(join(dir, 'images'), { recursive: true });
+  const base = join(dir, 'images', 'base.tar');
+  const baseId = await writeBusyboxLayer(base);
+  const app = join(dir, 'images', 'app.tar');
+  const appId = await writeLayer(app, [{ path: 'www/index.html', data: Buffer.from(opts.appText ?? `hello from ${version}\n`) }]);
+  await writeImageArchive(
+    join(dir, 'images', 'demo.tar'),
+    [
+      { refs: [`demo/web:${version}`], layers: [{ path: base, diffId: baseId }, { path: app, diffId: appId }], cmd: ['httpd', '-f', '-h', '/www'] },
+      { refs: ['demo/base:1'], layers: [{ path: base, diffId: baseId }] },
+    ],
+    opts.layout ?? 'oci',
+  );
+  const compose = {
+    services: {
+      web: { image: `demo/web:${version}`, env_file: ['web.env'], deploy: { replicas: 1 } },
+      worker: { image: 'demo/base:1', command: ['sleep', '3600'] },
+    },
+  };
+  await writeFile(join(dir, 'docker-compose.yml'), YAML.stringify(compose));
+  await writeFile(join(dir, 'web.env'), `GREETING=hello\nVERSION=${version}\n`);
+  const files = [{ src: 'app.conf', dest: 'conf/app.conf', mode: 0o640 }];
+  await writeFile(join(dir, 'app.conf'), `listen=8080\n`);
+  for (const [i, f] of (opts.extraFiles ?? []).entries()) {
+    await writeFile(join(dir, `extra-${i}`), f.data);
+    files.push({ src: `extra-${i}`, dest: f.dest, mode: 0o644 });
+  }
+  const definition = {
+    name: opts.name ?? 'demo',
+    version,
+    description: 'test bundle',
+    ...(opts.expires === undefined ? { expires: '30d' } : { expires: opts.expires }),
+    stacks: [{ name: 'web', compose: 'docker-compose.yml', env_files: ['web.env'] }],
+    image_archives: ['images/demo.tar'],
+    files,
+  };
+  const file = join(dir, 'bundle.yaml');
+  await writeFile(file, YAML.stringify(definition));
+  return file;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI in a child process, as an operator would. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', rej);
+    child.on('close', (code) => res({ code: code ?? -1, stdout, stderr }));
+  });
+}

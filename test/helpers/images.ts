@@ -1,0 +1,163 @@
+/**
+ * Writes image archives the way `docker save` does, from code: the legacy
+ * layout (Docker ≤ 24) and the OCI layout (Docker ≥ 25). Test images are
+ * made from Debian's busybox-static, since no registry is reachable.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+
+export const BUSYBOX = '/bin/busybox';
+
+export interface LayerFile {
+  path: string;
+  /** File contents; or `link` for a symlink. */
+  data?: Buffer;
+  link?: string;
+  mode?: number;
+}
+
+const MTIME = new Date('2024-01-01T00:00:00Z');
+
+/** A layer tar (uncompressed) holding `files`, written to `out`. Returns its diff id. */
+export async function writeLayer(out: string, files: LayerFile[]): Promise<string> {
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as Readable, createWriteStream(out));
+  for (const f of files) {
+    if (f.link !== undefined) pack.entry({ name: f.path, type: 'symlink', linkname: f.link, mtime: MTIME, mode: 0o777 });
+    else pack.entry({ name: f.path, mtime: MTIME, mode: f.mode ?? 0o644 }, f.data ?? Buffer.alloc(0));
+  }
+  pack.finalize();
+  await done;
+  return sha256File(out);
+}
+
+/** A layer of `size` random bytes in one file: incompressible, like compressed app data. */
+export async function writeRandomLayer(out: string, size: number, seedName = 'data.bin'): Promise<string> {
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as Readable, createWriteStream(out, { highWaterMark: 1 << 20 }));
+  const entry = pack.entry({ name: seedName, size, mtime: MTIME, mode: 0o644 });
+  await pipeline(randomStream(size), entry as unknown as NodeJS.WritableStream);
+  pack.finalize();
+  await done;
+  return sha256File(out);
+}
+
+function randomStream(size: number): Readable {
+  let left = size;
+  return new Readable({
+    read() {
+      if (left === 0) return void this.push(null);
+      const n = Math.min(left, 1 << 20);
+      left -= n;
+      this.push(randomBytes(n));
+    },
+  });
+}
+
+/** The busybox base layer: /bin/busybox and a few applet links. */
+export async function writeBusyboxLayer(out: string): Promise<string> {
+  if (!existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: apt-get install busybox-static`);
+  return writeLayer(out, [
+    { path: 'bin/busybox', data: readFileSync(BUSYBOX), mode: 0o755 },
+    ...['sh', 'echo', 'sleep', 'cat', 'httpd', 'true', 'false', 'ls'].map((a) => ({ path: `bin/${a}`, link: 'busybox' })),
+  ]);
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return `sha256:${h.digest('hex')}`;
+}
+
+export interface ImageSpec {
+  refs: string[];
+  /** Paths of uncompressed layer tars, bottom first, with their diff ids. */
+  layers: { path: string; diffId: string }[];
+  cmd?: string[];
+}
+
+export function imageConfig(spec: ImageSpec): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: MTIME.toISOString(),
+      config: { Cmd: spec.cmd ?? ['sh'], Env: ['PATH=/bin'] },
+      rootfs: { type: 'layers', diff_ids: spec.layers.map((l) => l.diffId) },
+      history: spec.layers.map(() => ({ created: MTIME.toISOString(), created_by: 'airlock test' })),
+    }),
+  );
+}
+
+const hex = (d: string) => d.slice('sha256:'.length);
+const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/**
+ * Writes a docker-save archive of `images` to `out`. Layers shared between
+ * images are written once, as Docker does.
+ */
+export async function writeImageArchive(out: string, images: ImageSpec[], layout: 'legacy' | 'oci'): Promise<{ ids: string[] }> {
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as Readable, createWriteStream(out, { highWaterMark: 1 << 20 }));
+  const put = (name: string, data: Buffer) =>
+    new Promise<void>((res, rej) => pack.entry({ name, mtime: MTIME, mode: 0o644 }, data, (e) => (e ? rej(e) : res())));
+  const putFile = async (name: string, path: string) => {
+    const entry = pack.entry({ name, size: (await stat(path)).size, mtime: MTIME, mode: 0o644 });
+    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), entry as unknown as NodeJS.WritableStream);
+  };
+  const written = new Set<string>();
+  const manifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
+  const index: unknown[] = [];
+  const ids: string[] = [];
+  if (layout === 'oci') await put('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+  for (const img of images) {
+    const config = imageConfig(img);
+    const configDigest = digestOf(config);
+    ids.push(configDigest);
+    const layerNames: string[] = [];
+    for (const l of img.layers) {
+      const name = layout === 'oci' ? `blobs/sha256/${hex(l.diffId)}` : `${hex(l.diffId)}/layer.tar`;
+      if (!written.has(name)) {
+        written.add(name);
+        await putFile(name, l.path);
+      }
+      layerNames.push(name);
+    }
+    const configName = layout === 'oci' ? `blobs/sha256/${hex(configDigest)}` : `${hex(configDigest)}.json`;
+    if (!written.has(configName)) {
+      written.add(configName);
+      await put(configName, config);
+    }
+    manifest.push({ Config: configName, RepoTags: img.refs, Layers: layerNames });
+    if (layout === 'oci') {
+      const layerDescs = [];
+      for (const l of img.layers) layerDescs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l.diffId, size: (await stat(l.path)).size });
+      const m = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+          layers: layerDescs,
+        }),
+      );
+      await put(`blobs/sha256/${hex(digestOf(m))}`, m);
+      for (const ref of img.refs) {
+        index.push({
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: digestOf(m),
+          size: m.length,
+          annotations: { 'io.containerd.image.name': `docker.io/${ref}`, 'org.opencontainers.image.ref.name': ref.split(':').pop() },
+        });
+      }
+    }
+  }
+  if (layout === 'oci') await put('index.json', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: index })));
+  await put('manifest.json', Buffer.from(JSON.stringify(manifest)));
+  pack.finalize();
+  await done;
+  return { ids };
+}
