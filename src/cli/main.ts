@@ -35,7 +35,7 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | und
   return command ? { command, rest: argv.slice(command.path.length) } : undefined;
 }
 
-export async function run(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<number> {
+export async function run(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(`${s}\n`)): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     out(overview());
     return argv.length === 0 ? 2 : 0;

@@ -1,11 +1,17 @@
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
+import type { Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { ContentStore, type Staging } from '../store/content-store.js';
 import { Journal } from '../journal/journal.js';
 import { BundleRecords } from '../journal/bundles.js';
 import type { TrustStore } from '../trust/trust-store.js';
+import type { Docker } from '../docker/index.js';
+import { loadImages } from '../images/load-images.js';
+import { countBytes } from '../streams/count-bytes.js';
+import { ImageRecords } from '../journal/images.js';
 import { checkVersionPolicy } from './policy.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/airlock';
@@ -22,7 +28,13 @@ export interface ImportOptions {
   allowDowngrade?: boolean;
   now?: Date;
   limits?: Partial<Limits>;
+  /** The engine to load the images into; without it, blobs are only stored. */
+  docker?: Docker;
+  onProgress?: (p: ImportProgress) => void;
+  signal?: AbortSignal;
 }
+
+export type ImportProgress = { phase: 'verify'; bytes: number; total: number } | { phase: 'load'; bytes: number; total: number };
 
 export interface ImportResult {
   bundleId: number;
@@ -34,6 +46,8 @@ export interface ImportResult {
   newBlobs: number;
   newBytes: number;
   alreadyImported: boolean;
+  /** Image refs by what the load did; absent when images were not loaded. */
+  images?: { loaded: string[]; present: string[]; tagged: string[] };
 }
 
 /** Outcomes that are the bundle's fault, as opposed to the host's. */
@@ -46,13 +60,34 @@ const REFUSALS = new Set(['signature', 'integrity', 'unsafeEntry', 'policy']);
  */
 export async function importBundle(file: string, opts: ImportOptions): Promise<ImportResult> {
   const journal = Journal.open(opts.stateDir);
+  try {
+    const store = contentStoreOf(opts.stateDir);
+    const result = await storeBundle(file, opts, journal, store);
+    if (opts.docker) {
+      const images = bundleImages(journal, result.bundleId);
+      result.images = await loadAndRecord(opts, journal, store, result.bundleId, images, `${result.name} ${result.version}`);
+    }
+    return result;
+  } finally {
+    journal.close();
+  }
+}
+
+const bundleImages = (journal: Journal, bundleId: number): Manifest['images'] => {
+  const row = journal.db.prepare('SELECT manifest FROM bundles WHERE id = ?').get(bundleId) as { manifest: Buffer };
+  return (JSON.parse(row.manifest.toString('utf8')) as Manifest).images;
+};
+
+/** The verify-and-store pass: commits blobs and the bundle record, or records the refusal. */
+async function storeBundle(file: string, opts: ImportOptions, journal: Journal, store: ContentStore): Promise<ImportResult> {
   const bundles = new BundleRecords(journal);
-  const store = contentStoreOf(opts.stateDir);
   let staging: Staging | undefined;
   let head: VerifiedHead | undefined;
   const now = opts.now ?? new Date();
   try {
-    const verified = await readBundle(await openBundleFile(file), {
+    const total = (await stat(file)).size;
+    const input = countBytes(await openBundleFile(file), opts.onProgress && ((bytes) => opts.onProgress!({ phase: 'verify', bytes, total })));
+    const verified = await readBundle(input, {
       trust: opts.trust,
       now,
       ...(opts.limits ? { limits: opts.limits } : {}),
@@ -94,8 +129,32 @@ export async function importBundle(file: string, opts: ImportOptions): Promise<I
     const err = asAirlockError(e);
     recordRefusal(journal, file, err, head, now);
     throw err;
-  } finally {
-    journal.close();
+  }
+}
+
+/** Loads the images; journals them only once the engine holds them with the right ids. */
+async function loadAndRecord(
+  opts: ImportOptions,
+  journal: Journal,
+  store: ContentStore,
+  bundleId: number,
+  images: Manifest['images'],
+  subject: string,
+): Promise<NonNullable<ImportResult['images']>> {
+  try {
+    const report = await loadImages(opts.docker!, store, images, {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onBytes: (bytes, total) => opts.onProgress?.({ phase: 'load', bytes, total }),
+    });
+    new ImageRecords(journal).recordPresent(bundleId, images, new Date());
+    const refs = (list: typeof images) => list.flatMap((i) => i.refs);
+    const summary = { loaded: refs(report.loaded), present: refs(report.present), tagged: refs(report.tagged) };
+    journal.record({ kind: 'images.load', outcome: 'ok', subject, details: summary });
+    return summary;
+  } catch (e) {
+    const err = asAirlockError(e);
+    journal.record({ kind: 'images.load', outcome: REFUSALS.has(err.kind) ? 'refused' : 'failed', subject, reason: err.reason, message: err.message });
+    throw err;
   }
 }
 

@@ -54,6 +54,23 @@ export const MIGRATIONS: readonly Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     `,
   },
+  {
+    version: 2,
+    description: 'images loaded into the engine, and the bundles that brought them',
+    sql: `
+      CREATE TABLE images (
+        id              TEXT PRIMARY KEY,
+        refs            TEXT NOT NULL,
+        first_loaded_at TEXT NOT NULL,
+        last_checked_at TEXT NOT NULL
+      );
+      CREATE TABLE bundle_images (
+        bundle_id INTEGER NOT NULL REFERENCES bundles(id) ON DELETE CASCADE,
+        image_id  TEXT NOT NULL REFERENCES images(id),
+        PRIMARY KEY (bundle_id, image_id)
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { generateKeyPair } from '../../src/trust/keys.js';
-import { writeBusyboxLayer, writeImageArchive, writeLayer } from './images.js';
+import { writeBusyboxLayer, writeImageArchive, writeLayer, writeRandomLayer } from './images.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = join(REPO, 'bin/airlock');
@@ -40,6 +40,10 @@ export interface ProjectOptions {
   appText?: string;
   expires?: string | null;
   extraFiles?: { dest: string; data: Buffer }[];
+  /** Repository prefix of the images (`demo/web`, `demo/base`); tests that share an engine pick their own. */
+  repo?: string;
+  /** Adds a layer of this many random bytes to the web image, to make loads take time. */
+  bulkBytes?: number;
 }
 
 /**
@@ -48,23 +52,29 @@ export interface ProjectOptions {
  */
 export async function makeProject(dir: string, opts: ProjectOptions = {}): Promise<string> {
   const version = opts.version ?? '1.0.0';
+  const repo = opts.repo ?? 'demo';
   await mkdir(join(dir, 'images'), { recursive: true });
   const base = join(dir, 'images', 'base.tar');
   const baseId = await writeBusyboxLayer(base);
   const app = join(dir, 'images', 'app.tar');
   const appId = await writeLayer(app, [{ path: 'www/index.html', data: Buffer.from(opts.appText ?? `hello from ${version}\n`) }]);
+  const webLayers = [{ path: base, diffId: baseId }, { path: app, diffId: appId }];
+  if (opts.bulkBytes) {
+    const bulk = join(dir, 'images', 'bulk.tar');
+    webLayers.push({ path: bulk, diffId: await writeRandomLayer(bulk, opts.bulkBytes) });
+  }
   await writeImageArchive(
     join(dir, 'images', 'demo.tar'),
     [
-      { refs: [`demo/web:${version}`], layers: [{ path: base, diffId: baseId }, { path: app, diffId: appId }], cmd: ['httpd', '-f', '-h', '/www'] },
-      { refs: ['demo/base:1'], layers: [{ path: base, diffId: baseId }] },
+      { refs: [`${repo}/web:${version}`], layers: webLayers, cmd: ['httpd', '-f', '-h', '/www'] },
+      { refs: [`${repo}/base:1`], layers: [{ path: base, diffId: baseId }] },
     ],
     opts.layout ?? 'oci',
   );
   const compose = {
     services: {
-      web: { image: `demo/web:${version}`, env_file: ['web.env'], deploy: { replicas: 1 } },
-      worker: { image: 'demo/base:1', command: ['sleep', '3600'] },
+      web: { image: `${repo}/web:${version}`, env_file: ['web.env'], deploy: { replicas: 1 } },
+      worker: { image: `${repo}/base:1`, command: ['sleep', '3600'] },
     },
   };
   await writeFile(join(dir, 'docker-compose.yml'), YAML.stringify(compose));

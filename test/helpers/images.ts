@@ -161,3 +161,19 @@ export async function writeImageArchive(out: string, images: ImageSpec[], layout
   await done;
   return { ids };
 }
+
+/** Image ids by ref, read straight from a docker-save archive: sha256 of each config. */
+export async function archiveImageIds(path: string): Promise<Map<string, string>> {
+  const files = new Map<string, Buffer>();
+  const extract = tar.extract();
+  createReadStream(path).pipe(extract as unknown as NodeJS.WritableStream);
+  for await (const e of extract) {
+    const chunks: Buffer[] = [];
+    for await (const c of e) chunks.push(c as Buffer);
+    if (e.header.size < 1 << 20) files.set(e.header.name, Buffer.concat(chunks));
+  }
+  const manifest = JSON.parse(files.get('manifest.json')!.toString()) as { Config: string; RepoTags: string[] }[];
+  const ids = new Map<string, string>();
+  for (const m of manifest) for (const ref of m.RepoTags) ids.set(ref, digestOf(files.get(m.Config)!));
+  return ids;
+}

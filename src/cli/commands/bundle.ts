@@ -13,6 +13,8 @@ import { BundleRecords } from '../../journal/bundles.js';
 import { loadPrivateKey } from '../../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
+import { Docker } from '../../docker/index.js';
+import { progress } from '../progress.js';
 import { bytes, shortDigest, table } from '../format.js';
 
 const trustOpt = { trust: stringOpt() };
@@ -130,18 +132,39 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'import'],
     summary: "verify a bundle and store its blobs in this host's content store",
-    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--json]',
-    details: 'Blobs go to STATE/blobs/sha256/<hex> (default state dir /var/lib/airlock, or AIRLOCK_STATE_DIR).\nA refused bundle changes nothing but the journal, which records the refusal and its reason.',
-    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), ...jsonOpt },
+    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--json]',
+    details:
+      'Blobs go to STATE/blobs/sha256/<hex> (default state dir /var/lib/airlock, or AIRLOCK_STATE_DIR).\n' +
+      "Then the bundle's images are loaded into the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)\n" +
+      'and checked by id; --no-load only stores. A refused bundle changes nothing but the journal,\n' +
+      'which records the refusal and its reason.',
+    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
-      const r = await importBundle(positionals[0]!, {
-        stateDir: stateDirFrom(str(values.state)),
-        trust: await TrustStore.load(trustDirFrom(str(values.trust))),
-        allowDowngrade: values['allow-downgrade'] === true,
-      });
-      if (json) out(JSON.stringify(r));
-      else out(`imported ${r.name} ${r.version}: ${r.newBlobs} new blobs (${bytes(r.newBytes)}), ${r.blobs - r.newBlobs} already stored${r.alreadyImported ? '; this bundle was imported before' : ''}`);
+      const bar = progress();
+      const docker = values['no-load'] === true ? undefined : new Docker();
+      try {
+        const r = await importBundle(positionals[0]!, {
+          stateDir: stateDirFrom(str(values.state)),
+          trust: await TrustStore.load(trustDirFrom(str(values.trust))),
+          allowDowngrade: values['allow-downgrade'] === true,
+          ...(docker ? { docker } : {}),
+          onProgress: (p) => bar.update(p.phase, p.bytes, p.total),
+        });
+        bar.finish();
+        if (json) {
+          out(JSON.stringify(r));
+          return;
+        }
+        out(`imported ${r.name} ${r.version}: ${r.newBlobs} new blobs (${bytes(r.newBytes)}), ${r.blobs - r.newBlobs} already stored${r.alreadyImported ? '; this bundle was imported before' : ''}`);
+        if (r.images) {
+          const { loaded, present, tagged } = r.images;
+          out(`images: ${loaded.length} loaded, ${tagged.length} tagged, ${present.length} already present${loaded.length ? ` (${loaded.join(', ')})` : ''}`);
+        }
+      } finally {
+        bar.finish();
+        await docker?.close();
+      }
     },
   },
 ];

@@ -1,0 +1,45 @@
+import { bytes } from './format.js';
+
+export interface Progress {
+  update(phase: string, done: number, total: number): void;
+  finish(): void;
+}
+
+const BAR = 24;
+
+/**
+ * A progress bar on a TTY (one line, redrawn at most 10 times a second) and
+ * plain lines at each quarter otherwise, so logs stay readable. Writes to
+ * stderr: stdout is kept for results and --json.
+ */
+export function progress(stream: NodeJS.WriteStream = process.stderr, quiet = false): Progress {
+  if (quiet) return { update: () => undefined, finish: () => undefined };
+  const tty = stream.isTTY === true;
+  let lastDraw = 0;
+  let lastQuarter = new Map<string, number>();
+  let drawn = false;
+  return {
+    update(phase, done, total) {
+      const share = total > 0 ? Math.min(1, done / total) : 1;
+      if (tty) {
+        const now = Date.now();
+        if (now - lastDraw < 100 && share < 1) return;
+        lastDraw = now;
+        const filled = Math.round(share * BAR);
+        stream.write(`\r${phase.padEnd(7)} [${'#'.repeat(filled)}${' '.repeat(BAR - filled)}] ${String(Math.floor(share * 100)).padStart(3)}%  ${bytes(done)} of ${bytes(total)}\x1b[K`);
+        drawn = true;
+      } else {
+        const quarter = Math.floor(share * 4);
+        if (quarter > (lastQuarter.get(phase) ?? 0)) {
+          lastQuarter.set(phase, quarter);
+          stream.write(`${phase}: ${quarter * 25}% (${bytes(done)} of ${bytes(total)})\n`);
+        }
+      }
+    },
+    finish() {
+      if (drawn) stream.write('\n');
+      drawn = false;
+      lastQuarter = new Map();
+    },
+  };
+}

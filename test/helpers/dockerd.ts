@@ -1,0 +1,116 @@
+/** A dockerd of the test's own, on a private socket, so a test may stop it. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Docker, unixSocketTransport } from '../../src/docker/index.js';
+
+function isRunning(pid: number): boolean {
+  const stat = readFileSyncOrEmpty(`/proc/${pid}/stat`);
+  return stat !== '' && !/^\d+ \(.*\) Z/.test(stat);
+}
+
+function readFileSyncOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export class PrivateDaemon {
+  private child: ChildProcess | undefined;
+  readonly socket: string;
+
+  constructor(readonly dir: string) {
+    this.socket = join(dir, 'docker.sock');
+  }
+
+  get dockerHost(): string {
+    return `unix://${this.socket}`;
+  }
+
+  client(): Docker {
+    return new Docker({ transport: unixSocketTransport(this.socket), endpoint: this.dockerHost, retry: false });
+  }
+
+  async start(): Promise<void> {
+    await mkdir(join(this.dir, 'data'), { recursive: true });
+    // A killed daemon leaves its pid file behind, and dockerd refuses to start over it.
+    await rm(join(this.dir, 'docker.pid'), { force: true });
+    const log = await open(join(this.dir, 'dockerd.log'), 'a');
+    const child = spawn(
+      'dockerd',
+      [
+        '--data-root', join(this.dir, 'data'),
+        '--exec-root', join(this.dir, 'exec'),
+        '--pidfile', join(this.dir, 'docker.pid'),
+        '-H', this.dockerHost,
+        // No bridge or iptables: it must not disturb the host's own daemon.
+        '--bridge', 'none', '--iptables=false', '--ip6tables=false',
+      ],
+      { stdio: ['ignore', log.fd, log.fd], detached: true },
+    );
+    await log.close();
+    this.child = child;
+    const docker = this.client();
+    try {
+      for (let i = 0; i < 120; i++) {
+        if (child.exitCode !== null) {
+          const tail = (await readFile(join(this.dir, 'dockerd.log'), 'utf8')).split('\n').slice(-5).join('\n');
+          throw new Error(`dockerd exited with ${child.exitCode}:\n${tail}`);
+        }
+        try {
+          await docker.system.ping();
+          return;
+        } catch {
+          await sleep(250);
+        }
+      }
+      throw new Error('dockerd did not answer within 30 s');
+    } finally {
+      await docker.close();
+    }
+  }
+
+  /** SIGKILL: the daemon vanishes mid-request, as in a crash. */
+  kill(): Promise<void> {
+    return this.stopWith('SIGKILL');
+  }
+
+  stop(): Promise<void> {
+    return this.stopWith('SIGTERM');
+  }
+
+  private async stopWith(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((res) => child.once('exit', res));
+    child.kill(signal);
+    await exited;
+    this.child = undefined;
+    // dockerd's own containerd outlives a killed dockerd, as a crash would leave it; systemd
+    // would kill the whole unit, so do the same before a restart.
+    const pidFile = join(this.dir, 'exec', 'containerd', 'containerd.pid');
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (pid > 0) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      // Its database lock is held until it is really gone; a zombie holds nothing.
+      for (let i = 0; i < 100 && isRunning(pid); i++) await sleep(100);
+      // dockerd takes a zombie in that pid file for a live containerd and waits on it.
+      await rm(pidFile, { force: true });
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    // dockerd bind-mounts its data root onto itself; a killed one leaves that mount behind.
+    spawnSync('umount', ['-l', join(this.dir, 'data')], { stdio: 'ignore' });
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
