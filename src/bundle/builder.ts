@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { configError, notFound } from '../errors/index.js';
 import { ImageArchive, type ArchiveImage } from '../images/archive.js';
+import type { Docker } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
 import { keyIdOf, signBytes } from '../trust/keys.js';
 import { syncDir } from '../store/durable.js';
@@ -31,6 +32,8 @@ export interface BuildOptions {
   compression?: Compression;
   /** Build time; defaults to SOURCE_DATE_EPOCH, then the clock. */
   created?: Date;
+  /** The local engine, for images that no image archive holds. */
+  docker?: Docker;
 }
 
 export interface BuildResult {
@@ -75,7 +78,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       for (const f of s.envFiles) envFiles.push({ name: f.name, digest: (await work.add('env-file', openSource(f.path))).digest });
       stacks.push({ name: s.name, composeFiles, envFiles });
     }
-    const images = await collectImages(def, work);
+    const images = await collectImages(def, work, opts.docker);
     const files = [];
     for (const f of def.files) {
       const { digest, size } = await work.add('file', openSource(f.src));
@@ -140,44 +143,85 @@ async function writeBundle(path: string, manifestBytes: Buffer, sigBytes: Buffer
   await syncDir(join(path, '..'));
 }
 
-/** Finds every wanted image in the image archives and adds its blobs. */
-async function collectImages(def: BundleDefinition, work: BlobCollector): Promise<ImageRecord[]> {
-  const wanted = def.images ?? (await imagesReferencedByStacks(def)).map((ref) => ({ ref, archive: null }));
-  if (wanted.length === 0) return [];
-  const archives = new Map<string, Promise<{ archive: ImageArchive; images: ArchiveImage[] }>>();
-  const load = (path: string) => {
-    let p = archives.get(path);
+interface FoundImage {
+  archive: ImageArchive;
+  image: ArchiveImage;
+}
+
+/** Opens each image archive once, and finds images in them by ref. */
+class ArchiveIndex {
+  private readonly opened = new Map<string, Promise<{ archive: ImageArchive; images: ArchiveImage[] }>>();
+
+  private open(path: string) {
+    let p = this.opened.get(path);
     if (!p) {
       p = ImageArchive.open(path).then(async (archive) => ({ archive, images: await archive.images() }));
-      archives.set(path, p);
+      this.opened.set(path, p);
     }
     return p;
-  };
-  const records = new Map<string, ImageRecord>();
+  }
+
+  async find(ref: string, paths: readonly string[]): Promise<FoundImage | undefined> {
+    for (const path of paths) {
+      const { archive, images } = await this.open(path);
+      const image = images.find((i) => i.refs.includes(ref));
+      if (image) return { archive, image };
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Finds every wanted image: first in the image archives, then in the local
+ * Docker Engine, whose `docker save` export is written once into the build
+ * folder (legacy layout up to Docker 24, OCI layout from 25).
+ */
+async function collectImages(def: BundleDefinition, work: BlobCollector, docker: Docker | undefined): Promise<ImageRecord[]> {
+  const wanted = def.images ?? (await imagesReferencedByStacks(def)).map((ref) => ({ ref, archive: null }));
+  if (wanted.length === 0) return [];
+  const index = new ArchiveIndex();
+  const found = new Map<string, FoundImage>();
+  const fromEngine: string[] = [];
   for (const w of wanted) {
     const ref = familiarRef(w.ref);
-    let found: { archive: ImageArchive; image: ArchiveImage } | undefined;
-    for (const path of w.archive ? [w.archive] : def.imageArchives) {
-      const { archive, images } = await load(path);
-      const image = images.find((i) => i.refs.includes(ref));
-      if (image) {
-        found = { archive, image };
-        break;
-      }
+    const hit = await index.find(ref, w.archive ? [w.archive] : def.imageArchives);
+    if (hit) found.set(ref, hit);
+    else if (w.archive || !docker) throw imageNotFound(w.ref, def, docker !== undefined);
+    else fromEngine.push(ref);
+  }
+  if (fromEngine.length > 0) {
+    const exported = await exportFromEngine(docker!, fromEngine, work.dir, def);
+    for (const ref of fromEngine) {
+      const hit = await index.find(ref, [exported]);
+      if (!hit) throw imageNotFound(ref, def, true);
+      found.set(ref, hit);
     }
-    if (!found) {
-      throw notFound(`image ${w.ref} is in none of the image archives`, {
-        subject: def.file,
-        reason: 'image-not-found',
-        hint: `add its 'docker save' tarball under image_archives: in ${def.file}`,
-      });
-    }
-    const record = await addImage(found.archive, found.image, work);
+  }
+  const records = new Map<string, ImageRecord>();
+  for (const [ref, { archive, image }] of found) {
+    const record = await addImage(archive, image, work);
     const existing = records.get(record.id);
     if (existing) existing.refs = [...new Set([...existing.refs, ref])].sort();
     else records.set(record.id, { ...record, refs: [ref] });
   }
   return [...records.values()].sort((a, b) => (a.refs[0]! < b.refs[0]! ? -1 : 1));
+}
+
+function imageNotFound(ref: string, def: BundleDefinition, askedEngine: boolean) {
+  return notFound(`image ${ref} is in none of the image archives${askedEngine ? ' nor in the local Docker Engine' : ''}`, {
+    subject: def.file,
+    reason: 'image-not-found',
+    hint: `load or build it in the local engine, or add its 'docker save' tarball under image_archives: in ${def.file}`,
+  });
+}
+
+async function exportFromEngine(docker: Docker, refs: string[], dir: string, def: BundleDefinition): Promise<string> {
+  for (const ref of refs) {
+    if (!(await docker.images.find(ref))) throw imageNotFound(ref, def, true);
+  }
+  const path = join(dir, 'engine-export.tar');
+  await pipeline(await docker.images.export(refs), createWriteStream(path, { highWaterMark: 1024 * 1024 }));
+  return path;
 }
 
 async function addImage(archive: ImageArchive, image: ArchiveImage, work: BlobCollector): Promise<ImageRecord> {

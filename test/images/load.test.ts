@@ -1,7 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import YAML from 'yaml';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CLI, makeProject, makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
@@ -132,6 +133,46 @@ test('a daemon killed during a load: a clear error, nothing recorded as loaded, 
   try {
     const layers = (await docker.images.inspect('loadtest/web:2.0.0')).RootFS.Layers ?? [];
     assert.equal(layers.length, 3);
+  } finally {
+    await docker.close();
+  }
+});
+
+test('build takes images the archives lack from the local engine, and they load back with the same ids', async () => {
+  const { file, project } = await bundle('3.0.0');
+  const expected = await archiveImageIds(join(project, 'images', 'demo.tar'));
+  const docker = daemon.client();
+  try {
+    // Put the images into the engine, then build a bundle that names no image archive.
+    const state = join(work.dir, 'state-c');
+    assert.equal((await runCli(importArgs(file, state), { DOCKER_HOST: daemon.dockerHost })).code, 0);
+    const defFile = join(project, 'engine.yaml');
+    await writeFile(defFile, YAML.stringify({ name: 'fromengine', version: '1.0.0', stacks: [{ name: 'web', compose: 'docker-compose.yml' }] }));
+    const built = await runCli(['bundle', 'build', '-f', defFile, '--key', signer.keyPath, '-o', join(work.dir, 'out'), '--json'], { DOCKER_HOST: daemon.dockerHost });
+    assert.equal(built.code, 0, built.stderr);
+    const path = (JSON.parse(built.stdout) as { path: string }).path;
+    const inspect = JSON.parse((await runCli(['bundle', 'inspect', path, '--trust', signer.trustDir, '--json'])).stdout) as {
+      manifest: { images: { refs: string[]; id: string }[] };
+    };
+    assert.deepEqual(
+      inspect.manifest.images.map((i) => [i.refs[0], i.id]),
+      [
+        ['loadtest/base:1', expected.get('loadtest/base:1')],
+        ['loadtest/web:3.0.0', expected.get('loadtest/web:3.0.0')],
+      ],
+    );
+
+    await docker.images.delete('loadtest/web:3.0.0');
+    await docker.images.delete('loadtest/base:1');
+    const r = await runCli(importArgs(path, join(work.dir, 'state-d')), { DOCKER_HOST: daemon.dockerHost });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.equal((await docker.images.inspect('loadtest/web:3.0.0')).Id, expected.get('loadtest/web:3.0.0'));
+
+    // An image in neither place is named.
+    await writeFile(defFile, YAML.stringify({ name: 'fromengine', version: '1.0.1', images: ['loadtest/nothere:1'] }));
+    const missing = await runCli(['bundle', 'build', '-f', defFile, '--key', signer.keyPath, '-o', join(work.dir, 'out')], { DOCKER_HOST: daemon.dockerHost });
+    assert.equal(missing.code, 4);
+    assert.match(missing.stderr, /image loadtest\/nothere:1 is in none of the image archives nor in the local Docker Engine/);
   } finally {
     await docker.close();
   }

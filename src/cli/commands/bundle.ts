@@ -56,7 +56,8 @@ export const bundleCommands: Command[] = [
     usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--json]',
     details:
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
-      'in bundle.yaml. With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
+      'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
+      'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
       '--compress auto (default) gzips only blobs that shrink by 10% or more.',
     options: { file: stringOpt('f'), key: stringOpt(), out: stringOpt('o'), compress: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
@@ -66,7 +67,10 @@ export const bundleCommands: Command[] = [
       if (!keyPath) throw usageError('--key KEY is required: bundles are always signed');
       const compression = (str(values.compress) ?? 'auto') as Compression;
       if (!['auto', 'gzip', 'none'].includes(compression)) throw usageError(`--compress must be auto, gzip or none, not "${compression}"`);
-      const r = await buildBundle({ definitionFile: file, key: await loadPrivateKey(keyPath), outDir: str(values.out) ?? '.', compression });
+      const docker = new Docker();
+      const r = await buildBundle({ definitionFile: file, key: await loadPrivateKey(keyPath), outDir: str(values.out) ?? '.', compression, docker }).finally(() =>
+        docker.close(),
+      );
       if (json) out(JSON.stringify({ path: r.path, bytes: r.bytes, keyId: r.keyId, name: r.manifest.name, version: r.manifest.version, blobs: r.manifest.blobs.length }));
       else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
     },
