@@ -4,8 +4,9 @@ import { AirlockError, asAirlockError, usageError } from '../errors/index.js';
 import type { Command } from './command.js';
 import { keyCommands } from './commands/key.js';
 import { bundleCommands } from './commands/bundle.js';
+import { doctorCommands } from './commands/doctor.js';
 
-const COMMANDS: Command[] = [...keyCommands, ...bundleCommands];
+const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...doctorCommands];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

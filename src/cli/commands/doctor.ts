@@ -1,0 +1,37 @@
+import { Docker } from '../../docker/index.js';
+import { runChecks } from '../../doctor/checks.js';
+import { stateDirFrom } from '../../import/import-bundle.js';
+import { trustDirFrom } from '../../trust/trust-store.js';
+import { ExitCode } from '../../errors/index.js';
+import { jsonOpt, stringOpt, type Command } from '../command.js';
+import { table } from '../format.js';
+
+export const doctorCommands: Command[] = [
+  {
+    path: ['doctor'],
+    summary: 'check that this host can take bundles',
+    usage: 'airlock doctor [--state DIR] [--trust DIR] [--json]',
+    details: 'Checks the Docker Engine (reachable, API version, storage driver, swarm state), free space in\nthe state dir, and the trust store\'s ownership and permissions. Exits 0 when nothing fails, 3 otherwise.',
+    options: { state: stringOpt(), trust: stringOpt(), ...jsonOpt },
+    args: { min: 0, max: 0 },
+    async run({ values, json, out }) {
+      const docker = new Docker({ retry: false });
+      try {
+        const results = await runChecks({
+          docker,
+          stateDir: stateDirFrom(values.state as string | undefined),
+          trustDir: trustDirFrom(values.trust as string | undefined),
+        });
+        const ok = results.every((r) => r.status !== 'fail');
+        if (json) out(JSON.stringify({ ok, checks: results }));
+        else {
+          out(table(results.map((r) => [r.status.toUpperCase(), r.name, r.detail])));
+          for (const r of results.filter((r) => r.hint && r.status !== 'pass')) out(`  ${r.name}: ${r.hint}`);
+        }
+        return ok ? ExitCode.ok : ExitCode.config;
+      } finally {
+        await docker.close();
+      }
+    },
+  },
+];

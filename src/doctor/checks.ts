@@ -1,0 +1,110 @@
+import { readdir, stat, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { asAirlockError } from '../errors/index.js';
+import { MAX_API_VERSION, type Docker } from '../docker/index.js';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+export interface CheckResult {
+  name: string;
+  status: CheckStatus;
+  detail: string;
+  hint?: string;
+}
+
+export interface DoctorInput {
+  docker: Docker;
+  stateDir: string;
+  trustDir: string;
+  /** Free space below this fails the check. */
+  minFreeBytes?: number;
+}
+
+const GiB = 1024 ** 3;
+
+/**
+ * Checks a host can take bundles: each check is independent, so one failure
+ * (say, no engine) still lets the others report.
+ */
+export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
+  const results = [...(await engineChecks(input.docker))];
+  results.push(await freeSpace(input.stateDir, input.minFreeBytes ?? 2 * GiB));
+  results.push(await trustStore(input.trustDir));
+  return results;
+}
+
+async function engineChecks(docker: Docker): Promise<CheckResult[]> {
+  let api: string;
+  try {
+    api = await docker.client.apiVersion({ retry: false });
+  } catch (e) {
+    const err = asAirlockError(e);
+    return [{ name: 'engine', status: 'fail', detail: err.message, hint: err.hint ?? 'start dockerd, or set DOCKER_HOST=unix:///path/to/docker.sock' }];
+  }
+  const info = await docker.system.info({ retry: false });
+  const results: CheckResult[] = [
+    { name: 'engine', status: 'pass', detail: `Docker ${info.ServerVersion} at ${docker.endpoint}` },
+    {
+      name: 'api version',
+      status: 'pass',
+      detail: `using ${api}${api === MAX_API_VERSION ? '' : ` (the engine's highest; airlock speaks up to ${MAX_API_VERSION})`}`,
+    },
+    info.Driver === 'overlay2'
+      ? { name: 'storage driver', status: 'pass', detail: info.Driver }
+      : { name: 'storage driver', status: 'warn', detail: info.Driver, hint: 'overlay2 is the driver Docker supports best; vfs copies every layer in full' },
+  ];
+  const swarm = info.Swarm;
+  if (swarm.LocalNodeState === 'active') {
+    results.push({ name: 'swarm', status: 'pass', detail: `active, ${swarm.ControlAvailable ? 'manager' : 'worker'} (node ${swarm.NodeID})` });
+  } else {
+    results.push({
+      name: 'swarm',
+      status: 'warn',
+      detail: swarm.LocalNodeState,
+      hint: "stacks need a swarm: 'airlock cluster up' from the jump box, or the agent's first-boot join",
+    });
+  }
+  return results;
+}
+
+async function freeSpace(stateDir: string, min: number): Promise<CheckResult> {
+  // The state dir may not exist yet: measure the nearest folder that does.
+  let dir = stateDir;
+  for (;;) {
+    try {
+      const fs = await statfs(dir);
+      const free = Number(fs.bavail) * Number(fs.bsize);
+      const detail = `${(free / GiB).toFixed(1)} GiB free at ${dir}`;
+      return free >= min
+        ? { name: 'free space', status: 'pass', detail }
+        : { name: 'free space', status: 'fail', detail, hint: `airlock wants ${(min / GiB).toFixed(0)} GiB free for bundles; run 'airlock prune' or grow the disk` };
+    } catch {
+      const parent = join(dir, '..');
+      if (parent === dir) return { name: 'free space', status: 'fail', detail: `cannot read ${stateDir}` };
+      dir = parent;
+    }
+  }
+}
+
+/** Anyone who can write the trust store can make this host run anything. */
+async function trustStore(dir: string): Promise<CheckResult> {
+  const name = 'trust store';
+  let s;
+  try {
+    s = await stat(dir);
+  } catch {
+    return { name, status: 'fail', detail: `${dir} does not exist`, hint: 'create it (root:root, 0755) and put the vendor public keys (*.pub) in it' };
+  }
+  const problems: string[] = [];
+  const check = (path: string, st: { uid: number; mode: number }) => {
+    if (st.uid !== 0) problems.push(`${path} is owned by uid ${st.uid}, not root`);
+    if (st.mode & 0o022) problems.push(`${path} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
+  };
+  check(dir, s);
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.pub') || f === 'revoked');
+  for (const f of files) check(join(dir, f), await stat(join(dir, f)));
+  const keys = files.filter((f) => f.endsWith('.pub')).length;
+  if (problems.length > 0) return { name, status: 'fail', detail: problems.join('; '), hint: `chown -R root:root ${dir} && chmod -R go-w ${dir}` };
+  if (keys === 0) return { name, status: 'fail', detail: `${dir} holds no *.pub key`, hint: 'copy the vendor public key there' };
+  return { name, status: 'pass', detail: `${keys} key${keys === 1 ? '' : 's'} in ${dir}, root-owned, not group- or world-writable` };
+}

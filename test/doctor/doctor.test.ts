@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeSigner, runCli, tempDir } from '../helpers/fixtures.js';
+
+interface Doctor {
+  ok: boolean;
+  checks: { name: string; status: string; detail: string; hint?: string }[];
+}
+
+const byName = (d: Doctor) => Object.fromEntries(d.checks.map((c) => [c.name, c]));
+
+test('doctor passes on a host with a running engine and a sound trust store', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const signer = await makeSigner(dir);
+  await chmod(signer.trustDir, 0o755);
+  const r = await runCli(['doctor', '--trust', signer.trustDir, '--state', join(dir, 'state'), '--json']);
+  const d = JSON.parse(r.stdout) as Doctor;
+  const c = byName(d);
+  assert.equal(c.engine!.status, 'pass');
+  assert.match(c['api version']!.detail, /^using 1\.\d+/);
+  assert.ok(c['storage driver']);
+  assert.ok(['pass', 'warn'].includes(c.swarm!.status));
+  assert.equal(c['trust store']!.status, 'pass');
+  assert.equal(r.code, d.ok ? 0 : 3);
+});
+
+test('doctor fails, naming the fix, for a writable trust store and an unreachable engine', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const signer = await makeSigner(dir);
+  await chmod(signer.trustDir, 0o777);
+  const r = await runCli(['doctor', '--trust', signer.trustDir, '--state', dir, '--json'], { DOCKER_HOST: `unix://${join(dir, 'none.sock')}` });
+  assert.equal(r.code, 3);
+  const c = byName(JSON.parse(r.stdout) as Doctor);
+  assert.equal(c.engine!.status, 'fail');
+  assert.match(c.engine!.detail, /not reachable/);
+  assert.equal(c['trust store']!.status, 'fail');
+  assert.match(c['trust store']!.detail, /writable by group or others \(mode 777\)/);
+  assert.match(c['trust store']!.hint!, /chmod -R go-w/);
+  const human = await runCli(['doctor', '--trust', signer.trustDir, '--state', dir], { DOCKER_HOST: `unix://${join(dir, 'none.sock')}` });
+  assert.match(human.stdout, /^FAIL\s+engine/m);
+});
