@@ -82,6 +82,17 @@ test('import loads the images into an engine that lacks them, with the ids and l
     const retag = await runCli(importArgs(file, state), { DOCKER_HOST: daemon.dockerHost });
     assert.deepEqual((JSON.parse(retag.stdout) as ImportJson).images.tagged, ['loadtest/base:1']);
     assert.equal((await docker.images.inspect('loadtest/base:1')).Id, expected.get('loadtest/base:1'));
+
+    // The next release's layers partly come from this one, already in the content store:
+    // with the engine emptied, they still load complete.
+    for (const ref of ['loadtest/web:1.0.0', 'loadtest/base:1', 'keep/base:1']) await docker.images.delete(ref);
+    const next = await bundle('1.1.0');
+    const upgrade = await runCli(importArgs(next.file, state), { DOCKER_HOST: daemon.dockerHost });
+    assert.equal(upgrade.code, 0, upgrade.stderr + upgrade.stdout);
+    const up = JSON.parse(upgrade.stdout) as ImportJson & { newBlobs: number; blobs: number };
+    assert.ok(up.newBlobs < up.blobs, 'the base layer was already stored');
+    assert.deepEqual(up.images.loaded.sort(), ['loadtest/base:1', 'loadtest/web:1.1.0']);
+    assert.deepEqual((await docker.images.inspect('loadtest/web:1.1.0')).RootFS.Layers, [base, await sha256File(join(next.project, 'images', 'app.tar'))]);
   } finally {
     await docker.close();
   }
