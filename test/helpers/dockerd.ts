@@ -109,8 +109,15 @@ export class PrivateDaemon {
 
   async destroy(): Promise<void> {
     await this.stop();
-    // dockerd bind-mounts its data root onto itself; a killed one leaves that mount behind.
-    spawnSync('umount', ['-l', join(this.dir, 'data')], { stdio: 'ignore' });
+    // dockerd leaves mounts behind (its data root bound onto itself, swarm network
+    // namespaces under exec-root): unmount them, deepest first, before removing.
+    const mounts = readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ')[1] ?? '')
+      .filter((m) => m.startsWith(`${this.dir}/`))
+      .sort()
+      .reverse();
+    for (const m of mounts) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
     await rm(this.dir, { recursive: true, force: true });
   }
 }
