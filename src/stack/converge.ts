@@ -1,0 +1,79 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AirlockError } from '../errors/index.js';
+import type { Docker, Service, Task, TaskSpec } from '../docker/index.js';
+import { stable } from './spec-diff.js';
+
+export interface ConvergeOptions {
+  timeoutMs: number;
+  pollMs?: number;
+  signal?: AbortSignal;
+  onProgress?: (status: ServiceProgress[]) => void;
+}
+
+export interface ServiceProgress {
+  name: string;
+  /** Tasks running (and healthy, where a healthcheck is defined) with the current spec. */
+  ready: number;
+  desired: number;
+  /** Errors of tasks of the current spec that failed or were rejected, newest first. */
+  errors: string[];
+}
+
+const FAILED_UPDATE = new Set(['paused', 'rollback_started', 'rollback_paused', 'rollback_completed']);
+
+const isJob = (s: Service) => s.Spec.Mode?.ReplicatedJob !== undefined || s.Spec.Mode?.GlobalJob !== undefined;
+
+/**
+ * One look at the services: a task counts when it runs the service's current
+ * task template. Swarm keeps a task with a healthcheck in "starting" until it
+ * is healthy, so "running" already means healthy.
+ */
+export function progressOf(service: Service, tasks: Task[]): ServiceProgress {
+  const template = stable(service.Spec.TaskTemplate as TaskSpec);
+  const current = tasks.filter((t) => t.ServiceID === service.ID && stable(t.Spec) === template);
+  const job = isJob(service);
+  const ready = current.filter((t) => (job ? t.Status.State === 'complete' : t.Status.State === 'running' && t.DesiredState === 'running')).length;
+  const desired = job
+    ? service.Spec.Mode?.ReplicatedJob?.TotalCompletions ?? service.ServiceStatus?.DesiredTasks ?? 1
+    : service.ServiceStatus?.DesiredTasks ?? service.Spec.Mode?.Replicated?.Replicas ?? 0;
+  const errors = current
+    .filter((t) => t.Status.State === 'failed' || t.Status.State === 'rejected')
+    .sort((a, b) => (b.Status.Timestamp ?? '').localeCompare(a.Status.Timestamp ?? ''))
+    .map((t) => `${t.Status.State} on node ${t.NodeID?.slice(0, 12) || '?'}: ${t.Status.Err || t.Status.Message || 'no message'}`);
+  return { name: service.Spec.Name!, ready, desired, errors: [...new Set(errors)] };
+}
+
+/** Waits until every named service runs its desired tasks, or fails with each failing task's error. */
+export async function waitForConvergence(docker: Docker, serviceNames: readonly string[], opts: ConvergeOptions): Promise<ServiceProgress[]> {
+  const deadline = Date.now() + opts.timeoutMs;
+  const call = opts.signal ? { signal: opts.signal } : {};
+  const wanted = new Set(serviceNames);
+  for (;;) {
+    const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
+    const tasks = services.length ? await docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }) : [];
+    const status = services.map((s) => progressOf(s, tasks));
+    opts.onProgress?.(status);
+    const stuck = services.find((s) => FAILED_UPDATE.has(s.UpdateStatus?.State ?? ''));
+    if (stuck) {
+      throw new AirlockError('engine', `service ${stuck.Spec.Name}: swarm ${stuck.UpdateStatus!.State!.replace('_', ' ')} the update: ${stuck.UpdateStatus!.Message ?? ''}`, {
+        reason: 'update-failed',
+        subject: stuck.Spec.Name,
+      });
+    }
+    if (services.length === wanted.size && status.every((s) => s.ready >= s.desired)) return status;
+    if (Date.now() >= deadline) throw notConverged(status, serviceNames, opts.timeoutMs);
+    await sleep(opts.pollMs ?? 1000, undefined, call);
+  }
+}
+
+function notConverged(status: ServiceProgress[], names: readonly string[], timeoutMs: number): AirlockError {
+  const missing = names.filter((n) => !status.some((s) => s.name === n));
+  const lines = status
+    .filter((s) => s.ready < s.desired)
+    .map((s) => `${s.name}: ${s.ready}/${s.desired} ready${s.errors.length ? `; ${s.errors.slice(0, 3).join('; ')}` : ''}`);
+  for (const n of missing) lines.push(`${n}: not found`);
+  return new AirlockError('engine', `services did not converge within ${Math.round(timeoutMs / 1000)} s: ${lines.join(' | ')}`, {
+    reason: 'not-converged',
+    hint: 'a "No such image" error means the image is missing on that node: import the bundle there too',
+  });
+}

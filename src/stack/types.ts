@@ -1,0 +1,61 @@
+import type { Config, ConfigSpec, Network, NetworkCreateRequest, Secret, SecretSpec, Service, ServiceSpec } from '../docker/index.js';
+
+export const NAMESPACE_LABEL = 'com.docker.stack.namespace';
+/** Set by the converter on content-named secrets and configs: the name the compose file uses. */
+export const LOGICAL_NAME_LABEL = 'com.docker.stack.airlock.logical-name';
+
+/** A secret or config as the converter produces it: data as bytes or base64. */
+export type WithData<T> = Omit<T, 'Data'> & { Data?: string | Uint8Array };
+
+/** What a stack should be: the converter's output for one stack. */
+export interface DesiredStack {
+  stack: string;
+  networks: NetworkCreateRequest[];
+  secrets: WithData<SecretSpec>[];
+  configs: WithData<ConfigSpec>[];
+  services: ServiceSpec[];
+}
+
+/** What the engine holds for a stack, found by its namespace label. */
+export interface StackState {
+  services: Service[];
+  networks: Network[];
+  secrets: Secret[];
+  configs: Config[];
+}
+
+export interface FieldChange {
+  path: string;
+  before: unknown;
+  after: unknown;
+}
+
+/**
+ * One change to the engine, as a typed union: the planner emits them, the
+ * executor runs them through a map from action to function.
+ */
+export type Step =
+  | { action: 'create-network'; name: string; network: NetworkCreateRequest }
+  | { action: 'create-secret'; name: string; secret: WithData<SecretSpec> }
+  | { action: 'create-config'; name: string; config: WithData<ConfigSpec> }
+  | { action: 'create-service'; name: string; spec: ServiceSpec }
+  | { action: 'update-service'; name: string; id: string; version: number; spec: ServiceSpec; changes: FieldChange[] }
+  | { action: 'remove-service'; name: string; id: string }
+  | { action: 'remove-secret'; name: string; id: string }
+  | { action: 'remove-config'; name: string; id: string }
+  | { action: 'remove-network'; name: string; id: string };
+
+export type Action = Step['action'];
+
+/** Steps in the order they must run: each phase may run in parallel within itself. */
+export interface Plan {
+  stack: string;
+  /** Networks, secrets and configs the services will need. */
+  prepare: Step[];
+  /** Service creates, updates and (with prune) removals. */
+  services: Step[];
+  /** Secrets and configs no service uses any more: removed only after a converged deploy. */
+  cleanup: Step[];
+  /** Services whose spec already equals the desired one: not touched. */
+  unchanged: string[];
+}
