@@ -192,17 +192,36 @@ export function parseManifest(bytes: Buffer): Manifest {
       hint: 'the bundle was made by an incompatible or broken builder',
     });
   }
-  if (canonicalJson(value) !== bytes.toString('utf8')) {
+  let canonical: string;
+  try {
+    canonical = canonicalJson(value);
+  } catch (e) {
+    // a number JSON allows but canonical form does not, e.g. a size of 1e300
+    throw integrityError(`${MANIFEST_ENTRY} holds a number that is not a safe integer: ${(e as Error).message}`, { reason: 'manifest-invalid', subject: MANIFEST_ENTRY });
+  }
+  if (canonical !== bytes.toString('utf8')) {
     throw integrityError(`${MANIFEST_ENTRY} is not in canonical form`, { reason: 'manifest-not-canonical', subject: MANIFEST_ENTRY });
   }
   const manifest = value as unknown as Manifest;
   if (!semver.valid(manifest.version)) {
     throw integrityError(`${MANIFEST_ENTRY}: version "${manifest.version}" is not a semantic version`, { reason: 'manifest-invalid' });
   }
+  for (const [field, ts] of [['created', manifest.created], ['expires', manifest.expires]] as const) {
+    // The pattern admits 2024-13-45T25:61:61Z; an expiry that does not parse would never expire.
+    if (ts !== null && !isRealTimestamp(ts)) {
+      throw integrityError(`${MANIFEST_ENTRY}: ${field} "${ts}" is not a valid date`, { reason: 'manifest-invalid', subject: MANIFEST_ENTRY });
+    }
+  }
   checkBlobList(manifest);
   checkReferences(manifest);
   checkFilePaths(manifest);
   return manifest;
+}
+
+/** True when `ts` (already YYYY-MM-DDTHH:MM:SSZ) names a real instant, written as it would print. */
+function isRealTimestamp(ts: string): boolean {
+  const t = Date.parse(ts);
+  return Number.isFinite(t) && new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z') === ts;
 }
 
 function checkBlobList(m: Manifest): void {
@@ -243,12 +262,17 @@ function checkReferences(m: Manifest): void {
   for (const f of m.files) need(f.digest, `file ${f.path}`, f.size);
 }
 
-/** Extra files are placed on the host by path, so the path must stay inside its folder. */
+/**
+ * Extra files are placed on the host by path, and stack files are resolved
+ * by name (env_file paths are relative to them): every such path must stay
+ * inside its folder.
+ */
 function checkFilePaths(m: Manifest): void {
-  for (const f of m.files) {
-    const reason = unsafePathReason(f.path);
+  const paths = [...m.files.map((f) => ['file', f.path]), ...m.stacks.flatMap((s) => [...s.composeFiles, ...s.envFiles].map((f) => [`stack ${s.name} file`, f.name]))];
+  for (const [what, path] of paths as [string, string][]) {
+    const reason = unsafePathReason(path);
     if (reason) {
-      throw unsafeEntry(`${MANIFEST_ENTRY}: file path "${f.path}" ${reason}`, { reason: 'path-traversal', subject: f.path });
+      throw unsafeEntry(`${MANIFEST_ENTRY}: ${what} path "${path}" ${reason}`, { reason: 'path-traversal', subject: path });
     }
   }
 }

@@ -75,10 +75,20 @@ class EntryWalker {
   private readonly iterator: AsyncIterator<Entry>;
   private readonly feeding: Promise<void>;
   private index = -1;
+  /** Bytes fed to the tar parser, and the last few of them: to tell trailing garbage from a cut. */
+  private fed = 0;
+  private tail: Buffer = Buffer.alloc(0);
 
   constructor(private readonly input: Readable) {
     this.iterator = this.extract[Symbol.asyncIterator]() as AsyncIterator<Entry>;
-    this.feeding = pipeline(input, this.extract as unknown as Writable);
+    const watch = async function* (this: EntryWalker, source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        this.fed += chunk.length;
+        this.tail = chunk.length >= TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);
+        yield chunk;
+      }
+    }.bind(this);
+    this.feeding = pipe(input, watch, this.extract);
     // Failures surface through the iterator; keep this promise from going unhandled.
     this.feeding.catch(() => undefined);
   }
@@ -105,10 +115,56 @@ class EntryWalker {
     }
   }
 
+  /**
+   * What really went wrong when reading an entry's data failed. A tar-level
+   * failure (the file ends inside the entry, say) reaches the entry stream
+   * only as streamx's "Stream was destroyed"; the parser has the cause.
+   */
+  async explain(e: unknown): Promise<unknown> {
+    // Wait for the parser's outcome only when it is going down, so this always settles.
+    if (e instanceof AirlockError || !(this.extract as unknown as { destroying: boolean }).destroying) return e;
+    const cause = await this.feeding.then(
+      () => undefined,
+      (f: unknown) => f,
+    );
+    return isTarStreamFailure(cause) ? tarError(cause) : e;
+  }
+
+  /**
+   * After every listed entry was read: a parse failure here is about bytes
+   * behind the archive's last entry, not about a damaged entry.
+   */
+  trailing(e: AirlockError): AirlockError {
+    const partial = this.fed % BLOCK;
+    const t = this.tail;
+    const strayAfterEnd =
+      e.reason === 'truncated' &&
+      partial > 0 &&
+      t.length >= partial + BLOCK &&
+      t.subarray(t.length - partial - BLOCK, t.length - partial).every((b) => b === 0) &&
+      t.subarray(t.length - partial).some((b) => b !== 0);
+    if (e.reason === 'corrupt-tar' || strayAfterEnd) {
+      return integrityError(
+        strayAfterEnd ? `bundle has ${partial} stray bytes after its last entry` : 'bundle has bytes after its last entry that are not a tar entry',
+        { reason: 'extra-entry', hint: 'something was appended to the bundle after signing; get a fresh copy' },
+      );
+    }
+    return e;
+  }
+
   close(): void {
     this.input.destroy();
     this.extract.destroy();
   }
+}
+
+const BLOCK = 512;
+const TAIL_BYTES = 2 * BLOCK;
+
+function isTarStreamFailure(e: unknown): e is Error {
+  if (!(e instanceof Error)) return false;
+  const msg = e.message;
+  return msg === 'Unexpected end of data' || msg === 'Header exceeds max size' || msg === 'Invalid header' || msg.startsWith('Invalid tar header');
 }
 
 function tarError(e: unknown): AirlockError {
@@ -144,7 +200,8 @@ const ENTRY_TYPE_NAMES: Record<string, string> = {
 
 function checkHeader(h: tar.Header, index: number): void {
   if (h.type !== 'file') {
-    throw unsafeEntry(`entry ${index + 1} "${h.name}" is ${ENTRY_TYPE_NAMES[h.type] ?? h.type}; bundles hold regular files only`, {
+    const what = (h.type && ENTRY_TYPE_NAMES[h.type]) ?? 'an entry of an unknown tar type';
+    throw unsafeEntry(`entry ${index + 1} "${h.name}" is ${what}; bundles hold regular files only`, {
       reason: h.type === 'symlink' || h.type === 'link' ? 'link-entry' : h.type === 'directory' ? 'directory-entry' : 'device-entry',
       subject: h.name,
     });
@@ -255,10 +312,16 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Ve
       if (entry.header.name !== blobEntryName(blob.digest)) throw misplaced(entry.header.name, i, position);
       payloadBytes += await copyBlob(entry, blob, opts.sink);
     }
-    const extra = await walker.next();
-    if (extra) throw misplaced(extra.header.name, manifest.blobs.length, position);
-    await walker.end();
+    try {
+      const extra = await walker.next();
+      if (extra) throw misplaced(extra.header.name, manifest.blobs.length, position);
+      await walker.end();
+    } catch (e) {
+      throw e instanceof AirlockError && e.kind === 'integrity' ? walker.trailing(e) : e;
+    }
     return { ...head, payloadBytes };
+  } catch (e) {
+    throw await walker.explain(e);
   } finally {
     walker.close();
   }
@@ -269,6 +332,8 @@ export async function readBundleHead(input: Readable, limits: Partial<Limits> = 
   const walker = new EntryWalker(input);
   try {
     return await readHeadEntries(walker, withLimits(limits));
+  } catch (e) {
+    throw await walker.explain(e);
   } finally {
     walker.close();
   }
@@ -323,21 +388,26 @@ async function copyBlob(entry: Entry, blob: BlobRecord, sink: BlobSink | undefin
   const storedHash = createHash('sha256');
   const stored = hashStep(storedHash, storedSize, () => integrityError(`${name} is longer than declared`, { reason: 'size-mismatch', subject: name }));
   const target = (await sink?.open(blob)) ?? drain;
+  const gunzip = blob.encoding === 'identity' ? undefined : createGunzip();
   try {
-    if (blob.encoding === 'identity') {
+    if (!gunzip) {
       await pipe(entry, stored.step, target);
     } else {
       const contentHash = createHash('sha256');
       const content = hashStep(contentHash, blob.size, () =>
         unsafeEntry(`${name} inflates beyond its declared ${blob.size} bytes`, { reason: 'decompression-bomb', subject: name }),
       );
-      await pipe(entry, stored.step, createGunzip(), content.step, target);
+      await pipe(entry, stored.step, gunzip, content.step, target);
       checkDigest(name, 'decoded content', contentHash.digest('hex'), blob.digest, content.state.bytes, blob.size);
     }
   } catch (e) {
     if (e instanceof AirlockError) throw e;
-    if ((e as { code?: string }).code?.startsWith('Z_')) {
-      throw integrityError(`${name} is corrupt: its ${blob.encoding} data does not decode (${(e as Error).message})`, {
+    const code = (e as { code?: string }).code;
+    // A gzip stream that ends before its stored bytes do: gunzip stops reading and the pipeline sees a premature close.
+    const endedEarly = code === 'ERR_STREAM_PREMATURE_CLOSE' && gunzip?.readableEnded === true;
+    if (code?.startsWith('Z_') || endedEarly) {
+      const why = endedEarly ? 'the gzip stream ends before the entry does' : (e as Error).message;
+      throw integrityError(`${name} is corrupt: its ${blob.encoding} data does not decode (${why})`, {
         reason: 'hash-mismatch',
         subject: name,
       });

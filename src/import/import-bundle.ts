@@ -125,9 +125,10 @@ async function storeBundle(file: string, opts: ImportOptions, journal: Journal, 
     }, now);
     return result;
   } catch (e) {
-    await staging?.discard();
     const err = asAirlockError(e);
     recordRefusal(journal, file, err, head, now);
+    // The refusal is on record first: a failed clean-up must not hide it.
+    await staging?.discard().catch(() => undefined);
     throw err;
   }
 }

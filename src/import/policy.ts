@@ -12,7 +12,8 @@ import type { BundleRecords } from '../journal/bundles.js';
 export function checkVersionPolicy(head: VerifiedHead, bundles: BundleRecords, allowDowngrade: boolean): void {
   const m = head.manifest;
   if (bundles.byDigest(head.manifestDigest)) return;
-  const same = bundles.byName(m.name).find((b) => b.version === m.version);
+  // semver.eq: build metadata (1.0.0+b2) does not make a new version.
+  const same = bundles.byName(m.name).find((b) => semver.eq(b.version, m.version));
   if (same) {
     throw policyError(`${m.name} ${m.version} was already imported with different content (manifest ${same.manifest_digest})`, {
       reason: 'version-conflict',

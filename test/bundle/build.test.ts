@@ -141,7 +141,7 @@ test('images default to those the stacks reference; a missing one is named', asy
   const r = await runCli(['bundle', 'build', '-f', def, '--key', signer.keyPath, '-o', join(dir, 'out')]);
   assert.equal(r.code, 4);
   assert.match(r.stderr, /image demo\/db:9 is in none of the image archives/);
-  assert.match(r.stderr, /hint: add its 'docker save' tarball under image_archives/);
+  assert.match(r.stderr, /hint: load or build it in the local engine, or add its 'docker save' tarball under image_archives/);
 
   // An explicit list overrides what the stacks reference.
   await writeFile(def, YAML.stringify({ ...doc, images: ['demo/base:1'] }));

@@ -44,6 +44,16 @@ function summaryLines(m: Manifest): string[] {
   return lines;
 }
 
+/** The key id a signature entry names, if it is readable at all (inspect shows broken ones too). */
+function signerOf(bytes: Buffer | null): string | null {
+  try {
+    const id = bytes ? (JSON.parse(bytes.toString('utf8')) as { keyId?: unknown }).keyId : null;
+    return typeof id === 'string' ? id : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The journal, read-only, when the state dir has one; verify uses it for the downgrade check. */
 function existingJournal(stateDir: string): Journal | undefined {
   return existsSync(join(stateDir, JOURNAL_FILE)) ? Journal.open(stateDir, { readonly: true }) : undefined;
@@ -92,7 +102,7 @@ export const bundleCommands: Command[] = [
         signature = { status: 'valid', keyId: sig.keyId };
       } catch (e) {
         if (!(e instanceof AirlockError)) throw e;
-        const keyId = head.signatureBytes ? (JSON.parse(head.signatureBytes.toString()) as { keyId?: string }).keyId ?? null : null;
+        const keyId = signerOf(head.signatureBytes);
         signature = { status: e.reason, keyId, message: e.message };
       }
       const fileBytes = (await stat(file)).size;
