@@ -257,7 +257,16 @@ function checkReferences(m: Manifest): void {
     if (img.id !== img.config.digest) throw integrityError(`${MANIFEST_ENTRY}: ${label} id differs from its config digest`, { reason: 'manifest-invalid' });
     need(img.config.digest, label, img.config.size);
     need(img.manifest.digest, label, img.manifest.size);
-    for (const l of img.layers) need(l.digest, label, l.size);
+    for (const l of img.layers) {
+      need(l.digest, label, l.size);
+      // An uncompressed layer is its own diff: the two hashes must agree before Docker sees it.
+      if (l.mediaType.endsWith('.tar') && l.digest !== l.diffId) {
+        throw integrityError(`${MANIFEST_ENTRY}: ${label} layer ${l.digest} is an uncompressed tar, but its diff id is ${l.diffId}`, {
+          reason: 'layer-mismatch',
+          subject: label,
+        });
+      }
+    }
   }
   for (const f of m.files) need(f.digest, `file ${f.path}`, f.size);
 }

@@ -1,13 +1,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CLI, makeProject, makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { archiveImageIds, sha256File } from '../helpers/images.js';
+import { Bundle } from '../helpers/tamper.js';
+import { loadPrivateKey } from '../../src/trust/keys.js';
 
 // One engine of this file's own: it starts empty, and one test kills it.
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -186,5 +189,60 @@ test('build takes images the archives lack from the local engine, and they load 
     assert.match(missing.stderr, /image loadtest\/nothere:1 is in none of the image archives nor in the local Docker Engine/);
   } finally {
     await docker.close();
+  }
+});
+
+test('an image whose layers do not match its manifest is refused before anything is loaded', async () => {
+  const { file } = await bundle('4.0.0');
+  const key = await loadPrivateKey(signer.keyPath);
+  const good = await Bundle.from(await readFile(file));
+  const m = good.manifest;
+  const web = m.images.find((i) => i.refs[0] === 'loadtest/web:4.0.0')!;
+
+  // 1. The manifest's diff id disagrees with the uncompressed layer: refused when verified, nothing stored.
+  const lying = structuredClone(m);
+  lying.images.find((i) => i.id === web.id)!.layers[1]!.diffId = `sha256:${'0'.repeat(64)}`;
+  const bad1 = join(work.dir, 'bad-diffid.airlock');
+  await writeFile(bad1, good.resign(lying, key).pack());
+  const state1 = join(work.dir, 'state-e');
+  const r1 = await runCli(importArgs(bad1, state1), { DOCKER_HOST: daemon.dockerHost });
+  assert.equal(r1.code, 11, r1.stdout + r1.stderr);
+  assert.equal((JSON.parse(r1.stdout) as { reason: string }).reason, 'layer-mismatch');
+  assert.match((JSON.parse(r1.stdout) as { message: string }).message, /loadtest\/web:4\.0\.0 layer sha256:[0-9a-f]{64} is an uncompressed tar, but its diff id is sha256:0{64}/);
+
+  // 2. The image config lists other layers than the manifest: stored (every blob is genuine),
+  //    but refused before the load, and the engine never sees it.
+  const configEntry = good.entry(`blobs/sha256/${web.config.digest.slice(7)}`);
+  const config = JSON.parse(configEntry.data.toString()) as { rootfs: { diff_ids: string[] } };
+  config.rootfs.diff_ids = [config.rootfs.diff_ids[1]!, config.rootfs.diff_ids[0]!];
+  const newConfig = Buffer.from(JSON.stringify(config));
+  const digest = `sha256:${createHash('sha256').update(newConfig).digest('hex')}`;
+  const swapped = structuredClone(m);
+  const img = swapped.images.find((i) => i.id === web.id)!;
+  img.id = digest;
+  img.config = { digest, size: newConfig.length };
+  swapped.blobs = [...swapped.blobs, { digest, size: newConfig.length, kind: 'image-config' as const, encoding: 'identity' as const }].sort((a, b) => (a.digest < b.digest ? -1 : 1));
+  const names = swapped.blobs.map((b) => `blobs/sha256/${b.digest.slice(7)}`);
+  const entries = [good.entry('manifest.json'), good.entry('manifest.sig'), ...names.map((n) => (n.endsWith(digest.slice(7)) ? { ...configEntry, name: n, data: newConfig } : good.entry(n)))];
+  const bad2 = join(work.dir, 'bad-config.airlock');
+  await writeFile(bad2, good.with(entries).resign(swapped, key).pack());
+  const state2 = join(work.dir, 'state-f');
+  const r2 = await runCli(importArgs(bad2, state2), { DOCKER_HOST: daemon.dockerHost });
+  assert.equal(r2.code, 11, r2.stdout + r2.stderr);
+  const err2 = JSON.parse(r2.stdout) as { reason: string; message: string };
+  assert.equal(err2.reason, 'layer-mismatch');
+  assert.match(err2.message, /image loadtest\/web:4\.0\.0: its config lists layers/);
+  const docker = daemon.client();
+  try {
+    assert.equal(await docker.images.find('loadtest/web:4.0.0'), undefined);
+  } finally {
+    await docker.close();
+  }
+  const db = new Database(join(state2, 'journal.db'), { readonly: true });
+  try {
+    assert.deepEqual(db.prepare('SELECT * FROM images').all(), []);
+    assert.deepEqual(db.prepare("SELECT outcome, reason FROM events WHERE kind = 'images.load'").all(), [{ outcome: 'refused', reason: 'layer-mismatch' }]);
+  } finally {
+    db.close();
   }
 });
