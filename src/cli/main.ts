@@ -5,8 +5,9 @@ import type { Command } from './command.js';
 import { keyCommands } from './commands/key.js';
 import { bundleCommands } from './commands/bundle.js';
 import { doctorCommands } from './commands/doctor.js';
+import { stackCommands } from './commands/stack.js';
 
-const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...doctorCommands];
+const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...stackCommands, ...doctorCommands];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

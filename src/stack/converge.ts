@@ -24,13 +24,26 @@ const FAILED_UPDATE = new Set(['paused', 'rollback_started', 'rollback_paused', 
 const isJob = (s: Service) => s.Spec.Mode?.ReplicatedJob !== undefined || s.Spec.Mode?.GlobalJob !== undefined;
 
 /**
+ * A task carries a trimmed copy of the task template (no restart policy,
+ * stop grace period, ...): it is current when every field it carries equals
+ * the template's. That is also the test swarm uses to replace a task.
+ */
+export function carriedBy(task: unknown, template: unknown): boolean {
+  if (task !== null && typeof task === 'object' && !Array.isArray(task)) {
+    if (template === null || typeof template !== 'object' || Array.isArray(template)) return false;
+    return Object.entries(task).every(([k, v]) => carriedBy(v, (template as Record<string, unknown>)[k]));
+  }
+  return stable(task) === stable(template);
+}
+
+/**
  * One look at the services: a task counts when it runs the service's current
  * task template. Swarm keeps a task with a healthcheck in "starting" until it
  * is healthy, so "running" already means healthy.
  */
 export function progressOf(service: Service, tasks: Task[]): ServiceProgress {
-  const template = stable(service.Spec.TaskTemplate as TaskSpec);
-  const current = tasks.filter((t) => t.ServiceID === service.ID && stable(t.Spec) === template);
+  const template = service.Spec.TaskTemplate as TaskSpec;
+  const current = tasks.filter((t) => t.ServiceID === service.ID && carriedBy(t.Spec, template));
   const job = isJob(service);
   const ready = current.filter((t) => (job ? t.Status.State === 'complete' : t.Status.State === 'running' && t.DesiredState === 'running')).length;
   const desired = job

@@ -2,9 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../docker/index.js';
 import { waitForConvergence, type ServiceProgress } from './converge.js';
 import { runPhase, type ExecuteOptions } from './execute.js';
+import { bindIds } from './bind.js';
 import { planStack } from './plan.js';
 import { readStackState } from './state.js';
-import type { DesiredStack, Plan, Step } from './types.js';
+import { NAMESPACE_LABEL, type DesiredStack, type Plan, type Step } from './types.js';
 
 export interface DeployOptions extends ExecuteOptions {
   prune?: boolean;
@@ -27,9 +28,13 @@ export const DEFAULT_TIMEOUT_MS = 120_000;
  * the secrets and configs that were replaced.
  */
 export async function deployStack(docker: Docker, desired: DesiredStack, opts: DeployOptions = {}): Promise<DeployResult> {
-  const current = await readStackState(docker, desired.stack, opts.signal);
-  const plan = planStack(desired, current, { prune: opts.prune ?? false });
-  await runPhase(docker, plan.prepare, opts);
+  const prune = opts.prune ?? false;
+  const before = await readStackState(docker, desired.stack, opts.signal);
+  const { prepare } = planStack(desired, before, { prune });
+  await runPhase(docker, prepare, opts);
+  // Services are planned once the secrets and configs they name exist and have ids.
+  const current = prepare.length > 0 ? await readStackState(docker, desired.stack, opts.signal) : before;
+  const plan = { ...planStack(await bindIds(docker, desired, { allowMissing: false }), current, { prune }), prepare };
   await runPhase(docker, plan.services, opts);
   if (!opts.wait) return { plan };
   const converged = await waitForConvergence(
@@ -41,9 +46,9 @@ export async function deployStack(docker: Docker, desired: DesiredStack, opts: D
   return { plan, converged };
 }
 
-/** Plans without changing anything. */
+/** Plans without changing anything; secrets and configs still to be made show as changed references. */
 export async function planDeploy(docker: Docker, desired: DesiredStack, prune: boolean): Promise<Plan> {
-  return planStack(desired, await readStackState(docker, desired.stack), { prune });
+  return planStack(await bindIds(docker, desired, { allowMissing: true }), await readStackState(docker, desired.stack), { prune });
 }
 
 /**
@@ -55,9 +60,8 @@ export async function removeStack(docker: Docker, stack: string, opts: ExecuteOp
   const services: Step[] = state.services.map((s) => ({ action: 'remove-service', name: s.Spec.Name!, id: s.ID }));
   await runPhase(docker, services, opts);
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
-  const ids = state.services.map((s) => s.ID);
-  while (ids.length > 0 && Date.now() < deadline) {
-    const left = await docker.tasks.list({ filters: { service: ids } });
+  while (services.length > 0 && Date.now() < deadline) {
+    const left = await docker.tasks.list({ filters: { label: [`${NAMESPACE_LABEL}=${stack}`] } });
     if (left.length === 0) break;
     await sleep(500);
   }

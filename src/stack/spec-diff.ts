@@ -14,6 +14,9 @@ export function withEngineDefaults(spec: ServiceSpec): ServiceSpec {
   s.TaskTemplate.ContainerSpec.Isolation ??= 'default';
   s.TaskTemplate.ForceUpdate ??= 0;
   s.TaskTemplate.Runtime ??= 'container';
+  s.EndpointSpec ??= {};
+  s.EndpointSpec.Mode ??= 'vip';
+  if (s.Mode?.Replicated) s.Mode.Replicated.Replicas ??= 1;
   for (const key of ['UpdateConfig', 'RollbackConfig'] as const) {
     const c = s[key];
     if (c) {

@@ -1,6 +1,12 @@
-/** A dockerd of the test's own, on a private socket, so a test may stop it. */
+/**
+ * A dockerd of the test's own, on a private socket, so a test may stop it.
+ * It runs in a network namespace of its own (the recipe in the product
+ * brief), so its swarm ports (2377, 7946, 4789) and 127.0.0.1 never collide
+ * with another test's daemon; the unix socket works across namespaces.
+ */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,8 +29,22 @@ export class PrivateDaemon {
   private child: ChildProcess | undefined;
   readonly socket: string;
 
+  readonly netns: string;
+
   constructor(readonly dir: string) {
     this.socket = join(dir, 'docker.sock');
+    this.netns = `airlock-${createHash('sha256').update(dir).digest('hex').slice(0, 10)}`;
+  }
+
+  private ensureNetns(): void {
+    if (existsSync(`/var/run/netns/${this.netns}`)) return;
+    const run = (args: string[]) => {
+      const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
+    };
+    run(['ip', 'netns', 'add', this.netns]);
+    // nsenter, not `ip netns exec`: the latter remounts /sys, which dockerd then fails on.
+    run(['nsenter', `--net=/var/run/netns/${this.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
   }
 
   get dockerHost(): string {
@@ -39,10 +59,13 @@ export class PrivateDaemon {
     await mkdir(join(this.dir, 'data'), { recursive: true });
     // A killed daemon leaves its pid file behind, and dockerd refuses to start over it.
     await rm(join(this.dir, 'docker.pid'), { force: true });
+    this.ensureNetns();
     const log = await open(join(this.dir, 'dockerd.log'), 'a');
     const child = spawn(
-      'dockerd',
+      'nsenter',
       [
+        `--net=/var/run/netns/${this.netns}`,
+        'dockerd',
         '--data-root', join(this.dir, 'data'),
         '--exec-root', join(this.dir, 'exec'),
         '--pidfile', join(this.dir, 'docker.pid'),
@@ -118,6 +141,7 @@ export class PrivateDaemon {
       .sort()
       .reverse();
     for (const m of mounts) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+    spawnSync('ip', ['netns', 'del', this.netns], { stdio: 'ignore' });
     await rm(this.dir, { recursive: true, force: true });
   }
 }

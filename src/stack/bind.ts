@@ -1,0 +1,45 @@
+import { AirlockError } from '../errors/index.js';
+import { bindObjectIds } from '../compose/convert/index.js';
+import type { Docker } from '../docker/index.js';
+import type { DesiredStack } from './types.js';
+
+/**
+ * Service specs name secrets and configs by name and by id, and networks by
+ * name; the engine keeps ids. Fills ids in from the engine (external objects
+ * included, which carry no stack label), so the specs compare equal to what
+ * the engine holds. Ids exist only once the objects do.
+ */
+export async function bindIds(docker: Docker, desired: DesiredStack, opts: { allowMissing: boolean }): Promise<DesiredStack> {
+  const secretNames = new Set<string>();
+  const configNames = new Set<string>();
+  for (const s of desired.services) {
+    for (const r of s.TaskTemplate?.ContainerSpec?.Secrets ?? []) if (r.SecretName) secretNames.add(r.SecretName);
+    for (const r of s.TaskTemplate?.ContainerSpec?.Configs ?? []) if (r.ConfigName) configNames.add(r.ConfigName);
+  }
+  const networkNames = new Set(desired.services.flatMap((s) => (s.TaskTemplate?.Networks ?? []).map((n) => n.Target)));
+  const [secrets, configs, networks] = await Promise.all([
+    secretNames.size ? docker.secrets.list({ filters: { name: [...secretNames] } }) : [],
+    configNames.size ? docker.configs.list({ filters: { name: [...configNames] } }) : [],
+    networkNames.size ? docker.networks.list({ filters: { name: [...networkNames] } }) : [],
+  ]);
+  const networkIds = new Map(networks.filter((n) => networkNames.has(n.Name)).map((n) => [n.Name, n.Id]));
+  // The name filter matches prefixes: keep exact names only.
+  const ids = {
+    secrets: new Map(secrets.filter((s) => secretNames.has(s.Spec.Name)).map((s) => [s.Spec.Name, s.ID])),
+    configs: new Map(configs.filter((c) => configNames.has(c.Spec.Name)).map((c) => [c.Spec.Name, c.ID])),
+  };
+  const services = desired.services.map((spec) => {
+    const bound = bindObjectIds(spec, ids);
+    if (bound.missing.length > 0 && !opts.allowMissing) {
+      throw new AirlockError('notFound', `service ${spec.Name} needs ${bound.missing.join(', ')}, which the engine does not have`, {
+        reason: 'missing-object',
+        subject: spec.Name,
+        hint: 'create external secrets and configs before deploying (docker secret create NAME FILE)',
+      });
+    }
+    const template = bound.spec.TaskTemplate;
+    if (!template?.Networks) return bound.spec;
+    return { ...bound.spec, TaskTemplate: { ...template, Networks: template.Networks.map((n) => ({ ...n, Target: networkIds.get(n.Target) ?? n.Target })) } };
+  });
+  return { ...desired, services };
+}

@@ -1,0 +1,40 @@
+import { readFileSync } from 'node:fs';
+import { AirlockError } from '../errors/index.js';
+import { convertStack } from '../compose/convert/index.js';
+import { loadCompose, type ComposeFileInput } from '../compose/load/index.js';
+import type { ComposeNotice } from '../compose/model.js';
+import type { DesiredStack } from './types.js';
+
+export interface DesiredInput {
+  stack: string;
+  files: ComposeFileInput[];
+  workingDir: string;
+  env: Record<string, string>;
+  apiVersion: string;
+  /** Reads env files, secret and config files; defaults to the file system. */
+  readFile?: (absPath: string) => Buffer;
+}
+
+/** Compose files to the stack's desired Swarm objects, with the warnings to show. Errors stop here. */
+export async function desiredStack(input: DesiredInput): Promise<{ desired: DesiredStack; warnings: ComposeNotice[] }> {
+  const read = input.readFile ?? ((p: string) => readFileSync(p));
+  const loaded = await loadCompose({
+    files: input.files,
+    workingDir: input.workingDir,
+    env: input.env,
+    readEnvFile: async (p) => read(p).toString('utf8'),
+  });
+  const converted = convertStack({ stack: input.stack, config: loaded.config, apiVersion: input.apiVersion, fileData: read });
+  const notices = [...loaded.notices, ...converted.notices];
+  const errors = notices.filter((n) => n.level === 'error');
+  if (errors.length > 0) {
+    throw new AirlockError('config', `stack ${input.stack}: ${errors.map((e) => `${e.file ? `${e.file}: ` : ''}${e.path}: ${e.message}`).join('; ')}`, {
+      reason: 'compose-invalid',
+      subject: input.stack,
+    });
+  }
+  return {
+    desired: { stack: input.stack, networks: converted.networks, secrets: converted.secrets, configs: converted.configs, services: converted.services },
+    warnings: notices.filter((n) => n.level === 'warning'),
+  };
+}
