@@ -48,6 +48,12 @@ export interface ServiceConfig {
   hostname?: string;
   stop_grace_period?: Duration;
   stop_signal?: string;
+  /** Added for the converter: ContainerSpec.OomScoreAdj, which needs Engine API 1.46. */
+  oom_score_adj?: number;
+  /** Added by the loader: ContainerSpec.Isolation (`default`, `process`, `hyperv`), as docker converts it. */
+  isolation?: string;
+  /** Added by the loader: ContainerSpec.Privileges.CredentialSpec (Windows); `config` names a top-level config. */
+  credential_spec?: { config?: string; file?: string; registry?: string };
   /** `host:ip` strings in the order written. */
   extra_hosts: string[];
   dns: string[];
@@ -104,6 +110,8 @@ export interface HealthCheckConfig {
   interval?: Duration;
   timeout?: Duration;
   start_period?: Duration;
+  /** Added for the converter: HealthConfig.StartInterval, which needs Engine API 1.44. */
+  start_interval?: Duration;
   retries?: number;
 }
 
@@ -118,6 +126,8 @@ export interface ServiceNetwork {
   aliases: string[];
   ipv4_address?: string;
   ipv6_address?: string;
+  /** Added by the loader: NetworkAttachmentConfig.DriverOpts (in docker's compose schema 3.14). */
+  driver_opts?: Mapping;
 }
 
 export interface ServiceVolume {
@@ -174,6 +184,10 @@ export interface FileObjectConfig {
   external: boolean;
   labels: Mapping;
   template_driver?: string;
+  /** Added by the loader: a secret driver (SecretSpec.Driver); when set, `file` is absent. Secrets only. */
+  driver?: string;
+  /** Added by the loader: options for `driver`. */
+  driver_opts?: Mapping;
 }
 
 /** A problem or note found while loading or converting, tied to the key path the operator wrote. */

@@ -237,6 +237,10 @@ export interface ContainerSpec {
   StopSignal?: string;
   StopGracePeriod?: number;
   HealthCheck?: HealthConfig;
+  /** The key the Engine API documents and returns on inspect; the daemon's JSON decoding also takes `HealthCheck`, case-insensitively. */
+  Healthcheck?: HealthConfig;
+  /** API 1.46+. */
+  OomScoreAdj?: number;
   Hosts?: string[];
   DNSConfig?: { Nameservers?: string[]; Search?: string[]; Options?: string[] };
   Secrets?: SecretReference[];

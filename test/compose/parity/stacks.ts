@@ -1,0 +1,134 @@
+/**
+ * The two ways a parity stack gets deployed, read back, and removed: the
+ * docker CLI (the reference) and airlock's own path. airlock's deployer does
+ * not exist yet, so its path here is: loadCompose → convertStack → create
+ * networks, secrets, configs and services through the client.
+ * TODO: once the deployer exists, deploy through it instead of deployAirlock.
+ */
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Docker } from '../../../src/docker/index.js';
+import { labelFilter } from '../../../src/docker/index.js';
+import type { ComposeNotice } from '../../../src/compose/model.js';
+import { loadCompose } from '../../../src/compose/load/index.js';
+import { bindObjectIds, convertStack, LABEL_NAMESPACE, type ConvertedStack } from '../../../src/compose/convert/index.js';
+import type { StackSnapshot } from './normalise.js';
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The reference: `docker stack deploy`, images used as named (no registry here). */
+export async function deployWithDocker(dockerHost: string, file: string, stack: string, env: NodeJS.ProcessEnv): Promise<CliRun> {
+  const r = await run('docker', ['-H', dockerHost, 'stack', 'deploy', '--resolve-image', 'never', '--detach=true', '-c', basename(file), stack], {
+    cwd: join(file, '..'),
+    env,
+  });
+  if (r.code !== 0) throw new Error(`docker stack deploy ${basename(file)} failed (${r.code}):\n${r.stderr}${r.stdout}`);
+  return r;
+}
+
+export interface AirlockDeploy {
+  converted: ConvertedStack;
+  notices: ComposeNotice[];
+}
+
+/** airlock's path: load, convert, then create each object through the Engine API client. */
+export async function deployWithAirlock(docker: Docker, file: string, stack: string, env: Record<string, string>): Promise<AirlockDeploy> {
+  const loaded = await loadCompose({
+    files: [{ name: file, content: await readFile(file, 'utf8') }],
+    workingDir: join(file, '..'),
+    env,
+  });
+  const converted = convertStack({
+    stack,
+    config: loaded.config,
+    apiVersion: await docker.client.apiVersion(),
+    fileData: (p) => readFileSync(p),
+  });
+  const notices = [...loaded.notices, ...converted.notices];
+  const errors = notices.filter((n) => n.level === 'error');
+  if (errors.length > 0) throw new Error(`airlock refuses ${basename(file)}:\n${errors.map((e) => `${e.path}: ${e.message}`).join('\n')}`);
+
+  for (const n of converted.networks) await docker.networks.create(n);
+  for (const s of converted.secrets) await docker.secrets.create(s);
+  for (const c of converted.configs) await docker.configs.create(c);
+  const ids = {
+    secrets: new Map((await docker.secrets.list()).map((s) => [s.Spec.Name, s.ID])),
+    configs: new Map((await docker.configs.list()).map((c) => [c.Spec.Name, c.ID])),
+  };
+  for (const spec of converted.services) {
+    const bound = bindObjectIds(spec, ids);
+    if (bound.missing.length > 0) throw new Error(`${spec.Name}: the engine has no ${bound.missing.join(', ')}`);
+    await docker.services.create(bound.spec);
+  }
+  return { converted, notices };
+}
+
+export async function snapshot(docker: Docker, stack: string): Promise<StackSnapshot> {
+  const filters = { label: labelFilter({ [LABEL_NAMESPACE]: stack }) };
+  const [services, networks, secrets, configs, all] = await Promise.all([
+    docker.services.list({ filters }),
+    docker.networks.list({ filters }),
+    docker.secrets.list({ filters }),
+    docker.configs.list({ filters }),
+    docker.networks.list(),
+  ]);
+  return { stack, services, networks, secrets, configs, networkNames: new Map(all.map((n) => [n.Id, n.Name])) };
+}
+
+/** Waits until `predicate` holds, polling; throws with `what` after `ms`. */
+export async function waitFor(what: string, ms: number, predicate: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await predicate()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+/** The stack's task for `service` is running; fails fast when it failed. */
+export async function waitRunning(docker: Docker, serviceName: string, ms = 30_000): Promise<void> {
+  await waitFor(`${serviceName} to run a task`, ms, async () => {
+    const tasks = await docker.tasks.list({ filters: { service: serviceName } });
+    const failed = tasks.find((t) => t.Status.State === 'failed' || t.Status.State === 'rejected');
+    if (failed) throw new Error(`${serviceName}: task ${failed.Status.State}: ${failed.Status.Err ?? failed.Status.Message ?? ''}`);
+    return tasks.some((t) => t.Status.State === 'running');
+  });
+}
+
+/** What `docker stack rm` does: services, then (once their tasks are gone) networks, secrets, configs. */
+export async function removeStack(docker: Docker, stack: string): Promise<void> {
+  const filters = { label: labelFilter({ [LABEL_NAMESPACE]: stack }) };
+  const services = await docker.services.list({ filters });
+  for (const s of services) await docker.services.delete(s.ID);
+  const ids = new Set(services.map((s) => s.ID));
+  await waitFor(`the tasks of ${stack} to go`, 60_000, async () => !(await docker.tasks.list()).some((t) => ids.has(t.ServiceID)));
+  const removeAll = async (kind: string, list: () => Promise<{ id: string }[]>, del: (id: string) => Promise<void>) => {
+    await waitFor(`the ${kind} of ${stack} to be removed`, 30_000, async () => {
+      const left = await list();
+      for (const o of left) await del(o.id).catch(() => undefined);
+      return (await list()).length === 0;
+    });
+  };
+  await removeAll('networks', async () => (await docker.networks.list({ filters })).map((n) => ({ id: n.Id })), (id) => docker.networks.delete(id));
+  await removeAll('secrets', async () => (await docker.secrets.list({ filters })).map((n) => ({ id: n.ID })), (id) => docker.secrets.delete(id));
+  await removeAll('configs', async () => (await docker.configs.list({ filters })).map((n) => ({ id: n.ID })), (id) => docker.configs.delete(id));
+}

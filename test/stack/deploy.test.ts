@@ -1,0 +1,151 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import YAML from 'yaml';
+import type { Docker } from '../../src/docker/index.js';
+import { PrivateDaemon } from '../helpers/dockerd.js';
+import { runCli, tempDir } from '../helpers/fixtures.js';
+import { writeBusyboxLayer, writeImageArchive } from '../helpers/images.js';
+
+// A single-node swarm of this file's own, with a busybox image loaded.
+let work: { dir: string; cleanup: () => Promise<void> };
+let daemon: PrivateDaemon;
+let docker: Docker;
+const IMAGE = 'stacktest/busybox:1';
+
+before(async () => {
+  work = await tempDir('airlock-stack-');
+  daemon = new PrivateDaemon(join(work.dir, 'engine'));
+  await daemon.start();
+  docker = daemon.client();
+  await docker.swarm.init({ ListenAddr: '0.0.0.0:2377', AdvertiseAddr: '127.0.0.1' });
+  const layer = join(work.dir, 'base.tar');
+  const diffId = await writeBusyboxLayer(layer);
+  const archive = join(work.dir, 'image.tar');
+  await writeImageArchive(archive, [{ refs: [IMAGE], layers: [{ path: layer, diffId }] }], 'legacy');
+  await docker.images.loadAll(() => createReadStream(archive));
+});
+
+after(async () => {
+  await docker.close();
+  await daemon.destroy();
+  await work.cleanup();
+});
+
+const env = () => ({ DOCKER_HOST: daemon.dockerHost });
+const dockerCli = (...args: string[]) => execFileSync('docker', ['-H', daemon.dockerHost, ...args], { encoding: 'utf8' });
+
+async function compose(name: string, doc: unknown): Promise<string> {
+  const file = join(work.dir, name);
+  await writeFile(file, YAML.stringify(doc));
+  return file;
+}
+
+const web = (extra: Record<string, unknown> = {}) => ({
+  image: IMAGE,
+  command: ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 1; done'],
+  environment: { GREETING: 'hello' },
+  deploy: { replicas: 2 },
+  ...extra,
+});
+
+test('deploy creates what docker stack deploy would, and docker stack commands see it', async () => {
+  const file = await compose('s1.yml', { services: { web: web(), worker: web({ deploy: { replicas: 1 } }) } });
+  const r = await runCli(['stack', 'deploy', '-c', file, 'shop', '--timeout', '60s'], env());
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /Creating network shop_default/);
+  assert.match(r.stdout, /shop_web 2\/2/);
+
+  assert.match(dockerCli('stack', 'ls', '--format', '{{.Name}} {{.Services}}'), /^shop 2$/m);
+  assert.deepEqual(dockerCli('stack', 'services', 'shop', '--format', '{{.Name}} {{.Replicas}}').trim().split('\n').sort(), ['shop_web 2/2', 'shop_worker 1/1']);
+  const svc = await docker.services.inspect('shop_web');
+  assert.deepEqual(svc.Spec.Labels, { 'com.docker.stack.image': IMAGE, 'com.docker.stack.namespace': 'shop' });
+  assert.deepEqual(svc.Spec.TaskTemplate?.ContainerSpec?.Labels, { 'com.docker.stack.namespace': 'shop' });
+  const net = await docker.networks.inspect('shop_default');
+  assert.equal(net.Driver, 'overlay');
+  assert.deepEqual(net.Labels, { 'com.docker.stack.namespace': 'shop' });
+  const ls = JSON.parse((await runCli(['stack', 'ls', '--json'], env())).stdout) as { name: string; services: number }[];
+  assert.deepEqual(ls, [{ name: 'shop', services: 2 }]);
+});
+
+test('an unchanged stack is not touched; a change is planned field by field, then applied', async () => {
+  const file = await compose('s1.yml', { services: { web: web(), worker: web({ deploy: { replicas: 1 } }) } });
+  const before = (await docker.services.inspect('shop_web')).Version.Index;
+  const plan = await runCli(['stack', 'plan', '-c', file, 'shop'], env());
+  assert.equal(plan.code, 0, plan.stderr);
+  assert.match(plan.stdout, /= service shop_web \(unchanged\)/);
+  const again = await runCli(['stack', 'deploy', '-c', file, 'shop'], env());
+  assert.equal(again.code, 0, again.stderr);
+  assert.doesNotMatch(again.stdout, /Updating/);
+  assert.equal((await docker.services.inspect('shop_web')).Version.Index, before, 'not updated');
+
+  const changed = await compose('s1.yml', { services: { web: web({ environment: { GREETING: 'bonjour' } }), worker: web({ deploy: { replicas: 1 } }) } });
+  const plan2 = JSON.parse((await runCli(['stack', 'plan', '-c', changed, 'shop', '--json'], env())).stdout) as {
+    services: { action: string; name: string; changes: { path: string; before: unknown; after: unknown }[] }[];
+    unchanged: string[];
+  };
+  assert.deepEqual(plan2.unchanged, ['shop_worker']);
+  assert.deepEqual(plan2.services.map((s) => [s.action, s.name]), [['update-service', 'shop_web']]);
+  assert.deepEqual(plan2.services[0]!.changes, [{ path: 'TaskTemplate.ContainerSpec.Env', before: ['GREETING=hello'], after: ['GREETING=bonjour'] }]);
+  const up = await runCli(['stack', 'deploy', '-c', changed, 'shop', '--timeout', '60s'], env());
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, /Updating service shop_web/);
+  const tasks = await docker.tasks.list({ filters: { service: ['shop_web'], 'desired-state': ['running'] } });
+  assert.equal(tasks.length, 2);
+  assert.ok(tasks.every((t) => t.Spec.ContainerSpec?.Env?.includes('GREETING=bonjour')));
+});
+
+test('secrets are named by content: a change rolls out a new one and the old one goes; values never show', async () => {
+  const secretFile = join(work.dir, 'db_password');
+  await writeFile(secretFile, 's3cr3t-value-one');
+  const doc = { services: { web: web({ secrets: ['db_password'] }) }, secrets: { db_password: { file: './db_password' } } };
+  const file = await compose('s2.yml', doc);
+  const first = await runCli(['stack', 'deploy', '-c', file, 'vault', '--timeout', '60s', '--json'], env());
+  assert.equal(first.code, 0, first.stderr);
+  const names1 = (await docker.secrets.list()).map((s) => s.Spec.Name);
+  assert.equal(names1.length, 1);
+  assert.match(names1[0]!, /^vault_db_password-[0-9a-f]{10}$/);
+
+  await writeFile(secretFile, 's3cr3t-value-two');
+  const plan = await runCli(['stack', 'plan', '-c', file, 'vault', '--json'], env());
+  const second = await runCli(['stack', 'deploy', '-c', file, 'vault', '--timeout', '60s'], env());
+  assert.equal(second.code, 0, second.stderr);
+  const names2 = (await docker.secrets.list()).map((s) => s.Spec.Name);
+  assert.equal(names2.length, 1, 'the replaced secret was removed after the deploy converged');
+  assert.notEqual(names2[0], names1[0]);
+  for (const out of [first.stdout, first.stderr, plan.stdout, plan.stderr, second.stdout, second.stderr]) {
+    assert.doesNotMatch(out, /s3cr3t-value/);
+    assert.doesNotMatch(out, new RegExp(Buffer.from('s3cr3t-value-two').toString('base64')));
+  }
+  assert.equal((await runCli(['stack', 'rm', 'vault'], env())).code, 0);
+  assert.deepEqual(await docker.secrets.list(), []);
+});
+
+test('a deploy that cannot converge fails with each failing task\'s error', async () => {
+  const file = await compose('s3.yml', { services: { ghost: web({ image: 'stacktest/missing:1', deploy: { replicas: 1 } }) } });
+  const r = await runCli(['stack', 'deploy', '-c', file, 'broken', '--timeout', '20s'], env());
+  assert.equal(r.code, 15, r.stdout + r.stderr);
+  assert.match(r.stderr, /services did not converge within 20 s: broken_ghost: 0\/1 ready; (rejected|failed) on node [0-9a-z]+: No such image: stacktest\/missing:1/);
+  await runCli(['stack', 'rm', 'broken'], env());
+});
+
+test('--prune removes services that left the stack; stack rm removes the rest', async () => {
+  const file = await compose('s1.yml', { services: { web: web({ environment: { GREETING: 'bonjour' } }) } });
+  const keep = await runCli(['stack', 'deploy', '-c', file, 'shop', '--detach'], env());
+  assert.equal(keep.code, 0, keep.stderr);
+  assert.equal((await docker.services.list({ filters: { name: ['shop_worker'] } })).length, 1, 'without --prune, shop_worker stays');
+  const pruned = await runCli(['stack', 'deploy', '-c', file, 'shop', '--prune', '--detach'], env());
+  assert.match(pruned.stdout, /Removing service shop_worker/);
+  assert.equal((await docker.services.list({ filters: { name: ['shop_worker'] } })).length, 0);
+
+  const rm = await runCli(['stack', 'rm', 'shop'], env());
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.equal(dockerCli('stack', 'ls', '--format', '{{.Name}}').trim(), '');
+  assert.equal((await docker.networks.list({ filters: { name: ['shop_default'] } })).length, 0);
+  const again = await runCli(['stack', 'rm', 'shop'], env());
+  assert.equal(again.code, 4);
+  assert.match(again.stderr, /nothing found in stack: shop/);
+});
