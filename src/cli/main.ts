@@ -6,8 +6,9 @@ import { keyCommands } from './commands/key.js';
 import { bundleCommands } from './commands/bundle.js';
 import { doctorCommands } from './commands/doctor.js';
 import { stackCommands } from './commands/stack.js';
+import { deployCommands } from './commands/deploy.js';
 
-const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...stackCommands, ...doctorCommands];
+const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...deployCommands, ...stackCommands, ...doctorCommands];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

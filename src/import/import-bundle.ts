@@ -64,8 +64,7 @@ export async function importBundle(file: string, opts: ImportOptions): Promise<I
     const store = contentStoreOf(opts.stateDir);
     const result = await storeBundle(file, opts, journal, store);
     if (opts.docker) {
-      const images = bundleImages(journal, result.bundleId);
-      result.images = await loadAndRecord(opts, journal, store, result.bundleId, images, `${result.name} ${result.version}`);
+      result.images = await loadBundleImages(opts, journal, store, result.bundleId);
     }
     return result;
   } finally {
@@ -73,13 +72,8 @@ export async function importBundle(file: string, opts: ImportOptions): Promise<I
   }
 }
 
-const bundleImages = (journal: Journal, bundleId: number): Manifest['images'] => {
-  const row = journal.db.prepare('SELECT manifest FROM bundles WHERE id = ?').get(bundleId) as { manifest: Buffer };
-  return (JSON.parse(row.manifest.toString('utf8')) as Manifest).images;
-};
-
 /** The verify-and-store pass: commits blobs and the bundle record, or records the refusal. */
-async function storeBundle(file: string, opts: ImportOptions, journal: Journal, store: ContentStore): Promise<ImportResult> {
+export async function storeBundle(file: string, opts: ImportOptions, journal: Journal, store: ContentStore): Promise<ImportResult> {
   const bundles = new BundleRecords(journal);
   let staging: Staging | undefined;
   let head: VerifiedHead | undefined;
@@ -133,15 +127,16 @@ async function storeBundle(file: string, opts: ImportOptions, journal: Journal, 
   }
 }
 
-/** Loads the images; journals them only once the engine holds them with the right ids. */
-async function loadAndRecord(
-  opts: ImportOptions,
+/** Loads a stored bundle's images; journals them only once the engine holds them with the right ids. */
+export async function loadBundleImages(
+  opts: Pick<ImportOptions, 'docker' | 'signal' | 'onProgress'>,
   journal: Journal,
   store: ContentStore,
   bundleId: number,
-  images: Manifest['images'],
-  subject: string,
 ): Promise<NonNullable<ImportResult['images']>> {
+  const manifest = new BundleRecords(journal).manifest(bundleId);
+  const images = manifest.images;
+  const subject = `${manifest.name} ${manifest.version}`;
   try {
     const report = await loadImages(opts.docker!, store, images, {
       ...(opts.signal ? { signal: opts.signal } : {}),

@@ -1,4 +1,5 @@
 import semver from 'semver';
+import type { Manifest } from '../bundle/manifest.js';
 import type { VerifiedHead } from '../bundle/reader.js';
 import type { Journal } from './journal.js';
 
@@ -30,6 +31,13 @@ export class BundleRecords {
 
   all(): BundleRow[] {
     return this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles ORDER BY id`).all() as BundleRow[];
+  }
+
+  /** The signed manifest of an imported bundle, as it was verified. */
+  manifest(id: number): Manifest {
+    const row = this.journal.db.prepare('SELECT manifest FROM bundles WHERE id = ?').get(id) as { manifest: Buffer } | undefined;
+    if (!row) throw new Error(`no bundle ${id} in the journal`);
+    return JSON.parse(row.manifest.toString('utf8')) as Manifest;
   }
 
   /** The highest version imported under `name`, if any. */

@@ -71,6 +71,62 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    description: 'deployments with exact service specs before and after, their steps, and the apply lock',
+    sql: `
+      CREATE TABLE deployments (
+        id          INTEGER PRIMARY KEY,
+        stack       TEXT NOT NULL,
+        bundle_id   INTEGER REFERENCES bundles(id),
+        kind        TEXT NOT NULL CHECK (kind IN ('apply', 'rollback')),
+        status      TEXT NOT NULL CHECK (status IN ('running', 'committed', 'failed', 'rolled-back')),
+        step        TEXT NOT NULL,
+        replaces    INTEGER REFERENCES deployments(id),
+        restores    INTEGER REFERENCES deployments(id),
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        applied_by  TEXT NOT NULL,
+        source      TEXT,
+        reason      TEXT,
+        recoveries  INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX deployments_by_stack ON deployments(stack, id);
+      CREATE TABLE deployment_services (
+        deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        spec_before   TEXT,
+        spec_after    TEXT,
+        image_ref     TEXT,
+        image_id      TEXT,
+        PRIMARY KEY (deployment_id, name)
+      );
+      CREATE TABLE deployment_objects (
+        deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+        kind          TEXT NOT NULL CHECK (kind IN ('network', 'secret', 'config')),
+        name          TEXT NOT NULL,
+        spec          TEXT NOT NULL,
+        data_digest   TEXT,
+        PRIMARY KEY (deployment_id, kind, name)
+      );
+      CREATE TABLE apply_steps (
+        id            INTEGER PRIMARY KEY,
+        deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+        step          TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        outcome       TEXT CHECK (outcome IN ('ok', 'failed')),
+        detail        TEXT
+      );
+      CREATE TABLE apply_lock (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        pid        INTEGER NOT NULL,
+        host       TEXT NOT NULL,
+        what       TEXT NOT NULL,
+        started_at TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

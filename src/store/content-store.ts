@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { access, mkdir, readdir, rename, rm, statfs } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { resourceError } from '../errors/index.js';
@@ -61,6 +61,19 @@ export class ContentStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
+  }
+
+  /** Stores small bytes (a secret's data, say) durably; returns their digest. */
+  async putBytes(data: Buffer): Promise<string> {
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    if (await this.has(digest)) return digest;
+    await mkdir(this.stagingRoot, { recursive: true });
+    await mkdir(this.blobDir, { recursive: true });
+    const tmp = join(this.stagingRoot, `${process.pid}-${randomBytes(6).toString('hex')}.blob`);
+    await writeFile(tmp, data, { mode: 0o600, flush: true });
+    await rename(tmp, this.pathOf(digest));
+    await syncDir(this.blobDir);
+    return digest;
   }
 
   /** Refuses before writing when the file system cannot hold `bytes` plus the margin. */

@@ -1,0 +1,126 @@
+import { hostname, userInfo } from 'node:os';
+import { asAirlockError, policyError } from '../errors/index.js';
+import { checkExpiry, checkSignature, openBundleFile, readBundleHead } from '../bundle/reader.js';
+import { parseManifest } from '../bundle/manifest.js';
+import type { Limits } from '../bundle/limits.js';
+import type { Docker } from '../docker/index.js';
+import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
+import { BundleRecords } from '../journal/bundles.js';
+import { DeploymentRecords } from '../journal/deployments.js';
+import { Journal } from '../journal/journal.js';
+import { acquireApplyLock } from '../journal/lock.js';
+import type { ServiceProgress } from '../stack/converge.js';
+import { desiredStack } from '../stack/desired.js';
+import type { TrustStore } from '../trust/trust-store.js';
+import { bundleStackFiles } from './bundle-files.js';
+import { deployJournaled, journaledStep, type ApplyContext } from './journaled-deploy.js';
+import { recoverUnfinished } from './recover.js';
+
+export interface ApplyOptions {
+  stateDir: string;
+  trust: TrustStore;
+  docker: Docker;
+  timeoutMs: number;
+  /** How long to wait for another apply on this host to finish. */
+  lockWaitMs?: number;
+  allowDowngrade?: boolean;
+  /** Initialise a single-node swarm first when the engine is in none. */
+  initSwarm?: { advertiseAddr: string } | undefined;
+  limits?: Partial<Limits>;
+  hooks?: Pick<ApplyContext, 'onStep' | 'onProgress' | 'onApplyStep'>;
+}
+
+export interface ApplyResult {
+  bundle: { name: string; version: string };
+  stacks: { stack: string; deployment: number; services: ServiceProgress[] }[];
+}
+
+export const appliedBy = (): string => `${userInfo().username}@${hostname()}`;
+
+/** Opens the journal and takes the host's apply lock for the length of `run`, after recovering any crashed apply. */
+export async function withApplyContext<T>(
+  opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>,
+  what: string,
+  run: (ctx: ApplyContext) => Promise<T>,
+): Promise<T> {
+  const journal = Journal.open(opts.stateDir);
+  try {
+    const release = await acquireApplyLock(journal, what, opts.lockWaitMs ?? 60_000);
+    try {
+      const ctx: ApplyContext = {
+        docker: opts.docker,
+        journal,
+        deployments: new DeploymentRecords(journal),
+        store: contentStoreOf(opts.stateDir),
+        timeoutMs: opts.timeoutMs,
+        ...opts.hooks,
+      };
+      await recoverUnfinished(ctx);
+      return await run(ctx);
+    } finally {
+      release();
+    }
+  } finally {
+    journal.close();
+  }
+}
+
+async function ensureSwarm(docker: Docker, advertiseAddr: string): Promise<void> {
+  const info = await docker.system.info();
+  if (info.Swarm.LocalNodeState === 'active') return;
+  await docker.swarm.init({ ListenAddr: '0.0.0.0:2377', AdvertiseAddr: advertiseAddr });
+}
+
+/**
+ * `airlock bundle apply` on one host: verify, store, load images, then for
+ * each stack prepare, update services, wait for convergence, commit and
+ * clean up, every step journaled. One deployment per stack.
+ */
+export async function applyBundle(file: string, opts: ApplyOptions): Promise<ApplyResult> {
+  return withApplyContext(opts, `bundle apply ${file}`, async (ctx) => {
+    if (opts.initSwarm) await ensureSwarm(opts.docker, opts.initSwarm.advertiseAddr);
+    // verify: the signed head alone says which stacks this apply will touch.
+    const head = await readBundleHead(await openBundleFile(file), opts.limits);
+    const signer = checkSignature(head, opts.trust);
+    const manifest = parseManifest(head.manifestBytes);
+    checkExpiry(manifest, new Date());
+    if (manifest.stacks.length === 0) throw policyError(`bundle ${manifest.name} ${manifest.version} has no stacks to apply`, { reason: 'no-stacks', hint: "use 'airlock bundle import' for a bundle of images and files only" });
+    const ids = manifest.stacks.map((s) =>
+      ctx.deployments.start({ stack: s.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(s.name)?.id ?? null, appliedBy: appliedBy(), source: file }),
+    );
+    const forAll = <T>(step: Parameters<typeof journaledStep>[2], run: () => Promise<T>) => {
+      // Bundle-wide steps are journaled on every stack's deployment; the work runs once.
+      const [first, ...rest] = ids;
+      for (const id of rest) ctx.deployments.beginStep(id, step);
+      return journaledStep(ctx, first!, step, run);
+    };
+    try {
+      await forAll('verify', async () => ({ keyId: signer.keyId }));
+      const stored = await forAll('store', () =>
+        storeBundle(file, { stateDir: opts.stateDir, trust: opts.trust, allowDowngrade: opts.allowDowngrade ?? false, ...(opts.limits ? { limits: opts.limits } : {}) }, ctx.journal, ctx.store),
+      );
+      for (const id of ids) ctx.deployments.setBundle(id, stored.bundleId);
+      await forAll('load', () => loadBundleImages({ docker: opts.docker }, ctx.journal, ctx.store, stored.bundleId));
+    } catch (e) {
+      for (const id of ids) ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
+      throw e;
+    }
+    const images = new Map(manifest.images.flatMap((i) => i.refs.map((r) => [r, i.id] as const)));
+    const apiVersion = await opts.docker.client.apiVersion();
+    const result: ApplyResult = { bundle: { name: manifest.name, version: manifest.version }, stacks: [] };
+    for (const [i, stack] of manifest.stacks.entries()) {
+      const id = ids[i]!;
+      let desired;
+      try {
+        const files = bundleStackFiles(ctx.store, manifest, stack);
+        desired = (await desiredStack({ stack: stack.name, apiVersion, ...files })).desired;
+      } catch (e) {
+        ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
+        throw e;
+      }
+      const services = await deployJournaled(ctx, id, desired, images, { prune: true });
+      result.stacks.push({ stack: stack.name, deployment: id, services });
+    }
+    return result;
+  });
+}

@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
+import { configError } from '../errors/index.js';
+import type { Manifest, StackRecord } from '../bundle/manifest.js';
+import { interpolationEnv, parseEnvFile } from '../compose/load/index.js';
+import type { ComposeFileInput } from '../compose/load/index.js';
+import type { ContentStore } from '../store/content-store.js';
+
+/** Where a bundle's files appear to the compose loader: a view of the content store, never extracted. */
+export const BUNDLE_ROOT = '/airlock-bundle';
+
+export interface BundleStackFiles {
+  files: ComposeFileInput[];
+  workingDir: string;
+  env: Record<string, string>;
+  readFile: (absPath: string) => Buffer;
+}
+
+/**
+ * A stack's compose files, env files and the bundle's extra files, read from
+ * the content store by the paths the bundle gives them. Variables: the
+ * process environment over the stack's env files.
+ */
+export function bundleStackFiles(store: ContentStore, manifest: Manifest, stack: StackRecord, processEnv: NodeJS.ProcessEnv = process.env): BundleStackFiles {
+  const byPath = new Map<string, string>();
+  for (const f of [...stack.composeFiles, ...stack.envFiles]) byPath.set(posix.join(BUNDLE_ROOT, f.name), f.digest);
+  for (const f of manifest.files) byPath.set(posix.join(BUNDLE_ROOT, f.path), f.digest);
+  const readFile = (absPath: string): Buffer => {
+    const digest = byPath.get(posix.normalize(absPath));
+    if (!digest) {
+      throw configError(`stack ${stack.name} needs ${posix.relative(BUNDLE_ROOT, absPath)}, which bundle ${manifest.name} ${manifest.version} does not carry`, {
+        reason: 'file-not-in-bundle',
+        hint: 'list the file under files: in bundle.yaml, at the path the compose file uses',
+      });
+    }
+    return readFileSync(store.pathOf(digest));
+  };
+  const text = (name: string) => readFile(posix.join(BUNDLE_ROOT, name)).toString('utf8');
+  const env = Object.fromEntries(Object.entries(processEnv).filter((e): e is [string, string] => e[1] !== undefined));
+  const bundleVars = Object.fromEntries(stack.envFiles.flatMap((f) => parseEnvFile(f.name, text(f.name), (k) => env[k])));
+  return {
+    files: stack.composeFiles.map((f) => ({ name: f.name, content: text(f.name) })),
+    workingDir: BUNDLE_ROOT,
+    env: interpolationEnv([
+      { source: 'environment', vars: env },
+      { source: `bundle env files of stack ${stack.name}`, vars: bundleVars },
+    ]),
+    readFile,
+  };
+}

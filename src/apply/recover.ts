@@ -1,0 +1,41 @@
+import { asAirlockError } from '../errors/index.js';
+import { FIRST_SERVICE_STEP, stepIndex } from '../journal/deployments.js';
+import { restorePrevious, type ApplyContext } from './journaled-deploy.js';
+
+/** After this many interrupted recoveries of one deployment, airlock stops trying and leaves it to the operator. */
+export const MAX_RECOVERIES = 3;
+
+/**
+ * The one recovery rule, run before any apply or rollback: a deployment
+ * still `running` was interrupted (kill -9, power loss). If it had not yet
+ * touched a service, nothing needs undoing: it is closed as failed, and
+ * applying the bundle again resumes it (every step before services is
+ * idempotent). Otherwise every service is restored to its recorded previous
+ * spec. A counter stops a recovery that itself keeps crashing.
+ */
+export async function recoverUnfinished(ctx: ApplyContext): Promise<number[]> {
+  const recovered: number[] = [];
+  for (const d of ctx.deployments.unfinished()) {
+    const attempts = ctx.deployments.countRecovery(d.id);
+    if (attempts > MAX_RECOVERIES) {
+      ctx.deployments.finish(d.id, 'failed', `recovery was interrupted ${attempts - 1} times; left for the operator (see airlock history ${d.stack})`);
+      ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: 'crash-loop', details: { deployment: d.id } });
+      continue;
+    }
+    if (stepIndex(d.step) < stepIndex(FIRST_SERVICE_STEP)) {
+      ctx.deployments.finish(d.id, 'failed', `interrupted at step ${d.step}, before any service changed; apply the bundle again to resume`);
+      ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'nothing-to-undo', details: { deployment: d.id, step: d.step } });
+    } else {
+      try {
+        await restorePrevious(ctx, d.id, d.stack);
+      } catch (e) {
+        ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: asAirlockError(e).reason, message: asAirlockError(e).message, details: { deployment: d.id } });
+        throw e;
+      }
+      ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs`);
+      ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'restored', details: { deployment: d.id, step: d.step } });
+    }
+    recovered.push(d.id);
+  }
+  return recovered;
+}

@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { AirlockError, notFound } from '../errors/index.js';
+import type { ConfigSpec, NetworkCreateRequest, SecretSpec } from '../docker/index.js';
+import type { ImageRecord } from '../bundle/manifest.js';
+import { loadImages, splitRef } from '../images/load-images.js';
+import { familiarRef } from '../images/reference.js';
+import { BundleRecords } from '../journal/bundles.js';
+import type { DeploymentRow } from '../journal/deployments.js';
+import type { DesiredStack } from '../stack/types.js';
+import type { ServiceProgress } from '../stack/converge.js';
+import { appliedBy, withApplyContext, type ApplyOptions } from './bundle-apply.js';
+import { deployJournaled, journaledStep, type ApplyContext } from './journaled-deploy.js';
+
+/** The deployment whose specs a deployment runs: itself, or what a rollback restored. */
+const effective = (d: DeploymentRow): number => (d.kind === 'rollback' && d.restores !== null ? d.restores : d.id);
+
+/** `--to` as a deployment id or a bundle version; by default the release before the one running. */
+export function rollbackTarget(history: DeploymentRow[], to: string | undefined): DeploymentRow {
+  const committed = history.filter((d) => d.status === 'committed');
+  const current = committed[0];
+  if (!current) throw notFound('the stack has no committed deployment to roll back from', { reason: 'no-deployment' });
+  let target: DeploymentRow | undefined;
+  if (to === undefined) {
+    target = committed.find((d) => d.kind === 'apply' && d.id < effective(current));
+    if (!target) throw notFound(`no deployment before #${effective(current)} to roll back to`, { reason: 'no-deployment', hint: "see 'airlock history STACK'" });
+  } else if (/^\d+$/.test(to)) {
+    target = history.find((d) => d.id === Number(to));
+    if (!target) throw notFound(`no deployment #${to} of this stack`, { reason: 'no-deployment', hint: "see 'airlock history STACK'" });
+  } else {
+    target = committed.find((d) => d.kind === 'apply' && d.bundle_version === to);
+    if (!target) throw notFound(`no committed deployment of version ${to}`, { reason: 'no-deployment', hint: "see 'airlock history STACK'" });
+  }
+  if (target.status !== 'committed') {
+    throw new AirlockError('policy', `deployment #${target.id} was ${target.status}, never a running state to go back to`, { reason: 'not-committed' });
+  }
+  return target;
+}
+
+/** Makes each pinned image id present and tagged as the spec names it, loading it from the content store if the engine lost it. */
+async function restoreImages(ctx: ApplyContext, pins: { ref: string; id: string }[]): Promise<void> {
+  const bundles = new BundleRecords(ctx.journal);
+  const missing: ImageRecord[] = [];
+  for (const pin of pins) {
+    if (await ctx.docker.images.find(pin.id)) continue;
+    const record = bundles
+      .all()
+      .flatMap((b) => bundles.manifest(b.id).images)
+      .find((i) => i.id === pin.id);
+    if (!record) throw notFound(`image ${pin.ref} (${pin.id}) is gone from the engine and from every stored bundle`, { reason: 'image-not-found' });
+    missing.push(record);
+  }
+  if (missing.length > 0) await loadImages(ctx.docker, ctx.store, missing);
+  for (const pin of pins) {
+    const { repo, tag } = splitRef(pin.ref);
+    await ctx.docker.images.tag(pin.id, repo, tag);
+  }
+}
+
+/**
+ * Restores the exact specs of a recorded deployment, offline: images come
+ * from the engine or the content store, secret and config data from the
+ * content store. Journaled as a deployment of its own.
+ */
+export async function rollbackStack(
+  stack: string,
+  to: string | undefined,
+  opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>,
+): Promise<{ deployment: number; restores: number; services: ServiceProgress[] }> {
+  return withApplyContext(opts, `rollback ${stack}`, async (ctx) => {
+    const history = ctx.deployments.history(stack, 10_000);
+    const target = rollbackTarget(history, to);
+    const current = ctx.deployments.current(stack)!;
+    const id = ctx.deployments.start({
+      stack,
+      bundleId: target.bundle_id,
+      kind: 'rollback',
+      replaces: current.id,
+      restores: target.id,
+      appliedBy: appliedBy(),
+      source: `rollback to #${target.id}`,
+    });
+    const services = ctx.deployments.services(target.id).filter((s) => s.after !== null);
+    const pins = services.flatMap((s) => (s.imageRef && s.imageId ? [{ ref: familiarRef(s.imageRef), id: s.imageId }] : []));
+    try {
+      await journaledStep(ctx, id, 'load', () => restoreImages(ctx, pins));
+    } catch (e) {
+      ctx.deployments.finish(id, 'failed', (e as Error).message);
+      throw e;
+    }
+    const objects = ctx.deployments.objects(target.id);
+    const data = (digest: string | null) => (digest === null ? undefined : readFileSync(ctx.store.pathOf(digest)));
+    const desired: DesiredStack = {
+      stack,
+      networks: objects.filter((o) => o.kind === 'network').map((o) => o.spec as unknown as NetworkCreateRequest),
+      secrets: objects.filter((o) => o.kind === 'secret').map((o) => ({ ...(o.spec as unknown as SecretSpec), Data: data(o.dataDigest) })),
+      configs: objects.filter((o) => o.kind === 'config').map((o) => ({ ...(o.spec as unknown as ConfigSpec), Data: data(o.dataDigest) })),
+      services: services.map((s) => s.after!),
+    };
+    const converged = await deployJournaled(ctx, id, desired, new Map(pins.map((p) => [p.ref, p.id])), { prune: true });
+    return { deployment: id, restores: target.id, services: converged };
+  });
+}

@@ -1,0 +1,175 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Docker } from '../../docker/index.js';
+import { notFound } from '../../errors/index.js';
+import { parseDuration } from '../../compose/convert/duration.js';
+import { applyBundle } from '../../apply/bundle-apply.js';
+import { rollbackStack } from '../../apply/rollback.js';
+import { stateDirFrom } from '../../import/import-bundle.js';
+import { BundleRecords } from '../../journal/bundles.js';
+import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
+import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
+import { NAMESPACE_LABEL } from '../../stack/types.js';
+import { DEFAULT_TIMEOUT_MS } from '../../stack/deploy.js';
+import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
+import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext } from '../command.js';
+import { table } from '../format.js';
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const timeoutOf = (v: unknown): number => (typeof v === 'string' ? parseDuration(v) / 1e6 : DEFAULT_TIMEOUT_MS);
+
+/** Progress lines for an apply or rollback: its journal steps and each engine change. */
+function hooks(out: (s: string) => void, json: boolean) {
+  if (json) return {};
+  return {
+    onApplyStep: (id: number, step: string) => process.stderr.write(`deployment #${id}: ${step}\n`),
+    onStep: (s: { action: string; name: string }, phase: 'start' | 'done') => {
+      if (phase === 'start') out(`  ${s.action.replace('-', ' ')} ${s.name}`);
+    },
+  };
+}
+
+/** The journal for reading, or undefined when this host has none yet. */
+function readJournal(values: CommandContext['values']): Journal | undefined {
+  const dir = stateDirFrom(str(values.state));
+  return existsSync(join(dir, JOURNAL_FILE)) ? Journal.open(dir, { readonly: true }) : undefined;
+}
+
+function historyRow(d: DeploymentRow): string[] {
+  const what = d.kind === 'rollback' ? `rollback to #${d.restores}` : d.bundle_name ? `${d.bundle_name} ${d.bundle_version}` : (d.source ?? '');
+  return [`#${d.id}`, d.stack, what, d.status, d.started_at.replace(/\.\d+Z$/, 'Z'), d.applied_by, d.reason ?? ''];
+}
+
+export const deployCommands: Command[] = [
+  {
+    path: ['bundle', 'apply'],
+    summary: 'verify, store, load and deploy a bundle on this host, journaled step by step',
+    usage: 'airlock bundle apply BUNDLE [--state DIR] [--trust DIR] [--init-swarm] [--advertise-addr IP] [--timeout 2m] [--wait 60s] [--allow-downgrade] [--json]',
+    details:
+      'Steps: verify, store, load images, prepare networks/secrets/configs, update services, wait for\n' +
+      'convergence (the health gate), commit, clean up. Each is journaled before and after it runs.\n' +
+      'A deploy whose services do not converge (or become healthy) within --timeout is rolled back to\n' +
+      'the previous specs. A crashed apply is recovered by the next airlock apply or rollback.\n' +
+      '--init-swarm first makes a single-node swarm when the engine is in none. One apply at a time\n' +
+      'per host: another waits up to --wait, then fails naming the running one (exit 16).',
+    options: {
+      state: stringOpt(),
+      trust: stringOpt(),
+      'init-swarm': boolOpt(),
+      'advertise-addr': stringOpt(),
+      timeout: stringOpt(),
+      wait: stringOpt(),
+      'allow-downgrade': boolOpt(),
+      ...jsonOpt,
+    },
+    args: { min: 1, max: 1 },
+    async run({ positionals, values, json, out }) {
+      const docker = new Docker();
+      try {
+        const r = await applyBundle(positionals[0]!, {
+          stateDir: stateDirFrom(str(values.state)),
+          trust: await TrustStore.load(trustDirFrom(str(values.trust))),
+          docker,
+          timeoutMs: timeoutOf(values.timeout),
+          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          allowDowngrade: values['allow-downgrade'] === true,
+          initSwarm: values['init-swarm'] ? { advertiseAddr: str(values['advertise-addr']) ?? '127.0.0.1' } : undefined,
+          hooks: hooks(out, json),
+        });
+        if (json) out(JSON.stringify(r));
+        else for (const s of r.stacks) out(`applied ${r.bundle.name} ${r.bundle.version} to stack ${s.stack} (deployment #${s.deployment}): ${s.services.map((x) => `${x.name} ${x.ready}/${x.desired}`).join(', ')}`);
+      } finally {
+        await docker.close();
+      }
+    },
+  },
+  {
+    path: ['rollback'],
+    summary: 'restore the exact specs of an earlier deployment of a stack, offline',
+    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--timeout 2m] [--json]',
+    details: 'Without --to, goes back to the release before the one running. Needs no bundle: images and\nsecret data come from the engine or the content store. Journaled as a deployment of its own.',
+    options: { to: stringOpt(), state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+    args: { min: 1, max: 1 },
+    async run({ positionals, values, json, out }) {
+      const docker = new Docker();
+      try {
+        const r = await rollbackStack(positionals[0]!, str(values.to), {
+          stateDir: stateDirFrom(str(values.state)),
+          docker,
+          timeoutMs: timeoutOf(values.timeout),
+          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          hooks: hooks(out, json),
+        });
+        out(json ? JSON.stringify(r) : `stack ${positionals[0]} runs deployment #${r.restores} again (as deployment #${r.deployment})`);
+      } finally {
+        await docker.close();
+      }
+    },
+  },
+  {
+    path: ['history'],
+    summary: 'list the deployments of every stack, or of one, newest first',
+    usage: 'airlock history [STACK] [--state DIR] [--json]',
+    options: { state: stringOpt(), ...jsonOpt },
+    args: { min: 0, max: 1 },
+    async run({ positionals, values, json, out }) {
+      const journal = readJournal(values);
+      const rows = journal ? new DeploymentRecords(journal).history(positionals[0], 1000) : [];
+      journal?.close();
+      if (json) out(JSON.stringify(rows));
+      else out(rows.length ? table([['ID', 'STACK', 'DEPLOYED', 'STATUS', 'STARTED', 'BY', 'REASON'], ...rows.map(historyRow)]) : 'no deployments recorded');
+    },
+  },
+  {
+    path: ['status'],
+    summary: 'what runs here: each stack, its bundle and version, when and by whom, whether it converged',
+    usage: 'airlock status [--state DIR] [--json]',
+    options: { state: stringOpt(), ...jsonOpt },
+    args: { min: 0, max: 0 },
+    async run({ values, json, out }) {
+      const journal = readJournal(values);
+      if (!journal) throw notFound(`no journal in ${stateDirFrom(str(values.state))}: nothing was imported or applied on this host`, { reason: 'no-journal' });
+      const docker = new Docker({ retry: false });
+      try {
+        const deployments = new DeploymentRecords(journal);
+        const bundles = new BundleRecords(journal);
+        const services = await docker.services.list({ status: true, filters: { label: [NAMESPACE_LABEL] } }).catch(() => undefined);
+        const stacks = deployments.stacks().map((stack) => {
+          const d = deployments.current(stack);
+          const mine = services?.filter((s) => s.Spec.Labels?.[NAMESPACE_LABEL] === stack);
+          const converged = mine === undefined ? null : mine.every((s) => (s.ServiceStatus?.RunningTasks ?? 0) >= (s.ServiceStatus?.DesiredTasks ?? 0));
+          return {
+            stack,
+            deployment: d?.id ?? null,
+            bundle: d?.bundle_name ? `${d.bundle_name} ${d.bundle_version}` : null,
+            kind: d?.kind ?? null,
+            appliedAt: d?.finished_at ?? null,
+            appliedBy: d?.applied_by ?? null,
+            source: d?.source ?? null,
+            services: mine?.map((s) => ({ name: s.Spec.Name, running: s.ServiceStatus?.RunningTasks ?? 0, desired: s.ServiceStatus?.DesiredTasks ?? 0 })) ?? null,
+            converged,
+          };
+        });
+        const applied = new Set(deployments.history(undefined, 100_000).map((d) => d.bundle_id));
+        const pending = bundles.all().filter((b) => !applied.has(b.id)).map((b) => `${b.name} ${b.version}`);
+        const unfinished = deployments.unfinished().map((d) => ({ deployment: d.id, stack: d.stack, step: d.step }));
+        if (json) {
+          out(JSON.stringify({ stacks, pendingBundles: pending, unfinished, engine: services !== undefined }));
+          return;
+        }
+        out(
+          table([
+            ['STACK', 'BUNDLE', 'DEPLOYMENT', 'APPLIED', 'BY', 'CONVERGED'],
+            ...stacks.map((s) => [s.stack, s.bundle ?? '-', s.deployment ? `#${s.deployment}${s.kind === 'rollback' ? ' (rollback)' : ''}` : '-', s.appliedAt ?? '-', s.appliedBy ?? '-', s.converged === null ? 'engine unreachable' : s.converged ? 'yes' : 'no']),
+          ]),
+        );
+        for (const s of stacks) for (const svc of s.services ?? []) out(`  ${svc.name} ${svc.running}/${svc.desired}`);
+        if (pending.length) out(`pending bundles (imported, not applied): ${pending.join(', ')}`);
+        for (const u of unfinished) out(`interrupted: deployment #${u.deployment} of ${u.stack} at step ${u.step}; the next apply or rollback recovers it`);
+      } finally {
+        journal.close();
+        await docker.close();
+      }
+    },
+  },
+];

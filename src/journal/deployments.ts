@@ -1,0 +1,173 @@
+import type { ServiceSpec } from '../docker/index.js';
+import type { Journal } from './journal.js';
+
+/** The steps of an apply, in order. Each is journaled before its side effect and after it. */
+export const APPLY_STEPS = ['verify', 'store', 'load', 'prepare', 'services', 'converge', 'commit', 'cleanup', 'done'] as const;
+export type ApplyStep = (typeof APPLY_STEPS)[number];
+
+/** From this step on, services may have been touched: recovery restores the previous specs. */
+export const FIRST_SERVICE_STEP: ApplyStep = 'services';
+
+export const stepIndex = (s: string): number => APPLY_STEPS.indexOf(s as ApplyStep);
+
+export type DeploymentStatus = 'running' | 'committed' | 'failed' | 'rolled-back';
+
+export interface DeploymentRow {
+  id: number;
+  stack: string;
+  bundle_id: number | null;
+  kind: 'apply' | 'rollback';
+  status: DeploymentStatus;
+  step: ApplyStep;
+  replaces: number | null;
+  /** For a rollback: the deployment whose specs it restores. */
+  restores: number | null;
+  started_at: string;
+  finished_at: string | null;
+  applied_by: string;
+  source: string | null;
+  reason: string | null;
+  recoveries: number;
+  bundle_name?: string | null;
+  bundle_version?: string | null;
+}
+
+export interface ServiceRecord {
+  name: string;
+  /** The exact spec in the engine before; null when the service did not exist. */
+  before: ServiceSpec | null;
+  /** The exact spec applied; null when the deployment removes the service. */
+  after: ServiceSpec | null;
+  /** The image the spec names, and the id it was pinned to when applied. */
+  imageRef: string | null;
+  imageId: string | null;
+}
+
+export interface ObjectRecord {
+  kind: 'network' | 'secret' | 'config';
+  name: string;
+  /** The create spec without its data. */
+  spec: Record<string, unknown>;
+  /** Content-store digest of a secret's or config's data, so rollback can recreate it. */
+  dataDigest: string | null;
+}
+
+const SELECT = `SELECT d.*, b.name AS bundle_name, b.version AS bundle_version FROM deployments d LEFT JOIN bundles b ON b.id = d.bundle_id`;
+const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
+
+/** Deployments: what was applied to each stack, step by step, with the specs before and after. */
+export class DeploymentRecords {
+  constructor(private readonly journal: Journal) {}
+
+  private get db() {
+    return this.journal.db;
+  }
+
+  start(
+    d: { stack: string; bundleId: number | null; kind: 'apply' | 'rollback'; replaces: number | null; restores?: number; appliedBy: string; source: string | null },
+    at = new Date(),
+  ): number {
+    const r = this.db
+      .prepare(`INSERT INTO deployments (stack, bundle_id, kind, status, step, replaces, restores, started_at, applied_by, source) VALUES (?, ?, ?, 'running', 'verify', ?, ?, ?, ?, ?)`)
+      .run(d.stack, d.bundleId, d.kind, d.replaces, d.restores ?? null, at.toISOString(), d.appliedBy, d.source);
+    return Number(r.lastInsertRowid);
+  }
+
+  /** Records that `step` begins: written (and fsynced) before its side effect. */
+  beginStep(id: number, step: ApplyStep): number {
+    return this.db.transaction(() => {
+      this.db.prepare(`UPDATE deployments SET step = ? WHERE id = ?`).run(step, id);
+      const r = this.db.prepare(`INSERT INTO apply_steps (deployment_id, step, started_at) VALUES (?, ?, ?)`).run(id, step, new Date().toISOString());
+      return Number(r.lastInsertRowid);
+    }).immediate();
+  }
+
+  endStep(stepId: number, outcome: 'ok' | 'failed', detail?: string): void {
+    this.db.prepare(`UPDATE apply_steps SET finished_at = ?, outcome = ?, detail = ? WHERE id = ?`).run(new Date().toISOString(), outcome, detail ?? null, stepId);
+  }
+
+  setBundle(id: number, bundleId: number): void {
+    this.db.prepare(`UPDATE deployments SET bundle_id = ? WHERE id = ?`).run(bundleId, id);
+  }
+
+  recordServices(id: number, services: ServiceRecord[]): void {
+    const put = this.db.prepare(
+      `INSERT OR REPLACE INTO deployment_services (deployment_id, name, spec_before, spec_after, image_ref, image_id) VALUES (?, ?, ?, ?, ?, ?)`,
+    );
+    this.db.transaction(() => {
+      for (const s of services) put.run(id, s.name, json(s.before), json(s.after), s.imageRef, s.imageId);
+    }).immediate();
+  }
+
+  recordObjects(id: number, objects: ObjectRecord[]): void {
+    const put = this.db.prepare(`INSERT OR REPLACE INTO deployment_objects (deployment_id, kind, name, spec, data_digest) VALUES (?, ?, ?, ?, ?)`);
+    this.db.transaction(() => {
+      for (const o of objects) put.run(id, o.kind, o.name, JSON.stringify(o.spec), o.dataDigest);
+    }).immediate();
+  }
+
+  finish(id: number, status: Exclude<DeploymentStatus, 'running'>, reason?: string): void {
+    this.db
+      .prepare(`UPDATE deployments SET status = ?, reason = COALESCE(?, reason), finished_at = ? WHERE id = ?`)
+      .run(status, reason ?? null, new Date().toISOString(), id);
+  }
+
+  countRecovery(id: number): number {
+    this.db.prepare(`UPDATE deployments SET recoveries = recoveries + 1 WHERE id = ?`).run(id);
+    return this.get(id)!.recoveries;
+  }
+
+  get(id: number): DeploymentRow | undefined {
+    return this.db.prepare(`${SELECT} WHERE d.id = ?`).get(id) as DeploymentRow | undefined;
+  }
+
+  /** Newest first. */
+  history(stack?: string, limit = 100): DeploymentRow[] {
+    const where = stack ? 'WHERE d.stack = ?' : '';
+    return this.db.prepare(`${SELECT} ${where} ORDER BY d.id DESC LIMIT ?`).all(...(stack ? [stack] : []), limit) as DeploymentRow[];
+  }
+
+  /** The deployment whose specs the stack runs now: the newest committed one. */
+  current(stack: string): DeploymentRow | undefined {
+    return this.db.prepare(`${SELECT} WHERE d.stack = ? AND d.status = 'committed' ORDER BY d.id DESC LIMIT 1`).get(stack) as DeploymentRow | undefined;
+  }
+
+  unfinished(): DeploymentRow[] {
+    return this.db.prepare(`${SELECT} WHERE d.status = 'running' ORDER BY d.id`).all() as DeploymentRow[];
+  }
+
+  stacks(): string[] {
+    return (this.db.prepare(`SELECT DISTINCT stack FROM deployments ORDER BY stack`).all() as { stack: string }[]).map((r) => r.stack);
+  }
+
+  services(id: number): ServiceRecord[] {
+    const rows = this.db.prepare(`SELECT * FROM deployment_services WHERE deployment_id = ? ORDER BY name`).all(id) as {
+      name: string;
+      spec_before: string | null;
+      spec_after: string | null;
+      image_ref: string | null;
+      image_id: string | null;
+    }[];
+    return rows.map((r) => ({
+      name: r.name,
+      before: r.spec_before === null ? null : (JSON.parse(r.spec_before) as ServiceSpec),
+      after: r.spec_after === null ? null : (JSON.parse(r.spec_after) as ServiceSpec),
+      imageRef: r.image_ref,
+      imageId: r.image_id,
+    }));
+  }
+
+  objects(id: number): ObjectRecord[] {
+    const rows = this.db.prepare(`SELECT * FROM deployment_objects WHERE deployment_id = ? ORDER BY kind, name`).all(id) as {
+      kind: ObjectRecord['kind'];
+      name: string;
+      spec: string;
+      data_digest: string | null;
+    }[];
+    return rows.map((r) => ({ kind: r.kind, name: r.name, spec: JSON.parse(r.spec) as Record<string, unknown>, dataDigest: r.data_digest }));
+  }
+
+  steps(id: number): { step: string; started_at: string; finished_at: string | null; outcome: string | null; detail: string | null }[] {
+    return this.db.prepare(`SELECT step, started_at, finished_at, outcome, detail FROM apply_steps WHERE deployment_id = ? ORDER BY id`).all(id) as never;
+  }
+}
