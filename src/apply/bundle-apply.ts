@@ -1,4 +1,5 @@
 import { hostname, userInfo } from 'node:os';
+import semver from 'semver';
 import { asAirlockError, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead } from '../bundle/reader.js';
 import { parseManifest } from '../bundle/manifest.js';
@@ -65,6 +66,22 @@ export async function withApplyContext<T>(
   }
 }
 
+/** Anti-downgrade against what runs: applying an older version than one applied is refused; rollback is the way back. */
+function checkNotOlderThanApplied(ctx: ApplyContext, name: string, version: string, allowDowngrade: boolean): void {
+  const applied = ctx.deployments.appliedVersions(name);
+  const newest = applied.sort(semver.rcompare)[0];
+  if (newest && semver.lt(version, newest)) {
+    if (allowDowngrade) {
+      ctx.journal.record({ kind: 'bundle.apply', outcome: 'info', subject: `${name} ${version}`, reason: 'downgrade-allowed', message: `applying ${version} over ${newest} with --allow-downgrade` });
+      return;
+    }
+    throw policyError(`${name} ${version} is older than ${newest}, which was applied here`, {
+      reason: 'downgrade',
+      hint: "use 'airlock rollback STACK --to VERSION' to go back, or --allow-downgrade to apply it anyway",
+    });
+  }
+}
+
 async function ensureSwarm(docker: Docker, advertiseAddr: string): Promise<void> {
   const info = await docker.system.info();
   if (info.Swarm.LocalNodeState === 'active') return;
@@ -95,7 +112,7 @@ export async function applyBundle(file: string, opts: ApplyOptions): Promise<App
       return journaledStep(ctx, first!, step, run);
     };
     try {
-      await forAll('verify', async () => ({ keyId: signer.keyId }));
+      await forAll('verify', async () => checkNotOlderThanApplied(ctx, manifest.name, manifest.version, opts.allowDowngrade ?? false));
       const stored = await forAll('store', () =>
         storeBundle(file, { stateDir: opts.stateDir, trust: opts.trust, allowDowngrade: opts.allowDowngrade ?? false, ...(opts.limits ? { limits: opts.limits } : {}) }, ctx.journal, ctx.store),
       );

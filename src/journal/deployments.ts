@@ -132,6 +132,14 @@ export class DeploymentRecords {
     return this.db.prepare(`${SELECT} WHERE d.stack = ? AND d.status = 'committed' ORDER BY d.id DESC LIMIT 1`).get(stack) as DeploymentRow | undefined;
   }
 
+  /** Versions of bundle `name` that were applied and committed at some time. */
+  appliedVersions(name: string): string[] {
+    const rows = this.db
+      .prepare(`SELECT DISTINCT b.version FROM deployments d JOIN bundles b ON b.id = d.bundle_id WHERE b.name = ? AND d.kind = 'apply' AND d.status = 'committed'`)
+      .all(name) as { version: string }[];
+    return rows.map((r) => r.version);
+  }
+
   unfinished(): DeploymentRow[] {
     return this.db.prepare(`${SELECT} WHERE d.status = 'running' ORDER BY d.id`).all() as DeploymentRow[];
   }

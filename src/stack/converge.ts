@@ -68,7 +68,8 @@ export async function waitForConvergence(docker: Docker, serviceNames: readonly 
     opts.onProgress?.(status);
     const stuck = services.find((s) => FAILED_UPDATE.has(s.UpdateStatus?.State ?? ''));
     if (stuck) {
-      throw new AirlockError('engine', `service ${stuck.Spec.Name}: swarm ${stuck.UpdateStatus!.State!.replace('_', ' ')} the update: ${stuck.UpdateStatus!.Message ?? ''}`, {
+      const errors = status.find((s) => s.name === stuck.Spec.Name)?.errors ?? [];
+      throw new AirlockError('engine', `service ${stuck.Spec.Name}: swarm ${stuck.UpdateStatus!.State!.replace('_', ' ')} the update: ${stuck.UpdateStatus!.Message ?? ''}${errors.length ? `; ${errors.slice(0, 3).join('; ')}` : ''}`, {
         reason: 'update-failed',
         subject: stuck.Spec.Name,
       });

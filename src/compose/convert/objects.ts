@@ -115,7 +115,12 @@ function fileTarget(ref: ServiceFileRef): FileTarget {
   };
 }
 
-/** Resolves refs to names; sorted by the name docker would have used, so the order matches docker's. */
+/**
+ * Resolves refs to names; sorted by the name docker would have used, so the
+ * order matches docker's. Two refs with the same target are refused, as
+ * docker refuses them. (Docker orders two refs to the same object at random;
+ * airlock keeps them in the order written.)
+ */
 function resolveRefs(
   ctx: ConvertContext,
   kind: FileObjectKind,
@@ -125,7 +130,14 @@ function resolveRefs(
   const names = kind === 'secret' ? ctx.secrets : ctx.configs;
   const declared = kind === 'secret' ? ctx.config.secrets : ctx.config.configs;
   const out: { ref: ServiceFileRef; object: FileObjectName }[] = [];
+  const targets = new Set<string>();
   refs.forEach((ref, i) => {
+    const target = ref.target || ref.source;
+    if (targets.has(target)) {
+      ctx.notices.error(`${path}.${kind}s[${i}]`, `duplicate ${kind} target "${target}": each ${kind} of a service needs its own target`);
+      return;
+    }
+    targets.add(target);
     const object = names.get(ref.source);
     if (object) out.push({ ref, object });
     else if (declared[ref.source] === undefined) {
