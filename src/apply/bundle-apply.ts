@@ -7,7 +7,7 @@ import type { Limits } from '../bundle/limits.js';
 import type { Docker } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
 import { BundleRecords } from '../journal/bundles.js';
-import { DeploymentRecords } from '../journal/deployments.js';
+import { DeploymentRecords, type DeploymentRow } from '../journal/deployments.js';
 import { Journal } from '../journal/journal.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import type { ServiceProgress } from '../stack/converge.js';
@@ -42,7 +42,7 @@ export const appliedBy = (): string => `${userInfo().username}@${hostname()}`;
 export async function withApplyContext<T>(
   opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>,
   what: string,
-  run: (ctx: ApplyContext) => Promise<T>,
+  run: (ctx: ApplyContext, recovered: number[]) => Promise<T>,
 ): Promise<T> {
   const journal = Journal.open(opts.stateDir);
   try {
@@ -56,14 +56,19 @@ export async function withApplyContext<T>(
         timeoutMs: opts.timeoutMs,
         ...opts.hooks,
       };
-      await recoverUnfinished(ctx);
-      return await run(ctx);
+      const recovered = await recoverUnfinished(ctx);
+      return await run(ctx, recovered);
     } finally {
       release();
     }
   } finally {
     journal.close();
   }
+}
+
+/** `airlock recover`: the recovery rule alone, under the apply lock; the deployments it closed, as they ended. */
+export async function recoverHost(opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>): Promise<DeploymentRow[]> {
+  return withApplyContext(opts, 'recover', async (ctx, recovered) => recovered.map((id) => ctx.deployments.get(id)!));
 }
 
 /** Anti-downgrade against what runs: applying an older version than one applied is refused; rollback is the way back. */

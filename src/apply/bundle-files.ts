@@ -1,10 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
+import { Writable } from 'node:stream';
+import type { BlobSink } from '../bundle/reader.js';
 import { configError } from '../errors/index.js';
 import type { Manifest, StackRecord } from '../bundle/manifest.js';
 import { interpolationEnv, parseEnvFile } from '../compose/load/index.js';
 import type { ComposeFileInput } from '../compose/load/index.js';
 import type { ContentStore } from '../store/content-store.js';
+
+/** Blobs from somewhere other than the content store (a bundle being planned, not imported). */
+export interface BlobSource {
+  readBlob: (digest: string) => Buffer;
+}
 
 /** Where a bundle's files appear to the compose loader: a view of the content store, never extracted. */
 export const BUNDLE_ROOT = '/airlock-bundle';
@@ -21,7 +28,8 @@ export interface BundleStackFiles {
  * the content store by the paths the bundle gives them. Variables: the
  * process environment over the stack's env files.
  */
-export function bundleStackFiles(store: ContentStore, manifest: Manifest, stack: StackRecord, processEnv: NodeJS.ProcessEnv = process.env): BundleStackFiles {
+export function bundleStackFiles(store: ContentStore | BlobSource, manifest: Manifest, stack: StackRecord, processEnv: NodeJS.ProcessEnv = process.env): BundleStackFiles {
+  const readBlob = 'readBlob' in store ? store.readBlob : (digest: string) => readFileSync(store.pathOf(digest));
   const byPath = new Map<string, string>();
   for (const f of [...stack.composeFiles, ...stack.envFiles]) byPath.set(posix.join(BUNDLE_ROOT, f.name), f.digest);
   for (const f of manifest.files) byPath.set(posix.join(BUNDLE_ROOT, f.path), f.digest);
@@ -33,7 +41,7 @@ export function bundleStackFiles(store: ContentStore, manifest: Manifest, stack:
         hint: 'list the file under files: in bundle.yaml, at the path the compose file uses',
       });
     }
-    return readFileSync(store.pathOf(digest));
+    return readBlob(digest);
   };
   const text = (name: string) => readFile(posix.join(BUNDLE_ROOT, name)).toString('utf8');
   const env = Object.fromEntries(Object.entries(processEnv).filter((e): e is [string, string] => e[1] !== undefined));
@@ -46,5 +54,40 @@ export function bundleStackFiles(store: ContentStore, manifest: Manifest, stack:
       { source: `bundle env files of stack ${stack.name}`, vars: bundleVars },
     ]),
     readFile,
+  };
+}
+
+/** Blob kinds a plan needs to read: the stack files and extra files, all small. */
+const PLAN_KINDS = new Set(['stack-file', 'env-file', 'file']);
+const MAX_PLAN_BLOB = 16 * 1024 * 1024;
+
+/** A sink for readBundle that keeps stack and extra files in memory and only hashes the rest. */
+export function memoryBlobs(): { sink: BlobSink; source: BlobSource } {
+  const blobs = new Map<string, Buffer>();
+  const sink: BlobSink = {
+    open: async (blob) => {
+      if (!PLAN_KINDS.has(blob.kind) || blob.size > MAX_PLAN_BLOB) return null;
+      const chunks: Buffer[] = [];
+      return new Writable({
+        write(chunk: Buffer, _e, cb) {
+          chunks.push(chunk);
+          cb();
+        },
+        final(cb) {
+          blobs.set(blob.digest, Buffer.concat(chunks));
+          cb();
+        },
+      });
+    },
+  };
+  return {
+    sink,
+    source: {
+      readBlob: (digest) => {
+        const b = blobs.get(digest);
+        if (!b) throw configError(`blob ${digest} is not a stack or extra file of this bundle`, { reason: 'file-not-in-bundle' });
+        return b;
+      },
+    },
   };
 }

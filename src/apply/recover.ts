@@ -20,6 +20,7 @@ export async function recoverUnfinished(ctx: ApplyContext): Promise<number[]> {
     if (attempts > MAX_RECOVERIES) {
       ctx.deployments.finish(d.id, 'failed', `recovery was interrupted ${attempts - 1} times; left for the operator (see airlock history ${d.stack})`);
       ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: 'crash-loop', details: { deployment: d.id } });
+      recovered.push(d.id);
       continue;
     }
     if (stepIndex(d.step) < stepIndex(FIRST_SERVICE_STEP)) {

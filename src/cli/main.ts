@@ -9,6 +9,7 @@ import { stackCommands } from './commands/stack.js';
 import { deployCommands } from './commands/deploy.js';
 
 const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...deployCommands, ...stackCommands, ...doctorCommands];
+COMMANDS.push(...(await import('./commands/prune.js')).pruneCommands);
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

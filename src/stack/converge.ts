@@ -6,6 +6,12 @@ import { stable } from './spec-diff.js';
 export interface ConvergeOptions {
   timeoutMs: number;
   pollMs?: number;
+  /**
+   * How long the same tasks must keep running before the stack counts as
+   * converged: a task that starts and exits at once looks "running" for an
+   * instant. Swarm's own update monitor defaults to 5 s.
+   */
+  stableMs?: number;
   signal?: AbortSignal;
   onProgress?: (status: ServiceProgress[]) => void;
 }
@@ -18,6 +24,11 @@ export interface ServiceProgress {
   /** Errors of tasks of the current spec that failed or were rejected, newest first. */
   errors: string[];
 }
+
+export const DEFAULT_STABLE_MS = 5000;
+
+const runningTaskIds = (tasks: Task[]) => new Set(tasks.filter((t) => t.Status.State === 'running' || t.Status.State === 'complete').map((t) => t.ID));
+const sameTasks = (a: Set<string>, b: Set<string>) => a.size === b.size && [...a].every((id) => b.has(id));
 
 const FAILED_UPDATE = new Set(['paused', 'rollback_started', 'rollback_paused', 'rollback_completed']);
 
@@ -61,6 +72,8 @@ export async function waitForConvergence(docker: Docker, serviceNames: readonly 
   const deadline = Date.now() + opts.timeoutMs;
   const call = opts.signal ? { signal: opts.signal } : {};
   const wanted = new Set(serviceNames);
+  let stableSince: number | undefined;
+  let stableTasks = new Set<string>();
   for (;;) {
     const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
     const tasks = services.length ? await docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }) : [];
@@ -74,7 +87,16 @@ export async function waitForConvergence(docker: Docker, serviceNames: readonly 
         subject: stuck.Spec.Name,
       });
     }
-    if (services.length === wanted.size && status.every((s) => s.ready >= s.desired)) return status;
+    if (services.length === wanted.size && status.every((s) => s.ready >= s.desired)) {
+      const running = runningTaskIds(tasks);
+      if (stableSince === undefined || !sameTasks(stableTasks, running)) {
+        stableSince = Date.now();
+        stableTasks = running;
+      }
+      if (Date.now() - stableSince >= (opts.stableMs ?? DEFAULT_STABLE_MS)) return status;
+    } else {
+      stableSince = undefined;
+    }
     if (Date.now() >= deadline) throw notConverged(status, serviceNames, opts.timeoutMs);
     await sleep(opts.pollMs ?? 1000, undefined, call);
   }

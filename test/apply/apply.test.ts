@@ -185,3 +185,19 @@ test('one apply at a time: a second one waits, then fails naming the first', asy
   const code = await new Promise<number>((res) => first.on('close', (c) => res(c ?? -1)));
   assert.equal(code, 0, stderr);
 });
+
+test('bundle plan shows what apply would change, field by field, and changes nothing', async () => {
+  const v5 = await release('1.5.0');
+  const before = (await docker.services.inspect('web_web')).Version.Index;
+  const r = await runCli(['bundle', 'plan', v5, '--trust', signer.trustDir], { DOCKER_HOST: daemon.dockerHost });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^stack web \(demo 1\.5\.0\):$/m);
+  assert.match(r.stdout, /~ service web_web\n(?: {6}.*\n)* {6}TaskTemplate\.ContainerSpec\.Env: \["GREETING=hello","VERSION=1\.4\.0"\] -> \["GREETING=hello","VERSION=1\.5\.0"\]\n/);
+  assert.match(r.stdout, /TaskTemplate\.ContainerSpec\.Image: "applytest\/web:1\.4\.0" -> "applytest\/web:1\.5\.0"/);
+  assert.match(r.stdout, /= service web_worker \(unchanged\)/);
+  assert.equal((await docker.services.inspect('web_web')).Version.Index, before);
+  assert.equal(await docker.images.find('applytest/web:1.5.0'), undefined, 'nothing loaded');
+  const other = await makeSigner(work.dir, 'other');
+  const untrusted = await runCli(['bundle', 'plan', v5, '--trust', other.trustDir], { DOCKER_HOST: daemon.dockerHost });
+  assert.equal(untrusted.code, 10);
+});

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { Docker } from '../../docker/index.js';
 import { notFound } from '../../errors/index.js';
 import { parseDuration } from '../../compose/convert/duration.js';
-import { applyBundle } from '../../apply/bundle-apply.js';
+import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
+import { planBundle } from '../../apply/bundle-plan.js';
+import { planJson, planLines, printWarnings } from './stack.js';
 import { rollbackStack } from '../../apply/rollback.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
 import { BundleRecords } from '../../journal/bundles.js';
@@ -41,6 +43,25 @@ function historyRow(d: DeploymentRow): string[] {
 }
 
 export const deployCommands: Command[] = [
+  {
+    path: ['bundle', 'plan'],
+    summary: 'show what bundle apply would change on this host, changing nothing',
+    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--json]',
+    details: 'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed.',
+    options: { trust: stringOpt(), ...jsonOpt },
+    args: { min: 1, max: 1 },
+    async run({ positionals, values, json, out }) {
+      const docker = new Docker();
+      try {
+        const r = await planBundle(positionals[0]!, { trust: await TrustStore.load(trustDirFrom(str(values.trust))), docker });
+        for (const s of r.stacks) printWarnings(s.warnings);
+        if (json) out(JSON.stringify({ bundle: r.bundle, stacks: r.stacks.map((s) => ({ stack: s.stack, plan: planJson(s.plan) })) }));
+        else for (const s of r.stacks) out([`stack ${s.stack} (${r.bundle.name} ${r.bundle.version}):`, ...planLines(s.plan).map((l) => `  ${l}`)].join('\n'));
+      } finally {
+        await docker.close();
+      }
+    },
+  },
   {
     path: ['bundle', 'apply'],
     summary: 'verify, store, load and deploy a bundle on this host, journaled step by step',
@@ -101,6 +122,37 @@ export const deployCommands: Command[] = [
           hooks: hooks(out, json),
         });
         out(json ? JSON.stringify(r) : `stack ${positionals[0]} runs deployment #${r.restores} again (as deployment #${r.deployment})`);
+      } finally {
+        await docker.close();
+      }
+    },
+  },
+  {
+    path: ['recover'],
+    summary: 'finish what an interrupted apply or rollback left behind, and nothing else',
+    usage: 'airlock recover [--state DIR] [--timeout 2m] [--wait 60s] [--json]',
+    details:
+      'Takes the apply lock and runs the recovery rule that every apply and rollback runs first: a\n' +
+      'deployment still running was interrupted (kill -9, power loss, dockerd gone). One that had not\n' +
+      'touched a service yet is closed as failed; otherwise every service is restored to the spec\n' +
+      'recorded before it. One whose recovery itself was interrupted too often is closed as failed for\n' +
+      'the operator (docs/journal.md). Prints what it did; nothing when there was nothing to do.',
+    options: { state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+    args: { min: 0, max: 0 },
+    async run({ values, json, out }) {
+      const docker = new Docker();
+      try {
+        const recovered = await recoverHost({
+          stateDir: stateDirFrom(str(values.state)),
+          docker,
+          timeoutMs: timeoutOf(values.timeout),
+          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          hooks: hooks(out, json),
+        });
+        const rows = recovered.map((d) => ({ deployment: d.id, stack: d.stack, kind: d.kind, step: d.step, status: d.status, reason: d.reason, recoveries: d.recoveries }));
+        if (json) out(JSON.stringify({ recovered: rows }));
+        else if (rows.length === 0) out('nothing to recover: no deployment was left unfinished');
+        else for (const r of rows) out(`deployment #${r.deployment} of ${r.stack} (interrupted at step ${r.step}): ${r.status}: ${r.reason ?? ''}`);
       } finally {
         await docker.close();
       }

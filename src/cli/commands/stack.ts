@@ -28,7 +28,7 @@ async function loadDesired(docker: Docker, stack: string, files: string[] | unde
   return desiredStack({ stack, files: inputs, workingDir: dirname(resolve(files[0]!)), env: { ...process.env } as Record<string, string>, apiVersion });
 }
 
-function printWarnings(warnings: ComposeNotice[]): void {
+export function printWarnings(warnings: ComposeNotice[]): void {
   for (const w of warnings) process.stderr.write(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}\n`);
 }
 
@@ -50,7 +50,7 @@ const short = (v: unknown): string => {
 };
 
 /** What a plan would change, for people. Secret data is never part of it. */
-function planLines(plan: Plan): string[] {
+export function planLines(plan: Plan): string[] {
   const lines: string[] = [];
   for (const step of [...plan.prepare, ...plan.services]) {
     const sign = step.action.startsWith('create') ? '+' : step.action.startsWith('update') ? '~' : '-';
@@ -63,7 +63,7 @@ function planLines(plan: Plan): string[] {
 }
 
 /** A plan as JSON, with secret and config data left out. */
-function planJson(plan: Plan) {
+export function planJson(plan: Plan) {
   const strip = (s: Step) => {
     if (s.action === 'create-secret') return { action: s.action, name: s.name };
     if (s.action === 'create-config') return { action: s.action, name: s.name };
