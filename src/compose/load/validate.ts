@@ -63,6 +63,9 @@ export function loadComposeSchema(): Record<string, unknown> {
   at(defs, 'healthcheck', 'properties')['start_interval'] = { type: 'string', format: 'duration' };
   const service = at(defs, 'service', 'properties');
   service['cgroupns_mode'] = { type: 'string' };
+  // docker's schema takes a tmpfs mount's mode (octal permission bits); this snapshot of the spec lacks it.
+  const longVolume = (at(service, 'volumes', 'items')['oneOf'] as unknown[])[1];
+  at(longVolume, 'properties', 'tmpfs', 'properties')['mode'] = { type: 'number' };
   const networks = at(service, 'networks');
   const byName = (networks['oneOf'] as unknown[])[1];
   const attach = ((at(byName, 'patternProperties')['^[a-zA-Z0-9._-]+$'] as Record<string, unknown>)['oneOf'] as unknown[])[0];

@@ -134,3 +134,17 @@ test('bindObjectIds fills SecretID/ConfigID by name and names what is missing', 
   assert.deepEqual(bound.missing, [`config ${out.configs[0]!.Name}`]);
   assert.equal(spec.TaskTemplate!.ContainerSpec!.Secrets![0]!.SecretID, '', 'the input is not changed');
 });
+
+test('two references with the same target are an error, as docker refuses them', () => {
+  const out = convert(
+    compose({
+      services: [service('web', { secrets: [{ source: 'pw' }, { source: 'other', target: 'pw' }], configs: [{ source: 'nginx', target: '/a' }, { source: 'nginx', target: '/a' }] })],
+      secrets: { pw: obj({ file: PW }), other: obj({ file: PW }) },
+      configs: { nginx: obj({ file: CONF }) },
+    }),
+  );
+  assert.deepEqual(out.notices.map((n) => [n.level, n.path]), [
+    ['error', 'services.web.secrets[1]'],
+    ['error', 'services.web.configs[1]'],
+  ]);
+});

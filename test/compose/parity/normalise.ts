@@ -81,6 +81,10 @@ function withoutLogicalName(labels: Record<string, string> | undefined): Record<
   return rest;
 }
 
+function byNameThenTarget(a: [string, string | undefined], b: [string, string | undefined]): number {
+  return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : (a[1] ?? '') < (b[1] ?? '') ? -1 : (a[1] ?? '') > (b[1] ?? '') ? 1 : 0;
+}
+
 export function normaliseStack(s: StackSnapshot, fileText: string): NormalisedStack {
   const secretNames = contentNameMap(s.secrets, s.stack);
   const configNames = contentNameMap(s.configs, s.stack);
@@ -99,6 +103,12 @@ export function normaliseStack(s: StackSnapshot, fileText: string): NormalisedSt
     for (const n of spec.TaskTemplate?.Networks ?? []) n.Target = s.networkNames.get(n.Target) ?? `unknown network ${n.Target}`;
     // 6. Secret and config references carry the object's ID (drop it) and
     //    airlock's content name (mapped back, see 2).
+    //    Both sort references by engine name, which holds the stack name:
+    //    `parity_ref_11_x` and `parity_air_11_x` sort differently against an
+    //    explicit `parity_pinned_…`. So references are re-sorted after the
+    //    stack name is replaced (below). And docker collects references
+    //    through a Go map, so two references to one object (different
+    //    targets) come in random order: ties are ordered by target.
     for (const r of container?.Secrets ?? []) {
       r.SecretID = 'ID';
       r.SecretName = secretNames.get(r.SecretName) ?? r.SecretName;
@@ -108,7 +118,11 @@ export function normaliseStack(s: StackSnapshot, fileText: string): NormalisedSt
       r.ConfigName = configNames.get(r.ConfigName) ?? r.ConfigName;
     }
     const name = svc.Spec.Name ?? svc.ID;
-    out.services[replaceStack(name, s.stack)] = replaceStack({ Spec: spec, EndpointSpec: svc.Endpoint?.Spec ?? null }, s.stack);
+    const normal = replaceStack({ Spec: spec, EndpointSpec: svc.Endpoint?.Spec ?? null }, s.stack);
+    const c = normal.Spec.TaskTemplate?.ContainerSpec;
+    c?.Secrets?.sort((a, b) => byNameThenTarget([a.SecretName, a.File?.Name], [b.SecretName, b.File?.Name]));
+    c?.Configs?.sort((a, b) => byNameThenTarget([a.ConfigName, a.File?.Name], [b.ConfigName, b.File?.Name]));
+    out.services[replaceStack(name, s.stack)] = normal;
   }
 
   for (const n of s.networks) {

@@ -1,9 +1,6 @@
 /**
  * The two ways a parity stack gets deployed, read back, and removed: the
- * docker CLI (the reference) and airlock's own path. airlock's deployer does
- * not exist yet, so its path here is: loadCompose → convertStack → create
- * networks, secrets, configs and services through the client.
- * TODO: once the deployer exists, deploy through it instead of deployAirlock.
+ * docker CLI (the reference) and airlock's own deployer.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -13,8 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../../../src/docker/index.js';
 import { labelFilter } from '../../../src/docker/index.js';
 import type { ComposeNotice } from '../../../src/compose/model.js';
-import { loadCompose } from '../../../src/compose/load/index.js';
-import { bindObjectIds, convertStack, LABEL_NAMESPACE, type ConvertedStack } from '../../../src/compose/convert/index.js';
+import { LABEL_NAMESPACE } from '../../../src/compose/convert/index.js';
+import { deployStack } from '../../../src/stack/deploy.js';
+import { desiredStack } from '../../../src/stack/desired.js';
 import type { StackSnapshot } from './normalise.js';
 
 export interface CliRun {
@@ -46,40 +44,24 @@ export async function deployWithDocker(dockerHost: string, file: string, stack: 
 }
 
 export interface AirlockDeploy {
-  converted: ConvertedStack;
   notices: ComposeNotice[];
 }
 
-/** airlock's path: load, convert, then create each object through the Engine API client. */
+/**
+ * airlock's path: exactly what `airlock stack deploy` runs (load, convert,
+ * create networks/secrets/configs, bind their ids, create the services),
+ * in process, without waiting for convergence (docker's side uses --detach).
+ */
 export async function deployWithAirlock(docker: Docker, file: string, stack: string, env: Record<string, string>): Promise<AirlockDeploy> {
-  const loaded = await loadCompose({
+  const { desired, warnings } = await desiredStack({
+    stack,
     files: [{ name: file, content: await readFile(file, 'utf8') }],
     workingDir: join(file, '..'),
     env,
-  });
-  const converted = convertStack({
-    stack,
-    config: loaded.config,
     apiVersion: await docker.client.apiVersion(),
-    fileData: (p) => readFileSync(p),
   });
-  const notices = [...loaded.notices, ...converted.notices];
-  const errors = notices.filter((n) => n.level === 'error');
-  if (errors.length > 0) throw new Error(`airlock refuses ${basename(file)}:\n${errors.map((e) => `${e.path}: ${e.message}`).join('\n')}`);
-
-  for (const n of converted.networks) await docker.networks.create(n);
-  for (const s of converted.secrets) await docker.secrets.create(s);
-  for (const c of converted.configs) await docker.configs.create(c);
-  const ids = {
-    secrets: new Map((await docker.secrets.list()).map((s) => [s.Spec.Name, s.ID])),
-    configs: new Map((await docker.configs.list()).map((c) => [c.Spec.Name, c.ID])),
-  };
-  for (const spec of converted.services) {
-    const bound = bindObjectIds(spec, ids);
-    if (bound.missing.length > 0) throw new Error(`${spec.Name}: the engine has no ${bound.missing.join(', ')}`);
-    await docker.services.create(bound.spec);
-  }
-  return { converted, notices };
+  await deployStack(docker, desired, { wait: false });
+  return { notices: warnings };
 }
 
 export async function snapshot(docker: Docker, stack: string): Promise<StackSnapshot> {
@@ -114,13 +96,33 @@ export async function waitRunning(docker: Docker, serviceName: string, ms = 30_0
   });
 }
 
+const FINAL_STATES = new Set(['complete', 'shutdown', 'failed', 'rejected', 'remove', 'orphaned']);
+
+/**
+ * The swarm allocates a service's endpoint (and fills Endpoint.Spec) a moment
+ * after it is created; read the stack only once every service has it: its
+ * VIPs in vip mode, an Endpoint at all in dnsrr mode (which gets no VIPs).
+ */
+export async function waitAllocated(docker: Docker, stack: string): Promise<void> {
+  const filters = { label: labelFilter({ [LABEL_NAMESPACE]: stack }) };
+  await waitFor(`the endpoints of ${stack} to be allocated`, 15_000, async () => {
+    const services = await docker.services.list({ filters });
+    return services.every((s) =>
+      s.Spec.EndpointSpec?.Mode === 'dnsrr' ? s.Endpoint?.Spec !== undefined : (s.Endpoint?.VirtualIPs?.length ?? 0) > 0,
+    );
+  });
+}
+
 /** What `docker stack rm` does: services, then (once their tasks are gone) networks, secrets, configs. */
 export async function removeStack(docker: Docker, stack: string): Promise<void> {
   const filters = { label: labelFilter({ [LABEL_NAMESPACE]: stack }) };
   const services = await docker.services.list({ filters });
   for (const s of services) await docker.services.delete(s.ID);
+  // Tasks of a removed service stay listed for a while in their final state; only live ones hold networks.
   const ids = new Set(services.map((s) => s.ID));
-  await waitFor(`the tasks of ${stack} to go`, 60_000, async () => !(await docker.tasks.list()).some((t) => ids.has(t.ServiceID)));
+  await waitFor(`the tasks of ${stack} to stop`, 60_000, async () =>
+    !(await docker.tasks.list()).some((t) => ids.has(t.ServiceID) && !FINAL_STATES.has(t.Status.State)),
+  );
   const removeAll = async (kind: string, list: () => Promise<{ id: string }[]>, del: (id: string) => Promise<void>) => {
     await waitFor(`the ${kind} of ${stack} to be removed`, 30_000, async () => {
       const left = await list();
