@@ -189,7 +189,7 @@ export const deployCommands: Command[] = [
         const stacks = deployments.stacks().map((stack) => {
           const d = deployments.current(stack);
           const mine = services?.filter((s) => s.Spec.Labels?.[NAMESPACE_LABEL] === stack);
-          const converged = mine === undefined ? null : mine.every((s) => (s.ServiceStatus?.RunningTasks ?? 0) >= (s.ServiceStatus?.DesiredTasks ?? 0));
+          const converged = mine === undefined ? null : mine.every((s) => (s.ServiceStatus?.RunningTasks ?? 0) === (s.ServiceStatus?.DesiredTasks ?? 0));
           return {
             stack,
             deployment: d?.id ?? null,
