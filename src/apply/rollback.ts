@@ -4,6 +4,7 @@ import type { ConfigSpec, NetworkCreateRequest, SecretSpec } from '../docker/ind
 import type { ImageRecord } from '../bundle/manifest.js';
 import { loadImages, splitRef } from '../images/load-images.js';
 import { familiarRef } from '../images/reference.js';
+import { missingImageBlobs, prunedImageError } from '../retention/restorable.js';
 import { BundleRecords } from '../journal/bundles.js';
 import type { DeploymentRow } from '../journal/deployments.js';
 import type { DesiredStack } from '../stack/types.js';
@@ -42,11 +43,11 @@ async function restoreImages(ctx: ApplyContext, pins: { ref: string; id: string 
   const missing: ImageRecord[] = [];
   for (const pin of pins) {
     if (await ctx.docker.images.find(pin.id)) continue;
-    const record = bundles
-      .all()
-      .flatMap((b) => bundles.manifest(b.id).images)
-      .find((i) => i.id === pin.id);
+    const carriers = bundles.all().filter((b) => bundles.manifest(b.id).images.some((i) => i.id === pin.id));
+    const record = carriers.length ? bundles.manifest(carriers[0]!.id).images.find((i) => i.id === pin.id) : undefined;
     if (!record) throw notFound(`image ${pin.ref} (${pin.id}) is gone from the engine and from every stored bundle`, { reason: 'image-not-found' });
+    const gone = await missingImageBlobs(ctx.store, record);
+    if (gone.length > 0) throw prunedImageError(pin.ref, record, gone, carriers.map((b) => `${b.name} ${b.version}`));
     missing.push(record);
   }
   if (missing.length > 0) await loadImages(ctx.docker, ctx.store, missing);

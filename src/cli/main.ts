@@ -7,9 +7,9 @@ import { bundleCommands } from './commands/bundle.js';
 import { doctorCommands } from './commands/doctor.js';
 import { stackCommands } from './commands/stack.js';
 import { deployCommands } from './commands/deploy.js';
+import { pruneCommands } from './commands/prune.js';
 
-const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...deployCommands, ...stackCommands, ...doctorCommands];
-COMMANDS.push(...(await import('./commands/prune.js')).pruneCommands);
+const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...deployCommands, ...stackCommands, ...pruneCommands, ...doctorCommands];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

@@ -12,6 +12,7 @@ import type { Docker } from '../docker/index.js';
 import { loadImages } from '../images/load-images.js';
 import { countBytes } from '../streams/count-bytes.js';
 import { ImageRecords } from '../journal/images.js';
+import { acquireApplyLock } from '../journal/lock.js';
 import { checkVersionPolicy } from './policy.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/airlock';
@@ -32,6 +33,8 @@ export interface ImportOptions {
   docker?: Docker;
   onProgress?: (p: ImportProgress) => void;
   signal?: AbortSignal;
+  /** How long to wait for an apply or prune on this host to finish. */
+  lockWaitMs?: number;
 }
 
 export type ImportProgress = { phase: 'verify'; bytes: number; total: number } | { phase: 'load'; bytes: number; total: number };
@@ -61,12 +64,18 @@ const REFUSALS = new Set(['signature', 'integrity', 'unsafeEntry', 'policy']);
 export async function importBundle(file: string, opts: ImportOptions): Promise<ImportResult> {
   const journal = Journal.open(opts.stateDir);
   try {
-    const store = contentStoreOf(opts.stateDir);
-    const result = await storeBundle(file, opts, journal, store);
-    if (opts.docker) {
-      result.images = await loadBundleImages(opts, journal, store, result.bundleId);
+    // Under the apply lock: a prune must not delete a blob this import found already stored.
+    const release = await acquireApplyLock(journal, `bundle import ${file}`, opts.lockWaitMs ?? 60_000);
+    try {
+      const store = contentStoreOf(opts.stateDir);
+      const result = await storeBundle(file, opts, journal, store);
+      if (opts.docker) {
+        result.images = await loadBundleImages(opts, journal, store, result.bundleId);
+      }
+      return result;
+    } finally {
+      release();
     }
-    return result;
   } finally {
     journal.close();
   }

@@ -50,9 +50,13 @@ export class BundleRecords {
     const db = this.journal.db;
     const now = at.toISOString();
     return db.transaction(() => {
-      const existing = this.byDigest(head.manifestDigest);
-      if (existing) return existing.id;
       const m = head.manifest;
+      const existing = this.byDigest(head.manifestDigest);
+      if (existing) {
+        // Imported again (after a prune, say): its blobs are in the store once more.
+        this.linkBlobs(existing.id, m, now);
+        return existing.id;
+      }
       const r = db
         .prepare(
           `INSERT INTO bundles (name, version, manifest_digest, key_id, created, expires, imported_at, manifest, signature)
@@ -60,13 +64,17 @@ export class BundleRecords {
         )
         .run(m.name, m.version, head.manifestDigest, head.keyId, m.created, m.expires, now, head.manifestBytes, head.signatureBytes);
       const id = Number(r.lastInsertRowid);
-      const addBlob = db.prepare(`INSERT OR IGNORE INTO blobs (digest, size, kind, stored_at) VALUES (?, ?, ?, ?)`);
-      const link = db.prepare(`INSERT OR IGNORE INTO bundle_blobs (bundle_id, digest) VALUES (?, ?)`);
-      for (const b of m.blobs) {
-        addBlob.run(b.digest, b.size, b.kind, now);
-        link.run(id, b.digest);
-      }
+      this.linkBlobs(id, m, now);
       return id;
     }).immediate();
+  }
+
+  private linkBlobs(id: number, m: Manifest, now: string): void {
+    const addBlob = this.journal.db.prepare(`INSERT OR IGNORE INTO blobs (digest, size, kind, stored_at) VALUES (?, ?, ?, ?)`);
+    const link = this.journal.db.prepare(`INSERT OR IGNORE INTO bundle_blobs (bundle_id, digest) VALUES (?, ?)`);
+    for (const b of m.blobs) {
+      addBlob.run(b.digest, b.size, b.kind, now);
+      link.run(id, b.digest);
+    }
   }
 }

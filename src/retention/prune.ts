@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { asAirlockError, configError } from '../errors/index.js';
 import { encodeFilters, isEngineUnreachable, isNotFound, type Docker } from '../docker/index.js';
 import { contentStoreOf } from '../import/import-bundle.js';
+import { familiarRef } from '../images/reference.js';
 import { Journal, JOURNAL_FILE } from '../journal/journal.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { syncDir } from '../store/durable.js';
@@ -80,7 +81,8 @@ async function checkImage(docker: Docker, img: { id: string; refs: string[] }, d
   const found = await docker.images.find(img.id);
   if (!found) return 'gone';
   const tags = (found.RepoTags ?? []).filter((t) => t !== NO_TAG);
-  const foreign = tags.filter((t) => !img.refs.includes(t));
+  const ours = new Set(img.refs.map(familiarRef));
+  const foreign = tags.filter((t) => !ours.has(familiarRef(t)));
   if (foreign.length > 0) return { skip: `also tagged ${foreign.join(', ')}, which airlock did not load` };
   const containers = await docker.client.json<ContainerSummary[]>('GET', '/containers/json', { query: { all: true, filters: encodeFilters({ ancestor: [img.id] }) } });
   const name = (c: ContainerSummary) => (c.Names?.[0] ?? c.Id.slice(0, 12)).replace(/^\//, '');
