@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { Ajv } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import semver from 'semver';
 import YAML from 'yaml';
 import { configError, notFound } from '../errors/index.js';
@@ -77,7 +77,9 @@ const schema = {
   },
 } as const;
 
-const validate = new Ajv({ allErrors: false, strict: true }).compile(schema);
+// Compiled on first use: only `bundle build` reads definitions.
+let compiled: ValidateFunction | undefined;
+const validate = (v: unknown): boolean => (compiled ??= new Ajv({ allErrors: false, strict: true }).compile(schema))(v);
 
 const asList = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
@@ -104,7 +106,7 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
   if (doc.errors.length > 0) throw configError(`${file}: ${doc.errors[0]!.message}`, { subject: file, reason: 'bad-yaml' });
   const raw = doc.toJS() as unknown;
   if (!validate(raw)) {
-    const err = validate.errors![0]!;
+    const err = compiled!.errors![0]!;
     const key = err.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(top level)';
     const extra = err.params && 'additionalProperty' in err.params ? ` "${String(err.params.additionalProperty)}"` : '';
     throw configError(`${file}: ${key}: ${err.message}${extra}`, { subject: file, reason: 'bad-definition' });

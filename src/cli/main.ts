@@ -2,14 +2,37 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AirlockError, asAirlockError, usageError } from '../errors/index.js';
 import type { Command } from './command.js';
-import { keyCommands } from './commands/key.js';
-import { bundleCommands } from './commands/bundle.js';
-import { doctorCommands } from './commands/doctor.js';
-import { stackCommands } from './commands/stack.js';
-import { deployCommands } from './commands/deploy.js';
-import { pruneCommands } from './commands/prune.js';
 
-const COMMANDS: Command[] = [...keyCommands, ...bundleCommands, ...deployCommands, ...stackCommands, ...pruneCommands, ...doctorCommands];
+/**
+ * Command modules by first word, loaded on demand: `bundle verify` should not
+ * pay for the Engine client or the compose schema (start-up time and memory
+ * count on every host).
+ */
+const key = async () => (await import('./commands/key.js')).keyCommands;
+const bundle = async () => (await import('./commands/bundle.js')).bundleCommands;
+const deploy = async () => (await import('./commands/deploy.js')).deployCommands;
+const MODULES: Record<string, (() => Promise<Command[]>)[]> = {
+  key: [key],
+  bundle: [bundle],
+  'bundle apply': [deploy],
+  'bundle plan': [deploy],
+  stack: [async () => (await import('./commands/stack.js')).stackCommands],
+  rollback: [deploy],
+  recover: [deploy],
+  history: [deploy],
+  status: [deploy],
+  prune: [async () => (await import('./commands/prune.js')).pruneCommands],
+  doctor: [async () => (await import('./commands/doctor.js')).doctorCommands],
+};
+
+let COMMANDS: Command[] = [];
+
+/** Loads the commands argv names (by its first two words, else its first), or all of them. */
+async function loadCommands(argv?: string[]): Promise<void> {
+  const loaders = argv === undefined ? Object.values(MODULES).flat() : (MODULES[argv.slice(0, 2).join(' ')] ?? MODULES[argv[0] ?? ''] ?? []);
+  const loaded = (await Promise.all(loaders.map((l) => l()))).flat();
+  COMMANDS = [...new Set(loaded)];
+}
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -41,6 +64,7 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | und
 
 export async function run(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(`${s}\n`)): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    await loadCommands();
     out(overview());
     return argv.length === 0 ? 2 : 0;
   }
@@ -48,8 +72,10 @@ export async function run(argv: string[], out: (s: string) => void = (s) => void
     out(version());
     return 0;
   }
+  await loadCommands(argv);
   const found = findCommand(argv);
   if (!found) {
+    await loadCommands();
     const group = COMMANDS.filter((c) => c.path[0] === argv[0]);
     if (group.length > 0 && (argv.length === 1 || argv[1] === '--help' || argv[1] === '-h')) {
       out(group.map((c) => `  ${c.path.join(' ').padEnd(18)} ${c.summary}`).join('\n'));

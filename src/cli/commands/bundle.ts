@@ -13,7 +13,7 @@ import { BundleRecords } from '../../journal/bundles.js';
 import { loadPrivateKey } from '../../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
-import { Docker } from '../../docker/index.js';
+import { engine } from '../engine.js';
 import { progress } from '../progress.js';
 import { bytes, shortDigest, table } from '../format.js';
 
@@ -77,7 +77,7 @@ export const bundleCommands: Command[] = [
       if (!keyPath) throw usageError('--key KEY is required: bundles are always signed');
       const compression = (str(values.compress) ?? 'auto') as Compression;
       if (!['auto', 'gzip', 'none'].includes(compression)) throw usageError(`--compress must be auto, gzip or none, not "${compression}"`);
-      const docker = new Docker();
+      const docker = await engine();
       const r = await buildBundle({ definitionFile: file, key: await loadPrivateKey(keyPath), outDir: str(values.out) ?? '.', compression, docker }).finally(() =>
         docker.close(),
       );
@@ -156,7 +156,7 @@ export const bundleCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const bar = progress();
-      const docker = values['no-load'] === true ? undefined : new Docker();
+      const docker = values['no-load'] === true ? undefined : await engine();
       try {
         const r = await importBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Docker } from '../../docker/index.js';
-import { notFound } from '../../errors/index.js';
+import { AirlockError, notFound } from '../../errors/index.js';
 import { parseDuration } from '../../compose/convert/duration.js';
 import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
@@ -31,10 +31,44 @@ function hooks(out: (s: string) => void, json: boolean) {
   };
 }
 
-/** The journal for reading, or undefined when this host has none yet. */
-function readJournal(values: CommandContext['values']): Journal | undefined {
+/** Stacks the engine runs, with their services' names; undefined when it cannot be asked. */
+async function engineStacks(docker: Docker): Promise<Map<string, string[]> | undefined> {
+  const services = await docker.services.list({ filters: { label: [NAMESPACE_LABEL] } }).catch(() => undefined);
+  return services && byStack(services);
+}
+
+function byStack(services: { Spec: { Name?: string; Labels?: Record<string, string> } }[]): Map<string, string[]> {
+  const stacks = new Map<string, string[]>();
+  for (const s of services) {
+    const stack = s.Spec.Labels?.[NAMESPACE_LABEL] ?? '';
+    stacks.set(stack, [...(stacks.get(stack) ?? []), s.Spec.Name!].sort());
+  }
+  return new Map([...stacks].sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * The journal for reading. A missing or empty one is an error that says what
+ * the engine runs: a lost journal must never read as "nothing deployed here".
+ */
+async function readJournal(values: CommandContext['values']): Promise<Journal> {
   const dir = stateDirFrom(str(values.state));
-  return existsSync(join(dir, JOURNAL_FILE)) ? Journal.open(dir, { readonly: true }) : undefined;
+  try {
+    return Journal.open(dir, { readonly: true });
+  } catch (e) {
+    if (!(e instanceof AirlockError) || e.reason !== 'no-journal') throw e;
+    const docker = new Docker({ retry: false });
+    const running = await engineStacks(docker).finally(() => docker.close());
+    const where = existsSync(join(dir, JOURNAL_FILE)) ? `journal ${join(dir, JOURNAL_FILE)} is empty` : `no journal in ${dir}`;
+    if (running && running.size > 0) {
+      const list = [...running].map(([stack, names]) => `${stack} (${names.length} service${names.length === 1 ? '' : 's'})`).join(', ');
+      throw notFound(`${where}, yet the engine runs stack ${list}: the journal was lost or moved, and what runs has no record here`, {
+        reason: 'no-journal',
+        subject: join(dir, JOURNAL_FILE),
+        hint: 'nothing was changed. Put journal.db back (from where it was moved, or a backup), or recover a damaged one as docs/journal.md describes',
+      });
+    }
+    throw notFound(`${where}: nothing was imported or applied on this host`, { reason: 'no-journal', subject: join(dir, JOURNAL_FILE) });
+  }
 }
 
 function historyRow(d: DeploymentRow): string[] {
@@ -165,9 +199,9 @@ export const deployCommands: Command[] = [
     options: { state: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 1 },
     async run({ positionals, values, json, out }) {
-      const journal = readJournal(values);
-      const rows = journal ? new DeploymentRecords(journal).history(positionals[0], 1000) : [];
-      journal?.close();
+      const journal = await readJournal(values);
+      const rows = new DeploymentRecords(journal).history(positionals[0], 1000);
+      journal.close();
       if (json) out(JSON.stringify(rows));
       else out(rows.length ? table([['ID', 'STACK', 'DEPLOYED', 'STATUS', 'STARTED', 'BY', 'REASON'], ...rows.map(historyRow)]) : 'no deployments recorded');
     },
@@ -179,8 +213,7 @@ export const deployCommands: Command[] = [
     options: { state: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
-      const journal = readJournal(values);
-      if (!journal) throw notFound(`no journal in ${stateDirFrom(str(values.state))}: nothing was imported or applied on this host`, { reason: 'no-journal' });
+      const journal = await readJournal(values);
       const docker = new Docker({ retry: false });
       try {
         const deployments = new DeploymentRecords(journal);
@@ -205,8 +238,13 @@ export const deployCommands: Command[] = [
         const applied = new Set(deployments.history(undefined, 100_000).map((d) => d.bundle_id));
         const pending = bundles.all().filter((b) => !applied.has(b.id)).map((b) => `${b.name} ${b.version}`);
         const unfinished = deployments.unfinished().map((d) => ({ deployment: d.id, stack: d.stack, step: d.step }));
+        // Stacks the engine runs that this journal never deployed: by other means, or recorded in a journal that was lost.
+        const known = new Set(stacks.map((s) => s.stack));
+        const unrecorded = [...byStack(services ?? [])]
+          .filter(([stack]) => !known.has(stack))
+          .map(([stack, names]) => ({ stack, services: names }));
         if (json) {
-          out(JSON.stringify({ stacks, pendingBundles: pending, unfinished, engine: services !== undefined }));
+          out(JSON.stringify({ stacks, pendingBundles: pending, unfinished, unrecorded, engine: services !== undefined }));
           return;
         }
         out(
@@ -218,6 +256,9 @@ export const deployCommands: Command[] = [
         for (const s of stacks) for (const svc of s.services ?? []) out(`  ${svc.name} ${svc.running}/${svc.desired}`);
         if (pending.length) out(`pending bundles (imported, not applied): ${pending.join(', ')}`);
         for (const u of unfinished) out(`interrupted: deployment #${u.deployment} of ${u.stack} at step ${u.step}; the next apply or rollback recovers it`);
+        for (const u of unrecorded) {
+          out(`stack ${u.stack} runs ${u.services.length} service${u.services.length === 1 ? '' : 's'} (${u.services.join(', ')}) that this journal has no record of: deployed by other means, or recorded in a journal that was lost`);
+        }
       } finally {
         journal.close();
         await docker.close();
