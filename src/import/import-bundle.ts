@@ -15,11 +15,7 @@ import { ImageRecords } from '../journal/images.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { checkVersionPolicy } from './policy.js';
 
-export const DEFAULT_STATE_DIR = '/var/lib/airlock';
-
-export function stateDirFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return flag ?? env.AIRLOCK_STATE_DIR ?? DEFAULT_STATE_DIR;
-}
+export { DEFAULT_STATE_DIR, stateDirFrom } from '../store/state-dir.js';
 
 export const contentStoreOf = (stateDir: string): ContentStore => new ContentStore(join(stateDir, 'blobs'));
 

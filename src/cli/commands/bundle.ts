@@ -2,13 +2,12 @@ import { stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
-import { buildBundle } from '../../bundle/builder.js';
 import type { Compression } from '../../bundle/blob-collector.js';
 import { parseManifest, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
-import { importBundle, stateDirFrom } from '../../import/import-bundle.js';
+import { stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
-import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
+import type { Journal } from '../../journal/journal.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { loadPrivateKey } from '../../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
@@ -55,8 +54,10 @@ function signerOf(bytes: Buffer | null): string | null {
 }
 
 /** The journal, read-only, when the state dir has one; verify uses it for the downgrade check. */
-function existingJournal(stateDir: string): Journal | undefined {
-  return existsSync(join(stateDir, JOURNAL_FILE)) ? Journal.open(stateDir, { readonly: true }) : undefined;
+async function existingJournal(stateDir: string): Promise<Journal | undefined> {
+  if (!existsSync(join(stateDir, 'journal.db'))) return undefined;
+  const { Journal } = await import('../../journal/journal.js');
+  return Journal.open(stateDir, { readonly: true });
 }
 
 export const bundleCommands: Command[] = [
@@ -78,6 +79,7 @@ export const bundleCommands: Command[] = [
       const compression = (str(values.compress) ?? 'auto') as Compression;
       if (!['auto', 'gzip', 'none'].includes(compression)) throw usageError(`--compress must be auto, gzip or none, not "${compression}"`);
       const docker = await engine();
+      const { buildBundle } = await import('../../bundle/builder.js');
       const r = await buildBundle({ definitionFile: file, key: await loadPrivateKey(keyPath), outDir: str(values.out) ?? '.', compression, docker }).finally(() =>
         docker.close(),
       );
@@ -127,7 +129,7 @@ export const bundleCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const trust = await TrustStore.load(trustDirFrom(str(values.trust)));
-      const journal = existingJournal(stateDirFrom(str(values.state)));
+      const journal = await existingJournal(stateDirFrom(str(values.state)));
       try {
         const v = await readBundle(await openBundleFile(positionals[0]!), {
           trust,
@@ -158,6 +160,7 @@ export const bundleCommands: Command[] = [
       const bar = progress();
       const docker = values['no-load'] === true ? undefined : await engine();
       try {
+        const { importBundle } = await import('../../import/import-bundle.js');
         const r = await importBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
           trust: await TrustStore.load(trustDirFrom(str(values.trust))),
