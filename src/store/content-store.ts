@@ -6,7 +6,8 @@ import type { Writable } from 'node:stream';
 import { resourceError } from '../errors/index.js';
 import type { BlobRecord } from '../bundle/manifest.js';
 import type { BlobSink } from '../bundle/reader.js';
-import { syncDir } from './durable.js';
+import { once } from 'node:events';
+import { syncDir, syncFile } from './durable.js';
 
 /** Room kept free beyond the blobs themselves, for the journal and the engine. */
 export const FREE_SPACE_MARGIN = 256 * 1024 * 1024;
@@ -123,9 +124,14 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** One importer's pending blobs: written and fsynced here, renamed into the store on commit. */
+/**
+ * One importer's pending blobs: written and fsynced here, renamed into the
+ * store on commit. Each file is fsynced as soon as it is written, while the
+ * reader goes on with the next blob, so flushing to disk overlaps hashing.
+ */
 export class Staging implements BlobSink {
   private readonly staged: string[] = [];
+  private readonly synced: Promise<void>[] = [];
 
   constructor(
     private readonly store: ContentStore,
@@ -135,8 +141,13 @@ export class Staging implements BlobSink {
   async open(blob: BlobRecord): Promise<Writable | null> {
     if (await this.store.has(blob.digest)) return null;
     this.staged.push(blob.digest);
-    // flush: fsync before close, so a renamed blob is whole after a power loss.
-    return createWriteStream(join(this.dir, hexOf(blob.digest)), { flags: 'wx', flush: true, highWaterMark: 1024 * 1024 });
+    const path = join(this.dir, hexOf(blob.digest));
+    const stream = createWriteStream(path, { flags: 'wx', highWaterMark: 1024 * 1024 });
+    // A renamed blob must be whole after a power loss: fsync it once written, without waiting here.
+    const synced = once(stream, 'close').then(() => syncFile(path));
+    synced.catch(() => undefined);
+    this.synced.push(synced);
+    return stream;
   }
 
   get stagedDigests(): readonly string[] {
@@ -145,6 +156,7 @@ export class Staging implements BlobSink {
 
   /** Moves every staged blob into the store; returns the digests that are new. */
   async commit(): Promise<string[]> {
+    await Promise.all(this.synced);
     for (const digest of this.staged) {
       await rename(join(this.dir, hexOf(digest)), this.store.pathOf(digest));
     }
@@ -154,6 +166,7 @@ export class Staging implements BlobSink {
   }
 
   async discard(): Promise<void> {
+    await Promise.allSettled(this.synced);
     await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -9,3 +9,13 @@ export async function syncDir(dir: string): Promise<void> {
     await fd.close();
   }
 }
+
+/** fsyncs a file's data through a fresh descriptor (the writer's is closed by then). */
+export async function syncFile(path: string): Promise<void> {
+  const fd = await open(path, 'r');
+  try {
+    await fd.sync();
+  } finally {
+    await fd.close();
+  }
+}
