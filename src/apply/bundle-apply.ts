@@ -4,11 +4,11 @@ import { asAirlockError, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead } from '../bundle/reader.js';
 import { parseManifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
-import type { Docker } from '../docker/index.js';
+import { DockerError, isDockerError, type Docker } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
 import { BundleRecords } from '../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../journal/deployments.js';
-import { Journal } from '../journal/journal.js';
+import { Journal, journalPresence } from '../journal/journal.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import type { ServiceProgress } from '../stack/converge.js';
 import { desiredStack } from '../stack/desired.js';
@@ -56,8 +56,13 @@ export async function withApplyContext<T>(
         timeoutMs: opts.timeoutMs,
         ...opts.hooks,
       };
-      const recovered = await recoverUnfinished(ctx);
-      return await run(ctx, recovered);
+      const wasManager = await isManager(opts.docker);
+      try {
+        const recovered = await recoverUnfinished(ctx);
+        return await run(ctx, recovered);
+      } catch (e) {
+        throw await explainEngineLoss(opts.docker, what, wasManager, e);
+      }
     } finally {
       release();
     }
@@ -66,8 +71,39 @@ export async function withApplyContext<T>(
   }
 }
 
+/** Whether the engine is a swarm manager now; false when it cannot be asked. */
+async function isManager(docker: Docker): Promise<boolean> {
+  const info = await docker.system.info({ retry: false }).catch(() => undefined);
+  return info?.Swarm.LocalNodeState === 'active' && info.Swarm.ControlAvailable;
+}
+
+/** What a dockerd says to swarm calls while it shuts down (seen on 20.10 to 28.x). */
+const SHUTTING_DOWN = /grpc: the client connection is closing|rpc error: code = Canceled/;
+
+/**
+ * A dockerd that is being stopped or restarted answers swarm calls for a
+ * moment with 503 "This node is not a swarm manager" or a 500 from its
+ * closing swarm connection. Said as it is, the first sends the operator off
+ * to create a swarm. When the engine was a manager as the command began, and
+ * it says one of those or is no longer a manager now, the error says what
+ * happened instead.
+ */
+async function explainEngineLoss(docker: Docker, what: string, wasManager: boolean, e: unknown): Promise<unknown> {
+  if (!wasManager || !(e instanceof DockerError) || e.kind !== 'engine' || e.reason === 'engine-unreachable') return e;
+  const telling = e.reason === 'not-swarm-manager' || SHUTTING_DOWN.test(e.daemonMessage ?? '');
+  if (!telling && (await isManager(docker))) return e;
+  return new DockerError('engine', `Docker Engine at ${docker.client.endpoint} stopped serving as a swarm manager in the middle of ${what}: dockerd is stopping or restarting, or the node was demoted (${e.daemonMessage ?? e.message})`, {
+    reason: 'engine-unreachable',
+    subject: docker.client.endpoint,
+    hint: `check 'systemctl status docker' and 'docker node ls'; once dockerd runs as a manager, run the command again: an interrupted deployment is recovered first`,
+    cause: e,
+  });
+}
+
 /** `airlock recover`: the recovery rule alone, under the apply lock; the deployments it closed, as they ended. */
 export async function recoverHost(opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>): Promise<DeploymentRow[]> {
+  // No journal, nothing to recover; and none is made up in place of a lost one.
+  if (journalPresence(opts.stateDir) !== 'present') return [];
   return withApplyContext(opts, 'recover', async (ctx, recovered) => recovered.map((id) => ctx.deployments.get(id)!));
 }
 

@@ -7,3 +7,6 @@
 export function crashPoint(point: string): void {
   if (process.env.AIRLOCK_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
 }
+
+/** Whether the process is set to kill itself at `point`. */
+export const crashArmed = (point: string): boolean => process.env.AIRLOCK_CRASH_AT === point;

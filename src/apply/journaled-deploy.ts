@@ -11,7 +11,7 @@ import { runPhase } from '../stack/execute.js';
 import { planStack } from '../stack/plan.js';
 import { readStackState } from '../stack/state.js';
 import type { DesiredStack, Plan, Step } from '../stack/types.js';
-import { crashPoint } from './fault.js';
+import { crashArmed, crashPoint } from './fault.js';
 
 export interface ApplyContext {
   docker: Docker;
@@ -108,6 +108,9 @@ export async function deployJournaled(
     let done = 0;
     await runPhase(docker, plan.services, {
       ...exec,
+      // Changes run in parallel; armed for services-mid they run one at a time, so the kill
+      // lands with exactly one change made and the others not yet sent: a real mix.
+      ...(crashArmed('services-mid') ? { parallel: 1 } : {}),
       onStep: (step, phase) => {
         ctx.onStep?.(step, phase);
         if (phase === 'done' && ++done === 1) crashPoint('services-mid');
@@ -126,7 +129,13 @@ export async function deployJournaled(
     );
   } catch (e) {
     const err = asAirlockError(e);
-    await restorePrevious(ctx, deploymentId, desired.stack);
+    try {
+      await restorePrevious(ctx, deploymentId, desired.stack);
+    } catch (undo) {
+      // The engine is gone (it is why convergence failed, often): the deployment stays running, for recovery.
+      ctx.journal.record({ kind: 'deployment.restore', outcome: 'failed', subject: desired.stack, reason: err.reason, message: `left for recovery: ${asAirlockError(undo).message}`, details: { deployment: deploymentId } });
+      throw err;
+    }
     deployments.finish(deploymentId, 'rolled-back', `did not converge, rolled back to the previous specs: ${err.message}`);
     ctx.journal.record({ kind: 'deployment.rollback', outcome: 'ok', subject: desired.stack, reason: 'health-gate', message: err.message, details: { deployment: deploymentId } });
     throw err;

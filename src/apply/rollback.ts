@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { AirlockError, notFound } from '../errors/index.js';
 import type { ConfigSpec, NetworkCreateRequest, SecretSpec } from '../docker/index.js';
 import type { ImageRecord } from '../bundle/manifest.js';
@@ -6,6 +7,7 @@ import { loadImages, splitRef } from '../images/load-images.js';
 import { familiarRef } from '../images/reference.js';
 import { missingImageBlobs, prunedImageError } from '../retention/restorable.js';
 import { BundleRecords } from '../journal/bundles.js';
+import { JOURNAL_FILE, journalPresence } from '../journal/journal.js';
 import type { DeploymentRow } from '../journal/deployments.js';
 import type { DesiredStack } from '../stack/types.js';
 import type { ServiceProgress } from '../stack/converge.js';
@@ -67,6 +69,16 @@ export async function rollbackStack(
   to: string | undefined,
   opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>,
 ): Promise<{ deployment: number; restores: number; services: ServiceProgress[] }> {
+  // Refused before the journal is opened: opening would make a fresh one in place of a lost one.
+  const presence = journalPresence(opts.stateDir);
+  if (presence !== 'present') {
+    const where = presence === 'missing' ? `no journal in ${opts.stateDir}` : `journal ${join(opts.stateDir, JOURNAL_FILE)} is empty`;
+    throw notFound(`${where}: rollback restores recorded deployments, and none is recorded here`, {
+      reason: 'no-journal',
+      subject: join(opts.stateDir, JOURNAL_FILE),
+      hint: 'nothing was changed. Put journal.db back (from where it was moved, or a backup), or recover a damaged one as docs/journal.md describes',
+    });
+  }
   return withApplyContext(opts, `rollback ${stack}`, async (ctx) => {
     const history = ctx.deployments.history(stack, 10_000);
     const target = rollbackTarget(history, to);

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError } from '../errors/index.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -39,7 +39,8 @@ export class Journal {
   static open(stateDir: string, opts: { readonly?: boolean; now?: () => Date } = {}): Journal {
     const path = join(stateDir, JOURNAL_FILE);
     if (!opts.readonly) mkdirSync(stateDir, { recursive: true, mode: 0o750 });
-    let db: Database.Database;
+    if (opts.readonly && !existsSync(path)) throw new AirlockError('notFound', `journal not found: ${path}`, { reason: 'no-journal', subject: path });
+    let db: Database.Database | undefined;
     try {
       db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
       db.pragma('busy_timeout = 10000');
@@ -48,15 +49,25 @@ export class Journal {
       db.pragma('foreign_keys = ON');
       checkIntegrity(db, path);
     } catch (e) {
+      db?.close();
       throw corruptJournal(path, e);
     }
     const journal = new Journal(db, path);
-    if (!opts.readonly) journal.migrate();
-    else if (journal.schemaVersion() !== SCHEMA_VERSION) {
-      throw new AirlockError('config', `journal ${path} is at schema ${journal.schemaVersion()}, this airlock reads ${SCHEMA_VERSION}`, {
-        reason: 'journal-schema',
-        hint: 'run a writing command (e.g. airlock bundle import) once to migrate it',
-      });
+    try {
+      if (!opts.readonly) journal.migrate();
+      else if (journal.schemaVersion() === 0 && journal.db.prepare(`SELECT count(*) AS n FROM sqlite_master`).pluck().get() === 0) {
+        // A file with nothing in it (truncated, or made by hand): no record, which is not the same as "nothing deployed".
+        throw new AirlockError('notFound', `journal ${path} is empty`, { reason: 'no-journal', subject: path });
+      } else if (journal.schemaVersion() > SCHEMA_VERSION) throw newerJournal(path, journal.schemaVersion());
+      else if (journal.schemaVersion() !== SCHEMA_VERSION) {
+        throw new AirlockError('config', `journal ${path} is at schema ${journal.schemaVersion()}, this airlock reads ${SCHEMA_VERSION}`, {
+          reason: 'journal-schema',
+          hint: 'run a writing command (e.g. airlock bundle import) once to migrate it',
+        });
+      }
+    } catch (e) {
+      db.close();
+      throw e;
     }
     return journal;
   }
@@ -67,12 +78,7 @@ export class Journal {
 
   private migrate(): void {
     const current = this.schemaVersion();
-    if (current > SCHEMA_VERSION) {
-      throw new AirlockError('config', `journal ${this.path} has schema ${current}, newer than this airlock (${SCHEMA_VERSION})`, {
-        reason: 'journal-schema',
-        hint: 'a newer airlock wrote it; install that version again, never downgrade the package over a live journal',
-      });
-    }
+    if (current > SCHEMA_VERSION) throw newerJournal(this.path, current);
     for (const m of MIGRATIONS.filter((m) => m.version > current)) {
       this.db.transaction(() => {
         this.db.exec(m.sql);
@@ -107,12 +113,39 @@ export class Journal {
   }
 }
 
+/**
+ * Whether a state dir holds a journal with something in it, without opening
+ * (and so without creating or migrating) it. A journal airlock made is never
+ * an empty file: opening it writes the header at once.
+ */
+export function journalPresence(stateDir: string): 'missing' | 'empty' | 'present' {
+  const path = join(stateDir, JOURNAL_FILE);
+  if (!existsSync(path)) return 'missing';
+  const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
+  return size(path) === 0 && size(`${path}-wal`) === 0 ? 'empty' : 'present';
+}
+
+function newerJournal(path: string, version: number): AirlockError {
+  return new AirlockError('config', `journal ${path} has schema ${version}, newer than this airlock (${SCHEMA_VERSION})`, {
+    reason: 'journal-schema',
+    subject: path,
+    hint: 'a newer airlock wrote it; install that version again, never downgrade the package over a live journal',
+  });
+}
+
+/** What `PRAGMA integrity_check` found: the structure of the file is damaged. */
+class IntegrityFailure extends Error {}
+
 function checkIntegrity(db: Database.Database, path: string): void {
   const rows = db.pragma('integrity_check') as { integrity_check: string }[];
   if (rows.length !== 1 || rows[0]?.integrity_check !== 'ok') {
-    throw new Error(rows.map((r) => r.integrity_check).join('; '));
+    const lines = rows.flatMap((r) => r.integrity_check.split('\n')).filter((l) => l && !l.startsWith('***'));
+    throw new IntegrityFailure(`${lines.slice(0, 3).join('; ')}${lines.length > 3 ? ` (and ${lines.length - 3} more)` : ''}`);
   }
 }
+
+/** SQLite's own words for a file that is not a sound database. */
+const DAMAGED = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB']);
 
 function corruptJournal(path: string, e: unknown): AirlockError {
   if (e instanceof AirlockError) return e;
@@ -120,10 +153,28 @@ function corruptJournal(path: string, e: unknown): AirlockError {
   if (code === 'SQLITE_CANTOPEN') {
     return new AirlockError('notFound', `journal not found: ${path}`, { reason: 'no-journal', subject: path });
   }
-  return new AirlockError('config', `journal ${path} is damaged: ${(e as Error).message}`, {
-    reason: 'journal-corrupt',
+  if (e instanceof IntegrityFailure || DAMAGED.has(code)) {
+    return new AirlockError('config', `journal ${path} is damaged: ${(e as Error).message}`, {
+      reason: 'journal-corrupt',
+      subject: path,
+      hint: `stop airlock, move ${path} (with its -wal and -shm files) aside and rebuild it from the damaged copy with sqlite3 .recover or .dump, as docs/journal.md describes; never delete it, nor the content store`,
+      cause: e,
+    });
+  }
+  if (code.startsWith('SQLITE_')) {
+    // Locked, read-only, out of disk, I/O error: the file may be sound, the host is not letting us use it.
+    return new AirlockError('config', `cannot use journal ${path}: ${(e as Error).message} (${code})`, {
+      reason: 'journal-unusable',
+      subject: path,
+      hint: 'check the state directory: its permissions, free disk, and that no other program holds the file',
+      cause: e,
+    });
+  }
+  // Not SQLite speaking: e.g. its native module failed to load. Nothing says the journal is damaged.
+  return new AirlockError('internal', `cannot open journal ${path}: ${(e as Error).message}`, {
+    reason: 'journal-open',
     subject: path,
-    hint: 'stop airlock, move the journal aside and recover it as docs/journal.md describes; never delete it',
+    hint: 'the airlock installation may be broken (its SQLite module did not load): reinstall the package; the journal itself was not read',
     cause: e,
   });
 }

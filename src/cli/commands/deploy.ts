@@ -170,7 +170,7 @@ export const deployCommands: Command[] = [
       'deployment still running was interrupted (kill -9, power loss, dockerd gone). One that had not\n' +
       'touched a service yet is closed as failed; otherwise every service is restored to the spec\n' +
       'recorded before it. One whose recovery itself was interrupted too often is closed as failed for\n' +
-      'the operator (docs/journal.md). Prints what it did; nothing when there was nothing to do.',
+      'the operator (docs/journal.md). Prints what it did, or that there was nothing to do.',
     options: { state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {

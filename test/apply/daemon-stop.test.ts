@@ -1,0 +1,195 @@
+/**
+ * The Docker daemon goes away in the middle of an apply (systemctl stop
+ * docker, a dockerd crash). The apply must stop with a clear error naming
+ * the engine (exit 15), leave a journal that the next run can act on, and
+ * once dockerd is back a re-run of the apply must complete, with the journal
+ * consistent: nothing left running, the engine running what the newest
+ * committed deployment recorded.
+ */
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { assertRuns, buildRelease, cliFor, deployments, engineSpecs, finished, recordedSpecs, specDrift, startBench, waitForStderr, type Bench } from '../helpers/apply.js';
+
+let bench: Bench;
+let run: ReturnType<typeof cliFor>;
+
+before(async () => {
+  bench = await startBench('airlock-daemon-stop-');
+  run = cliFor(bench, join(bench.dir, 'state'));
+  const v1 = await buildRelease(bench, { version: '1.0.0' });
+  const r = await run.apply(v1);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+});
+
+// A test that failed with dockerd down leaves it down: the next one starts it again.
+beforeEach(async () => {
+  if (daemonDown) await startDaemon();
+});
+
+after(async () => {
+  await bench?.close();
+});
+
+let daemonDown = false;
+
+async function stopDaemon(how: 'stop' | 'kill'): Promise<void> {
+  daemonDown = true;
+  await bench.daemon[how]();
+}
+
+/** dockerd back, and its single-node swarm able to take orders again (a restarted manager needs a moment to lead). */
+async function startDaemon(): Promise<void> {
+  await bench.daemon.start();
+  daemonDown = false;
+  const docker = bench.daemon.client();
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        await docker.services.list();
+        const nodes = await docker.nodes.list();
+        if (nodes.every((n) => n.Status?.State === 'ready')) return;
+      } catch (e) {
+        if (i > 120) throw e;
+      }
+      await sleep(500);
+    }
+  } finally {
+    await docker.close();
+  }
+}
+
+/** Bytes a process has read so far (from /proc/PID/io), or 0 once it is gone. */
+function readBytes(pid: number): number {
+  try {
+    return Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function assertNothingRunning(): void {
+  assert.deepEqual(deployments(run.state).filter((d) => d.status === 'running'), []);
+}
+
+/** The newest committed deployment: what the journal says the stack runs. */
+function current(): number {
+  return deployments(run.state).filter((d) => d.status === 'committed').at(-1)!.id;
+}
+
+test('dockerd killed while the images load: exit 15 naming the engine, the deployment failed before any service changed; a re-run completes', async () => {
+  // A 256 MiB layer, stored uncompressed: the load streams it from the content store to the engine.
+  const v2 = await buildRelease(bench, { version: '2.0.0', bulkBytes: 256 * 1024 * 1024 });
+  const before = current();
+  const child = run.spawnApply(v2);
+  const done = finished(child);
+  const lines = await waitForStderr(child, /deployment #(\d+): load\n/);
+  const id = Number(/deployment #(\d+): load/.exec(lines)![1]);
+  // dockerd dies once a quarter of the layer has gone out: the load request is in flight.
+  // (A SIGTERM would let the load finish first: dockerd drains requests before it exits.)
+  const start = readBytes(child.pid!);
+  for (let i = 0; i < 600 && readBytes(child.pid!) - start < 64 * 1024 * 1024; i++) await sleep(25);
+  await stopDaemon('kill');
+  const r = await done;
+
+  assert.equal(r.code, 15, r.stdout + r.stderr);
+  assert.match(r.stderr, /airlock: error: Docker Engine not reachable at unix:\/\/.*docker\.sock/);
+  assert.match(r.stderr, /hint: Is dockerd running\?/);
+  const d = deployments(run.state).find((x) => x.id === id)!;
+  assert.equal(d.status, 'failed');
+  assert.equal(d.step, 'load');
+  assert.match(d.reason ?? '', /Docker Engine not reachable/);
+  const step = run.journal((db) => db.prepare(`SELECT outcome, detail FROM apply_steps WHERE deployment_id = ? AND step = 'load'`).get(id)) as { outcome: string; detail: string };
+  assert.equal(step.outcome, 'failed');
+  assertNothingRunning();
+
+  await startDaemon();
+  // Nothing had touched a service: the engine still runs the deployment before.
+  await assertRuns(bench.docker, run.state, 'web', before);
+
+  const again = await run.apply(v2);
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assertNothingRunning();
+  assert.ok(current() > id);
+  await assertRuns(bench.docker, run.state, 'web', current());
+  assert.equal((await bench.docker.services.inspect('web_web')).Spec.TaskTemplate?.ContainerSpec?.Image, 'applytest/web:2.0.0');
+});
+
+test('dockerd killed while the services converge and kept down: exit 15, the deployment left for recovery; with dockerd back, recovery restores and a re-run completes', async () => {
+  const v3 = await buildRelease(bench, { version: '3.0.0' });
+  const before = current();
+  const beforeSpecs = recordedSpecs(run.state, before);
+  const child = run.spawnApply(v3, ['--timeout', '20s']);
+  const done = finished(child);
+  const lines = await waitForStderr(child, /deployment #(\d+): converge\n/);
+  const id = Number(/deployment #(\d+): converge/.exec(lines)![1]);
+  await stopDaemon('kill');
+  // The client retries a while for a daemon that restarts; this one does not come back.
+  const r = await done;
+
+  assert.equal(r.code, 15, r.stdout + r.stderr);
+  assert.match(r.stderr, /airlock: error: Docker Engine not reachable at unix:\/\/.*docker\.sock/);
+  // The undo could not reach the engine either: the deployment stays running, for recovery to finish.
+  const d = deployments(run.state).find((x) => x.id === id)!;
+  assert.equal(d.status, 'running');
+  assert.equal(d.step, 'converge');
+  const events = run.journal((db) => db.prepare(`SELECT outcome, reason FROM events WHERE kind = 'deployment.restore' AND details = ?`).all(JSON.stringify({ deployment: id })));
+  assert.deepEqual(events, [{ outcome: 'failed', reason: 'engine-unreachable' }]);
+  const status = await run.cli(['status', '--json']);
+  assert.deepEqual((JSON.parse(status.stdout) as { unfinished: unknown[]; engine: boolean }).unfinished, [{ deployment: id, stack: 'web', step: 'converge' }]);
+
+  await startDaemon();
+  // dockerd is back with the new specs; recovery alone puts the old ones back.
+  const rec = await run.cli(['recover', '--json', '--timeout', '60s']);
+  assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+  assert.deepEqual(
+    (JSON.parse(rec.stdout) as { recovered: { deployment: number; status: string }[] }).recovered.map((x) => [x.deployment, x.status]),
+    [[id, 'rolled-back']],
+  );
+  assertNothingRunning();
+  assert.equal(current(), before);
+  assert.deepEqual(specDrift(beforeSpecs, await engineSpecs(bench.docker, 'web')), []);
+
+  const again = await run.apply(v3);
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assertNothingRunning();
+  await assertRuns(bench.docker, run.state, 'web', current());
+  assert.equal((await bench.docker.services.inspect('web_web')).Spec.TaskTemplate?.ContainerSpec?.Image, 'applytest/web:3.0.0');
+});
+
+test('dockerd restarted (SIGTERM, then started again) while the services converge: the apply ends clearly, the stack in the old or new state; a re-run completes', async (t) => {
+  const v4 = await buildRelease(bench, { version: '4.0.0' });
+  const before = current();
+  const beforeSpecs = recordedSpecs(run.state, before);
+  const child = run.spawnApply(v4);
+  const done = finished(child);
+  const lines = await waitForStderr(child, /deployment #(\d+): converge\n/);
+  const id = Number(/deployment #(\d+): converge/.exec(lines)![1]);
+  await stopDaemon('stop');
+  await startDaemon();
+  const r = await done;
+  const d = deployments(run.state).find((x) => x.id === id)!;
+  t.diagnostic(`the apply ended with ${r.code}, deployment #${id} ${d.status}${r.code === 0 ? '' : `: ${r.stderr.trim().split('\n').at(-2)}`}`);
+  if (r.code === 0) {
+    // It rode the restart out.
+    assert.equal(d.status, 'committed');
+  } else {
+    // A stopping dockerd says "not a swarm manager" or "grpc: the client connection is closing" for a moment; the error says what really happened.
+    assert.equal(r.code, 15, r.stdout + r.stderr);
+    assert.match(r.stderr, /airlock: error: Docker Engine (not reachable at unix:\/\/.*docker\.sock|at unix:\/\/.*docker\.sock stopped serving as a swarm manager in the middle of bundle apply .*: dockerd is stopping or restarting)/);
+    assert.doesNotMatch(r.stderr, /create the swarm first/);
+    // Whatever the apply could not finish, recovery does; then the stack runs the old specs.
+    const rec = await run.cli(['recover', '--json', '--timeout', '60s']);
+    assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+    assertNothingRunning();
+    assert.notEqual(deployments(run.state).find((x) => x.id === id)!.status, 'committed');
+    assert.deepEqual(specDrift(beforeSpecs, await engineSpecs(bench.docker, 'web')), []);
+    const again = await run.apply(v4);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+  }
+  assertNothingRunning();
+  await assertRuns(bench.docker, run.state, 'web', current());
+  assert.equal((await bench.docker.services.inspect('web_web')).Spec.TaskTemplate?.ContainerSpec?.Image, 'applytest/web:4.0.0');
+});
