@@ -225,7 +225,7 @@ async function buildCase(c: BundleCase, work: string, signer: Signer, reuse: boo
   return built;
 }
 
-/** Waits (up to `maxMin` minutes) for the 1-minute load average to fall below `max`; returns the load it started at. */
+/** Waits (up to `maxMin` minutes) for the 1-minute load average to fall below `max`; returns the load average it stopped waiting at. */
 async function waitForQuiet(max: number | undefined, maxMin: number): Promise<number> {
   const deadline = Date.now() + maxMin * 60_000;
   let load = loadavg()[0]!;
@@ -448,10 +448,12 @@ function report(x: Context): string {
   const command =
     `node dist/bench/bundle-io.js --size-mib ${args.sizeMiB} --small-mib ${args.smallMiB} --text-mib ${args.textMiB} --runs ${args.runs}` +
     (args.airlock === resolve(REPO, 'bin/airlock') ? '' : ` --airlock ${args.airlock}`) +
-    (args.quietLoad === undefined ? '' : ` --quiet-load ${args.quietLoad}`);
+    (args.quietLoad === undefined ? '' : ` --quiet-load ${args.quietLoad}`) +
+    (args.reuse ? ' --work DIR --reuse' : '');
   return [
     `Run on ${new Date().toISOString().slice(0, 10)} with \`${command}\`: ${args.runs} runs of every command, medians, ` +
-      `whole bench ${(x.totalMs / 60000).toFixed(1)} min.`,
+      `whole bench ${(x.totalMs / 60000).toFixed(1)} min` +
+      (args.reuse ? ' (bundles, and their build figures, from an earlier run in the same folder).' : '.'),
     '',
     mdTable(
       ['Machine', ''],
@@ -483,8 +485,9 @@ function report(x: Context): string {
     '',
     'Medians of wall time, user + system CPU time in brackets, then the ratio to the baseline; rates are bundle-file bytes',
     'per second. The *floors* are what a Node program reaches on this machine: `bench/lib/sha256-floor.ts` hashes the file',
-    'with one reused buffer; `bench/lib/tar-floor.ts` walks the tar entries, hashes each and (import) writes and fsyncs',
-    'each to its own file, with reused buffers and no checks. They bound what a leaner airlock could do.',
+    'with one reused buffer (it does not inflate); `bench/lib/tar-floor.ts` walks the tar entries, hashes each, inflates',
+    'and hashes gzip ones, and (import) writes and fsyncs each to its own file, with reused buffers and no checks.',
+    'They show what a leaner airlock could reach on this machine.',
     '',
     mdTable(['Verify', '`openssl dgst -sha256`', 'node sha256 floor', 'node tar-walk floor', 'airlock verify', 'Peak RSS tar-walk / airlock'], verifySpeed),
     '',
