@@ -388,7 +388,7 @@ async function copyBlob(entry: Entry, blob: BlobRecord, sink: BlobSink | undefin
   const storedHash = createHash('sha256');
   const stored = hashStep(storedHash, storedSize, () => integrityError(`${name} is longer than declared`, { reason: 'size-mismatch', subject: name }));
   const target = (await sink?.open(blob)) ?? drain;
-  const gunzip = blob.encoding === 'identity' ? undefined : createGunzip();
+  const gunzip = blob.encoding === 'identity' ? undefined : createGunzip({ chunkSize: 1 << 20 });
   try {
     if (!gunzip) {
       await pipe(entry, stored.step, target);
