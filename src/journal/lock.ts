@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError } from '../errors/index.js';
 import type { Journal } from './journal.js';
+import { isProcessAlive } from '../process/alive.js';
 
 interface LockRow {
   pid: number;
@@ -10,14 +11,6 @@ interface LockRow {
   started_at: string;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * One apply at a time per host. The lock is a journal row, taken in an
@@ -30,7 +23,7 @@ export async function acquireApplyLock(journal: Journal, what: string, waitMs: n
   for (;;) {
     const holder = journal.db.transaction((): LockRow | undefined => {
       const row = journal.db.prepare(`SELECT pid, host, what, started_at FROM apply_lock WHERE id = 1`).get() as LockRow | undefined;
-      if (row && row.host === host && alive(row.pid) && row.pid !== process.pid) return row;
+      if (row && row.host === host && isProcessAlive(row.pid) && row.pid !== process.pid) return row;
       journal.db.prepare(`INSERT OR REPLACE INTO apply_lock (id, pid, host, what, started_at) VALUES (1, ?, ?, ?, ?)`).run(process.pid, host, what, new Date().toISOString());
       return undefined;
     }).immediate();

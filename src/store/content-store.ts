@@ -8,6 +8,7 @@ import type { BlobRecord } from '../bundle/manifest.js';
 import type { BlobSink } from '../bundle/reader.js';
 import { once } from 'node:events';
 import { syncDir, syncFile } from './durable.js';
+import { isProcessAlive } from '../process/alive.js';
 
 /** Room kept free beyond the blobs themselves, for the journal and the engine. */
 export const FREE_SPACE_MARGIN = 256 * 1024 * 1024;
@@ -102,7 +103,7 @@ export class ContentStore {
     }
     for (const name of names) {
       const pid = Number(name.split('-')[0]);
-      if (!Number.isInteger(pid) || !isAlive(pid)) await rm(join(this.stagingRoot, name), { recursive: true, force: true });
+      if (!Number.isInteger(pid) || !isProcessAlive(pid)) await rm(join(this.stagingRoot, name), { recursive: true, force: true });
     }
   }
 
@@ -115,14 +116,6 @@ export class ContentStore {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * One importer's pending blobs: written and fsynced here, renamed into the
