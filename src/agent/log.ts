@@ -15,6 +15,8 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
   /** A logger that adds `fields` to every line. */
   with(fields: LogFields): Logger;
+  /** Changes the level of this logger and every one made from it (a config reload). */
+  setLevel(level: LogLevel): void;
 }
 
 const quote = (v: string): string => (/^[^\s"=\\]+$/.test(v) ? v : JSON.stringify(v));
@@ -43,7 +45,14 @@ export function createLogger(opts: LoggerOptions = {}, base: LogFields = {}): Lo
       if (ORDER[level] < ORDER[state.level]) return;
       write(formatLine(level, msg, { ...fixed, ...fields }, colour));
     };
-    return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error'), with: (f) => make({ ...fixed, ...f }) };
+    return {
+      debug: emit('debug'),
+      info: emit('info'),
+      warn: emit('warn'),
+      error: emit('error'),
+      with: (f) => make({ ...fixed, ...f }),
+      setLevel: (level) => void (state.level = level),
+    };
   };
   return make(base);
 }

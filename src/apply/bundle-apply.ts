@@ -1,8 +1,8 @@
 import { hostname, userInfo } from 'node:os';
 import semver from 'semver';
-import { asAirlockError, policyError } from '../errors/index.js';
+import { asAirlockError, notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead } from '../bundle/reader.js';
-import { parseManifest } from '../bundle/manifest.js';
+import { parseManifest, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { DockerError, isDockerError, type Docker } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
@@ -139,46 +139,77 @@ export async function applyBundle(file: string, opts: ApplyOptions): Promise<App
     if (opts.initSwarm) await ensureSwarm(opts.docker, opts.initSwarm.advertiseAddr);
     // verify: the signed head alone says which stacks this apply will touch.
     const head = await readBundleHead(await openBundleFile(file), opts.limits);
-    const signer = checkSignature(head, opts.trust);
+    checkSignature(head, opts.trust);
     const manifest = parseManifest(head.manifestBytes);
-    checkExpiry(manifest, new Date());
-    if (manifest.stacks.length === 0) throw policyError(`bundle ${manifest.name} ${manifest.version} has no stacks to apply`, { reason: 'no-stacks', hint: "use 'airlock bundle import' for a bundle of images and files only" });
-    const ids = manifest.stacks.map((s) =>
-      ctx.deployments.start({ stack: s.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(s.name)?.id ?? null, appliedBy: appliedBy(), source: file }),
-    );
-    const forAll = <T>(step: Parameters<typeof journaledStep>[2], run: () => Promise<T>) => {
-      // Bundle-wide steps are journaled on every stack's deployment; the work runs once.
-      const [first, ...rest] = ids;
-      for (const id of rest) ctx.deployments.beginStep(id, step);
-      return journaledStep(ctx, first!, step, run);
-    };
+    return deployBundle(ctx, opts, manifest, file, async () => {
+      const stored = await storeBundle(file, { stateDir: opts.stateDir, trust: opts.trust, allowDowngrade: opts.allowDowngrade ?? false, ...(opts.limits ? { limits: opts.limits } : {}) }, ctx.journal, ctx.store);
+      return stored.bundleId;
+    });
+  });
+}
+
+/**
+ * Deploys a bundle imported earlier, from the content store alone: the
+ * agent imports on arrival and deploys inside the maintenance window. The
+ * stored signature is checked again against today's trust store, so a key
+ * revoked in between stops the deploy.
+ */
+export async function applyStoredBundle(bundleId: number, opts: ApplyOptions & { source: string }): Promise<ApplyResult> {
+  return withApplyContext(opts, `bundle apply ${opts.source}`, async (ctx) => {
+    const head = new BundleRecords(ctx.journal).signedHead(bundleId);
+    checkSignature(head, opts.trust);
+    const manifest = parseManifest(head.manifestBytes);
+    return deployBundle(ctx, opts, manifest, opts.source, async () => {
+      const missing = await ctx.store.missing(manifest.blobs);
+      if (missing.digests.length > 0) {
+        throw notFound(`bundle ${manifest.name} ${manifest.version} lacks ${missing.digests.length} blobs (${missing.bytes} bytes) in the content store: it was pruned since import`, {
+          reason: 'blobs-pruned',
+          subject: missing.digests[0],
+          hint: 'import the bundle file again, then apply it',
+        });
+      }
+      return bundleId;
+    });
+  });
+}
+
+/** The shared body of an apply: one deployment per stack, bundle-wide steps journaled on each. */
+async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Manifest, source: string, store: () => Promise<number>): Promise<ApplyResult> {
+  checkExpiry(manifest, new Date());
+  if (manifest.stacks.length === 0) throw policyError(`bundle ${manifest.name} ${manifest.version} has no stacks to apply`, { reason: 'no-stacks', hint: "use 'airlock bundle import' for a bundle of images and files only" });
+  const ids = manifest.stacks.map((s) =>
+    ctx.deployments.start({ stack: s.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(s.name)?.id ?? null, appliedBy: appliedBy(), source }),
+  );
+  const forAll = <T>(step: Parameters<typeof journaledStep>[2], run: () => Promise<T>) => {
+    // Bundle-wide steps are journaled on every stack's deployment; the work runs once.
+    const [first, ...rest] = ids;
+    for (const id of rest) ctx.deployments.beginStep(id, step);
+    return journaledStep(ctx, first!, step, run);
+  };
+  try {
+    await forAll('verify', async () => checkNotOlderThanApplied(ctx, manifest.name, manifest.version, opts.allowDowngrade ?? false));
+    const bundleId = await forAll('store', store);
+    for (const id of ids) ctx.deployments.setBundle(id, bundleId);
+    await forAll('load', () => loadBundleImages({ docker: opts.docker }, ctx.journal, ctx.store, bundleId));
+  } catch (e) {
+    for (const id of ids) ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
+    throw e;
+  }
+  const images = new Map(manifest.images.flatMap((i) => i.refs.map((r) => [r, i.id] as const)));
+  const apiVersion = await opts.docker.client.apiVersion();
+  const result: ApplyResult = { bundle: { name: manifest.name, version: manifest.version }, stacks: [] };
+  for (const [i, stack] of manifest.stacks.entries()) {
+    const id = ids[i]!;
+    let desired;
     try {
-      await forAll('verify', async () => checkNotOlderThanApplied(ctx, manifest.name, manifest.version, opts.allowDowngrade ?? false));
-      const stored = await forAll('store', () =>
-        storeBundle(file, { stateDir: opts.stateDir, trust: opts.trust, allowDowngrade: opts.allowDowngrade ?? false, ...(opts.limits ? { limits: opts.limits } : {}) }, ctx.journal, ctx.store),
-      );
-      for (const id of ids) ctx.deployments.setBundle(id, stored.bundleId);
-      await forAll('load', () => loadBundleImages({ docker: opts.docker }, ctx.journal, ctx.store, stored.bundleId));
+      const files = bundleStackFiles(ctx.store, manifest, stack);
+      desired = (await desiredStack({ stack: stack.name, apiVersion, ...files })).desired;
     } catch (e) {
-      for (const id of ids) ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
+      ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
       throw e;
     }
-    const images = new Map(manifest.images.flatMap((i) => i.refs.map((r) => [r, i.id] as const)));
-    const apiVersion = await opts.docker.client.apiVersion();
-    const result: ApplyResult = { bundle: { name: manifest.name, version: manifest.version }, stacks: [] };
-    for (const [i, stack] of manifest.stacks.entries()) {
-      const id = ids[i]!;
-      let desired;
-      try {
-        const files = bundleStackFiles(ctx.store, manifest, stack);
-        desired = (await desiredStack({ stack: stack.name, apiVersion, ...files })).desired;
-      } catch (e) {
-        ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
-        throw e;
-      }
-      const services = await deployJournaled(ctx, id, desired, images, { prune: true });
-      result.stacks.push({ stack: stack.name, deployment: id, services });
-    }
-    return result;
-  });
+    const services = await deployJournaled(ctx, id, desired, images, { prune: true });
+    result.stacks.push({ stack: stack.name, deployment: id, services });
+  }
+  return result;
 }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import semver from 'semver';
-import YAML from 'yaml';
+import { YamlFile, type KeyPath } from '../config/yaml-file.js';
 import { configError, notFound } from '../errors/index.js';
 import { unsafePathReason } from './manifest.js';
 
@@ -102,23 +102,17 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`bundle definition not found: ${file}`, { subject: file });
     throw e;
   }
-  const doc = YAML.parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length > 0) throw configError(`${file}: ${doc.errors[0]!.message}`, { subject: file, reason: 'bad-yaml' });
-  const raw = doc.toJS() as unknown;
-  if (!validate(raw)) {
-    const err = compiled!.errors![0]!;
-    const key = err.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(top level)';
-    const extra = err.params && 'additionalProperty' in err.params ? ` "${String(err.params.additionalProperty)}"` : '';
-    throw configError(`${file}: ${key}: ${err.message}${extra}`, { subject: file, reason: 'bad-definition' });
-  }
+  const yaml = YamlFile.parse(file, text);
+  const raw = yaml.toJS();
+  if (!validate(raw)) throw yaml.schemaError(compiled!.errors![0]!, 'bad-definition');
   const r = raw as RawDefinition;
   if (!semver.valid(r.version)) {
-    throw configError(`${file}: version: "${r.version}" is not a semantic version (e.g. 1.4.2)`, { subject: file, reason: 'bad-definition' });
+    throw yaml.error(['version'], `"${r.version}" is not a semantic version (e.g. 1.4.2)`, 'bad-definition');
   }
   const dir = dirname(resolve(file));
-  const source = (p: string, key: string): SourceFile => {
+  const source = (p: string, key: KeyPath): SourceFile => {
     const why = unsafePathReason(p);
-    if (why) throw configError(`${file}: ${key}: "${p}" ${why}; give a path relative to ${basename(file)}`, { subject: file });
+    if (why) throw yaml.error(key, `"${p}" ${why}; give a path relative to ${basename(file)}`, 'bad-definition');
     return { path: resolve(dir, p), name: p };
   };
   return {
@@ -129,15 +123,15 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
     expires: r.expires ?? null,
     stacks: (r.stacks ?? []).map((s, i) => ({
       name: s.name,
-      compose: asList(s.compose).map((p) => source(p, `stacks.${i}.compose`)),
-      envFiles: asList(s.env_files).map((p) => source(p, `stacks.${i}.env_files`)),
+      compose: asList(s.compose).map((p) => source(p, ['stacks', i, 'compose'])),
+      envFiles: asList(s.env_files).map((p) => source(p, ['stacks', i, 'env_files'])),
     })),
     images: r.images ? r.images.map((i) => (typeof i === 'string' ? { ref: i, archive: null } : { ref: i.ref, archive: i.archive ? resolve(dir, i.archive) : null })) : null,
     imageArchives: asList(r.image_archives).map((p) => resolve(dir, p)),
     files: (r.files ?? []).map((f, i) => {
       const dest = f.dest ?? basename(f.src);
       const why = unsafePathReason(dest);
-      if (why) throw configError(`${file}: files.${i}.dest: "${dest}" ${why}`, { subject: file });
+      if (why) throw yaml.error(['files', i, 'dest'], `"${dest}" ${why}`, 'bad-definition');
       return { src: resolve(dir, f.src), dest, mode: f.mode ?? 0o644 };
     }),
   };

@@ -23,6 +23,7 @@ const MODULES: Record<string, (() => Promise<Command[]>)[]> = {
   status: [deploy],
   prune: [async () => (await import('./commands/prune.js')).pruneCommands],
   doctor: [async () => (await import('./commands/doctor.js')).doctorCommands],
+  agent: [async () => (await import('./commands/agent.js')).agentCommands],
 };
 
 let COMMANDS: Command[] = [];

@@ -40,6 +40,13 @@ export class BundleRecords {
     return JSON.parse(row.manifest.toString('utf8')) as Manifest;
   }
 
+  /** The manifest and signature bytes as imported, to check the signature again. */
+  signedHead(id: number): { manifestBytes: Buffer; signatureBytes: Buffer } {
+    const row = this.journal.db.prepare('SELECT manifest, signature FROM bundles WHERE id = ?').get(id) as { manifest: Buffer; signature: Buffer } | undefined;
+    if (!row) throw new Error(`no bundle ${id} in the journal`);
+    return { manifestBytes: row.manifest, signatureBytes: row.signature };
+  }
+
   /** The highest version imported under `name`, if any. */
   highest(name: string): BundleRow | undefined {
     return this.byName(name)[0];

@@ -127,6 +127,21 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    description: 'the agent queue: bundles imported from the inbox that wait for a maintenance window',
+    sql: `
+      CREATE TABLE agent_queue (
+        bundle_id   INTEGER PRIMARY KEY REFERENCES bundles(id),
+        source      TEXT NOT NULL,
+        queued_at   TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('waiting', 'applied', 'failed', 'superseded')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        finished_at TEXT,
+        reason      TEXT
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -47,6 +47,9 @@ const SEED: Record<number, (db: Database.Database) => void> = {
     db.prepare(`INSERT INTO deployment_objects (deployment_id, kind, name, spec, data_digest) VALUES (1, 'config', 'web_conf-0123456789', '{"Name":"web_conf-0123456789"}', 'sha256:b1')`).run();
     db.prepare(`INSERT INTO apply_steps (deployment_id, step, started_at, finished_at, outcome, detail) VALUES (1, 'verify', '2026-01-03T00:00:00Z', '2026-01-03T00:00:01Z', 'ok', NULL)`).run();
   },
+  4: (db) => {
+    db.prepare(`INSERT INTO agent_queue (bundle_id, source, queued_at, state, attempts, finished_at, reason) VALUES (1, '/var/lib/airlock/inbox/demo.airlock', '2026-01-04T00:00:00Z', 'applied', 1, '2026-01-04T02:00:00Z', NULL)`).run();
+  },
 };
 
 const tables = (db: Database.Database): string[] =>

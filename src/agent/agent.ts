@@ -1,0 +1,247 @@
+/**
+ * `airlock agent`: the unattended host. Takes bundles from its inbox
+ * sources, imports them at once, deploys them inside the maintenance window,
+ * joins the swarm on first boot, prunes, and checks for drift, all on
+ * schedules from agent.yaml. One piece of work runs at a time.
+ */
+import { mkdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import cron, { type ScheduledTask } from 'node-cron';
+import { recoverHost } from '../apply/bundle-apply.js';
+import { Docker } from '../docker/index.js';
+import { asAirlockError } from '../errors/index.js';
+import { prune } from '../retention/index.js';
+import { TrustStore } from '../trust/trust-store.js';
+import { Journal } from '../journal/journal.js';
+import { AgentQueue } from '../journal/agent-queue.js';
+import { loadAgentConfig, type AgentConfig, type FtpSourceSettings } from './config.js';
+import { deployWaiting } from './deployer.js';
+import { checkDrift } from './drift.js';
+import { FolderSource, isBundleName, type InboxFile } from './inbox/folder-source.js';
+import { Intake, pruneDone } from './intake.js';
+import { createLogger, type Logger } from './log.js';
+import { ensureSwarmMembership } from './swarm-boot.js';
+import { MaintenanceWindow } from './window.js';
+
+/** An inbox source that fetches into a local spool: the FTP poller. */
+interface RemoteSource {
+  poll(signal?: AbortSignal): Promise<string[]>;
+  settle(localPath: string): Promise<void>;
+}
+
+export interface AgentOptions {
+  configFile: string;
+  log?: Logger;
+  /** Where log lines go; stderr by default. */
+  write?: (line: string) => void;
+}
+
+export class Agent {
+  private config!: AgentConfig;
+  private log!: Logger;
+  private docker!: Docker;
+  private intake!: Intake;
+  private window: MaintenanceWindow | undefined;
+  private folders: FolderSource[] = [];
+  private remotes: { settings: FtpSourceSettings; source: RemoteSource }[] = [];
+  private tasks: ScheduledTask[] = [];
+  private rescan: NodeJS.Timeout | undefined;
+  private work: Promise<void> = Promise.resolve();
+  private readonly pending = new Set<string>();
+  private stopping = false;
+  private swarmReady = false;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly opts: AgentOptions) {}
+
+  /** Loads the config and starts every schedule; throws on a bad config. */
+  async start(): Promise<void> {
+    const config = await loadAgentConfig(this.opts.configFile);
+    this.log = this.opts.log ?? createLogger({ level: config.logLevel, ...(this.opts.write ? { write: this.opts.write } : {}) });
+    this.docker = new Docker();
+    await this.apply(config);
+    this.log.info('agent started', { config: this.opts.configFile, state: config.stateDir, inbox: config.inbox.dir, apply: config.apply.mode, window: this.window?.describe() ?? 'always' });
+    this.enqueue('recover', () => this.recover());
+    this.enqueue('swarm', () => this.joinSwarm());
+    this.enqueue('poll', () => this.poll());
+  }
+
+  /** SIGHUP: reads the config again; a bad one is logged and the running one kept. */
+  async reload(): Promise<void> {
+    let next: AgentConfig;
+    try {
+      next = await loadAgentConfig(this.opts.configFile);
+    } catch (e) {
+      const err = asAirlockError(e);
+      this.log.error('config reload failed; keeping the running config', { error: err.message });
+      return;
+    }
+    this.teardown();
+    await this.apply(next);
+    this.log.info('config reloaded', { config: this.opts.configFile });
+    this.enqueue('swarm', () => this.joinSwarm());
+    this.enqueue('poll', () => this.poll());
+  }
+
+  /** SIGTERM: no new work; the work in hand finishes (an apply is journaled and resumable either way). */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info('stopping: finishing the current work');
+    this.teardown();
+    this.abort.abort();
+    await this.work;
+    await this.docker.close();
+    this.log.info('agent stopped');
+  }
+
+  /** Resolves when the queued work has run: for tests and for stop. */
+  idle(): Promise<void> {
+    return this.work;
+  }
+
+  private async apply(config: AgentConfig): Promise<void> {
+    this.config = config;
+    const trust = () => TrustStore.load(config.trustDir);
+    this.intake = new Intake({ config, docker: this.docker, trust, log: this.log });
+    await mkdir(config.inbox.dir, { recursive: true });
+    this.folders = config.inbox.sources.flatMap((s) => (s.type === 'folder' ? [new FolderSource(s.name, s.path, s.complete, this.log)] : []));
+    for (const f of this.folders) {
+      await f.ensureDir().catch((e: Error) => this.log.error('cannot make inbox folder', { dir: f.dir, error: e.message }));
+      if (config.inbox.watch) f.watch(() => this.enqueue('poll', () => this.poll()));
+    }
+    this.remotes = [];
+    for (const s of config.inbox.sources) if (s.type === 'ftp') this.remotes.push({ settings: s, source: await this.ftpSource(s) });
+    this.window = config.apply.window ? new MaintenanceWindow(config.apply.window.cron, config.apply.window.durationMs) : undefined;
+
+    const every = (expr: string, name: string, run: () => Promise<void>) => this.tasks.push(cron.schedule(expr, () => this.enqueue(name, run), { name }));
+    every(config.inbox.poll, 'poll', () => this.poll());
+    for (const r of this.remotes) if (r.settings.poll !== config.inbox.poll) every(r.settings.poll, `poll ${r.settings.name}`, () => this.poll(r.settings.name));
+    if (this.window) every(this.window.expression, 'window', async () => this.deploy());
+    if (config.retention.schedule) every(config.retention.schedule, 'prune', () => this.prune());
+    if (config.drift.schedule) every(config.drift.schedule, 'drift', () => this.drift());
+    this.log.setLevel(config.logLevel);
+  }
+
+  private async ftpSource(s: FtpSourceSettings): Promise<RemoteSource> {
+    // Loaded only when an FTP source is configured: most hosts take a local folder.
+    const mod = (await import(new URL('./inbox/ftp-source.js', import.meta.url).href)) as {
+      FtpSource: new (cfg: object, spool: string, log: Logger) => RemoteSource;
+    };
+    const complete = s.complete.mode === 'marker' ? s.complete : { mode: 'stable' as const, polls: 2 };
+    return new mod.FtpSource({ ...s, match: isBundleName, complete }, join(this.config.stateDir, 'spool', s.name.replace(/[^A-Za-z0-9._-]/g, '_')), this.log.with({ source: s.name }));
+  }
+
+  private teardown(): void {
+    for (const t of this.tasks) void t.destroy();
+    this.tasks = [];
+    for (const f of this.folders) f.close();
+    clearTimeout(this.rescan);
+    this.window?.dispose();
+  }
+
+  /** Queues a piece of work unless the same is already waiting; failures are logged, never thrown. */
+  private enqueue(name: string, run: () => Promise<void>): void {
+    if (this.stopping || this.pending.has(name)) return;
+    this.pending.add(name);
+    this.work = this.work.then(async () => {
+      this.pending.delete(name);
+      if (this.stopping && name !== 'recover') return;
+      try {
+        await run();
+      } catch (e) {
+        const err = asAirlockError(e);
+        this.log.error(`${name} failed`, { class: err.kind, reason: err.reason, error: err.message });
+      }
+    });
+  }
+
+  private async recover(): Promise<void> {
+    const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs });
+    for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, status: d.status });
+  }
+
+  private async joinSwarm(): Promise<void> {
+    if (this.swarmReady) return;
+    const journal = Journal.open(this.config.stateDir);
+    try {
+      await ensureSwarmMembership(this.docker, this.config.swarm, journal, this.log);
+      this.swarmReady = true;
+    } finally {
+      journal.close();
+    }
+  }
+
+  /** Fetches from the FTP sources, then takes every complete file from every source. */
+  private async poll(only?: string): Promise<void> {
+    if (!this.swarmReady) await this.joinSwarm().catch((e) => this.log.error('swarm membership not settled; tried again at the next poll', { error: asAirlockError(e).message }));
+    for (const r of this.remotes) {
+      if (only && r.settings.name !== only) continue;
+      let ready: string[];
+      try {
+        ready = await r.source.poll(this.abort.signal);
+      } catch (e) {
+        this.log.error('FTP poll failed', { source: r.settings.name, error: asAirlockError(e).message });
+        continue;
+      }
+      for (const path of ready) {
+        if (this.stopping) return;
+        const { size, mtimeMs } = await stat(path);
+        const outcome = await this.intake.take({ source: r.settings.name, path, name: basename(path), size, mtimeMs });
+        if (outcome && outcome.kind !== 'retry') await r.source.settle(path);
+      }
+    }
+    if (!only) {
+      for (const f of this.folders) {
+        for (const file of await f.scan()) {
+          if (this.stopping) return;
+          const outcome = await this.intake.take(file);
+          if (outcome && outcome.kind !== 'retry') f.forget(file.name);
+        }
+      }
+      this.scheduleRescan();
+    }
+    await this.deploy();
+  }
+
+  /** A file still settling is looked at again once it could be stable, not only at the next poll. */
+  private scheduleRescan(): void {
+    clearTimeout(this.rescan);
+    const waiting = this.folders.some((f) => f.waiting > 0);
+    const stable = this.config.inbox.sources.find((s) => s.complete.mode === 'stable');
+    if (!waiting || !stable || stable.complete.mode !== 'stable') return;
+    this.rescan = setTimeout(() => this.enqueue('poll', () => this.poll()), stable.complete.stableForMs + 100);
+    this.rescan.unref();
+  }
+
+  /** Deploys what waits, when the window is open (or there is none). */
+  private async deploy(): Promise<void> {
+    if (this.config.apply.mode !== 'on-arrival' || this.stopping) return;
+    const journal = Journal.open(this.config.stateDir);
+    const waiting = (() => {
+      try {
+        return new AgentQueue(journal).waiting().length;
+      } finally {
+        journal.close();
+      }
+    })();
+    if (waiting === 0) return;
+    const now = new Date();
+    if (this.window && !this.window.isOpen(now)) {
+      this.log.info('bundles wait for the maintenance window', { waiting, window: this.window.describe() });
+      return;
+    }
+    await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log });
+  }
+
+  private async prune(): Promise<void> {
+    const r = await prune({ stateDir: this.config.stateDir, keep: this.config.retention.keep, docker: this.docker, lockWaitMs: 10 * 60_000 });
+    this.log.info('pruned', { bundles: r.bundles.length, blobs: r.blobs.length, images: r.images.length, bytes: r.bytes.total });
+    const removed = await pruneDone(this.intake.doneDir, this.config.inbox.keepDone);
+    if (removed.length > 0) this.log.info('removed old bundle files from done/', { files: removed.length, kept: this.config.inbox.keepDone });
+  }
+
+  private async drift(): Promise<void> {
+    await checkDrift({ stateDir: this.config.stateDir, docker: this.docker, reapply: this.config.drift.reapply, timeoutMs: this.config.apply.timeoutMs, log: this.log });
+  }
+}

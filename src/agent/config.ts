@@ -1,0 +1,289 @@
+/**
+ * agent.yaml: validated against a schema, then each cron expression and
+ * duration checked, every error naming the file, line and key.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Ajv, type ValidateFunction } from 'ajv';
+import cron from 'node-cron';
+import { parseDuration } from '../compose/convert/duration.js';
+import { checkKeep, DEFAULT_KEEP } from '../retention/index.js';
+import { DEFAULT_STATE_DIR } from '../store/state-dir.js';
+import { DEFAULT_TRUST_DIR } from '../trust/trust-store.js';
+import { configError, notFound } from '../errors/index.js';
+import { YamlFile, type KeyPath } from '../config/yaml-file.js';
+import type { LogLevel } from './log.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/airlock/agent.yaml';
+/** Where systemd's LoadCredential= puts the join token for an unprivileged service. */
+export const TOKEN_CREDENTIAL = 'swarm-join-token';
+
+export type Completeness = { mode: 'stable'; stableForMs: number } | { mode: 'marker'; suffix: string };
+
+export interface FolderSource {
+  type: 'folder';
+  name: string;
+  path: string;
+  complete: Completeness;
+}
+
+export interface FtpSourceSettings {
+  type: 'ftp';
+  name: string;
+  url: string;
+  user?: string;
+  passwordFile?: string;
+  tls?: { caFile?: string; rejectUnauthorized?: boolean };
+  complete: Completeness;
+  deleteAfter: boolean;
+  timeoutMs: number;
+  /** Its own poll schedule; the inbox poll when absent. */
+  poll: string;
+}
+
+export type SwarmSettings =
+  | { mode: 'none' }
+  | { mode: 'init'; advertiseAddr: string; listenAddr: string }
+  | { mode: 'join'; role: 'manager' | 'worker'; advertiseAddr?: string; listenAddr: string; managers: string[]; tokenFile: string };
+
+export interface AgentConfig {
+  file: string;
+  stateDir: string;
+  trustDir: string;
+  logLevel: LogLevel;
+  inbox: {
+    dir: string;
+    poll: string;
+    watch: boolean;
+    giveUpAfterMs: number;
+    keepDone: number;
+    sources: (FolderSource | FtpSourceSettings)[];
+  };
+  apply: {
+    mode: 'on-arrival' | 'import-only';
+    timeoutMs: number;
+    window: { cron: string; durationMs: number } | null;
+  };
+  swarm: SwarmSettings;
+  retention: { schedule: string | null; keep: number };
+  drift: { schedule: string | null; reapply: boolean };
+}
+
+const str = { type: 'string', minLength: 1 } as const;
+const cronOrOff = { anyOf: [str, { type: 'null' }] } as const;
+const completeSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { mode: { enum: ['stable', 'marker'] }, stableFor: str, markerSuffix: str },
+} as const;
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    stateDir: str,
+    trustDir: str,
+    logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+    inbox: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        dir: str,
+        poll: str,
+        watch: { type: 'boolean' },
+        complete: completeSchema,
+        giveUpAfter: str,
+        keepDone: { type: 'integer', minimum: 0 },
+        sources: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['type'],
+            properties: { type: { enum: ['folder', 'ftp'] } },
+            if: { properties: { type: { const: 'folder' } } },
+            then: {
+              additionalProperties: false,
+              required: ['path'],
+              properties: { type: true, name: str, path: str, complete: completeSchema },
+            },
+            else: {
+              additionalProperties: false,
+              required: ['url'],
+              properties: {
+                type: true,
+                name: str,
+                url: { type: 'string', pattern: '^ftps?://' },
+                user: str,
+                passwordFile: str,
+                tls: { type: 'object', additionalProperties: false, properties: { caFile: str, rejectUnauthorized: { type: 'boolean' } } },
+                complete: completeSchema,
+                deleteAfter: { type: 'boolean' },
+                timeout: str,
+                poll: str,
+              },
+            },
+          },
+        },
+      },
+    },
+    apply: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        mode: { enum: ['on-arrival', 'import-only'] },
+        timeout: str,
+        window: {
+          anyOf: [
+            { type: 'null' },
+            { type: 'object', additionalProperties: false, required: ['cron', 'duration'], properties: { cron: str, duration: str } },
+          ],
+        },
+      },
+    },
+    swarm: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        mode: { enum: ['none', 'init', 'join'] },
+        role: { enum: ['manager', 'worker'] },
+        advertiseAddr: str,
+        listenAddr: str,
+        managers: { type: 'array', minItems: 1, items: str },
+        tokenFile: str,
+      },
+    },
+    retention: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, keep: { type: 'integer' } } },
+    drift: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, reapply: { type: 'boolean' } } },
+  },
+} as const;
+
+let compiled: ValidateFunction | undefined;
+const validate = (v: unknown): boolean => (compiled ??= new Ajv({ allErrors: false, strict: true, strictRequired: false }).compile(schema))(v);
+
+/* The raw YAML shape, after the schema passed. */
+interface RawComplete { mode?: 'stable' | 'marker'; stableFor?: string; markerSuffix?: string }
+interface RawSource { type: 'folder' | 'ftp'; name?: string; path?: string; url?: string; user?: string; passwordFile?: string; tls?: { caFile?: string; rejectUnauthorized?: boolean }; complete?: RawComplete; deleteAfter?: boolean; timeout?: string; poll?: string }
+interface Raw {
+  stateDir?: string;
+  trustDir?: string;
+  logLevel?: LogLevel;
+  inbox?: { dir?: string; poll?: string; watch?: boolean; complete?: RawComplete; giveUpAfter?: string; keepDone?: number; sources?: RawSource[] };
+  apply?: { mode?: 'on-arrival' | 'import-only'; timeout?: string; window?: { cron: string; duration: string } | null };
+  swarm?: { mode?: 'none' | 'init' | 'join'; role?: 'manager' | 'worker'; advertiseAddr?: string; listenAddr?: string; managers?: string[]; tokenFile?: string };
+  retention?: { schedule?: string | null; keep?: number };
+  drift?: { schedule?: string | null; reapply?: boolean };
+}
+
+export async function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw notFound(`agent config not found: ${file}`, { subject: file, reason: 'no-config', hint: 'write one (the package ships /etc/airlock/agent.yaml), or pass --config FILE' });
+    }
+    throw configError(`cannot read agent config ${file}: ${(e as Error).message}`, { subject: file, reason: 'no-config' });
+  }
+  return parseAgentConfig(file, text, env);
+}
+
+export function parseAgentConfig(file: string, text: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const yaml = YamlFile.parse(file, text);
+  const raw = yaml.toJS();
+  if (!validate(raw)) throw yaml.schemaError(compiled!.errors![0]!);
+  const r = raw as Raw;
+
+  const cronAt = (path: KeyPath, expr: string): string => {
+    if (!cron.validate(expr)) throw yaml.error(path, `"${expr}" is not a cron expression (5 fields, or 6 with seconds first)`);
+    return expr;
+  };
+  const ms = (path: KeyPath, text: string, min = 0): number => {
+    let ns: number;
+    try {
+      ns = parseDuration(text);
+    } catch {
+      throw yaml.error(path, `"${text}" is not a duration (e.g. 30s, 5m, 2h)`);
+    }
+    if (ns / 1e6 < min) throw yaml.error(path, `"${text}" is too short (at least ${min} ms)`);
+    return ns / 1e6;
+  };
+  const complete = (path: KeyPath, c: RawComplete | undefined, fallback: Completeness): Completeness => {
+    if (!c) return fallback;
+    const mode = c.mode ?? fallback.mode;
+    if (mode === 'marker') return { mode, suffix: c.markerSuffix ?? '.ready' };
+    return { mode, stableForMs: c.stableFor ? ms([...path, 'stableFor'], c.stableFor, 1) : 10_000 };
+  };
+
+  const stateDir = r.stateDir ?? DEFAULT_STATE_DIR;
+  const inbox = r.inbox ?? {};
+  const poll = cronAt(['inbox', 'poll'], inbox.poll ?? '*/30 * * * * *');
+  const defaultComplete = complete(['inbox', 'complete'], inbox.complete, { mode: 'stable', stableForMs: 10_000 });
+  const names = new Set<string>();
+  const sources = (inbox.sources ?? []).map((s, i): FolderSource | FtpSourceSettings => {
+    const at: KeyPath = ['inbox', 'sources', i];
+    const name = s.name ?? (s.type === 'folder' ? s.path! : new URL(s.url!).host);
+    if (names.has(name)) throw yaml.error([...at, 'name'], `two sources are named "${name}"; give each its own name`);
+    names.add(name);
+    const c = complete([...at, 'complete'], s.complete, defaultComplete);
+    if (s.type === 'folder') return { type: 'folder', name, path: s.path!, complete: c };
+    return {
+      type: 'ftp',
+      name,
+      url: s.url!,
+      ...(s.user ? { user: s.user } : {}),
+      ...(s.passwordFile ? { passwordFile: s.passwordFile } : {}),
+      ...(s.tls ? { tls: s.tls } : {}),
+      complete: c,
+      deleteAfter: s.deleteAfter ?? false,
+      timeoutMs: s.timeout ? ms([...at, 'timeout'], s.timeout, 1000) : 30_000,
+      poll: s.poll ? cronAt([...at, 'poll'], s.poll) : poll,
+    };
+  });
+
+  const apply = r.apply ?? {};
+  const window = apply.window
+    ? { cron: cronAt(['apply', 'window', 'cron'], apply.window.cron), durationMs: ms(['apply', 'window', 'duration'], apply.window.duration, 1000) }
+    : null;
+
+  const retention = r.retention ?? {};
+  const keep = retention.keep ?? DEFAULT_KEEP;
+  try {
+    checkKeep(keep);
+  } catch (e) {
+    throw yaml.error(['retention', 'keep'], (e as Error).message);
+  }
+  const drift = r.drift ?? {};
+
+  return {
+    file,
+    stateDir,
+    trustDir: r.trustDir ?? DEFAULT_TRUST_DIR,
+    logLevel: r.logLevel ?? 'info',
+    inbox: {
+      dir: inbox.dir ?? join(stateDir, 'inbox'),
+      poll,
+      watch: inbox.watch ?? true,
+      giveUpAfterMs: inbox.giveUpAfter ? ms(['inbox', 'giveUpAfter'], inbox.giveUpAfter, 1000) : 24 * 3600_000,
+      keepDone: inbox.keepDone ?? 10,
+      sources: [{ type: 'folder', name: 'inbox', path: inbox.dir ?? join(stateDir, 'inbox'), complete: defaultComplete }, ...sources],
+    },
+    apply: { mode: apply.mode ?? 'on-arrival', timeoutMs: apply.timeout ? ms(['apply', 'timeout'], apply.timeout, 1000) : 300_000, window },
+    swarm: swarmSettings(yaml, r.swarm ?? {}, env),
+    retention: { schedule: retention.schedule === null ? null : cronAt(['retention', 'schedule'], retention.schedule ?? '0 3 * * *'), keep },
+    drift: { schedule: drift.schedule === null ? null : cronAt(['drift', 'schedule'], drift.schedule ?? '*/15 * * * *'), reapply: drift.reapply ?? false },
+  };
+}
+
+function swarmSettings(yaml: YamlFile, s: NonNullable<Raw['swarm']>, env: NodeJS.ProcessEnv): SwarmSettings {
+  const mode = s.mode ?? 'none';
+  const listenAddr = s.listenAddr ?? '0.0.0.0:2377';
+  if (mode === 'none') return { mode };
+  if (mode === 'init') {
+    if (!s.advertiseAddr) throw yaml.error(['swarm', 'advertiseAddr'], 'is required with mode: init (the address other nodes reach this manager on)');
+    return { mode, advertiseAddr: s.advertiseAddr, listenAddr };
+  }
+  if (!s.managers) throw yaml.error(['swarm', 'managers'], 'is required with mode: join (addresses of managers, host:2377)');
+  const credentials = env.CREDENTIALS_DIRECTORY;
+  const tokenFile = s.tokenFile ?? (credentials ? join(credentials, TOKEN_CREDENTIAL) : '/etc/airlock/swarm-join-token');
+  return { mode, role: s.role ?? 'worker', ...(s.advertiseAddr ? { advertiseAddr: s.advertiseAddr } : {}), listenAddr, managers: s.managers, tokenFile };
+}

@@ -1,0 +1,101 @@
+/**
+ * Deploys what the agent queued, inside the maintenance window: the newest
+ * waiting version of each bundle, from the content store. Each bundle is
+ * deployed at most once: a deployment committed before a crash counts as
+ * done, and a try that never returned is not repeated for ever.
+ */
+import { applyStoredBundle } from '../apply/bundle-apply.js';
+import { asAirlockError } from '../errors/index.js';
+import type { Docker } from '../docker/index.js';
+import { AgentQueue, type QueueRow } from '../journal/agent-queue.js';
+import { Journal } from '../journal/journal.js';
+import type { TrustStore } from '../trust/trust-store.js';
+import semver from 'semver';
+import type { AgentConfig } from './config.js';
+import type { Logger } from './log.js';
+
+/** Tries that ended with the process gone (crash, kill): after this many, the bundle is given up. */
+export const MAX_ATTEMPTS = 3;
+/** Failures of the host rather than the bundle (unless the health gate rolled it back): tried again at the next chance. */
+const TRANSIENT = new Set(['engine', 'busy', 'resources']);
+
+export interface DeployerDeps {
+  config: AgentConfig;
+  docker: Docker;
+  trust: () => Promise<TrustStore>;
+  log: Logger;
+}
+
+export async function deployWaiting(deps: DeployerDeps): Promise<void> {
+  const journal = Journal.open(deps.config.stateDir);
+  try {
+    const queue = new AgentQueue(journal);
+    for (const row of newestPerBundle(queue, deps.log)) {
+      await deployOne(deps, journal, queue, row);
+    }
+  } finally {
+    journal.close();
+  }
+}
+
+/** Older waiting versions of a bundle are superseded by the newest one. */
+function newestPerBundle(queue: AgentQueue, log: Logger): QueueRow[] {
+  const newest = new Map<string, QueueRow>();
+  for (const row of queue.waiting()) {
+    const other = newest.get(row.name);
+    if (!other || semver.gt(row.version, other.version)) newest.set(row.name, row);
+  }
+  for (const row of queue.waiting()) {
+    const keep = newest.get(row.name)!;
+    if (keep.bundle_id !== row.bundle_id) {
+      queue.finish(row.bundle_id, 'superseded', `${row.name} ${keep.version} arrived before the window opened`);
+      log.info('queued bundle superseded by a newer version', { bundle: row.name, version: row.version, by: keep.version });
+    }
+  }
+  return [...newest.values()];
+}
+
+async function deployOne(deps: DeployerDeps, journal: Journal, queue: AgentQueue, row: QueueRow): Promise<void> {
+  const log = deps.log.with({ bundle: row.name, version: row.version });
+  const committed = journal.db
+    .prepare(`SELECT id FROM deployments WHERE bundle_id = ? AND kind = 'apply' AND status = 'committed'`)
+    .all(row.bundle_id) as { id: number }[];
+  if (committed.length > 0) {
+    // Deployed before the agent could say so (it was stopped right after the commit).
+    queue.finish(row.bundle_id, 'applied', `deployment #${committed.map((c) => c.id).join(', #')}`);
+    log.info('bundle was already deployed', { deployments: committed.map((c) => c.id).join(',') });
+    return;
+  }
+  const attempts = queue.countAttempt(row.bundle_id);
+  if (attempts > MAX_ATTEMPTS) {
+    queue.finish(row.bundle_id, 'failed', `gave up: ${MAX_ATTEMPTS} tries ended with the agent gone`);
+    journal.record({ kind: 'agent.deploy', outcome: 'failed', subject: `${row.name} ${row.version}`, reason: 'crash-loop', message: `gave up after ${MAX_ATTEMPTS} tries that never returned` });
+    log.error('giving up on the bundle: every try ended with the agent gone', { attempts: MAX_ATTEMPTS });
+    return;
+  }
+  log.info('deploying bundle', { attempt: attempts });
+  try {
+    const r = await applyStoredBundle(row.bundle_id, {
+      stateDir: deps.config.stateDir,
+      trust: await deps.trust(),
+      docker: deps.docker,
+      timeoutMs: deps.config.apply.timeoutMs,
+      lockWaitMs: 10 * 60_000,
+      source: row.source,
+      hooks: { onApplyStep: (id, step) => log.info('apply step', { deployment: id, step }) },
+    });
+    const ids = r.stacks.map((s) => s.deployment);
+    queue.finish(row.bundle_id, 'applied', `deployment #${ids.join(', #')}`);
+    for (const s of r.stacks) log.info('stack deployed', { stack: s.stack, deployment: s.deployment, services: s.services.map((x) => `${x.name}=${x.ready}/${x.desired}`).join(',') });
+  } catch (e) {
+    const err = asAirlockError(e);
+    const rolledBack = journal.db.prepare(`SELECT 1 FROM deployments WHERE bundle_id = ? AND status = 'rolled-back'`).get(row.bundle_id) !== undefined;
+    if (TRANSIENT.has(err.kind) && !rolledBack) {
+      queue.retryLater(row.bundle_id, err.message);
+      log.error('deploy failed for a reason of the host; tried again at the next chance', { class: err.kind, reason: err.reason, error: err.message });
+      return;
+    }
+    queue.finish(row.bundle_id, 'failed', err.message);
+    log.error('deploy failed; the bundle is not tried again', { class: err.kind, reason: err.reason, error: err.message });
+  }
+}

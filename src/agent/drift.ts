@@ -1,0 +1,96 @@
+/**
+ * Drift: what the engine runs, against the journal's last deployment of each
+ * stack. A service removed, added or changed by hand (docker service update,
+ * scale, rm) is drift. Each drifted stack is recorded as an event; it is put
+ * back only when the config says so, by restoring the recorded deployment.
+ */
+import { rollbackStack } from '../apply/rollback.js';
+import type { Docker, ServiceSpec } from '../docker/index.js';
+import { DeploymentRecords } from '../journal/deployments.js';
+import { Journal } from '../journal/journal.js';
+import { diffSpecs } from '../stack/spec-diff.js';
+import { readStackState } from '../stack/state.js';
+import type { FieldChange } from '../stack/types.js';
+import type { Logger } from './log.js';
+
+export interface StackDrift {
+  stack: string;
+  deployment: number;
+  missing: string[];
+  extra: string[];
+  changed: { service: string; fields: string[] }[];
+}
+
+/** Compares every stack with a committed deployment; returns the ones that drifted. */
+export async function findDrift(docker: Docker, journal: Journal): Promise<StackDrift[]> {
+  const deployments = new DeploymentRecords(journal);
+  const drifted: StackDrift[] = [];
+  for (const stack of deployments.stacks()) {
+    const current = deployments.current(stack);
+    if (!current) continue;
+    const recorded = new Map(deployments.services(current.id).flatMap((s) => (s.after ? [[s.name, s.after] as const] : [])));
+    const running = new Map((await readStackState(docker, stack)).services.map((s) => [s.Spec.Name!, s.Spec]));
+    const drift: StackDrift = {
+      stack,
+      deployment: current.id,
+      missing: [...recorded.keys()].filter((n) => !running.has(n)),
+      extra: [...running.keys()].filter((n) => !recorded.has(n)),
+      changed: [],
+    };
+    for (const [name, spec] of recorded) {
+      const live = running.get(name);
+      if (!live) continue;
+      const fields = specDrift(spec, live).map((c) => c.path);
+      if (fields.length > 0) drift.changed.push({ service: name, fields });
+    }
+    if (drift.missing.length + drift.extra.length + drift.changed.length > 0) drifted.push(drift);
+  }
+  return drifted;
+}
+
+/** ForceUpdate is the engine's counter of forced redeploys, not part of what runs. */
+function specDrift(recorded: ServiceSpec, live: ServiceSpec): FieldChange[] {
+  const a = structuredClone(recorded);
+  a.TaskTemplate = { ...a.TaskTemplate, ForceUpdate: live.TaskTemplate?.ForceUpdate ?? 0 };
+  return diffSpecs(a, live);
+}
+
+export function describeDrift(d: StackDrift): string {
+  const parts = [
+    ...d.missing.map((s) => `${s} removed`),
+    ...d.extra.map((s) => `${s} added`),
+    ...d.changed.map((c) => `${c.service} changed (${c.fields.slice(0, 5).join(', ')}${c.fields.length > 5 ? ', …' : ''})`),
+  ];
+  return `stack ${d.stack} differs from deployment #${d.deployment}: ${parts.join('; ')}`;
+}
+
+export interface DriftCheckOptions {
+  stateDir: string;
+  docker: Docker;
+  reapply: boolean;
+  timeoutMs: number;
+  log: Logger;
+}
+
+/** The scheduled check: records drift as events, and restores the recorded deployment when asked to. */
+export async function checkDrift(opts: DriftCheckOptions): Promise<StackDrift[]> {
+  const journal = Journal.open(opts.stateDir);
+  let drifted: StackDrift[];
+  try {
+    drifted = await findDrift(opts.docker, journal);
+    for (const d of drifted) {
+      journal.record({ kind: 'drift', outcome: 'info', subject: d.stack, reason: 'drift', message: describeDrift(d), details: { ...d } });
+      opts.log.warn('drift', { stack: d.stack, deployment: d.deployment, detail: describeDrift(d) });
+    }
+  } finally {
+    journal.close();
+  }
+  if (drifted.length === 0) opts.log.debug('no drift');
+  if (!opts.reapply) return drifted;
+  for (const d of drifted) {
+    opts.log.info('restoring the recorded deployment', { stack: d.stack, deployment: d.deployment });
+    const r = await rollbackStack(d.stack, String(d.deployment), { stateDir: opts.stateDir, docker: opts.docker, timeoutMs: opts.timeoutMs, lockWaitMs: 10 * 60_000 });
+    opts.log.info('drift repaired', { stack: d.stack, deployment: r.deployment, restores: r.restores });
+  }
+  return drifted;
+}
