@@ -14,6 +14,7 @@ import { countBytes } from '../streams/count-bytes.js';
 import { ImageRecords } from '../journal/images.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { checkVersionPolicy } from './policy.js';
+import { crashPoint } from '../apply/fault.js';
 
 export { DEFAULT_STATE_DIR, stateDirFrom } from '../store/state-dir.js';
 
@@ -83,6 +84,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
   let staging: Staging | undefined;
   let head: VerifiedHead | undefined;
   const now = opts.now ?? new Date();
+  let opened = 0;
   try {
     const total = (await stat(file)).size;
     const input = countBytes(await openBundleFile(file), opts.onProgress && ((bytes) => opts.onProgress!({ phase: 'verify', bytes, total })));
@@ -96,7 +98,13 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
         await store.ensureFreeSpace((await store.missing(h.manifest.blobs)).bytes);
         staging = await store.beginStaging();
       },
-      sink: { open: (blob) => staging!.open(blob) },
+      sink: {
+        open: (blob) => {
+          // For the fault tests: killed with one blob staged and the rest to come.
+          if (++opened === 2) crashPoint('import-mid');
+          return staging!.open(blob);
+        },
+      },
     });
     const already = bundles.byDigest(verified.manifestDigest) !== undefined;
     const staged = staging!;
