@@ -70,7 +70,7 @@ export interface AgentConfig {
 }
 
 const str = { type: 'string', minLength: 1 } as const;
-const cronOrOff = { anyOf: [str, { type: 'null' }] } as const;
+const cronOrOff = { type: 'string', minLength: 1, nullable: true } as const;
 const completeSchema = {
   type: 'object',
   additionalProperties: false,
@@ -132,12 +132,7 @@ const schema = {
       properties: {
         mode: { enum: ['on-arrival', 'import-only'] },
         timeout: str,
-        window: {
-          anyOf: [
-            { type: 'null' },
-            { type: 'object', additionalProperties: false, required: ['cron', 'duration'], properties: { cron: str, duration: str } },
-          ],
-        },
+        window: { type: 'object', nullable: true, additionalProperties: false, required: ['cron', 'duration'], properties: { cron: str, duration: str } },
       },
     },
     swarm: {
