@@ -70,6 +70,8 @@ export async function readJoinToken(file: string): Promise<string> {
     });
   }
   const token = (await readFile(file, 'utf8')).trim();
+  // Under systemd an absent token file arrives as an empty credential.
+  if (token === '') throw notFound(`swarm join token file ${file} is empty`, { reason: 'no-join-token', subject: file, hint: "write the token from 'docker swarm join-token -q worker' on a manager into /etc/airlock/swarm-join-token, owned by root, mode 0600" });
   if (!TOKEN.test(token)) {
     throw configError(`swarm join token file ${file} does not hold a swarm join token (SWMTKN-1-…)`, { reason: 'bad-join-token', subject: file });
   }
