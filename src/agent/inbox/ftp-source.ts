@@ -1,0 +1,770 @@
+/**
+ * The FTP inbox source of the unattended agent: polls a folder on an FTP
+ * server, read-only unless told to delete, and hands complete files to the
+ * agent through a local spool folder.
+ *
+ * Spool layout (`spoolDir`):
+ *   NAME.download        a download in progress or interrupted; resumed with REST
+ *   NAME.download.json   the remote size+mtime it belongs to, and how many bytes are fsynced
+ *   ready/NAME           complete, fsynced, waiting for the agent
+ *   meta/NAME.json       the remote size+mtime of a file handed to the agent, until it is settled
+ *   settled.json         files the agent has processed: never fetched again while unchanged
+ *
+ * A remote file is "the same" when name, size and modify time match. The modify
+ * time comes from MLSD when the server has it, else from MDTM, else there is
+ * none and size alone decides (LIST dates are not used: their format changes
+ * with the file's age).
+ */
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { Client, FTPError, FileType, type FileInfo } from 'basic-ftp';
+import { AirlockError, configError, isAirlockError, resourceError } from '../../errors/index.js';
+import { syncDir } from '../../store/durable.js';
+import type { Logger } from '../log.js';
+
+export interface FtpSourceConfig {
+  /** Source name for logs and the spool folder. */
+  name: string;
+  /** ftp://[user@]host[:port]/path/ or ftps://… (explicit TLS, AUTH TLS). The path is the remote folder. */
+  url: string;
+  /** Default 'anonymous' (or the user in the URL). */
+  user?: string;
+  /** File holding the password (never logged); default: an anonymous password. */
+  passwordFile?: string;
+  /** ftps only. */
+  tls?: { caFile?: string; rejectUnauthorized?: boolean };
+  /** Which remote file names are candidates. */
+  match: (name: string) => boolean;
+  /** 'stable': same size+modify time across `polls` consecutive polls (>=2); 'marker': NAME+suffix exists on the server. */
+  complete: { mode: 'stable'; polls: number } | { mode: 'marker'; suffix: string };
+  /** Delete the remote file (and marker) once the agent settled it. Default false: never write or delete on the server. */
+  deleteAfter: boolean;
+  /** Per-connection/command timeout. */
+  timeoutMs: number;
+}
+
+/** What identifies one upload of a remote file. */
+interface RemoteId {
+  size: number;
+  /** ISO time from MLSD or MDTM; absent when the server gives none. */
+  modify?: string;
+}
+
+interface RemoteFile extends RemoteId {
+  name: string;
+}
+
+interface PartialMeta extends RemoteId {
+  name: string;
+  /** Bytes of NAME.download known to be on disk (fsynced); a resume starts here at most. */
+  synced: number;
+}
+
+interface WaitingMeta extends RemoteId {
+  name: string;
+  fetchedAt: string;
+}
+
+interface SettledFile extends RemoteId {
+  settledAt: string;
+}
+
+interface SettledState {
+  version: 1;
+  files: Record<string, SettledFile>;
+}
+
+interface Endpoint {
+  secure: boolean;
+  host: string;
+  port: number;
+  /** Remote folder as given in the URL (relative to the login folder unless it starts with /); '' = login folder. */
+  folder: string;
+  user: string;
+  /** ftp://host:port/folder, without credentials: for logs and errors. */
+  display: string;
+}
+
+/** Bytes written between two fsync checkpoints of a download. */
+const CHECKPOINT_BYTES = 16 * 1024 * 1024;
+const ANONYMOUS_PASSWORD = 'anonymous@';
+
+const sameId = (a: RemoteId, b: RemoteId): boolean =>
+  a.size === b.size && (a.modify === undefined || b.modify === undefined || a.modify === b.modify);
+
+/** A remote name that is safe to use as a local file name. */
+function safeName(name: string): boolean {
+  return (
+    name !== '' &&
+    name !== '.' &&
+    name !== '..' &&
+    !name.startsWith('.') &&
+    !/[/\\\x00-\x1f\x7f]/.test(name) &&
+    Buffer.byteLength(name) <= 200
+  );
+}
+
+function parseConfig(cfg: FtpSourceConfig): Endpoint {
+  const src = typeof cfg?.name === 'string' ? cfg.name : '';
+  const bad = (key: string, message: string, hint?: string) =>
+    configError(`FTP source "${src}": ${key}: ${message}`, { subject: key, reason: 'bad-config', ...(hint ? { hint } : {}) });
+  if (!src || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(src)) throw bad('name', 'must be a word of letters, digits, ".", "_" or "-"');
+  if (typeof cfg.url !== 'string') throw bad('url', 'is required');
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(cfg.url)?.[1]?.toLowerCase();
+  if (scheme !== 'ftp' && scheme !== 'ftps') {
+    throw bad('url', `must be an ftp:// or ftps:// URL, got ${scheme ? `"${scheme}:"` : 'no scheme'}`, 'for example ftp://ftp.example.internal/drop/');
+  }
+  let url: URL;
+  try {
+    url = new URL(cfg.url);
+  } catch {
+    throw bad('url', 'is not a valid URL');
+  }
+  if (url.password) throw bad('url', 'must not carry a password', 'put the password in a file and name it in passwordFile');
+  if (url.search || url.hash) throw bad('url', 'must not have a ?query or #fragment');
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!host) throw bad('url', 'has no host');
+  const port = url.port ? Number(url.port) : 21;
+  let folder: string;
+  try {
+    folder = decodeURIComponent(url.pathname).replace(/^\//, '');
+  } catch {
+    throw bad('url', 'has a badly escaped path');
+  }
+  if (folder.includes('\0') || /[\r\n]/.test(folder)) throw bad('url', 'has a control character in its path');
+  const urlUser = url.username ? decodeURIComponent(url.username) : undefined;
+  if (cfg.user !== undefined && (typeof cfg.user !== 'string' || cfg.user === '')) throw bad('user', 'must be a non-empty string');
+  if (cfg.user !== undefined && urlUser !== undefined && cfg.user !== urlUser) {
+    throw bad('user', `"${cfg.user}" differs from the user in url ("${urlUser}")`, 'name the user in one place');
+  }
+  const user = cfg.user ?? urlUser ?? 'anonymous';
+  if (/[\r\n]/.test(user)) throw bad('user', 'has a control character');
+  if (cfg.passwordFile !== undefined && (typeof cfg.passwordFile !== 'string' || cfg.passwordFile === '')) {
+    throw bad('passwordFile', 'must be a path');
+  }
+  if (cfg.tls !== undefined) {
+    if (scheme !== 'ftps') throw bad('tls', 'applies only to ftps:// URLs');
+    if (cfg.tls.caFile !== undefined && (typeof cfg.tls.caFile !== 'string' || cfg.tls.caFile === '')) throw bad('tls.caFile', 'must be a path');
+    if (cfg.tls.rejectUnauthorized !== undefined && typeof cfg.tls.rejectUnauthorized !== 'boolean') {
+      throw bad('tls.rejectUnauthorized', 'must be true or false');
+    }
+  }
+  if (typeof cfg.match !== 'function') throw bad('match', 'must be a function of the remote name');
+  const c = cfg.complete as { mode?: unknown; polls?: unknown; suffix?: unknown } | undefined;
+  if (!c || (c.mode !== 'stable' && c.mode !== 'marker')) throw bad('complete.mode', 'must be "stable" or "marker"');
+  if (c.mode === 'stable' && !(Number.isInteger(c.polls) && (c.polls as number) >= 2)) {
+    throw bad('complete.polls', 'must be a whole number of 2 or more', 'a file counts as complete when its size and modify time stay the same for this many polls');
+  }
+  if (c.mode === 'marker' && (typeof c.suffix !== 'string' || !safeName(`x${c.suffix}`) || c.suffix === '')) {
+    throw bad('complete.suffix', 'must be a non-empty file name suffix such as ".done"');
+  }
+  if (typeof cfg.deleteAfter !== 'boolean') throw bad('deleteAfter', 'must be true or false');
+  if (!(Number.isInteger(cfg.timeoutMs) && cfg.timeoutMs > 0)) throw bad('timeoutMs', 'must be a positive whole number of milliseconds');
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  return { secure: scheme === 'ftps', host, port, folder, user, display: `${scheme}://${hostPart}:${port}/${folder}` };
+}
+
+function errnoCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  return JSON.parse(text) as T;
+}
+
+/** Write tmp, fsync, rename over, fsync the folder. */
+async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w', 0o640);
+  try {
+    await fh.writeFile(`${JSON.stringify(value, null, 1)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await syncDir(dirname(path));
+}
+
+/**
+ * The destination of one download: writes at an offset of an open file,
+ * counts what reached it, and every CHECKPOINT_BYTES fsyncs and records the
+ * fsynced length, so that even a power loss leaves a resumable partial.
+ */
+class SpoolWriter extends Writable {
+  pos: number;
+  failure: Error | undefined;
+  private last: Promise<void> = Promise.resolve();
+  private syncedAt: number;
+
+  constructor(
+    private readonly fh: FileHandle,
+    readonly start: number,
+    private readonly checkpoint: (synced: number) => Promise<void>,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+    this.pos = start;
+    this.syncedAt = start;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const work = (async () => {
+      let off = 0;
+      while (off < chunk.length) {
+        const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.pos);
+        off += bytesWritten;
+        this.pos += bytesWritten;
+      }
+      if (this.pos - this.syncedAt >= CHECKPOINT_BYTES) {
+        await this.fh.sync();
+        this.syncedAt = this.pos;
+        await this.checkpoint(this.pos);
+      }
+    })();
+    this.last = work.catch(() => undefined);
+    work.then(
+      () => cb(),
+      (e: Error) => {
+        this.failure = e;
+        cb(e);
+      },
+    );
+  }
+
+  /** Resolves when no write is in flight (also after the stream was destroyed). */
+  idle(): Promise<void> {
+    return this.last;
+  }
+}
+
+/** A download that did not complete; the partial stays for the next poll. */
+class Interrupted extends Error {}
+
+export class FtpSource {
+  private readonly ep: Endpoint;
+  private readonly log: Logger;
+  private readonly readyDir: string;
+  private readonly metaDir: string;
+  private readonly settledPath: string;
+  /** 'stable' mode: what each candidate looked like at the last polls, and for how many in a row. */
+  private readonly seen = new Map<string, RemoteId & { count: number }>();
+  /** Warnings said once per remote file version, not at every poll. */
+  private readonly warned = new Set<string>();
+  private settledState: SettledState | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly cfg: FtpSourceConfig,
+    private readonly spoolDir: string,
+    log: Logger,
+  ) {
+    this.ep = parseConfig(cfg);
+    this.log = log.with({ source: cfg.name });
+    this.readyDir = join(spoolDir, 'ready');
+    this.metaDir = join(spoolDir, 'meta');
+    this.settledPath = join(spoolDir, 'settled.json');
+  }
+
+  /**
+   * One poll: connect, list the remote folder, and download each complete
+   * candidate not yet settled into `<spoolDir>/NAME.download` (resuming a
+   * partial at its size), verify the size, and rename it to
+   * `<spoolDir>/ready/NAME`. Returns the paths in ready/ waiting for the
+   * agent, including those of earlier polls. Honors `signal`: an aborted
+   * download stays resumable.
+   */
+  poll(signal?: AbortSignal): Promise<string[]> {
+    return this.exclusive(async () => {
+      signal?.throwIfAborted();
+      await mkdir(this.readyDir, { recursive: true });
+      await mkdir(this.metaDir, { recursive: true });
+      const settled = await this.loadSettled();
+      await this.session(signal, async (client) => {
+        const files = await this.listFolder(client);
+        await this.fetchComplete(client, files, settled, signal);
+        if (this.cfg.deleteAfter) await this.deleteSettled(client, files, settled);
+        await this.forgetVanished(files, settled);
+      });
+      return this.readyFiles();
+    });
+  }
+
+  /**
+   * The agent has processed `localPath` (a path poll() returned, moved away by
+   * the agent): never fetch that remote file again while it is unchanged, and
+   * with deleteAfter delete it (and its marker) on the server. A failed delete
+   * is logged and retried at the next poll.
+   */
+  settle(localPath: string): Promise<void> {
+    const name = basename(localPath);
+    if (resolve(dirname(localPath)) !== resolve(this.readyDir) || !safeName(name)) {
+      return Promise.reject(new AirlockError('internal', `FTP source "${this.cfg.name}": ${localPath} is not a file this source handed out (not in ${this.readyDir})`));
+    }
+    return this.exclusive(async () => {
+      const metaPath = join(this.metaDir, `${name}.json`);
+      const meta = await readJson<WaitingMeta>(metaPath).catch(() => undefined);
+      const settled = await this.loadSettled();
+      if (!meta) {
+        if (settled.files[name]) return; // settled twice
+        throw new AirlockError('notFound', `FTP source "${this.cfg.name}": no record of ${name} (was it fetched by this source?)`, {
+          subject: localPath,
+          reason: 'not-found',
+        });
+      }
+      settled.files[name] = { size: meta.size, ...(meta.modify === undefined ? {} : { modify: meta.modify }), settledAt: new Date().toISOString() };
+      await this.saveSettled();
+      await rm(metaPath, { force: true });
+      this.log.info('settled', { name, bytes: meta.size });
+      if (await exists(localPath)) this.log.warn('settled file is still in ready/; it will be handed out again', { name, path: localPath });
+      if (!this.cfg.deleteAfter) return;
+      try {
+        await this.session(undefined, async (client) => {
+          const files = await this.listFolder(client);
+          await this.deleteSettled(client, files, settled, name);
+        });
+      } catch (e) {
+        this.log.warn('could not delete a settled file on the server; the next poll tries again', {
+          name,
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
+    });
+  }
+
+  // ---- connection ---------------------------------------------------------
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Connects, logs in, enters the folder, runs `fn`, and always closes. Abort closes the connection. */
+  private async session(signal: AbortSignal | undefined, fn: (client: Client) => Promise<void>): Promise<void> {
+    const password = await this.password();
+    const secureOptions = this.ep.secure ? await this.tlsOptions() : undefined;
+    const client = new Client(this.cfg.timeoutMs);
+    client.ftp.verbose = false;
+    const onAbort = () => client.close();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let step = 'connect';
+    try {
+      signal?.throwIfAborted();
+      await client.access({
+        host: this.ep.host,
+        port: this.ep.port,
+        user: this.ep.user,
+        password,
+        secure: this.ep.secure,
+        ...(secureOptions ? { secureOptions } : {}),
+      });
+      if (this.ep.folder !== '') {
+        step = 'cd';
+        await client.cd(this.ep.folder);
+      }
+      step = 'session';
+      await fn(client);
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      // A failure of our own disk is not the server's: only FTP replies and a lost connection are 'remote'.
+      if (step === 'session' && !(e instanceof FTPError) && !client.closed) throw e;
+      throw this.remoteError(e, step);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      client.close();
+    }
+  }
+
+  private async password(): Promise<string> {
+    const file = this.cfg.passwordFile;
+    if (file === undefined) return ANONYMOUS_PASSWORD;
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw configError(`FTP source "${this.cfg.name}": passwordFile: cannot read ${file}: ${errnoCode(e) ?? (e as Error).message}`, {
+        subject: file,
+        reason: 'bad-config',
+      });
+    }
+    const pw = text.replace(/\r?\n$/, '');
+    if (pw === '' || /[\r\n]/.test(pw)) {
+      throw configError(`FTP source "${this.cfg.name}": passwordFile: ${file} must hold the password on one line`, { subject: file, reason: 'bad-config' });
+    }
+    return pw;
+  }
+
+  private async tlsOptions(): Promise<{ ca?: Buffer; rejectUnauthorized: boolean }> {
+    const tls = this.cfg.tls ?? {};
+    const opts: { ca?: Buffer; rejectUnauthorized: boolean } = { rejectUnauthorized: tls.rejectUnauthorized ?? true };
+    if (tls.caFile !== undefined) {
+      try {
+        opts.ca = await readFile(tls.caFile);
+      } catch (e) {
+        throw configError(`FTP source "${this.cfg.name}": tls.caFile: cannot read ${tls.caFile}: ${errnoCode(e) ?? (e as Error).message}`, {
+          subject: tls.caFile,
+          reason: 'bad-config',
+        });
+      }
+    }
+    return opts;
+  }
+
+  /** Turns a failure of the server or the network into a 'remote' error that names the source and the server. */
+  private remoteError(e: unknown, step: string): AirlockError {
+    if (isAirlockError(e)) return e;
+    const src = `FTP source "${this.cfg.name}"`;
+    const server = this.ep.display;
+    const detail = e instanceof Error ? e.message.trim() : String(e);
+    if (e instanceof FTPError) {
+      if (e.code === 530) {
+        return new AirlockError('remote', `${src}: ${server} refused the login of user "${this.ep.user}": ${detail}`, {
+          reason: 'ftp-login',
+          subject: server,
+          hint: 'check user and passwordFile of this source',
+          cause: e,
+        });
+      }
+      if (step === 'cd') {
+        return new AirlockError('remote', `${src}: ${server} refused to open the folder "${this.ep.folder}": ${detail}`, {
+          reason: 'ftp-refused',
+          subject: server,
+          hint: 'check the path in url and that this user may list it',
+          cause: e,
+        });
+      }
+      return new AirlockError('remote', `${src}: ${server} refused: ${detail}`, { reason: 'ftp-refused', subject: server, cause: e });
+    }
+    if (step === 'connect') {
+      return new AirlockError('remote', `${src}: cannot reach ${server}: ${detail}`, {
+        reason: 'ftp-unreachable',
+        subject: server,
+        hint: 'check that the FTP server runs and that host and port in url are right',
+        cause: e,
+      });
+    }
+    return new AirlockError('remote', `${src}: the connection to ${server} failed: ${detail}`, {
+      reason: 'ftp-failed',
+      subject: server,
+      hint: 'the next poll tries again; an interrupted download resumes where it stopped',
+      cause: e,
+    });
+  }
+
+  // ---- listing ------------------------------------------------------------
+
+  /** The plain files of the folder that matter (candidates and their markers), with modify times. */
+  private async listFolder(client: Client): Promise<Map<string, RemoteFile>> {
+    const listing = await client.list();
+    const marker = this.cfg.complete.mode === 'marker' ? this.cfg.complete.suffix : undefined;
+    const relevant = (n: string) => this.cfg.match(n) || (marker !== undefined && n.endsWith(marker) && this.cfg.match(n.slice(0, -marker.length)));
+    const wanted: FileInfo[] = [];
+    for (const f of listing) {
+      if (f.type !== FileType.File || !relevant(f.name)) continue;
+      if (!safeName(f.name)) {
+        this.warnOnce(`unsafe:${f.name}`, 'skipping a remote file whose name is not a plain file name', { name: JSON.stringify(f.name) });
+        continue;
+      }
+      wanted.push(f);
+    }
+    let mdtm: boolean | undefined;
+    const out = new Map<string, RemoteFile>();
+    for (const f of wanted) {
+      let modify = f.modifiedAt?.toISOString();
+      if (modify === undefined) {
+        mdtm ??= (await client.features()).has('MDTM');
+        if (mdtm) {
+          try {
+            modify = (await client.lastMod(f.name)).toISOString();
+          } catch (e) {
+            if (!(e instanceof FTPError)) throw e;
+            continue; // vanished since the listing, or not ours to see: not this poll
+          }
+        }
+      }
+      out.set(f.name, { name: f.name, size: f.size, ...(modify === undefined ? {} : { modify }) });
+    }
+    return out;
+  }
+
+  /** Whether each candidate is complete, by the configured rule; updates the 'stable' observations. */
+  private isComplete(f: RemoteFile, files: Map<string, RemoteFile>): boolean {
+    const c = this.cfg.complete;
+    if (c.mode === 'marker') {
+      const m = files.get(f.name + c.suffix);
+      if (!m) return false;
+      // A marker older than the file is left from an earlier upload under the same name.
+      if (m.modify !== undefined && f.modify !== undefined && Date.parse(m.modify) < Date.parse(f.modify)) return false;
+      return true;
+    }
+    const prev = this.seen.get(f.name);
+    const count = prev && sameId(prev, f) && prev.modify === f.modify ? prev.count + 1 : 1;
+    this.seen.set(f.name, { size: f.size, ...(f.modify === undefined ? {} : { modify: f.modify }), count });
+    return count >= c.polls;
+  }
+
+  // ---- downloads ----------------------------------------------------------
+
+  private async fetchComplete(client: Client, files: Map<string, RemoteFile>, settled: SettledState, signal?: AbortSignal): Promise<void> {
+    const suffix = this.cfg.complete.mode === 'marker' ? this.cfg.complete.suffix : undefined;
+    const names = [...files.keys()].sort();
+    for (const name of names) {
+      const f = files.get(name)!;
+      if (!this.cfg.match(name)) continue; // a marker
+      if (suffix !== undefined && name.endsWith(suffix) && files.has(name.slice(0, -suffix.length))) continue; // a marker that also matches
+      const done = settled.files[name];
+      if (done && sameId(done, f)) continue;
+      const metaPath = join(this.metaDir, `${name}.json`);
+      const waiting = await readJson<WaitingMeta>(metaPath).catch(() => ({}) as WaitingMeta);
+      if (waiting && done && sameId(done, waiting)) {
+        await rm(metaPath, { force: true }); // settled, but removing the record was cut short
+      } else if (waiting || (await exists(join(this.readyDir, name)))) {
+        continue; // handed to the agent, not settled yet
+      }
+      const partial = await readJson<PartialMeta>(this.partialMetaPath(name)).catch(() => undefined);
+      // A partial of this very upload was complete when it started: resume without waiting again.
+      const resumable = partial !== undefined && sameId(partial, f) && partial.modify === f.modify;
+      const complete = this.isComplete(f, files) || resumable;
+      if (!complete) {
+        this.log.debug('not complete yet', { name, bytes: f.size });
+        continue;
+      }
+      signal?.throwIfAborted();
+      try {
+        await this.download(client, f, partial, signal);
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        if (e instanceof FTPError && !client.closed && e.code >= 400) {
+          // This one file is refused (e.g. unreadable for this user); the others still come.
+          this.warnOnce(`refused:${name}:${f.size}:${f.modify ?? ''}`, 'the server refused to send a file; skipping it', {
+            name,
+            bytes: f.size,
+            error: e.message.trim(),
+            hint: 'the FTP user must be able to read uploads (vsftpd: anon_umask=022, or chown_uploads to a readable owner)',
+          });
+          continue;
+        }
+        if (e instanceof Interrupted) continue;
+        throw e;
+      }
+    }
+  }
+
+  private partialPath(name: string): string {
+    return join(this.spoolDir, `${name}.download`);
+  }
+
+  private partialMetaPath(name: string): string {
+    return join(this.spoolDir, `${name}.download.json`);
+  }
+
+  private async download(client: Client, f: RemoteFile, prior: PartialMeta | undefined, signal?: AbortSignal): Promise<void> {
+    const path = this.partialPath(f.name);
+    const metaPath = this.partialMetaPath(f.name);
+    const id: RemoteId = { size: f.size, ...(f.modify === undefined ? {} : { modify: f.modify }) };
+    const local = await stat(path).catch(() => undefined);
+    let startAt = 0;
+    if (prior && local && sameId(prior, f) && prior.modify === f.modify) {
+      startAt = Math.min(local.size, prior.synced);
+      if (local.size > f.size) startAt = 0;
+    } else if (local) {
+      this.log.info('restarting a partial download', {
+        name: f.name,
+        bytes: local.size,
+        reason: prior ? 'the remote file changed since it started' : 'no record of what it belongs to',
+      });
+    }
+    const meta: PartialMeta = { name: f.name, ...id, synced: startAt };
+    if (startAt === 0 || !prior) await writeJsonAtomic(metaPath, meta);
+
+    const need = f.size - startAt;
+    const fs = await statfs(this.spoolDir);
+    const free = Number(fs.bavail) * Number(fs.bsize);
+    if (free < need) {
+      this.warnOnce(`space:${f.name}:${f.size}`, 'not enough free disk in the spool folder; skipping the file for now', {
+        name: f.name,
+        bytes: need,
+        free,
+        spool: this.spoolDir,
+      });
+      return;
+    }
+
+    const fh = await open(path, startAt > 0 ? fsc.O_RDWR : fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, 0o640);
+    let closed = false;
+    try {
+      if (startAt > 0) await fh.truncate(startAt); // bytes past the last fsync are not trusted
+      const writer = new SpoolWriter(fh, startAt, (synced) => writeJsonAtomic(metaPath, { ...meta, synced }));
+      this.log.info(startAt > 0 ? 'download resumed' : 'download started', {
+        name: f.name,
+        bytes: need,
+        ...(startAt > 0 ? { offset: startAt } : {}),
+        size: f.size,
+      });
+      let failure: unknown;
+      if (need > 0) {
+        try {
+          await client.downloadTo(writer, f.name, startAt);
+        } catch (e) {
+          failure = e;
+        }
+      } else {
+        writer.end();
+      }
+      await writer.idle();
+      await fh.sync();
+      const got = writer.pos;
+      if (failure !== undefined || writer.failure) {
+        await writeJsonAtomic(metaPath, { ...meta, synced: got });
+        // Stopping on request is routine; a broken transfer is worth a warning.
+        this.log[signal?.aborted ? 'info' : 'warn']('download interrupted; the next poll resumes it', {
+          name: f.name,
+          bytes: got - startAt,
+          offset: got,
+          size: f.size,
+          error: (writer.failure ?? (failure as Error))?.message,
+        });
+        if (writer.failure) {
+          const code = errnoCode(writer.failure);
+          if (code === 'ENOSPC' || code === 'EDQUOT') {
+            throw resourceError(`FTP source "${this.cfg.name}": the spool folder ${this.spoolDir} is full`, {
+              reason: 'disk-full',
+              subject: this.spoolDir,
+              cause: writer.failure,
+            });
+          }
+          throw new AirlockError('internal', `FTP source "${this.cfg.name}": cannot write ${path}: ${writer.failure.message}`, {
+            subject: path,
+            cause: writer.failure,
+          });
+        }
+        throw failure;
+      }
+      if (got !== f.size) {
+        if (got < f.size) {
+          await writeJsonAtomic(metaPath, { ...meta, synced: got });
+          this.log.warn('download ended short of the listed size; the next poll resumes it', { name: f.name, bytes: got - startAt, offset: got, size: f.size });
+        } else {
+          await fh.close();
+          closed = true;
+          await rm(path, { force: true });
+          await rm(metaPath, { force: true });
+          this.log.warn('the remote file grew during the download; fetching it again once complete', { name: f.name, bytes: got, size: f.size });
+          this.seen.delete(f.name);
+        }
+        throw new Interrupted();
+      }
+      await fh.close();
+      closed = true;
+      const waiting: WaitingMeta = { name: f.name, ...id, fetchedAt: new Date().toISOString() };
+      await writeJsonAtomic(join(this.metaDir, `${f.name}.json`), waiting);
+      await rename(path, join(this.readyDir, f.name));
+      await syncDir(this.readyDir);
+      await rm(metaPath, { force: true });
+      await syncDir(this.spoolDir);
+      this.seen.delete(f.name);
+      this.log.info('download finished', { name: f.name, bytes: got - startAt, size: f.size });
+      signal?.throwIfAborted();
+    } finally {
+      if (!closed) await fh.close().catch(() => undefined);
+    }
+  }
+
+  // ---- settled files ------------------------------------------------------
+
+  /** deleteAfter: removes settled files still on the server, marker first (a stale marker would make a later upload look complete). */
+  private async deleteSettled(client: Client, files: Map<string, RemoteFile>, settled: SettledState, only?: string): Promise<void> {
+    const suffix = this.cfg.complete.mode === 'marker' ? this.cfg.complete.suffix : undefined;
+    for (const [name, rec] of Object.entries(settled.files)) {
+      if (only !== undefined && name !== only) continue;
+      const f = files.get(name);
+      if (!f || !sameId(rec, f)) continue; // gone, or a new upload under the same name
+      try {
+        if (suffix !== undefined && files.has(name + suffix)) {
+          await client.remove(name + suffix);
+          this.log.info('deleted on server', { name: name + suffix });
+        }
+        await client.remove(name);
+        this.log.info('deleted on server', { name, bytes: f.size });
+      } catch (e) {
+        if (!(e instanceof FTPError) || client.closed) throw e;
+        this.warnOnce(`nodelete:${name}:${rec.size}`, 'the server refused to delete a settled file', {
+          name,
+          error: e.message.trim(),
+          hint: 'deleteAfter needs a user that may delete in this folder (vsftpd: anon_other_write_enable or a local user)',
+        });
+      }
+    }
+  }
+
+  /** Forget what the server no longer has, so the state stays as small as the folder. */
+  private async forgetVanished(files: Map<string, RemoteFile>, settled: SettledState): Promise<void> {
+    for (const name of this.seen.keys()) if (!files.has(name)) this.seen.delete(name);
+    const gone = Object.keys(settled.files).filter((n) => !files.has(n));
+    if (gone.length === 0) return;
+    for (const n of gone) delete settled.files[n];
+    await this.saveSettled();
+  }
+
+  private async loadSettled(): Promise<SettledState> {
+    if (this.settledState) return this.settledState;
+    let state: SettledState | undefined;
+    try {
+      state = await readJson<SettledState>(this.settledPath);
+    } catch (e) {
+      throw configError(`FTP source "${this.cfg.name}": ${this.settledPath} is not readable JSON: ${(e as Error).message}`, {
+        subject: this.settledPath,
+        reason: 'bad-state',
+        hint: 'remove it to fetch every file on the server again',
+      });
+    }
+    if (state !== undefined && (state.version !== 1 || typeof state.files !== 'object' || state.files === null)) {
+      throw configError(`FTP source "${this.cfg.name}": ${this.settledPath} is not a settled-files record`, {
+        subject: this.settledPath,
+        reason: 'bad-state',
+        hint: 'remove it to fetch every file on the server again',
+      });
+    }
+    this.settledState = state ?? { version: 1, files: {} };
+    return this.settledState;
+  }
+
+  private async saveSettled(): Promise<void> {
+    await mkdir(this.spoolDir, { recursive: true });
+    await writeJsonAtomic(this.settledPath, this.settledState ?? { version: 1, files: {} });
+  }
+
+  private async readyFiles(): Promise<string[]> {
+    const entries = await readdir(this.readyDir, { withFileTypes: true });
+    return entries
+      .filter((e) => e.isFile() && !e.name.startsWith('.'))
+      .map((e) => e.name)
+      .sort()
+      .map((n) => join(this.readyDir, n));
+  }
+
+  private warnOnce(key: string, msg: string, fields: Record<string, string | number | undefined>): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.log.warn(msg, fields);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
