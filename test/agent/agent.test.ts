@@ -253,3 +253,28 @@ test('the drift check records a service changed by hand, and restores it when to
     await agent.stop();
   }
 });
+
+test('retention runs on its schedule and keeps done/ to keepDone files', async () => {
+  const layout = await writeAgentConfig(join(bench.dir, 'a-prune'), bench.signer.trustDir, {
+    inbox: { keepDone: 1 },
+    apply: { mode: 'import-only' },
+    retention: { schedule: '*/2 * * * * *', keep: 3 },
+  });
+  const first = await buildRelease(bench, { version: '1.0.0', stack: 'agentprune', repo: 'agentprune' });
+  const second = await buildRelease(bench, { version: '1.1.0', stack: 'agentprune', repo: 'agentprune' });
+  const agent = new AgentProcess(layout.config, envFor());
+  try {
+    await agent.waitFor(/msg="agent started"/);
+    await drop(first, layout.inbox, 'one.airlock');
+    await agent.waitFor(/msg="bundle imported" .*version=1\.0\.0/, 60_000);
+    await drop(second, layout.inbox, 'two.airlock');
+    await agent.waitFor(/msg="bundle imported" .*version=1\.1\.0/, 60_000);
+    await agent.waitFor(/msg="removed old bundle files from done\/" files=1 kept=1/, 30_000);
+    assert.deepEqual(await readdir(join(layout.inbox, 'done')), ['two.airlock']);
+    assert.ok(agent.lines(/msg=pruned /).length > 0);
+    // The content store still holds both: nothing deployed, so both bundles are pending, and kept.
+    assert.equal(readJournalDb(layout.state, (db) => (db.prepare('SELECT COUNT(*) AS n FROM bundles').get() as { n: number }).n), 2);
+  } finally {
+    await agent.stop();
+  }
+});
