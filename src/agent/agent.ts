@@ -50,6 +50,7 @@ export class Agent {
   private readonly pending = new Set<string>();
   private stopping = false;
   private swarmReady = false;
+  private toldWaiting = 0;
   private readonly abort = new AbortController();
 
   constructor(private readonly opts: AgentOptions) {}
@@ -228,9 +229,13 @@ export class Agent {
     if (waiting === 0) return;
     const now = new Date();
     if (this.window && !this.window.isOpen(now)) {
-      this.log.info('bundles wait for the maintenance window', { waiting, window: this.window.describe() });
+      // Said once per change, not at every poll.
+      const level = waiting === this.toldWaiting ? 'debug' : 'info';
+      this.log[level]('bundles wait for the maintenance window', { waiting, window: this.window.describe() });
+      this.toldWaiting = waiting;
       return;
     }
+    this.toldWaiting = 0;
     await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log });
   }
 
