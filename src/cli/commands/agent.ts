@@ -23,18 +23,23 @@ export const agentCommands: Command[] = [
         return 0;
       }
       const agent = new Agent({ configFile: file });
+      // Handlers first: a signal during start-up must not meet node's default (death for SIGHUP).
+      let started = false;
+      let stops = 0;
+      let stopped: () => void = () => undefined;
+      const done = new Promise<void>((resolve) => (stopped = resolve));
+      const stop = () => {
+        // A second signal means now: what was in hand is journaled and resumes at the next start.
+        if (++stops > 1) process.exit(143);
+        if (started) void agent.stop().then(stopped);
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      process.on('SIGHUP', () => void (started && agent.reload()));
       await agent.start();
-      await new Promise<void>((resolve) => {
-        let stops = 0;
-        const stop = () => {
-          // A second signal means now: what was in hand is journaled and resumes at the next start.
-          if (++stops > 1) process.exit(143);
-          void agent.stop().then(resolve);
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-        process.on('SIGHUP', () => void agent.reload());
-      });
+      started = true;
+      if (stops > 0) void agent.stop().then(stopped);
+      await done;
       return 0;
     },
   },
