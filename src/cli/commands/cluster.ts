@@ -1,0 +1,169 @@
+/** `airlock cluster up` and `airlock cluster status`: the swarm of the inventory's hosts, driven over SSH from the jump box. */
+import { clusterUp, type ClusterUpReport } from '../../cluster/cluster-up.js';
+import { clusterStatus, type ClusterStatus } from '../../cluster/status.js';
+import { ExitCode, type AirlockError, usageError } from '../../errors/index.js';
+import { loadInventory, type InventoryHost } from '../../remote/inventory.js';
+import { DEFAULT_PARALLEL } from '../../remote/ssh.js';
+import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext } from '../command.js';
+import { table } from '../format.js';
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+function parallelOf(v: unknown): number {
+  if (v === undefined) return DEFAULT_PARALLEL;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw usageError(`--parallel ${String(v)}: must be a whole number from 1 to 1000`);
+  return n;
+}
+
+function inventoryOf(values: CommandContext['values']): string {
+  const file = str(values.inventory);
+  if (!file) throw usageError('--inventory FILE is required', { hint: 'the hosts.yml that lists the hosts (docs/remote.md); scripts/lab writes one for a lab' });
+  return file;
+}
+
+/** Progress on stderr, one line per event: stdout is for the result. */
+const progressLine = (json: boolean) => (json ? undefined : (h: InventoryHost, event: string) => void process.stderr.write(`${h.name}: ${event}\n`));
+
+/** 17 when any host failed remotely, else the first failure's own code. */
+function exitCodeOf(errors: AirlockError[]): number {
+  if (errors.length === 0) return ExitCode.ok;
+  if (errors.some((e) => e.kind === 'remote')) return ExitCode.remote;
+  return errors[0]!.exitCode;
+}
+
+function errorLines(failed: { host: string; error: AirlockError }[]): string[] {
+  return failed.flatMap(({ host, error }) => [
+    error.message.startsWith(`${host} `) || error.message.startsWith(`${host}:`) ? error.message : `${host}: ${error.message}`,
+    ...(error.hint ? [`  hint: ${error.hint}`] : []),
+  ]);
+}
+
+export function upJson(r: ClusterUpReport): unknown {
+  return {
+    ok: r.ok,
+    manager: r.manager ?? null,
+    clusterId: r.clusterId ?? null,
+    hosts: r.hosts.map((h) => ({
+      host: h.host,
+      address: h.address,
+      role: h.role,
+      action: h.action,
+      engineVersion: h.engineVersion ?? null,
+      nodeId: h.nodeId ?? null,
+      changes: h.changes,
+      ...(h.error ? { error: h.error.toJSON() } : {}),
+    })),
+  };
+}
+
+export function statusJson(s: ClusterStatus): unknown {
+  return {
+    manager: s.manager ?? null,
+    clusterId: s.clusterId ?? null,
+    nodes: s.nodes,
+    notInSwarm: s.notInSwarm,
+    errors: s.errors.map((e) => ({ host: e.host, ...e.error.toJSON() })),
+  };
+}
+
+const labelText = (labels: Record<string, string>): string =>
+  Object.entries(labels)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',') || '-';
+
+export const clusterCommands: Command[] = [
+  {
+    path: ['cluster', 'up'],
+    summary: "make the inventory's Docker hosts one swarm: init, join, roles and labels (idempotent)",
+    usage: 'airlock cluster up --inventory hosts.yml [--parallel N] [--accept-new] [--json]',
+    details:
+      'Connects to every host over SSH (at most --parallel at a time, default 8) and speaks its Docker\n' +
+      "Engine API through the connection (the host's /var/run/docker.sock is forwarded; no TCP port of\n" +
+      'the engine is opened). With no swarm yet, initialises one on the first manager of the inventory,\n' +
+      'advertising its inventory address. Joins the other managers, then the workers, with tokens read\n' +
+      'from that manager (kept in memory only). Sets the node labels the inventory names and the role it\n' +
+      'gives; other labels are left alone. A host already in the swarm is left as it is; a host in\n' +
+      'another swarm is reported, never made to leave. Running it again changes nothing.\n' +
+      'Host keys are checked against the inventory\'s known_hosts: an unknown host is refused unless\n' +
+      '--accept-new (which adds its key); a changed key is always refused.\n' +
+      'Exit 0 when every host is in the swarm as the inventory says; 17 when a host failed (see the table).',
+    options: { inventory: stringOpt('i'), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
+    args: { min: 0, max: 0 },
+    async run({ values, json, out }) {
+      const parallel = parallelOf(values.parallel);
+      const inventory = await loadInventory(inventoryOf(values));
+      const onHost = progressLine(json);
+      const r = await clusterUp(inventory, { parallel, acceptNew: values['accept-new'] === true, ...(onHost ? { onHost } : {}) });
+      const failed = r.hosts.filter((h) => h.error).map((h) => ({ host: h.host, error: h.error! }));
+      if (json) {
+        out(JSON.stringify(upJson(r)));
+      } else {
+        out(
+          table([
+            ['HOST', 'ADDRESS', 'ROLE', 'ENGINE', 'ACTION', 'CHANGES'],
+            ...r.hosts.map((h) => [h.host, h.address, h.role, h.engineVersion ?? '-', h.action, h.action === 'error' ? (h.error?.reason ?? 'error') : h.changes.join('; ') || '-']),
+          ]),
+        );
+        const count = (a: string) => r.hosts.filter((h) => h.action === a).length;
+        const changed = r.hosts.length - count('unchanged') - count('error');
+        out(
+          `${r.clusterId ? `swarm ${r.clusterId.slice(0, 12)}` : 'no swarm'}${r.manager ? ` through ${r.manager}` : ''}: ` +
+            `${changed} changed, ${count('unchanged')} unchanged, ${failed.length} failed`,
+        );
+        for (const l of errorLines(failed)) out(l);
+      }
+      return exitCodeOf(failed.map((f) => f.error));
+    },
+  },
+  {
+    path: ['cluster', 'status'],
+    summary: "the swarm's nodes (roles, availability, labels, engine versions) and inventory hosts not in it",
+    usage: 'airlock cluster status --inventory hosts.yml [--parallel N] [--accept-new] [--json]',
+    details:
+      "Asks the first reachable manager of the inventory for the swarm's nodes and matches them to the\n" +
+      'inventory hosts. Lists the hosts that are not in the swarm, and why (not joined, in another\n' +
+      'swarm, unreachable). Exit 0 when a manager answered and every host was reached; 17 when a host\n' +
+      'could not be reached; 4 when no inventory host manages a swarm.',
+    options: { inventory: stringOpt('i'), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
+    args: { min: 0, max: 0 },
+    async run({ values, json, out }) {
+      const parallel = parallelOf(values.parallel);
+      const inventory = await loadInventory(inventoryOf(values));
+      const s = await clusterStatus(inventory, { parallel, acceptNew: values['accept-new'] === true });
+      if (json) {
+        out(JSON.stringify(statusJson(s)));
+      } else {
+        if (s.manager) out(`swarm ${s.clusterId?.slice(0, 12) ?? '?'}, as ${s.manager} sees it:`);
+        else out('no swarm: no inventory host manages one (airlock cluster up makes it)');
+        if (s.nodes.length > 0) {
+          out(
+            table([
+              ['HOST', 'HOSTNAME', 'ADDRESS', 'ROLE', 'AVAILABILITY', 'STATE', 'MANAGER', 'ENGINE', 'LABELS'],
+              ...s.nodes.map((n) => [
+                n.host ?? '-',
+                n.hostname || '-',
+                n.address ?? '-',
+                n.role,
+                n.availability || '-',
+                n.state,
+                n.leader ? 'leader' : (n.managerReachability ?? '-'),
+                n.engineVersion ?? '-',
+                labelText(n.labels),
+              ]),
+            ]),
+          );
+        }
+        if (s.notInSwarm.length > 0) {
+          out('not in the swarm:');
+          // Unreachable hosts are explained in full below, with the errors.
+          for (const m of s.notInSwarm) out(`  ${m.host} (${m.address}): ${m.reason === 'unreachable' ? 'unreachable (see below)' : m.message.replace(/^\S+ \([^)]*\): /, '')}`);
+        }
+        for (const l of errorLines(s.errors)) out(l);
+      }
+      if (s.errors.length > 0) return exitCodeOf(s.errors.map((e) => e.error));
+      return s.manager ? ExitCode.ok : ExitCode.notFound;
+    },
+  },
+];

@@ -1,0 +1,95 @@
+/**
+ * Reaching the inventory's engines: an SSH session per host (bounded
+ * parallel), the project's Docker client over the forwarded socket, and what
+ * each engine says about itself and its swarm.
+ */
+import type { Docker } from '../docker/index.js';
+import { AirlockError, asAirlockError } from '../errors/index.js';
+import type { Inventory, InventoryHost } from '../remote/inventory.js';
+import { connectHost, forEachHost, hostLabel, type ConnectOptions, type SshSession } from '../remote/ssh.js';
+import type { EngineFacts, Observed } from './plan.js';
+
+export interface HostConnection {
+  host: InventoryHost;
+  session: SshSession;
+  docker: Docker;
+  facts: EngineFacts;
+}
+
+export interface ConnectAllOptions extends ConnectOptions {
+  /** Hosts worked on at once (default 8). */
+  parallel?: number;
+  /** Called as each host is reached (or not). */
+  onHost?: (host: InventoryHost, event: string) => void;
+}
+
+/** An error about a host, said as such: `h2 (10.99.0.12): <what>: <why>`, keeping its kind, reason and hint. */
+export function onHost(host: InventoryHost, what: string, e: unknown): AirlockError {
+  const err = asAirlockError(e);
+  if (err.subject === host.name && err.message.startsWith(hostLabel(host))) return err;
+  return new AirlockError(err.kind, `${hostLabel(host)}: ${what}: ${err.message}`, {
+    reason: err.reason,
+    subject: host.name,
+    ...(err.hint === undefined ? {} : { hint: err.hint }),
+    cause: err,
+  });
+}
+
+/** Reads the engine's version and swarm state. */
+export async function readFacts(docker: Docker): Promise<EngineFacts> {
+  await docker.system.ping();
+  const version = await docker.system.version();
+  const info = await docker.system.info();
+  return {
+    engineVersion: version.Version,
+    apiVersion: version.ApiVersion,
+    engineId: info.ID,
+    swarm: {
+      state: info.Swarm.LocalNodeState,
+      nodeId: info.Swarm.NodeID,
+      controlAvailable: info.Swarm.ControlAvailable,
+      ...(info.Swarm.Cluster?.ID ? { clusterId: info.Swarm.Cluster.ID } : {}),
+      error: info.Swarm.Error,
+    },
+  };
+}
+
+/**
+ * Connects to every host and reads its engine. Returns the live connections
+ * and each host's outcome; close the connections with closeAll().
+ */
+export async function connectAll(
+  inventory: Inventory,
+  opts: ConnectAllOptions = {},
+): Promise<{ connections: Map<string, HostConnection>; observed: Map<string, Observed> }> {
+  const connections = new Map<string, HostConnection>();
+  const observed = new Map<string, Observed>();
+  const outcomes = await forEachHost(inventory.hosts, opts.parallel, async (host) => {
+    const session = await connectHost(host, opts);
+    try {
+      const docker = session.docker();
+      const facts = await readFacts(docker).catch((e: unknown) => {
+        throw onHost(host, 'engine check failed', e);
+      });
+      const c: HostConnection = { host, session, docker, facts };
+      connections.set(host.name, c);
+      opts.onHost?.(host, `engine ${facts.engineVersion} (API ${facts.apiVersion}), swarm ${facts.swarm.state || 'unknown'}`);
+      return facts;
+    } catch (e) {
+      await session.close();
+      throw e;
+    }
+  });
+  for (const o of outcomes) {
+    if (o.ok) observed.set(o.host.name, { ok: true, facts: o.value });
+    else {
+      observed.set(o.host.name, { ok: false, error: o.error });
+      opts.onHost?.(o.host, `failed: ${o.error.message}`);
+    }
+  }
+  return { connections, observed };
+}
+
+export async function closeAll(connections: Map<string, HostConnection>): Promise<void> {
+  await Promise.all([...connections.values()].map((c) => c.session.close().catch(() => undefined)));
+}

@@ -1,0 +1,123 @@
+/**
+ * `airlock cluster status`: the swarm's nodes as a manager sees them, matched
+ * to the inventory, and the inventory hosts that are not in it.
+ */
+import type { SwarmNode } from '../docker/index.js';
+import { AirlockError } from '../errors/index.js';
+import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
+import { hostLabel } from '../remote/ssh.js';
+import { closeAll, connectAll, onHost, type ConnectAllOptions } from './connect.js';
+
+export interface NodeStatus {
+  id: string;
+  hostname: string;
+  /** The inventory host it is, when it is one. */
+  host?: string;
+  /** The address the swarm knows it by. */
+  address?: string;
+  role: 'manager' | 'worker';
+  availability: string;
+  state: string;
+  labels: Record<string, string>;
+  engineVersion?: string;
+  /** Managers only: reachable, unreachable, unknown. */
+  managerReachability?: string;
+  leader: boolean;
+}
+
+export interface HostNotInSwarm {
+  host: string;
+  address: string;
+  /** not-joined, other-swarm, unreachable, swarm-<state>. */
+  reason: string;
+  message: string;
+}
+
+export interface ClusterStatus {
+  /** The manager asked; none when no inventory host manages a swarm. */
+  manager?: string;
+  clusterId?: string;
+  nodes: NodeStatus[];
+  /** Inventory hosts that are not nodes of this swarm. */
+  notInSwarm: HostNotInSwarm[];
+  /** Hosts that could not be reached or read. */
+  errors: { host: string; error: AirlockError }[];
+}
+
+export async function clusterStatus(inventory: Inventory, opts: ConnectAllOptions = {}): Promise<ClusterStatus> {
+  const { connections, observed } = await connectAll(inventory, opts);
+  try {
+    const errors: ClusterStatus['errors'] = [];
+    for (const h of inventory.hosts) {
+      const o = observed.get(h.name)!;
+      if (!o.ok) errors.push({ host: h.name, error: o.error });
+    }
+    // Inventory managers first, in order; then any host that manages a swarm.
+    const byPreference = [...inventory.hosts.filter((h) => swarmRole(h) === 'manager'), ...inventory.hosts.filter((h) => swarmRole(h) !== 'manager')];
+    let manager: InventoryHost | undefined;
+    let nodes: SwarmNode[] = [];
+    let clusterId: string | undefined;
+    for (const h of byPreference) {
+      const c = connections.get(h.name);
+      if (!c || c.facts.swarm.state !== 'active' || !c.facts.swarm.controlAvailable) continue;
+      try {
+        nodes = await c.docker.nodes.list();
+        clusterId = c.facts.swarm.clusterId;
+        manager = h;
+        break;
+      } catch (e) {
+        errors.push({ host: h.name, error: onHost(h, 'listing the nodes failed', e) });
+      }
+    }
+
+    const nodeOf = new Map<string, InventoryHost>();
+    for (const h of inventory.hosts) {
+      const c = connections.get(h.name);
+      let node = c ? nodes.find((n) => n.ID === c.facts.swarm.nodeId) : undefined;
+      // A host that could not be reached: by the address the swarm knows.
+      node ??= c ? undefined : nodes.find((n) => n.Status.Addr === h.address || n.ManagerStatus?.Addr?.startsWith(`${h.address}:`));
+      if (node) nodeOf.set(node.ID, h);
+    }
+
+    const list: NodeStatus[] = nodes.map((n) => {
+      const h = nodeOf.get(n.ID);
+      const address = n.ManagerStatus?.Addr?.replace(/:\d+$/, '') || n.Status.Addr;
+      return {
+        id: n.ID,
+        hostname: n.Description?.Hostname ?? '',
+        ...(h ? { host: h.name } : {}),
+        ...(address ? { address } : {}),
+        role: n.Spec.Role ?? 'worker',
+        availability: n.Spec.Availability ?? '',
+        state: n.Status.State,
+        labels: n.Spec.Labels ?? {},
+        ...(n.Description?.Engine?.EngineVersion ? { engineVersion: n.Description.Engine.EngineVersion } : {}),
+        ...(n.ManagerStatus ? { managerReachability: n.ManagerStatus.Reachability } : {}),
+        leader: n.ManagerStatus?.Leader === true,
+      };
+    });
+    const order = new Map(inventory.hosts.map((h, i) => [h.name, i]));
+    list.sort((a, b) => (order.get(a.host ?? '') ?? 1e9) - (order.get(b.host ?? '') ?? 1e9) || a.hostname.localeCompare(b.hostname));
+
+    const inSwarm = new Set(nodeOf.values());
+    const notInSwarm: HostNotInSwarm[] = [];
+    for (const h of inventory.hosts) {
+      if (inSwarm.has(h)) continue;
+      const o = observed.get(h.name)!;
+      const entry = (reason: string, message: string) => notInSwarm.push({ host: h.name, address: h.address, reason, message });
+      if (!o.ok) entry('unreachable', o.error.message);
+      else if (o.facts.swarm.state === 'inactive' || o.facts.swarm.state === '') entry('not-joined', `${hostLabel(h)}: in no swarm (run airlock cluster up)`);
+      else if (o.facts.swarm.state === 'active') entry('other-swarm', `${hostLabel(h)}: in another swarm (node ${o.facts.swarm.nodeId.slice(0, 12)})`);
+      else entry(`swarm-${o.facts.swarm.state}`, `${hostLabel(h)}: swarm state ${o.facts.swarm.state}${o.facts.swarm.error ? ` (${o.facts.swarm.error})` : ''}`);
+    }
+    return {
+      ...(manager ? { manager: manager.name } : {}),
+      ...(clusterId ? { clusterId } : {}),
+      nodes: list,
+      notInSwarm,
+      errors,
+    };
+  } finally {
+    await closeAll(connections);
+  }
+}
