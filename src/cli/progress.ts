@@ -43,3 +43,34 @@ export function progress(stream: NodeJS.WriteStream = process.stderr, quiet = fa
     },
   };
 }
+
+/**
+ * One status line per host. On a TTY the block is redrawn in place (at most
+ * 10 times a second); otherwise a line is written when a host changes phase.
+ */
+export function hostLines(hosts: string[], stream: NodeJS.WriteStream = process.stderr): { set(host: string, phase: string, detail: string): void; finish(): void } {
+  const tty = stream.isTTY === true;
+  const state = new Map(hosts.map((h) => [h, { phase: 'waiting', detail: '' }]));
+  const width = Math.max(...hosts.map((h) => h.length));
+  let drawn = false;
+  let lastDraw = 0;
+  const draw = (force: boolean) => {
+    const now = Date.now();
+    if (!force && now - lastDraw < 100) return;
+    lastDraw = now;
+    if (drawn) stream.write(`\x1b[${state.size}A`);
+    for (const [h, s] of state) stream.write(`\r${h.padEnd(width)}  ${s.phase.padEnd(8)} ${s.detail}\x1b[K\n`);
+    drawn = true;
+  };
+  return {
+    set(host, phase, detail) {
+      const before = state.get(host);
+      state.set(host, { phase, detail });
+      if (tty) draw(phase !== before?.phase);
+      else if (phase !== before?.phase) stream.write(`${host}: ${phase}${detail ? ` ${detail}` : ''}\n`);
+    },
+    finish() {
+      if (tty) draw(true);
+    },
+  };
+}

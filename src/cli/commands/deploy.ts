@@ -99,14 +99,21 @@ export const deployCommands: Command[] = [
   {
     path: ['bundle', 'apply'],
     summary: 'verify, store, load and deploy a bundle on this host, journaled step by step',
-    usage: 'airlock bundle apply BUNDLE [--state DIR] [--trust DIR] [--init-swarm] [--advertise-addr IP] [--timeout 2m] [--wait 60s] [--allow-downgrade] [--json]',
+    usage:
+      'airlock bundle apply BUNDLE [--state DIR] [--trust DIR] [--init-swarm] [--advertise-addr IP] [--timeout 2m] [--wait 60s] [--allow-downgrade] [--json]\n' +
+      '       airlock bundle apply BUNDLE --inventory hosts.yml [--parallel 8] [--accept-new] [--dry-run] [--timeout 2m] [--remote-airlock CMD] [--json]',
     details:
       'Steps: verify, store, load images, prepare networks/secrets/configs, update services, wait for\n' +
       'convergence (the health gate), commit, clean up. Each is journaled before and after it runs.\n' +
       'A deploy whose services do not converge (or become healthy) within --timeout is rolled back to\n' +
       'the previous specs. A crashed apply is recovered by the next airlock apply or rollback.\n' +
       '--init-swarm first makes a single-node swarm when the engine is in none. One apply at a time\n' +
-      'per host: another waits up to --wait, then fails naming the running one (exit 16).',
+      'per host: another waits up to --wait, then fails naming the running one (exit 16).\n\n' +
+      'With --inventory, from a jump box: uploads the bundle to every host over SFTP (resumable, checked\n' +
+      'by size and sha256 on the host, skipped where it is already), has every host run its own\n' +
+      "'airlock bundle import' (its trust store, content store and engine), then deploys through the\n" +
+      'first manager that has it, journaled there. Ends with a table per host; exits 17 when a host\n' +
+      'failed, naming it and the reason. --dry-run uploads to one manager and runs bundle plan there.',
     options: {
       state: stringOpt(),
       trust: stringOpt(),
@@ -115,10 +122,16 @@ export const deployCommands: Command[] = [
       timeout: stringOpt(),
       wait: stringOpt(),
       'allow-downgrade': boolOpt(),
+      inventory: stringOpt('i'),
+      parallel: stringOpt(),
+      'accept-new': boolOpt(),
+      'dry-run': boolOpt(),
+      'remote-airlock': stringOpt(),
       ...jsonOpt,
     },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
+      if (typeof values.inventory === 'string') return (await import('./rollout.js')).rollout(positionals[0]!, values, json, out);
       const docker = new Docker();
       try {
         const r = await applyBundle(positionals[0]!, {

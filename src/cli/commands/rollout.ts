@@ -1,0 +1,51 @@
+import { loadInventory } from '../../remote/inventory.js';
+import { rolloutBundle, type RolloutReport } from '../../cluster/rollout.js';
+import { ExitCode, usageError } from '../../errors/index.js';
+import type { CommandContext } from '../command.js';
+import { bytes, table } from '../format.js';
+import { hostLines } from '../progress.js';
+
+/** `bundle apply --inventory`: the jump box's apply across the cluster. */
+export async function rollout(bundle: string, values: CommandContext['values'], json: boolean, out: (s: string) => void): Promise<number> {
+  const inventory = await loadInventory(String(values.inventory));
+  const parallel = values.parallel === undefined ? undefined : Number(values.parallel);
+  if (parallel !== undefined && !(Number.isInteger(parallel) && parallel >= 1)) throw usageError(`--parallel ${String(values.parallel)}: give a whole number of hosts, 1 or more`);
+  const lines = json ? undefined : hostLines(inventory.hosts.map((h) => h.name));
+  const report = await rolloutBundle({
+    inventory,
+    bundle,
+    ...(parallel ? { parallel } : {}),
+    acceptNew: values['accept-new'] === true,
+    dryRun: values['dry-run'] === true,
+    ...(typeof values.timeout === 'string' ? { timeout: values.timeout } : {}),
+    ...(typeof values['remote-airlock'] === 'string' ? { remoteAirlock: values['remote-airlock'] } : {}),
+    ...(lines ? { onProgress: (host, phase, detail) => lines.set(host, phase, detail) } : {}),
+  });
+  lines?.finish();
+  if (json) out(JSON.stringify(report));
+  else out(render(report, values['dry-run'] === true));
+  if (report.deploy && !report.deploy.ok) return report.deploy.error?.exitCode ?? ExitCode.remote;
+  return report.hosts.some((h) => !h.ok) ? ExitCode.remote : 0;
+}
+
+function render(r: RolloutReport, dryRun: boolean): string {
+  const rows = [['HOST', 'ROLE', 'UPLOAD', 'IMPORT', 'RESULT']];
+  for (const h of r.hosts) {
+    const upload = !h.upload ? '-' : h.upload.skipped ? 'had it' : h.upload.resumedFrom > 0 ? `resumed at ${bytes(h.upload.resumedFrom)}, sent ${bytes(h.upload.bytesSent)}` : `sent ${bytes(h.upload.bytesSent)}`;
+    const imported = !h.import ? '-' : h.import.alreadyImported ? 'already imported' : `${h.import.newBlobs} new blobs`;
+    rows.push([h.host, h.role, upload, imported, h.ok ? 'ok' : `FAILED (${h.error!.kind}/${h.error!.reason}): ${h.error!.message}`]);
+  }
+  const lines = [`${r.bundle.name} ${r.bundle.version} (${bytes(r.bundle.bytes)})`, table(rows)];
+  if (r.deploy) {
+    lines.push(r.deploy.ok ? `${dryRun ? 'planned' : 'deployed'} through ${r.deploy.host}${dryRun ? '' : ': ' + deployedSummary(r.deploy.result)}` : `deploy through ${r.deploy.host || 'a manager'} FAILED: ${r.deploy.error?.message ?? ''}`);
+    if (dryRun && r.deploy.ok) lines.push(JSON.stringify(r.deploy.result, null, 2));
+  }
+  const failed = r.hosts.filter((h) => !h.ok).map((h) => h.host);
+  if (failed.length > 0) lines.push(`failed on ${failed.length} of ${r.hosts.length} hosts: ${failed.join(', ')}`);
+  return lines.join('\n');
+}
+
+function deployedSummary(result: unknown): string {
+  const stacks = (result as { stacks?: { stack: string; deployment: number; services: { name: string; ready: number; desired: number }[] }[] }).stacks ?? [];
+  return stacks.map((s) => `stack ${s.stack} deployment #${s.deployment} (${s.services.map((x) => `${x.name} ${x.ready}/${x.desired}`).join(', ')})`).join('; ');
+}

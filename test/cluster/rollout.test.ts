@@ -1,0 +1,113 @@
+/**
+ * `airlock bundle apply --inventory` from the jump box (this process) to a
+ * three-host lab: every host gets the bundle over SFTP and imports it with
+ * its own airlock, the stacks deploy through the manager, and tasks run on
+ * workers whose images airlock loaded. A host whose trust store lacks the
+ * vendor key refuses, and the report names it.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { buildRelease, type Bench } from '../helpers/apply.js';
+import { CLI, makeSigner, runCli } from '../helpers/fixtures.js';
+import { startLab, type Lab, type LabHost } from '../helpers/lab.js';
+import { writeFile } from 'node:fs/promises';
+
+let lab: Lab;
+let bench: Bench;
+
+before(async () => {
+  const dir = await mkdtemp('/tmp/airlock-rollout-');
+  lab = await startLab(await mkdtemp('/tmp/airlock-lab-ro-'), 3);
+  const signer = await makeSigner(dir);
+  // buildRelease needs only a folder and a signer.
+  bench = { dir, signer } as unknown as Bench;
+  for (const h of lab.hosts) await trust(h, signer.pubPath);
+  const [h1, ...workers] = lab.hosts as [LabHost, ...LabHost[]];
+  const manager = lab.docker(h1);
+  await manager.swarm.init({ ListenAddr: '0.0.0.0:2377', AdvertiseAddr: h1.address });
+  const token = (await manager.swarm.joinTokens()).Worker;
+  for (const w of workers) await lab.docker(w).swarm.join({ ListenAddr: '0.0.0.0:2377', AdvertiseAddr: w.address, RemoteAddrs: [`${h1.address}:2377`], JoinToken: token });
+});
+after(async () => {
+  await lab?.stop();
+  if (bench) await rm(bench.dir, { recursive: true, force: true });
+});
+
+async function trust(host: LabHost, pub: string): Promise<void> {
+  await mkdir(join(host.etcDir, 'trusted.d'), { recursive: true });
+  await writeFile(join(host.etcDir, 'trusted.d', 'vendor.pub'), await readFile(pub));
+}
+
+const applyAcross = (bundle: string, extra: string[] = []) =>
+  runCli(['bundle', 'apply', bundle, '--inventory', lab.inventoryFile, '--remote-airlock', CLI, '--timeout', '90s', ...extra]);
+
+interface Report {
+  hosts: { host: string; ok: boolean; upload?: { skipped: boolean; bytesSent: number }; import?: { alreadyImported: boolean }; error?: { kind: string; reason: string; message: string } }[];
+  deploy?: { host: string; ok: boolean };
+}
+
+test('bundle apply --inventory: every host imports, the stack deploys through the manager, tasks run on workers with images airlock loaded', async () => {
+  const bundle = await buildRelease(bench, {
+    version: '1.0.0',
+    stack: 'lab',
+    repo: 'labapp',
+    compose: (doc) => {
+      for (const s of Object.values(doc.services)) s.deploy = { ...(s.deploy as object), placement: { constraints: ['node.role == worker'] } };
+    },
+  });
+  const r = await applyAcross(bundle, ['--json']);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  const report = JSON.parse(r.stdout) as Report;
+  assert.deepEqual(report.hosts.map((h) => [h.host, h.ok]), [['h1', true], ['h2', true], ['h3', true]]);
+  assert.deepEqual(report.deploy && [report.deploy.host, report.deploy.ok], ['h1', true]);
+  // Images were loaded on the workers by airlock, not pulled (there is no registry).
+  for (const h of lab.hosts.slice(1)) assert.ok(await lab.docker(h).images.find('labapp/web:1.0.0'), `${h.name} lacks the image`);
+  const manager = lab.docker(lab.hosts[0]!);
+  const nodes = new Map((await manager.nodes.list()).map((n) => [n.ID, n.Description?.Hostname]));
+  const tasks = await manager.tasks.list({ filters: { 'desired-state': ['running'], label: ['com.docker.stack.namespace=lab'] } });
+  assert.equal(tasks.length, 2);
+  for (const t of tasks) {
+    assert.equal(t.Status.State, 'running', JSON.stringify(t.Status));
+    assert.notEqual(nodes.get(t.NodeID!), 'h1', 'tasks must run on the workers');
+  }
+  // The deployment is journaled on the manager.
+  const history = await runCli(['history', 'lab', '--json', '--state', lab.hosts[0]!.stateDir]);
+  assert.equal(history.code, 0, history.stderr);
+  assert.equal((JSON.parse(history.stdout) as { status: string }[])[0]?.status, 'committed');
+
+  // Again: every host already has it; nothing is sent.
+  const again = await applyAcross(bundle, ['--json']);
+  assert.equal(again.code, 0, again.stderr);
+  const second = JSON.parse(again.stdout) as Report;
+  for (const h of second.hosts) {
+    assert.equal(h.upload?.skipped, true, h.host);
+    assert.equal(h.upload?.bytesSent, 0);
+    assert.equal(h.import?.alreadyImported, true);
+  }
+});
+
+test('a host whose trust store lacks the vendor key refuses; the others succeed and the report names it', async () => {
+  const h3 = lab.hosts[2]!;
+  await rm(join(h3.etcDir, 'trusted.d', 'vendor.pub'));
+  const bundle = await buildRelease(bench, {
+    version: '1.1.0',
+    stack: 'mgr',
+    repo: 'mgrapp',
+    compose: (doc) => {
+      for (const s of Object.values(doc.services)) s.deploy = { ...(s.deploy as object), placement: { constraints: ['node.role == manager'] } };
+    },
+  });
+  const r = await applyAcross(bundle);
+  assert.equal(r.code, 17, `${r.stdout}\n${r.stderr}`);
+  const row = r.stdout.split('\n').find((l) => l.startsWith('h3'));
+  assert.ok(row, r.stdout);
+  assert.match(row, /FAILED \(signature\/unknown-key\)/);
+  assert.match(r.stdout, /failed on 1 of 3 hosts: h3/);
+  assert.match(r.stdout, /deployed through h1: stack mgr deployment #\d+/);
+  for (const h of ['h1', 'h2']) assert.match(r.stdout.split('\n').find((l) => l.startsWith(h))!, /ok$/);
+  // Refused on h3: nothing stored there.
+  assert.equal(await lab.docker(h3).images.find('mgrapp/web:1.1.0'), undefined);
+  assert.match(row, /sent 1\.\d MiB/, 'the upload happened; the import refused');
+});
