@@ -74,8 +74,12 @@ export async function clusterStatus(inventory: Inventory, opts: ConnectAllOption
     for (const h of inventory.hosts) {
       const c = connections.get(h.name);
       let node = c ? nodes.find((n) => n.ID === c.facts.swarm.nodeId) : undefined;
-      // A host that could not be reached: by the address the swarm knows.
-      node ??= c ? undefined : nodes.find((n) => n.Status.Addr === h.address || n.ManagerStatus?.Addr?.startsWith(`${h.address}:`));
+      // A host that could not be reached: by the address the swarm knows, a ready node first
+      // (a host that left and joined again leaves its old node behind).
+      if (!node && !c) {
+        const at = nodes.filter((n) => n.Status.Addr === h.address || n.ManagerStatus?.Addr?.startsWith(`${h.address}:`));
+        node = at.find((n) => n.Status.State === 'ready') ?? at[0];
+      }
       if (node) nodeOf.set(node.ID, h);
     }
 

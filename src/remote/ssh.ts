@@ -156,9 +156,8 @@ export class SshSession {
           });
           stream.end(opts.input ?? undefined);
         });
-      } catch (e) {
+      } catch {
         finish(() => reject(this.lost(`starting \`${command}\``)));
-        void e;
       }
     });
   }
@@ -350,6 +349,8 @@ export async function connectHost(host: InventoryHost, opts: ConnectOptions = {}
   };
 
   const client = new ssh2.Client();
+  // Never an unhandled 'error' (keepalive timeout, reset) between ready and the session's own listener.
+  client.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => {
       client.off('ready', onReady);
