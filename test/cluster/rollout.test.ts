@@ -111,3 +111,18 @@ test('a host whose trust store lacks the vendor key refuses; the others succeed 
   assert.equal(await lab.docker(h3).images.find('mgrapp/web:1.1.0'), undefined);
   assert.match(row, /sent 1\.\d MiB/, 'the upload happened; the import refused');
 });
+
+test('--dry-run plans on one manager and changes nothing', async () => {
+  const bundle = await buildRelease(bench, { version: '1.2.0', stack: 'lab', repo: 'labapp' });
+  const manager = lab.docker(lab.hosts[0]!);
+  const before = (await manager.services.list()).map((s) => `${s.Spec.Name}@${s.Version.Index}`).sort();
+  const r = await applyAcross(bundle, ['--dry-run', '--json']);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  const report = JSON.parse(r.stdout) as Report & { deploy: { result: { stacks: { stack: string; plan: unknown }[] } } };
+  assert.deepEqual(report.hosts.map((h) => h.host), ['h1'], 'uploaded to one manager only');
+  assert.equal(report.hosts[0]!.import, undefined, 'nothing imported');
+  assert.deepEqual(report.deploy.result.stacks.map((s) => s.stack), ['lab']);
+  assert.match(JSON.stringify(report.deploy.result.stacks[0]!.plan), /update/);
+  assert.deepEqual((await manager.services.list()).map((s) => `${s.Spec.Name}@${s.Version.Index}`).sort(), before);
+  assert.equal(await lab.docker(lab.hosts[1]!).images.find('labapp/web:1.2.0'), undefined);
+});
