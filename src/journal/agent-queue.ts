@@ -37,7 +37,9 @@ export class AgentQueue {
     return this.journal.db.prepare(`${SELECT} WHERE q.state = 'waiting' ORDER BY q.bundle_id`).all() as QueueRow[];
   }
 
+  /** Every row; none from a journal opened read-only before migration 4 made the table. */
   all(): QueueRow[] {
+    if (!this.journal.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_queue'`).get()) return [];
     return this.journal.db.prepare(`${SELECT} ORDER BY q.bundle_id`).all() as QueueRow[];
   }
 

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import YAML from 'yaml';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
 import { assertRuns, buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { runCli } from '../helpers/fixtures.js';
 
 let bench: Bench;
 before(async () => {
@@ -132,6 +133,8 @@ test('outside the maintenance window a bundle is imported at once and deployed o
     assert.deepEqual(deployments(layout.state), []);
     assert.deepEqual(queueRows(layout.state).map((r) => r.state), ['waiting']);
     assert.ok((await bench.docker.images.find('agentwin/web:1.0.0')) !== undefined, 'images are loaded on arrival');
+    const status = await runCli(['status', '--state', layout.state], envFor());
+    assert.match(status.stdout, /agent: waiting for the maintenance window: demo 1\.0\.0/, status.stdout + status.stderr);
     await agent.waitFor(/msg="stack deployed" .*stack=agentwin/, 120_000);
     const started = readJournalDb(layout.state, (db) => (db.prepare('SELECT started_at FROM deployments').get() as { started_at: string }).started_at);
     assert.ok(Date.parse(started) >= window.at.getTime(), `deployed at ${started}, before the window opened at ${window.at.toISOString()}`);

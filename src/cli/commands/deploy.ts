@@ -8,6 +8,7 @@ import { planBundle } from '../../apply/bundle-plan.js';
 import { planJson, planLines, printWarnings } from './stack.js';
 import { rollbackStack } from '../../apply/rollback.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
+import { AgentQueue } from '../../journal/agent-queue.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
@@ -251,13 +252,15 @@ export const deployCommands: Command[] = [
         const applied = new Set(deployments.history(undefined, 100_000).map((d) => d.bundle_id));
         const pending = bundles.all().filter((b) => !applied.has(b.id)).map((b) => `${b.name} ${b.version}`);
         const unfinished = deployments.unfinished().map((d) => ({ deployment: d.id, stack: d.stack, step: d.step }));
+        // What the agent imported and will deploy in its maintenance window, and how earlier ones ended.
+        const agentQueue = new AgentQueue(journal).all().slice(-10).map((q) => ({ bundle: `${q.name} ${q.version}`, state: q.state, queuedAt: q.queued_at, attempts: q.attempts, reason: q.reason }));
         // Stacks the engine runs that this journal never deployed: by other means, or recorded in a journal that was lost.
         const known = new Set(stacks.map((s) => s.stack));
         const unrecorded = [...byStack(services ?? [])]
           .filter(([stack]) => !known.has(stack))
           .map(([stack, names]) => ({ stack, services: names }));
         if (json) {
-          out(JSON.stringify({ stacks, pendingBundles: pending, unfinished, unrecorded, engine: services !== undefined }));
+          out(JSON.stringify({ stacks, pendingBundles: pending, unfinished, unrecorded, agentQueue, engine: services !== undefined }));
           return;
         }
         out(
@@ -268,6 +271,9 @@ export const deployCommands: Command[] = [
         );
         for (const s of stacks) for (const svc of s.services ?? []) out(`  ${svc.name} ${svc.running}/${svc.desired}`);
         if (pending.length) out(`pending bundles (imported, not applied): ${pending.join(', ')}`);
+        const waiting = agentQueue.filter((q) => q.state === 'waiting').map((q) => q.bundle);
+        if (waiting.length) out(`agent: waiting for the maintenance window: ${waiting.join(', ')}`);
+        for (const q of agentQueue.filter((x) => x.state === 'failed')) out(`agent: ${q.bundle} failed: ${q.reason ?? ''}`);
         for (const u of unfinished) out(`interrupted: deployment #${u.deployment} of ${u.stack} at step ${u.step}; the next apply or rollback recovers it`);
         for (const u of unrecorded) {
           out(`stack ${u.stack} runs ${u.services.length} service${u.services.length === 1 ? '' : 's'} (${u.services.join(', ')}) that this journal has no record of: deployed by other means, or recorded in a journal that was lost`);
