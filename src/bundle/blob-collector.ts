@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createGzip, deflateRawSync } from 'node:zlib';
-import type { BlobEncoding, BlobKind, BlobRecord } from './manifest.js';
+import type { BlobEncoding, BlobKind, BlobRecord, CarriedBlob } from './manifest.js';
 
 export type Compression = 'auto' | 'gzip' | 'none';
 
@@ -66,10 +66,27 @@ export class BlobCollector {
     return { digest, size, head: Buffer.concat(headChunks) };
   }
 
-  /** Chooses each blob's encoding; incompressible blobs stay as they are. */
+  /**
+   * Marks the blobs a delta's base already holds: they stay in the record
+   * list (the manifest names them) but get no encoding and no tar entry.
+   * Returns the records left out.
+   */
+  leaveOut(digests: ReadonlySet<string>): BlobRecord[] {
+    const left: BlobRecord[] = [];
+    for (const [digest, b] of this.blobs) {
+      if (!digests.has(digest)) continue;
+      const record: BlobRecord = { digest, size: b.size, kind: b.kind, carried: false };
+      this.blobs.set(digest, record);
+      left.push(record);
+    }
+    return left;
+  }
+
+  /** Chooses each carried blob's encoding; incompressible blobs stay as they are. */
   async encodeAll(compression: Compression): Promise<void> {
     if (compression === 'none') return;
     for (const blob of this.blobs.values()) {
+      if (blob.carried === false) continue;
       if (compression === 'auto' && !(await this.looksCompressible(blob))) continue;
       const gz = `${this.contentPath(blob.digest)}.gz`;
       const hash = createHash('sha256');
@@ -114,11 +131,11 @@ export class BlobCollector {
     return [...this.blobs.values()].sort((a, b) => (a.digest < b.digest ? -1 : 1));
   }
 
-  openStored(blob: BlobRecord): Readable {
+  openStored(blob: CarriedBlob): Readable {
     return createReadStream(this.storedPath(blob), { highWaterMark: 1024 * 1024 });
   }
 
-  async storedSize(blob: BlobRecord): Promise<number> {
+  async storedSize(blob: CarriedBlob): Promise<number> {
     return (await stat(this.storedPath(blob))).size;
   }
 

@@ -11,13 +11,17 @@ import { familiarRef } from '../images/reference.js';
 import { keyIdOf, signBytes } from '../trust/keys.js';
 import { syncDir } from '../store/durable.js';
 import { BlobCollector, type Compression } from './blob-collector.js';
+import { baseSizeMismatch, loadDeltaBase, type DeltaBase } from './base.js';
 import { canonicalBytes } from './canonical-json.js';
 import { expiryFrom, loadDefinition, type BundleDefinition } from './definition.js';
+import type { TrustStore } from '../trust/trust-store.js';
 import {
-  FORMAT,
+  FORMAT_V1,
+  FORMAT_V2,
   MANIFEST_ENTRY,
   SIGNATURE_ENTRY,
   blobEntryName,
+  carriedBlobs,
   type ImageRecord,
   type LayerRecord,
   type Manifest,
@@ -34,6 +38,13 @@ export interface BuildOptions {
   created?: Date;
   /** The local engine, for images that no image archive holds. */
   docker?: Docker;
+  /**
+   * Build a delta: leave out every blob this earlier bundle (or manifest
+   * file) names. See loadDeltaBase.
+   */
+  since?: string;
+  /** Check the `since` bundle's signature against this trust store. */
+  sinceTrust?: TrustStore;
 }
 
 export interface BuildResult {
@@ -41,6 +52,8 @@ export interface BuildResult {
   manifest: Manifest;
   keyId: string;
   bytes: number;
+  /** For a delta: its base, and how the base was read. */
+  base?: DeltaBase;
 }
 
 const LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
@@ -67,6 +80,8 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const def = await loadDefinition(opts.definitionFile);
   const created = opts.created ?? buildTime();
   const expires = expiryFrom(def.expires, created);
+  // Before the long part: a bad --since should fail fast.
+  const base = opts.since === undefined ? undefined : await loadDeltaBase(opts.since, opts.sinceTrust);
   await mkdir(opts.outDir, { recursive: true });
   const work = await BlobCollector.create(join(opts.outDir, `.airlock-build-${process.pid}-${Date.now()}`));
   try {
@@ -84,10 +99,19 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       const { digest, size } = await work.add('file', openSource(f.src));
       files.push({ path: f.dest, digest, size, mode: f.mode });
     }
+    if (base) {
+      for (const b of work.records()) {
+        const listed = base.blobs.get(b.digest);
+        if (listed && listed.size !== b.size) throw baseSizeMismatch(b.digest, b.size, listed.size, base.ref);
+      }
+      work.leaveOut(new Set(base.blobs.keys()));
+    }
     await work.encodeAll(opts.compression ?? 'auto');
 
+    // A full bundle stays v1, which every airlock reads; only a delta needs v2.
     const manifest: Manifest = {
-      format: FORMAT,
+      format: base ? FORMAT_V2 : FORMAT_V1,
+      ...(base ? { requires: ['delta' as const], base: base.ref } : {}),
       name: def.name,
       version: def.version,
       description: def.description,
@@ -106,7 +130,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     };
     const path = join(opts.outDir, `${def.name}-${def.version}.airlock`);
     await writeBundle(path, manifestBytes, canonicalBytes(signature), work, manifest, created);
-    return { path, manifest, keyId: signature.keyId, bytes: (await stat(path)).size };
+    return { path, manifest, keyId: signature.keyId, bytes: (await stat(path)).size, ...(base ? { base } : {}) };
   } finally {
     await work.dispose();
   }
@@ -127,7 +151,7 @@ async function writeBundle(path: string, manifestBytes: Buffer, sigBytes: Buffer
   try {
     await entry(MANIFEST_ENTRY, manifestBytes);
     await entry(SIGNATURE_ENTRY, sigBytes);
-    for (const blob of m.blobs) {
+    for (const blob of carriedBlobs(m)) {
       const size = blob.stored?.size ?? blob.size;
       const sink = pack.entry(header(blobEntryName(blob.digest), size));
       await pipeline(work.openStored(blob), sink as unknown as NodeJS.WritableStream);

@@ -1,5 +1,5 @@
 import { unsafeEntry } from '../errors/index.js';
-import type { Manifest } from './manifest.js';
+import { carriedBlobs, type Manifest } from './manifest.js';
 
 /** Bounds a reader enforces on every bundle, before it reads the bytes they cover. */
 export interface Limits {
@@ -27,10 +27,13 @@ export function withLimits(overrides: Partial<Limits> = {}): Limits {
 
 const GiB = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
 
-/** Checks the sizes the signed manifest declares, before any blob is read. */
+/**
+ * Checks the sizes the signed manifest declares, before any blob is read.
+ * Blobs a delta does not carry are never read from the bundle: they do not count.
+ */
 export function checkDeclaredSizes(m: Manifest, limits: Limits): void {
   let total = 0;
-  for (const b of m.blobs) {
+  for (const b of carriedBlobs(m)) {
     const stored = b.stored?.size ?? b.size;
     if (b.size > limits.maxBlobBytes || stored > limits.maxBlobBytes) {
       throw unsafeEntry(`blob ${b.digest} declares ${GiB(Math.max(b.size, stored))}, over the ${GiB(limits.maxBlobBytes)} limit`, {

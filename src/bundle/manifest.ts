@@ -3,8 +3,22 @@ import semver from 'semver';
 import { integrityError, signatureError, unsafeEntry } from '../errors/index.js';
 import { canonicalJson } from './canonical-json.js';
 
-/** Bumped only for changes an older reader cannot read safely. */
-export const FORMAT = 'airlock.bundle.v1';
+/**
+ * Format identifiers. A full bundle is written as v1, which every airlock
+ * reads; v2 is v1 plus what an older reader cannot use safely, each named
+ * in the manifest's `requires` (today only `delta`). A reader refuses a
+ * format or a requirement it does not know, before it looks at anything else.
+ */
+export const FORMAT_V1 = 'airlock.bundle.v1';
+export const FORMAT_V2 = 'airlock.bundle.v2';
+/** The format of a full bundle. */
+export const FORMAT = FORMAT_V1;
+export const FORMATS = [FORMAT_V1, FORMAT_V2] as const;
+export type Format = (typeof FORMATS)[number];
+
+/** What a v2 manifest may require of its reader. */
+export const REQUIREMENTS = ['delta'] as const;
+export type Requirement = (typeof REQUIREMENTS)[number];
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
 export const BLOB_PREFIX = 'blobs/sha256/';
@@ -12,14 +26,40 @@ export const BLOB_PREFIX = 'blobs/sha256/';
 export type BlobKind = 'layer' | 'image-config' | 'image-manifest' | 'stack-file' | 'env-file' | 'file';
 export type BlobEncoding = 'identity' | 'gzip';
 
-/** One blob carried by the bundle, named by the SHA-256 of its content. */
+/**
+ * One blob the bundle needs, named by the SHA-256 of its content. Most are
+ * carried in the bundle; a delta bundle also lists blobs it relies on but
+ * does not carry (`carried: false`), which the host must already hold.
+ */
 export interface BlobRecord {
   digest: string;
   size: number;
   kind: BlobKind;
-  encoding: BlobEncoding;
+  /** How a carried blob is stored in the bundle; absent exactly when it is not carried. */
+  encoding?: BlobEncoding;
   /** For encoded blobs: hash and size of the bytes as they stand in the bundle. */
   stored?: { digest: string; size: number };
+  /** `false` on a blob a delta bundle relies on but does not carry; absent otherwise. */
+  carried?: false;
+}
+
+/** A blob with a tar entry in the bundle. */
+export type CarriedBlob = BlobRecord & { encoding: BlobEncoding; carried?: undefined };
+
+export const isCarried = (b: BlobRecord): b is CarriedBlob => b.carried !== false;
+
+/** The blobs that have an entry in the bundle, in bundle order. */
+export const carriedBlobs = (m: Pick<Manifest, 'blobs'>): CarriedBlob[] => m.blobs.filter(isCarried);
+
+/** The blobs a delta relies on without carrying them. */
+export const baseBlobs = (m: Pick<Manifest, 'blobs'>): BlobRecord[] => m.blobs.filter((b) => !isCarried(b));
+
+/** The bundle a delta was built against. */
+export interface BaseRef {
+  name: string;
+  version: string;
+  /** sha256 of the base bundle's `manifest.json` bytes: what its hosts journal as its manifest digest. */
+  manifestDigest: string;
 }
 
 export interface FileRef {
@@ -59,7 +99,11 @@ export interface ExtraFileRecord {
 }
 
 export interface Manifest {
-  format: typeof FORMAT;
+  format: Format;
+  /** v2 only: what the reader must understand, sorted and unique. */
+  requires?: Requirement[];
+  /** v2 with `requires: ["delta"]`: the bundle this one is a delta of. */
+  base?: BaseRef;
   name: string;
   version: string;
   description: string;
@@ -93,33 +137,43 @@ const fileRef = {
 } as const;
 const timestamp = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z$' } as const;
 
-/** JSON Schema of the manifest; docs/bundle-format.md describes each field. */
+const carriedBlob = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'size', 'kind', 'encoding'],
+  properties: {
+    digest,
+    size,
+    kind: { enum: ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] },
+    encoding: { enum: ['identity', 'gzip'] },
+    stored: sized,
+  },
+} as const;
+const notCarriedBlob = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'size', 'kind', 'carried'],
+  properties: {
+    digest,
+    size,
+    kind: { enum: ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] },
+    carried: { const: false },
+  },
+} as const;
+
+/** JSON Schema of a v1 manifest; docs/bundle-format.md describes each field. */
 export const manifestSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['format', 'name', 'version', 'description', 'created', 'expires', 'blobs', 'stacks', 'images', 'files'],
   properties: {
-    format: { const: FORMAT },
+    format: { const: FORMAT_V1 },
     name: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
     version: { type: 'string', minLength: 5, maxLength: 64 },
     description: { type: 'string', maxLength: 4096 },
     created: timestamp,
     expires: { anyOf: [timestamp, { type: 'null' }] },
-    blobs: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['digest', 'size', 'kind', 'encoding'],
-        properties: {
-          digest,
-          size,
-          kind: { enum: ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] },
-          encoding: { enum: ['identity', 'gzip'] },
-          stored: sized,
-        },
-      },
-    },
+    blobs: { type: 'array', items: carriedBlob },
     stacks: {
       type: 'array',
       items: {
@@ -168,7 +222,30 @@ export const manifestSchema = {
   },
 } as const;
 
-const validateSchema = new Ajv({ allErrors: false, strict: true }).compile(manifestSchema);
+/** JSON Schema of a v2 manifest: v1 plus `requires`, `base` and blobs that are not carried. */
+export const manifestSchemaV2 = {
+  ...manifestSchema,
+  required: [...manifestSchema.required, 'requires'],
+  properties: {
+    ...manifestSchema.properties,
+    format: { const: FORMAT_V2 },
+    requires: { type: 'array', items: { enum: [...REQUIREMENTS] } },
+    base: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name', 'version', 'manifestDigest'],
+      properties: {
+        name: manifestSchema.properties.name,
+        version: manifestSchema.properties.version,
+        manifestDigest: digest,
+      },
+    },
+    blobs: { type: 'array', items: { oneOf: [carriedBlob, notCarriedBlob] } },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validators = { [FORMAT_V1]: ajv.compile(manifestSchema), [FORMAT_V2]: ajv.compile(manifestSchemaV2) };
 
 export const blobEntryName = (d: string): string => BLOB_PREFIX + d.slice('sha256:'.length);
 
@@ -184,9 +261,11 @@ export function parseManifest(bytes: Buffer): Manifest {
   } catch (e) {
     throw integrityError(`${MANIFEST_ENTRY} is not valid JSON: ${(e as Error).message}`, { reason: 'manifest-malformed', subject: MANIFEST_ENTRY });
   }
+  const format = checkFormat(value);
+  const validateSchema = validators[format];
   if (!validateSchema(value)) {
     const err = validateSchema.errors?.[0];
-    throw integrityError(`${MANIFEST_ENTRY} does not match format ${FORMAT}: ${err?.instancePath || '/'} ${err?.message ?? ''}`.trim(), {
+    throw integrityError(`${MANIFEST_ENTRY} does not match format ${format}: ${err?.instancePath || '/'} ${err?.message ?? ''}`.trim(), {
       reason: 'manifest-invalid',
       subject: MANIFEST_ENTRY,
       hint: 'the bundle was made by an incompatible or broken builder',
@@ -213,9 +292,61 @@ export function parseManifest(bytes: Buffer): Manifest {
     }
   }
   checkBlobList(manifest);
+  checkDelta(manifest);
   checkReferences(manifest);
   checkFilePaths(manifest);
   return manifest;
+}
+
+/**
+ * The format the manifest claims, if this reader knows it and every
+ * requirement it names; a manifest without a string format is checked
+ * against v1, whose schema then says what is wrong.
+ */
+function checkFormat(value: unknown): Format {
+  const v = (value !== null && typeof value === 'object' ? value : {}) as { format?: unknown; requires?: unknown };
+  if (typeof v.format !== 'string') return FORMAT_V1;
+  if (!(FORMATS as readonly string[]).includes(v.format)) {
+    throw integrityError(`${MANIFEST_ENTRY} is in format "${v.format}", which this airlock does not read (it reads ${FORMATS.join(' and ')})`, {
+      reason: 'manifest-invalid',
+      subject: MANIFEST_ENTRY,
+      hint: 'a newer airlock made this bundle: upgrade airlock here, or ask the vendor for a bundle in a format this one reads',
+    });
+  }
+  if (v.format === FORMAT_V2 && Array.isArray(v.requires)) {
+    // Names only: anything else is left to the schema, which says what is wrong with it.
+    const unknown = v.requires.filter((r): r is string => typeof r === 'string' && r.length <= 64 && !(REQUIREMENTS as readonly string[]).includes(r));
+    if (unknown.length > 0) {
+      throw integrityError(`${MANIFEST_ENTRY} requires ${unknown.map((r) => JSON.stringify(r)).join(', ')}, which this airlock does not support (it supports ${REQUIREMENTS.join(', ')})`, {
+        reason: 'manifest-invalid',
+        subject: MANIFEST_ENTRY,
+        hint: 'a newer airlock made this bundle: upgrade airlock here, or ask the vendor for a bundle without that feature',
+      });
+    }
+  }
+  return v.format as Format;
+}
+
+/**
+ * A delta names its base and may leave blobs out; nothing else may. Each
+ * requirement is listed once, in order, so the manifest has one spelling.
+ */
+function checkDelta(m: Manifest): void {
+  const requires = m.requires ?? [];
+  for (let i = 1; i < requires.length; i++) {
+    if (requires[i - 1]! >= requires[i]!) throw integrityError(`${MANIFEST_ENTRY}: requires is not sorted and unique at "${requires[i]}"`, { reason: 'manifest-invalid' });
+  }
+  const delta = requires.includes('delta');
+  if (delta !== (m.base !== undefined)) {
+    throw integrityError(`${MANIFEST_ENTRY}: ${delta ? 'requires delta but names no base' : 'names a base but does not require delta'}`, { reason: 'manifest-invalid' });
+  }
+  if (m.base && !semver.valid(m.base.version)) {
+    throw integrityError(`${MANIFEST_ENTRY}: base version "${m.base.version}" is not a semantic version`, { reason: 'manifest-invalid' });
+  }
+  const left = m.blobs.find((b) => !isCarried(b));
+  if (left && !delta) {
+    throw integrityError(`${MANIFEST_ENTRY}: blob ${left.digest} is not carried, but the bundle is not a delta`, { reason: 'manifest-invalid' });
+  }
 }
 
 /** True when `ts` (already YYYY-MM-DDTHH:MM:SSZ) names a real instant, written as it would print. */
@@ -232,7 +363,7 @@ function checkBlobList(m: Manifest): void {
       throw integrityError(`${MANIFEST_ENTRY}: blob list is not sorted and unique at ${cur}`, { reason: 'manifest-invalid' });
     }
   }
-  for (const b of m.blobs) {
+  for (const b of carriedBlobs(m)) {
     if ((b.encoding === 'identity') !== (b.stored === undefined)) {
       throw integrityError(`${MANIFEST_ENTRY}: blob ${b.digest} must give "stored" exactly when it is encoded`, { reason: 'manifest-invalid' });
     }

@@ -14,17 +14,18 @@ import {
   MANIFEST_ENTRY,
   SIGNATURE_ENTRY,
   blobEntryName,
+  carriedBlobs,
   parseManifest,
   parseSignature,
   unsafePathReason,
-  type BlobRecord,
+  type CarriedBlob,
   type Manifest,
   type SignatureRecord,
 } from './manifest.js';
 
 /** Where verified blob content goes; `null` means the store has it already, so only hash it. */
 export interface BlobSink {
-  open(blob: BlobRecord): Promise<Writable | null>;
+  open(blob: CarriedBlob): Promise<Writable | null>;
 }
 
 export interface ReadOptions {
@@ -298,23 +299,26 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Ve
     };
     await opts.beforePayload?.(head);
 
-    const position = new Map(manifest.blobs.map((b, i) => [blobEntryName(b.digest), i]));
+    // A delta lists blobs it does not carry: only the carried ones have entries, in list order.
+    const carried = carriedBlobs(manifest);
+    const position = new Map(carried.map((b, i) => [blobEntryName(b.digest), i]));
+    const notCarried = new Set(manifest.blobs.filter((b) => b.carried === false).map((b) => blobEntryName(b.digest)));
     let payloadBytes = 0;
-    for (const [i, blob] of manifest.blobs.entries()) {
+    for (const [i, blob] of carried.entries()) {
       const entry = await walker.next();
       if (!entry) {
-        throw integrityError(`bundle ends before ${blobEntryName(blob.digest)}: ${manifest.blobs.length - i} of ${manifest.blobs.length} blobs are missing`, {
+        throw integrityError(`bundle ends before ${blobEntryName(blob.digest)}: ${carried.length - i} of ${carried.length} blobs are missing`, {
           reason: 'missing-entry',
           subject: blobEntryName(blob.digest),
           hint: 'the transfer was cut short; copy the bundle again',
         });
       }
-      if (entry.header.name !== blobEntryName(blob.digest)) throw misplaced(entry.header.name, i, position);
+      if (entry.header.name !== blobEntryName(blob.digest)) throw misplaced(entry.header.name, i, position, notCarried);
       payloadBytes += await copyBlob(entry, blob, opts.sink);
     }
     try {
       const extra = await walker.next();
-      if (extra) throw misplaced(extra.header.name, manifest.blobs.length, position);
+      if (extra) throw misplaced(extra.header.name, carried.length, position, notCarried);
       await walker.end();
     } catch (e) {
       throw e instanceof AirlockError && e.kind === 'integrity' ? walker.trailing(e) : e;
@@ -339,8 +343,15 @@ export async function readBundleHead(input: Readable, limits: Partial<Limits> = 
   }
 }
 
-function misplaced(name: string, expectedIndex: number, position: Map<string, number>): AirlockError {
+function misplaced(name: string, expectedIndex: number, position: Map<string, number>, notCarried: Set<string>): AirlockError {
   const at = position.get(name);
+  if (notCarried.has(name)) {
+    return integrityError(`entry "${name}" is a blob the manifest says this delta bundle does not carry`, {
+      reason: 'extra-entry',
+      subject: name,
+      hint: 'a blob was added after signing',
+    });
+  }
   if (name === MANIFEST_ENTRY || name === SIGNATURE_ENTRY || (at !== undefined && at < expectedIndex)) {
     return integrityError(`entry "${name}" appears twice`, { reason: 'duplicate-entry', subject: name });
   }
@@ -379,7 +390,7 @@ async function drain(source: AsyncIterable<Buffer>): Promise<void> {
 }
 
 /** Streams one blob through its checks into the sink; returns the stored bytes read. */
-async function copyBlob(entry: Entry, blob: BlobRecord, sink: BlobSink | undefined): Promise<number> {
+async function copyBlob(entry: Entry, blob: CarriedBlob, sink: BlobSink | undefined): Promise<number> {
   const name = blobEntryName(blob.digest);
   const storedSize = blob.stored?.size ?? blob.size;
   if (entry.header.size !== storedSize) {

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
-import type { Manifest } from '../bundle/manifest.js';
+import type { BaseRef, Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { ContentStore, type Staging } from '../store/content-store.js';
 import { Journal } from '../journal/journal.js';
@@ -14,6 +14,7 @@ import { countBytes } from '../streams/count-bytes.js';
 import { ImageRecords } from '../journal/images.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { checkVersionPolicy } from './policy.js';
+import { checkBaseBlobs } from './base-check.js';
 import { crashPoint } from '../apply/fault.js';
 
 export { DEFAULT_STATE_DIR, stateDirFrom } from '../store/state-dir.js';
@@ -46,6 +47,8 @@ export interface ImportResult {
   newBlobs: number;
   newBytes: number;
   alreadyImported: boolean;
+  /** For a delta bundle: its base, and how many of the blobs are the base's (already in the store, not in the file). */
+  delta?: { base: BaseRef; baseBlobs: number; baseBytes: number };
   /** Image refs by what the load did; absent when images were not loaded. */
   images?: { loaded: string[]; present: string[]; tagged: string[] };
 }
@@ -85,6 +88,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
   let head: VerifiedHead | undefined;
   const now = opts.now ?? new Date();
   let opened = 0;
+  let baseCheck: Awaited<ReturnType<typeof checkBaseBlobs>> | undefined;
   try {
     const total = (await stat(file)).size;
     const input = countBytes(await openBundleFile(file), opts.onProgress && ((bytes) => opts.onProgress!({ phase: 'verify', bytes, total })));
@@ -95,6 +99,8 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
       beforePayload: async (h) => {
         head = h;
         checkVersionPolicy(h, bundles, opts.allowDowngrade ?? false);
+        // A delta: the blobs it relies on must be here already, before anything is written.
+        baseCheck = await checkBaseBlobs(h.manifest, store);
         await store.ensureFreeSpace((await store.missing(h.manifest.blobs)).bytes);
         staging = await store.beginStaging();
       },
@@ -122,6 +128,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
       newBlobs: newDigests.length,
       newBytes,
       alreadyImported: already,
+      ...(m.base && baseCheck ? { delta: { base: m.base, baseBlobs: baseCheck.needed, baseBytes: baseCheck.neededBytes } } : {}),
     };
     journal.record({
       kind: 'bundle.import',

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import type { Compression } from '../../bundle/blob-collector.js';
-import { parseManifest, type Manifest } from '../../bundle/manifest.js';
+import { baseBlobs, carriedBlobs, parseManifest, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
@@ -21,15 +21,36 @@ const stateOpt = { state: stringOpt() };
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** What a delta carries and what it relies on the host to hold already; null for a full bundle. */
+function deltaSummary(m: Manifest) {
+  if (!m.base) return null;
+  const carried = carriedBlobs(m);
+  const left = baseBlobs(m);
+  const sum = (list: { size: number }[]) => list.reduce((n, b) => n + b.size, 0);
+  return {
+    base: m.base,
+    carried: { blobs: carried.length, bytes: sum(carried) },
+    fromBase: { blobs: left.length, bytes: sum(left) },
+  };
+}
+
 function summaryLines(m: Manifest): string[] {
-  const content = m.blobs.reduce((n, b) => n + b.size, 0);
-  const stored = m.blobs.reduce((n, b) => n + (b.stored?.size ?? b.size), 0);
+  const carried = carriedBlobs(m);
+  const content = carried.reduce((n, b) => n + b.size, 0);
+  const stored = carried.reduce((n, b) => n + (b.stored?.size ?? b.size), 0);
+  const delta = deltaSummary(m);
   const lines = [
     `bundle    ${m.name} ${m.version}`,
     ...(m.description ? [`about     ${m.description}`] : []),
     `created   ${m.created}`,
     `expires   ${m.expires ?? 'never'}`,
-    `content   ${bytes(content)} in ${m.blobs.length} blobs (${bytes(stored)} as stored)`,
+    `content   ${bytes(content)} in ${carried.length} blobs (${bytes(stored)} as stored)`,
+    ...(delta
+      ? [
+          `delta     of ${delta.base.name} ${delta.base.version} (manifest ${shortDigest(delta.base.manifestDigest)}): ` +
+            `relies on ${delta.fromBase.blobs} blobs (${bytes(delta.fromBase.bytes)}) the host must hold already`,
+        ]
+      : []),
   ];
   if (m.stacks.length > 0) {
     lines.push('', table([['STACK', 'FILES'], ...m.stacks.map((s) => [s.name, [...s.composeFiles, ...s.envFiles].map((f) => f.name).join(', ')])]));
@@ -64,13 +85,17 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'build'],
     summary: 'build and sign a bundle from bundle.yaml',
-    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--json]',
+    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--since OLD [--trust DIR]] [--json]',
     details:
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
       'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
-      '--compress auto (default) gzips only blobs that shrink by 10% or more.',
-    options: { file: stringOpt('f'), key: stringOpt(), out: stringOpt('o'), compress: stringOpt(), ...jsonOpt },
+      '--compress auto (default) gzips only blobs that shrink by 10% or more.\n' +
+      '--since OLD builds a delta: it leaves out every blob the earlier bundle OLD names, and a host\n' +
+      'imports it only if it holds those blobs already. OLD is the earlier .airlock file, or its\n' +
+      "manifest as 'airlock bundle inspect OLD --manifest' prints it. --trust DIR also checks OLD's\n" +
+      'signature (a bundle file only; by default its head must merely parse).',
+    options: { file: stringOpt('f'), key: stringOpt(), out: stringOpt('o'), compress: stringOpt(), since: stringOpt(), ...trustOpt, ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const file = str(values.file) ?? 'bundle.yaml';
@@ -78,26 +103,57 @@ export const bundleCommands: Command[] = [
       if (!keyPath) throw usageError('--key KEY is required: bundles are always signed');
       const compression = (str(values.compress) ?? 'auto') as Compression;
       if (!['auto', 'gzip', 'none'].includes(compression)) throw usageError(`--compress must be auto, gzip or none, not "${compression}"`);
+      const since = str(values.since);
+      const trustDir = str(values.trust);
+      if (trustDir !== undefined && since === undefined) throw usageError('--trust on bundle build checks the --since bundle: give --since OLD too');
+      const sinceTrust = trustDir === undefined ? undefined : await TrustStore.load(trustDirFrom(trustDir));
+      const key = await loadPrivateKey(keyPath);
       const docker = await engine();
       const { buildBundle } = await import('../../bundle/builder.js');
-      const r = await buildBundle({ definitionFile: file, key: await loadPrivateKey(keyPath), outDir: str(values.out) ?? '.', compression, docker }).finally(() =>
-        docker.close(),
-      );
-      if (json) out(JSON.stringify({ path: r.path, bytes: r.bytes, keyId: r.keyId, name: r.manifest.name, version: r.manifest.version, blobs: r.manifest.blobs.length }));
-      else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
+      const r = await buildBundle({
+        definitionFile: file,
+        key,
+        outDir: str(values.out) ?? '.',
+        compression,
+        docker,
+        ...(since !== undefined ? { since } : {}),
+        ...(sinceTrust ? { sinceTrust } : {}),
+      }).finally(() => docker.close());
+      const delta = deltaSummary(r.manifest);
+      if (json) {
+        out(
+          JSON.stringify({
+            path: r.path,
+            bytes: r.bytes,
+            keyId: r.keyId,
+            name: r.manifest.name,
+            version: r.manifest.version,
+            blobs: r.manifest.blobs.length,
+            ...(delta && r.base ? { delta: { ...delta, baseRead: r.base.source, baseSignatureChecked: r.base.signatureChecked } } : {}),
+          }),
+        );
+      } else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
     },
   },
   {
     path: ['bundle', 'inspect'],
     summary: "show a bundle's manifest and whether its signature checks out",
-    usage: 'airlock bundle inspect FILE [--trust DIR] [--json]',
-    details: 'Reads only the manifest and signature; use verify to check every byte.',
-    options: { ...trustOpt, ...jsonOpt },
+    usage: 'airlock bundle inspect FILE [--trust DIR] [--json | --manifest]',
+    details:
+      'Reads only the manifest and signature; use verify to check every byte.\n' +
+      '--manifest prints the signed manifest bytes as they are (plus a newline): keep that file to build\n' +
+      "deltas later with 'bundle build --since FILE' without keeping the bundle.",
+    options: { ...trustOpt, ...jsonOpt, manifest: boolOpt() },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const file = positionals[0]!;
       const head = await readBundleHead(await openBundleFile(file));
       const manifest = parseManifest(head.manifestBytes);
+      if (values.manifest === true) {
+        if (json) throw usageError('--manifest prints the manifest JSON itself: leave out --json');
+        out(head.manifestBytes.toString('utf8'));
+        return;
+      }
       let signature: { status: string; keyId: string | null; message?: string };
       try {
         const sig = checkSignature(head, await TrustStore.load(trustDirFrom(str(values.trust))));
@@ -109,7 +165,7 @@ export const bundleCommands: Command[] = [
       }
       const fileBytes = (await stat(file)).size;
       if (json) {
-        out(JSON.stringify({ file, bytes: fileBytes, manifestDigest: `sha256:${sha256Hex(head.manifestBytes)}`, signature, manifest }));
+        out(JSON.stringify({ file, bytes: fileBytes, manifestDigest: `sha256:${sha256Hex(head.manifestBytes)}`, signature, delta: deltaSummary(manifest), manifest }));
         return;
       }
       const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${signature.keyId}` : ''}: ${signature.message}`;
@@ -139,7 +195,7 @@ export const bundleCommands: Command[] = [
         });
         const m = v.manifest;
         if (json) out(JSON.stringify({ valid: true, name: m.name, version: m.version, keyId: v.keyId, manifestDigest: v.manifestDigest, blobs: m.blobs.length, payloadBytes: v.payloadBytes }));
-        else out(`valid: ${m.name} ${m.version}, signed by ${v.keyId}, ${m.blobs.length} blobs (${bytes(v.payloadBytes)}) verified`);
+        else out(`valid: ${m.name} ${m.version}, signed by ${v.keyId}, ${carriedBlobs(m).length} blobs (${bytes(v.payloadBytes)}) verified`);
       } finally {
         journal?.close();
       }
