@@ -17,6 +17,7 @@ if [ "${1:-}" = "--remove" ]; then
 	if [ -d /run/systemd/system ]; then systemctl stop airlock-agent.service 2>/dev/null || true; fi
 	files | while read -r f; do rm -f "/$f"; done
 	rm -rf /usr/lib/airlock
+	rmdir /usr/share/doc/airlock 2>/dev/null || true
 	if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 	echo "airlock: removed; kept /etc/airlock and /var/lib/airlock (remove them by hand to purge)"
 	exit 0
@@ -24,6 +25,13 @@ fi
 
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 
+# /usr/lib/airlock is the program alone: an older version's files go first.
+restart=""
+if [ -d /run/systemd/system ] && systemctl is-active --quiet airlock-agent.service; then
+	systemctl stop airlock-agent.service
+	restart=1
+fi
+rm -rf /usr/lib/airlock
 files | while read -r f; do
 	install -D -m "$(stat -c %a "$f")" "$f" "/$f"
 done
@@ -56,7 +64,7 @@ else
 fi
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
-	systemctl try-restart airlock-agent.service || true
+	if [ -n "$restart" ]; then systemctl start airlock-agent.service; fi
 fi
 echo "airlock $(/usr/bin/airlock --version): installed. Next: vendor keys in /etc/airlock/trusted.d/*.pub,"
 echo "  settings in /etc/airlock/agent.yaml, then: systemctl enable --now airlock-agent"
