@@ -9,6 +9,7 @@ import { AirlockError, integrityError, notFound, policyError, signatureError, un
 import type { TrustStore } from '../trust/trust-store.js';
 import { verifyBytes } from '../trust/keys.js';
 import { checkDeclaredSizes, withLimits, type Limits } from './limits.js';
+import { checkPartsHead, checkPartsSignature, explainPartsFailure, isPartsIndex, openParts, refuseLonePart } from './parts.js';
 import {
   BLOB_PREFIX,
   MANIFEST_ENTRY,
@@ -52,8 +53,14 @@ export interface VerifiedBundle extends VerifiedHead {
 
 type Entry = tar.Extract extends AsyncIterable<infer E> ? E : never;
 
-/** Opens a bundle file for one sequential pass with large reads. */
+/**
+ * Opens a bundle file for one sequential pass with large reads. A split
+ * bundle's index (`NAME.airlock.parts`) opens as the stream of its parts,
+ * once all are there (see parts.ts).
+ */
 export async function openBundleFile(path: string): Promise<Readable> {
+  if (isPartsIndex(path)) return openParts(path);
+  refuseLonePart(path);
   try {
     const s = await stat(path);
     if (!s.isFile()) throw notFound(`${path} is not a regular file`, { subject: path });
@@ -123,12 +130,12 @@ class EntryWalker {
    */
   async explain(e: unknown): Promise<unknown> {
     // Wait for the parser's outcome only when it is going down, so this always settles.
-    if (e instanceof AirlockError || !(this.extract as unknown as { destroying: boolean }).destroying) return e;
+    if (e instanceof AirlockError || !(this.extract as unknown as { destroying: boolean }).destroying) return explainPartsFailure(this.input, e);
     const cause = await this.feeding.then(
       () => undefined,
       (f: unknown) => f,
     );
-    return isTarStreamFailure(cause) ? tarError(cause) : e;
+    return explainPartsFailure(this.input, isTarStreamFailure(cause) ? tarError(cause) : cause instanceof AirlockError ? cause : e);
   }
 
   /**
@@ -285,6 +292,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Ve
   const limits = withLimits(opts.limits);
   const walker = new EntryWalker(input);
   try {
+    checkPartsSignature(input, opts.trust);
     const headEntries = await readHeadEntries(walker, limits);
     const sig = checkSignature(headEntries, opts.trust);
     const manifest = parseManifest(headEntries.manifestBytes);
@@ -297,6 +305,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Ve
       manifestBytes: headEntries.manifestBytes,
       signatureBytes: headEntries.signatureBytes as Buffer,
     };
+    checkPartsHead(input, { name: manifest.name, version: manifest.version, manifestDigest: head.manifestDigest });
     await opts.beforePayload?.(head);
 
     // A delta lists blobs it does not carry: only the carried ones have entries, in list order.
