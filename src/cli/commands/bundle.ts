@@ -15,6 +15,8 @@ import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { engine } from '../engine.js';
 import { progress } from '../progress.js';
 import { bytes, shortDigest, table } from '../format.js';
+import { isPartsIndex } from '../../bundle/parts.js';
+import { bundleSplitCommand, parseSplitSize, partsStatus, partsStatusLines, splitBuilt, splitJson, splitLines } from './bundle-split.js';
 
 const trustOpt = { trust: stringOpt() };
 const stateOpt = { state: stringOpt() };
@@ -85,7 +87,7 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'build'],
     summary: 'build and sign a bundle from bundle.yaml',
-    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--since OLD [--trust DIR]] [--json]',
+    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--since OLD [--trust DIR]] [--split SIZE] [--json]',
     details:
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
@@ -94,8 +96,10 @@ export const bundleCommands: Command[] = [
       '--since OLD builds a delta: it leaves out every blob the earlier bundle OLD names, and a host\n' +
       'imports it only if it holds those blobs already. OLD is the earlier .airlock file, or its\n' +
       "manifest as 'airlock bundle inspect OLD --manifest' prints it. --trust DIR also checks OLD's\n" +
-      'signature (a bundle file only; by default its head must merely parse).',
-    options: { file: stringOpt('f'), key: stringOpt(), out: stringOpt('o'), compress: stringOpt(), since: stringOpt(), ...trustOpt, ...jsonOpt },
+      'signature (a bundle file only; by default its head must merely parse).\n' +
+      '--split SIZE (100M, 1G, 512K or bytes, at least 1M) writes <name>-<version>.airlock.part-0001, … of\n' +
+      'SIZE bytes and the signed index <name>-<version>.airlock.parts instead of the one file.',
+    options: { file: stringOpt('f'), key: stringOpt(), out: stringOpt('o'), compress: stringOpt(), since: stringOpt(), split: stringOpt(), ...trustOpt, ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const file = str(values.file) ?? 'bundle.yaml';
@@ -105,6 +109,8 @@ export const bundleCommands: Command[] = [
       if (!['auto', 'gzip', 'none'].includes(compression)) throw usageError(`--compress must be auto, gzip or none, not "${compression}"`);
       const since = str(values.since);
       const trustDir = str(values.trust);
+      const splitText = str(values.split);
+      const partSize = splitText === undefined ? undefined : parseSplitSize(splitText);
       if (trustDir !== undefined && since === undefined) throw usageError('--trust on bundle build checks the --since bundle: give --since OLD too');
       const sinceTrust = trustDir === undefined ? undefined : await TrustStore.load(trustDirFrom(trustDir));
       const key = await loadPrivateKey(keyPath);
@@ -120,6 +126,7 @@ export const bundleCommands: Command[] = [
         ...(sinceTrust ? { sinceTrust } : {}),
       }).finally(() => docker.close());
       const delta = deltaSummary(r.manifest);
+      const split = partSize === undefined ? undefined : await splitBuilt(r.path, partSize, key);
       if (json) {
         out(
           JSON.stringify({
@@ -130,9 +137,11 @@ export const bundleCommands: Command[] = [
             version: r.manifest.version,
             blobs: r.manifest.blobs.length,
             ...(delta && r.base ? { delta: { ...delta, baseRead: r.base.source, baseSignatureChecked: r.base.signatureChecked } } : {}),
+            ...(split ? { path: split.indexPath, split: splitJson(split) } : {}),
           }),
         );
-      } else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
+      } else if (split) out([...splitLines(split), '', ...summaryLines(r.manifest)].join('\n'));
+      else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
     },
   },
   {
@@ -147,6 +156,12 @@ export const bundleCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const file = positionals[0]!;
+      // A split bundle: which parts are there; its manifest only once all are.
+      const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => TrustStore.load(trustDirFrom(str(values.trust)))) : undefined;
+      if (parts && !parts.complete) {
+        out(json ? JSON.stringify({ file, parts }) : partsStatusLines(parts).join('\n'));
+        return;
+      }
       const head = await readBundleHead(await openBundleFile(file));
       const manifest = parseManifest(head.manifestBytes);
       if (values.manifest === true) {
@@ -163,13 +178,13 @@ export const bundleCommands: Command[] = [
         const keyId = signerOf(head.signatureBytes);
         signature = { status: e.reason, keyId, message: e.message };
       }
-      const fileBytes = (await stat(file)).size;
+      const fileBytes = parts?.bytes ?? (await stat(file)).size;
       if (json) {
-        out(JSON.stringify({ file, bytes: fileBytes, manifestDigest: `sha256:${sha256Hex(head.manifestBytes)}`, signature, delta: deltaSummary(manifest), manifest }));
+        out(JSON.stringify({ file, bytes: fileBytes, manifestDigest: `sha256:${sha256Hex(head.manifestBytes)}`, signature, delta: deltaSummary(manifest), manifest, ...(parts ? { parts } : {}) }));
         return;
       }
       const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${signature.keyId}` : ''}: ${signature.message}`;
-      out([`file      ${file} (${bytes(fileBytes)})`, `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
+      out([...(parts ? partsStatusLines(parts) : [`file      ${file} (${bytes(fileBytes)})`]), `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
     },
   },
   {
@@ -240,4 +255,5 @@ export const bundleCommands: Command[] = [
       }
     },
   },
+  bundleSplitCommand,
 ];
