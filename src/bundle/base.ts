@@ -2,18 +2,20 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { configError, integrityError, notFound, signatureError, usageError } from '../errors/index.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { canonicalBytes } from './canonical-json.js';
-import { MANIFEST_ENTRY, parseManifest, parseSignature, type BaseRef, type BlobKind, type Manifest } from './manifest.js';
+import { MANIFEST_ENTRY, baseLabel, isReceiptBase, parseManifest, parseSignature, type BaseRef, type Manifest } from './manifest.js';
+import { readReceipt } from './receipt.js';
+import { loadPublicKey } from '../trust/keys.js';
 import { checkSignature, openBundleFile, readBundleHead, sha256Hex } from './reader.js';
 import { DEFAULT_LIMITS } from './limits.js';
 
-/** What a delta is built against: the base bundle's name and every blob a host that took it holds. */
+/** What a delta is built against: the base bundle's name (or the site's receipt) and every blob a host that took it holds. */
 export interface DeltaBase {
   ref: BaseRef;
-  /** Every blob the base manifest names, carried or (if it is a delta itself) relied on. */
-  blobs: Map<string, { size: number; kind: BlobKind }>;
-  /** Where it came from: a bundle file (its head), or a manifest file. */
-  source: 'bundle' | 'manifest';
-  /** Whether the base's signature was checked against a trust store. */
+  /** Every blob the base manifest names, carried or (if it is a delta itself) relied on; or every blob the receipt lists. */
+  blobs: Map<string, { size: number }>;
+  /** Where it came from: a bundle file (its head), a manifest file, or a site's receipt. */
+  source: 'bundle' | 'manifest' | 'receipt';
+  /** Whether the base's signature was checked: against a trust store, or (always, for a receipt) the site's key. */
   signatureChecked: boolean;
 }
 
@@ -100,17 +102,31 @@ async function manifestFromFile(path: string): Promise<Buffer> {
 function baseOf(m: Manifest, manifestBytes: Buffer, source: DeltaBase['source'], signatureChecked: boolean): DeltaBase {
   return {
     ref: { name: m.name, version: m.version, manifestDigest: `sha256:${sha256Hex(manifestBytes)}` },
-    blobs: new Map(m.blobs.map((b) => [b.digest, { size: b.size, kind: b.kind }])),
+    blobs: new Map(m.blobs.map((b) => [b.digest, { size: b.size }])),
     source,
     signatureChecked,
   };
 }
 
-/** The base manifest and the new build disagree about a blob's size: one of them is not what it claims. */
+/**
+ * Reads a site's receipt as the base of a delta: the receipt must check out
+ * against the site's public key (`keyPath`) before any of it is used. Unlike
+ * a --since base, which is the vendor's own earlier output, a receipt comes
+ * from outside through any channel, so its signature is always checked.
+ */
+export async function loadReceiptBase(path: string, keyPath: string): Promise<DeltaBase> {
+  const siteKey = await loadPublicKey(keyPath);
+  const { receipt, ref } = await readReceipt(path, siteKey, keyPath);
+  return { ref: { receipt: ref }, blobs: new Map(receipt.blobs.map((b) => [b.digest, { size: b.size }])), source: 'receipt', signatureChecked: true };
+}
+
+/** The base and the new build disagree about a blob's size: one of them is not what it claims. */
 export function baseSizeMismatch(digest: string, size: number, baseSize: number, base: BaseRef) {
-  return configError(`blob ${digest} is ${size} bytes here, but the base ${base.name} ${base.version} lists it with ${baseSize}`, {
+  return configError(`blob ${digest} is ${size} bytes here, but the base ${baseLabel(base)} lists it with ${baseSize}`, {
     reason: 'bad-base',
     subject: digest,
-    hint: 'the base manifest is damaged or was edited; use the earlier bundle itself, or its manifest from bundle inspect --manifest',
+    hint: isReceiptBase(base)
+      ? 'the site holds a blob of that digest at another size, which a sound store never does; build a full bundle for that site'
+      : 'the base manifest is damaged or was edited; use the earlier bundle itself, or its manifest from bundle inspect --manifest',
   });
 }

@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { configError, notFound } from '../errors/index.js';
+import { configError, notFound, usageError } from '../errors/index.js';
 import { ImageArchive, type ArchiveImage } from '../images/archive.js';
 import type { Docker } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
 import { keyIdOf, signBytes } from '../trust/keys.js';
 import { syncDir } from '../store/durable.js';
 import { BlobCollector, type Compression } from './blob-collector.js';
-import { baseSizeMismatch, loadDeltaBase, type DeltaBase } from './base.js';
+import { baseSizeMismatch, loadDeltaBase, loadReceiptBase, type DeltaBase } from './base.js';
 import { canonicalBytes } from './canonical-json.js';
 import { expiryFrom, loadDefinition, type BundleDefinition } from './definition.js';
 import type { TrustStore } from '../trust/trust-store.js';
@@ -22,6 +22,8 @@ import {
   SIGNATURE_ENTRY,
   blobEntryName,
   carriedBlobs,
+  isReceiptBase,
+  isoSeconds,
   type ImageRecord,
   type LayerRecord,
   type Manifest,
@@ -45,6 +47,12 @@ export interface BuildOptions {
   since?: string;
   /** Check the `since` bundle's signature against this trust store. */
   sinceTrust?: TrustStore;
+  /**
+   * Build a delta against what a site holds: leave out every blob its
+   * receipt lists. The receipt must check out against the site's public key.
+   * Not together with `since`: a delta has one base.
+   */
+  sinceReceipt?: { path: string; keyPath: string };
 }
 
 export interface BuildResult {
@@ -70,8 +78,6 @@ export function buildTime(env: NodeJS.ProcessEnv = process.env): Date {
   return new Date(Math.floor(Date.now() / 1000) * 1000);
 }
 
-const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
-
 /**
  * Builds a signed bundle: gathers and deduplicates blobs, writes the
  * canonical manifest, signs it, and writes the tar in deterministic order.
@@ -80,8 +86,10 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const def = await loadDefinition(opts.definitionFile);
   const created = opts.created ?? buildTime();
   const expires = expiryFrom(def.expires, created);
-  // Before the long part: a bad --since should fail fast.
-  const base = opts.since === undefined ? undefined : await loadDeltaBase(opts.since, opts.sinceTrust);
+  // Before the long part: a bad --since or receipt should fail fast.
+  if (opts.since !== undefined && opts.sinceReceipt) throw usageError('a delta has one base: give --since or --since-receipt, not both');
+  const base =
+    opts.since !== undefined ? await loadDeltaBase(opts.since, opts.sinceTrust) : opts.sinceReceipt ? await loadReceiptBase(opts.sinceReceipt.path, opts.sinceReceipt.keyPath) : undefined;
   await mkdir(opts.outDir, { recursive: true });
   const work = await BlobCollector.create(join(opts.outDir, `.airlock-build-${process.pid}-${Date.now()}`));
   try {
@@ -111,7 +119,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     // A full bundle stays v1, which every airlock reads; only a delta needs v2.
     const manifest: Manifest = {
       format: base ? FORMAT_V2 : FORMAT_V1,
-      ...(base ? { requires: ['delta' as const], base: base.ref } : {}),
+      ...(base ? { requires: isReceiptBase(base.ref) ? ['delta' as const, 'receipt' as const] : ['delta' as const], base: base.ref } : {}),
       name: def.name,
       version: def.version,
       description: def.description,

@@ -6,7 +6,8 @@ import { canonicalJson } from './canonical-json.js';
 /**
  * Format identifiers. A full bundle is written as v1, which every airlock
  * reads; v2 is v1 plus what an older reader cannot use safely, each named
- * in the manifest's `requires` (today only `delta`). A reader refuses a
+ * in the manifest's `requires` (`delta`; `receipt` for a delta built
+ * against a site's receipt rather than one bundle). A reader refuses a
  * format or a requirement it does not know, before it looks at anything else.
  */
 export const FORMAT_V1 = 'airlock.bundle.v1';
@@ -17,7 +18,7 @@ export const FORMATS = [FORMAT_V1, FORMAT_V2] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** What a v2 manifest may require of its reader. */
-export const REQUIREMENTS = ['delta'] as const;
+export const REQUIREMENTS = ['delta', 'receipt'] as const;
 export type Requirement = (typeof REQUIREMENTS)[number];
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
@@ -55,12 +56,28 @@ export const carriedBlobs = (m: Pick<Manifest, 'blobs'>): CarriedBlob[] => m.blo
 export const baseBlobs = (m: Pick<Manifest, 'blobs'>): BlobRecord[] => m.blobs.filter((b) => !isCarried(b));
 
 /** The bundle a delta was built against. */
-export interface BaseRef {
+export interface BundleBaseRef {
   name: string;
   version: string;
   /** sha256 of the base bundle's `manifest.json` bytes: what its hosts journal as its manifest digest. */
   manifestDigest: string;
 }
+
+/** The site receipt a delta was built against (src/bundle/receipt.ts). */
+export interface ReceiptRef {
+  site: string;
+  created: string;
+  /** sha256 of the receipt's canonical body: the bytes the site signed. */
+  digest: string;
+}
+
+/** What a delta was built against: one earlier bundle, or what a site said it held (`requires` has `receipt`). */
+export type BaseRef = BundleBaseRef | { receipt: ReceiptRef };
+
+export const isReceiptBase = (b: BaseRef): b is { receipt: ReceiptRef } => 'receipt' in b;
+
+/** How messages name a delta's base: `demo 1.0.0`, or `receipt of site1 (2026-…Z)`. */
+export const baseLabel = (b: BaseRef): string => (isReceiptBase(b) ? `receipt of ${b.receipt.site} (${b.receipt.created})` : `${b.name} ${b.version}`);
 
 export interface FileRef {
   name: string;
@@ -102,7 +119,7 @@ export interface Manifest {
   format: Format;
   /** v2 only: what the reader must understand, sorted and unique. */
   requires?: Requirement[];
-  /** v2 with `requires: ["delta"]`: the bundle this one is a delta of. */
+  /** v2 with `requires: ["delta"]`: the bundle (or, with `receipt`, the site receipt) this one is a delta of. */
   base?: BaseRef;
   name: string;
   version: string;
@@ -136,6 +153,24 @@ const fileRef = {
   properties: { name: { type: 'string', minLength: 1 }, digest },
 } as const;
 const timestamp = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z$' } as const;
+const name = { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' } as const;
+const version = { type: 'string', minLength: 5, maxLength: 64 } as const;
+/** A site name: a host name, or what the site chose with `bundle receipt --site`. */
+export const SITE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$';
+/** A bundle by name, version and manifest digest: a delta's base, or a bundle a receipt lists. */
+export const bundleRefSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'version', 'manifestDigest'],
+  properties: { name, version, manifestDigest: digest },
+} as const;
+/** How a receipt-based delta names its receipt. */
+export const receiptRefSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['site', 'created', 'digest'],
+  properties: { site: { type: 'string', pattern: SITE_PATTERN }, created: timestamp, digest },
+} as const;
 
 const carriedBlob = {
   type: 'object',
@@ -168,8 +203,8 @@ export const manifestSchema = {
   required: ['format', 'name', 'version', 'description', 'created', 'expires', 'blobs', 'stacks', 'images', 'files'],
   properties: {
     format: { const: FORMAT_V1 },
-    name: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
-    version: { type: 'string', minLength: 5, maxLength: 64 },
+    name,
+    version,
     description: { type: 'string', maxLength: 4096 },
     created: timestamp,
     expires: { anyOf: [timestamp, { type: 'null' }] },
@@ -231,14 +266,10 @@ export const manifestSchemaV2 = {
     format: { const: FORMAT_V2 },
     requires: { type: 'array', items: { enum: [...REQUIREMENTS] } },
     base: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['name', 'version', 'manifestDigest'],
-      properties: {
-        name: manifestSchema.properties.name,
-        version: manifestSchema.properties.version,
-        manifestDigest: digest,
-      },
+      oneOf: [
+        bundleRefSchema,
+        { type: 'object', additionalProperties: false, required: ['receipt'], properties: { receipt: receiptRefSchema } },
+      ],
     },
     blobs: { type: 'array', items: { oneOf: [carriedBlob, notCarriedBlob] } },
   },
@@ -340,8 +371,17 @@ function checkDelta(m: Manifest): void {
   if (delta !== (m.base !== undefined)) {
     throw integrityError(`${MANIFEST_ENTRY}: ${delta ? 'requires delta but names no base' : 'names a base but does not require delta'}`, { reason: 'manifest-invalid' });
   }
-  if (m.base && !semver.valid(m.base.version)) {
+  // A receipt base is a new shape of base: only a reader that knows `receipt` may take it.
+  const receipt = requires.includes('receipt');
+  if (m.base && receipt !== isReceiptBase(m.base)) {
+    throw integrityError(`${MANIFEST_ENTRY}: ${receipt ? 'requires receipt but its base is a bundle' : 'its base is a receipt, but it does not require receipt'}`, { reason: 'manifest-invalid' });
+  }
+  if (receipt && !delta) throw integrityError(`${MANIFEST_ENTRY}: requires receipt but not delta`, { reason: 'manifest-invalid' });
+  if (m.base && !isReceiptBase(m.base) && !semver.valid(m.base.version)) {
     throw integrityError(`${MANIFEST_ENTRY}: base version "${m.base.version}" is not a semantic version`, { reason: 'manifest-invalid' });
+  }
+  if (m.base && isReceiptBase(m.base) && !isRealTimestamp(m.base.receipt.created)) {
+    throw integrityError(`${MANIFEST_ENTRY}: base receipt created "${m.base.receipt.created}" is not a valid date`, { reason: 'manifest-invalid' });
   }
   const left = m.blobs.find((b) => !isCarried(b));
   if (left && !delta) {
@@ -349,10 +389,13 @@ function checkDelta(m: Manifest): void {
   }
 }
 
+/** A time as manifests and receipts write it: UTC, whole seconds, `YYYY-MM-DDTHH:MM:SSZ`. */
+export const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
 /** True when `ts` (already YYYY-MM-DDTHH:MM:SSZ) names a real instant, written as it would print. */
-function isRealTimestamp(ts: string): boolean {
+export function isRealTimestamp(ts: string): boolean {
   const t = Date.parse(ts);
-  return Number.isFinite(t) && new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z') === ts;
+  return Number.isFinite(t) && isoSeconds(new Date(t)) === ts;
 }
 
 function checkBlobList(m: Manifest): void {

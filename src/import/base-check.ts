@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { policyError } from '../errors/index.js';
-import { baseBlobs, type BlobRecord, type Manifest } from '../bundle/manifest.js';
+import { baseBlobs, baseLabel, isReceiptBase, type BaseRef, type BlobRecord, type Manifest } from '../bundle/manifest.js';
 import type { ContentStore } from '../store/content-store.js';
 
 export interface BaseCheck {
@@ -19,6 +19,20 @@ const human = (n: number): string => {
   }
   return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
 };
+
+const deltaOf = (base: BaseRef): string =>
+  isReceiptBase(base)
+    ? `a delta built against what ${base.receipt.site} held at ${base.receipt.created} (receipt ${base.receipt.digest.slice(0, 'sha256:'.length + 12)})`
+    : `a delta of ${baseLabel(base)}`;
+
+function missingBaseHint(m: Manifest, base: BaseRef): string {
+  const full = `a full bundle of ${m.name} ${m.version}`;
+  if (!isReceiptBase(base)) return `import ${baseLabel(base)} here first (or any bundle holding those blobs), or ask the vendor for ${full}`;
+  return (
+    `this host is not ${base.receipt.site}, or lost those blobs since (a prune): import what ${base.receipt.site} held first, ` +
+    `or send the vendor a receipt of this host ('airlock bundle receipt') for a delta against it, or ask for ${full}`
+  );
+}
 
 /**
  * A delta bundle is imported only where the content store already holds
@@ -49,17 +63,12 @@ export async function checkBaseBlobs(m: Manifest, store: ContentStore): Promise<
   }
   const neededBytes = needed.reduce((n, b) => n + b.size, 0);
   if (lacking.length > 0 && m.base) {
-    const base = `${m.base.name} ${m.base.version}`;
     const bytes = lacking.reduce((n, b) => n + b.size, 0);
     const blobs = `${lacking.length} ${lacking.length === 1 ? 'blob' : 'blobs'}`;
     throw policyError(
-      `${m.name} ${m.version} is a delta of ${base}, and this host lacks ${blobs} (${human(bytes)}) of the ${needed.length} it relies on from that base` +
+      `${m.name} ${m.version} is ${deltaOf(m.base)}, and this host lacks ${blobs} (${human(bytes)}) of the ${needed.length} it relies on from that ${isReceiptBase(m.base) ? 'receipt' : 'base'}` +
         (damaged > 0 ? ` (${damaged} of them stored with the wrong size)` : ''),
-      {
-        reason: 'missing-base',
-        subject: base,
-        hint: `import ${base} here first (or any bundle holding those blobs), or ask the vendor for a full bundle of ${m.name} ${m.version}`,
-      },
+      { reason: 'missing-base', subject: baseLabel(m.base), hint: missingBaseHint(m, m.base) },
     );
   }
   return { needed: needed.length, neededBytes };

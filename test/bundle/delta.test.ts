@@ -9,91 +9,31 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, type KeyObject } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, truncate, writeFile, copyFile } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { readdir, readFile, rm, stat, truncate, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import tar from 'tar-stream';
-import Database from 'better-sqlite3';
-import { makeProject, makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
+import { makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { archiveImageIds, sha256File } from '../helpers/images.js';
 import { Bundle, fileEntry } from '../helpers/tamper.js';
+import { DeltaBench, EPOCH, MiB, entries, journal, manifestOf, sha, storeListing } from '../helpers/delta.js';
 import { loadPrivateKey } from '../../src/trust/keys.js';
-import { blobEntryName, type Manifest } from '../../src/bundle/manifest.js';
+import { blobEntryName, type BundleBaseRef, type Manifest } from '../../src/bundle/manifest.js';
 
 const REPO_PREFIX = 'deltatest';
-const EPOCH = { SOURCE_DATE_EPOCH: '1767225600' };
 
 let work: { dir: string; cleanup: () => Promise<void> };
 let daemon: PrivateDaemon;
 let signer: Signer;
 let key: KeyObject;
+let bench: DeltaBench;
 /** Project folders and bundles of v1, v2 and v3 (v3 changes the app layer again). */
 const p = { v1: '', v2: '', v3: '' };
 const b = { full1: '', full2: '', delta: '', deltaFromManifest: '', manifestFile: '' };
 
-const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-const MiB = 1024 * 1024;
-
-async function project(version: string): Promise<string> {
-  const dir = join(work.dir, `p-${version}`);
-  await mkdir(dir, { recursive: true });
-  await makeProject(dir, { version, repo: REPO_PREFIX, expires: null });
-  return dir;
-}
-
-async function build(projectDir: string, out: string, extra: string[] = []): Promise<string> {
-  const r = await runCli(['bundle', 'build', '-f', join(projectDir, 'bundle.yaml'), '--key', signer.keyPath, '-o', join(work.dir, out), '--json', ...extra], EPOCH);
-  assert.equal(r.code, 0, r.stderr + r.stdout);
-  return (JSON.parse(r.stdout) as { path: string }).path;
-}
-
-interface Entry {
-  name: string;
-  data: Buffer;
-}
-
-/** A bundle's entries, read with tar-stream directly, independent of airlock's reader. */
-async function entries(path: string): Promise<Entry[]> {
-  const out: Entry[] = [];
-  const extract = tar.extract();
-  createReadStream(path).pipe(extract as unknown as NodeJS.WritableStream);
-  for await (const e of extract) {
-    const chunks: Buffer[] = [];
-    for await (const c of e) chunks.push(c as Buffer);
-    out.push({ name: e.header.name, data: Buffer.concat(chunks) });
-  }
-  return out;
-}
-
-const manifestOf = async (path: string): Promise<{ manifest: Manifest; bytes: Buffer }> => {
-  const bytes = (await entries(path))[0]!.data;
-  return { manifest: JSON.parse(bytes.toString()) as Manifest, bytes };
-};
-
-const importArgs = (file: string, state: string, ...extra: string[]) => ['bundle', 'import', file, '--state', state, '--trust', signer.trustDir, '--json', ...extra];
-
-async function storeListing(state: string): Promise<Map<string, { ino: number; mtimeMs: number; size: number }>> {
-  const out = new Map<string, { ino: number; mtimeMs: number; size: number }>();
-  const dir = join(state, 'blobs', 'sha256');
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    const s = await stat(join(dir, name));
-    out.set(name, { ino: s.ino, mtimeMs: s.mtimeMs, size: s.size });
-  }
-  return out;
-}
-
-function journal(state: string) {
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
-  return {
-    kinds: () => (db.prepare('SELECT kind FROM events ORDER BY id').all() as { kind: string }[]).map((r) => r.kind),
-    events: () => db.prepare("SELECT outcome, subject, reason FROM events WHERE kind = 'bundle.import' ORDER BY id").all() as { outcome: string; subject: string; reason: string | null }[],
-    bundles: () => db.prepare('SELECT id, name, version FROM bundles ORDER BY id').all() as { id: number; name: string; version: string }[],
-    links: (id: number) => (db.prepare('SELECT digest FROM bundle_blobs WHERE bundle_id = ? ORDER BY digest').all(id) as { digest: string }[]).map((r) => r.digest),
-    close: () => db.close(),
-  };
-}
+const project = (version: string) => bench.project(version);
+const build = (projectDir: string, out: string, extra: string[] = []) => bench.build(projectDir, out, extra);
+const importArgs = (file: string, state: string, ...extra: string[]) => bench.importArgs(file, state, ...extra);
 
 before(async () => {
   work = await tempDir('airlock-delta-');
@@ -101,6 +41,7 @@ before(async () => {
   await daemon.start();
   signer = await makeSigner(work.dir);
   key = await loadPrivateKey(signer.keyPath);
+  bench = new DeltaBench(work.dir, signer, REPO_PREFIX);
   p.v1 = await project('1.0.0');
   p.v2 = await project('1.1.0');
   p.v3 = await project('1.2.0');
@@ -164,7 +105,7 @@ test('a delta carries only the changed app layer, image config and manifest, and
 test('--since a manifest file (bundle inspect --manifest, pretty-printed, or inspect --json) builds the same delta as --since the bundle', async () => {
   assert.equal(await sha256File(b.deltaFromManifest), await sha256File(b.delta));
   const raw = await readFile(b.manifestFile, 'utf8');
-  assert.equal(sha(Buffer.from(raw.trimEnd())), (await manifestOf(b.delta)).manifest.base!.manifestDigest);
+  assert.equal(sha(Buffer.from(raw.trimEnd())), ((await manifestOf(b.delta)).manifest.base as BundleBaseRef).manifestDigest);
 
   const pretty = join(work.dir, 'pretty.json');
   await writeFile(pretty, JSON.stringify(JSON.parse(raw), null, 2));
@@ -316,7 +257,7 @@ test('a delta on a host without its base is refused before anything changes; the
 test('a delta of a delta relies on everything its base named, carried or not', async () => {
   const d3 = await build(p.v3, 'delta3', ['--since', b.delta]);
   const m = (await manifestOf(d3)).manifest;
-  assert.equal(m.base!.version, '1.1.0');
+  assert.equal((m.base as BundleBaseRef).version, '1.1.0');
   const carried = m.blobs.filter((x) => x.carried !== false);
   assert.equal(carried.length, 5, 'only the v3 app layer, web config and manifest, compose and env files');
   const busybox = await sha256File(join(p.v3, 'images', 'base.tar'));

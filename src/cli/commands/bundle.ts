@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import type { Compression } from '../../bundle/blob-collector.js';
-import { baseBlobs, carriedBlobs, parseManifest, type Manifest } from '../../bundle/manifest.js';
+import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
@@ -17,6 +17,7 @@ import { progress } from '../progress.js';
 import { bytes, shortDigest, table } from '../format.js';
 import { isPartsIndex } from '../../bundle/parts.js';
 import { bundleSplitCommand, parseSplitSize, partsStatus, partsStatusLines, splitBuilt, splitJson, splitLines } from './bundle-split.js';
+import { receiptCommand } from './receipt.js';
 
 const trustOpt = { trust: stringOpt() };
 const stateOpt = { state: stringOpt() };
@@ -49,7 +50,7 @@ function summaryLines(m: Manifest): string[] {
     `content   ${bytes(content)} in ${carried.length} blobs (${bytes(stored)} as stored)`,
     ...(delta
       ? [
-          `delta     of ${delta.base.name} ${delta.base.version} (manifest ${shortDigest(delta.base.manifestDigest)}): ` +
+          `delta     ${isReceiptBase(delta.base) ? `against the ${baseLabel(delta.base)} (receipt ${shortDigest(delta.base.receipt.digest)})` : `of ${baseLabel(delta.base)} (manifest ${shortDigest(delta.base.manifestDigest)})`}: ` +
             `relies on ${delta.fromBase.blobs} blobs (${bytes(delta.fromBase.bytes)}) the host must hold already`,
         ]
       : []),
@@ -76,6 +77,29 @@ function signerOf(bytes: Buffer | null): string | null {
   }
 }
 
+/**
+ * A receipt's signature is always checked: it comes from outside, through
+ * any channel, and a receipt the site did not write would make the delta
+ * useless there. One base per delta, so not with --since.
+ */
+function receiptOptions(path: string | undefined, keyPath: string | undefined, since: string | undefined) {
+  if (path === undefined) {
+    if (keyPath !== undefined) throw usageError('--receipt-key checks the --since-receipt receipt: give --since-receipt FILE too');
+    return undefined;
+  }
+  if (since !== undefined) {
+    throw usageError('a delta has one base: give --since OLD or --since-receipt FILE, not both', {
+      hint: 'to build against what a site holds now, ask the site for a fresh receipt and use it alone',
+    });
+  }
+  if (keyPath === undefined) {
+    throw usageError("--since-receipt needs --receipt-key SITE.pub: a receipt is used only once it checks out against the site's public key", {
+      hint: "the site makes its key with 'airlock key generate' and gives you the .pub file",
+    });
+  }
+  return { path, keyPath };
+}
+
 /** The journal, read-only, when the state dir has one; verify uses it for the downgrade check. */
 async function existingJournal(stateDir: string): Promise<Journal | undefined> {
   if (!existsSync(join(stateDir, 'journal.db'))) return undefined;
@@ -87,7 +111,7 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'build'],
     summary: 'build and sign a bundle from bundle.yaml',
-    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--since OLD [--trust DIR]] [--split SIZE] [--json]',
+    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--since OLD [--trust DIR] | --since-receipt FILE --receipt-key SITE.pub] [--split SIZE] [--json]',
     details:
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
@@ -98,8 +122,22 @@ export const bundleCommands: Command[] = [
       "manifest as 'airlock bundle inspect OLD --manifest' prints it. --trust DIR also checks OLD's\n" +
       'signature (a bundle file only; by default its head must merely parse).\n' +
       '--split SIZE (100M, 1G, 512K or bytes, at least 1M) writes <name>-<version>.airlock.part-0001, … of\n' +
-      'SIZE bytes and the signed index <name>-<version>.airlock.parts instead of the one file.',
-    options: { file: stringOpt('f'), key: stringOpt(), out: stringOpt('o'), compress: stringOpt(), since: stringOpt(), split: stringOpt(), ...trustOpt, ...jsonOpt },
+      'SIZE bytes and the signed index <name>-<version>.airlock.parts instead of the one file.\n' +
+      "--since-receipt FILE builds a delta against what a site holds: FILE is the site's receipt\n" +
+      "('airlock bundle receipt' there), and every blob it lists is left out. Its signature is always\n" +
+      "checked, against the site's public key --receipt-key SITE.pub. Not together with --since.",
+    options: {
+      file: stringOpt('f'),
+      key: stringOpt(),
+      out: stringOpt('o'),
+      compress: stringOpt(),
+      since: stringOpt(),
+      split: stringOpt(),
+      'since-receipt': stringOpt(),
+      'receipt-key': stringOpt(),
+      ...trustOpt,
+      ...jsonOpt,
+    },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const file = str(values.file) ?? 'bundle.yaml';
@@ -112,6 +150,7 @@ export const bundleCommands: Command[] = [
       const splitText = str(values.split);
       const partSize = splitText === undefined ? undefined : parseSplitSize(splitText);
       if (trustDir !== undefined && since === undefined) throw usageError('--trust on bundle build checks the --since bundle: give --since OLD too');
+      const sinceReceipt = receiptOptions(str(values['since-receipt']), str(values['receipt-key']), since);
       const sinceTrust = trustDir === undefined ? undefined : await TrustStore.load(trustDirFrom(trustDir));
       const key = await loadPrivateKey(keyPath);
       const docker = await engine();
@@ -124,6 +163,7 @@ export const bundleCommands: Command[] = [
         docker,
         ...(since !== undefined ? { since } : {}),
         ...(sinceTrust ? { sinceTrust } : {}),
+        ...(sinceReceipt ? { sinceReceipt } : {}),
       }).finally(() => docker.close());
       const delta = deltaSummary(r.manifest);
       const split = partSize === undefined ? undefined : await splitBuilt(r.path, partSize, key);
@@ -144,6 +184,7 @@ export const bundleCommands: Command[] = [
       else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
     },
   },
+  receiptCommand,
   {
     path: ['bundle', 'inspect'],
     summary: "show a bundle's manifest and whether its signature checks out",
