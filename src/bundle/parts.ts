@@ -171,7 +171,7 @@ export async function readPartsIndex(indexPath: string, trust?: TrustStore): Pro
     value = JSON.parse(text);
   } catch (e) {
     // A cut upload of the index itself: incomplete, like a cut bundle.
-    if (text.trim() === '' || /end of (JSON )?input/i.test((e as Error).message)) {
+    if (text.trim() === '' || endsTooSoon((e as Error).message, text)) {
       throw integrityError(`parts index ${basename(indexPath)} is truncated: it ends before its JSON does`, {
         reason: 'truncated',
         subject: indexPath,
@@ -195,6 +195,12 @@ export async function readPartsIndex(indexPath: string, trust?: TrustStore): Pro
   checkPartList(indexPath, parsed.index);
   if (trust) checkIndexSignature(indexPath, parsed, trust);
   return { ...parsed, signatureChecked: trust !== undefined };
+}
+
+/** Whether JSON.parse failed because the text stops, not because of a wrong byte inside it. */
+function endsTooSoon(message: string, text: string): boolean {
+  const at = /at position (\d+)/.exec(message);
+  return /end of (JSON )?input/i.test(message) || (at !== null && Number(at[1]) >= text.length);
 }
 
 function checkPartList(indexPath: string, body: PartsIndexBody): void {
