@@ -19,12 +19,12 @@ export const MIN_PART_BYTES = 1024 * 1024;
 const CHUNK = 1024 * 1024;
 const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
-/** `100M`, `1G`, `512K`, `2GiB` or plain bytes; binary units (K = 1024). */
+/** `100M`, `1G`, `1536K`, `2GiB` or plain bytes; binary units (K = 1024). */
 export function parseSplitSize(text: string, flag = '--split'): number {
   const m = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
   const size = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : NaN;
   if (!Number.isSafeInteger(size)) {
-    throw usageError(`${flag} takes a size such as 100M, 1G, 512K or a number of bytes, not "${text}"`, { hint: 'units are binary: K = 1024 bytes, M = 1024 K, G = 1024 M' });
+    throw usageError(`${flag} takes a size such as 100M, 1G, 1536K or a number of bytes, not "${text}"`, { hint: 'units are binary: K = 1024 bytes, M = 1024 K, G = 1024 M' });
   }
   if (size < MIN_PART_BYTES) {
     throw usageError(`${flag} ${text} is below the smallest part size, 1M (${MIN_PART_BYTES} bytes)`, { hint: 'parts that small would make thousands of files; pick the largest size the channel takes' });

@@ -91,7 +91,7 @@ export const bundleSplitCommand: Command = {
   details:
     'Writes DIR/<stem>.airlock.part-0001, -0002, … of SIZE bytes each (the last one smaller) and the index\n' +
     'DIR/<stem>.airlock.parts, signed with KEY, which must be the key that signed the bundle. DIR defaults\n' +
-    "to the bundle's folder. SIZE: 100M, 1G, 512K or bytes (binary units), at least 1M.\n" +
+    "to the bundle's folder. SIZE: 100M, 1G, 1536K or bytes (binary units), at least 1M.\n" +
     'Deliver the parts and the index in any order; hosts take the index wherever a bundle file goes and\n' +
     'import once every part is there. The bundle file is left as it is.',
   options: { size: stringOpt(), key: stringOpt(), out: stringOpt('o'), ...jsonOpt },

@@ -121,7 +121,7 @@ export const bundleCommands: Command[] = [
       'imports it only if it holds those blobs already. OLD is the earlier .airlock file, or its\n' +
       "manifest as 'airlock bundle inspect OLD --manifest' prints it. --trust DIR also checks OLD's\n" +
       'signature (a bundle file only; by default its head must merely parse).\n' +
-      '--split SIZE (100M, 1G, 512K or bytes, at least 1M) writes <name>-<version>.airlock.part-0001, … of\n' +
+      '--split SIZE (100M, 1G, 1536K or bytes, at least 1M) writes <name>-<version>.airlock.part-0001, … of\n' +
       'SIZE bytes and the signed index <name>-<version>.airlock.parts instead of the one file.\n' +
       "--since-receipt FILE builds a delta against what a site holds: FILE is the site's receipt\n" +
       "('airlock bundle receipt' there), and every blob it lists is left out. Its signature is always\n" +
