@@ -4,10 +4,17 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { constants as zc, createGzip, deflateRawSync } from 'node:zlib';
-import type { BlobEncoding, BlobKind, BlobRecord, CarriedBlob } from './manifest.js';
+import { deflateRawSync } from 'node:zlib';
+import { checkEncodable, createEncoder, type Codec } from './encodings.js';
+import type { BlobKind, BlobRecord, CarriedBlob } from './manifest.js';
 
-export type Compression = 'auto' | 'gzip' | 'none';
+/**
+ * `auto` gzips what shrinks by 10% or more; `gzip` and `zstd` encode every
+ * carried blob. `auto` never picks zstd: a bundle's bytes must not depend on
+ * the builder's runtime, and a full bundle should stay v1 (docs/bundle-format.md, section 5).
+ */
+export type Compression = 'auto' | 'gzip' | 'zstd' | 'none';
+export const COMPRESSIONS: readonly Compression[] = ['auto', 'gzip', 'zstd', 'none'];
 
 const SAMPLE_BYTES = 1024 * 1024;
 /** Enough leading bytes to recognise a format by its magic number. */
@@ -32,7 +39,7 @@ export class BlobCollector {
   }
 
   private contentPath = (digest: string) => join(this.dir, digest.slice(7));
-  private storedPath = (b: BlobRecord) => (b.encoding === 'identity' ? this.contentPath(b.digest) : `${this.contentPath(b.digest)}.gz`);
+  private storedPath = (b: BlobRecord) => (b.encoding === 'identity' ? this.contentPath(b.digest) : `${this.contentPath(b.digest)}.${b.encoding}`);
 
   /** Adds a blob from a stream; returns its digest, size and first bytes. */
   async add(kind: BlobKind, source: Readable | Buffer): Promise<{ digest: string; size: number; head: Buffer }> {
@@ -82,19 +89,20 @@ export class BlobCollector {
     return left;
   }
 
-  /** Chooses each carried blob's encoding; incompressible blobs stay as they are. */
+  /** Chooses each carried blob's encoding; with `auto`, incompressible blobs stay as they are. */
   async encodeAll(compression: Compression): Promise<void> {
     if (compression === 'none') return;
+    checkEncodable(compression);
+    const codec: Codec = compression === 'zstd' ? 'zstd' : 'gzip';
     for (const blob of this.blobs.values()) {
       if (blob.carried === false) continue;
       if (compression === 'auto' && !(await this.looksCompressible(blob))) continue;
-      const gz = `${this.contentPath(blob.digest)}.gz`;
+      const out = `${this.contentPath(blob.digest)}.${codec}`;
       const hash = createHash('sha256');
       let size = 0;
       await pipeline(
         createReadStream(this.contentPath(blob.digest), { highWaterMark: 1024 * 1024 }),
-        // Fixed level and no file name or time in the header: same input, same bytes.
-        createGzip({ level: 6, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY }),
+        createEncoder(codec),
         async function* (src: AsyncIterable<Buffer>) {
           for await (const chunk of src) {
             hash.update(chunk);
@@ -102,15 +110,20 @@ export class BlobCollector {
             yield chunk;
           }
         },
-        createWriteStream(gz),
+        createWriteStream(out),
       );
       if (compression === 'auto' && size > blob.size * WORTHWHILE) {
-        await rm(gz);
+        await rm(out);
         continue;
       }
-      blob.encoding = 'gzip' satisfies BlobEncoding;
+      blob.encoding = codec;
       blob.stored = { digest: `sha256:${hash.digest('hex')}`, size };
     }
+  }
+
+  /** True when some carried blob is zstd-encoded: the manifest must then require zstd. */
+  usesZstd(): boolean {
+    return [...this.blobs.values()].some((b) => b.encoding === 'zstd');
   }
 
   /** Deflates a sample at the fastest level: cheap, and a fair predictor of gzip -6. */

@@ -27,6 +27,7 @@ import {
   type ImageRecord,
   type LayerRecord,
   type Manifest,
+  type Requirement,
   type SignatureRecord,
 } from './manifest.js';
 import { imagesReferencedByStacks } from './stack-images.js';
@@ -116,10 +117,12 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     }
     await work.encodeAll(opts.compression ?? 'auto');
 
-    // A full bundle stays v1, which every airlock reads; only a delta needs v2.
+    // A full bundle stays v1, which every airlock reads; only a delta or zstd blobs need v2.
+    const requires: Requirement[] = [...(base ? (isReceiptBase(base.ref) ? ['delta', 'receipt'] as const : ['delta'] as const) : []), ...(work.usesZstd() ? ['zstd'] as const : [])].sort();
     const manifest: Manifest = {
-      format: base ? FORMAT_V2 : FORMAT_V1,
-      ...(base ? { requires: isReceiptBase(base.ref) ? ['delta' as const, 'receipt' as const] : ['delta' as const], base: base.ref } : {}),
+      format: requires.length > 0 ? FORMAT_V2 : FORMAT_V1,
+      ...(requires.length > 0 ? { requires } : {}),
+      ...(base ? { base: base.ref } : {}),
       name: def.name,
       version: def.version,
       description: def.description,

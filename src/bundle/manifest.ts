@@ -18,14 +18,15 @@ export const FORMATS = [FORMAT_V1, FORMAT_V2] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** What a v2 manifest may require of its reader. */
-export const REQUIREMENTS = ['delta', 'receipt'] as const;
+export const REQUIREMENTS = ['delta', 'receipt', 'zstd'] as const;
 export type Requirement = (typeof REQUIREMENTS)[number];
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
 export const BLOB_PREFIX = 'blobs/sha256/';
 
 export type BlobKind = 'layer' | 'image-config' | 'image-manifest' | 'stack-file' | 'env-file' | 'file';
-export type BlobEncoding = 'identity' | 'gzip';
+/** `zstd` is v2 only, with `requires: ["zstd"]`: a v1 reader cannot decode it. */
+export type BlobEncoding = 'identity' | 'gzip' | 'zstd';
 
 /**
  * One blob the bundle needs, named by the SHA-256 of its content. Most are
@@ -138,6 +139,18 @@ export interface SignatureRecord {
   signature: string;
 }
 
+/** JSON Schema of a signature record (section 4 of docs/bundle-format.md), for files that embed one. */
+export const signatureRecordSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['algorithm', 'keyId', 'signature'],
+  properties: {
+    algorithm: { const: 'ed25519' },
+    keyId: { type: 'string', pattern: '^[0-9a-f]{16}$' },
+    signature: { type: 'string', pattern: '^[A-Za-z0-9+/]{86}==$' },
+  },
+} as const;
+
 const digest = { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' } as const;
 const size = { type: 'integer', minimum: 0 } as const;
 const sized = {
@@ -183,6 +196,11 @@ const carriedBlob = {
     encoding: { enum: ['identity', 'gzip'] },
     stored: sized,
   },
+} as const;
+/** v2 adds zstd, which the manifest must then require. */
+const carriedBlobV2 = {
+  ...carriedBlob,
+  properties: { ...carriedBlob.properties, encoding: { enum: ['identity', 'gzip', 'zstd'] } },
 } as const;
 const notCarriedBlob = {
   type: 'object',
@@ -271,7 +289,7 @@ export const manifestSchemaV2 = {
         { type: 'object', additionalProperties: false, required: ['receipt'], properties: { receipt: receiptRefSchema } },
       ],
     },
-    blobs: { type: 'array', items: { oneOf: [carriedBlob, notCarriedBlob] } },
+    blobs: { type: 'array', items: { oneOf: [carriedBlobV2, notCarriedBlob] } },
   },
 } as const;
 
@@ -410,6 +428,11 @@ function checkBlobList(m: Manifest): void {
     if ((b.encoding === 'identity') !== (b.stored === undefined)) {
       throw integrityError(`${MANIFEST_ENTRY}: blob ${b.digest} must give "stored" exactly when it is encoded`, { reason: 'manifest-invalid' });
     }
+  }
+  // One spelling: `requires` names zstd exactly when a carried blob is zstd-encoded.
+  const zstd = carriedBlobs(m).some((b) => b.encoding === 'zstd');
+  if (zstd !== (m.requires ?? []).includes('zstd')) {
+    throw integrityError(`${MANIFEST_ENTRY}: ${zstd ? 'has zstd-encoded blobs but does not require zstd' : 'requires zstd but has no zstd-encoded blob'}`, { reason: 'manifest-invalid' });
   }
 }
 

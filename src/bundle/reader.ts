@@ -3,11 +3,11 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { AirlockError, integrityError, notFound, policyError, signatureError, unsafeEntry } from '../errors/index.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { verifyBytes } from '../trust/keys.js';
+import { checkDecodable, createDecoder, isDecodeError } from './encodings.js';
 import { checkDeclaredSizes, withLimits, type Limits } from './limits.js';
 import { checkPartsHead, checkPartsSignature, explainPartsFailure, isPartsIndex, openParts, refuseLonePart } from './parts.js';
 import {
@@ -297,6 +297,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Ve
     const sig = checkSignature(headEntries, opts.trust);
     const manifest = parseManifest(headEntries.manifestBytes);
     checkDeclaredSizes(manifest, limits);
+    checkDecodable(manifest);
     checkExpiry(manifest, opts.now ?? new Date());
     const head: VerifiedHead = {
       manifest,
@@ -407,26 +408,26 @@ async function copyBlob(entry: Entry, blob: CarriedBlob, sink: BlobSink | undefi
   }
   const storedHash = createHash('sha256');
   const stored = hashStep(storedHash, storedSize, () => integrityError(`${name} is longer than declared`, { reason: 'size-mismatch', subject: name }));
+  const decoder = blob.encoding === 'identity' ? undefined : createDecoder(blob.encoding);
   const target = (await sink?.open(blob)) ?? drain;
-  const gunzip = blob.encoding === 'identity' ? undefined : createGunzip({ chunkSize: 1 << 20 });
   try {
-    if (!gunzip) {
+    if (!decoder) {
       await pipe(entry, stored.step, target);
     } else {
       const contentHash = createHash('sha256');
       const content = hashStep(contentHash, blob.size, () =>
         unsafeEntry(`${name} inflates beyond its declared ${blob.size} bytes`, { reason: 'decompression-bomb', subject: name }),
       );
-      await pipe(entry, stored.step, gunzip, content.step, target);
+      await pipe(entry, stored.step, decoder, content.step, target);
       checkDigest(name, 'decoded content', contentHash.digest('hex'), blob.digest, content.state.bytes, blob.size);
     }
   } catch (e) {
     if (e instanceof AirlockError) throw e;
     const code = (e as { code?: string }).code;
-    // A gzip stream that ends before its stored bytes do: gunzip stops reading and the pipeline sees a premature close.
-    const endedEarly = code === 'ERR_STREAM_PREMATURE_CLOSE' && gunzip?.readableEnded === true;
-    if (code?.startsWith('Z_') || endedEarly) {
-      const why = endedEarly ? 'the gzip stream ends before the entry does' : (e as Error).message;
+    // A compressed stream that ends before its stored bytes do: the decoder stops reading and the pipeline sees a premature close.
+    const endedEarly = code === 'ERR_STREAM_PREMATURE_CLOSE' && decoder?.readableEnded === true;
+    if (isDecodeError(e) || endedEarly) {
+      const why = endedEarly ? `the ${blob.encoding} stream ends before the entry does` : (e as Error).message;
       throw integrityError(`${name} is corrupt: its ${blob.encoding} data does not decode (${why})`, {
         reason: 'hash-mismatch',
         subject: name,

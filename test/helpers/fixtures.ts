@@ -105,10 +105,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real CLI in a child process, as an operator would. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/** Runs the real CLI in a child process, as an operator would; `node` picks another runtime (scripts/fetch-node). */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, node = process.execPath): Promise<CliResult> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(node, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
-import type { Compression } from '../../bundle/blob-collector.js';
+import { COMPRESSIONS, type Compression } from '../../bundle/blob-collector.js';
+import { checkEncodable } from '../../bundle/encodings.js';
 import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { stateDirFrom } from '../../store/state-dir.js';
@@ -111,12 +112,14 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'build'],
     summary: 'build and sign a bundle from bundle.yaml',
-    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|none] [--since OLD [--trust DIR] | --since-receipt FILE --receipt-key SITE.pub] [--split SIZE] [--json]',
+    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|zstd|none] [--since OLD [--trust DIR] | --since-receipt FILE --receipt-key SITE.pub] [--split SIZE] [--json]',
     details:
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
       'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
-      '--compress auto (default) gzips only blobs that shrink by 10% or more.\n' +
+      '--compress auto (default) gzips only blobs that shrink by 10% or more; gzip and zstd compress\n' +
+      'every blob. zstd makes smaller bundles that decode faster, but only an airlock whose runtime has\n' +
+      'zstd (the packaged one) reads them: it needs Node 22.15 or newer here, and makes a v2 bundle.\n' +
       '--since OLD builds a delta: it leaves out every blob the earlier bundle OLD names, and a host\n' +
       'imports it only if it holds those blobs already. OLD is the earlier .airlock file, or its\n' +
       "manifest as 'airlock bundle inspect OLD --manifest' prints it. --trust DIR also checks OLD's\n" +
@@ -144,7 +147,8 @@ export const bundleCommands: Command[] = [
       const keyPath = str(values.key);
       if (!keyPath) throw usageError('--key KEY is required: bundles are always signed');
       const compression = (str(values.compress) ?? 'auto') as Compression;
-      if (!['auto', 'gzip', 'none'].includes(compression)) throw usageError(`--compress must be auto, gzip or none, not "${compression}"`);
+      if (!COMPRESSIONS.includes(compression)) throw usageError(`--compress must be ${COMPRESSIONS.join(', ')}, not "${compression}"`);
+      checkEncodable(compression);
       const since = str(values.since);
       const trustDir = str(values.trust);
       const splitText = str(values.split);
