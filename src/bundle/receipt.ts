@@ -5,7 +5,7 @@ import semver from 'semver';
 import { integrityError, notFound, signatureError } from '../errors/index.js';
 import { keyIdOf, signBytes, verifyBytes } from '../trust/keys.js';
 import { canonicalBytes } from './canonical-json.js';
-import { bundleRefSchema, isRealTimestamp, receiptRefSchema, type BundleBaseRef, type ReceiptRef, type SignatureRecord } from './manifest.js';
+import { bundleRefSchema, isRealTimestamp, receiptRefSchema, signatureRecordSchema, type BundleBaseRef, type ReceiptRef, type SignatureRecord } from './manifest.js';
 
 export type { ReceiptRef } from './manifest.js';
 
@@ -72,16 +72,7 @@ const envelopeSchema = {
   required: ['receipt', 'signature'],
   properties: {
     receipt: { type: 'object' },
-    signature: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['algorithm', 'keyId', 'signature'],
-      properties: {
-        algorithm: { const: 'ed25519' },
-        keyId: { type: 'string', pattern: '^[0-9a-f]{16}$' },
-        signature: { type: 'string', pattern: '^[A-Za-z0-9+/]{86}==$' },
-      },
-    },
+    signature: signatureRecordSchema,
   },
 } as const;
 
