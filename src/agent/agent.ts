@@ -17,7 +17,8 @@ import { AgentQueue } from '../journal/agent-queue.js';
 import { loadAgentConfig, type AgentConfig, type FtpSourceSettings } from './config.js';
 import { deployWaiting } from './deployer.js';
 import { checkDrift } from './drift.js';
-import { FolderSource, isBundleName, type InboxFile } from './inbox/folder-source.js';
+import { FolderSource, type InboxFile } from './inbox/folder-source.js';
+import { gatherItems, isInboxName } from './inbox/part-sets.js';
 import { Intake, pruneDone } from './intake.js';
 import { createLogger, type Logger } from './log.js';
 import { ensureSwarmMembership } from './swarm-boot.js';
@@ -130,7 +131,7 @@ export class Agent {
       FtpSource: new (cfg: object, spool: string, log: Logger) => RemoteSource;
     };
     const complete = s.complete.mode === 'marker' ? s.complete : { mode: 'stable' as const, polls: 2 };
-    return new mod.FtpSource({ ...s, match: isBundleName, complete }, join(this.config.stateDir, 'spool', s.name.replace(/[^A-Za-z0-9._-]/g, '_')), this.log.with({ source: s.name }));
+    return new mod.FtpSource({ ...s, match: isInboxName, complete }, join(this.config.stateDir, 'spool', s.name.replace(/[^A-Za-z0-9._-]/g, '_')), this.log.with({ source: s.name }));
   }
 
   private teardown(): void {
@@ -185,19 +186,24 @@ export class Agent {
         this.log.error('FTP poll failed', { source: r.settings.name, error: asAirlockError(e).message });
         continue;
       }
+      // What the spool holds is whole: a split set there waits only for parts not fetched yet.
+      const files: InboxFile[] = [];
       for (const path of ready) {
-        if (this.stopping) return;
         const { size, mtimeMs } = await stat(path);
-        const outcome = await this.intake.take({ source: r.settings.name, path, name: basename(path), size, mtimeMs });
-        if (outcome && outcome.kind !== 'retry') await r.source.settle(path);
+        files.push({ source: r.settings.name, path, name: basename(path), size, mtimeMs });
+      }
+      for (const item of await gatherItems(files, (f) => f)) {
+        if (this.stopping) return;
+        const outcome = await this.intake.takeItem(item);
+        if (outcome && outcome.kind !== 'retry') for (const f of outcome.files) await r.source.settle(f.path);
       }
     }
     if (!only) {
       for (const f of this.folders) {
-        for (const file of await f.scan()) {
+        for (const item of await f.scan()) {
           if (this.stopping) return;
-          const outcome = await this.intake.take(file);
-          if (outcome && outcome.kind !== 'retry') f.forget(file.name);
+          const outcome = await this.intake.takeItem(item);
+          if (outcome && outcome.kind !== 'retry') for (const file of outcome.files) f.forget(file.name);
         }
       }
       this.scheduleRescan();

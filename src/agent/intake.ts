@@ -1,9 +1,10 @@
 /**
- * What happens to one complete inbox file: imported (blobs stored, images
- * loaded) and queued for the maintenance window, then moved to done/; or,
- * refused for what it is, moved to quarantine/ with a reason file; or left
- * where it is to be tried again when the refusal was only that it was
- * incomplete, or the host was not ready.
+ * What happens to one complete inbox file, or one split set (an index and
+ * all its parts): imported (blobs stored, images loaded) and queued for the
+ * maintenance window, then moved to done/; or, refused for what it is,
+ * moved to quarantine/ with a reason file; or left where it is to be tried
+ * again when the refusal was only that it was incomplete, or the host was
+ * not ready. A set still missing parts, and a part without its index, wait.
  */
 import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -16,18 +17,20 @@ import { BundleRecords } from '../journal/bundles.js';
 import { Journal } from '../journal/journal.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { AgentConfig } from './config.js';
+import { isPartsIndex, partNameOf, PARTS_INCOMPLETE_REASONS, PARTS_SUFFIX } from '../bundle/parts.js';
 import type { InboxFile } from './inbox/folder-source.js';
+import type { InboxItem } from './inbox/part-sets.js';
 import type { Logger } from './log.js';
 
 export type IntakeOutcome =
-  | { kind: 'imported'; result: ImportResult; queued: boolean; movedTo: string }
-  | { kind: 'quarantined'; error: AirlockError; movedTo: string }
+  | { kind: 'imported'; result: ImportResult; queued: boolean; movedTo: string; files: InboxFile[] }
+  | { kind: 'quarantined'; error: AirlockError; movedTo: string; files: InboxFile[] }
   | { kind: 'retry'; error: AirlockError };
 
 /** Refusals for what the bundle is: it will never import, so it leaves the inbox. */
 const REFUSED = new Set(['signature', 'integrity', 'unsafeEntry', 'policy']);
 /** Integrity refusals that only say the file is not all there yet. */
-const INCOMPLETE = new Set(['truncated', 'missing-entry']);
+const INCOMPLETE = new Set(['truncated', 'missing-entry', ...PARTS_INCOMPLETE_REASONS]);
 
 export const isIncomplete = (e: AirlockError): boolean => e.kind === 'integrity' && INCOMPLETE.has(e.reason);
 
@@ -39,15 +42,31 @@ export interface IntakeDeps {
   now?: () => number;
 }
 
+/** What a unit looked like when it was last seen failing or waiting: tried again only once it changes. */
 interface Failure {
-  size: number;
-  mtimeMs: number;
+  look: string;
   since: number;
+  /** For waiting units: what was last said they wait for. */
+  about?: string;
 }
 
+/** One piece of work: a bundle file, or a split set named by its index. */
+interface Unit {
+  /** The bundle file or the index: names the unit in logs, reason files and the queue. */
+  main: InboxFile;
+  /** Every file that leaves the inbox with it (main first). */
+  files: InboxFile[];
+}
+
+/** Size and mtime of every file: a unit that looks the same has not changed. */
+const lookOf = (files: InboxFile[]): string => files.map((f) => `${f.name}:${f.size}:${f.mtimeMs}`).join('|');
+const bytesOf = (files: InboxFile[]): number => files.reduce((n, f) => n + f.size, 0);
+
 export class Intake {
-  /** Incomplete files by path: tried again only once they change, quarantined after giveUpAfter. */
+  /** Incomplete units by main path: tried again only once they change, quarantined after giveUpAfter. */
   private readonly incomplete = new Map<string, Failure>();
+  /** Split sets and lone parts waiting for more, by path: logged once per change, given up after giveUpAfter unchanged. */
+  private readonly waiting = new Map<string, Failure>();
 
   constructor(private readonly deps: IntakeDeps) {}
 
@@ -63,25 +82,50 @@ export class Intake {
     return join(this.deps.config.inbox.dir, 'quarantine');
   }
 
-  /** Whether a file failed as incomplete and has not changed since; such a file is not tried again yet. */
-  private stillIncomplete(file: InboxFile): Failure | undefined {
-    const f = this.incomplete.get(file.path);
-    return f && f.size === file.size && f.mtimeMs === file.mtimeMs ? f : undefined;
+  /** Takes one inbox item; undefined when there is nothing to do yet (incomplete and unchanged, or waiting for parts). */
+  async takeItem(item: InboxItem): Promise<IntakeOutcome | undefined> {
+    switch (item.kind) {
+      case 'bundle':
+        return this.take(item.file);
+      case 'parts':
+        this.waiting.delete(item.index.path);
+        return this.process({ main: item.index, files: [item.index, ...item.parts] });
+      case 'bad-index':
+        return this.process({ main: item.file, files: [item.file] }, () => Promise.reject(item.error));
+      case 'waiting':
+        return this.waitForParts(item);
+      case 'lone':
+        return this.waitForIndex(item.file);
+    }
   }
 
-  /** Takes one file; undefined when it was skipped (incomplete and unchanged). */
-  async take(file: InboxFile): Promise<IntakeOutcome | undefined> {
+  /** Takes one bundle file; undefined when it was skipped (incomplete and unchanged). */
+  take(file: InboxFile): Promise<IntakeOutcome | undefined> {
+    return this.process({ main: file, files: [file] });
+  }
+
+  /**
+   * Imports a unit (or runs `attempt` in its place), then moves it to done/,
+   * or to quarantine/ when refused, or leaves it to try again.
+   */
+  private async process(unit: Unit, attempt?: () => Promise<ImportResult>): Promise<IntakeOutcome | undefined> {
     const { config, log } = this.deps;
-    const failed = this.stillIncomplete(file);
+    const { main } = unit;
+    const look = lookOf(unit.files);
+    const seen = this.incomplete.get(main.path);
+    const failed = seen?.look === look ? seen : undefined;
     if (failed && this.now - failed.since < config.inbox.giveUpAfterMs) return undefined;
-    const flog = log.with({ file: file.name, source: file.source });
+    const flog = log.with({ file: main.name, source: main.source });
     try {
-      if (failed) throw this.gaveUp(file, failed);
-      flog.info('importing bundle', { bytes: file.size });
-      const result = await importBundle(file.path, { stateDir: config.stateDir, trust: await this.deps.trust(), docker: this.deps.docker, lockWaitMs: 10 * 60_000 });
-      this.incomplete.delete(file.path);
-      const queued = await this.queue(result, file, flog);
-      const movedTo = await moveInto(this.doneDir, file);
+      if (failed) throw this.gaveUp(main.name, bytesOf(unit.files), failed);
+      const parts = unit.files.length > 1 ? { parts: unit.files.length - 1 } : {};
+      if (!attempt) flog.info('importing bundle', { bytes: bytesOf(unit.files), ...parts });
+      const result = attempt
+        ? await attempt()
+        : await importBundle(main.path, { stateDir: config.stateDir, trust: await this.deps.trust(), docker: this.deps.docker, lockWaitMs: 10 * 60_000 });
+      this.incomplete.delete(main.path);
+      const queued = await this.queue(result, main, flog);
+      const movedTo = await this.moveUnit(this.doneDir, unit);
       flog.info(result.alreadyImported ? 'bundle was already imported' : 'bundle imported', {
         bundle: result.name,
         version: result.version,
@@ -89,12 +133,13 @@ export class Intake {
         new_bytes: result.newBytes,
         queued,
         moved_to: movedTo,
+        ...parts,
       });
-      return { kind: 'imported', result, queued, movedTo };
+      return { kind: 'imported', result, queued, movedTo, files: unit.files };
     } catch (e) {
       const err = asAirlockError(e);
       if (isIncomplete(err) && !failed) {
-        if (!this.incomplete.has(file.path)) this.incomplete.set(file.path, { size: file.size, mtimeMs: file.mtimeMs, since: this.now });
+        if (seen?.look !== look) this.incomplete.set(main.path, { look, since: this.now });
         flog.warn('bundle is incomplete; it is tried again once it changes', { reason: err.reason, error: err.message });
         return { kind: 'retry', error: err };
       }
@@ -103,18 +148,90 @@ export class Intake {
         flog.error('bundle could not be imported now; it stays in the inbox', { class: err.kind, reason: err.reason, error: err.message });
         return { kind: 'retry', error: err };
       }
-      this.incomplete.delete(file.path);
-      const movedTo = await this.quarantine(file, err);
-      flog.warn('bundle refused and quarantined', { class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo });
-      return { kind: 'quarantined', error: err, movedTo };
+      this.incomplete.delete(main.path);
+      return this.refuse(unit, err, flog);
     }
   }
 
-  private gaveUp(file: InboxFile, f: Failure): AirlockError {
-    const minutes = Math.round((this.now - f.since) / 60_000);
-    return integrityError(`${file.name} is still incomplete after ${minutes} min unchanged (${file.size} bytes): the upload was cut short`, {
+  /**
+   * A refused unit goes to quarantine/. A split set whose refusal names one
+   * of its parts (damaged: another hash or size) gives up only that part:
+   * over a one-way channel the vendor can resend just it, and the others
+   * wait for it here.
+   */
+  private async refuse(unit: Unit, err: AirlockError, flog: Logger): Promise<IntakeOutcome> {
+    const damaged = unit.files.length > 1 ? unit.files.find((f) => f !== unit.main && f.name === err.subject) : undefined;
+    const out: Unit = damaged ? { main: damaged, files: [damaged] } : unit;
+    const movedTo = await this.quarantine(out, err);
+    if (damaged) {
+      flog.warn('damaged part quarantined; the other parts wait for it to be sent again', { part: damaged.name, class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo });
+    } else {
+      flog.warn('bundle refused and quarantined', { class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo, ...(unit.files.length > 1 ? { files: unit.files.length } : {}) });
+    }
+    return { kind: 'quarantined', error: err, movedTo, files: out.files };
+  }
+
+  /** A split set with parts missing or still arriving: said once per change; unchanged for giveUpAfter, quarantined whole. */
+  private async waitForParts(item: Extract<InboxItem, { kind: 'waiting' }>): Promise<IntakeOutcome | undefined> {
+    const unit: Unit = { main: item.index, files: [item.index, ...item.present] };
+    const names = [...item.missing, ...item.arriving].map((p) => p.name);
+    const w = this.noteWaiting(item.index.path, unit.files, names.join(','));
+    if (w.tell) {
+      this.deps.log.info('split bundle waits for parts', {
+        file: item.index.name,
+        source: item.index.source,
+        bundle: item.label,
+        waiting: names.length,
+        bytes: [...item.missing, ...item.arriving].reduce((n, p) => n + p.size, 0),
+        missing: item.missing.map((p) => p.name).join(',') || undefined,
+        arriving: item.arriving.map((p) => p.name).join(',') || undefined,
+      });
+    }
+    if (this.now - w.since < this.deps.config.inbox.giveUpAfterMs) return undefined;
+    this.waiting.delete(item.index.path);
+    const minutes = Math.round((this.now - w.since) / 60_000);
+    const err = integrityError(`${item.label} (${item.index.name}): ${names.length} part(s) still missing or incomplete after ${minutes} min without a change: ${names.join(', ')}`, {
       reason: 'incomplete',
-      subject: file.name,
+      subject: names[0]!,
+      hint: 'send the missing parts again, then the index',
+    });
+    return this.refuse(unit, err, this.deps.log.with({ file: item.index.name, source: item.index.source }));
+  }
+
+  /** A part no index lists: it waits for its index; unchanged for giveUpAfter, quarantined. */
+  private async waitForIndex(part: InboxFile): Promise<IntakeOutcome | undefined> {
+    const index = basename(partNameOf(part.path)!.index);
+    const w = this.noteWaiting(part.path, [part], index);
+    if (w.tell) this.deps.log.info('part waits for its index', { file: part.name, source: part.source, index, bytes: part.size });
+    if (this.now - w.since < this.deps.config.inbox.giveUpAfterMs) return undefined;
+    this.waiting.delete(part.path);
+    const minutes = Math.round((this.now - w.since) / 60_000);
+    const err = integrityError(`${part.name} is a part of a split bundle, but no index listing it arrived in ${minutes} min: ${index}`, {
+      reason: 'no-parts-index',
+      subject: part.name,
+      hint: `send ${index} (it names every part) along with the parts`,
+    });
+    return this.refuse({ main: part, files: [part] }, err, this.deps.log.with({ file: part.name, source: part.source }));
+  }
+
+  /**
+   * Since when a waiting set or part has looked the same (a change restarts
+   * the giveUpAfter clock), and whether what it waits for (`about`) is new
+   * and worth a log line: once per change, not at every poll.
+   */
+  private noteWaiting(key: string, files: InboxFile[], about: string): { since: number; tell: boolean } {
+    const look = lookOf(files);
+    const w = this.waiting.get(key);
+    const since = w?.look === look ? w.since : this.now;
+    this.waiting.set(key, { look, since, about });
+    return { since, tell: w?.about !== about };
+  }
+
+  private gaveUp(name: string, size: number, f: Failure): AirlockError {
+    const minutes = Math.round((this.now - f.since) / 60_000);
+    return integrityError(`${name} is still incomplete after ${minutes} min unchanged (${size} bytes): the upload was cut short`, {
+      reason: 'incomplete',
+      subject: name,
       hint: 'upload the bundle again',
     });
   }
@@ -137,8 +254,9 @@ export class Intake {
     }
   }
 
-  private async quarantine(file: InboxFile, err: AirlockError): Promise<string> {
-    const movedTo = await moveInto(this.quarantineDir, file);
+  private async quarantine(unit: Unit, err: AirlockError): Promise<string> {
+    const file = unit.main;
+    const movedTo = await this.moveUnit(this.quarantineDir, unit);
     const reason = {
       file: file.name,
       source: file.source,
@@ -149,6 +267,7 @@ export class Intake {
       message: err.message,
       ...(err.subject ? { entry: err.subject } : {}),
       ...(err.hint ? { hint: err.hint } : {}),
+      ...(unit.files.length > 1 ? { files: unit.files.map((f) => f.name) } : {}),
     };
     await writeFile(`${movedTo}.reason`, YAML.stringify(reason));
     const journal = Journal.open(this.deps.config.stateDir);
@@ -159,13 +278,23 @@ export class Intake {
     }
     return movedTo;
   }
+
+  /** Moves a unit into `dir`; returns where its main file went. A split set keeps its names (parts are found by name). */
+  private async moveUnit(dir: string, unit: Unit): Promise<string> {
+    if (unit.files.length === 1 && unit.main.name.endsWith('.airlock')) return moveInto(dir, unit.main);
+    for (const f of unit.files.slice(1)) await moveInto(dir, f, { replace: true });
+    return moveInto(dir, unit.main, { replace: true });
+  }
 }
 
-/** Moves a file (and its marker) into `dir`, under a new name if one is taken; returns where it went. */
-export async function moveInto(dir: string, file: Pick<InboxFile, 'path' | 'marker'>): Promise<string> {
+/**
+ * Moves a file (and its marker) into `dir`, under a new name if one is
+ * taken (or over it, with `replace`); returns where it went.
+ */
+export async function moveInto(dir: string, file: Pick<InboxFile, 'path' | 'marker'>, opts: { replace?: boolean } = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
   let target = join(dir, basename(file.path));
-  if (await exists(target)) target = join(dir, `${basename(file.path, '.airlock')}.${new Date().toISOString().replace(/[:.]/g, '')}.airlock`);
+  if (!opts.replace && (await exists(target))) target = join(dir, `${basename(file.path, '.airlock')}.${new Date().toISOString().replace(/[:.]/g, '')}.airlock`);
   await moveFile(file.path, target);
   if (file.marker) await rm(file.marker, { force: true });
   return target;
@@ -183,11 +312,23 @@ async function moveFile(from: string, to: string): Promise<void> {
 
 const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
 
-/** Keeps the newest `keep` bundle files in done/; the content store holds what they carried. */
+/**
+ * Keeps the newest `keep` bundles in done/; a split set (its index and the
+ * parts it names) counts as one. The content store holds what they carried.
+ */
 export async function pruneDone(dir: string, keep: number): Promise<string[]> {
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.airlock'));
-  const files = await Promise.all(names.map(async (n) => ({ path: join(dir, n), mtimeMs: (await stat(join(dir, n))).mtimeMs })));
-  const old = files.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(keep);
-  for (const f of old) await rm(f.path, { force: true });
-  return old.map((f) => f.path);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const units = names.filter((n) => n.endsWith('.airlock') || isPartsIndex(n));
+  const dated = await Promise.all(units.map(async (n) => ({ name: n, mtimeMs: (await stat(join(dir, n))).mtimeMs })));
+  const old = dated.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(keep);
+  const removed: string[] = [];
+  for (const u of old) {
+    const stem = isPartsIndex(u.name) ? u.name.slice(0, -PARTS_SUFFIX.length) : undefined;
+    const parts = stem === undefined ? [] : names.filter((n) => partNameOf(n)?.stem === stem);
+    for (const n of [u.name, ...parts]) {
+      await rm(join(dir, n), { force: true });
+      removed.push(join(dir, n));
+    }
+  }
+  return removed;
 }

@@ -1,13 +1,16 @@
 /**
  * A local inbox folder: often the FTP server's upload folder. A bundle is
  * taken only once it is complete: its size and modification time unchanged
- * for a while across scans, or a marker file next to it.
+ * for a while across scans, or a marker file next to it. A split bundle's
+ * index and each of its parts are judged the same way, one file at a time;
+ * part-sets.ts decides when a set is whole.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Completeness } from '../config.js';
 import type { Logger } from '../log.js';
+import { gatherItems, isInboxName, type InboxItem } from './part-sets.js';
 
 export interface InboxFile {
   source: string;
@@ -19,14 +22,12 @@ export interface InboxFile {
   marker?: string;
 }
 
-/** Bundle file names the agent takes. */
-export const isBundleName = (name: string): boolean => !name.startsWith('.') && name.endsWith('.airlock');
-
 interface Seen {
   size: number;
   mtimeMs: number;
   since: number;
   scans: number;
+  stable: boolean;
 }
 
 export class FolderSource {
@@ -44,8 +45,8 @@ export class FolderSource {
     await mkdir(this.dir, { recursive: true });
   }
 
-  /** The bundles that are complete as of `now`. */
-  async scan(now = Date.now()): Promise<InboxFile[]> {
+  /** The bundles and split sets that are complete as of `now`, and the sets and parts still waiting. */
+  async scan(now = Date.now()): Promise<InboxItem[]> {
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -54,31 +55,40 @@ export class FolderSource {
       return [];
     }
     const present = new Set(names);
-    const ready: InboxFile[] = [];
-    for (const name of names.filter(isBundleName).sort()) {
+    const files: InboxFile[] = [];
+    const whole = new Map<string, InboxFile>();
+    for (const name of names.filter(isInboxName).sort()) {
       const path = join(this.dir, name);
       const st = await stat(path).catch(() => undefined);
       if (!st?.isFile()) continue;
       const file: InboxFile = { source: this.name, path, name, size: st.size, mtimeMs: st.mtimeMs };
-      if (this.complete.mode === 'marker') {
-        const marker = name + this.complete.suffix;
-        if (present.has(marker)) ready.push({ ...file, marker: join(this.dir, marker) });
-        continue;
-      }
-      const before = this.seen.get(name);
-      const same = before && before.size === st.size && before.mtimeMs === st.mtimeMs;
-      const seen: Seen = same ? { ...before, scans: before.scans + 1 } : { size: st.size, mtimeMs: st.mtimeMs, since: now, scans: 1 };
-      this.seen.set(name, seen);
-      if (seen.scans >= 2 && now - seen.since >= this.complete.stableForMs) ready.push(file);
-      else this.log.debug('waiting for the file to stop changing', { source: this.name, file: name, size: st.size });
+      files.push(file);
+      const done = this.completeness(file, present, now);
+      if (done) whole.set(name, done);
     }
     for (const name of this.seen.keys()) if (!present.has(name)) this.seen.delete(name);
-    return ready;
+    return gatherItems(files, (f) => whole.get(f.name));
+  }
+
+  /** Whether one file is complete by this source's rule; in 'stable' mode, updates what was seen of it. */
+  private completeness(file: InboxFile, present: Set<string>, now: number): InboxFile | undefined {
+    if (this.complete.mode === 'marker') {
+      const marker = file.name + this.complete.suffix;
+      return present.has(marker) ? { ...file, marker: join(this.dir, marker) } : undefined;
+    }
+    const before = this.seen.get(file.name);
+    const same = before && before.size === file.size && before.mtimeMs === file.mtimeMs;
+    const seen: Seen = same ? { ...before, scans: before.scans + 1 } : { size: file.size, mtimeMs: file.mtimeMs, since: now, scans: 1, stable: false };
+    seen.stable = seen.scans >= 2 && now - seen.since >= this.complete.stableForMs;
+    this.seen.set(file.name, seen);
+    if (seen.stable) return file;
+    this.log.debug('waiting for the file to stop changing', { source: this.name, file: file.name, size: file.size });
+    return undefined;
   }
 
   /** Files seen but not yet complete: the agent scans again after `stableFor`. */
   get waiting(): number {
-    return this.complete.mode === 'stable' ? this.seen.size : 0;
+    return this.complete.mode === 'stable' ? [...this.seen.values()].filter((s) => !s.stable).length : 0;
   }
 
   /** Forget a file once it was taken, so a new upload under its name is watched afresh. */
@@ -90,7 +100,7 @@ export class FolderSource {
   watch(onChange: () => void): void {
     try {
       this.watcher = watch(this.dir, { persistent: false }, (_event, file) => {
-        if (file === null || isBundleName(file.toString()) || this.complete.mode === 'marker') onChange();
+        if (file === null || isInboxName(file.toString()) || this.complete.mode === 'marker') onChange();
       });
       this.watcher.on('error', (e) => this.log.warn('inbox watch failed; polling only', { source: this.name, error: e.message }));
     } catch (e) {
