@@ -295,7 +295,8 @@ export function partsCheckError(indexPath: string, index: PartsIndex, check: Par
   return null;
 }
 
-function damagedPart(p: PartRecord, actualHex: string): AirlockError {
+/** A part whose bytes do not hash to what the index says: names it, for the reader and for a check before upload. */
+export function damagedPart(p: PartRecord, actualHex: string): AirlockError {
   return integrityError(`part ${p.name} is damaged: its SHA-256 is ${actualHex}, the index says ${p.sha256}`, {
     reason: 'hash-mismatch',
     subject: p.name,
@@ -492,6 +493,11 @@ export async function openParts(indexPath: string, trust?: TrustStore): Promise<
   const err = partsCheckError(indexPath, index, await checkParts(indexPath, index));
   if (err) throw err;
   return new PartsStream(indexPath, index);
+}
+
+/** The size of the bundle a file holds: the file's own, or for an index, the whole bundle's (for progress). */
+export async function bundleBytes(path: string): Promise<number> {
+  return isPartsIndex(path) ? (await readPartsIndex(path)).index.size : (await stat(path)).size;
 }
 
 /** A part given where its index belongs: say which file to give instead. */
