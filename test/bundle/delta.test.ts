@@ -330,7 +330,7 @@ test('readers refuse what a delta manifest may not say, and a blob smuggled into
   const cases: [string, Buffer, string, RegExp][] = [
     ['an entry for a blob the delta does not carry', good.append(fileEntry(blobEntryName(left.digest), Buffer.alloc(left.size))).pack(), 'extra-entry', /is a blob the manifest says this delta bundle does not carry/],
     ['v1 with a blob not carried', resigned((m) => { m.format = 'airlock.bundle.v1'; delete m.requires; delete m.base; }), 'manifest-invalid', /does not match format airlock\.bundle\.v1/],
-    ['v2 requiring a feature this airlock lacks', resigned((m) => void (m.requires = ['delta', 'zstd' as 'delta'])), 'manifest-invalid', /requires "zstd", which this airlock does not support/],
+    ['v2 requiring a feature this airlock lacks', resigned((m) => void (m.requires = ['brotli' as 'delta', 'delta'])), 'manifest-invalid', /requires "brotli", which this airlock does not support/],
     ['a delta without its base', resigned((m) => void delete m.base), 'manifest-invalid', /requires delta but names no base/],
     ['a base without delta', resigned((m) => void (m.requires = [])), 'manifest-invalid', /names a base but does not require delta/],
     ['an unknown format', resigned((m) => void ((m as { format: string }).format = 'airlock.bundle.v3')), 'manifest-invalid', /is in format "airlock\.bundle\.v3", which this airlock does not read/],
