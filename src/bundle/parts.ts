@@ -25,7 +25,7 @@ import { AirlockError, integrityError, notFound, signatureError, usageError } fr
 import type { TrustStore } from '../trust/trust-store.js';
 import { verifyBytes } from '../trust/keys.js';
 import { canonicalBytes, canonicalJson } from './canonical-json.js';
-import type { SignatureRecord } from './manifest.js';
+import { signatureRecordSchema, type SignatureRecord } from './manifest.js';
 
 export const PARTS_FORMAT = 'airlock.parts.v1';
 export const PARTS_SUFFIX = '.airlock.parts';
@@ -99,16 +99,7 @@ const validateIndexFile = ajv.compile({
   additionalProperties: false,
   required: ['index', 'signature'],
   properties: {
-    signature: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['algorithm', 'keyId', 'signature'],
-      properties: {
-        algorithm: { const: 'ed25519' },
-        keyId: { type: 'string', pattern: '^[0-9a-f]{16}$' },
-        signature: { type: 'string', pattern: '^[A-Za-z0-9+/]{86}==$' },
-      },
-    },
+    signature: signatureRecordSchema,
     index: {
       type: 'object',
       additionalProperties: false,
