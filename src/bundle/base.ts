@@ -7,6 +7,7 @@ import { readReceipt } from './receipt.js';
 import { loadPublicKey } from '../trust/keys.js';
 import { checkSignature, openBundleFile, readBundleHead, sha256Hex } from './reader.js';
 import { DEFAULT_LIMITS } from './limits.js';
+import { isPartsIndex } from './parts.js';
 
 /** What a delta is built against: the base bundle's name (or the site's receipt) and every blob a host that took it holds. */
 export interface DeltaBase {
@@ -48,8 +49,8 @@ export async function loadDeltaBase(path: string, trust?: TrustStore): Promise<D
     }
     throw e;
   }
-  // A tar stream starts with an entry name; a manifest file with JSON.
-  const isJson = /^[\s{]$/.test(first.toString('latin1'));
+  // A tar stream starts with an entry name; a manifest file with JSON. A split bundle's index is JSON, but stands for the bundle.
+  const isJson = !isPartsIndex(path) && /^[\s{]$/.test(first.toString('latin1'));
   if (isJson) {
     if (trust) {
       throw usageError(`--trust checks a base bundle's signature, but ${path} is a manifest, which carries none`, {

@@ -197,6 +197,18 @@ test('import from the index stores exactly what importing the whole bundle store
   assert.equal(manifest.stdout, direct.stdout);
 });
 
+test('build --since takes the index of a split base, and makes the same delta as from the whole bundle', async () => {
+  const project = join(work.dir, 'project-1.1.0');
+  await mkdir(project, { recursive: true });
+  const def = await makeProject(project, { version: '1.1.0', expires: null });
+  const delta = async (since: string, out: string) => {
+    const r = await runCli(['bundle', 'build', '-f', def, '--key', signer.keyPath, '-o', join(work.dir, out), '--since', since, '--trust', signer.trustDir, '--json'], EPOCH);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    return readFile((JSON.parse(r.stdout) as { path: string }).path);
+  };
+  assert.ok((await delta(join(builtSplit, INDEX), 'delta-from-parts')).equals(await delta(whole, 'delta-from-whole')));
+});
+
 test('parts that arrive out of order, one missing, are refused by name and change nothing; once the part arrives, the import goes through', async () => {
   const state = join(work.dir, 'state-late');
   const missing = 3;
