@@ -261,13 +261,8 @@ async function main(): Promise<void> {
   let cli: string;
   if (args.airlock) cli = resolve(args.airlock);
   else {
-    const snap = join(work, 'airlock');
-    await cp(join(repo, 'dist', 'src'), join(snap, 'dist', 'src'), { recursive: true });
-    await cp(join(repo, 'bin'), join(snap, 'bin'), { recursive: true });
-    await cp(join(repo, 'package.json'), join(snap, 'package.json'));
-    // A copy, not a link: an `npm install` elsewhere must not pull modules from under a run.
-    await cp(join(repo, 'node_modules'), join(snap, 'node_modules'), { recursive: true, verbatimSymlinks: true });
-    cli = join(snap, 'bin', 'airlock');
+    const { snapshotAirlock } = await import('./lib/snapshot.js');
+    cli = await snapshotAirlock(repo, join(work, 'airlock'));
   }
   const airlockRoot = dirname(dirname(cli));
   const daemon = new PrivateDaemon(join(work, 'engine'));

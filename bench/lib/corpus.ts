@@ -4,7 +4,7 @@
  * content: random bytes (incompressible, so `--compress auto` keeps them as
  * they are) and text plus busybox-like binaries (gzip shrinks them ~3×).
  */
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -166,4 +166,45 @@ export async function makeBenchProject(dir: string, opts: { name: string; totalB
     }),
   );
   return { definition, layerBytes, layers: distinct.size, images: specs.length };
+}
+
+/**
+ * A layer tar of about `size` bytes of this machine's own files, as a Debian
+ * image holds them: executables, shared libraries and /usr/share (docs,
+ * locales, data), in equal parts, each walked in name order. Real content
+ * for compression figures, where generated content could flatter one codec.
+ * Returns its diff id.
+ */
+export async function writeSystemLayer(out: string, size: number, roots = ['/usr/bin', '/usr/lib/x86_64-linux-gnu', '/usr/share']): Promise<string> {
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as Readable, createWriteStream(out, { highWaterMark: 1 << 20 }));
+  for (const root of roots) {
+    let left = Math.floor(size / roots.length);
+    for (const path of walkFiles(root)) {
+      const st = await stat(path).catch(() => null);
+      if (!st || !st.isFile() || st.size > left) continue;
+      const entry = pack.entry({ name: path.slice(1), size: st.size, mtime: MTIME, mode: st.mode & 0o777 });
+      await pipeline(createReadStream(path), entry as unknown as NodeJS.WritableStream);
+      left -= st.size;
+      if (left < 4096) break;
+    }
+  }
+  pack.finalize();
+  await done;
+  return sha256File(out);
+}
+
+/** Regular files and links under `dir`, depth first, in name order; unreadable folders are skipped. */
+function* walkFiles(dir: string): Generator<string> {
+  let names: Dirent[];
+  try {
+    names = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } catch {
+    return;
+  }
+  for (const d of names) {
+    const path = join(dir, d.name);
+    if (d.isDirectory()) yield* walkFiles(path);
+    else if (d.isFile()) yield path;
+  }
 }

@@ -61,6 +61,15 @@ function assertRefused(r: CliResult, error: keyof typeof ExitCode, reason: strin
   assert.match(String(out.message), message, seen);
 }
 
+/** What `auto` does: `codec` for the busybox layer and the log file, nothing for random bytes, configs and stack files. */
+function assertAutoChose(m: Manifest, codec: 'gzip' | 'zstd'): void {
+  const enc = (kind: string) => [...new Set(m.blobs.filter((b) => b.kind === kind).map((b) => b.encoding))].sort();
+  assert.deepEqual(enc('image-config'), ['identity']);
+  assert.deepEqual(enc('stack-file'), ['identity']);
+  assert.deepEqual(enc('layer'), ['identity', codec].sort(), 'the random layer stays as it is, the others are compressed');
+  assert.deepEqual(enc('file'), ['identity', codec].sort(), 'the log file is compressed, the small config file is not');
+}
+
 describe('per-blob compression', () => {
   let dir: string;
   let cleanup: () => Promise<void> = async () => {};
@@ -86,9 +95,9 @@ describe('per-blob compression', () => {
     ({ dir, cleanup } = await tempDir('airlock-compress-'));
     signer = await makeSigner(dir);
     key = await loadPrivateKey(signer.keyPath);
-    // A text file big enough for `auto` to sample and compress, beside busybox and small files.
+    // A text file big enough for `auto` to sample and compress, beside busybox, a random layer and small files.
     const log = Buffer.from(Array.from({ length: 6000 }, (_, i) => `2024-01-01T00:00:${String(i % 60).padStart(2, '0')}Z worker ${i % 7} handled request ${i * 7919}\n`).join(''));
-    def = await makeProject(join(dir, 'p'), { extraFiles: [{ dest: 'data/app.log', data: log }] });
+    def = await makeProject(join(dir, 'p'), { extraFiles: [{ dest: 'data/app.log', data: log }], bulkBytes: 300_000 });
   });
   after(() => cleanup());
 
@@ -121,13 +130,20 @@ describe('per-blob compression', () => {
       assert.equal(sha(stored), b.stored!.digest);
       assert.equal(sha(gunzipSync(stored)), b.digest);
     }
-    // auto: the busybox layer and the log file shrink, so they are gzipped; configs and stack files stay as they are.
-    const enc = (kind: string) => auto.bundle.manifest.blobs.filter((b) => b.kind === kind).map((b) => b.encoding);
-    assert.deepEqual([...new Set(enc('image-config'))], ['identity']);
-    assert.deepEqual([...new Set(enc('stack-file'))], ['identity']);
-    assert.ok(enc('layer').includes('gzip'));
-    assert.ok(enc('file').includes('gzip'));
+    // auto, on a runtime without zstd: the busybox layer and the log file shrink, so they are gzipped;
+    // the random layer, configs and stack files stay as they are.
+    assertAutoChose(auto.bundle.manifest, 'gzip');
     assert.ok(auto.bytes.length < none.bytes.length);
+  });
+
+  it('auto on the packaged runtime picks zstd for what shrinks: a v2 bundle that requires zstd', needsZstd, async () => {
+    const auto = await build('auto', 'auto-zstd', { node: N24.node! });
+    const m = auto.bundle.manifest;
+    assert.equal(m.format, 'airlock.bundle.v2');
+    assert.deepEqual(m.requires, ['zstd']);
+    assertAutoChose(m, 'zstd');
+    const r = await verify(auto.path, N24.node!);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
   });
 
   it('zstd: every blob zstd-encoded in a v2 bundle that requires zstd, reproducible, verified on the packaged runtime', needsZstd, async () => {

@@ -117,9 +117,10 @@ export const bundleCommands: Command[] = [
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
       'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
-      '--compress auto (default) gzips only blobs that shrink by 10% or more; gzip and zstd compress\n' +
-      'every blob. zstd makes smaller bundles that decode faster, but only an airlock whose runtime has\n' +
-      'zstd (the packaged one) reads them: it needs Node 22.15 or newer here, and makes a v2 bundle.\n' +
+      '--compress auto (default) compresses only blobs that shrink by 10% or more: with zstd where this\n' +
+      'runtime has it (the packaged airlock), else gzip. gzip and zstd compress every blob. zstd bundles\n' +
+      'are smaller and decode faster, but are v2 and need an airlock whose runtime has zstd (the\n' +
+      'packaged one, or Node 22.15+); for hosts on an older airlock, use --compress gzip.\n' +
       '--since OLD builds a delta: it leaves out every blob the earlier bundle OLD names, and a host\n' +
       'imports it only if it holds those blobs already. OLD is the earlier .airlock file, or its\n' +
       "manifest as 'airlock bundle inspect OLD --manifest' prints it. --trust DIR also checks OLD's\n" +
