@@ -88,11 +88,13 @@ export class Intake {
       case 'bundle':
         return this.take(item.file);
       case 'parts':
-        this.waiting.delete(item.index.path);
+        this.forgetWaiting([item.index, ...item.parts]);
         return this.process({ main: item.index, files: [item.index, ...item.parts] });
       case 'bad-index':
         return this.process({ main: item.file, files: [item.file] }, () => Promise.reject(item.error));
       case 'waiting':
+        // Its parts are no longer lone: their own clocks stop.
+        this.forgetWaiting(item.present);
         return this.waitForParts(item);
       case 'lone':
         return this.waitForIndex(item.file);
@@ -212,6 +214,10 @@ export class Intake {
       hint: `send ${index} (it names every part) along with the parts`,
     });
     return this.refuse({ main: part, files: [part] }, err, this.deps.log.with({ file: part.name, source: part.source }));
+  }
+
+  private forgetWaiting(files: InboxFile[]): void {
+    for (const f of files) this.waiting.delete(f.path);
   }
 
   /**

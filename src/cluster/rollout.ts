@@ -1,22 +1,19 @@
 /**
- * `airlock bundle apply BUNDLE --inventory hosts.yml`: the bundle goes to
- * every host over SFTP (resumable, checked on the host), every host runs its
+ * `airlock bundle apply BUNDLE --inventory hosts.yml`: the bundle (or, for
+ * a split bundle's index, every part and the index) goes to every host over
+ * SFTP (resumable, checked on the host), every host runs its
  * own `airlock bundle import` (its own trust store, content store, journal
  * and engine), then one manager runs `airlock bundle apply`, journaled
  * there, and waits for convergence. docs/remote.md says why the hosts run
  * airlock themselves rather than being driven over the forwarded socket.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { openBundleFile, readBundleHead } from '../bundle/reader.js';
-import { parseManifest } from '../bundle/manifest.js';
 import { AirlockError, ExitCode, type ExitCodeName } from '../errors/index.js';
 import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { connectHost, forEachHost, type SshSession } from '../remote/ssh.js';
 import { shq, uploadFile } from '../remote/upload.js';
 import { onHost } from './connect.js';
+import { rolloutFiles } from './rollout-files.js';
 
 /** Not the agent's inbox: an operator's apply and a host's agent never race for one file. */
 export const DEFAULT_REMOTE_DIR = '/var/lib/airlock/uploads';
@@ -38,28 +35,35 @@ export interface RolloutOptions {
   onProgress?: (host: string, phase: RolloutPhase, detail: string) => void;
 }
 
+export interface FileUpload {
+  name: string;
+  skipped: boolean;
+  resumedFrom: number;
+  bytesSent: number;
+}
+
 export interface HostReport {
   host: string;
   address: string;
   role: 'manager' | 'worker';
   ok: boolean;
-  upload?: { skipped: boolean; resumedFrom: number; bytesSent: number };
+  /** Summed over the files sent (a split bundle's parts and index); skipped only when the host had every one. */
+  upload?: { skipped: boolean; resumedFrom: number; bytesSent: number; files?: FileUpload[] };
   import?: { newBlobs: number; alreadyImported: boolean; images: number };
   error?: { kind: string; reason: string; message: string; exitCode: number };
 }
 
 export interface RolloutReport {
-  bundle: { name: string; version: string; sha256: string; bytes: number };
+  bundle: { name: string; version: string; sha256: string; bytes: number; parts?: number };
   hosts: HostReport[];
   /** The manager that deployed (or planned), and what it said. */
   deploy?: { host: string; ok: boolean; result?: unknown; error?: HostReport['error'] };
 }
 
 export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport> {
-  const head = await readBundleHead(await openBundleFile(opts.bundle));
-  const manifest = parseManifest(head.manifestBytes);
-  const { sha256, bytes } = await hashFile(opts.bundle);
-  const report: RolloutReport = { bundle: { name: manifest.name, version: manifest.version, sha256, bytes }, hosts: [] };
+  // Every local file checked (a split bundle's parts by hash) before any host is contacted.
+  const local = await rolloutFiles(opts.bundle);
+  const report: RolloutReport = { bundle: local.bundle, hosts: [] };
   const remoteDir = opts.remoteDir ?? DEFAULT_REMOTE_DIR;
   const airlock = opts.remoteAirlock ?? 'airlock';
   const remotePath = `${remoteDir}/${basename(opts.bundle)}`;
@@ -78,15 +82,24 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
         throw onHost(host, 'connect', e);
       });
       sessions.set(host.name, session);
-      const up = await uploadFile(session.client, opts.bundle, {
-        remoteDir,
-        sha256,
-        host: host.name,
-        onProgress: (sent, total) => progress(host.name, 'upload', `${Math.floor((100 * sent) / Math.max(total, 1))}%`),
-      }).catch((e: unknown) => {
-        throw onHost(host, 'upload', e);
-      });
-      r.upload = { skipped: up.skipped, resumedFrom: up.resumedFrom, bytesSent: up.bytesSent };
+      const total = local.files.reduce((n, f) => n + f.size, 0);
+      const sent: FileUpload[] = [];
+      let done = 0;
+      for (const f of local.files) {
+        const offset = done;
+        const up = await uploadFile(session.client, f.path, {
+          remoteDir,
+          sha256: f.sha256,
+          host: host.name,
+          onProgress: (n) => progress(host.name, 'upload', `${Math.floor((100 * (offset + n)) / Math.max(total, 1))}%${local.files.length > 1 ? ` (${f.name})` : ''}`),
+        }).catch((e: unknown) => {
+          throw onHost(host, 'upload', e);
+        });
+        done += f.size;
+        sent.push({ name: f.name, skipped: up.skipped, resumedFrom: up.resumedFrom, bytesSent: up.bytesSent });
+        r.upload = summed(sent, local.files.length > 1);
+      }
+      const up = r.upload!;
       if (opts.dryRun) return r;
       progress(host.name, 'import', 'verify, store, load images');
       const imported = (await runAirlock(session, airlock, ['bundle', 'import', remotePath, '--json'])) as { newBlobs: number; alreadyImported: boolean; images?: { loaded: string[]; present: string[] } };
@@ -102,7 +115,7 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
         progress(o.host.name, 'failed', o.error.message);
       }
     }
-    if (manifest.stacks.length === 0) return report;
+    if (local.stacks === 0) return report;
     // Deploy through the first manager that has the bundle; it journals the deployment.
     const manager = report.hosts.find((h) => h.ok && h.role === 'manager');
     if (!manager) {
@@ -125,6 +138,16 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
   } finally {
     for (const s of sessions.values()) s.close();
   }
+}
+
+/** One upload line per host: the files' counts added up, with each file listed for a split bundle. */
+function summed(files: FileUpload[], listFiles: boolean): NonNullable<HostReport['upload']> {
+  return {
+    skipped: files.every((f) => f.skipped),
+    resumedFrom: files.reduce((n, f) => n + f.resumedFrom, 0),
+    bytesSent: files.reduce((n, f) => n + f.bytesSent, 0),
+    ...(listFiles ? { files } : {}),
+  };
 }
 
 function blankReport(host: InventoryHost): HostReport {
@@ -161,16 +184,4 @@ async function runAirlock(session: SshSession, airlock: string, args: string[]):
     subject: session.host.name,
     ...(r.code === 127 ? { hint: 'install the airlock package on the host, or pass --remote-airlock PATH' } : {}),
   });
-}
-
-async function hashFile(path: string): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async function* (source) {
-    for await (const chunk of source) {
-      hash.update(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
-    }
-  });
-  return { sha256: hash.digest('hex'), bytes };
 }

@@ -35,7 +35,8 @@ function render(r: RolloutReport, dryRun: boolean): string {
     const imported = !h.import ? '-' : h.import.alreadyImported ? 'already imported' : `${h.import.newBlobs} new blobs`;
     rows.push([h.host, h.role, upload, imported, h.ok ? 'ok' : `FAILED (${h.error!.kind}/${h.error!.reason}): ${h.error!.message}`]);
   }
-  const lines = [`${r.bundle.name} ${r.bundle.version} (${bytes(r.bundle.bytes)})`, table(rows)];
+  const parts = r.bundle.parts ? `, ${r.bundle.parts} parts` : '';
+  const lines = [`${r.bundle.name} ${r.bundle.version} (${bytes(r.bundle.bytes)}${parts})`, table(rows)];
   if (r.deploy) {
     lines.push(r.deploy.ok ? `${dryRun ? 'planned' : 'deployed'} through ${r.deploy.host}${dryRun ? '' : ': ' + deployedSummary(r.deploy.result)}` : `deploy through ${r.deploy.host || 'a manager'} FAILED: ${r.deploy.error?.message ?? ''}`);
     if (dryRun && r.deploy.ok) lines.push(JSON.stringify(r.deploy.result, null, 2));
