@@ -9,7 +9,8 @@ import type { TrustStore } from '../trust/trust-store.js';
 import { verifyBytes } from '../trust/keys.js';
 import { checkDecodable, createDecoder, isDecodeError } from './encodings.js';
 import { checkDeclaredSizes, withLimits, type Limits } from './limits.js';
-import { checkPartsHead, checkPartsSignature, explainPartsFailure, isPartsIndex, openParts, refuseLonePart } from './parts.js';
+import { isPartsIndex, refuseLonePart } from './parts.js';
+import { checkPartsHead, checkPartsSignature, explainPartsFailure, openParts } from './parts-stream.js';
 import {
   BLOB_PREFIX,
   MANIFEST_ENTRY,
