@@ -53,6 +53,8 @@ export class PartsStream extends Readable {
   }
 
   private async readChunk(): Promise<void> {
+    // A read queued before the halt: explainFailure now owns the part's hash.
+    if (this.halted) return;
     for (;;) {
       const p = this.parts.index.parts[this.part];
       if (!p) {
