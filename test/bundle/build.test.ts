@@ -1,33 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import tar from 'tar-stream';
 import YAML from 'yaml';
 import { makeProject, makeSigner, runCli, tempDir } from '../helpers/fixtures.js';
+import { entries } from '../helpers/delta.js';
 import { sha256File, writeBusyboxLayer, writeImageArchive, writeLayer, writeRandomLayer } from '../helpers/images.js';
 
-interface Entry {
-  name: string;
-  type: string;
-  data: Buffer;
-}
-
-/** Reads a bundle with tar-stream directly, independent of airlock's reader. */
-async function entries(path: string): Promise<Entry[]> {
-  const out: Entry[] = [];
-  const extract = tar.extract();
-  createReadStream(path).pipe(extract as unknown as NodeJS.WritableStream);
-  for await (const e of extract) {
-    const chunks: Buffer[] = [];
-    for await (const c of e) chunks.push(c as Buffer);
-    out.push({ name: e.header.name, type: e.header.type, data: Buffer.concat(chunks) });
-  }
-  return out;
-}
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

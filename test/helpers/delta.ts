@@ -48,6 +48,7 @@ export class DeltaBench {
 
 export interface Entry {
   name: string;
+  type: string;
   data: Buffer;
 }
 
@@ -59,7 +60,7 @@ export async function entries(path: string): Promise<Entry[]> {
   for await (const e of extract) {
     const chunks: Buffer[] = [];
     for await (const c of e) chunks.push(c as Buffer);
-    out.push({ name: e.header.name, data: Buffer.concat(chunks) });
+    out.push({ name: e.header.name, type: e.header.type, data: Buffer.concat(chunks) });
   }
   return out;
 }
