@@ -60,6 +60,8 @@ interface Unit {
 
 /** Size and mtime of every file: a unit that looks the same has not changed. */
 const lookOf = (files: InboxFile[]): string => files.map((f) => `${f.name}:${f.size}:${f.mtimeMs}`).join('|');
+/** `45 s`, `12 min`: how long something waited, for refusal messages. */
+const spanOf = (ms: number): string => (ms < 60_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`);
 const bytesOf = (files: InboxFile[]): number => files.reduce((n, f) => n + f.size, 0);
 
 export class Intake {
@@ -161,8 +163,8 @@ export class Intake {
    * over a one-way channel the vendor can resend just it, and the others
    * wait for it here.
    */
-  private async refuse(unit: Unit, err: AirlockError, flog: Logger): Promise<IntakeOutcome> {
-    const damaged = unit.files.length > 1 ? unit.files.find((f) => f !== unit.main && f.name === err.subject) : undefined;
+  private async refuse(unit: Unit, err: AirlockError, flog: Logger, whole = false): Promise<IntakeOutcome> {
+    const damaged = whole ? undefined : unit.files.find((f) => f !== unit.main && f.name === err.subject);
     const out: Unit = damaged ? { main: damaged, files: [damaged] } : unit;
     const movedTo = await this.quarantine(out, err);
     if (damaged) {
@@ -191,13 +193,12 @@ export class Intake {
     }
     if (this.now - w.since < this.deps.config.inbox.giveUpAfterMs) return undefined;
     this.waiting.delete(item.index.path);
-    const minutes = Math.round((this.now - w.since) / 60_000);
-    const err = integrityError(`${item.label} (${item.index.name}): ${names.length} part(s) still missing or incomplete after ${minutes} min without a change: ${names.join(', ')}`, {
+    const err = integrityError(`${item.label} (${item.index.name}): ${names.length} part(s) still missing or incomplete after ${spanOf(this.now - w.since)} without a change: ${names.join(', ')}`, {
       reason: 'incomplete',
       subject: names[0]!,
       hint: 'send the missing parts again, then the index',
     });
-    return this.refuse(unit, err, this.deps.log.with({ file: item.index.name, source: item.index.source }));
+    return this.refuse(unit, err, this.deps.log.with({ file: item.index.name, source: item.index.source }), true);
   }
 
   /** A part no index lists: it waits for its index; unchanged for giveUpAfter, quarantined. */
@@ -207,8 +208,7 @@ export class Intake {
     if (w.tell) this.deps.log.info('part waits for its index', { file: part.name, source: part.source, index, bytes: part.size });
     if (this.now - w.since < this.deps.config.inbox.giveUpAfterMs) return undefined;
     this.waiting.delete(part.path);
-    const minutes = Math.round((this.now - w.since) / 60_000);
-    const err = integrityError(`${part.name} is a part of a split bundle, but no index listing it arrived in ${minutes} min: ${index}`, {
+    const err = integrityError(`${part.name} is a part of a split bundle, but no index listing it arrived in ${spanOf(this.now - w.since)}: ${index}`, {
       reason: 'no-parts-index',
       subject: part.name,
       hint: `send ${index} (it names every part) along with the parts`,
@@ -234,8 +234,7 @@ export class Intake {
   }
 
   private gaveUp(name: string, size: number, f: Failure): AirlockError {
-    const minutes = Math.round((this.now - f.since) / 60_000);
-    return integrityError(`${name} is still incomplete after ${minutes} min unchanged (${size} bytes): the upload was cut short`, {
+    return integrityError(`${name} is still incomplete after ${spanOf(this.now - f.since)} unchanged (${size} bytes): the upload was cut short`, {
       reason: 'incomplete',
       subject: name,
       hint: 'upload the bundle again',

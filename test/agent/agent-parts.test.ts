@@ -11,8 +11,8 @@ import { after, before, test } from 'node:test';
 import YAML from 'yaml';
 import { pruneDone } from '../../src/agent/intake.js';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
-import { assertRuns, buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
-import { runCli } from '../helpers/fixtures.js';
+import { assertRuns, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { literal, splitRelease as splitReleaseOf } from '../helpers/split.js';
 import { ftpCommands, startVsftpd, upload, vsftpdSkipReason, type Vsftpd } from '../helpers/vsftpd.js';
 
 let bench: Bench;
@@ -25,22 +25,7 @@ after(async () => {
 
 const envFor = () => ({ DOCKER_HOST: bench.daemon.dockerHost });
 
-interface Split {
-  dir: string;
-  index: string;
-  parts: string[];
-}
-
-/** A release of about 3 MiB, split into 1 MiB parts in a folder of its own. */
-async function splitRelease(stack: string): Promise<Split> {
-  const bundle = await buildRelease(bench, { version: '1.0.0', stack, repo: stack, bulkBytes: 3 << 20 });
-  const dir = join(bench.dir, 'split', stack);
-  const r = await runCli(['bundle', 'split', bundle, '--size', '1M', '--key', bench.signer.keyPath, '-o', dir, '--json']);
-  assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { index: string; parts: { name: string }[] };
-  assert.ok(out.parts.length >= 4, `expected 4 or more parts, got ${out.parts.length}`);
-  return { dir, index: out.index.split('/').at(-1)!, parts: out.parts.map((p) => p.name) };
-}
+const splitRelease = (stack: string, version = '1.0.0') => splitReleaseOf(bench, { version, stack, repo: stack });
 
 /** Drops one file into the inbox the way an upload ends: written aside, then renamed in. */
 async function drop(from: string, inbox: string, name: string): Promise<void> {
@@ -61,7 +46,7 @@ test('parts dropped out of order with one missing wait, naming it; once it arriv
     await agent.waitFor(/msg="agent started"/);
     // Last part first, the index in the middle, the second part not at all.
     for (const name of [...rest.reverse(), p1, s.index, p3]) await drop(join(s.dir, name), layout.inbox, name);
-    const line = await agent.waitFor(new RegExp(`msg="split bundle waits for parts" .*waiting=1 .*missing=${p2.replace(/\./g, '\\.')}(\\s|$)`), 60_000);
+    const line = await agent.waitFor(new RegExp(`msg="split bundle waits for parts" .*waiting=1 .*missing=${literal(p2)}(\\s|$)`), 60_000);
     assert.match(line, /bundle="demo 1\.0\.0"/);
     assert.match(line, /bytes=1048576/);
     assert.doesNotMatch(line, /arriving=/);
@@ -75,7 +60,7 @@ test('parts dropped out of order with one missing wait, naming it; once it arriv
     const mark = agent.mark;
     await drop(join(s.dir, p2), layout.inbox, p2);
     const imported = await agent.waitFor(/msg="bundle imported"/, 60_000, mark);
-    assert.match(imported, new RegExp(`file=${s.index.replace(/\./g, '\\.')}`));
+    assert.match(imported, new RegExp(`file=${literal(s.index)}`));
     assert.match(imported, new RegExp(`parts=${s.parts.length}`));
     await agent.waitFor(/msg="stack deployed" .*stack=partsok/, 120_000, mark);
     // The index and every part went to done/ together; the inbox is empty.
@@ -110,7 +95,7 @@ test('a damaged part is quarantined alone with a reason naming it, nothing is ap
     await agent.waitFor(/msg="agent started"/);
     for (const name of [s.index, ...s.parts]) await drop(name === bad ? damaged : join(s.dir, name), layout.inbox, name);
     const line = await agent.waitFor(/msg="damaged part quarantined; the other parts wait for it to be sent again"/, 60_000);
-    assert.match(line, new RegExp(`part=${bad.replace(/\./g, '\\.')}`));
+    assert.match(line, new RegExp(`part=${literal(bad)}`));
     assert.deepEqual((await readdir(join(layout.inbox, 'quarantine'))).sort(), [bad, `${bad}.reason`]);
     const reason = YAML.parse(await readFile(join(layout.inbox, 'quarantine', `${bad}.reason`), 'utf8')) as Record<string, unknown>;
     assert.equal(reason.file, bad);
@@ -118,7 +103,7 @@ test('a damaged part is quarantined alone with a reason naming it, nothing is ap
     assert.equal(reason.error, 'integrity');
     assert.equal(reason.reason, 'hash-mismatch');
     assert.equal(reason.exit_code, 11);
-    assert.match(String(reason.message), new RegExp(`part ${bad.replace(/\./g, '\\.')} is damaged`));
+    assert.match(String(reason.message), new RegExp(`part ${literal(bad)} is damaged`));
     // Nothing stored, loaded or deployed; the refusal is journaled; the other parts wait.
     assert.equal(bundleCount(layout.state), 0);
     assert.deepEqual(deployments(layout.state), []);
@@ -127,7 +112,7 @@ test('a damaged part is quarantined alone with a reason naming it, nothing is ap
     const refusals = readJournalDb(layout.state, (db) => db.prepare("SELECT outcome, reason FROM events WHERE kind = 'bundle.import'").all()) as { outcome: string; reason: string }[];
     assert.deepEqual(refusals, [{ outcome: 'refused', reason: 'hash-mismatch' }]);
     const waits = await agent.waitFor(/msg="split bundle waits for parts"/, 30_000);
-    assert.match(waits, new RegExp(`missing=${bad.replace(/\./g, '\\.')}`));
+    assert.match(waits, new RegExp(`missing=${literal(bad)}`));
     assert.deepEqual((await readdir(layout.inbox)).filter((n) => !['done', 'quarantine'].includes(n)).sort(), [s.index, ...s.parts.filter((p) => p !== bad)].sort());
 
     // The vendor sends that one part again.
@@ -141,21 +126,56 @@ test('a damaged part is quarantined alone with a reason naming it, nothing is ap
   }
 });
 
-test('a part whose index never arrives waits, then is quarantined after giveUpAfter', async () => {
+test('a part whose index never arrives, and a set missing a part, wait; unchanged for giveUpAfter, each is quarantined', async () => {
   const s = await splitRelease('partslone');
+  // Another version: another stem, so the lone part is not one of this set's.
+  const t = await splitRelease('partsgone', '1.0.1');
   const layout = await writeAgentConfig(join(bench.dir, 'a-lone'), bench.signer.trustDir, { inbox: { giveUpAfter: '3s' }, apply: { mode: 'import-only' } });
   const agent = new AgentProcess(layout.config, envFor());
   try {
     await agent.waitFor(/msg="agent started"/);
     const lone = s.parts[1]!;
     await drop(join(s.dir, lone), layout.inbox, lone);
+    const gone = t.parts[0]!;
+    for (const name of [t.index, ...t.parts.slice(1)]) await drop(join(t.dir, name), layout.inbox, name);
     const waits = await agent.waitFor(/msg="part waits for its index"/, 30_000);
-    assert.match(waits, new RegExp(`index=${s.index.replace(/\./g, '\\.')}`));
+    assert.match(waits, new RegExp(`index=${literal(s.index)}`));
     await agent.waitFor(/msg="bundle refused and quarantined" .*reason=no-parts-index/, 30_000);
-    assert.equal(agent.lines(/msg="part waits for its index"/).length, 1, 'said once');
+    await agent.waitFor(/msg="bundle refused and quarantined" .*reason=incomplete/, 30_000);
+    assert.equal(agent.lines(new RegExp(`msg="part waits for its index" file=${literal(lone)}`)).length, 1, 'said once');
     const reason = YAML.parse(await readFile(join(layout.inbox, 'quarantine', `${lone}.reason`), 'utf8')) as Record<string, unknown>;
     assert.equal(reason.entry, lone);
-    assert.match(String(reason.message), new RegExp(s.index.replace(/\./g, '\\.')));
+    assert.match(String(reason.message), new RegExp(literal(s.index)));
+    // The set went whole, its reason beside the index naming the missing part.
+    const set = YAML.parse(await readFile(join(layout.inbox, 'quarantine', `${t.index}.reason`), 'utf8')) as Record<string, unknown>;
+    assert.equal(set.reason, 'incomplete');
+    assert.equal(set.entry, gone);
+    assert.deepEqual((set.files as string[]).sort(), [t.index, ...t.parts.slice(1)].sort());
+    assert.deepEqual((await readdir(join(layout.inbox, 'quarantine'))).sort(), [lone, `${lone}.reason`, t.index, `${t.index}.reason`, ...t.parts.slice(1)].sort());
+    assert.equal(bundleCount(layout.state), 0);
+  } finally {
+    await agent.stop();
+  }
+});
+
+test('with complete.mode marker, each part and the index count only once their own marker is there', async () => {
+  const s = await splitRelease('partsmark');
+  const layout = await writeAgentConfig(join(bench.dir, 'a-marker'), bench.signer.trustDir, { inbox: { complete: { mode: 'marker' } }, apply: { mode: 'import-only' } });
+  const agent = new AgentProcess(layout.config, envFor());
+  try {
+    await agent.waitFor(/msg="agent started"/);
+    for (const name of [s.index, ...s.parts]) await drop(join(s.dir, name), layout.inbox, name);
+    await sleep(2500);
+    assert.deepEqual(agent.lines(/msg="(importing bundle|split bundle waits for parts|part waits for its index)"/), [], 'nothing is complete without its marker');
+    const last = s.parts.at(-1)!;
+    for (const name of [s.index, ...s.parts.slice(0, -1)]) await writeFile(join(layout.inbox, `${name}.ready`), '');
+    await agent.waitFor(new RegExp(`msg="split bundle waits for parts" .*arriving=${literal(last)}`), 30_000);
+    assert.deepEqual(agent.lines(/msg="importing bundle"/), []);
+    await writeFile(join(layout.inbox, `${last}.ready`), '');
+    await agent.waitFor(/msg="bundle imported" .*bundle=demo/, 60_000);
+    // Markers are removed with their files; the set is in done/.
+    assert.deepEqual((await readdir(join(layout.inbox, 'done'))).sort(), [s.index, ...s.parts].sort());
+    assert.deepEqual((await readdir(layout.inbox)).filter((n) => n !== 'done'), []);
   } finally {
     await agent.stop();
   }
@@ -180,7 +200,7 @@ test('parts uploaded to an FTP source are fetched read-only, imported and applie
     // Out of order, the index before the last part.
     const [first, ...others] = s.parts;
     for (const name of [...others.reverse(), s.index]) await upload(join(s.dir, name), `${ftp.url}${name}`);
-    await agent.waitFor(new RegExp(`msg="split bundle waits for parts" .*missing=${first!.replace(/\./g, '\\.')}`), 60_000);
+    await agent.waitFor(new RegExp(`msg="split bundle waits for parts" .*missing=${literal(first!)}`), 60_000);
     await upload(join(s.dir, first!), `${ftp.url}${first}`);
     await agent.waitFor(/msg="stack deployed" .*stack=partsftp/, 120_000);
     assert.deepEqual((await readdir(join(layout.inbox, 'done'))).sort(), [s.index, ...s.parts].sort());

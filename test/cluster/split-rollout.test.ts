@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildRelease, type Bench } from '../helpers/apply.js';
+import type { Bench } from '../helpers/apply.js';
 import { CLI, makeSigner, runCli } from '../helpers/fixtures.js';
+import { literal, splitRelease as splitReleaseOf } from '../helpers/split.js';
 import { startLab, type Lab, type LabHost } from '../helpers/lab.js';
 
 let lab: Lab;
@@ -38,20 +39,7 @@ after(async () => {
   if (bench) await rm(bench.dir, { recursive: true, force: true });
 });
 
-interface Split {
-  dir: string;
-  index: string;
-  parts: string[];
-}
-
-async function splitRelease(version: string, stack: string): Promise<Split> {
-  const bundle = await buildRelease(bench, { version, stack, repo: stack, bulkBytes: 3 << 20 });
-  const dir = join(bench.dir, 'split', `${stack}-${version}`);
-  const r = await runCli(['bundle', 'split', bundle, '--size', '1M', '--key', bench.signer.keyPath, '-o', dir, '--json']);
-  assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { index: string; parts: { name: string }[] };
-  return { dir, index: out.index.split('/').at(-1)!, parts: out.parts.map((p) => p.name) };
-}
+const splitRelease = (version: string, stack: string) => splitReleaseOf(bench, { version, stack, repo: stack });
 
 const applyAcross = (file: string, extra: string[] = []) =>
   runCli(['bundle', 'apply', file, '--inventory', lab.inventoryFile, '--remote-airlock', CLI, '--timeout', '90s', ...extra]);
@@ -112,7 +100,7 @@ test('a damaged or missing local part is refused on the jump box, naming it, and
   await writeFile(join(damaged, bad), bytes);
   const r = await applyAcross(join(damaged, s.index));
   assert.equal(r.code, 11, `${r.stdout}\n${r.stderr}`);
-  assert.match(r.stderr, new RegExp(`part ${bad.replace(/\./g, '\\.')} is damaged`));
+  assert.match(r.stderr, new RegExp(`part ${literal(bad)} is damaged`));
   assert.deepEqual(await held(), []);
 
   const missing = join(bench.dir, 'missing');
@@ -124,6 +112,6 @@ test('a damaged or missing local part is refused on the jump box, naming it, and
   const err = JSON.parse(m.stdout) as { reason: string; subject: string; message: string };
   assert.equal(err.reason, 'missing-part');
   assert.equal(err.subject, gone);
-  assert.match(err.message, new RegExp(gone.replace(/\./g, '\\.')));
+  assert.match(err.message, new RegExp(literal(gone)));
   assert.deepEqual(await held(), []);
 });
