@@ -82,6 +82,15 @@ test('a split bundle: each host gets every part and the index, imports it, and t
     assert.ok(h.upload?.files?.every((f) => f.skipped));
     assert.equal(h.import?.alreadyImported, true);
   }
+  // A host that lost one part is sent only that one.
+  const lost = s.parts[1]!;
+  await rm(join(lab.hosts[1]!.stateDir, 'uploads', lost));
+  const third = await applyAcross(join(s.dir, s.index), ['--json']);
+  assert.equal(third.code, 0, third.stderr);
+  const rows = (JSON.parse(third.stdout) as Report).hosts;
+  assert.deepEqual(rows.find((h) => h.host === 'h1')!.upload?.files?.filter((f) => !f.skipped), []);
+  assert.deepEqual(rows.find((h) => h.host === 'h2')!.upload?.files?.filter((f) => !f.skipped).map((f) => f.name), [lost]);
+  assert.equal(await sha(join(lab.hosts[1]!.stateDir, 'uploads', lost)), await sha(join(s.dir, lost)));
   // The table says how many parts.
   const plain = await applyAcross(join(s.dir, s.index));
   assert.equal(plain.code, 0, plain.stderr);
