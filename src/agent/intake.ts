@@ -9,7 +9,7 @@
 import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import YAML from 'yaml';
-import { asAirlockError, integrityError, type AirlockError } from '../errors/index.js';
+import { asAirlockError, integrityError, policyError, type AirlockError } from '../errors/index.js';
 import type { Docker } from '../docker/index.js';
 import { importBundle, type ImportResult } from '../import/import-bundle.js';
 import { AgentQueue } from '../journal/agent-queue.js';
@@ -33,6 +33,8 @@ const REFUSED = new Set(['signature', 'integrity', 'unsafeEntry', 'policy']);
 const INCOMPLETE = new Set(['truncated', 'missing-entry', ...PARTS_INCOMPLETE_REASONS]);
 
 export const isIncomplete = (e: AirlockError): boolean => e.kind === 'integrity' && INCOMPLETE.has(e.reason);
+/** A delta whose base this host does not hold yet: the base may still be on its way (a split set, a slower upload). */
+const awaitsBase = (e: AirlockError): boolean => e.kind === 'policy' && e.reason === 'missing-base';
 
 export interface IntakeDeps {
   config: AgentConfig;
@@ -69,6 +71,10 @@ export class Intake {
   private readonly incomplete = new Map<string, Failure>();
   /** Split sets and lone parts waiting for more, by path: logged once per change, given up after giveUpAfter unchanged. */
   private readonly waiting = new Map<string, Failure>();
+  /** Deltas waiting for their base, by main path: tried again once another bundle was imported, given up after giveUpAfter. */
+  private readonly baseless = new Map<string, Failure & { imports: number; error: AirlockError }>();
+  /** Imports so far: what a waiting delta compares to see whether the store may hold its base now. */
+  private imports = 0;
 
   constructor(private readonly deps: IntakeDeps) {}
 
@@ -120,6 +126,8 @@ export class Intake {
     const failed = seen?.look === look ? seen : undefined;
     if (failed && this.now - failed.since < config.inbox.giveUpAfterMs) return undefined;
     const flog = log.with({ file: main.name, source: main.source });
+    const delta = this.baseless.get(main.path);
+    if (delta?.look === look && delta.imports === this.imports && this.now - delta.since < config.inbox.giveUpAfterMs) return undefined;
     try {
       if (failed) throw this.gaveUp(main.name, bytesOf(unit.files), failed);
       const parts = unit.files.length > 1 ? { parts: unit.files.length - 1 } : {};
@@ -128,6 +136,8 @@ export class Intake {
         ? await attempt()
         : await importBundle(main.path, { stateDir: config.stateDir, trust: await this.deps.trust(), docker: this.deps.docker, lockWaitMs: 10 * 60_000 });
       this.incomplete.delete(main.path);
+      this.baseless.delete(main.path);
+      this.imports++;
       const queued = await this.queue(result, main, flog);
       const movedTo = await this.moveUnit(this.doneDir, unit);
       flog.info(result.alreadyImported ? 'bundle was already imported' : 'bundle imported', {
@@ -147,6 +157,7 @@ export class Intake {
         flog.warn('bundle is incomplete; it is tried again once it changes', { reason: err.reason, error: err.message });
         return { kind: 'retry', error: err };
       }
+      if (awaitsBase(err)) return this.waitForBase(unit, err, look, flog);
       if (!REFUSED.has(err.kind)) {
         // The host, not the bundle: no engine, no disk, a trust store missing. Tried again at the next poll.
         flog.error('bundle could not be imported now; it stays in the inbox', { class: err.kind, reason: err.reason, error: err.message });
@@ -173,6 +184,25 @@ export class Intake {
       flog.warn('bundle refused and quarantined', { class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo, ...(unit.files.length > 1 ? { files: unit.files.length } : {}) });
     }
     return { kind: 'quarantined', error: err, movedTo, files: out.files };
+  }
+
+  /**
+   * A delta that arrived before its base (say the base's parts are still
+   * coming): it stays in the inbox, said once, and is tried again after each
+   * later import. Unchanged for giveUpAfter with no base, it is quarantined.
+   */
+  private async waitForBase(unit: Unit, err: AirlockError, look: string, flog: Logger): Promise<IntakeOutcome> {
+    const path = unit.main.path;
+    const prev = this.baseless.get(path);
+    const since = prev?.look === look ? prev.since : this.now;
+    if (this.now - since >= this.deps.config.inbox.giveUpAfterMs) {
+      this.baseless.delete(path);
+      const gaveUp = policyError(`${err.message}; its base did not arrive in ${spanOf(this.now - since)}`, { reason: err.reason, subject: err.subject, hint: err.hint });
+      return this.refuse(unit, gaveUp, flog);
+    }
+    this.baseless.set(path, { look, since, imports: this.imports, error: err });
+    if (prev?.look !== look) flog.info('delta waits for its base; it is tried again after the next import', { base: err.subject, error: err.message });
+    return { kind: 'retry', error: err };
   }
 
   /** A split set with parts missing or still arriving: said once per change; unchanged for giveUpAfter, quarantined whole. */

@@ -3,6 +3,7 @@
  * and a real dockerd: parts arriving out of order with one missing, a
  * damaged part quarantined alone and sent again, a part whose index never
  * comes, parts polled from vsftpd on loopback, and done/ pruned by sets.
+ * Also a delta that arrives before its (split) base: it waits for it.
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { after, before, test } from 'node:test';
 import YAML from 'yaml';
 import { pruneDone } from '../../src/agent/intake.js';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
-import { assertRuns, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { assertRuns, buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
 import { literal, splitRelease as splitReleaseOf } from '../helpers/split.js';
 import { ftpCommands, startVsftpd, upload, vsftpdSkipReason, type Vsftpd } from '../helpers/vsftpd.js';
 
@@ -237,4 +238,62 @@ test('keepDone counts a split set as one bundle', async () => {
   assert.deepEqual(removed.map((p) => p.split('/').at(-1)), ['old.airlock']);
   await pruneDone(dir, 1);
   assert.deepEqual((await readdir(dir)).sort(), ['b-2.0.0.airlock.part-0001', 'b-2.0.0.airlock.part-0002', 'b-2.0.0.airlock.part-0003', 'b-2.0.0.airlock.parts']);
+});
+
+test('a delta that arrives before its split base waits for it, then both are imported and the newer one runs', async () => {
+  const base = await splitRelease('deltawait', '1.0.0');
+  const delta = await buildRelease(bench, { version: '1.1.0', stack: 'deltawait', repo: 'deltawait', since: join(base.dir, base.index) });
+  const deltaName = 'deltawait-1.1.0.airlock';
+  const [first, ...others] = base.parts as [string, ...string[]];
+  const layout = await writeAgentConfig(join(bench.dir, 'a-delta-wait'), bench.signer.trustDir);
+  const agent = new AgentProcess(layout.config, envFor());
+  try {
+    await agent.waitFor(/msg="agent started"/);
+    // The small delta completes first; the base's first part is still on its way.
+    await drop(delta, layout.inbox, deltaName);
+    for (const name of [base.index, ...others]) await drop(join(base.dir, name), layout.inbox, name);
+    const waits = await agent.waitFor(/msg="delta waits for its base/, 60_000);
+    assert.match(waits, new RegExp(`file=${literal(deltaName)}`));
+    assert.match(waits, /base="demo 1\.0\.0"/);
+    await sleep(2500);
+    assert.equal(agent.lines(/msg="delta waits for its base/).length, 1, 'said once');
+    assert.deepEqual(agent.lines(/msg="bundle refused and quarantined"/), [], agent.log);
+    assert.ok((await readdir(layout.inbox)).includes(deltaName), 'the delta stays in the inbox');
+    assert.equal(deployments(layout.state).length, 0);
+
+    const mark = agent.mark;
+    await drop(join(base.dir, first), layout.inbox, first);
+    await agent.waitFor(new RegExp(`msg="bundle imported" .*file=${literal(base.index)}`), 60_000, mark);
+    await agent.waitFor(new RegExp(`msg="bundle imported" .*file=${literal(deltaName)}`), 60_000, mark);
+    await agent.waitFor(/msg="stack deployed" .*stack=deltawait .*version=1\.1\.0|msg="stack deployed" .*version=1\.1\.0 .*stack=deltawait/, 120_000, mark);
+    assert.deepEqual((await readdir(join(layout.inbox, 'done'))).sort(), [deltaName, base.index, ...base.parts].sort());
+    assert.deepEqual(await readdir(join(layout.inbox, 'quarantine')).catch(() => []), [], 'nothing quarantined');
+    const last = deployments(layout.state).at(-1)!;
+    assert.equal(last.status, 'committed');
+    await assertRuns(bench.docker, layout.state, 'deltawait', last.id);
+  } finally {
+    const end = await agent.stop();
+    assert.equal(end.code, 0, agent.log);
+  }
+});
+
+test('a delta whose base never comes is quarantined after giveUpAfter, with the missing base named', async () => {
+  const base = await splitRelease('deltanever', '1.0.0');
+  const delta = await buildRelease(bench, { version: '1.1.0', stack: 'deltanever', repo: 'deltanever', since: join(base.dir, base.index) });
+  const deltaName = 'deltanever-1.1.0.airlock';
+  const layout = await writeAgentConfig(join(bench.dir, 'a-delta-never'), bench.signer.trustDir, { inbox: { giveUpAfter: '3s' }, apply: { mode: 'import-only' } });
+  const agent = new AgentProcess(layout.config, envFor());
+  try {
+    await agent.waitFor(/msg="agent started"/);
+    await drop(delta, layout.inbox, deltaName);
+    await agent.waitFor(/msg="delta waits for its base/, 60_000);
+    await agent.waitFor(/msg="bundle refused and quarantined" .*reason=missing-base/, 30_000);
+    const reason = YAML.parse(await readFile(join(layout.inbox, 'quarantine', `${deltaName}.reason`), 'utf8')) as Record<string, unknown>;
+    assert.equal(reason.reason, 'missing-base');
+    assert.match(String(reason.message), /did not arrive in \d+ s/);
+    assert.match(String(reason.message), /1\.0\.0/);
+    assert.equal(bundleCount(layout.state), 0);
+  } finally {
+    await agent.stop();
+  }
 });

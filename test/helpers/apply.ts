@@ -58,6 +58,8 @@ export interface ReleaseOptions {
   compose?: (doc: ComposeDoc) => void;
   /** Extra files for the bundle, by their path in the bundle. */
   files?: Record<string, string>;
+  /** Build a delta against this earlier bundle (or its index or manifest). */
+  since?: string;
 }
 
 export type ComposeDoc = { services: Record<string, Record<string, unknown>>; configs?: Record<string, unknown>; [k: string]: unknown };
@@ -85,7 +87,7 @@ export async function buildRelease(bench: Bench, opts: ReleaseOptions): Promise<
     await writeFile(def, YAML.stringify(definition));
   }
   const out = join(bench.dir, 'out', stack);
-  const r = await runCli(['bundle', 'build', '-f', def, '--key', bench.signer.keyPath, '-o', out, '--json']);
+  const r = await runCli(['bundle', 'build', '-f', def, '--key', bench.signer.keyPath, '-o', out, '--json', ...(opts.since ? ['--since', opts.since] : [])]);
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as { path: string }).path;
 }
