@@ -25,3 +25,5 @@ export interface Command {
 export const stringOpt = (short?: string) => ({ type: 'string' as const, ...(short ? { short } : {}) });
 export const boolOpt = (short?: string) => ({ type: 'boolean' as const, ...(short ? { short } : {}) });
 export const jsonOpt = { json: boolOpt() };
+/** A string option's value, or undefined when it was not given. */
+export const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);

@@ -10,10 +10,9 @@ import { checkIndexSignature, checkParts, readPartsIndex, type PartsIndex } from
 import { parseSplitSize, splitBundleFile, type SplitResult } from '../../bundle/split.js';
 import { loadPrivateKey } from '../../trust/keys.js';
 import type { TrustStore } from '../../trust/trust-store.js';
-import { jsonOpt, stringOpt, type Command } from '../command.js';
+import { jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { bytes, table } from '../format.js';
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 export const splitJson = (r: SplitResult) => ({
   index: r.indexPath,

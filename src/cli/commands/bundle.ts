@@ -12,7 +12,7 @@ import type { Journal } from '../../journal/journal.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { loadPrivateKey } from '../../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
-import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
+import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { engine } from '../engine.js';
 import { progress } from '../progress.js';
 import { bytes, shortDigest, table } from '../format.js';
@@ -23,7 +23,6 @@ import { receiptCommand } from './receipt.js';
 const trustOpt = { trust: stringOpt() };
 const stateOpt = { state: stringOpt() };
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** What a delta carries and what it relies on the host to hold already; null for a full bundle. */
 function deltaSummary(m: Manifest) {

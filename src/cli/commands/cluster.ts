@@ -4,10 +4,9 @@ import { clusterStatus, type ClusterStatus } from '../../cluster/status.js';
 import { ExitCode, type AirlockError, usageError } from '../../errors/index.js';
 import { loadInventory, type InventoryHost } from '../../remote/inventory.js';
 import { DEFAULT_PARALLEL } from '../../remote/ssh.js';
-import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext } from '../command.js';
+import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { table } from '../format.js';
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 function parallelOf(v: unknown): number {
   if (v === undefined) return DEFAULT_PARALLEL;

@@ -15,10 +15,9 @@ import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../stack/types.js';
 import { DEFAULT_TIMEOUT_MS } from '../../stack/deploy.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
-import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext } from '../command.js';
+import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { table } from '../format.js';
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const timeoutOf = (v: unknown): number => (typeof v === 'string' ? parseDuration(v) / 1e6 : DEFAULT_TIMEOUT_MS);
 
 /** Progress lines for an apply or rollback: its journal steps and each engine change. */

@@ -3,10 +3,9 @@ import { usageError } from '../../errors/index.js';
 import { parseDuration } from '../../compose/convert/duration.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
 import { DEFAULT_KEEP, prune, type PruneReport } from '../../retention/index.js';
-import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
+import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { bytes, shortDigest, table } from '../format.js';
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 function keepOf(v: unknown): number {
   if (v === undefined) return DEFAULT_KEEP;

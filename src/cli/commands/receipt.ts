@@ -3,11 +3,10 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { usageError } from '../../errors/index.js';
 import { stateDirFrom } from '../../store/state-dir.js';
-import { stringOpt, jsonOpt, type Command } from '../command.js';
+import { stringOpt, jsonOpt, type Command, str } from '../command.js';
 import { bytes } from '../format.js';
 import type { Receipt } from '../../bundle/receipt.js';
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 export const receiptCommand: Command = {
   path: ['bundle', 'receipt'],
