@@ -8,7 +8,6 @@ import { configError, notFound, usageError } from '../errors/index.js';
 import { ImageArchive, type ArchiveImage } from '../images/archive.js';
 import type { Docker } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
-import { keyIdOf, signBytes } from '../trust/keys.js';
 import { syncDir } from '../store/durable.js';
 import { BlobCollector, type Compression } from './blob-collector.js';
 import { baseSizeMismatch, loadDeltaBase, loadReceiptBase, type DeltaBase } from './base.js';
@@ -24,11 +23,11 @@ import {
   carriedBlobs,
   isReceiptBase,
   isoSeconds,
+  signatureRecord,
   type ImageRecord,
   type LayerRecord,
   type Manifest,
   type Requirement,
-  type SignatureRecord,
 } from './manifest.js';
 import { imagesReferencedByStacks } from './stack-images.js';
 
@@ -134,11 +133,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       files,
     };
     const manifestBytes = canonicalBytes(manifest);
-    const signature: SignatureRecord = {
-      algorithm: 'ed25519',
-      keyId: keyIdOf(opts.key),
-      signature: signBytes(manifestBytes, opts.key).toString('base64'),
-    };
+    const signature = signatureRecord(manifestBytes, opts.key);
     const path = join(opts.outDir, `${def.name}-${def.version}.airlock`);
     await writeBundle(path, manifestBytes, canonicalBytes(signature), work, manifest, created);
     return { path, manifest, keyId: signature.keyId, bytes: (await stat(path)).size, ...(base ? { base } : {}) };

@@ -1,6 +1,8 @@
 import { Ajv } from 'ajv';
 import semver from 'semver';
 import { integrityError, signatureError, unsafeEntry } from '../errors/index.js';
+import type { KeyObject } from 'node:crypto';
+import { keyIdOf, signBytes } from '../trust/keys.js';
 import { canonicalJson } from './canonical-json.js';
 
 /**
@@ -138,6 +140,13 @@ export interface SignatureRecord {
   keyId: string;
   signature: string;
 }
+
+/** Signs `bytes` with `key`: the record manifest.sig, a parts index and a receipt all carry. */
+export const signatureRecord = (bytes: Buffer, key: KeyObject): SignatureRecord => ({
+  algorithm: 'ed25519',
+  keyId: keyIdOf(key),
+  signature: signBytes(bytes, key).toString('base64'),
+});
 
 /** JSON Schema of a signature record (section 4 of docs/bundle-format.md), for files that embed one. */
 export const signatureRecordSchema = {

@@ -16,6 +16,7 @@
  *   `bad-parts-index`; one whose signature does not check out: the
  *   signature class, as for a manifest.
  */
+import type { KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -23,7 +24,7 @@ import { AirlockError, integrityError, notFound, signatureError, usageError } fr
 import type { TrustStore } from '../trust/trust-store.js';
 import { verifyBytes } from '../trust/keys.js';
 import { canonicalBytes, canonicalJson } from './canonical-json.js';
-import { signatureRecordSchema, type SignatureRecord } from './manifest.js';
+import { signatureRecord, signatureRecordSchema, type SignatureRecord } from './manifest.js';
 
 export const PARTS_FORMAT = 'airlock.parts.v1';
 export const PARTS_SUFFIX = '.airlock.parts';
@@ -84,9 +85,8 @@ export const partFileName = (stem: string, n: number): string => `${stem}${PART_
 export const indexFileName = (stem: string): string => stem + PARTS_SUFFIX;
 
 /** Signs an index body with the vendor key: the file's exact bytes. */
-export function signedIndexBytes(body: PartsIndexBody, keyId: string, sign: (data: Buffer) => Buffer): Buffer {
-  const signature: SignatureRecord = { algorithm: 'ed25519', keyId, signature: sign(canonicalBytes(body)).toString('base64') };
-  return canonicalBytes({ index: body, signature });
+export function signedIndexBytes(body: PartsIndexBody, key: KeyObject): Buffer {
+  return canonicalBytes({ index: body, signature: signatureRecord(canonicalBytes(body), key) });
 }
 
 const HEX64 = '^[0-9a-f]{64}$';

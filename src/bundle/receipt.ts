@@ -1,11 +1,12 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { Ajv } from 'ajv';
 import semver from 'semver';
 import { integrityError, notFound, signatureError } from '../errors/index.js';
-import { keyIdOf, signBytes, verifyBytes } from '../trust/keys.js';
+import { keyIdOf, verifyBytes } from '../trust/keys.js';
 import { canonicalBytes } from './canonical-json.js';
-import { bundleRefSchema, isRealTimestamp, receiptRefSchema, signatureRecordSchema, type BundleBaseRef, type ReceiptRef, type SignatureRecord } from './manifest.js';
+import { sha256Hex } from './reader.js';
+import { bundleRefSchema, isRealTimestamp, receiptRefSchema, signatureRecord, signatureRecordSchema, type BundleBaseRef, type ReceiptRef, type SignatureRecord } from './manifest.js';
 
 export type { ReceiptRef } from './manifest.js';
 
@@ -80,7 +81,7 @@ const ajv = new Ajv({ allErrors: false, strict: true });
 const validEnvelope = ajv.compile(envelopeSchema);
 const validReceipt = ajv.compile(receiptSchema);
 
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha256 = (b: Buffer): string => `sha256:${sha256Hex(b)}`;
 
 /** The order receipts list bundles in: by name, then version, then digest. */
 export function compareBundles(a: ReceiptBundle, b: ReceiptBundle): number {
@@ -93,7 +94,7 @@ export function compareBundles(a: ReceiptBundle, b: ReceiptBundle): number {
 /** Signs a receipt body; returns the file's bytes (canonical JSON and a newline) and its reference. */
 export function signReceipt(receipt: Receipt, key: KeyObject): { bytes: Buffer; ref: ReceiptRef; keyId: string } {
   const body = canonicalBytes(receipt);
-  const signature: SignatureRecord = { algorithm: 'ed25519', keyId: keyIdOf(key), signature: signBytes(body, key).toString('base64') };
+  const signature = signatureRecord(body, key);
   const bytes = Buffer.concat([canonicalBytes({ receipt, signature }), Buffer.from('\n')]);
   return { bytes, ref: { site: receipt.site, created: receipt.created, digest: sha256(body) }, keyId: signature.keyId };
 }

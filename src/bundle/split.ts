@@ -8,8 +8,8 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { usageError } from '../errors/index.js';
-import { syncDir } from '../store/durable.js';
-import { keyIdOf, signBytes, verifyBytes } from '../trust/keys.js';
+import { syncDir, writeWhole } from '../store/durable.js';
+import { keyIdOf, verifyBytes } from '../trust/keys.js';
 import { parseManifest, parseSignature } from './manifest.js';
 import { indexFileName, isPartsIndex, partFileName, partNameOf, PARTS_FORMAT, signedIndexBytes, stemOf, type PartRecord, type PartsIndexBody } from './parts.js';
 import { openBundleFile, readBundleHead, sha256Hex } from './reader.js';
@@ -78,7 +78,7 @@ export async function splitBundleFile(bundlePath: string, opts: SplitOptions): P
   };
   await removeStaleParts(opts.outDir, stem, parts.length);
   const indexPath = join(opts.outDir, indexFileName(stem));
-  await writeWhole(indexPath, signedIndexBytes(index, keyId, (data) => signBytes(data, opts.key)));
+  await writeWhole(indexPath, signedIndexBytes(index, opts.key));
   await syncDir(opts.outDir);
   return { indexPath, index, keyId };
 }
@@ -132,15 +132,4 @@ async function removeStaleParts(dir: string, stem: string, count: number): Promi
     const p = partNameOf(name);
     if (p && p.stem === stem && p.number > count && name === partFileName(stem, p.number)) await rm(join(dir, name), { force: true });
   }
-}
-
-async function writeWhole(path: string, data: Buffer): Promise<void> {
-  const fh = await open(`${path}.partial`, 'w');
-  try {
-    await fh.write(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(`${path}.partial`, path);
 }

@@ -1,4 +1,5 @@
-import { open } from 'node:fs/promises';
+import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /** fsyncs a folder so that renames into it survive a power loss. */
 export async function syncDir(dir: string): Promise<void> {
@@ -17,5 +18,17 @@ export async function syncFile(path: string): Promise<void> {
     await fd.sync();
   } finally {
     await fd.close();
+  }
+}
+
+/** Writes `data` beside `path`, flushed, then renames it into place: a reader sees the whole file or none. */
+export async function writeWhole(path: string, data: Buffer, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
+  try {
+    await writeFile(tmp, data, { mode, flush: true });
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
   }
 }

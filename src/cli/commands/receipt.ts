@@ -1,8 +1,7 @@
-import { rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
 import { usageError } from '../../errors/index.js';
 import { stateDirFrom } from '../../store/state-dir.js';
+import { writeWhole } from '../../store/durable.js';
 import { stringOpt, jsonOpt, type Command, str } from '../command.js';
 import { bytes } from '../format.js';
 import type { Receipt } from '../../bundle/receipt.js';
@@ -92,15 +91,3 @@ export const receiptCommand: Command = {
     );
   },
 };
-
-/** Written beside the target and renamed into place: a reader never sees half a receipt. */
-async function writeWhole(path: string, data: Buffer): Promise<void> {
-  const tmp = join(dirname(path), `.${process.pid}.receipt.partial`);
-  try {
-    await writeFile(tmp, data, { mode: 0o644, flush: true });
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
-}
