@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import { policyError } from '../errors/index.js';
 import { baseBlobs, baseLabel, isReceiptBase, type BaseRef, type BlobRecord, type Manifest } from '../bundle/manifest.js';
 import type { ContentStore } from '../store/content-store.js';
@@ -50,16 +49,9 @@ export async function checkBaseBlobs(m: Manifest, store: ContentStore): Promise<
   const lacking: BlobRecord[] = [];
   let damaged = 0;
   for (const b of needed) {
-    try {
-      const s = await stat(store.pathOf(b.digest));
-      if (!s.isFile() || s.size !== b.size) {
-        lacking.push(b);
-        damaged++;
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      lacking.push(b);
-    }
+    const held = await store.holding(b);
+    if (held !== 'held') lacking.push(b);
+    if (held === 'wrong-size') damaged++;
   }
   const neededBytes = needed.reduce((n, b) => n + b.size, 0);
   if (lacking.length > 0 && m.base) {

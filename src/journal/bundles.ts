@@ -20,6 +20,25 @@ const COLUMNS = 'id, name, version, manifest_digest, key_id, created, expires, i
 export class BundleRecords {
   constructor(private readonly journal: Journal) {}
 
+  /**
+   * What a receipt lists, in one read transaction: the bundles not pruned (a
+   * pruned bundle keeps its row but loses its blob links; one with no blobs
+   * is held all the same), and every blob some bundle brought, by digest.
+   * Secret and config data in the store are no bundle's blobs.
+   */
+  held(): { bundles: { name: string; version: string; manifestDigest: string }[]; blobs: { digest: string; size: number }[] } {
+    const db = this.journal.db;
+    return db.transaction(() => ({
+      bundles: db
+        .prepare(
+          `SELECT name, version, manifest_digest AS manifestDigest FROM bundles b
+           WHERE EXISTS (SELECT 1 FROM bundle_blobs l WHERE l.bundle_id = b.id) OR json_array_length(json_extract(CAST(b.manifest AS TEXT), '$.blobs')) = 0`,
+        )
+        .all() as { name: string; version: string; manifestDigest: string }[],
+      blobs: db.prepare(`SELECT digest, size FROM blobs WHERE digest IN (SELECT digest FROM bundle_blobs) ORDER BY digest`).all() as { digest: string; size: number }[],
+    }))();
+  }
+
   byDigest(manifestDigest: string): BundleRow | undefined {
     return this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles WHERE manifest_digest = ?`).get(manifestDigest) as BundleRow | undefined;
   }

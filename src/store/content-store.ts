@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { access, mkdir, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { resourceError } from '../errors/index.js';
@@ -40,6 +40,20 @@ export class ContentStore {
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * Whether the store holds a blob at its recorded size. The bytes are not
+   * hashed again: only blobs hashed on the way in are ever renamed into the store.
+   */
+  async holding(blob: { digest: string; size: number }): Promise<'held' | 'absent' | 'wrong-size'> {
+    try {
+      const s = await stat(this.pathOf(blob.digest));
+      return s.isFile() && s.size === blob.size ? 'held' : 'wrong-size';
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      return 'absent';
     }
   }
 

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { BundleRecords } from '../journal/bundles.js';
 import type { Journal } from '../journal/journal.js';
 import type { ContentStore } from './content-store.js';
 
@@ -12,33 +12,15 @@ export interface Holdings {
 }
 
 /**
- * What this host holds, as a receipt tells it: read from the journal (one
- * read transaction) and checked against the store with stat. Only blobs a
- * bundle brought are listed: the store also keeps secret and config data
- * from deployments, whose digests must never leave the site. A blob whose
- * file is gone or has the wrong size is left out, so a delta never relies
- * on it; bytes are not hashed again, as at import (src/import/base-check.ts).
+ * What this host holds, as a receipt tells it: the journal's bundles and
+ * bundle blobs (never secret or config data, whose digests must not leave
+ * the site), each blob checked against the store as import checks a delta's
+ * base (src/import/base-check.ts). One missing or of another size is left
+ * out, so a delta never relies on it.
  */
 export async function readHoldings(journal: Journal, store: ContentStore): Promise<Holdings> {
-  const db = journal.db;
-  const { bundles, known } = db.transaction(() => ({
-    // A pruned bundle keeps its row but loses its blob links; one with no blobs is held all the same.
-    bundles: db
-      .prepare(
-        `SELECT name, version, manifest_digest AS manifestDigest FROM bundles b
-         WHERE EXISTS (SELECT 1 FROM bundle_blobs l WHERE l.bundle_id = b.id) OR json_array_length(json_extract(CAST(b.manifest AS TEXT), '$.blobs')) = 0`,
-      )
-      .all() as Holdings['bundles'],
-    known: db.prepare(`SELECT digest, size FROM blobs WHERE digest IN (SELECT digest FROM bundle_blobs) ORDER BY digest`).all() as Holdings['blobs'],
-  }))();
+  const { bundles, blobs: known } = new BundleRecords(journal).held();
   const blobs: Holdings['blobs'] = [];
-  for (const b of known) {
-    try {
-      const s = await stat(store.pathOf(b.digest));
-      if (s.isFile() && s.size === b.size) blobs.push(b);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
+  for (const b of known) if ((await store.holding(b)) === 'held') blobs.push(b);
   return { bundles, blobs, absent: known.length - blobs.length };
 }
