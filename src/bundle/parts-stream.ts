@@ -7,7 +7,7 @@
  * when its own checks fail first.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AirlockError, integrityError } from '../errors/index.js';
@@ -166,6 +166,11 @@ const fedBy = new WeakMap<object, PartsStream>();
 /** The parts stream a bundle reader's input comes from, directly or through pipe(); undefined for a plain file. */
 export function partsSourceOf(input: object): PartsStream | undefined {
   return input instanceof PartsStream ? input : fedBy.get(input);
+}
+
+/** The size of the bundle behind an opened file: the file's own, or for a split bundle the whole bundle's (for progress). */
+export async function bundleBytes(path: string, opened: object): Promise<number> {
+  return partsSourceOf(opened)?.parts.index.size ?? (await stat(path)).size;
 }
 
 /** For the bundle reader: restates a refusal in terms of parts when its input is a parts stream. */

@@ -292,11 +292,6 @@ export function damagedPart(p: PartRecord, actualHex: string): AirlockError {
   });
 }
 
-/** The size of the bundle a file holds: the file's own, or for an index, the whole bundle's (for progress). */
-export async function bundleBytes(path: string): Promise<number> {
-  return isPartsIndex(path) ? (await readPartsIndex(path)).index.size : (await stat(path)).size;
-}
-
 /** A part given where its index belongs: say which file to give instead. */
 export function refuseLonePart(path: string): void {
   const named = partNameOf(path);

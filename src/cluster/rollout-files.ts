@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { damagedPart, isPartsIndex, readPartsIndex } from '../bundle/parts.js';
+import { damagedPart } from '../bundle/parts.js';
+import { partsSourceOf } from '../bundle/parts-stream.js';
 import { parseManifest } from '../bundle/manifest.js';
 import { openBundleFile, readBundleHead } from '../bundle/reader.js';
 
@@ -29,14 +30,15 @@ export interface RolloutFiles {
 
 export async function rolloutFiles(bundlePath: string): Promise<RolloutFiles> {
   // A split bundle: openBundleFile refuses a missing or wrong-size part before reading, naming every one.
-  const head = await readBundleHead(await openBundleFile(bundlePath));
+  const opened = await openBundleFile(bundlePath);
+  const parts = partsSourceOf(opened)?.parts;
+  const head = await readBundleHead(opened);
   const manifest = parseManifest(head.manifestBytes);
   const index = await hashFile(bundlePath);
   const self: FileToSend = { path: bundlePath, name: basename(bundlePath), ...index };
-  if (!isPartsIndex(bundlePath)) {
+  if (!parts) {
     return { bundle: { name: manifest.name, version: manifest.version, sha256: index.sha256, bytes: index.size }, stacks: manifest.stacks.length, files: [self] };
   }
-  const parts = await readPartsIndex(bundlePath);
   const files: FileToSend[] = [];
   for (const p of parts.index.parts) {
     const path = join(dirname(bundlePath), p.name);

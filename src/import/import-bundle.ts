@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
-import { bundleBytes } from '../bundle/parts.js';
+import { bundleBytes } from '../bundle/parts-stream.js';
 import type { BaseRef, Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { ContentStore, type Staging } from '../store/content-store.js';
@@ -90,8 +90,9 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
   let opened = 0;
   let baseCheck: Awaited<ReturnType<typeof checkBaseBlobs>> | undefined;
   try {
-    const total = await bundleBytes(file);
-    const input = countBytes(await openBundleFile(file), opts.onProgress && ((bytes) => opts.onProgress!({ phase: 'verify', bytes, total })));
+    const source = await openBundleFile(file);
+    const total = await bundleBytes(file, source);
+    const input = countBytes(source, opts.onProgress && ((bytes) => opts.onProgress!({ phase: 'verify', bytes, total })));
     const verified = await readBundle(input, {
       trust: opts.trust,
       now,

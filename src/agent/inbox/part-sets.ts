@@ -85,15 +85,3 @@ export async function gatherItems(files: InboxFile[], complete: (f: InboxFile) =
   }
   return items;
 }
-
-/** Every file an item would move: for a set, the index and its present parts. */
-export function filesOf(item: InboxItem): InboxFile[] {
-  switch (item.kind) {
-    case 'parts':
-      return [item.index, ...item.parts];
-    case 'waiting':
-      return [item.index, ...item.present];
-    default:
-      return [item.file];
-  }
-}
