@@ -10,6 +10,7 @@ import type { Docker } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
 import { syncDir } from '../store/durable.js';
 import { BlobCollector, type Compression } from './blob-collector.js';
+import { checkEncodable } from './encodings.js';
 import { baseSizeMismatch, loadDeltaBase, loadReceiptBase, type DeltaBase } from './base.js';
 import { canonicalBytes } from './canonical-json.js';
 import { expiryFrom, loadDefinition, type BundleDefinition } from './definition.js';
@@ -87,7 +88,12 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const created = opts.created ?? buildTime();
   const expires = expiryFrom(def.expires, created);
   // Before the long part: a bad --since or receipt should fail fast.
-  if (opts.since !== undefined && opts.sinceReceipt) throw usageError('a delta has one base: give --since or --since-receipt, not both');
+  if (opts.since !== undefined && opts.sinceReceipt) {
+    throw usageError('a delta has one base: give --since OLD or --since-receipt FILE, not both', {
+      hint: 'to build against what a site holds now, ask the site for a fresh receipt and use it alone',
+    });
+  }
+  checkEncodable(opts.compression ?? 'auto');
   const base =
     opts.since !== undefined ? await loadDeltaBase(opts.since, opts.sinceTrust) : opts.sinceReceipt ? await loadReceiptBase(opts.sinceReceipt.path, opts.sinceReceipt.keyPath) : undefined;
   await mkdir(opts.outDir, { recursive: true });

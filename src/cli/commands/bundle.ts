@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import { COMPRESSIONS, type Compression } from '../../bundle/blob-collector.js';
-import { checkEncodable } from '../../bundle/encodings.js';
 import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { stateDirFrom } from '../../store/state-dir.js';
@@ -80,17 +79,12 @@ function signerOf(bytes: Buffer | null): string | null {
 /**
  * A receipt's signature is always checked: it comes from outside, through
  * any channel, and a receipt the site did not write would make the delta
- * useless there. One base per delta, so not with --since.
+ * useless there. (One base per delta: buildBundle refuses it with --since.)
  */
-function receiptOptions(path: string | undefined, keyPath: string | undefined, since: string | undefined) {
+function receiptOptions(path: string | undefined, keyPath: string | undefined) {
   if (path === undefined) {
     if (keyPath !== undefined) throw usageError('--receipt-key checks the --since-receipt receipt: give --since-receipt FILE too');
     return undefined;
-  }
-  if (since !== undefined) {
-    throw usageError('a delta has one base: give --since OLD or --since-receipt FILE, not both', {
-      hint: 'to build against what a site holds now, ask the site for a fresh receipt and use it alone',
-    });
   }
   if (keyPath === undefined) {
     throw usageError("--since-receipt needs --receipt-key SITE.pub: a receipt is used only once it checks out against the site's public key", {
@@ -148,13 +142,12 @@ export const bundleCommands: Command[] = [
       if (!keyPath) throw usageError('--key KEY is required: bundles are always signed');
       const compression = (str(values.compress) ?? 'auto') as Compression;
       if (!COMPRESSIONS.includes(compression)) throw usageError(`--compress must be ${COMPRESSIONS.join(', ')}, not "${compression}"`);
-      checkEncodable(compression);
       const since = str(values.since);
       const trustDir = str(values.trust);
       const splitText = str(values.split);
       const partSize = splitText === undefined ? undefined : parseSplitSize(splitText);
       if (trustDir !== undefined && since === undefined) throw usageError('--trust on bundle build checks the --since bundle: give --since OLD too');
-      const sinceReceipt = receiptOptions(str(values['since-receipt']), str(values['receipt-key']), since);
+      const sinceReceipt = receiptOptions(str(values['since-receipt']), str(values['receipt-key']));
       const sinceTrust = trustDir === undefined ? undefined : await TrustStore.load(trustDirFrom(trustDir));
       const key = await loadPrivateKey(keyPath);
       const docker = await engine();
