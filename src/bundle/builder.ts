@@ -10,7 +10,6 @@ import type { Docker } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
 import { syncDir } from '../store/durable.js';
 import { BlobCollector, type Compression } from './blob-collector.js';
-import { checkEncodable } from './encodings.js';
 import { baseSizeMismatch, loadDeltaBase, loadReceiptBase, type DeltaBase } from './base.js';
 import { canonicalBytes } from './canonical-json.js';
 import { expiryFrom, loadDefinition, type BundleDefinition } from './definition.js';
@@ -93,7 +92,6 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       hint: 'to build against what a site holds now, ask the site for a fresh receipt and use it alone',
     });
   }
-  checkEncodable(opts.compression ?? 'auto');
   const base =
     opts.since !== undefined ? await loadDeltaBase(opts.since, opts.sinceTrust) : opts.sinceReceipt ? await loadReceiptBase(opts.sinceReceipt.path, opts.sinceReceipt.keyPath) : undefined;
   await mkdir(opts.outDir, { recursive: true });

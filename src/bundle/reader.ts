@@ -7,7 +7,7 @@ import tar from 'tar-stream';
 import { AirlockError, integrityError, notFound, policyError, signatureError, unsafeEntry } from '../errors/index.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { verifyBytes } from '../trust/keys.js';
-import { checkDecodable, createDecoder, isDecodeError } from './encodings.js';
+import { createDecoder, isDecodeError } from './encodings.js';
 import { checkDeclaredSizes, withLimits, type Limits } from './limits.js';
 import { isPartsIndex, refuseLonePart } from './parts.js';
 import { checkPartsHead, checkPartsSignature, explainPartsFailure, openParts } from './parts-stream.js';
@@ -298,7 +298,6 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Ve
     const sig = checkSignature(headEntries, opts.trust);
     const manifest = parseManifest(headEntries.manifestBytes);
     checkDeclaredSizes(manifest, limits);
-    checkDecodable(manifest);
     checkExpiry(manifest, opts.now ?? new Date());
     const head: VerifiedHead = {
       manifest,

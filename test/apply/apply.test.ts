@@ -8,7 +8,7 @@ import YAML from 'yaml';
 import type { Docker, ServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
-import { CLI, makeProject, makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
+import { makeProject, makeSigner, runCli, spawnCli, tempDir, type Signer } from '../helpers/fixtures.js';
 
 // A single-node swarm of this file's own; the tests run in order and build on each other.
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -171,9 +171,8 @@ test('three levels back after two upgrades; a downgrade by apply is refused', as
 
 test('one apply at a time: a second one waits, then fails naming the first', async () => {
   const v4 = await release('1.4.0');
-  const first = spawn(process.execPath, [CLI, 'bundle', 'apply', v4, '--trust', signer.trustDir, '--state', state, '--timeout', '60s'], {
-    env: { ...process.env, DOCKER_HOST: daemon.dockerHost },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const first = spawnCli(['bundle', 'apply', v4, '--trust', signer.trustDir, '--state', state, '--timeout', '60s'], {
+    env: { ...process.env, DOCKER_HOST: daemon.dockerHost }
   });
   let stderr = '';
   first.stderr.on('data', (d) => (stderr += d));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, zstdDecompressSync } from 'node:zlib';
 import YAML from 'yaml';
 import { makeProject, makeSigner, runCli, tempDir } from '../helpers/fixtures.js';
 import { entries } from '../helpers/delta.js';
@@ -49,7 +49,7 @@ for (const layout of ['oci', 'legacy'] as const) {
     assert.deepEqual([...manifest.blobs.map((b) => b.digest)].sort(), manifest.blobs.map((b) => b.digest));
     for (const [i, b] of manifest.blobs.entries()) {
       const stored = blobEntries[i]!.data;
-      const content = b.encoding === 'gzip' ? gunzipSync(stored) : stored;
+      const content = b.encoding === 'gzip' ? gunzipSync(stored) : b.encoding === 'zstd' ? zstdDecompressSync(stored) : stored;
       assert.equal(sha(content), b.digest);
       assert.equal(content.length, b.size);
       if (b.stored) assert.equal(sha(stored), b.stored.digest);
@@ -90,7 +90,7 @@ test('builds are reproducible under SOURCE_DATE_EPOCH, and differ when an input 
   assert.equal(manifest.expires, '2026-01-31T00:00:00Z');
 });
 
-test('auto compression gzips what shrinks and stores incompressible blobs as they are', async (t) => {
+test('auto compression zstd-compresses what shrinks and stores incompressible blobs as they are', async (t) => {
   const { dir, cleanup } = await tempDir();
   t.after(cleanup);
   const signer = await makeSigner(dir);
@@ -105,8 +105,8 @@ test('auto compression gzips what shrinks and stores incompressible blobs as the
   const m = JSON.parse((await entries(auto.path))[0]!.data.toString()) as { blobs: { digest: string; encoding: string; kind: string }[] };
   const enc = (data: Buffer) => m.blobs.find((b) => b.digest === sha(data))?.encoding;
   assert.equal(enc(await readFile(join(dir, 'extra-0'))), 'identity');
-  assert.equal(enc(await readFile(join(dir, 'extra-1'))), 'gzip');
-  assert.equal(enc(await readFile(join(dir, 'images', 'base.tar'))), 'gzip', 'busybox compresses well');
+  assert.equal(enc(await readFile(join(dir, 'extra-1'))), 'zstd');
+  assert.equal(enc(await readFile(join(dir, 'images', 'base.tar'))), 'zstd', 'busybox compresses well');
   assert.ok(auto.bytes < none.bytes * 0.8, `auto ${auto.bytes} vs none ${none.bytes}`);
   const mNone = JSON.parse((await entries(none.path))[0]!.data.toString()) as { blobs: { encoding: string }[] };
   assert.ok(mNone.blobs.every((b) => b.encoding === 'identity'));

@@ -94,10 +94,10 @@ test('a delta carries only the changed app layer, image config and manifest, and
   );
   assert.ok(m.blobs.filter((x) => x.carried === false).every((x) => x.encoding === undefined && x.stored === undefined));
   assert.deepEqual([m.stacks, m.images, m.files], [full2.manifest.stacks, full2.manifest.images, full2.manifest.files]);
-  // Full bundles stay in the format every airlock reads.
-  assert.equal(full2.manifest.format, 'airlock.bundle.v1');
+  // A full bundle names no base and requires no delta support (only zstd, which auto compressed with).
+  assert.equal(full2.manifest.format, 'airlock.bundle.v2');
   assert.equal(full2.manifest.base, undefined);
-  assert.equal(full2.manifest.requires, undefined);
+  assert.deepEqual(full2.manifest.requires, ['zstd']);
   const sizes = [(await stat(b.delta)).size, (await stat(b.full2)).size];
   assert.ok(sizes[0]! * 20 < sizes[1]!, `delta ${sizes[0]} vs full ${sizes[1]}`);
 });

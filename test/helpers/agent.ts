@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { CLI } from './fixtures.js';
+import { cliArgv } from './fixtures.js';
 
 export interface AgentLayout {
   dir: string;
@@ -45,7 +45,7 @@ export class AgentProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(config: string, env: NodeJS.ProcessEnv = {}, prefix: string[] = []) {
-    const argv = [...prefix, process.execPath, CLI, 'agent', '--config', config];
+    const argv = [...prefix, process.execPath, ...cliArgv(['agent', '--config', config])];
     this.child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const onData = (d: Buffer) => {
       this.text += d.toString();

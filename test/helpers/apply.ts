@@ -12,7 +12,7 @@ import YAML from 'yaml';
 import type { Docker, ServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import { PrivateDaemon } from './dockerd.js';
-import { CLI, makeProject, makeSigner, runCli, tempDir, type CliResult, type Signer } from './fixtures.js';
+import { makeProject, makeSigner, runCli, spawnCli, tempDir, type CliResult, type Signer } from './fixtures.js';
 
 /** A command that runs until stopped and stops at once on SIGTERM. */
 export const IDLE = ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 1; done'];
@@ -99,7 +99,7 @@ export interface RunResult extends CliResult {
 
 /** Runs the real CLI in a child process and reports a death by signal too. */
 export function runAirlock(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-  return finished(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })).then((r) => ({
+  return finished(spawnCli(args, { env: { ...process.env, ...env } })).then((r) => ({
     ...r,
     code: r.code ?? -1,
   }));
@@ -116,9 +116,8 @@ export function cliFor(bench: Bench, state: string) {
       cli(['bundle', 'apply', file, '--trust', bench.signer.trustDir, '--timeout', '60s', '--json', ...extra], envExtra),
     /** An apply as a child process, for tests that act while it runs; stderr carries `deployment #N: step` lines. */
     spawnApply(file: string, extra: string[] = [], envExtra: NodeJS.ProcessEnv = {}): ChildProcess {
-      return spawn(process.execPath, [CLI, 'bundle', 'apply', file, '--trust', bench.signer.trustDir, '--state', state, '--timeout', '60s', ...extra], {
-        env: { ...process.env, ...env(envExtra) },
-        stdio: ['ignore', 'pipe', 'pipe'],
+      return spawnCli(['bundle', 'apply', file, '--trust', bench.signer.trustDir, '--state', state, '--timeout', '60s', ...extra], {
+        env: { ...process.env, ...env(envExtra) }
       });
     },
     journal: <T>(fn: (db: Database.Database) => T): T => readJournalDb(state, fn),

@@ -1,5 +1,6 @@
 /** Test projects on disk: keys, trust stores, bundle definitions and their images. */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio, type SpawnOptionsWithStdioTuple, type StdioNull, type StdioPipe } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -10,6 +11,19 @@ import { writeBusyboxLayer, writeImageArchive, writeLayer, writeRandomLayer } fr
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = join(REPO, 'bin/airlock');
+/** Node flags for every airlock a test starts (`scripts/run-tests.mjs --gc-stress` sets them). */
+const NODE_FLAGS = (process.env.AIRLOCK_TEST_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+
+/** The arguments that start the real CLI on the tests' runtime: `spawn(process.execPath, cliArgv([...]))`. */
+export function cliArgv(args: string[]): string[] {
+  return [...NODE_FLAGS, CLI, ...args];
+}
+
+/** Starts the real CLI in a child process, on the runtime the tests run on (the packaged one), its output piped. */
+export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): ChildProcessByStdio<null, Readable, Readable> {
+  const opts: SpawnOptionsWithStdioTuple<StdioNull, StdioPipe, StdioPipe> = { ...options, stdio: ['ignore', 'pipe', 'pipe'] };
+  return spawn(process.execPath, cliArgv(args), opts);
+}
 
 export async function tempDir(prefix = 'airlock-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -105,10 +119,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real CLI in a child process, as an operator would; `node` picks another runtime (scripts/fetch-node). */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, node = process.execPath): Promise<CliResult> {
+/** Runs the real CLI in a child process, as an operator would. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((res, rej) => {
-    const child = spawn(node, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnCli(args, { env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -6,7 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { CLI, makeProject, makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
+import { makeProject, makeSigner, runCli, spawnCli, tempDir, type Signer } from '../helpers/fixtures.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { archiveImageIds, sha256File } from '../helpers/images.js';
 import { Bundle } from '../helpers/tamper.js';
@@ -104,9 +104,8 @@ test('import loads the images into an engine that lacks them, with the ids and l
 test('a daemon killed during a load: a clear error, nothing recorded as loaded, success once it is back', async () => {
   const { file } = await bundle('2.0.0', 256 * 1024 * 1024);
   const state = join(work.dir, 'state-b');
-  const child = spawn(process.execPath, [CLI, ...importArgs(file, state)], {
-    env: { ...process.env, DOCKER_HOST: daemon.dockerHost },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const child = spawnCli(importArgs(file, state), {
+    env: { ...process.env, DOCKER_HOST: daemon.dockerHost }
   });
   let stdout = '';
   let stderr = '';

@@ -110,10 +110,9 @@ export const bundleCommands: Command[] = [
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
       'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
-      '--compress auto (default) compresses only blobs that shrink by 10% or more: with zstd where this\n' +
-      'runtime has it (the packaged airlock), else gzip. gzip and zstd compress every blob. zstd bundles\n' +
-      'are smaller and decode faster, but are v2 and need an airlock whose runtime has zstd (the\n' +
-      'packaged one, or Node 22.15+); for hosts on an older airlock, use --compress gzip.\n' +
+      '--compress auto (default) zstd-compresses only blobs that shrink by 10% or more; gzip and zstd\n' +
+      'compress every blob. zstd bundles are smaller and decode faster, but they are v2, which\n' +
+      'hosts on an airlock from before zstd cannot read; for those, use --compress gzip.\n' +
       '--since OLD builds a delta: it leaves out every blob the earlier bundle OLD names, and a host\n' +
       'imports it only if it holds those blobs already. OLD is the earlier .airlock file, or its\n' +
       "manifest as 'airlock bundle inspect OLD --manifest' prints it. --trust DIR also checks OLD's\n" +
