@@ -1,7 +1,7 @@
 /**
  * Bundle I/O benchmark (issue "Speed and memory"; contract point 2).
  *
- *   npm run build && node dist/bench/bundle-io.js [--size-mib 1024] [--small-mib 100]
+ *   npm run build && .runtime/node dist/bench/bundle-io.js [--size-mib 1024] [--small-mib 100]
  *       [--text-mib 1024] [--runs 3] [--out docs/benchmarks.md] [--work DIR] [--keep] [--reuse]
  *       [--airlock PATH]
  *
@@ -51,7 +51,7 @@ interface Args {
   quietWaitMin: number;
 }
 
-const USAGE = `Usage: node dist/bench/bundle-io.js [options]
+const USAGE = `Usage: .runtime/node dist/bench/bundle-io.js [options]
   --size-mib N    the large random bundle (default 1024)
   --small-mib N   the small random bundle, for the RSS growth check (default 100)
   --text-mib N    the compressible bundle (default: --size-mib)
@@ -446,7 +446,7 @@ function report(x: Context): string {
   });
 
   const command =
-    `node dist/bench/bundle-io.js --size-mib ${args.sizeMiB} --small-mib ${args.smallMiB} --text-mib ${args.textMiB} --runs ${args.runs}` +
+    `.runtime/node dist/bench/bundle-io.js --size-mib ${args.sizeMiB} --small-mib ${args.smallMiB} --text-mib ${args.textMiB} --runs ${args.runs}` +
     (args.airlock === resolve(REPO, 'bin/airlock') ? '' : ` --airlock ${args.airlock}`) +
     (args.quietLoad === undefined ? '' : ` --quiet-load ${args.quietLoad}`) +
     (args.reuse ? ' --work DIR --reuse' : '');

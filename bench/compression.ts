@@ -2,7 +2,7 @@
  * Per-blob compression (issue 9): what each `bundle build --compress` choice
  * costs and saves, against `docker save IMAGES | gzip` of the same images.
  *
- *   npm run build && node dist/bench/compression.js [--sys-mib 192] [--text-mib 96] [--random-mib 48]
+ *   npm run build && .runtime/node dist/bench/compression.js [--sys-mib 192] [--text-mib 96] [--random-mib 48]
  *       [--runs 3] [--levels 1,3,9,19] [--sample-mib 32] [--out docs/benchmarks.md] [--keep]
  *
  * Two images share a busybox base layer: bench/app:1 adds a layer of this

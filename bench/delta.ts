@@ -1,7 +1,7 @@
 /**
  * Delta bundle size and import time (issue 9).
  *
- *   npm run build && node dist/bench/delta.js [--base-mib 256] [--app-mib 1,32] [--kind random,text]
+ *   npm run build && .runtime/node dist/bench/delta.js [--base-mib 256] [--app-mib 1,32] [--kind random,text]
  *       [--runs 3] [--zstd] [--out docs/benchmarks.md] [--work DIR] [--keep]
  *
  * For each app-layer size and content kind: writes release 1.0.0 of an app

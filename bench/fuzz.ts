@@ -2,8 +2,8 @@
  * Runs the bundle-reader fuzzer for longer than the test does and prints the
  * count of each outcome.
  *
- *   node dist/bench/fuzz.js [--seconds 300] [--seed 42]
- *   node dist/bench/fuzz.js --seed 42 --iteration 1234 [--dump FILE]   # replay one case, keep the mutant
+ *   .runtime/node dist/bench/fuzz.js [--seconds 300] [--seed 42]
+ *   .runtime/node dist/bench/fuzz.js --seed 42 --iteration 1234 [--dump FILE]   # replay one case, keep the mutant
  *
  * Exits 1 if any case failed (crash, wrong error class, unhandled rejection, hang).
  */

@@ -2,7 +2,7 @@
  * Image loading: how long `airlock bundle import` takes to put a bundle's
  * images into a Docker Engine, against `docker load` of the same images.
  *
- *   node dist/bench/image-load.js [--mib 500] [--runs 3] [--images 4] [--quiet-load 1.5] [--quiet-wait 60]
+ *   .runtime/node dist/bench/image-load.js [--mib 500] [--runs 3] [--images 4] [--quiet-load 1.5] [--quiet-wait 60]
  *                                 [--airlock PATH] [--doc docs/benchmarks.md] [--json FILE] [--keep]
  *
  * It writes N images (a shared busybox base layer plus one app layer of
@@ -124,7 +124,7 @@ function parseCli(argv: string[]): Args {
     else if (a === '--quiet-load') args.quietLoad = Number(val());
     else if (a === '--quiet-wait') args.quietWait = Number(val());
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: node dist/bench/image-load.js [--mib 500] [--runs 3] [--images 4] [--airlock bin/airlock] [--quiet-load 1.5] [--quiet-wait 60] [--doc docs/benchmarks.md] [--json FILE] [--keep]\n');
+      process.stdout.write('usage: .runtime/node dist/bench/image-load.js [--mib 500] [--runs 3] [--images 4] [--airlock bin/airlock] [--quiet-load 1.5] [--quiet-wait 60] [--doc docs/benchmarks.md] [--json FILE] [--keep]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -494,7 +494,7 @@ async function main(): Promise<void> {
         `${capture('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no']) ? ' + uncommitted changes' : ''}`,
       `- Images: ${args.images} (busybox base ${mib(baseSize)} shared, plus one random ${mib(appSize)} app layer each): ${mib(imageBytes)} of layers; ` +
         `SAVED.tar ${mib(savedBytes)}; bundle ${mib(built.bytes)}`,
-      `- Command: \`node dist/bench/image-load.js --mib ${args.mib} --runs ${args.runs} --images ${args.images}${args.quietLoad > 0 ? ` --quiet-load ${args.quietLoad} --quiet-wait ${args.quietWait}` : ''}${args.airlock ? ` --airlock ${args.airlock}` : ''}\`, ${new Date().toISOString().slice(0, 10)}`,
+      `- Command: \`.runtime/node dist/bench/image-load.js --mib ${args.mib} --runs ${args.runs} --images ${args.images}${args.quietLoad > 0 ? ` --quiet-load ${args.quietLoad} --quiet-wait ${args.quietWait}` : ''}${args.airlock ? ` --airlock ${args.airlock}` : ''}\`, ${new Date().toISOString().slice(0, 10)}`,
     ].join('\n');
     const body = `${results}\n\n${breakdown}\n\n${facts}\n`;
     process.stdout.write(`${body}`);

@@ -4,7 +4,7 @@
  * dockerd and sshd in network namespaces), the same bundle, fresh hosts
  * each run. Target: time(4) <= 1.5 x time(1).
  *
- *   node dist/bench/rollout.js [--runs 3] [--mib 100] [--doc docs/benchmarks.md]
+ *   .runtime/node dist/bench/rollout.js [--runs 3] [--mib 100] [--doc docs/benchmarks.md]
  *
  * Each run starts a lab, makes a swarm (h1 manager, the rest workers), trusts
  * the vendor key on every host, and times the whole CLI: upload to every
@@ -64,7 +64,7 @@ try {
   }
   const ratio = median(four) / median(one);
   const body = [
-    `Command: \`node dist/bench/rollout.js --runs ${runs} --mib ${mib}\`; bundle with a ${mib} MiB random layer; medians of ${runs}.`,
+    `Command: \`.runtime/node dist/bench/rollout.js --runs ${runs} --mib ${mib}\`; bundle with a ${mib} MiB random layer; medians of ${runs}.`,
     '',
     '| hosts | wall time (median) | runs |',
     '| --- | --- | --- |',

@@ -3,7 +3,7 @@
  * `docker stack deploy` on the same compose files, the same engine, in the
  * same run.
  *
- *   node dist/bench/stack-deploy.js [--runs 3] [--airlock PATH] [--quiet-load 1.5] [--quiet-wait 30]
+ *   .runtime/node dist/bench/stack-deploy.js [--runs 3] [--airlock PATH] [--quiet-load 1.5] [--quiet-wait 30]
  *                                   [--no-default-wait] [--doc docs/benchmarks.md] [--json FILE] [--keep]
  *
  * It starts a dockerd of its own (a private socket in a network namespace of
@@ -89,7 +89,7 @@ function parseCli(argv: string[]): Args {
     else if (a === '--keep') args.keep = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
-        'usage: node dist/bench/stack-deploy.js [--runs 3] [--airlock bin/airlock] [--quiet-load 1.5] [--quiet-wait 30]\n' +
+        'usage: .runtime/node dist/bench/stack-deploy.js [--runs 3] [--airlock bin/airlock] [--quiet-load 1.5] [--quiet-wait 30]\n' +
           '                                      [--no-default-wait] [--doc docs/benchmarks.md] [--json FILE] [--keep]\n',
       );
       process.exit(0);
@@ -759,7 +759,7 @@ function report(res: Results, ctx: ReportContext): string {
   ];
   const git = (a: string[]) => spawnSync('git', ['-C', ctx.repo, ...a], { encoding: 'utf8' }).stdout.trim();
   const cmdLine =
-    `node dist/bench/stack-deploy.js --runs ${ctx.args.runs}` +
+    `.runtime/node dist/bench/stack-deploy.js --runs ${ctx.args.runs}` +
     `${ctx.args.quietLoad > 0 ? ` --quiet-load ${ctx.args.quietLoad} --quiet-wait ${ctx.args.quietWait}` : ''}` +
     `${ctx.args.defaultWait ? '' : ' --no-default-wait'}${ctx.args.airlock ? ` --airlock ${ctx.args.airlock}` : ''}`;
   const facts = [
