@@ -11,6 +11,7 @@ import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Docker, unixSocketTransport } from '../../src/docker/index.js';
+import { engineCommand } from './engines.js';
 
 function isRunning(pid: number): boolean {
   const stat = readFileSyncOrEmpty(`/proc/${pid}/stat`);
@@ -61,17 +62,15 @@ export class PrivateDaemon {
     await rm(join(this.dir, 'docker.pid'), { force: true });
     this.ensureNetns();
     const log = await open(join(this.dir, 'dockerd.log'), 'a');
+    // scripts/engines runs the dockerd of the matrix row under test (test/helpers/engines.ts).
     const child = spawn(
       'nsenter',
       [
         `--net=/var/run/netns/${this.netns}`,
-        'dockerd',
-        '--data-root', join(this.dir, 'data'),
-        '--exec-root', join(this.dir, 'exec'),
-        '--pidfile', join(this.dir, 'docker.pid'),
-        '-H', this.dockerHost,
-        // No bridge or iptables: it must not disturb the host's own daemon.
-        '--bridge', 'none', '--iptables=false', '--ip6tables=false',
+        ...engineCommand(this.dir, [
+          // No bridge or iptables: it must not disturb the host's own daemon.
+          '--bridge', 'none', '--iptables=false', '--ip6tables=false',
+        ]),
       ],
       { stdio: ['ignore', log.fd, log.fd], detached: true },
     );

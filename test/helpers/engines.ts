@@ -1,0 +1,48 @@
+/**
+ * The engine matrix (scripts/engines, docs/engines.md): which Docker Engine the
+ * tests' private daemons run. `AIRLOCK_TEST_ENGINE` names the row (default
+ * bookworm, the machine's own docker.io 20.10); `scripts/run-tests.mjs --engine
+ * ROW` sets it. A row whose root is not prepared fails the tests that need it.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO } from './fixtures.js';
+
+export const ENGINE_ROWS = ['bookworm', 'trixie', 'forky', 'forky-containerd'] as const;
+export type EngineRow = (typeof ENGINE_ROWS)[number];
+
+export const ENGINES_SCRIPT = join(REPO, 'scripts/engines');
+
+export function engineRow(): EngineRow {
+  const row = process.env.AIRLOCK_TEST_ENGINE ?? 'bookworm';
+  if (!(ENGINE_ROWS as readonly string[]).includes(row)) throw new Error(`AIRLOCK_TEST_ENGINE=${row}: not an engine row (${ENGINE_ROWS.join(', ')})`);
+  return row as EngineRow;
+}
+
+/** The image store the row's engine uses. */
+export const engineImageStore = (row: EngineRow = engineRow()): 'classic' | 'containerd' => (row.endsWith('-containerd') ? 'containerd' : 'classic');
+
+/** The argv that runs a dockerd of the row in the foreground with its state in `dir` (the process becomes dockerd). */
+export function engineCommand(dir: string, dockerdArgs: string[], row: EngineRow = engineRow()): string[] {
+  return [ENGINES_SCRIPT, 'run', row, dir, '--', ...dockerdArgs];
+}
+
+/**
+ * The docker CLI that goes with the row's engine, for the tests that hold airlock
+ * to the docker CLI: the engine's own where it has one (bookworm's docker.io 20.10),
+ * else the machine's CLI 28 (/usr/local/bin/docker), which speaks every API up to 1.51.
+ */
+export function dockerCliFor(row: EngineRow = engineRow()): string {
+  if (row === 'bookworm' && existsSync('/usr/bin/docker')) return '/usr/bin/docker';
+  for (const p of ['/usr/local/bin/docker', '/usr/bin/docker']) if (existsSync(p)) return p;
+  return 'docker';
+}
+
+/** Why the row cannot run here, or false. */
+export function engineMissing(row: EngineRow = engineRow()): string | false {
+  const r = spawnSync(ENGINES_SCRIPT, ['list'], { encoding: 'utf8' });
+  const line = r.stdout.split('\n').find((l) => l.startsWith(`${row} `));
+  if (r.status !== 0 || !line) return `scripts/engines list failed: ${r.stderr}`;
+  return line.includes('not prepared') ? `engine row ${row} is not prepared: run scripts/engines prepare ${row}` : false;
+}
