@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { AirlockError, notFound } from '../errors/index.js';
 import type { ConfigSpec, NetworkCreateRequest, SecretSpec } from '../docker/index.js';
 import type { ImageRecord } from '../bundle/manifest.js';
+import { findBundleImage } from '../images/identity.js';
 import { loadImages, splitRef } from '../images/load-images.js';
 import { familiarRef } from '../images/reference.js';
 import { missingImageBlobs, prunedImageError } from '../retention/restorable.js';
@@ -39,23 +40,34 @@ export function rollbackTarget(history: DeploymentRow[], to: string | undefined)
   return target;
 }
 
-/** Makes each pinned image id present and tagged as the spec names it, loading it from the content store if the engine lost it. */
+/**
+ * Makes each pinned image present and tagged as the spec names it, loading it
+ * from the content store if the engine lost it. Pins are config digests; the
+ * bundle record that carried the image also names its manifest, which is the
+ * image's id on the containerd image store (src/images/identity.ts).
+ */
 async function restoreImages(ctx: ApplyContext, pins: { ref: string; id: string }[]): Promise<void> {
   const bundles = new BundleRecords(ctx.journal);
   const missing: ImageRecord[] = [];
+  const engineIds = new Map<string, string>();
   for (const pin of pins) {
-    if (await ctx.docker.images.find(pin.id)) continue;
     const carriers = bundles.all().filter((b) => bundles.manifest(b.id).images.some((i) => i.id === pin.id));
     const record = carriers.length ? bundles.manifest(carriers[0]!.id).images.find((i) => i.id === pin.id) : undefined;
+    const found = record ? await findBundleImage(ctx.docker, record) : await ctx.docker.images.find(pin.id);
+    if (found) {
+      engineIds.set(pin.id, found.Id);
+      continue;
+    }
     if (!record) throw notFound(`image ${pin.ref} (${pin.id}) is gone from the engine and from every stored bundle`, { reason: 'image-not-found' });
     const gone = await missingImageBlobs(ctx.store, record);
     if (gone.length > 0) throw prunedImageError(pin.ref, record, gone, carriers.map((b) => `${b.name} ${b.version}`));
     missing.push(record);
   }
   if (missing.length > 0) await loadImages(ctx.docker, ctx.store, missing);
+  for (const record of missing) engineIds.set(record.id, (await findBundleImage(ctx.docker, record))!.Id);
   for (const pin of pins) {
     const { repo, tag } = splitRef(pin.ref);
-    await ctx.docker.images.tag(pin.id, repo, tag);
+    await ctx.docker.images.tag(engineIds.get(pin.id)!, repo, tag);
   }
 }
 

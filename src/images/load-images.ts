@@ -8,6 +8,7 @@ import type { ImageRecord } from '../bundle/manifest.js';
 import type { Docker } from '../docker/index.js';
 import type { ContentStore } from '../store/content-store.js';
 import { countBytes } from '../streams/count-bytes.js';
+import { findBundleImage, isBundleImage } from './identity.js';
 import { loadArchiveStream } from './load-archive.js';
 
 export interface LoadOptions {
@@ -42,11 +43,21 @@ export function splitRef(ref: string): { repo: string; tag: string } {
 export async function loadImages(docker: Docker, store: ContentStore, images: readonly ImageRecord[], opts: LoadOptions = {}): Promise<LoadReport> {
   const report: LoadReport = { loaded: [], present: [], tagged: [] };
   const call = opts.signal ? { signal: opts.signal } : {};
+  /** The id the engine shows for each image it has under another name (store-dependent). */
+  const engineId = new Map<ImageRecord, string>();
   for (const img of images) {
-    const ids = await Promise.all(img.refs.map(async (ref) => (await docker.images.find(ref, call))?.Id));
-    if (img.refs.length > 0 && ids.every((id) => id === img.id)) report.present.push(img);
-    else if (await docker.images.find(img.id, call)) report.tagged.push(img);
-    else report.loaded.push(img);
+    const byRef = await Promise.all(img.refs.map((ref) => docker.images.find(ref, call)));
+    if (img.refs.length > 0 && byRef.every((found) => found !== undefined && isBundleImage(found, img))) {
+      report.present.push(img);
+      continue;
+    }
+    const found = await findBundleImage(docker, img, call);
+    if (found) {
+      engineId.set(img, found.Id);
+      report.tagged.push(img);
+    } else {
+      report.loaded.push(img);
+    }
   }
   for (const img of report.loaded) await checkLayers(img, store);
   if (report.loaded.length > 0) {
@@ -58,7 +69,7 @@ export async function loadImages(docker: Docker, store: ContentStore, images: re
   for (const img of report.tagged) {
     for (const ref of img.refs) {
       const { repo, tag } = splitRef(ref);
-      await docker.images.tag(img.id, repo, tag, call);
+      await docker.images.tag(engineId.get(img)!, repo, tag, call);
     }
   }
   for (const img of [...report.loaded, ...report.tagged]) await checkInEngine(docker, img, call);
@@ -102,11 +113,15 @@ async function uncompressedDigest(path: string): Promise<string> {
 }
 
 async function checkInEngine(docker: Docker, img: ImageRecord, call: { signal?: AbortSignal }): Promise<void> {
-  for (const ref of img.refs.length > 0 ? img.refs : [img.id]) {
+  if (img.refs.length === 0) {
+    if (!(await findBundleImage(docker, img, call))) throw new AirlockError('engine', `image ${img.id} is not in the engine after the load`, { reason: 'image-mismatch', subject: img.id });
+    return;
+  }
+  for (const ref of img.refs) {
     const found = await docker.images.inspect(ref, call);
-    const layers = found.RootFS.Layers ?? [];
-    if (found.Id !== img.id || JSON.stringify(layers) !== JSON.stringify(img.layers.map((l) => l.diffId))) {
-      throw new AirlockError('engine', `image ${ref} in the engine is ${found.Id} with ${layers.length} layers; the bundle has ${img.id} with ${img.layers.length}`, {
+    if (!isBundleImage(found, img)) {
+      const layers = found.RootFS.Layers ?? [];
+      throw new AirlockError('engine', `image ${ref} in the engine is ${found.Id} with ${layers.length} layers; the bundle has ${img.id} (manifest ${img.manifest.digest}) with ${img.layers.length}`, {
         reason: 'image-mismatch',
         subject: ref,
         hint: 'another image took that name during the load; run the import again',

@@ -19,7 +19,7 @@ export function readJournalFacts(journal: Journal): JournalFacts {
         name: r.name,
         version: r.version,
         blobs: m.blobs.map((b) => ({ digest: b.digest, size: b.size, kind: b.kind })),
-        images: m.images.map((i) => ({ id: i.id, refs: i.refs, blobs: imageBlobDigests(i) })),
+        images: m.images.map((i) => ({ id: i.id, manifest: i.manifest, layers: i.layers, refs: i.refs, blobs: imageBlobDigests(i) })),
         // A manifest with no blobs has nothing to prune: count it as holding them.
         holdsBlobs: r.linked === 1 || m.blobs.length === 0,
       };

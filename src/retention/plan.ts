@@ -27,6 +27,7 @@
  * journal knows of may go. Blobs are content-addressed and shared: a blob
  * that any kept thing needs stays, whatever else also used it.
  */
+import type { ImageIdentity } from '../images/identity.js';
 import semver from 'semver';
 
 export interface BundleFact {
@@ -35,8 +36,8 @@ export interface BundleFact {
   version: string;
   /** The blobs the signed manifest lists. */
   blobs: readonly { digest: string; size: number; kind: string }[];
-  /** The images the manifest carries, each with every blob needed to load it again. */
-  images: readonly { id: string; refs: readonly string[]; blobs: readonly string[] }[];
+  /** The images the manifest carries, each with every blob needed to load it again, and what identifies it in an engine. */
+  images: readonly (ImageIdentity & { refs: readonly string[]; blobs: readonly string[] })[];
   /** Whether the journal still links blobs to it (`bundle_blobs`); false once pruned. */
   holdsBlobs: boolean;
 }

@@ -1,3 +1,4 @@
+import { findBundleImage, type ImageIdentity } from '../images/identity.js';
 import { existsSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -66,7 +67,10 @@ async function diskUsage(docker: Docker): Promise<DiskUsage> {
 }
 
 interface ImageCheck {
+  /** The config digest: the journal's name for the image. */
   id: string;
+  /** What the engine calls it (the manifest digest on the containerd image store). */
+  engineId: string;
   refs: string[];
   size: number;
   force: boolean;
@@ -77,20 +81,20 @@ interface ImageCheck {
  * it and no container uses it but the stopped tasks swarm keeps as history.
  * Returns the reason to leave it otherwise; `gone` when the engine lacks it.
  */
-async function checkImage(docker: Docker, img: { id: string; refs: string[] }, du: DiskUsage | undefined): Promise<ImageCheck | { skip: string } | 'gone'> {
-  const found = await docker.images.find(img.id);
+async function checkImage(docker: Docker, img: { id: string; refs: string[] }, identity: ImageIdentity | undefined, du: DiskUsage | undefined): Promise<ImageCheck | { skip: string } | 'gone'> {
+  const found = identity ? await findBundleImage(docker, identity) : await docker.images.find(img.id);
   if (!found) return 'gone';
   const tags = (found.RepoTags ?? []).filter((t) => t !== NO_TAG);
   const ours = new Set(img.refs.map(familiarRef));
   const foreign = tags.filter((t) => !ours.has(familiarRef(t)));
   if (foreign.length > 0) return { skip: `also tagged ${foreign.join(', ')}, which airlock did not load` };
-  const containers = await docker.client.json<ContainerSummary[]>('GET', '/containers/json', { query: { all: true, filters: encodeFilters({ ancestor: [img.id] }) } });
+  const containers = await docker.client.json<ContainerSummary[]>('GET', '/containers/json', { query: { all: true, filters: encodeFilters({ ancestor: [found.Id] }) } });
   const name = (c: ContainerSummary) => (c.Names?.[0] ?? c.Id.slice(0, 12)).replace(/^\//, '');
   const running = containers.find((c) => c.State !== 'exited' && c.State !== 'created' && c.State !== 'dead');
   if (running) return { skip: `in use by container ${name(running)} (${running.State ?? 'unknown state'})` };
   const other = containers.find((c) => !c.Labels?.[SWARM_TASK_LABEL]);
   if (other) return { skip: `used by stopped container ${name(other)}, which is not a swarm task` };
-  return { id: img.id, refs: tags, size: du?.unique.get(img.id) ?? found.Size, force: containers.length > 0 || tags.length > 1 };
+  return { id: img.id, engineId: found.Id, refs: tags, size: du?.unique.get(found.Id) ?? found.Size, force: containers.length > 0 || tags.length > 1 };
 }
 
 const emptyFacts: JournalFacts = { bundles: [], deployments: [], images: [], blobs: [] };
@@ -179,8 +183,9 @@ async function execute(opts: PruneOptions, journal: Journal | undefined, plan: P
         if (isEngineUnreachable(e)) throw e;
         return undefined;
       });
+      const identities = new Map(facts.bundles.flatMap((b) => b.images.map((i) => [i.id, i] as const)));
       for (const img of plan.images) {
-        const checked = await checkImage(docker, img, du);
+        const checked = await checkImage(docker, img, identities.get(img.id), du);
         if (checked === 'gone') gone.push(img.id);
         else if ('skip' in checked) report.skipped.push({ what: 'image', id: img.id, reason: checked.skip });
         else removable.push(checked);
@@ -207,7 +212,7 @@ async function execute(opts: PruneOptions, journal: Journal | undefined, plan: P
   // Images first: a crash after this leaves journal rows that the next prune finds gone.
   for (const img of removable) {
     try {
-      await opts.docker!.images.delete(img.id, img.force ? { force: true } : {});
+      await opts.docker!.images.delete(img.engineId, img.force ? { force: true } : {});
       report.images.push({ id: img.id, refs: img.refs, size: img.size });
     } catch (e) {
       if (isNotFound(e)) {

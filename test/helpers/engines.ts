@@ -46,3 +46,8 @@ export function engineMissing(row: EngineRow = engineRow()): string | false {
   if (r.status !== 0 || !line) return `scripts/engines list failed: ${r.stderr}`;
   return line.includes('not prepared') ? `engine row ${row} is not prepared: run scripts/engines prepare ${row}` : false;
 }
+
+/** The id the row's engine shows for a bundle's image: its config digest on the classic store, its manifest digest on the containerd store. */
+export function engineImageId(img: { id: string; manifest: { digest: string } }, row: EngineRow = engineRow()): string {
+  return engineImageStore(row) === 'containerd' ? img.manifest.digest : img.id;
+}

@@ -10,7 +10,7 @@ function bundle(id: number, version: string, blobs: string[], images: { id: stri
     name: opts.name ?? 'demo',
     version,
     blobs: blobs.map((digest) => ({ digest, size: 1, kind: 'layer' })),
-    images: images.map((i) => ({ id: i.id, refs: [`demo/${i.id}`], blobs: i.blobs })),
+    images: images.map((i) => ({ id: i.id, manifest: { digest: `m-${i.id}`, size: 1 }, layers: [], refs: [`demo/${i.id}`], blobs: i.blobs })),
     holdsBlobs: opts.holdsBlobs ?? true,
   };
 }
