@@ -9,6 +9,8 @@ import type { Docker, ServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { makeProject, makeSigner, runCli, spawnCli, tempDir, type Signer } from '../helpers/fixtures.js';
+import { isBundleImage } from '../../src/images/identity.js';
+import type { Manifest } from '../../src/bundle/manifest.js';
 
 // A single-node swarm of this file's own; the tests run in order and build on each other.
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -99,7 +101,11 @@ test('apply with --init-swarm: a journaled deployment, converged, with pinned im
     ['web_web', null, 'applytest/web:1.0.0'],
     ['web_worker', null, 'applytest/base:1'],
   ]);
-  assert.equal(pins[0]!.image_id, (await docker.images.inspect('applytest/web:1.0.0')).Id);
+  // The journal pins the config digest; the engine holds exactly that image, under whatever id its store gives it.
+  const manifest = JSON.parse(journal((db) => (db.prepare("SELECT manifest FROM bundles WHERE version = '1.0.0'").get() as { manifest: Buffer }).manifest.toString())) as Manifest;
+  const web = manifest.images.find((i) => i.refs.includes('applytest/web:1.0.0'))!;
+  assert.equal(pins[0]!.image_id, web.id);
+  assert.ok(isBundleImage(await docker.images.inspect('applytest/web:1.0.0'), web));
   await assertRuns(1);
 
   const status = JSON.parse((await cli(['status', '--json'])).stdout) as { stacks: { stack: string; bundle: string; deployment: number; converged: boolean; appliedBy: string }[] };
