@@ -1,12 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { configError } from '../errors/index.js';
+import { imageRefProblem, REFERENCE_FORM } from '../images/reference.js';
 import type { BundleDefinition } from './definition.js';
 
 /**
  * The images a bundle's stacks reference (`services.*.image`), in first-seen
  * order. A reference that needs interpolation cannot be resolved at build
- * time without the host's variables, so it must be listed under `images:`.
+ * time without the host's variables, so it must be listed under `images:`;
+ * one that is no image reference at all is refused here, as the host's
+ * loader would refuse it.
  */
 export async function imagesReferencedByStacks(def: BundleDefinition): Promise<string[]> {
   const refs = new Set<string>();
@@ -20,6 +23,15 @@ export async function imagesReferencedByStacks(def: BundleDefinition): Promise<s
           throw configError(`${f.name}: services.${service}.image "${String(image)}" is not a plain reference`, {
             subject: f.name,
             hint: `list the image under images: in ${def.file}`,
+          });
+        }
+        const problem = imageRefProblem(image);
+        if (problem !== undefined) {
+          // docker stack deploy (and airlock's loader on the host) refuses it: no point shipping it.
+          throw configError(`${f.name}: services.${service}.image: "${image}" is not a valid image reference (${problem})`, {
+            subject: f.name,
+            reason: 'compose-image-reference',
+            hint: `Write the image as ${REFERENCE_FORM}.`,
           });
         }
         refs.add(image);

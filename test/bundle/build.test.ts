@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
 import YAML from 'yaml';
@@ -129,6 +129,18 @@ test('images default to those the stacks reference; a missing one is named', asy
   const ok = await build(dir, def, signer.keyPath, join(dir, 'out'));
   const m = JSON.parse((await entries(ok.path))[0]!.data.toString()) as { images: { refs: string[] }[] };
   assert.deepEqual(m.images.map((i) => i.refs), [['demo/base:1']]);
+});
+
+test('a stack image that is no image reference is refused at build time, naming the file and key', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const signer = await makeSigner(dir);
+  const def = await makeProject(dir);
+  await writeFile(join(dir, 'docker-compose.yml'), YAML.stringify({ services: { web: { image: 'demo/Web:1' } } }));
+  const r = await runCli(['bundle', 'build', '-f', def, '--key', signer.keyPath, '-o', join(dir, 'out')]);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /docker-compose\.yml: services\.web\.image: "demo\/Web:1" is not a valid image reference \(invalid reference format: repository name \(demo\/Web\) must be lowercase\)/);
+  assert.deepEqual(await readdir(join(dir, 'out')).catch(() => []), [], 'no bundle written');
 });
 
 test('a layer that does not match its config is refused at build time', async (t) => {

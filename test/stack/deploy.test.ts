@@ -1,11 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import type { Docker } from '../../src/docker/index.js';
+import { labelFilter, type Docker } from '../../src/docker/index.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { runCli, tempDir } from '../helpers/fixtures.js';
 import { writeBusyboxLayer, writeImageArchive } from '../helpers/images.js';
@@ -148,4 +148,36 @@ test('--prune removes services that left the stack; stack rm removes the rest', 
   const again = await runCli(['stack', 'rm', 'shop'], env());
   assert.equal(again.code, 4);
   assert.match(again.stderr, /nothing found in stack: shop/);
+});
+
+test('an image that interpolation makes invalid is refused before anything is created, as docker refuses it', async () => {
+  // BADREF_TAG unset: `${BADREF_TAG-:latest}` gives `stacktest/busybox::latest`.
+  const file = await compose('bad-image.yml', {
+    services: { db: web({ networks: ['back'] }), app: web({ image: 'stacktest/busybox:${BADREF_TAG-:latest}', networks: ['back'] }) },
+    networks: { back: {} },
+  });
+  const env = { DOCKER_HOST: daemon.dockerHost, BADREF_TAG: undefined };
+  const message = `${file}: services.app.image: "stacktest/busybox::latest" is not a valid image reference (invalid reference format); it is written "stacktest/busybox:\${BADREF_TAG-:latest}", with BADREF_TAG unset`;
+  for (const verb of ['deploy', 'plan']) {
+    const r = await runCli(['stack', verb, '-c', file, 'badref'], env);
+    assert.equal(r.code, 3, `${verb}: ${r.stdout}${r.stderr}`);
+    assert.ok(r.stderr.includes(message), `${verb}: ${r.stderr}`);
+    assert.match(r.stderr, /Set BADREF_TAG \(or fix the default in the file\)/);
+  }
+  const json = await runCli(['stack', 'deploy', '-c', file, 'badref', '--json'], env);
+  assert.equal(json.code, 3);
+  assert.deepEqual(
+    (({ error, reason, subject, exitCode }) => ({ error, reason, subject, exitCode }))(JSON.parse(json.stdout) as Record<string, unknown>),
+    { error: 'config', reason: 'compose-image-reference', subject: file, exitCode: 3 },
+  );
+  // docker refuses the same file the same way: nothing created by either.
+  const ref = spawnSync('docker', ['-H', daemon.dockerHost, 'stack', 'deploy', '--resolve-image', 'never', '-c', file, 'badref_docker'], { encoding: 'utf8', env: { PATH: process.env['PATH'] } });
+  assert.notEqual(ref.status, 0);
+  assert.match(ref.stderr, /invalid image reference for service app: invalid reference format/);
+  for (const stack of ['badref', 'badref_docker']) {
+    const filters = { label: labelFilter({ 'com.docker.stack.namespace': stack }) };
+    assert.deepEqual(await docker.networks.list({ filters }), [], `${stack}: no network`);
+    assert.deepEqual(await docker.services.list({ filters }), [], `${stack}: no service`);
+  }
+  assert.deepEqual((await docker.services.list()).map((s) => s.Spec.Name ?? '').filter((n) => n.startsWith('badref')), []);
 });

@@ -46,9 +46,17 @@ export function warnLeftovers(
   }
 }
 
-/** Joins a relative path onto the working folder, as Go's filepath.Join does (cleaned). */
+/**
+ * docker's loader absPath: an absolute path is kept as written; a relative
+ * one is joined onto the working folder and cleaned, as Go's filepath.Join
+ * does: `.` and `..` resolved, repeated and trailing slashes dropped
+ * (`./app.conf/` is the file `<dir>/app.conf`; the engine refuses a file
+ * source that ends in a slash).
+ */
 export function absPath(workingDir: string, p: string): string {
-  return posix.isAbsolute(p) ? p : posix.join(workingDir, p);
+  if (posix.isAbsolute(p)) return p;
+  const joined = posix.join(workingDir, p);
+  return joined.length > 1 && joined.endsWith('/') ? joined.slice(0, -1) : joined;
 }
 
 /** list_or_dict with `=` (labels, sysctls, driver options): a key without a value maps to "". */

@@ -5,9 +5,9 @@
  * For each file, in order: parse the YAML; refuse forbidden keys; interpolate
  * variables (with docker's type casts); validate against the Compose
  * Specification schema; normalise into the model (short syntaxes, env files,
- * paths). Then merge the files in order, add the implicit `default` network
- * and check that every network, volume, secret and config a service names is
- * declared.
+ * paths). Then merge the files in order, add the implicit `default` network,
+ * check that every service's image is a valid reference (docker's order) and
+ * that every network, volume, secret and config a service names is declared.
  *
  * Errors are AirlockError `config` with the file as subject; anything in a
  * file that the model does not carry comes back as a warning notice with its
@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import type { ComposeConfig, ComposeNotice } from '../model.js';
 import type { LoadContext } from './context.js';
 import { composeError } from './errors.js';
+import { checkImageReferences, type ParsedFile } from './images.js';
 import { interpolateConfig } from './interpolate.js';
 import { checkForbidden } from './keys.js';
 import { mergeConfigs } from './merge.js';
@@ -72,8 +73,10 @@ export async function loadCompose(input: LoadComposeInput): Promise<LoadComposeR
   const lookup = (name: string): string | undefined => (Object.hasOwn(env, name) ? env[name] : undefined);
   const notices: ComposeNotice[] = [];
   const loaded: ComposeConfig[] = [];
+  const parsed: ParsedFile[] = [];
   for (const f of input.files) {
     const raw = parseComposeYaml(f.name, f.content);
+    parsed.push({ name: f.name, raw });
     checkForbidden(f.name, raw);
     const interpolated = interpolateConfig(f.name, raw, lookup);
     validateCompose(f.name, interpolated);
@@ -88,6 +91,7 @@ export async function loadCompose(input: LoadComposeInput): Promise<LoadComposeR
   }
   const config = mergeConfigs(loaded);
   attachDefaultNetwork(config);
+  checkImageReferences(config, parsed, lookup);
   checkReferences(config);
   return { config, notices };
 }

@@ -80,3 +80,13 @@ export function substitute(template: string, lookup: Lookup): string {
     return resolve(substitution, lookup);
   });
 }
+
+/** The variables `template` names, in order, each once (`$$` names none). */
+export function templateVariables(template: string): string[] {
+  const names = new Set<string>();
+  for (const m of template.matchAll(PATTERN)) {
+    const name = /^[_a-z][_a-z0-9]*/i.exec(m[2] ?? m[3] ?? '')?.[0];
+    if (name !== undefined) names.add(name);
+  }
+  return [...names];
+}

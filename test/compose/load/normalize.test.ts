@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import YAML from 'yaml';
 import type { ServicePort, ServiceVolume } from '../../../src/compose/model.js';
 import { shlexSplit } from '../../../src/compose/load/shlex.js';
-import { load, rejectsConfig, service, web } from './helpers.js';
+import { load, rejectsConfig, service, tempTree, web } from './helpers.js';
 
 const tcp = (target: number, published?: number, mode: 'ingress' | 'host' = 'ingress'): ServicePort => ({
   target,
@@ -120,6 +122,61 @@ volumes:
     { type: 'volume', source: 'data', target: '/data', read_only: false, volume: { nocopy: true } },
     { type: 'tmpfs', target: '/tmp', read_only: false, tmpfs: { size: 64 * 1024 * 1024 } },
   ]);
+});
+
+/**
+ * Bind sources as docker's loader resolves them (the results are what
+ * `docker stack config`, CLI 28.2.2, printed for a file in /srv/app with
+ * HOME=/home/op): a relative source is joined onto the working folder and
+ * cleaned like Go's filepath.Join; an absolute one (also after `~`) is kept
+ * as written.
+ */
+const BIND_SOURCES: [source: string, docker: string, long?: 'long'][] = [
+  ['./x/', '/srv/app/x'],
+  ['./x//', '/srv/app/x'],
+  ['../x/', '/srv/x'],
+  ['.', '/srv/app'],
+  ['./', '/srv/app'],
+  ['./a/../b/', '/srv/app/b'],
+  ['./a/./b//c/.', '/srv/app/a/b/c'],
+  ['../../../../..', '/'],
+  ['x/', '/srv/app/x', 'long'], // a bind in the long syntax needs no ./
+  ['/abs/x/', '/abs/x/'],
+  ['/abs//x/./', '/abs//x/./'],
+  ['~/x/', '/home/op/x/'],
+];
+
+function bindFile(): string {
+  const volumes = BIND_SOURCES.map(([source, , long], i) =>
+    long ? { type: 'bind', source, target: `/t${i}` } : `${source}:/t${i}`,
+  );
+  return YAML.stringify({ services: { web: { image: 'nginx', volumes } } });
+}
+
+test('volumes: bind sources are joined and cleaned as docker does; absolute ones kept as written', async () => {
+  const s = await service(bindFile(), { env: { HOME: '/home/op' } });
+  assert.deepEqual(
+    s.volumes.map((v) => v.source),
+    BIND_SOURCES.map(([, docker]) => docker),
+  );
+});
+
+const dockerCli = spawnSync('docker', ['--version']).status === 0;
+
+test('volumes: the bind sources match what the docker CLI resolves', { skip: !dockerCli && 'no docker CLI' }, async () => {
+  const tree = await tempTree({ 'compose.yml': bindFile() });
+  try {
+    const r = spawnSync('docker', ['stack', 'config', '-c', 'compose.yml'], { cwd: tree.dir, env: { PATH: process.env['PATH'], HOME: '/home/op' }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const printed = YAML.parse(r.stdout) as { services: { web: { volumes: { source: string; target: string }[] } } };
+    const s = await service(bindFile(), { env: { HOME: '/home/op' }, workingDir: tree.dir });
+    assert.deepEqual(
+      s.volumes.map((v) => [v.target, v.source]),
+      printed.services.web.volumes.map((v) => [v.target, v.source]),
+    );
+  } finally {
+    await tree.cleanup();
+  }
 });
 
 test('volumes: unknown short-syntax options are reported, bad specs refused', async () => {

@@ -32,11 +32,16 @@ const IMAGE = 'airlock-test/busybox';
 /** Exits at once on SIGTERM, so removing a stack does not wait out a grace period. */
 const IMAGE_CMD = ['sh', '-c', "trap 'exit 0' TERM; while :; do sleep 1; done"];
 
-/** Services whose tasks must reach `running` in both stacks (the image runs; 11's db task checks its secret's data). */
+/**
+ * Services whose tasks must reach `running` in both stacks (the image runs;
+ * 11's db task checks its secret's data; 18's task checks that each bind
+ * source is the file or folder it names).
+ */
 const MUST_RUN: Record<string, string[]> = {
   '01-minimal.yml': ['web'],
   '11-secrets.yml': ['db'],
   '15-app.yml': ['api'],
+  '18-bind-paths.yml': ['conf'],
 };
 
 /** Warnings airlock must give, with the API version below which each applies. */
