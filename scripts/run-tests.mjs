@@ -46,7 +46,7 @@ const gcStress = args.includes('--gc-stress');
 const engineAt = args.indexOf('--engine');
 const engine = engineAt >= 0 ? args[engineAt + 1] : undefined;
 if (engineAt >= 0 && !engine) usage('--engine needs a row of scripts/engines');
-const filters = args.filter((a, i) => a !== '--gc-stress' && i !== engineAt && i !== engineAt + 1);
+const filters = args.filter((a, i) => a !== '--gc-stress' && (engineAt < 0 || (i !== engineAt && i !== engineAt + 1)));
 
 function usage(why) {
   console.error(`run-tests: ${why}\nusage: node scripts/run-tests.mjs [--engine ROW] [--gc-stress] [FILTER...]`);

@@ -53,4 +53,4 @@ export { ImagesApi, type LoadResult } from './images.js';
 export { ConfigsApi, NetworksApi, SecretsApi } from './objects.js';
 export { ServicesApi, TasksApi } from './services.js';
 export { NodesApi, SwarmApi } from './swarm.js';
-export { SystemApi } from './system.js';
+export { SystemApi, imageStoreOf } from './system.js';

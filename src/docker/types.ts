@@ -48,6 +48,8 @@ export interface SystemInfo {
   MemTotal: number;
   DockerRootDir: string;
   Driver: string;
+  /** Pairs such as ["driver-type", "io.containerd.snapshotter.v1"] on the containerd image store. */
+  DriverStatus?: [string, string][] | null;
   Images: number;
   Containers: number;
   Swarm: {

@@ -1,7 +1,7 @@
 import { readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asAirlockError } from '../errors/index.js';
-import { MAX_API_VERSION, type Docker } from '../docker/index.js';
+import { MAX_API_VERSION, imageStoreOf, type Docker, type SystemInfo } from '../docker/index.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -49,9 +49,7 @@ async function engineChecks(docker: Docker): Promise<CheckResult[]> {
       status: 'pass',
       detail: `using ${api}${api === MAX_API_VERSION ? '' : ` (the engine's highest; airlock speaks up to ${MAX_API_VERSION})`}`,
     },
-    info.Driver === 'overlay2'
-      ? { name: 'storage driver', status: 'pass', detail: info.Driver }
-      : { name: 'storage driver', status: 'warn', detail: info.Driver, hint: 'overlay2 is the driver Docker supports best; vfs copies every layer in full' },
+    imageStore(info),
   ];
   const swarm = info.Swarm;
   if (swarm.LocalNodeState === 'active') {
@@ -65,6 +63,14 @@ async function engineChecks(docker: Docker): Promise<CheckResult[]> {
     });
   }
   return results;
+}
+
+/** Which image store, and on the classic store whether its driver is the one Docker supports best. */
+function imageStore(info: SystemInfo): CheckResult {
+  if (imageStoreOf(info) === 'containerd') return { name: 'image store', status: 'pass', detail: `containerd (snapshotter ${info.Driver}); images are named by manifest digest` };
+  return info.Driver === 'overlay2'
+    ? { name: 'image store', status: 'pass', detail: 'classic, storage driver overlay2' }
+    : { name: 'image store', status: 'warn', detail: `classic, storage driver ${info.Driver}`, hint: 'overlay2 is the driver Docker supports best; vfs copies every layer in full' };
 }
 
 async function freeSpace(stateDir: string, min: number): Promise<CheckResult> {

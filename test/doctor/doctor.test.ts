@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
+import { engineImageStore } from '../helpers/engines.js';
 import { makeSigner, runCli, tempDir } from '../helpers/fixtures.js';
 
 interface Doctor {
@@ -21,7 +22,9 @@ test('doctor passes on a host with a running engine and a sound trust store', as
   const c = byName(d);
   assert.equal(c.engine!.status, 'pass');
   assert.match(c['api version']!.detail, /^using 1\.\d+/);
-  assert.ok(c['storage driver']);
+  // The image store of the engine under test (the row of the matrix, test/helpers/engines.ts).
+  assert.equal(c['image store']!.status, 'pass');
+  assert.match(c['image store']!.detail, engineImageStore() === 'containerd' ? /^containerd \(snapshotter \w+\); images are named by manifest digest$/ : /^classic, storage driver overlay2$/);
   assert.ok(['pass', 'warn'].includes(c.swarm!.status));
   assert.equal(c['trust store']!.status, 'pass');
   assert.equal(r.code, d.ok ? 0 : 3);
