@@ -29,7 +29,8 @@ export async function findDrift(docker: Docker, journal: Journal): Promise<Stack
     const current = deployments.current(stack);
     if (!current) continue;
     const recorded = new Map(deployments.services(current.id).flatMap((s) => (s.after ? [[s.name, s.after] as const] : [])));
-    const running = new Map((await readStackState(docker, stack)).services.map((s) => [s.Spec.Name!, s.Spec]));
+    const state = await readStackState(docker, stack);
+    const running = new Map(state.services.map((s) => [s.Spec.Name!, s.Spec]));
     const drift: StackDrift = {
       stack,
       deployment: current.id,
@@ -40,7 +41,7 @@ export async function findDrift(docker: Docker, journal: Journal): Promise<Stack
     for (const [name, spec] of recorded) {
       const live = running.get(name);
       if (!live) continue;
-      const fields = specDrift(spec, live).map((c) => c.path);
+      const fields = specDrift(spec, live, state.apiVersion).map((c) => c.path);
       if (fields.length > 0) drift.changed.push({ service: name, fields });
     }
     if (drift.missing.length + drift.extra.length + drift.changed.length > 0) drifted.push(drift);
@@ -49,10 +50,10 @@ export async function findDrift(docker: Docker, journal: Journal): Promise<Stack
 }
 
 /** ForceUpdate is the engine's counter of forced redeploys, not part of what runs. */
-function specDrift(recorded: ServiceSpec, live: ServiceSpec): FieldChange[] {
+function specDrift(recorded: ServiceSpec, live: ServiceSpec, apiVersion: string): FieldChange[] {
   const a = structuredClone(recorded);
   a.TaskTemplate = { ...a.TaskTemplate, ForceUpdate: live.TaskTemplate?.ForceUpdate ?? 0 };
-  return diffSpecs(a, live);
+  return diffSpecs(a, live, apiVersion);
 }
 
 export function describeDrift(d: StackDrift): string {

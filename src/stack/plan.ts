@@ -9,6 +9,8 @@ export interface PlanOptions {
 /**
  * Pure: the steps that turn `current` into `desired`. An unchanged service
  * gets no step; a changed one gets an update carrying its field-level diff.
+ * Specs are compared as the engine stores them (spec-diff.ts), so the
+ * defaults the engine filled into a deployed spec are no change.
  */
 export function planStack(desired: DesiredStack, current: StackState, opts: PlanOptions): Plan {
   const prepare: Step[] = [];
@@ -38,7 +40,7 @@ export function planStack(desired: DesiredStack, current: StackState, opts: Plan
     // As docker stack deploy: keep ForceUpdate, so an unchanged task template does not redeploy.
     const next = structuredClone(spec);
     next.TaskTemplate = { ...next.TaskTemplate, ForceUpdate: svc.Spec.TaskTemplate?.ForceUpdate ?? 0 };
-    const changes = diffSpecs(svc.Spec, next);
+    const changes = diffSpecs(svc.Spec, next, current.apiVersion);
     if (changes.length === 0) unchanged.push(name);
     else services.push({ action: 'update-service', name, id: svc.ID, version: svc.Version.Index, spec: next, changes });
   }

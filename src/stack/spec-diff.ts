@@ -1,37 +1,16 @@
 import type { ServiceSpec } from '../docker/index.js';
+import { asEngineStores } from './engine-defaults.js';
 import type { FieldChange } from './types.js';
 
 /**
- * The engine fills some fields on create (seen on 20.10 through 28.x). Both
- * sides get them before comparing, so a spec the engine merely completed
- * does not count as changed.
+ * Field-level differences between two specs, as dotted paths, each side as
+ * an engine speaking `apiVersion` stores it (engine-defaults.ts): a field one
+ * side leaves unset equals the engine's default for it, and a field the
+ * engine does not keep is no difference. Undefined `apiVersion`: the newest.
  */
-export function withEngineDefaults(spec: ServiceSpec): ServiceSpec {
-  const s = structuredClone(spec);
-  s.Labels ??= {};
-  s.TaskTemplate ??= {};
-  s.TaskTemplate.ContainerSpec ??= {};
-  s.TaskTemplate.ContainerSpec.Isolation ??= 'default';
-  s.TaskTemplate.ForceUpdate ??= 0;
-  s.TaskTemplate.Runtime ??= 'container';
-  s.EndpointSpec ??= {};
-  s.EndpointSpec.Mode ??= 'vip';
-  if (s.Mode?.Replicated) s.Mode.Replicated.Replicas ??= 1;
-  for (const key of ['UpdateConfig', 'RollbackConfig'] as const) {
-    const c = s[key];
-    if (c) {
-      c.FailureAction ??= 'pause';
-      c.MaxFailureRatio ??= 0;
-      c.Order ??= 'stop-first';
-    }
-  }
-  return s;
-}
-
-/** Field-level differences between two specs, as dotted paths. */
-export function diffSpecs(before: ServiceSpec, after: ServiceSpec): FieldChange[] {
+export function diffSpecs(before: ServiceSpec, after: ServiceSpec, apiVersion?: string): FieldChange[] {
   const changes: FieldChange[] = [];
-  walk(withEngineDefaults(before), withEngineDefaults(after), '', changes);
+  walk(asEngineStores(before, apiVersion), asEngineStores(after, apiVersion), '', changes);
   return changes;
 }
 

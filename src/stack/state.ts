@@ -6,13 +6,14 @@ const byStack = (stack: string) => ({ filters: { label: [`${NAMESPACE_LABEL}=${s
 /** Reads the stack from the engine every time, by label: never from a cache. */
 export async function readStackState(docker: Docker, stack: string, signal?: AbortSignal): Promise<StackState> {
   const opts = { ...byStack(stack), ...(signal ? { signal } : {}) };
-  const [services, networks, secrets, configs] = await Promise.all([
+  const [apiVersion, services, networks, secrets, configs] = await Promise.all([
+    docker.client.apiVersion(signal ? { signal } : {}),
     docker.services.list(opts),
     docker.networks.list(opts),
     docker.secrets.list(opts),
     docker.configs.list(opts),
   ]);
-  return { services, networks, secrets, configs };
+  return { apiVersion, services, networks, secrets, configs };
 }
 
 /** Every stack name the engine knows, with its service count (as `docker stack ls`). */

@@ -18,6 +18,8 @@ export interface DesiredStack {
 
 /** What the engine holds for a stack, found by its namespace label. */
 export interface StackState {
+  /** The API version the engine speaks: which defaults it fills in (engine-defaults.ts). */
+  apiVersion: string;
   services: Service[];
   networks: Network[];
   secrets: Secret[];

@@ -5,8 +5,11 @@ import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { labelFilter, type Docker } from '../../src/docker/index.js';
+import { labelFilter, type Docker, type ServiceSpec } from '../../src/docker/index.js';
+import { diffSpecs } from '../../src/stack/spec-diff.js';
+import type { Plan } from '../../src/stack/types.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
+import { recordEngineSpecs, recordingEngineSpecs, unwitnessedRules } from '../helpers/engine-specs.js';
 import { runCli, tempDir } from '../helpers/fixtures.js';
 import { writeBusyboxLayer, writeImageArchive } from '../helpers/images.js';
 
@@ -180,4 +183,115 @@ test('an image that interpolation makes invalid is refused before anything is cr
     assert.deepEqual(await docker.services.list({ filters }), [], `${stack}: no service`);
   }
   assert.deepEqual((await docker.services.list()).map((s) => s.Spec.Name ?? '').filter((n) => n.startsWith('badref')), []);
+});
+
+const LOOP = ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 1; done'];
+
+/**
+ * Specs sent straight to the Engine API with every field the engine has a
+ * default for left unset or empty, and fields it does not keep (at every API
+ * version, or at older ones): what it stores differs from each, at the
+ * fields src/stack/engine-defaults.ts names.
+ */
+const SPARSE: Record<string, Record<string, unknown>> = {
+  bare: { TaskTemplate: { ContainerSpec: { Image: IMAGE, Args: LOOP } } },
+  empty: {
+    Mode: { Replicated: {} },
+    TaskTemplate: {
+      ContainerSpec: {
+        Image: IMAGE,
+        Args: LOOP,
+        Privileges: {},
+        Mounts: [
+          {
+            Type: '',
+            Source: '/tmp',
+            Target: '/a',
+            ReadOnly: false,
+            Consistency: 'cached',
+            BindOptions: { Propagation: '', CreateMountpoint: true, ReadOnlyNonRecursive: true, ReadOnlyForceRecursive: true },
+          },
+          { Type: 'bind', Source: '/tmp', Target: '/b', BindOptions: { NonRecursive: true } },
+          { Type: 'bind', Source: '/tmp', Target: '/c', BindOptions: { Propagation: 'rslave', NonRecursive: false } },
+        ],
+      },
+      RestartPolicy: { Condition: '' },
+      LogDriver: { Name: '', Options: {} },
+    },
+    UpdateConfig: { FailureAction: '', Order: '', Delay: 0, Monitor: 0 },
+    RollbackConfig: { Delay: 0, Monitor: 0 },
+    EndpointSpec: { Mode: '', Ports: [{ TargetPort: 80, Protocol: '', PublishMode: '' }] },
+  },
+  job: { Mode: { ReplicatedJob: {} }, TaskTemplate: { ContainerSpec: { Image: IMAGE, Args: ['true'] } } },
+  'job-concurrent': { Mode: { ReplicatedJob: { MaxConcurrent: 3 } }, TaskTemplate: { ContainerSpec: { Image: IMAGE, Args: ['true'] } } },
+  // Fields of API 1.44 and 1.46: an older engine does not keep them.
+  newer: {
+    TaskTemplate: {
+      ContainerSpec: {
+        Image: IMAGE,
+        Args: LOOP,
+        Privileges: { Seccomp: {}, AppArmor: {}, NoNewPrivileges: true },
+        Healthcheck: { Test: ['CMD', 'true'], StartInterval: 2_000_000_000 },
+        OomScoreAdj: 100,
+        Mounts: [{ Type: 'tmpfs', Target: '/t', TmpfsOptions: { Options: [['exec']] } }],
+      },
+    },
+  },
+};
+
+test('the engine completes sparse specs with its defaults: every default of the table seen, and no change to the planner', async () => {
+  const apiVersion = await docker.client.apiVersion();
+  const sent = Object.entries(SPARSE).map(([name, spec]) => ({ ...spec, Name: `defaults_${name}` }) as ServiceSpec);
+  for (const spec of sent) await docker.services.create(spec);
+  try {
+    const stored = await Promise.all(sent.map((s) => docker.services.inspect(s.Name!)));
+    const pairs = sent.map((s, i) => ({ sent: s, inspect: stored[i]! }));
+    for (const { sent: s, inspect } of pairs) {
+      assert.notEqual(JSON.stringify(inspect.Spec), JSON.stringify(s), `${s.Name}: the engine changed the spec`);
+      assert.deepEqual(diffSpecs(inspect.Spec, s, apiVersion), [], `${s.Name}: as the engine stores it`);
+    }
+    assert.deepEqual(unwitnessedRules(pairs, apiVersion).map((r) => r.path), [], `every rule of API ${apiVersion} is seen on this engine`);
+    if (recordingEngineSpecs()) await recordEngineSpecs(docker, 'api-sparse-specs', 'test/stack/deploy.test.ts', sent, stored);
+  } finally {
+    for (const s of sent) await docker.services.delete(s.Name!).catch(() => undefined);
+  }
+});
+
+const planOf = async (file: string, stack: string): Promise<Plan> => {
+  const r = await runCli(['stack', 'plan', '--json', '-c', file, stack], env());
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as Plan;
+};
+const changesOf = (plan: Plan) => plan.services.flatMap((s) => (s.action === 'update-service' ? s.changes.map((c) => [s.name, c.path, c.before, c.after]) : [[s.name, s.action]]));
+
+test('a field set back to its default, or changed by hand where the file leaves it unset, is an update back to the default', async () => {
+  const tuned = await compose('r1.yml', {
+    services: { app: web({ deploy: { update_config: { parallelism: 1, order: 'start-first' }, restart_policy: { delay: '1s', max_attempts: 3 } } }) },
+  });
+  const plain = await compose('r2.yml', { services: { app: web({ deploy: { update_config: { parallelism: 1 }, restart_policy: { delay: '1s' } } }) } });
+  assert.equal((await runCli(['stack', 'deploy', '-c', tuned, 'resets', '--detach'], env())).code, 0);
+  assert.deepEqual(changesOf(await planOf(tuned, 'resets')), [], 'deployed as the file says');
+
+  // The file drops order and max_attempts: the engine's defaults are what it asks for now.
+  assert.deepEqual(changesOf(await planOf(plain, 'resets')), [
+    ['resets_app', 'TaskTemplate.RestartPolicy.MaxAttempts', 3, 0],
+    ['resets_app', 'UpdateConfig.Order', 'start-first', 'stop-first'],
+  ]);
+  const v1 = (await docker.services.inspect('resets_app')).Version.Index;
+  assert.equal((await runCli(['stack', 'deploy', '-c', plain, 'resets', '--detach'], env())).code, 0);
+  const after = await docker.services.inspect('resets_app');
+  assert.ok(after.Version.Index > v1, 'the service was updated');
+  assert.equal(after.Spec.UpdateConfig?.Order, 'stop-first');
+  assert.equal(after.Spec.TaskTemplate?.RestartPolicy?.MaxAttempts, 0);
+  assert.deepEqual(changesOf(await planOf(plain, 'resets')), []);
+
+  // Changed by hand, where the file leaves both unset: the next deploy puts the defaults back.
+  dockerCli('service', 'update', '--detach', '--update-order', 'start-first', '--restart-max-attempts', '5', 'resets_app');
+  assert.deepEqual(changesOf(await planOf(plain, 'resets')), [
+    ['resets_app', 'TaskTemplate.RestartPolicy.MaxAttempts', 5, 0],
+    ['resets_app', 'UpdateConfig.Order', 'start-first', 'stop-first'],
+  ]);
+  assert.equal((await runCli(['stack', 'deploy', '-c', plain, 'resets', '--detach'], env())).code, 0);
+  assert.deepEqual(changesOf(await planOf(plain, 'resets')), []);
+  assert.equal((await runCli(['stack', 'rm', 'resets'], env())).code, 0);
 });

@@ -26,7 +26,7 @@ const running = (s: ServiceSpec, id: string, version = 7): Service => ({
   },
 });
 
-const empty: StackState = { services: [], networks: [], secrets: [], configs: [] };
+const empty: StackState = { apiVersion: '1.41', services: [], networks: [], secrets: [], configs: [] };
 const desired = (over: Partial<DesiredStack> = {}): DesiredStack => ({ stack: 'web', networks: [], secrets: [], configs: [], services: [], ...over });
 
 test('a first deploy creates networks, secrets and configs, then services', () => {
@@ -84,6 +84,7 @@ test('existing objects are kept; content-named secrets and configs no longer use
   const config = (name: string, id: string): Config => ({ ID: id, ...meta, Spec: { Name: name, Labels: { ...ns, [LOGICAL_NAME_LABEL]: 'conf' } } });
   const network = { Name: 'web_default', Id: 'n1' } as Network;
   const current: StackState = {
+    ...empty,
     services: [],
     networks: [network],
     secrets: [secret('web_db-old0000000', 's1', 'db'), secret('web_db-new0000000', 's2', 'db'), secret('web_manual', 's3')],

@@ -6,6 +6,12 @@
  * normalise.ts for every rewrite and why), and compared: each service's Spec
  * and Endpoint.Spec, the networks, the secrets and the configs.
  *
+ * Then airlock's deployment is planned and deployed again, through the real
+ * CLI: a second deploy of the same files must change nothing, though the
+ * engine completed the specs with its defaults (issue 15). With
+ * AIRLOCK_RECORD_ENGINE_SPECS=1 it records what the engine stored for each
+ * file (test/helpers/engine-specs.ts).
+ *
  * The two deployments of a file run one after the other, the first removed
  * before the second starts: both would otherwise claim the same published
  * ports, fixed subnets and explicit object names.
@@ -23,8 +29,20 @@ import { BUSYBOX, writeBusyboxLayer, writeImageArchive } from '../../helpers/ima
 import type { Docker } from '../../../src/docker/index.js';
 import type { Service } from '../../../src/docker/types.js';
 import { compareVersions } from '../../../src/compose/convert/index.js';
+import { recordEngineSpecs, recordingEngineSpecs } from '../../helpers/engine-specs.js';
 import { normaliseStack } from './normalise.js';
-import { deployWithAirlock, deployWithDocker, removeStack, snapshot, waitAllocated, waitRunning } from './stacks.js';
+import type { Plan } from '../../../src/stack/types.js';
+import {
+  airlockStack,
+  deployWithAirlock,
+  deployWithDocker,
+  planChanges,
+  removeStack,
+  serviceVersions,
+  snapshot,
+  waitAllocated,
+  waitRunning,
+} from './stacks.js';
 
 const FILES_DIR = join(REPO, 'test/compose/parity/files');
 const FILES = readdirSync(FILES_DIR).filter((f) => f.endsWith('.yml')).sort();
@@ -181,6 +199,18 @@ describe('parity with docker stack deploy', { skip }, () => {
         for (const s of MUST_RUN[file] ?? []) await waitRunning(docker, `${air}_${s}`);
         await waitAllocated(docker, air);
         const airSnap = await snapshot(docker, air);
+        if (recordingEngineSpecs()) {
+          t.diagnostic(`recorded ${await recordEngineSpecs(docker, `parity-${file.replace(/\.yml$/, '')}`, `test/compose/parity/files/${file}`, deployed.sent, airSnap.services)}`);
+        }
+
+        // The same files again: nothing to plan, and a deploy that updates no service.
+        const plan = (await airlockStack('plan', daemon.dockerHost, path, air, loadEnv)) as Plan;
+        assert.deepEqual(planChanges(plan), [], `${file}: airlock stack plan after the deploy`);
+        assert.deepEqual(plan.unchanged, airSnap.services.map((s) => s.Spec.Name).sort(), `${file}: every service unchanged`);
+        const again = (await airlockStack('deploy', daemon.dockerHost, path, air, loadEnv)) as { plan: Plan };
+        assert.deepEqual(planChanges(again.plan), [], `${file}: the second airlock stack deploy`);
+        const versions = serviceVersions((await snapshot(docker, air)).services);
+        assert.deepEqual(versions, serviceVersions(airSnap.services), `${file}: no service updated by the second deploy`);
         await removeStack(docker, air);
 
         for (const w of EXPECTED_WARNINGS[file] ?? []) {

@@ -8,11 +8,14 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../../../src/docker/index.js';
+import type { Service, ServiceSpec } from '../../../src/docker/types.js';
 import { labelFilter } from '../../../src/docker/index.js';
 import type { ComposeNotice } from '../../../src/compose/model.js';
 import { LABEL_NAMESPACE } from '../../../src/compose/convert/index.js';
 import { deployStack } from '../../../src/stack/deploy.js';
 import { desiredStack } from '../../../src/stack/desired.js';
+import type { Plan } from '../../../src/stack/types.js';
+import { cliArgv } from '../../helpers/fixtures.js';
 import type { StackSnapshot } from './normalise.js';
 
 export interface CliRun {
@@ -45,6 +48,8 @@ export async function deployWithDocker(dockerHost: string, file: string, stack: 
 
 export interface AirlockDeploy {
   notices: ComposeNotice[];
+  /** The service specs as airlock sent them. */
+  sent: ServiceSpec[];
 }
 
 /**
@@ -60,8 +65,29 @@ export async function deployWithAirlock(docker: Docker, file: string, stack: str
     env,
     apiVersion: await docker.client.apiVersion(),
   });
-  await deployStack(docker, desired, { wait: false });
-  return { notices: warnings };
+  const { plan } = await deployStack(docker, desired, { wait: false });
+  const sent = plan.services.flatMap((s) => (s.action === 'create-service' ? [s.spec] : []));
+  return { notices: warnings, sent };
+}
+
+/** The real `airlock stack COMMAND --json -c FILE STACK` against `dockerHost`; its JSON output. */
+export async function airlockStack(command: 'plan' | 'deploy', dockerHost: string, file: string, stack: string, env: Record<string, string>): Promise<unknown> {
+  const args = ['stack', command, '--json', '-c', file, ...(command === 'deploy' ? ['--detach'] : []), stack];
+  const r = await run(process.execPath, cliArgv(args), { env: { ...env, DOCKER_HOST: dockerHost } });
+  if (r.code !== 0) throw new Error(`airlock ${args.join(' ')} failed (${r.code}):\n${r.stderr}${r.stdout}`);
+  return JSON.parse(r.stdout) as unknown;
+}
+
+/** A plan's engine changes, one line each (an update with its changed fields); empty when it changes nothing. */
+export function planChanges(plan: Plan): string[] {
+  return [...plan.prepare, ...plan.services, ...plan.cleanup].map((s) =>
+    s.action === 'update-service' ? `${s.action} ${s.name}: ${s.changes.map((c) => `${c.path} ${JSON.stringify(c.before)} -> ${JSON.stringify(c.after)}`).join(', ')}` : `${s.action} ${s.name}`,
+  );
+}
+
+/** Each service's Version.Index, by name: it moves on every update the engine takes. */
+export function serviceVersions(services: Service[]): Record<string, number> {
+  return Object.fromEntries(services.map((s) => [s.Spec.Name ?? s.ID, s.Version.Index]));
 }
 
 export async function snapshot(docker: Docker, stack: string): Promise<StackSnapshot> {
