@@ -22,7 +22,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The apply, rollback, prune and agent tests: where statements are made and dropped most. */
-const GC_STRESS_FILES = ['test/apply/', 'test/retention/', 'test/agent/agent.test', 'test/agent/agent-parts.test', 'test/cluster/plan.test'];
+const GC_STRESS_FILES = ['test/apply/apply.test', 'test/retention/', 'test/agent/agent.test', 'test/agent/agent-parts.test', 'test/cluster/plan.test'];
 /** A collection every N allocations: the old binding aborted within a second of `bundle apply`. */
 const GC_STRESS_FLAGS = ['--gc-interval=100'];
 /** What talks to an engine: client, image load, stacks and parity, apply, rollback, crash points, prune, agent deploy, cluster. */
