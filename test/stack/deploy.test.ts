@@ -9,6 +9,7 @@ import { labelFilter, type Docker, type ServiceSpec } from '../../src/docker/ind
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import type { Plan } from '../../src/stack/types.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
+import { dockerCliFor } from '../helpers/engines.js';
 import { recordEngineSpecs, recordingEngineSpecs, unwitnessedRules } from '../helpers/engine-specs.js';
 import { runCli, tempDir } from '../helpers/fixtures.js';
 import { writeBusyboxLayer, writeImageArchive } from '../helpers/images.js';
@@ -39,7 +40,7 @@ after(async () => {
 });
 
 const env = () => ({ DOCKER_HOST: daemon.dockerHost });
-const dockerCli = (...args: string[]) => execFileSync('docker', ['-H', daemon.dockerHost, ...args], { encoding: 'utf8' });
+const dockerCli = (...args: string[]) => execFileSync(dockerCliFor(), ['-H', daemon.dockerHost, ...args], { encoding: 'utf8' });
 
 async function compose(name: string, doc: unknown): Promise<string> {
   const file = join(work.dir, name);
@@ -174,7 +175,7 @@ test('an image that interpolation makes invalid is refused before anything is cr
     { error: 'config', reason: 'compose-image-reference', subject: file, exitCode: 3 },
   );
   // docker refuses the same file the same way: nothing created by either.
-  const ref = spawnSync('docker', ['-H', daemon.dockerHost, 'stack', 'deploy', '--resolve-image', 'never', '-c', file, 'badref_docker'], { encoding: 'utf8', env: { PATH: process.env['PATH'] } });
+  const ref = spawnSync(dockerCliFor(), ['-H', daemon.dockerHost, 'stack', 'deploy', '--resolve-image', 'never', '-c', file, 'badref_docker'], { encoding: 'utf8', env: { PATH: process.env['PATH'] } });
   assert.notEqual(ref.status, 0);
   assert.match(ref.stderr, /invalid image reference for service app: invalid reference format/);
   for (const stack of ['badref', 'badref_docker']) {
