@@ -103,10 +103,12 @@ interface Args {
   quietLoad: number;
   /** ...but no longer than this many seconds. */
   quietWait: number;
+  /** The engine of the matrix to measure on (scripts/engines; docs/engines.md). */
+  engine: string;
 }
 
 function parseCli(argv: string[]): Args {
-  const args: Args = { mib: 500, runs: 3, images: 4, doc: undefined, json: undefined, keep: false, airlock: undefined, quietLoad: 0, quietWait: 60 };
+  const args: Args = { mib: 500, runs: 3, images: 4, doc: undefined, json: undefined, keep: false, airlock: undefined, quietLoad: 0, quietWait: 60, engine: process.env.AIRLOCK_TEST_ENGINE ?? 'bookworm' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = () => {
@@ -123,8 +125,9 @@ function parseCli(argv: string[]): Args {
     else if (a === '--airlock') args.airlock = val();
     else if (a === '--quiet-load') args.quietLoad = Number(val());
     else if (a === '--quiet-wait') args.quietWait = Number(val());
+    else if (a === '--engine') args.engine = val();
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: .runtime/node dist/bench/image-load.js [--mib 500] [--runs 3] [--images 4] [--airlock bin/airlock] [--quiet-load 1.5] [--quiet-wait 60] [--doc docs/benchmarks.md] [--json FILE] [--keep]\n');
+      process.stdout.write('usage: .runtime/node dist/bench/image-load.js [--mib 500] [--runs 3] [--images 4] [--airlock bin/airlock] [--quiet-load 1.5] [--quiet-wait 60] [--engine ROW] [--doc docs/benchmarks.md] [--json FILE] [--keep]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -249,7 +252,11 @@ async function main(): Promise<void> {
   const { setTimeout: sleep } = await import('node:timers/promises');
   const YAML = (await import('yaml')).default;
   const { writeBusyboxLayer, writeRandomLayer, writeImageArchive } = await import('../test/helpers/images.js');
+  // The private dockerd and the reference CLI follow the row (test/helpers/engines.ts).
+  process.env.AIRLOCK_TEST_ENGINE = args.engine;
   const { PrivateDaemon } = await import('../test/helpers/dockerd.js');
+  const { dockerCliFor } = await import('../test/helpers/engines.js');
+  const dockerCli = dockerCliFor();
 
   const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
   const work = await mkdtemp(join(tmpdir(), 'airlock-bench-image-load-'));
@@ -383,7 +390,7 @@ async function main(): Promise<void> {
     const warmState = join(work, 'state-warm');
     await importOnce(warmState);
     const saved = join(work, 'SAVED.tar');
-    capture('docker', ['-H', daemon.dockerHost, 'save', '-o', saved, ...refs], env);
+    capture(dockerCli, ['-H', daemon.dockerHost, 'save', '-o', saved, ...refs], env);
     const savedBytes = (await stat(saved)).size;
     await rm(warmState, { recursive: true, force: true });
 
@@ -394,7 +401,7 @@ async function main(): Promise<void> {
         await emptyEngine();
         const loadAvg = await quiet();
         const before = await engineCpuMs(pidFile);
-        const t = await timed('docker', ['-H', daemon.dockerHost, 'load', '-i', saved], env, work);
+        const t = await timed(dockerCli, ['-H', daemon.dockerHost, 'load', '-i', saved], env, work);
         const engine = (await engineCpuMs(pidFile)) - before;
         for (const ref of refs) if (!(await docker.images.find(ref))) throw new Error(`docker load did not load ${ref}`);
         return { loadAvg, wallMs: t.wallMs, cpuMs: t.cpuMs, engineCpuMs: engine };
@@ -486,7 +493,7 @@ async function main(): Promise<void> {
     const fsType = capture('df', ['-T', '-P', work]).split('\n')[1]?.split(/\s+/)[1] ?? 'unknown';
     const facts = [
       `- Docker Engine ${version.Version} (API ${version.ApiVersion}), storage driver ${info.Driver}` +
-        `${info.DriverStatus?.length ? ` (${info.DriverStatus.map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}; docker CLI ${capture('docker', ['version', '--format', '{{.Client.Version}}'], env)}`,
+        `${info.DriverStatus?.length ? ` (${info.DriverStatus.map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}; engine row ${args.engine}; docker CLI ${capture(dockerCli, ['version', '--format', '{{.Client.Version}}'], env)}`,
       `- CPU: ${cpuModel}, ${cpus().length} cores; ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM; Linux ${release()}; work dir on ${fsType}`,
       `- Shared machine: 1-minute load average at the start of each timed step ${loadAvgs.map((x) => x.toFixed(1)).join(', ')}` +
         ` (${args.quietLoad > 0 ? `each step waited up to ${args.quietWait} s for ≤ ${args.quietLoad}` : 'no waiting for quiet'})`,
@@ -494,7 +501,7 @@ async function main(): Promise<void> {
         `${capture('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no']) ? ' + uncommitted changes' : ''}`,
       `- Images: ${args.images} (busybox base ${mib(baseSize)} shared, plus one random ${mib(appSize)} app layer each): ${mib(imageBytes)} of layers; ` +
         `SAVED.tar ${mib(savedBytes)}; bundle ${mib(built.bytes)}`,
-      `- Command: \`.runtime/node dist/bench/image-load.js --mib ${args.mib} --runs ${args.runs} --images ${args.images}${args.quietLoad > 0 ? ` --quiet-load ${args.quietLoad} --quiet-wait ${args.quietWait}` : ''}${args.airlock ? ` --airlock ${args.airlock}` : ''}\`, ${new Date().toISOString().slice(0, 10)}`,
+      `- Command: \`.runtime/node dist/bench/image-load.js --mib ${args.mib} --runs ${args.runs} --images ${args.images}${args.quietLoad > 0 ? ` --quiet-load ${args.quietLoad} --quiet-wait ${args.quietWait}` : ''}${args.airlock ? ` --airlock ${args.airlock}` : ''}${args.engine === 'bookworm' ? '' : ` --engine ${args.engine}`}\`, ${new Date().toISOString().slice(0, 10)}`,
     ].join('\n');
     const body = `${results}\n\n${breakdown}\n\n${facts}\n`;
     process.stdout.write(`${body}`);
@@ -502,28 +509,33 @@ async function main(): Promise<void> {
     if (args.json) {
       await writeFile(args.json, JSON.stringify({ args, imageBytes, savedBytes, bundleBytes: built.bytes, runs }, null, 2));
     }
-    if (args.doc) await writeDocBlock(args.doc, body);
+    if (args.doc) await writeDocBlock(args.doc, body, args.engine);
   } finally {
     await cleanup();
   }
 }
 
-const BEGIN = '<!-- image-load:begin (generated by bench/image-load.ts; edit outside these markers) -->';
-const END = '<!-- image-load:end -->';
+/** One block of figures per engine row: `image-load` on bookworm, `image-load-ROW` on the others. */
+const markers = (row: string) => {
+  const name = row === 'bookworm' ? 'image-load' : `image-load-${row}`;
+  return { begin: `<!-- ${name}:begin (generated by bench/image-load.ts; edit outside these markers) -->`, end: `<!-- ${name}:end -->` };
+};
 
 /**
  * Puts the figures between this bench's markers in `file`. The file is read
  * right before it is written, so sections others edit meanwhile survive;
  * without the markers, an "Image loading" section holding them is appended.
  */
-async function writeDocBlock(file: string, body: string): Promise<void> {
+async function writeDocBlock(file: string, body: string, row: string): Promise<void> {
   const { existsSync } = await import('node:fs');
   const { readFile, writeFile } = await import('node:fs/promises');
-  const block = `${BEGIN}\n${body.trim()}\n${END}`;
+  const { begin, end } = markers(row);
+  const block = `${begin}\n${body.trim()}\n${end}`;
   const text = existsSync(file) ? await readFile(file, 'utf8') : '# Benchmarks\n';
-  const a = text.indexOf(BEGIN);
-  const b = text.indexOf(END);
-  const next = a >= 0 && b > a ? text.slice(0, a) + block + text.slice(b + END.length) : `${text.trimEnd()}\n\n## Image loading\n\n${block}\n`;
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  const title = row === 'bookworm' ? 'Image loading' : `Image loading on ${row}`;
+  const next = a >= 0 && b > a ? text.slice(0, a) + block + text.slice(b + end.length) : `${text.trimEnd()}\n\n## ${title}\n\n${block}\n`;
   await writeFile(file, next);
 }
 
