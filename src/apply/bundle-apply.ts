@@ -4,7 +4,7 @@ import { asAirlockError, notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead } from '../bundle/reader.js';
 import { parseManifest, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
-import { DockerError, isDockerError, type Docker } from '../docker/index.js';
+import { DockerError, isDockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
 import { BundleRecords } from '../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../journal/deployments.js';
@@ -77,9 +77,6 @@ async function isManager(docker: Docker): Promise<boolean> {
   return info?.Swarm.LocalNodeState === 'active' && info.Swarm.ControlAvailable;
 }
 
-/** What a dockerd says to swarm calls while it shuts down (seen on 20.10 to 28.x). */
-const SHUTTING_DOWN = /grpc: the client connection is closing|rpc error: code = Canceled/;
-
 /**
  * A dockerd that is being stopped or restarted answers swarm calls for a
  * moment with 503 "This node is not a swarm manager" or a 500 from its
@@ -90,7 +87,7 @@ const SHUTTING_DOWN = /grpc: the client connection is closing|rpc error: code = 
  */
 async function explainEngineLoss(docker: Docker, what: string, wasManager: boolean, e: unknown): Promise<unknown> {
   if (!wasManager || !(e instanceof DockerError) || e.kind !== 'engine' || e.reason === 'engine-unreachable') return e;
-  const telling = e.reason === 'not-swarm-manager' || SHUTTING_DOWN.test(e.daemonMessage ?? '');
+  const telling = e.reason === 'not-swarm-manager' || isShutdownAnswer(e.daemonMessage ?? '');
   if (!telling && (await isManager(docker))) return e;
   return new DockerError('engine', `Docker Engine at ${docker.client.endpoint} stopped serving as a swarm manager in the middle of ${what}: dockerd is stopping or restarting, or the node was demoted (${e.daemonMessage ?? e.message})`, {
     reason: 'engine-unreachable',

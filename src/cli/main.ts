@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AirlockError, asAirlockError, usageError } from '../errors/index.js';
 import type { Command } from './command.js';
+import { endWhenOutputCloses } from './output.js';
 
 /**
  * Command modules by first word, loaded on demand: `bundle verify` should not
@@ -117,6 +118,7 @@ function report(err: AirlockError, json: boolean): void {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  endWhenOutputCloses();
   try {
     process.exitCode = await run(argv);
   } catch (e) {

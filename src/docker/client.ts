@@ -10,8 +10,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { Pool, type buildConnector, type Dispatcher } from 'undici';
 import { AirlockError } from '../errors/index.js';
-import { DockerError, engineUnreachable, fromHttpError } from './errors.js';
+import { DockerError, engineUnreachable, fromHttpError, type DockerErrorDetails } from './errors.js';
+import { managerAfter, transience, type Transience } from './transient.js';
 import { asSocketLike, resolveDockerHost, type Transport } from './transport.js';
+import type { VersionInfo } from './types.js';
 
 /** Docker 20.10 speaks 1.41; 28.x speaks 1.51. */
 export const MIN_API_VERSION = '1.41';
@@ -113,6 +115,8 @@ export class DockerClient {
   private readonly onRetry: ((e: RetryEvent) => void) | undefined;
   private readonly pinned: string | undefined;
   private negotiated: Promise<string> | undefined;
+  /** The engine answered a manager-only call: "not a swarm manager" from it now means it is restarting. */
+  private servedAsManager = false;
 
   constructor(opts: DockerClientOptions = {}) {
     let transport = opts.transport;
@@ -208,16 +212,27 @@ export class DockerClient {
     const ping = await this.requestOnce('GET', '/_ping', { versioned: false });
     await ping.body.text();
     let daemon = pingResult(ping.headers).apiVersion;
+    let version: Partial<VersionInfo> | undefined;
     if (!daemon) {
-      const res = await this.requestOnce('GET', '/version', { versioned: false });
-      daemon = ((await res.body.json()) as { ApiVersion?: string }).ApiVersion;
+      version = await this.versionOnce();
+      daemon = version.ApiVersion;
     }
     if (!daemon) {
       throw new DockerError('engine', `Docker Engine at ${this.endpoint} did not say which API version it speaks`, {
         reason: 'protocol',
       });
     }
-    return chooseApiVersion(daemon);
+    // Too old: refused now, before any call that changes something, and named by its release.
+    if (isApiVersion(daemon) && compareApiVersions(daemon, MIN_API_VERSION) < 0) {
+      version ??= await this.versionOnce().catch(() => ({}));
+    }
+    return chooseApiVersion(daemon, { endpoint: this.endpoint, version: version?.Version });
+  }
+
+  /** GET /version without a version prefix: every engine answers it, whatever API it speaks. */
+  private async versionOnce(): Promise<Partial<VersionInfo>> {
+    const res = await this.requestOnce('GET', '/version', { versioned: false });
+    return (await res.body.json()) as Partial<VersionInfo>;
   }
 
   private async requestOnce(method: string, path: string, opts: RequestOptions): Promise<EngineResponse> {
@@ -249,6 +264,8 @@ export class DockerClient {
         ...(opts.subject === undefined ? {} : { subject: opts.subject }),
       });
     }
+    const manager = managerAfter(method, path);
+    if (manager !== undefined) this.servedAsManager = manager;
     return { status: res.statusCode, headers: res.headers, body: res.body };
   }
 
@@ -268,9 +285,10 @@ export class DockerClient {
         return await attemptOnce();
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
-        const { error, retryable } = this.classify(e, idempotent);
-        const outOfTime = policy && Date.now() - started + delay > policy.maxElapsedMs;
-        if (!policy || !retryable || !replayable || outOfTime || !(error instanceof DockerError)) throw error;
+        const { error, retryable, transient } = this.classify(e, idempotent);
+        if (transient === 'maybe-done' && !idempotent && error instanceof DockerError) throw this.notResent(error);
+        if (!policy || !retryable || !replayable || !(error instanceof DockerError)) throw error;
+        if (Date.now() - started + delay > policy.maxElapsedMs) throw this.gaveUp(error, Date.now() - started);
         this.onRetry?.({ attempt, delayMs: delay, error });
         try {
           await sleep(delay, undefined, signal ? { signal } : {});
@@ -282,7 +300,21 @@ export class DockerClient {
     }
   }
 
-  private classify(e: unknown, idempotent: boolean): { error: Error; retryable: boolean } {
+  /**
+   * Whether a failed call may go again. Safe to resend, whatever the call:
+   * one whose connection failed (nothing was sent) or that the daemon
+   * refused before acting (`not-done`). Only a call that is safe to repeat
+   * (GET, HEAD, or one marked idempotent) goes again after a connection
+   * broke mid-call or an answer after which the daemon may have acted
+   * (`maybe-done`): resent then, a service update that worked would fail
+   * "out of sequence" and a create as a conflict. The caller starts again
+   * from what the engine runs instead (transient.ts says which answer is which).
+   */
+  private classify(e: unknown, idempotent: boolean): { error: Error; retryable: boolean; transient?: Transience | undefined } {
+    if (e instanceof DockerError && e.status !== undefined) {
+      const t = transience(e.status, e.daemonMessage ?? '', this.servedAsManager);
+      return { error: e, retryable: t === 'not-done' || (t === 'maybe-done' && idempotent), transient: t };
+    }
     if (e instanceof AirlockError) return { error: e, retryable: false };
     if (e instanceof ConnectFailure) {
       // A transport that throws a typed error (e.g. SSH auth) means it: no retry.
@@ -299,6 +331,39 @@ export class DockerClient {
       return { error: new DockerError('engine', msg, { reason: 'timeout', code, cause: e }), retryable: false };
     }
     return { error: e instanceof Error ? e : new Error(String(e)), retryable: false };
+  }
+
+  /** A call that is not safe to repeat, met by an engine going down: said as such, and not sent again. */
+  private notResent(e: DockerError): DockerError {
+    return new DockerError('engine', `Docker Engine at ${this.endpoint} stopped or restarted during ${e.method} ${e.path} and may have done it, so it was not sent again (HTTP ${e.status}: ${e.daemonMessage})`, {
+      ...this.detailsOf(e),
+      hint: "check 'systemctl status docker'; once the engine is up, run the command again: it starts from what the engine runs then",
+    });
+  }
+
+  /** The error of the last try, said as what it is: the engine stayed away, or stayed not ready, longer than the retry budget. */
+  private gaveUp(e: DockerError, elapsedMs: number): DockerError {
+    const seconds = `${(elapsedMs / 1000).toFixed(1)} s`;
+    const details = this.detailsOf(e);
+    if (e.status === undefined) return new DockerError('engine', `${e.message}, still after ${seconds} of retries`, { ...details, ...(e.hint === undefined ? {} : { hint: e.hint }) });
+    return new DockerError('engine', `Docker Engine at ${this.endpoint} is stopping, restarting or not ready: it still answered "${e.daemonMessage}" after ${seconds} of retries (${e.method} ${e.path}: HTTP ${e.status})`, {
+      ...details,
+      hint: "check 'systemctl status docker' and 'docker info'; run the command again once the engine is up",
+    });
+  }
+
+  /** What a wrapping error keeps of the one it wraps: callers branch on reason and status. */
+  private detailsOf(e: DockerError): DockerErrorDetails {
+    return {
+      reason: e.reason,
+      ...(e.status === undefined ? {} : { status: e.status }),
+      ...(e.daemonMessage === undefined ? {} : { daemonMessage: e.daemonMessage }),
+      ...(e.method === undefined ? {} : { method: e.method }),
+      ...(e.path === undefined ? {} : { path: e.path }),
+      ...(e.code === undefined ? {} : { code: e.code }),
+      subject: e.subject ?? this.endpoint,
+      cause: e,
+    };
   }
 }
 
@@ -340,22 +405,32 @@ function connector(transport: Transport, timeoutMs: number): buildConnector.conn
   };
 }
 
-/** Highest version both sides speak; below 1.41 is refused. */
-export function chooseApiVersion(daemonMax: string): string {
-  checkApiVersion(daemonMax);
+/** Which engine an API version came from, for the refusal of one too old. */
+export interface EngineIdentity {
+  endpoint: string;
+  /** Its release, e.g. `19.03.15` (GET /version's `Version`), when known. */
+  version?: string | undefined;
+}
+
+/** Highest version both sides speak; below 1.41 (Docker 20.10) is refused. */
+export function chooseApiVersion(daemonMax: string, engine?: EngineIdentity): string {
+  checkApiVersion(daemonMax, engine);
   return compareApiVersions(daemonMax, MAX_API_VERSION) > 0 ? MAX_API_VERSION : normalize(daemonMax);
 }
 
-function checkApiVersion(v: string): string {
-  if (!/^\d+\.\d+$/.test(v)) {
+const isApiVersion = (v: string): boolean => /^\d+\.\d+$/.test(v);
+
+function checkApiVersion(v: string, engine?: EngineIdentity): string {
+  if (!isApiVersion(v)) {
     throw new DockerError('engine', `Unrecognised Docker API version "${v}"`, { reason: 'protocol' });
   }
   if (compareApiVersions(v, MIN_API_VERSION) < 0) {
-    throw new DockerError(
-      'engine',
-      `Docker Engine API ${v} is older than ${MIN_API_VERSION} (Docker 20.10), the oldest airlock supports`,
-      { reason: 'api-too-old', hint: 'Upgrade Docker Engine to 20.10 or later.' },
-    );
+    const who = `Docker Engine${engine?.version ? ` ${engine.version}` : ''} (API ${normalize(v)})${engine ? ` at ${engine.endpoint}` : ''}`;
+    throw new DockerError('engine', `${who}: airlock needs Docker 20.10 (API ${MIN_API_VERSION}) or newer`, {
+      reason: 'api-too-old',
+      ...(engine ? { subject: engine.endpoint } : {}),
+      hint: 'upgrade Docker Engine to 20.10 or newer, then run the command again',
+    });
   }
   return normalize(v);
 }

@@ -47,6 +47,7 @@ export class Docker {
 export * from './client.js';
 export * from './errors.js';
 export * from './progress.js';
+export { isShutdownAnswer } from './transient.js';
 export * from './transport.js';
 export type * from './types.js';
 export { ImagesApi, type LoadResult } from './images.js';

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import {
@@ -11,6 +12,7 @@ import {
   chooseApiVersion,
   encodeQuery,
   isConflict,
+  isDockerError,
   isEngineUnreachable,
   isNotFound,
   isOutOfSequence,
@@ -19,7 +21,8 @@ import {
   unixSocketTransport,
 } from '../../src/docker/index.js';
 import { AirlockError } from '../../src/errors/index.js';
-import { fakeDaemon, sendJson, type Handler } from './fake-daemon.js';
+import { transience } from '../../src/docker/transient.js';
+import { docker1903, fakeDaemon, sendJson, type Handler } from './fake-daemon.js';
 
 async function withDaemon(
   handler: Handler,
@@ -71,17 +74,30 @@ test('falls back to /version when the ping has no API-Version header', async () 
   );
 });
 
-test('a daemon older than 1.41 is a clear error', async () => {
+test('a daemon older than 1.41 is refused before any versioned call, named by its release and where it answers', async () => {
+  const fake = docker1903();
+  await fake.listen();
+  const docker = new Docker({ transport: unixSocketTransport(fake.socketPath), endpoint: 'unix:///old/docker.sock' });
+  try {
+    await assert.rejects(docker.services.create({ Name: 'web' }), (e: unknown) => {
+      assert.ok(e instanceof DockerError);
+      assert.equal(e.reason, 'api-too-old');
+      assert.equal(e.exitCode, 15);
+      assert.equal(e.message, 'Docker Engine 19.03.15 (API 1.40) at unix:///old/docker.sock: airlock needs Docker 20.10 (API 1.41) or newer');
+      assert.match(e.hint ?? '', /upgrade Docker Engine to 20\.10 or newer/);
+      return true;
+    });
+    // Asked once, not retried; nothing versioned was sent, so nothing was created.
+    assert.deepEqual(fake.requests, ['GET /_ping', 'GET /version']);
+  } finally {
+    await docker.close();
+    await fake.close();
+  }
+  // An engine that does not say its release is still refused, by its API version.
   await withDaemon(
     (_req, res) => sendJson(res, 200, {}),
     async (docker) => {
-      await assert.rejects(docker.system.info(), (e: unknown) => {
-        assert.ok(e instanceof DockerError);
-        assert.equal(e.reason, 'api-too-old');
-        assert.equal(e.exitCode, 15);
-        assert.match(e.message, /1\.40 is older than 1\.41/);
-        return true;
-      });
+      await assert.rejects(docker.system.info(), { reason: 'api-too-old', message: 'Docker Engine (API 1.40) at fake: airlock needs Docker 20.10 (API 1.41) or newer' });
     },
     { apiVersion: '1.40' },
   );
@@ -254,6 +270,155 @@ test('a connection dropped mid-request is retried for GET only', async () => {
     assert.equal((await docker.system.info()).ServerVersion, 'x');
     await assert.rejects(docker.networks.create({ Name: 'n' }), (e: unknown) => isEngineUnreachable(e));
     assert.deepEqual(fake.requests.slice(1), ['GET /v1.41/info', 'GET /v1.41/info', 'POST /v1.41/networks/create']);
+  } finally {
+    await docker.close();
+    await fake.close();
+  }
+});
+
+const NO_SWARM = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
+const MANAGER_PREPARING = 'This node is not a swarm manager. Manager is being prepared or has trouble connecting to the cluster.';
+const WORKER = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+const LOCKED = 'Swarm is encrypted and needs to be unlocked before it can be used. Please use "docker swarm unlock" to unlock it.';
+const CONN_CLOSING = 'rpc error: code = Canceled desc = grpc: the client connection is closing';
+const CANCELED = 'rpc error: code = Canceled desc = context canceled';
+const TRANSPORT_CLOSING = 'rpc error: code = Unavailable desc = transport is closing';
+const DIAL_FAILED = 'rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing dial unix /var/run/docker/swarm/control.sock: connect: no such file or directory"';
+const RAFT_STOPPED = 'rpc error: code = Unknown desc = raft: failed to process the request: node is stopped';
+const LOST_LEADER = 'rpc error: code = Unknown desc = raft: failed to process the request: node lost leader status';
+const NO_LEADER = "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
+
+test('which answers of a stopping or starting dockerd are worth another try, and whether the daemon may have acted', () => {
+  const cases: [number, string, boolean, ReturnType<typeof transience>][] = [
+    [503, MANAGER_PREPARING, false, 'not-done'],
+    [503, NO_SWARM, false, undefined], // a host outside a swarm says it for good
+    [503, NO_SWARM, true, 'not-done'], // from a manager: its swarm component stopped
+    [503, WORKER, false, undefined],
+    [503, WORKER, true, 'not-done'],
+    [503, 'This node is not part of a swarm', true, 'not-done'],
+    [503, LOCKED, true, undefined],
+    [503, TRANSPORT_CLOSING, false, 'maybe-done'],
+    [503, DIAL_FAILED, false, 'not-done'],
+    [500, RAFT_STOPPED, false, 'not-done'],
+    [500, NO_LEADER, false, 'not-done'],
+    [500, CONN_CLOSING, false, 'not-done'],
+    [500, CANCELED, false, 'maybe-done'],
+    [500, LOST_LEADER, false, 'maybe-done'],
+    [500, 'rpc error: code = Unknown desc = update out of sequence', true, undefined],
+    [500, 'boom', true, undefined],
+    [409, 'service web already exists', true, undefined],
+  ];
+  for (const [status, message, manager, want] of cases) assert.equal(transience(status, message, manager), want, `${status} ${message} (manager seen: ${manager})`);
+});
+
+/** A daemon that answers each `METHOD /path` with its script of error answers in turn, then with `ok`. */
+function scriptedDaemon(scripts: Record<string, [number, string][]>, ok: (req: IncomingMessage) => unknown) {
+  const seen = new Map<string, number>();
+  return fakeDaemon((req, res) => {
+    const key = `${req.method} ${(req.url ?? '').replace(/^\/v[\d.]+/, '').replace(/\?.*/, '')}`;
+    const n = seen.get(key) ?? 0;
+    seen.set(key, n + 1);
+    const answer = scripts[key]?.[n];
+    if (answer) return sendJson(res, answer[0], { message: answer[1] });
+    sendJson(res, 200, ok(req));
+  });
+}
+
+const FAST = { initialDelayMs: 10, maxDelayMs: 20, maxElapsedMs: 5_000 };
+
+test('503s and the 500s of a stopping swarm are retried; a create goes again only after an answer that says nothing was done', async () => {
+  const fake = scriptedDaemon(
+    {
+      'GET /services': [[503, TRANSPORT_CLOSING], [500, CONN_CLOSING], [500, NO_LEADER]],
+      'POST /services/create': [[503, MANAGER_PREPARING], [500, RAFT_STOPPED], [500, CONN_CLOSING], [503, DIAL_FAILED]],
+    },
+    (req) => (req.method === 'GET' ? [] : { ID: 's1' }),
+  );
+  await fake.listen();
+  const retries: string[] = [];
+  const docker = new Docker({ transport: unixSocketTransport(fake.socketPath), retry: FAST, onRetry: (e) => retries.push(`${e.error.status} ${e.error.daemonMessage}`) });
+  try {
+    assert.deepEqual(await docker.services.list(), []);
+    assert.deepEqual(await docker.services.create({ Name: 'web' }), { ID: 's1' });
+    assert.deepEqual(retries, [`503 ${TRANSPORT_CLOSING}`, `500 ${CONN_CLOSING}`, `500 ${NO_LEADER}`, `503 ${MANAGER_PREPARING}`, `500 ${RAFT_STOPPED}`, `500 ${CONN_CLOSING}`, `503 ${DIAL_FAILED}`]);
+    assert.equal(fake.requests.filter((r) => r === 'POST /v1.41/services/create').length, 5);
+  } finally {
+    await docker.close();
+    await fake.close();
+  }
+});
+
+test('a call that is not safe to repeat is not sent again after an answer after which the daemon may have acted', async () => {
+  const fake = scriptedDaemon(
+    {
+      'POST /services/create': [[500, CANCELED]],
+      'POST /services/web/update': [[503, TRANSPORT_CLOSING]],
+      'POST /networks/create': [[500, LOST_LEADER]],
+      'GET /configs/c1': [[500, 'boom']],
+    },
+    () => ({ ID: 'x' }),
+  );
+  await fake.listen();
+  const docker = new Docker({ transport: unixSocketTransport(fake.socketPath), endpoint: 'unix:///run/docker.sock', retry: FAST });
+  try {
+    await assert.rejects(docker.services.create({ Name: 'web' }), {
+      status: 500,
+      daemonMessage: CANCELED,
+      message: `Docker Engine at unix:///run/docker.sock stopped or restarted during POST /v1.41/services/create and may have done it, so it was not sent again (HTTP 500: ${CANCELED})`,
+    });
+    await assert.rejects(docker.services.update('web', 3, { Name: 'web' }), { status: 503, reason: 'unavailable', message: /^Docker Engine at unix:\/\/\/run\/docker\.sock stopped or restarted during POST .*\/services\/web\/update\?version=3 and may have done it/ });
+    await assert.rejects(docker.networks.create({ Name: 'n' }), { status: 500, daemonMessage: LOST_LEADER });
+    // Any other 500 is the daemon's answer, not a passing state: not retried, even for a GET.
+    await assert.rejects(docker.configs.inspect('c1'), { status: 500, daemonMessage: 'boom' });
+    assert.deepEqual(fake.requests.slice(1), ['POST /v1.41/services/create', 'POST /v1.41/services/web/update?version=3', 'POST /v1.41/networks/create', 'GET /v1.41/configs/c1']);
+  } finally {
+    await docker.close();
+    await fake.close();
+  }
+});
+
+test('"not a swarm manager" is final from an engine never seen as a manager, and a restart from one that was; a locked swarm is final', async () => {
+  const fake = scriptedDaemon(
+    {
+      'GET /services': [[503, NO_SWARM]],
+      'POST /services/create': [[503, NO_SWARM], [503, WORKER]],
+      'POST /secrets/create': [[503, LOCKED]],
+    },
+    (req) => (req.method === 'GET' ? [] : { ID: 'x' }),
+  );
+  await fake.listen();
+  const docker = new Docker({ transport: unixSocketTransport(fake.socketPath), retry: FAST });
+  try {
+    // At once, with the hint for a host outside a swarm.
+    await assert.rejects(docker.services.list(), (e: unknown) => isDockerError(e, 'not-swarm-manager') && /create the swarm first/.test(e.hint ?? ''));
+    assert.deepEqual(await docker.nodes.list(), []); // it serves as a manager now
+    assert.deepEqual(await docker.services.create({ Name: 'web' }), { ID: 'x' });
+    await assert.rejects(docker.secrets.create({ Name: 's', Data: Buffer.from('x') }), { status: 503, daemonMessage: LOCKED });
+    assert.deepEqual(fake.requests.slice(1), ['GET /v1.41/services', 'GET /v1.41/nodes', ...Array(3).fill('POST /v1.41/services/create'), 'POST /v1.41/secrets/create']);
+  } finally {
+    await docker.close();
+    await fake.close();
+  }
+});
+
+test('a daemon that stays not ready is given up on after maxElapsedMs, with an error that names the engine', async () => {
+  const fake = fakeDaemon((_req, res) => sendJson(res, 503, { message: MANAGER_PREPARING }));
+  await fake.listen();
+  const docker = new Docker({ transport: unixSocketTransport(fake.socketPath), endpoint: 'unix:///run/docker.sock', retry: { initialDelayMs: 20, maxDelayMs: 100, maxElapsedMs: 600 } });
+  const t0 = Date.now();
+  try {
+    await assert.rejects(docker.services.list(), (e: unknown) => {
+      assert.ok(e instanceof DockerError);
+      assert.equal(e.exitCode, 15);
+      assert.equal(e.status, 503);
+      assert.equal(e.daemonMessage, MANAGER_PREPARING);
+      assert.match(e.message, new RegExp(`^Docker Engine at unix:///run/docker\\.sock is stopping, restarting or not ready: it still answered "${MANAGER_PREPARING.replace(/\./g, '\\.')}" after 0\\.\\d s of retries \\(GET /v1\\.41/services: HTTP 503\\)$`));
+      assert.match(e.hint ?? '', /systemctl status docker/);
+      return true;
+    });
+    const took = Date.now() - t0;
+    assert.ok(took >= 400 && took < 2000, `gave up after ${took} ms`);
+    assert.ok(fake.requests.length > 4, `${fake.requests.length} requests`);
   } finally {
     await docker.close();
     await fake.close();

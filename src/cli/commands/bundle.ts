@@ -12,7 +12,7 @@ import { BundleRecords } from '../../journal/bundles.js';
 import { loadPrivateKey } from '../../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
-import { engine } from '../engine.js';
+import { engine, supportedEngine } from '../engine.js';
 import { progress } from '../progress.js';
 import { bytes, shortDigest, table } from '../format.js';
 import { isPartsIndex } from '../../bundle/parts.js';
@@ -266,7 +266,7 @@ export const bundleCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const bar = progress();
-      const docker = values['no-load'] === true ? undefined : await engine();
+      const docker = values['no-load'] === true ? undefined : await supportedEngine();
       try {
         const { importBundle } = await import('../../import/import-bundle.js');
         const r = await importBundle(positionals[0]!, {

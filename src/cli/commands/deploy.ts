@@ -16,6 +16,7 @@ import { NAMESPACE_LABEL } from '../../stack/types.js';
 import { DEFAULT_TIMEOUT_MS } from '../../stack/deploy.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
+import { supportedEngine } from '../engine.js';
 import { table } from '../format.js';
 
 const timeoutOf = (v: unknown): number => (typeof v === 'string' ? parseDuration(v) / 1e6 : DEFAULT_TIMEOUT_MS);
@@ -85,7 +86,7 @@ export const deployCommands: Command[] = [
     options: { trust: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
-      const docker = new Docker();
+      const docker = await supportedEngine();
       try {
         const r = await planBundle(positionals[0]!, { trust: await TrustStore.load(trustDirFrom(str(values.trust))), docker });
         for (const s of r.stacks) printWarnings(s.warnings);
@@ -132,7 +133,7 @@ export const deployCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       if (typeof values.inventory === 'string') return (await import('./rollout.js')).rollout(positionals[0]!, values, json, out);
-      const docker = new Docker();
+      const docker = await supportedEngine();
       try {
         const r = await applyBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
@@ -159,7 +160,7 @@ export const deployCommands: Command[] = [
     options: { to: stringOpt(), state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
-      const docker = new Docker();
+      const docker = await supportedEngine();
       try {
         const r = await rollbackStack(positionals[0]!, str(values.to), {
           stateDir: stateDirFrom(str(values.state)),
@@ -187,7 +188,7 @@ export const deployCommands: Command[] = [
     options: { state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
-      const docker = new Docker();
+      const docker = await supportedEngine();
       try {
         const recovered = await recoverHost({
           stateDir: stateDirFrom(str(values.state)),
@@ -227,7 +228,10 @@ export const deployCommands: Command[] = [
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const journal = await readJournal(values);
-      const docker = new Docker({ retry: false });
+      const docker = await supportedEngine({ retry: false }).catch((e: unknown) => {
+        journal.close();
+        throw e;
+      });
       try {
         const deployments = new DeploymentRecords(journal);
         const bundles = new BundleRecords(journal);

@@ -11,7 +11,7 @@ export const doctorCommands: Command[] = [
     path: ['doctor'],
     summary: 'check that this host can take bundles',
     usage: 'airlock doctor [--state DIR] [--trust DIR] [--json]',
-    details: 'Checks the Docker Engine (reachable, API version, storage driver, swarm state), free space in\nthe state dir, and the trust store\'s ownership and permissions. Exits 0 when nothing fails, 3 otherwise.',
+    details: 'Checks the Docker Engine (reachable, Docker 20.10 or newer, API version, storage driver, swarm state), free space in\nthe state dir, and the trust store\'s ownership and permissions. Exits 0 when nothing fails, 3 otherwise.',
     options: { state: stringOpt(), trust: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {

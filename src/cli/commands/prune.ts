@@ -1,9 +1,9 @@
-import { Docker } from '../../docker/index.js';
 import { usageError } from '../../errors/index.js';
 import { parseDuration } from '../../compose/convert/duration.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
 import { DEFAULT_KEEP, prune, type PruneReport } from '../../retention/index.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
+import { supportedEngine } from '../engine.js';
 import { bytes, shortDigest, table } from '../format.js';
 
 
@@ -77,7 +77,7 @@ export const pruneCommands: Command[] = [
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const keep = keepOf(values.keep);
-      const docker = new Docker({ retry: false });
+      const docker = await supportedEngine({ retry: false });
       try {
         const report = await prune({
           stateDir: stateDirFrom(str(values.state)),

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { Docker } from '../../docker/index.js';
+import type { Docker } from '../../docker/index.js';
 import { notFound, usageError } from '../../errors/index.js';
 import { parseDuration } from '../../compose/convert/duration.js';
 import type { ComposeNotice } from '../../compose/model.js';
@@ -9,6 +9,7 @@ import { desiredStack } from '../../stack/desired.js';
 import { listStacks } from '../../stack/state.js';
 import type { Plan, Step } from '../../stack/types.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
+import { supportedEngine } from '../engine.js';
 import { table } from '../format.js';
 
 const composeOpts = { 'compose-file': { type: 'string' as const, short: 'c', multiple: true }, prune: boolOpt() };
@@ -73,7 +74,7 @@ export function planJson(plan: Plan) {
 }
 
 async function withDocker<T>(fn: (docker: Docker) => Promise<T>): Promise<T> {
-  const docker = new Docker();
+  const docker = await supportedEngine();
   try {
     return await fn(docker);
   } finally {
