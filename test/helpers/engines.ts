@@ -29,12 +29,11 @@ export function engineCommand(dir: string, dockerdArgs: string[], row: EngineRow
 }
 
 /**
- * The docker CLI that goes with the row's engine, for the tests that hold airlock
- * to the docker CLI: the engine's own where it has one (bookworm's docker.io 20.10),
- * else the machine's CLI 28 (/usr/local/bin/docker), which speaks every API up to 1.51.
+ * The docker CLI the tests hold airlock to: the machine's CLI 28 (/usr/local/bin/docker), which
+ * speaks every API from 1.41 to 1.51, for every row. Debian 12's own CLI 20.10 cannot read
+ * compose files without a `version:` key, and the engines of the other rows come without one.
  */
-export function dockerCliFor(row: EngineRow = engineRow()): string {
-  if (row === 'bookworm' && existsSync('/usr/bin/docker')) return '/usr/bin/docker';
+export function dockerCliFor(_row: EngineRow = engineRow()): string {
   for (const p of ['/usr/local/bin/docker', '/usr/bin/docker']) if (existsSync(p)) return p;
   return 'docker';
 }
@@ -50,4 +49,10 @@ export function engineMissing(row: EngineRow = engineRow()): string | false {
 /** The id the row's engine shows for a bundle's image: its config digest on the classic store, its manifest digest on the containerd store. */
 export function engineImageId(img: { id: string; manifest: { digest: string } }, row: EngineRow = engineRow()): string {
   return engineImageStore(row) === 'containerd' ? img.manifest.digest : img.id;
+}
+
+/** `docker stack deploy`'s flags that keep it from waiting: CLI 20.10 never waits and has no --detach; 26 and later wait unless told. */
+export function stackDeployNoWait(cli: string = dockerCliFor()): string[] {
+  const help = spawnSync(cli, ['stack', 'deploy', '--help'], { encoding: 'utf8' }).stdout;
+  return /--detach\b/.test(help) ? ['--detach=true'] : [];
 }

@@ -67,7 +67,7 @@ interface Case {
   changes: [path: string, before: unknown, after: unknown][];
 }
 
-const APP = { file: 'parity-19-engine-defaults', service: 'parity_air_18_app' };
+const APP = { file: 'parity-19-engine-defaults', service: 'parity_air_19_app' };
 
 const CASES: Case[] = [
   // Unset against the engine's default: equal.

@@ -2,7 +2,7 @@
  * The two ways a parity stack gets deployed, read back, and removed: the
  * docker CLI (the reference) and airlock's own deployer.
  */
-import { dockerCliFor } from '../../helpers/engines.js';
+import { dockerCliFor, stackDeployNoWait } from '../../helpers/engines.js';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -40,7 +40,7 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; env?: Nod
 /** The reference: `docker stack deploy`, images used as named (no registry here). */
 export async function deployWithDocker(dockerHost: string, file: string, stack: string, env: NodeJS.ProcessEnv): Promise<CliRun> {
   // The CLI that goes with the engine under test (test/helpers/engines.ts).
-  const r = await run(dockerCliFor(), ['-H', dockerHost, 'stack', 'deploy', '--resolve-image', 'never', '--detach=true', '-c', basename(file), stack], {
+  const r = await run(dockerCliFor(), ['-H', dockerHost, 'stack', 'deploy', '--resolve-image', 'never', ...stackDeployNoWait(), '-c', basename(file), stack], {
     cwd: join(file, '..'),
     env,
   });
