@@ -328,8 +328,8 @@ export const bundleCommands: Command[] = [
         }
         out(`imported ${r.name} ${r.version}: ${r.newBlobs} new blobs (${bytes(r.newBytes)}), ${r.blobs - r.newBlobs} already stored${r.alreadyImported ? '; this bundle was imported before' : ''}`);
         if (r.images) {
-          const { loaded, present, tagged } = r.images;
-          out(`images: ${loaded.length} loaded, ${tagged.length} tagged, ${present.length} already present${loaded.length ? ` (${loaded.join(', ')})` : ''}`);
+          const { loaded, present, tagged, platform } = r.images;
+          out(`images for ${platform}: ${loaded.length} loaded, ${tagged.length} tagged, ${present.length} already present${loaded.length ? ` (${loaded.join(', ')})` : ''}`);
         }
       } finally {
         bar.finish();
