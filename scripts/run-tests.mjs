@@ -83,8 +83,10 @@ if (gcStress) env.AIRLOCK_TEST_NODE_FLAGS = GC_STRESS_FLAGS.join(' ');
 
 /** A dockerd of the row for the tests that use "the machine's": its own netns, a single-node swarm. */
 async function startSharedEngine(row) {
-  const dir = resolve(`/tmp/airlock-engine-${row}`);
-  const netns = `airlock-eng-${row}`.slice(0, 15);
+  // Its own folder and network namespace per run: a run of another row, or of the same row from
+  // another worktree, at the same time never shares them (nor 127.0.0.1:2377 in the namespace).
+  const dir = resolve(`/tmp/airlock-engine-${row}-${process.pid}`);
+  const netns = `airlock-eng-${process.pid}`;
   const sock = join(dir, 'docker.sock');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -95,6 +97,16 @@ async function startSharedEngine(row) {
     stdio: ['ignore', log, log],
     detached: true,
   });
+  const stop = async () => {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    for (let i = 0; i < 100 && child.exitCode === null; i++) await sleep(200);
+    spawnSync('ip', ['netns', 'del', netns]);
+    rmSync(dir, { recursive: true, force: true });
+  };
   const call = (method, path, body) =>
     new Promise((res, rej) => {
       const req = request({ socketPath: sock, method, path, headers: { 'content-type': 'application/json' } }, (r) => {
@@ -105,25 +117,20 @@ async function startSharedEngine(row) {
       req.on('error', rej);
       req.end(body === undefined ? undefined : JSON.stringify(body));
     });
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null || i > 240) throw new Error(`the ${row} engine did not start (log: ${dir}/dockerd.log)`);
-    if ((await call('GET', '/_ping').catch(() => ({ status: 0 }))).status === 200) break;
-    await sleep(250);
+  try {
+    for (let i = 0; ; i++) {
+      if (child.exitCode !== null || i > 240) throw new Error(`the ${row} engine did not start (log: ${dir}/dockerd.log)`);
+      if ((await call('GET', '/_ping').catch(() => ({ status: 0 }))).status === 200) break;
+      await sleep(250);
+    }
+    const init = await call('POST', '/swarm/init', { ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
+    if (init.status !== 200) throw new Error(`swarm init on the ${row} engine: ${init.status} ${init.text}`);
+  } catch (e) {
+    // A failed start leaves no dockerd behind.
+    await stop();
+    throw e;
   }
-  const init = await call('POST', '/swarm/init', { ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
-  if (init.status !== 200) throw new Error(`swarm init on the ${row} engine: ${init.status} ${init.text}`);
-  return {
-    host: `unix://${sock}`,
-    stop: async () => {
-      try {
-        process.kill(child.pid, 'SIGTERM');
-      } catch {
-        return;
-      }
-      for (let i = 0; i < 100 && child.exitCode === null; i++) await sleep(200);
-      spawnSync('ip', ['netns', 'del', netns]);
-    },
-  };
+  return { host: `unix://${sock}`, stop };
 }
 
 let shared;

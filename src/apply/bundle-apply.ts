@@ -2,7 +2,7 @@ import { hostname, userInfo } from 'node:os';
 import semver from 'semver';
 import { asAirlockError, notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead } from '../bundle/reader.js';
-import { parseManifest, type Manifest } from '../bundle/manifest.js';
+import { parseManifest, type ImageRecord, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { DockerError, isDockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
@@ -139,7 +139,13 @@ export async function applyBundle(file: string, opts: ApplyOptions): Promise<App
     checkSignature(head, opts.trust);
     const manifest = parseManifest(head.manifestBytes);
     return deployBundle(ctx, opts, manifest, file, async () => {
-      const stored = await storeBundle(file, { stateDir: opts.stateDir, trust: opts.trust, allowDowngrade: opts.allowDowngrade ?? false, ...(opts.limits ? { limits: opts.limits } : {}) }, ctx.journal, ctx.store);
+      // With the engine: a bundle without images for its platform is refused before anything is stored.
+      const stored = await storeBundle(
+        file,
+        { stateDir: opts.stateDir, trust: opts.trust, docker: opts.docker, allowDowngrade: opts.allowDowngrade ?? false, ...(opts.limits ? { limits: opts.limits } : {}) },
+        ctx.journal,
+        ctx.store,
+      );
       return stored.bundleId;
     });
   });
@@ -183,16 +189,18 @@ async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Man
     for (const id of rest) ctx.deployments.beginStep(id, step);
     return journaledStep(ctx, first!, step, run);
   };
+  let loaded: ImageRecord[];
   try {
     await forAll('verify', async () => checkNotOlderThanApplied(ctx, manifest.name, manifest.version, opts.allowDowngrade ?? false));
     const bundleId = await forAll('store', store);
     for (const id of ids) ctx.deployments.setBundle(id, bundleId);
-    await forAll('load', () => loadBundleImages({ docker: opts.docker }, ctx.journal, ctx.store, bundleId));
+    loaded = (await forAll('load', () => loadBundleImages({ docker: opts.docker }, ctx.journal, ctx.store, bundleId))).images;
   } catch (e) {
     for (const id of ids) ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
     throw e;
   }
-  const images = new Map(manifest.images.flatMap((i) => i.refs.map((r) => [r, i.id] as const)));
+  // Services are pinned to the variant loaded here, the one for this host's platform.
+  const images = new Map(loaded.flatMap((i) => i.refs.map((r) => [r, i.id] as const)));
   const apiVersion = await opts.docker.client.apiVersion();
   const result: ApplyResult = { bundle: { name: manifest.name, version: manifest.version }, stacks: [] };
   for (const [i, stack] of manifest.stacks.entries()) {

@@ -42,9 +42,11 @@ export function rollbackTarget(history: DeploymentRow[], to: string | undefined)
 
 /**
  * Makes each pinned image present and tagged as the spec names it, loading it
- * from the content store if the engine lost it. Pins are config digests; the
- * bundle record that carried the image also names its manifest, which is the
- * image's id on the containerd image store (src/images/identity.ts).
+ * from the content store if the engine lost it. Pins are config digests, of
+ * the variant this host loaded (a multi-platform bundle carries one record
+ * per variant, so the pin finds exactly that one); the bundle record that
+ * carried the image also names its manifest, which is the image's id on the
+ * containerd image store (src/images/identity.ts).
  */
 async function restoreImages(ctx: ApplyContext, pins: { ref: string; id: string }[]): Promise<void> {
   const bundles = new BundleRecords(ctx.journal);

@@ -5,6 +5,7 @@ import semver from 'semver';
 import { YamlFile, type KeyPath } from '../config/yaml-file.js';
 import { configError, notFound } from '../errors/index.js';
 import { unsafePathReason } from './manifest.js';
+import { platformList, type Platform } from '../images/platform.js';
 
 /** A bundle definition (`bundle.yaml`) with every path resolved against its folder. */
 export interface BundleDefinition {
@@ -17,6 +18,8 @@ export interface BundleDefinition {
   /** Explicit images; when null, every image the stacks reference. */
   images: { ref: string; archive: string | null }[] | null;
   imageArchives: string[];
+  /** Take every image for each of these platforms (`platforms:`); null: one image per ref, as found. */
+  platforms: Platform[] | null;
   files: { src: string; dest: string; mode: number }[];
 }
 
@@ -65,6 +68,7 @@ const schema = {
       },
     },
     image_archives: stringList,
+    platforms: { type: 'array', minItems: 1, items: { type: 'string' } },
     files: {
       type: 'array',
       items: {
@@ -91,6 +95,7 @@ interface RawDefinition {
   stacks?: { name: string; compose: string | string[]; env_files?: string | string[] }[];
   images?: (string | { ref: string; archive?: string })[];
   image_archives?: string | string[];
+  platforms?: string[];
   files?: { src: string; dest?: string; mode?: number }[];
 }
 
@@ -128,6 +133,11 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
     })),
     images: r.images ? r.images.map((i) => (typeof i === 'string' ? { ref: i, archive: null } : { ref: i.ref, archive: i.archive ? resolve(dir, i.archive) : null })) : null,
     imageArchives: asList(r.image_archives).map((p) => resolve(dir, p)),
+    platforms: r.platforms
+      ? platformList(r.platforms, (i, why) => {
+          throw yaml.error(['platforms', i], why, 'bad-definition');
+        })
+      : null,
     files: (r.files ?? []).map((f, i) => {
       const dest = f.dest ?? basename(f.src);
       const why = unsafePathReason(dest);

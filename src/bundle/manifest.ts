@@ -3,13 +3,15 @@ import semver from 'semver';
 import { integrityError, signatureError, unsafeEntry } from '../errors/index.js';
 import type { KeyObject } from 'node:crypto';
 import { keyIdOf, signBytes } from '../trust/keys.js';
+import { PLATFORM_PATTERN, isCanonicalPlatform } from '../images/platform.js';
 import { canonicalJson } from './canonical-json.js';
 
 /**
  * Format identifiers. A full bundle is written as v1, which every airlock
  * reads; v2 is v1 plus what an older reader cannot use safely, each named
  * in the manifest's `requires` (`delta`; `receipt` for a delta built
- * against a site's receipt rather than one bundle). A reader refuses a
+ * against a site's receipt rather than one bundle; `zstd`; `platforms` for
+ * images recorded per platform, several variants under one ref). A reader refuses a
  * format or a requirement it does not know, before it looks at anything else.
  */
 export const FORMAT_V1 = 'airlock.bundle.v1';
@@ -20,7 +22,7 @@ export const FORMATS = [FORMAT_V1, FORMAT_V2] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** What a v2 manifest may require of its reader. */
-export const REQUIREMENTS = ['delta', 'receipt', 'zstd'] as const;
+export const REQUIREMENTS = ['delta', 'platforms', 'receipt', 'zstd'] as const;
 export type Requirement = (typeof REQUIREMENTS)[number];
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
@@ -109,6 +111,12 @@ export interface ImageRecord {
   /** An OCI image manifest blob, so a load archive carries an `index.json`. */
   manifest: { digest: string; size: number };
   layers: LayerRecord[];
+  /**
+   * v2 with `requires: ["platforms"]` only, and on every image there: the
+   * platform this variant runs on, normalised (`linux/amd64`, `linux/arm/v7`).
+   * A ref may then name one image per platform.
+   */
+  platform?: string;
 }
 
 export interface ExtraFileRecord {
@@ -284,7 +292,14 @@ export const manifestSchema = {
   },
 } as const;
 
-/** JSON Schema of a v2 manifest: v1 plus `requires`, `base` and blobs that are not carried. */
+const imageV1 = manifestSchema.properties.images.items;
+/** v2 images may say which platform they are for. */
+const imageV2 = {
+  ...imageV1,
+  properties: { ...imageV1.properties, platform: { type: 'string', maxLength: 64, pattern: PLATFORM_PATTERN } },
+} as const;
+
+/** JSON Schema of a v2 manifest: v1 plus `requires`, `base`, blobs that are not carried and image platforms. */
 export const manifestSchemaV2 = {
   ...manifestSchema,
   required: [...manifestSchema.required, 'requires'],
@@ -299,6 +314,7 @@ export const manifestSchemaV2 = {
       ],
     },
     blobs: { type: 'array', items: { oneOf: [carriedBlobV2, notCarriedBlob] } },
+    images: { type: 'array', items: imageV2 },
   },
 } as const;
 
@@ -351,6 +367,7 @@ export function parseManifest(bytes: Buffer): Manifest {
   }
   checkBlobList(manifest);
   checkDelta(manifest);
+  checkImageVariants(manifest);
   checkReferences(manifest);
   checkFilePaths(manifest);
   return manifest;
@@ -413,6 +430,48 @@ function checkDelta(m: Manifest): void {
   const left = m.blobs.find((b) => !isCarried(b));
   if (left && !delta) {
     throw integrityError(`${MANIFEST_ENTRY}: blob ${left.digest} is not carried, but the bundle is not a delta`, { reason: 'manifest-invalid' });
+  }
+}
+
+/**
+ * One image per ref, or, with `platforms`, one per ref and platform: the
+ * host loads the variant for its own platform, so two that a host could
+ * not tell apart are refused. Every image then names its platform, in the
+ * one spelling (src/images/platform.ts); without `platforms`, none does.
+ */
+function checkImageVariants(m: Manifest): void {
+  const platforms = (m.requires ?? []).includes('platforms');
+  if (platforms && m.images.length === 0) throw integrityError(`${MANIFEST_ENTRY}: requires platforms but has no images`, { reason: 'manifest-invalid', subject: MANIFEST_ENTRY });
+  const seen = new Set<string>();
+  const ids = new Set<string>();
+  for (const img of m.images) {
+    const label = `image ${img.refs[0] ?? img.id}`;
+    if (platforms !== (img.platform !== undefined)) {
+      throw integrityError(`${MANIFEST_ENTRY}: ${platforms ? `requires platforms, but ${label} names no platform` : `${label} names a platform, but the manifest does not require platforms`}`, {
+        reason: 'manifest-invalid',
+        subject: MANIFEST_ENTRY,
+      });
+    }
+    if (img.platform !== undefined && !isCanonicalPlatform(img.platform)) {
+      throw integrityError(`${MANIFEST_ENTRY}: ${label} has platform "${img.platform}", which is not a platform in its one spelling (os/architecture[/variant], e.g. linux/amd64, linux/arm/v7)`, {
+        reason: 'manifest-invalid',
+        subject: MANIFEST_ENTRY,
+      });
+    }
+    if (ids.has(img.id)) throw integrityError(`${MANIFEST_ENTRY}: image ${img.id} is listed twice`, { reason: 'manifest-invalid', subject: MANIFEST_ENTRY });
+    ids.add(img.id);
+    for (const ref of img.refs) {
+      const key = `${ref} ${img.platform ?? ''}`;
+      if (seen.has(key)) {
+        throw integrityError(
+          platforms
+            ? `${MANIFEST_ENTRY}: image ref ${ref} is listed twice for platform ${img.platform}`
+            : `${MANIFEST_ENTRY}: image ref ${ref} is listed twice; only a manifest that requires platforms may carry several variants of one ref, one per platform`,
+          { reason: 'manifest-invalid', subject: MANIFEST_ENTRY },
+        );
+      }
+      seen.add(key);
+    }
   }
 }
 

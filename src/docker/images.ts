@@ -74,12 +74,16 @@ export class ImagesApi {
     return result;
   }
 
-  /** A `docker save` tar of the named images (refs or ids), streamed. */
-  export(names: string | readonly string[], opts: CallOptions = {}): Promise<Readable> {
+  /**
+   * A `docker save` tar of the named images (refs or ids), streamed. With
+   * `platform` (API 1.48+), only that platform's variant of each.
+   */
+  export(names: string | readonly string[], opts: CallOptions & { platform?: { os: string; architecture: string; variant?: string } } = {}): Promise<Readable> {
+    const { platform, ...call } = opts;
     const list = typeof names === 'string' ? [names] : names;
     return this.c.stream('GET', '/images/get', {
-      ...opts,
-      query: { names: list },
+      ...call,
+      query: { names: list, platform: platform && JSON.stringify(platform) },
       subject: list.join(', '),
       bodyTimeoutMs: 0,
     });

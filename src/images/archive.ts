@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { configError } from '../errors/index.js';
 import { familiarRef } from './reference.js';
+import { formatPlatform, normalizePlatform, platformOfConfig, sameOsArch, type Platform } from './platform.js';
 
 /** Byte range of one file inside an image archive on disk. */
 export interface ArchiveSpan {
@@ -28,6 +29,23 @@ export interface ArchiveImage {
   layers: ArchiveLayer[];
   /** The archive's own OCI image manifest bytes, kept so the manifest digest survives. */
   manifestBytes?: Buffer;
+  /** The platform the archive's index names for it, when it names one. */
+  platform?: Platform;
+}
+
+/** An image of a known platform: the index's word for it, else its config's; null when neither says. */
+export type ArchiveVariant = Omit<ArchiveImage, 'platform'> & { platform: Platform | null };
+
+/**
+ * An image manifest (or image index) the archive's index names without
+ * holding it: a multi-platform `docker save` of Docker 25+ with the
+ * containerd image store names every platform of an image, and holds only
+ * those the engine had pulled.
+ */
+export interface AbsentVariant {
+  refs: string[];
+  platform: Platform | null;
+  digest: string;
 }
 
 const MAX_JSON_BYTES = 64 * 1024 * 1024;
@@ -136,10 +154,10 @@ export class ImageArchive {
     return images;
   }
 
-  private async fromOciIndex(): Promise<ArchiveImage[]> {
-    const byConfig = await this.ociManifestsByConfig();
+  private async fromOciIndex(present?: Map<string, OciManifestInfo>): Promise<ArchiveImage[]> {
+    present ??= (await this.walkOciIndex()).present;
     const images: ArchiveImage[] = [];
-    for (const info of byConfig.values()) {
+    for (const info of present.values()) {
       const configBytes = await this.readBytes(blobPath(info.config));
       const diffIds = diffIdsOf(configBytes, this.path, info.config);
       images.push({
@@ -147,36 +165,84 @@ export class ImageArchive {
         configBytes,
         layers: info.layers.map((d, i) => ({ source: this.span(blobPath(d)), diffId: diffIds[i]!, mediaType: info.layerTypes[i]! })),
         manifestBytes: info.bytes,
+        ...(info.platform ? { platform: info.platform } : {}),
       });
     }
     return images;
   }
 
-  /** Walks index.json (and nested indexes) to the image manifests, keyed by config digest. */
+  /**
+   * Every image the archive holds, each with its platform, and the ones its
+   * index names without holding them. The OCI index is read when there is
+   * one (it names every platform), else the legacy manifest.json.
+   */
+  async variants(): Promise<{ images: ArchiveVariant[]; absent: AbsentVariant[] }> {
+    const walked = this.spans.has('index.json') ? await this.walkOciIndex() : undefined;
+    const images = walked ? await this.fromOciIndex(walked.present) : await this.images();
+    const absent = walked?.absent ?? [];
+    return { images: images.map((img) => ({ ...img, platform: this.platformOf(img) })), absent };
+  }
+
+  /** The index's platform for an image, checked against its config's; either alone when only one says. */
+  private platformOf(img: ArchiveImage): Platform | null {
+    const config = platformOfConfig(img.configBytes);
+    if (img.platform && config && !sameOsArch(img.platform, config)) {
+      throw configError(`${this.path}: the index names image ${img.refs[0] ?? '<untagged>'} for ${formatPlatform(img.platform)}, but its config says ${formatPlatform(config)}`, {
+        subject: this.path,
+        reason: 'platform-mismatch',
+        hint: 'the image archive is inconsistent; save or export the image again',
+      });
+    }
+    return img.platform ?? config;
+  }
+
   private async ociManifestsByConfig(): Promise<Map<string, OciManifestInfo>> {
-    const out = new Map<string, OciManifestInfo>();
+    return (await this.walkOciIndex()).present;
+  }
+
+  /**
+   * Walks index.json (and nested indexes) to the image manifests, keyed by
+   * config digest. Attestations (platform unknown/unknown) are no images and
+   * are passed over; descriptors whose blob the archive lacks are `absent`.
+   */
+  private async walkOciIndex(): Promise<{ present: Map<string, OciManifestInfo>; absent: AbsentVariant[] }> {
+    const present = new Map<string, OciManifestInfo>();
+    const absent: AbsentVariant[] = [];
     const visit = async (descs: OciDescriptor[], inheritedRefs: string[]): Promise<void> => {
       for (const d of descs) {
-        const refs = [...inheritedRefs, ...refsOf(d)];
+        if (isAttestation(d)) continue;
+        const refs = [...new Set([...inheritedRefs, ...refsOf(d)])];
+        const platform = d.platform?.os && d.platform.architecture ? normalizePlatform(d.platform as Platform) : null;
+        if (!this.spans.has(blobPath(d.digest))) {
+          absent.push({ refs, platform, digest: d.digest });
+          continue;
+        }
         const bytes = await this.readBytes(blobPath(d.digest));
         const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: OciDescriptor[]; config?: OciDescriptor; layers?: OciDescriptor[] };
         if (doc.manifests) {
           await visit(doc.manifests, refs);
         } else if (doc.config && doc.layers) {
-          const prev = out.get(doc.config.digest);
-          out.set(doc.config.digest, {
+          // containerd may hold a platform's manifest but not its layers: that platform is not here either.
+          if (![doc.config, ...doc.layers].every((b) => this.spans.has(blobPath(b.digest)))) {
+            absent.push({ refs, platform, digest: d.digest });
+            continue;
+          }
+          const prev = present.get(doc.config.digest);
+          const known = platform ?? prev?.platform;
+          present.set(doc.config.digest, {
             bytes,
             config: doc.config.digest,
             layers: doc.layers.map((l) => l.digest),
             layerTypes: doc.layers.map((l) => l.mediaType),
             refs: [...new Set([...(prev?.refs ?? []), ...refs])],
+            ...(known ? { platform: known } : {}),
           });
         }
       }
     };
     const index = await this.readJson<{ manifests: OciDescriptor[] }>('index.json');
     await visit(index.manifests ?? [], []);
-    return out;
+    return { present, absent };
   }
 }
 
@@ -185,6 +251,7 @@ interface OciDescriptor {
   digest: string;
   size: number;
   annotations?: Record<string, string>;
+  platform?: { os?: string; architecture?: string; variant?: string };
 }
 
 interface OciManifestInfo {
@@ -193,7 +260,12 @@ interface OciManifestInfo {
   layers: string[];
   layerTypes: string[];
   refs: string[];
+  platform?: Platform;
 }
+
+/** A build attestation (SBOM, provenance) that buildx files beside each image: platform unknown/unknown. */
+const isAttestation = (d: OciDescriptor): boolean =>
+  d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || (d.platform?.os === 'unknown' && d.platform.architecture === 'unknown');
 
 const blobPath = (digest: string): string => `blobs/${digest.replace(':', '/')}`;
 

@@ -1,8 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
 import { bundleBytes } from '../bundle/parts-stream.js';
-import type { BaseRef, Manifest } from '../bundle/manifest.js';
+import type { BaseRef, ImageRecord, Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { ContentStore, type Staging } from '../store/content-store.js';
 import { Journal } from '../journal/journal.js';
@@ -10,6 +11,8 @@ import { BundleRecords } from '../journal/bundles.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { Docker } from '../docker/index.js';
 import { loadImages } from '../images/load-images.js';
+import { variantsForHost } from '../images/host-variants.js';
+import { formatPlatform, hostPlatform } from '../images/platform.js';
 import { countBytes } from '../streams/count-bytes.js';
 import { ImageRecords } from '../journal/images.js';
 import { acquireApplyLock } from '../journal/lock.js';
@@ -27,7 +30,11 @@ export interface ImportOptions {
   allowDowngrade?: boolean;
   now?: Date;
   limits?: Partial<Limits>;
-  /** The engine to load the images into; without it, blobs are only stored. */
+  /**
+   * The engine to load the images into; without it, blobs are only stored.
+   * A bundle without a variant of some image for the engine's platform is
+   * refused before anything is stored.
+   */
   docker?: Docker;
   onProgress?: (p: ImportProgress) => void;
   signal?: AbortSignal;
@@ -49,8 +56,16 @@ export interface ImportResult {
   alreadyImported: boolean;
   /** For a delta bundle: its base, and how many of the blobs are the base's (already in the store, not in the file). */
   delta?: { base: BaseRef; baseBlobs: number; baseBytes: number };
-  /** Image refs by what the load did; absent when images were not loaded. */
-  images?: { loaded: string[]; present: string[]; tagged: string[] };
+  /** Image refs by what the load did, and the host platform whose variants were loaded; absent when images were not loaded. */
+  images?: LoadSummary;
+}
+
+export interface LoadSummary {
+  loaded: string[];
+  present: string[];
+  tagged: string[];
+  /** The engine's platform: the variant of each image that was loaded. */
+  platform: string;
 }
 
 /** Outcomes that are the bundle's fault, as opposed to the host's. */
@@ -70,7 +85,7 @@ export async function importBundle(file: string, opts: ImportOptions): Promise<I
       const store = contentStoreOf(opts.stateDir);
       const result = await storeBundle(file, opts, journal, store);
       if (opts.docker) {
-        result.images = await loadBundleImages(opts, journal, store, result.bundleId);
+        result.images = (await loadBundleImages(opts, journal, store, result.bundleId)).summary;
       }
       return result;
     } finally {
@@ -81,7 +96,11 @@ export async function importBundle(file: string, opts: ImportOptions): Promise<I
   }
 }
 
-/** The verify-and-store pass: commits blobs and the bundle record, or records the refusal. */
+/**
+ * The verify-and-store pass: commits blobs and the bundle record, or records
+ * the refusal. With `opts.docker`, the engine's platform is checked too
+ * (variantsForHost), before anything is stored; nothing is loaded here.
+ */
 export async function storeBundle(file: string, opts: ImportOptions, journal: Journal, store: ContentStore): Promise<ImportResult> {
   const bundles = new BundleRecords(journal);
   let staging: Staging | undefined;
@@ -90,6 +109,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
   let opened = 0;
   let baseCheck: Awaited<ReturnType<typeof checkBaseBlobs>> | undefined;
   try {
+    const host = opts.docker ? await hostPlatform(opts.docker, opts.signal ? { signal: opts.signal } : {}) : undefined;
     const source = await openBundleFile(file);
     const total = await bundleBytes(file, source);
     const input = countBytes(source, opts.onProgress && ((bytes) => opts.onProgress!({ phase: 'verify', bytes, total })));
@@ -115,10 +135,12 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
     });
     const already = bundles.byDigest(verified.manifestDigest) !== undefined;
     const staged = staging!;
+    const m = verified.manifest;
+    // Every blob checked out; an image this host could not run is refused before any is stored.
+    if (host) await variantsForHost(m.images, host, (d) => readFile(staged.pathOf(d)), `${m.name} ${m.version}`);
     const newBytes = verified.manifest.blobs.filter((b) => staged.stagedDigests.includes(b.digest)).reduce((n, b) => n + b.size, 0);
     const newDigests = await staged.commit();
     const bundleId = bundles.recordImport(verified, now);
-    const m = verified.manifest;
     const result: ImportResult = {
       bundleId,
       name: m.name,
@@ -148,26 +170,32 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
   }
 }
 
-/** Loads a stored bundle's images; journals them only once the engine holds them with the right ids. */
+/**
+ * Loads a stored bundle's images, the variant of each for the engine's
+ * platform; journals them only once the engine holds them with the right
+ * ids. Returns what it did and the variants it loaded.
+ */
 export async function loadBundleImages(
   opts: Pick<ImportOptions, 'docker' | 'signal' | 'onProgress'>,
   journal: Journal,
   store: ContentStore,
   bundleId: number,
-): Promise<NonNullable<ImportResult['images']>> {
+): Promise<{ summary: LoadSummary; images: ImageRecord[] }> {
   const manifest = new BundleRecords(journal).manifest(bundleId);
-  const images = manifest.images;
   const subject = `${manifest.name} ${manifest.version}`;
+  const call = opts.signal ? { signal: opts.signal } : {};
   try {
+    const host = await hostPlatform(opts.docker!, call);
+    const images = await variantsForHost(manifest.images, host, (d) => readFile(store.pathOf(d)), subject);
     const report = await loadImages(opts.docker!, store, images, {
-      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...call,
       onBytes: (bytes, total) => opts.onProgress?.({ phase: 'load', bytes, total }),
     });
     new ImageRecords(journal).recordPresent(bundleId, images, new Date());
     const refs = (list: typeof images) => list.flatMap((i) => i.refs);
-    const summary = { loaded: refs(report.loaded), present: refs(report.present), tagged: refs(report.tagged) };
+    const summary = { loaded: refs(report.loaded), present: refs(report.present), tagged: refs(report.tagged), platform: formatPlatform(host) };
     journal.record({ kind: 'images.load', outcome: 'ok', subject, details: summary });
-    return summary;
+    return { summary, images };
   } catch (e) {
     const err = asAirlockError(e);
     journal.record({ kind: 'images.load', outcome: REFUSALS.has(err.kind) ? 'refused' : 'failed', subject, reason: err.reason, message: err.message });

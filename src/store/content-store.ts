@@ -157,6 +157,11 @@ export class Staging implements BlobSink {
     return stream;
   }
 
+  /** Where a blob of the bundle being imported is now: here when staged, else in the store. */
+  pathOf(digest: string): string {
+    return this.staged.includes(digest) ? join(this.dir, hexOf(digest)) : this.store.pathOf(digest);
+  }
+
   get stagedDigests(): readonly string[] {
     return this.staged;
   }

@@ -306,6 +306,59 @@ const CASES: Case[] = [
     error: 'integrity', reason: 'manifest-invalid', message: /expires.*not a valid date/,
   },
   {
+    // What a builder that forgot `requires` would write: an older airlock would load one of the two.
+    name: 'manifest invalid: one ref on two images, without platforms, re-signed',
+    make: (c) => resigned(c, (m) => void m.images[0]!.refs.push(m.images[1]!.refs[0]!)),
+    error: 'integrity', reason: 'manifest-invalid', message: /image ref \S+ is listed twice; only a manifest that requires platforms may carry several variants of one ref, one per platform/, verify: true,
+  },
+  {
+    name: 'manifest invalid: images name platforms, but the manifest does not require platforms, re-signed',
+    make: (c) => resigned(c, (m) => {
+      Object.assign(m, { format: 'airlock.bundle.v2', requires: [] });
+      for (const i of m.images) i.platform = 'linux/amd64';
+    }),
+    error: 'integrity', reason: 'manifest-invalid', message: /names a platform, but the manifest does not require platforms/,
+  },
+  {
+    name: 'manifest invalid: requires platforms, but an image names none, re-signed',
+    make: (c) => resigned(c, (m) => {
+      Object.assign(m, { format: 'airlock.bundle.v2', requires: ['platforms'] });
+      m.images[0]!.platform = 'linux/amd64';
+    }),
+    error: 'integrity', reason: 'manifest-invalid', message: /requires platforms, but image \S+ names no platform/,
+  },
+  {
+    name: 'manifest invalid: a platform in another spelling (linux/x86_64), re-signed',
+    make: (c) => resigned(c, (m) => {
+      Object.assign(m, { format: 'airlock.bundle.v2', requires: ['platforms'] });
+      for (const i of m.images) i.platform = 'linux/amd64';
+      m.images[1]!.platform = 'linux/x86_64';
+    }),
+    error: 'integrity', reason: 'manifest-invalid', message: /has platform "linux\/x86_64", which is not a platform in its one spelling/,
+  },
+  {
+    name: 'manifest invalid: a platform that is no platform (upper case, four parts), re-signed',
+    make: (c) => resigned(c, (m) => {
+      Object.assign(m, { format: 'airlock.bundle.v2', requires: ['platforms'] });
+      for (const i of m.images) i.platform = 'Linux/ARM/v7/x';
+    }),
+    error: 'integrity', reason: 'manifest-invalid', message: /does not match format airlock\.bundle\.v2: \/images\/0\/platform must match pattern/,
+  },
+  {
+    name: 'manifest invalid: one ref twice for the same platform, re-signed',
+    make: (c) => resigned(c, (m) => {
+      Object.assign(m, { format: 'airlock.bundle.v2', requires: ['platforms'] });
+      for (const i of m.images) i.platform = 'linux/arm/v7';
+      m.images[0]!.refs.push(m.images[1]!.refs[0]!);
+    }),
+    error: 'integrity', reason: 'manifest-invalid', message: /image ref \S+ is listed twice for platform linux\/arm\/v7/,
+  },
+  {
+    name: 'manifest invalid: a requirement this airlock does not know, named, re-signed',
+    make: (c) => resigned(c, (m) => void Object.assign(m, { format: 'airlock.bundle.v2', requires: ['gpu'] })),
+    error: 'integrity', reason: 'manifest-invalid', message: /requires "gpu", which this airlock does not support \(it supports delta, platforms, receipt, zstd\)/,
+  },
+  {
     name: 'manifest malformed: not JSON, re-signed',
     make: (c) => c.goodB.resign(Buffer.from('format: airlock.bundle.v1\n'), c.key).pack(),
     error: 'integrity', reason: 'manifest-malformed', message: /manifest\.json is not valid JSON/,

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { generateKeyPair } from '../../src/trust/keys.js';
-import { writeBusyboxLayer, writeImageArchive, writeLayer, writeRandomLayer } from './images.js';
+import { writeBusyboxLayer, writeImageArchive, writeLayer, writeMultiPlatformArchive, writeRandomLayer, type MultiPlatformOptions, type WrittenVariant } from './images.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = join(REPO, 'bin/airlock');
@@ -111,6 +111,75 @@ export async function makeProject(dir: string, opts: ProjectOptions = {}): Promi
   const file = join(dir, 'bundle.yaml');
   await writeFile(file, YAML.stringify(definition));
   return file;
+}
+
+export type TestArch = 'amd64' | 'arm64';
+
+export interface MultiPlatformProjectOptions {
+  version?: string;
+  /** Repository prefix of the image (`REPO/app:VERSION`). */
+  repo?: string;
+  /** The variants the archive's index names (default amd64 and arm64). */
+  architectures?: TestArch[];
+  /** Variants the index names but whose blobs the archive leaves out. */
+  absent?: TestArch[];
+  layout?: MultiPlatformOptions['layout'];
+  descriptorPlatforms?: boolean;
+  /** The definition's `platforms:` list; default none (the build gives --platform). */
+  platforms?: string[];
+}
+
+/**
+ * A bundle project with one multi-platform image, `REPO/app:VERSION`, run
+ * as stack `mp` service `app`: its amd64 variant is busybox and runs, its
+ * arm64 variant is a layer of plain files (it need not run here).
+ */
+export async function makeMultiPlatformProject(dir: string, opts: MultiPlatformProjectOptions = {}): Promise<{ definition: string; ref: string; variants: WrittenVariant[] }> {
+  const version = opts.version ?? '1.0.0';
+  const ref = `${opts.repo ?? 'mp'}/app:${version}`;
+  await mkdir(join(dir, 'images'), { recursive: true });
+  const base = join(dir, 'images', 'busybox.tar');
+  const baseId = await writeBusyboxLayer(base);
+  const amdApp = join(dir, 'images', 'amd64-app.tar');
+  const amdAppId = await writeLayer(amdApp, [{ path: 'app/release', data: Buffer.from(`${version} amd64\n`) }]);
+  const armApp = join(dir, 'images', 'arm64-app.tar');
+  const armAppId = await writeLayer(armApp, [
+    { path: 'bin/app', data: Buffer.from('#!/bin/sh\n# stands in for an arm64 binary\n'), mode: 0o755 },
+    { path: 'app/release', data: Buffer.from(`${version} arm64\n`) },
+  ]);
+  const layers: Record<TestArch, { path: string; diffId: string }[]> = {
+    amd64: [{ path: base, diffId: baseId }, { path: amdApp, diffId: amdAppId }],
+    arm64: [{ path: armApp, diffId: armAppId }],
+  };
+  const { variants } = await writeMultiPlatformArchive(
+    join(dir, 'images', 'app.tar'),
+    [
+      {
+        refs: [ref],
+        variants: (opts.architectures ?? ['amd64', 'arm64']).map((arch) => ({
+          platform: arch === 'arm64' ? { os: 'linux', architecture: 'arm64', variant: 'v8' } : { os: 'linux', architecture: 'amd64' },
+          layers: layers[arch],
+          cmd: ['sh'],
+          absent: opts.absent?.includes(arch) ?? false,
+        })),
+      },
+    ],
+    { layout: opts.layout ?? 'buildx', ...(opts.descriptorPlatforms === undefined ? {} : { descriptorPlatforms: opts.descriptorPlatforms }) },
+  );
+  const compose = { services: { app: { image: ref, command: ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 1; done'] } } };
+  await writeFile(join(dir, 'docker-compose.yml'), YAML.stringify(compose));
+  const definition = join(dir, 'bundle.yaml');
+  await writeFile(
+    definition,
+    YAML.stringify({
+      name: 'mp',
+      version,
+      stacks: [{ name: 'mp', compose: 'docker-compose.yml' }],
+      image_archives: ['images/app.tar'],
+      ...(opts.platforms ? { platforms: opts.platforms } : {}),
+    }),
+  );
+  return { definition, ref, variants };
 }
 
 export interface CliResult {

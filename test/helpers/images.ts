@@ -78,13 +78,23 @@ export interface ImageSpec {
   /** Paths of uncompressed layer tars, bottom first, with their diff ids. */
   layers: { path: string; diffId: string }[];
   cmd?: string[];
+  /** The platform the config names; default linux/amd64. */
+  platform?: OciPlatform;
 }
 
-export function imageConfig(spec: ImageSpec): Buffer {
+/** A platform as OCI descriptors and image configs spell it. */
+export interface OciPlatform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export function imageConfig(spec: Omit<ImageSpec, 'refs'>): Buffer {
   return Buffer.from(
     JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
+      architecture: spec.platform?.architecture ?? 'amd64',
+      os: spec.platform?.os ?? 'linux',
+      ...(spec.platform?.variant ? { variant: spec.platform.variant } : {}),
       created: MTIME.toISOString(),
       config: { Cmd: spec.cmd ?? ['sh'], Env: ['PATH=/bin'] },
       rootfs: { type: 'layers', diff_ids: spec.layers.map((l) => l.diffId) },
@@ -176,4 +186,130 @@ export async function archiveImageIds(path: string): Promise<Map<string, string>
   const ids = new Map<string, string>();
   for (const m of manifest) for (const ref of m.RepoTags) ids.set(ref, digestOf(files.get(m.Config)!));
   return ids;
+}
+
+export interface VariantSpec {
+  platform: OciPlatform;
+  layers: { path: string; diffId: string }[];
+  cmd?: string[];
+  /** The index names this variant but the archive leaves its blobs out, as `docker save` does for a platform the engine lacks. */
+  absent?: boolean;
+}
+
+export interface MultiPlatformImage {
+  refs: string[];
+  variants: VariantSpec[];
+}
+
+export interface MultiPlatformOptions {
+  /**
+   * - `buildx`: index.json names one image index per ref, which names each variant's manifest
+   *   and, after each, an attestation manifest of platform unknown/unknown (what buildx writes);
+   * - `flat`: index.json names every variant's manifest itself, once per ref;
+   * - `docker-save`: as a multi-platform `docker save` of Docker 25+ with the containerd image
+   *   store: `buildx`'s nesting without attestations, plus manifest.json for the variants present.
+   */
+  layout: 'buildx' | 'flat' | 'docker-save';
+  /** Whether descriptors carry `platform` (default true); false leaves it to each config. */
+  descriptorPlatforms?: boolean;
+}
+
+export interface WrittenVariant {
+  ref: string;
+  platform: OciPlatform;
+  /** Digests of the variant's image manifest and config: its engine ids on either image store. */
+  manifest: string;
+  config: string;
+}
+
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_IMAGE_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_IMAGE_CONFIG = 'application/vnd.oci.image.config.v1+json';
+
+/** `docker.io/…` for a short ref, as containerd names images. */
+const containerdName = (ref: string): string => (ref.includes('/') ? `docker.io/${ref}` : `docker.io/library/${ref}`);
+
+/**
+ * Writes a multi-platform image archive (OCI layout) of `images` to `out`:
+ * per ref, one manifest and config per variant, nested as `opts.layout` says.
+ * Blobs shared between variants or images are written once.
+ */
+export async function writeMultiPlatformArchive(out: string, images: MultiPlatformImage[], opts: MultiPlatformOptions): Promise<{ variants: WrittenVariant[] }> {
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as Readable, createWriteStream(out, { highWaterMark: 1 << 20 }));
+  const written = new Set<string>();
+  const putBlob = (data: Buffer) => {
+    const digest = digestOf(data);
+    if (written.has(digest)) return Promise.resolve(digest);
+    written.add(digest);
+    return new Promise<string>((res, rej) => pack.entry({ name: `blobs/sha256/${hex(digest)}`, mtime: MTIME, mode: 0o644 }, data, (e) => (e ? rej(e) : res(digest))));
+  };
+  const putLayer = async (l: { path: string; diffId: string }) => {
+    if (written.has(l.diffId)) return;
+    written.add(l.diffId);
+    const entry = pack.entry({ name: `blobs/sha256/${hex(l.diffId)}`, size: (await stat(l.path)).size, mtime: MTIME, mode: 0o644 });
+    await pipeline(createReadStream(l.path, { highWaterMark: 1 << 20 }), entry as unknown as NodeJS.WritableStream);
+  };
+  const withPlatform = (p: OciPlatform) => (opts.descriptorPlatforms === false ? {} : { platform: p });
+  await new Promise<void>((res, rej) => pack.entry({ name: 'oci-layout', mtime: MTIME, mode: 0o644 }, Buffer.from('{"imageLayoutVersion":"1.0.0"}'), (e) => (e ? rej(e) : res())));
+  const top: unknown[] = [];
+  const dockerManifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
+  const variants: WrittenVariant[] = [];
+  for (const img of images) {
+    const nested: unknown[] = [];
+    for (const v of img.variants) {
+      const config = imageConfig({ layers: v.layers, platform: v.platform, ...(v.cmd ? { cmd: v.cmd } : {}) });
+      const layers = [];
+      for (const l of v.layers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l.diffId, size: (await stat(l.path)).size });
+      const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_IMAGE_MANIFEST, config: { mediaType: OCI_IMAGE_CONFIG, digest: digestOf(config), size: config.length }, layers }));
+      const manifestDigest = digestOf(manifest);
+      if (!v.absent) {
+        for (const l of v.layers) await putLayer(l);
+        await putBlob(config);
+        await putBlob(manifest);
+        dockerManifest.push({ Config: `blobs/sha256/${hex(digestOf(config))}`, RepoTags: img.refs, Layers: v.layers.map((l) => `blobs/sha256/${hex(l.diffId)}`) });
+      }
+      for (const ref of img.refs) variants.push({ ref, platform: v.platform, manifest: manifestDigest, config: digestOf(config) });
+      const desc = { mediaType: OCI_IMAGE_MANIFEST, digest: manifestDigest, size: manifest.length, ...withPlatform(v.platform) };
+      nested.push(desc);
+      if (opts.layout === 'flat') {
+        for (const ref of img.refs) top.push({ ...desc, annotations: { 'io.containerd.image.name': containerdName(ref), 'org.opencontainers.image.ref.name': ref.split(':').pop() } });
+      }
+      if (opts.layout === 'buildx') {
+        // An attestation: an image manifest in form, of platform unknown/unknown, that no engine runs.
+        const statementBytes = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', subject: [{ digest: { sha256: hex(manifestDigest) } }] }));
+        const statement = await putBlob(statementBytes);
+        const attConfig = Buffer.from(JSON.stringify({ architecture: 'unknown', os: 'unknown', config: {}, rootfs: { type: 'layers', diff_ids: [statement] } }));
+        const att = Buffer.from(
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: OCI_IMAGE_MANIFEST,
+            config: { mediaType: OCI_IMAGE_CONFIG, digest: await putBlob(attConfig), size: attConfig.length },
+            layers: [{ mediaType: 'application/vnd.in-toto+json', digest: statement, size: statementBytes.length }],
+          }),
+        );
+        nested.push({
+          mediaType: OCI_IMAGE_MANIFEST,
+          digest: await putBlob(att),
+          size: att.length,
+          annotations: { 'vnd.docker.reference.digest': manifestDigest, 'vnd.docker.reference.type': 'attestation-manifest' },
+          platform: { architecture: 'unknown', os: 'unknown' },
+        });
+      }
+    }
+    if (opts.layout !== 'flat') {
+      const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: nested }));
+      const indexDigest = await putBlob(index);
+      for (const ref of img.refs) {
+        top.push({ mediaType: OCI_INDEX, digest: indexDigest, size: index.length, annotations: { 'io.containerd.image.name': containerdName(ref), 'org.opencontainers.image.ref.name': ref.split(':').pop() } });
+      }
+    }
+  }
+  await new Promise<void>((res, rej) => pack.entry({ name: 'index.json', mtime: MTIME, mode: 0o644 }, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: top })), (e) => (e ? rej(e) : res())));
+  if (opts.layout === 'docker-save') {
+    await new Promise<void>((res, rej) => pack.entry({ name: 'manifest.json', mtime: MTIME, mode: 0o644 }, Buffer.from(JSON.stringify(dockerManifest)), (e) => (e ? rej(e) : res())));
+  }
+  pack.finalize();
+  await done;
+  return { variants };
 }

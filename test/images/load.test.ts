@@ -48,7 +48,7 @@ async function engineIdsOf(file: string): Promise<Map<string, string>> {
 const importArgs = (file: string, state: string) => ['bundle', 'import', file, '--state', state, '--trust', signer.trustDir, '--json'];
 
 interface ImportJson {
-  images: { loaded: string[]; present: string[]; tagged: string[] };
+  images: { loaded: string[]; present: string[]; tagged: string[]; platform: string };
 }
 
 test('import loads the images into an engine that lacks them, with the ids and layers docker save wrote', async () => {
@@ -85,7 +85,7 @@ test('import loads the images into an engine that lacks them, with the ids and l
     // Importing again loads nothing: both images are there with the right ids.
     const again = await runCli(importArgs(file, state), { DOCKER_HOST: daemon.dockerHost });
     assert.equal(again.code, 0, again.stderr);
-    assert.deepEqual((JSON.parse(again.stdout) as ImportJson).images, { loaded: [], tagged: [], present: ['loadtest/base:1', 'loadtest/web:1.0.0'] });
+    assert.deepEqual((JSON.parse(again.stdout) as ImportJson).images, { loaded: [], tagged: [], present: ['loadtest/base:1', 'loadtest/web:1.0.0'], platform: 'linux/amd64' });
 
     // An image still in the engine under another name only needs its tag back.
     await docker.images.tag('loadtest/base:1', 'keep/base', '1');

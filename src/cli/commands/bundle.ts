@@ -7,6 +7,7 @@ import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, type 
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
+import { platformList } from '../../images/platform.js';
 import type { Journal } from '../../journal/journal.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { loadPrivateKey } from '../../trust/keys.js';
@@ -58,12 +59,30 @@ function summaryLines(m: Manifest): string[] {
     lines.push('', table([['STACK', 'FILES'], ...m.stacks.map((s) => [s.name, [...s.composeFiles, ...s.envFiles].map((f) => f.name).join(', ')])]));
   }
   if (m.images.length > 0) {
-    lines.push('', table([['IMAGE', 'ID', 'LAYERS', 'SIZE'], ...m.images.map((i) => [i.refs.join(', ') || '<untagged>', shortDigest(i.id), String(i.layers.length), bytes(i.layers.reduce((n, l) => n + l.size, 0))])]));
+    // A bundle built for several platforms: one row per variant, its platform named.
+    const perPlatform = m.images.some((i) => i.platform !== undefined);
+    const head = perPlatform ? ['IMAGE', 'PLATFORM', 'ID', 'LAYERS', 'SIZE'] : ['IMAGE', 'ID', 'LAYERS', 'SIZE'];
+    const row = (i: Manifest['images'][number]) => [
+      i.refs.join(', ') || '<untagged>',
+      ...(perPlatform ? [i.platform ?? ''] : []),
+      shortDigest(i.id),
+      String(i.layers.length),
+      bytes(i.layers.reduce((n, l) => n + l.size, 0)),
+    ];
+    lines.push('', table([head, ...m.images.map(row)]));
   }
   if (m.files.length > 0) {
     lines.push('', table([['FILE', 'MODE', 'SIZE'], ...m.files.map((f) => [f.path, f.mode.toString(8).padStart(4, '0'), bytes(f.size)])]));
   }
   return lines;
+}
+
+/** Each image ref's platforms, for a bundle built per platform; null for one that records none (its configs say). */
+function platformsByRef(m: Manifest): Record<string, string[]> | null {
+  if (!m.images.some((i) => i.platform !== undefined)) return null;
+  const out: Record<string, string[]> = {};
+  for (const i of m.images) for (const ref of i.refs) out[ref] = [...(out[ref] ?? []), i.platform!].sort();
+  return out;
 }
 
 /** The key id a signature entry names, if it is readable at all (inspect shows broken ones too). */
@@ -105,11 +124,16 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'build'],
     summary: 'build and sign a bundle from bundle.yaml',
-    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--compress auto|gzip|zstd|none] [--since OLD [--trust DIR] | --since-receipt FILE --receipt-key SITE.pub] [--split SIZE] [--json]',
+    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--platform OS/ARCH,…] [--compress auto|gzip|zstd|none] [--since OLD [--trust DIR] | --since-receipt FILE --receipt-key SITE.pub] [--split SIZE] [--json]',
     details:
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
       'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
+      '--platform linux/amd64,linux/arm64 takes every image for each platform named (wins over the\n' +
+      "definition's platforms: list): from multi-platform OCI archives or docker save archives, else from\n" +
+      'the local engine (API 1.48+ exports a chosen platform). A platform missing for an image is an error\n' +
+      'naming both. Such a bundle is v2 (requires "platforms"); each host loads the variant for its own\n' +
+      'platform, and refuses the bundle (exit 13) if an image has none. Without it, one image per ref.\n' +
       '--compress auto (default) zstd-compresses only blobs that shrink by 10% or more; gzip and zstd\n' +
       'compress every blob. zstd bundles are smaller and decode faster, but they are v2, which\n' +
       'hosts on an airlock from before zstd cannot read; for those, use --compress gzip.\n' +
@@ -131,6 +155,7 @@ export const bundleCommands: Command[] = [
       split: stringOpt(),
       'since-receipt': stringOpt(),
       'receipt-key': stringOpt(),
+      platform: stringOpt(),
       ...trustOpt,
       ...jsonOpt,
     },
@@ -147,6 +172,13 @@ export const bundleCommands: Command[] = [
       const partSize = splitText === undefined ? undefined : parseSplitSize(splitText);
       if (trustDir !== undefined && since === undefined) throw usageError('--trust on bundle build checks the --since bundle: give --since OLD too');
       const sinceReceipt = receiptOptions(str(values['since-receipt']), str(values['receipt-key']));
+      const platformText = str(values.platform);
+      const platforms =
+        platformText === undefined
+          ? undefined
+          : platformList(platformText.split(','), (_, why) => {
+              throw usageError(`--platform: ${why}`, { hint: 'give a comma-separated list, e.g. --platform linux/amd64,linux/arm64' });
+            });
       const sinceTrust = trustDir === undefined ? undefined : await TrustStore.load(trustDirFrom(trustDir));
       const key = await loadPrivateKey(keyPath);
       const docker = await engine();
@@ -160,6 +192,7 @@ export const bundleCommands: Command[] = [
         ...(since !== undefined ? { since } : {}),
         ...(sinceTrust ? { sinceTrust } : {}),
         ...(sinceReceipt ? { sinceReceipt } : {}),
+        ...(platforms ? { platforms } : {}),
       }).finally(() => docker.close());
       const delta = deltaSummary(r.manifest);
       const split = partSize === undefined ? undefined : await splitBuilt(r.path, partSize, key);
@@ -172,6 +205,7 @@ export const bundleCommands: Command[] = [
             name: r.manifest.name,
             version: r.manifest.version,
             blobs: r.manifest.blobs.length,
+            ...(platformsByRef(r.manifest) ? { platforms: platformsByRef(r.manifest) } : {}),
             ...(delta && r.base ? { delta: { ...delta, baseRead: r.base.source, baseSignatureChecked: r.base.signatureChecked } } : {}),
             ...(split ? { path: split.indexPath, split: splitJson(split) } : {}),
           }),
@@ -217,7 +251,18 @@ export const bundleCommands: Command[] = [
       }
       const fileBytes = parts?.bytes ?? (await stat(file)).size;
       if (json) {
-        out(JSON.stringify({ file, bytes: fileBytes, manifestDigest: `sha256:${sha256Hex(head.manifestBytes)}`, signature, delta: deltaSummary(manifest), manifest, ...(parts ? { parts } : {}) }));
+        out(
+          JSON.stringify({
+            file,
+            bytes: fileBytes,
+            manifestDigest: `sha256:${sha256Hex(head.manifestBytes)}`,
+            signature,
+            delta: deltaSummary(manifest),
+            platforms: platformsByRef(manifest),
+            manifest,
+            ...(parts ? { parts } : {}),
+          }),
+        );
         return;
       }
       const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${signature.keyId}` : ''}: ${signature.message}`;
@@ -283,8 +328,8 @@ export const bundleCommands: Command[] = [
         }
         out(`imported ${r.name} ${r.version}: ${r.newBlobs} new blobs (${bytes(r.newBytes)}), ${r.blobs - r.newBlobs} already stored${r.alreadyImported ? '; this bundle was imported before' : ''}`);
         if (r.images) {
-          const { loaded, present, tagged } = r.images;
-          out(`images: ${loaded.length} loaded, ${tagged.length} tagged, ${present.length} already present${loaded.length ? ` (${loaded.join(', ')})` : ''}`);
+          const { loaded, present, tagged, platform } = r.images;
+          out(`images for ${platform}: ${loaded.length} loaded, ${tagged.length} tagged, ${present.length} already present${loaded.length ? ` (${loaded.join(', ')})` : ''}`);
         }
       } finally {
         bar.finish();
