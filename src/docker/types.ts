@@ -69,6 +69,8 @@ export interface SystemInfo {
 
 export interface ImageInspect {
   Id: string;
+  /** The containerd image store's descriptor of the image (its manifest or index); API 1.46+. */
+  Descriptor?: { mediaType: string; digest: string; size: number };
   RepoTags: string[];
   RepoDigests: string[];
   Parent?: string;

@@ -19,6 +19,7 @@ import { Bundle, fileEntry } from '../helpers/tamper.js';
 import { DeltaBench, EPOCH, MiB, entries, journal, manifestOf, sha, storeListing } from '../helpers/delta.js';
 import { loadPrivateKey } from '../../src/trust/keys.js';
 import { blobEntryName, type BundleBaseRef, type Manifest } from '../../src/bundle/manifest.js';
+import { engineImageId } from '../helpers/engines.js';
 
 const REPO_PREFIX = 'deltatest';
 
@@ -163,7 +164,9 @@ test('imported after v1, the delta loads the same engine images as a full v2 imp
       base: await docker.images.inspect(`${REPO_PREFIX}/base:1`),
     };
     const expected = await archiveImageIds(join(p.v2, 'images', 'demo.tar'));
-    assert.equal(viaDelta.web.Id, expected.get(`${REPO_PREFIX}/web:1.1.0`));
+    const record = (await Bundle.from(await readFile(b.delta))).manifest.images.find((i) => i.refs.includes(`${REPO_PREFIX}/web:1.1.0`))!;
+    assert.equal(record.id, expected.get(`${REPO_PREFIX}/web:1.1.0`));
+    assert.equal(viaDelta.web.Id, engineImageId(record));
     assert.deepEqual(viaDelta.web.RootFS.Layers, [await sha256File(join(p.v2, 'images', 'base.tar')), await sha256File(join(p.v2, 'images', 'app.tar'))]);
 
     // The delta's bundle record links every blob it needs, carried or not, so retention keeps the base's.

@@ -56,7 +56,7 @@ export interface LabHost {
   hostKey: string;
   /** `/proc/<holder>/ns/mnt`: the host's mount namespace. */
   mountNs: string;
-  /** Prefix that runs a command inside the host: nsenter --target <holder> --mount --uts --net --. */
+  /** Prefix that runs a command inside the host: nsenter --target <holder> --mount --uts --net -- env -u DOCKER_HOST (inside, the engine is the host's /var/run/docker.sock). */
   enter: string[];
   pids: { holder: number; dockerd: number; sshd: number };
 }
