@@ -19,6 +19,8 @@ import { rolloutFiles } from './rollout-files.js';
 export const DEFAULT_REMOTE_DIR = '/var/lib/airlock/uploads';
 
 export type RolloutPhase = 'connect' | 'upload' | 'import' | 'plan' | 'deploy' | 'done' | 'failed';
+/** The step a host failed at. */
+export type RolloutStep = Exclude<RolloutPhase, 'done' | 'failed'>;
 
 export interface RolloutOptions {
   inventory: Inventory;
@@ -50,14 +52,24 @@ export interface HostReport {
   /** Summed over the files sent (a split bundle's parts and index); skipped only when the host had every one. */
   upload?: { skipped: boolean; resumedFrom: number; bytesSent: number; files?: FileUpload[] };
   import?: { newBlobs: number; alreadyImported: boolean; images: number };
-  error?: { kind: string; reason: string; message: string; exitCode: number };
+  error?: RolloutError;
+}
+
+/** What went wrong on a host, as the operator needs it: where, why, what, and what to do. */
+export interface RolloutError {
+  step: RolloutStep;
+  kind: string;
+  reason: string;
+  message: string;
+  hint?: string;
+  exitCode: number;
 }
 
 export interface RolloutReport {
   bundle: { name: string; version: string; sha256: string; bytes: number; parts?: number };
   hosts: HostReport[];
   /** The manager that deployed (or planned), and what it said. */
-  deploy?: { host: string; ok: boolean; result?: unknown; error?: HostReport['error'] };
+  deploy?: { host: string; ok: boolean; result?: unknown; error?: RolloutError };
 }
 
 export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport> {
@@ -73,10 +85,13 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
 
   const sessions = new Map<string, SshSession>();
   const reports = new Map<string, HostReport>();
+  /** The step each host is at, so that a failure says where it happened. */
+  const steps = new Map<string, RolloutStep>();
   try {
     const outcomes = await forEachHost(targets, opts.parallel, async (host) => {
       const r = blankReport(host);
       reports.set(host.name, r);
+      steps.set(host.name, 'connect');
       progress(host.name, 'connect', host.address);
       const session = await connectHost(host, { ...(opts.acceptNew ? { acceptNew: true } : {}) }).catch((e: unknown) => {
         throw onHost(host, 'connect', e);
@@ -85,6 +100,7 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
       const total = local.files.reduce((n, f) => n + f.size, 0);
       const sent: FileUpload[] = [];
       let done = 0;
+      steps.set(host.name, 'upload');
       for (const f of local.files) {
         const offset = done;
         const up = await uploadFile(session.client, f.path, {
@@ -101,8 +117,11 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
       }
       const up = r.upload!;
       if (opts.dryRun) return r;
+      steps.set(host.name, 'import');
       progress(host.name, 'import', 'verify, store, load images');
-      const imported = (await runAirlock(session, airlock, ['bundle', 'import', remotePath, '--json'])) as { newBlobs: number; alreadyImported: boolean; images?: { loaded: string[]; present: string[] } };
+      const imported = (await runAirlock(session, airlock, ['bundle', 'import', remotePath, '--json']).catch((e: unknown) => {
+        throw onHost(host, 'import', e);
+      })) as { newBlobs: number; alreadyImported: boolean; images?: { loaded: string[]; present: string[] } };
       r.import = { newBlobs: imported.newBlobs, alreadyImported: imported.alreadyImported, images: (imported.images?.loaded.length ?? 0) + (imported.images?.present.length ?? 0) };
       progress(host.name, 'done', up.skipped ? 'had the bundle; imported' : 'uploaded; imported');
       return r;
@@ -111,7 +130,7 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
       if (o.ok) report.hosts.push(o.value);
       else {
         // What got done before the failure (the upload, say) stays in the report.
-        report.hosts.push({ ...(reports.get(o.host.name) ?? blankReport(o.host)), ok: false, error: errorOf(o.error) });
+        report.hosts.push({ ...(reports.get(o.host.name) ?? blankReport(o.host)), ok: false, error: errorOf(o.error, steps.get(o.host.name) ?? 'connect') });
         progress(o.host.name, 'failed', o.error.message);
       }
     }
@@ -119,7 +138,13 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
     // Deploy through the first manager that has the bundle; it journals the deployment.
     const manager = report.hosts.find((h) => h.ok && h.role === 'manager');
     if (!manager) {
-      report.deploy = { host: '', ok: false, error: { kind: 'remote', reason: 'no-manager', message: 'no swarm manager has the bundle: nothing was deployed', exitCode: ExitCode.remote } };
+      const failed = report.hosts.filter((h) => h.role === 'manager' && h.error).map((h) => `${h.host} failed at ${h.error!.step}`);
+      const why = failed.length > 0 ? failed.join(', ') : 'the inventory names none';
+      report.deploy = {
+        host: '',
+        ok: false,
+        error: { step: opts.dryRun ? 'plan' : 'deploy', kind: 'remote', reason: 'no-manager', message: `no swarm manager imported the bundle (${why}): nothing was deployed`, exitCode: ExitCode.remote },
+      };
       return report;
     }
     const session = sessions.get(manager.host)!;
@@ -131,7 +156,7 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
       progress(manager.host, 'done', opts.dryRun ? 'planned' : 'deployed');
     } catch (e) {
       const err = onHost(session.host, opts.dryRun ? 'plan' : 'deploy', e);
-      report.deploy = { host: manager.host, ok: false, error: errorOf(err) };
+      report.deploy = { host: manager.host, ok: false, error: errorOf(err, opts.dryRun ? 'plan' : 'deploy') };
       progress(manager.host, 'failed', err.message);
     }
     return report;
@@ -154,7 +179,14 @@ function blankReport(host: InventoryHost): HostReport {
   return { host: host.name, address: host.address, role: swarmRole(host), ok: true };
 }
 
-const errorOf = (e: AirlockError): NonNullable<HostReport['error']> => ({ kind: e.kind, reason: e.reason, message: e.message, exitCode: e.exitCode });
+const errorOf = (e: AirlockError, step: RolloutStep): RolloutError => ({
+  step,
+  kind: e.kind,
+  reason: e.reason,
+  message: e.message,
+  ...(e.hint === undefined ? {} : { hint: e.hint }),
+  exitCode: e.exitCode,
+});
 
 /**
  * Runs airlock on the host with --json and returns what it printed; a

@@ -24,8 +24,13 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { basename, posix } from 'node:path';
+import { hostname, userInfo } from 'node:os';
 import type { Client, ClientChannel, SFTPWrapper, Stats } from 'ssh2';
 import { AirlockError } from '../errors/index.js';
+import { shq } from './shell.js';
+import { holdUploadLock } from './upload-lock.js';
+
+export { shq };
 
 export interface UploadOptions {
   /** The host's inbox, e.g. /var/lib/airlock/inbox (created with mkdir -p if missing). */
@@ -45,6 +50,8 @@ export interface UploadOptions {
   chunkBytes?: number;
   /** The host's name in messages and error subjects (default: the address the client connected to). */
   host?: string;
+  /** How long to wait for another upload of the same file to the same host (default 60 s; src/remote/upload-lock.ts). */
+  lockWaitMs?: number;
 }
 
 export interface UploadResult {
@@ -125,6 +132,7 @@ export async function uploadFile(client: Client, localPath: string, opts: Upload
   // What this run has done so far, for the messages.
   const state = { phase: 'preparing', position: 0, sent: 0, size: 0 };
   let sftp: SFTPWrapper | undefined;
+  let releaseLock: (() => void) | undefined;
   /** Something onProgress threw: passed on as it is. */
   let callerError: { e: unknown } | undefined;
   try {
@@ -144,6 +152,10 @@ export async function uploadFile(client: Client, localPath: string, opts: Upload
     };
 
     await link.run(`mkdir -p -- ${shq(remoteDir)}`, `create ${remoteDir}`);
+    // One upload of this file to this host at a time: everything below reads and writes the partial.
+    state.phase = 'waiting for another upload of the same file';
+    releaseLock = await link.guard(holdUploadLock(client, { remoteDir, name, host, who: uploader(), waitMs: opts.lockWaitMs ?? 60_000 }));
+    state.phase = 'preparing';
     sftp = await link.guard(openSftp(client));
     link.watch(sftp);
     const sf = sftp;
@@ -272,6 +284,7 @@ export async function uploadFile(client: Client, localPath: string, opts: Upload
     if (isAbort(e, signal) || (callerError && e === callerError.e)) throw e;
     throw link.classify(e, subject, state);
   } finally {
+    releaseLock?.();
     if (sftp && !link.lost) {
       try {
         sftp.end();
@@ -663,9 +676,9 @@ function hostOf(client: Client): string {
   return typeof config?.host === 'string' && config.host ? config.host : 'host';
 }
 
-/** Single-quotes s for a POSIX shell. */
-export function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
+/** Who this upload is, for an operator who finds the file locked: `user@host pid N`. */
+function uploader(): string {
+  return `${userInfo().username}@${hostname()} pid ${process.pid}`;
 }
 
 function parseSha(out: string, host: string, path: string): string {

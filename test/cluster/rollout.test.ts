@@ -44,7 +44,7 @@ const applyAcross = (bundle: string, extra: string[] = []) =>
   runCli(['bundle', 'apply', bundle, '--inventory', lab.inventoryFile, '--remote-airlock', CLI, '--timeout', '90s', ...extra]);
 
 interface Report {
-  hosts: { host: string; ok: boolean; upload?: { skipped: boolean; bytesSent: number }; import?: { alreadyImported: boolean }; error?: { kind: string; reason: string; message: string } }[];
+  hosts: { host: string; ok: boolean; upload?: { skipped: boolean; bytesSent: number }; import?: { alreadyImported: boolean }; error?: { step: string; kind: string; reason: string; message: string; hint?: string } }[];
   deploy?: { host: string; ok: boolean };
 }
 
@@ -103,13 +103,34 @@ test('a host whose trust store lacks the vendor key refuses; the others succeed 
   assert.equal(r.code, 17, `${r.stdout}\n${r.stderr}`);
   const row = r.stdout.split('\n').find((l) => l.startsWith('h3'));
   assert.ok(row, r.stdout);
-  assert.match(row, /FAILED \(signature\/unknown-key\)/);
+  assert.match(row, /FAILED at import \(signature\/unknown-key\): h3 \(10\.\d+\.\d+\.13\): import: bundle import: /);
   assert.match(r.stdout, /failed on 1 of 3 hosts: h3/);
   assert.match(r.stdout, /deployed through h1: stack mgr deployment #\d+/);
   for (const h of ['h1', 'h2']) assert.match(r.stdout.split('\n').find((l) => l.startsWith(h))!, /ok$/);
   // Refused on h3: nothing stored there.
   assert.equal(await lab.docker(h3).images.find('mgrapp/web:1.1.0'), undefined);
   assert.match(row, /sent [1-9][\d.]* [KM]iB/, 'the upload happened; the import refused');
+
+  // A changed host key: the connect step fails on that host with ssh-keygen's advice, in text and JSON.
+  const known = lab.knownHostsFile;
+  const original = await readFile(known, 'utf8');
+  const h2 = lab.hosts[1]!;
+  const otherKey = original.split('\n').find((l) => l.startsWith(`${lab.hosts[0]!.address} `))!.split(' ').slice(1).join(' ');
+  await writeFile(known, original.split('\n').map((l) => (l.startsWith(`${h2.address} `) ? `${h2.address} ${otherKey}` : l)).join('\n'));
+  try {
+    const changed = await applyAcross(bundle, ['--json']);
+    assert.equal(changed.code, 17, changed.stdout + changed.stderr);
+    const json = JSON.parse(changed.stdout) as Report;
+    const e = json.hosts.find((h) => h.host === 'h2')!.error!;
+    assert.equal(e.step, 'connect');
+    assert.match(e.message, /^h2 \(10\.\d+\.\d+\.12\): HOST KEY CHANGED/);
+    assert.match(e.hint ?? '', /ssh-keygen -R/);
+    const text = await applyAcross(bundle);
+    assert.match(text.stdout, /^h2 .*FAILED at connect \(/m);
+    assert.match(text.stdout, /^ {2}h2: hint: .*ssh-keygen -R/m);
+  } finally {
+    await writeFile(known, original);
+  }
 });
 
 test('--dry-run plans on one manager and changes nothing', async () => {

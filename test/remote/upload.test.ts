@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import type { Client } from 'ssh2';
 import { AirlockError } from '../../src/errors/index.js';
 import { uploadFile, type UploadResult } from '../../src/remote/upload.js';
+import { holdUploadLock } from '../../src/remote/upload-lock.js';
 import { type Lab, type LabHost, startLab } from '../helpers/lab.js';
 
 const MiB = 1024 * 1024;
@@ -361,5 +362,48 @@ describe('uploadFile on a lab host', { timeout: 600_000 }, () => {
     const r = await uploadFile(c, part, { remoteDir: small });
     assert.equal(r.bytesSent, 12 * MiB - r.resumedFrom);
     await assertDelivered(r, `${small}/part.airlock`, partSha, 12 * MiB);
+  });
+
+  test('one upload of a file to a host at a time: another waits for it, or is told who holds it', async () => {
+    const name = 'twice.airlock';
+    const local = join(work, name);
+    const sha = await randomFile(local, 16 * MiB);
+    const remote = `${INBOX}/locked`;
+    await lab.exec(host, ['mkdir', '-p', remote]);
+    // Another operator's upload of the same file, from another connection: it holds the host's lock.
+    const other = await connect();
+    const release = await holdUploadLock(other, { remoteDir: remote, name, host: host.name, who: 'ops@jump2 pid 4242', waitMs: 1000 });
+    const c = await connect();
+    await assert.rejects(uploadFile(c, local, { remoteDir: remote, lockWaitMs: 1000 }), (e: unknown) => {
+      isAirlockError('busy', 'upload-in-progress')(e);
+      assert.match((e as AirlockError).message, new RegExp(`another upload of ${name} is in progress \\(ops@jump2 pid 4242\\); waited 1 s`));
+      assert.match((e as AirlockError).hint ?? '', /run it again once that upload has ended/);
+      return true;
+    });
+    assert.equal(await remoteSize(`${remote}/.${name}.partial`), undefined, 'the refused upload wrote nothing');
+    // With time to wait, it waits for the other to end, then sends.
+    const waiting = uploadFile(c, local, { remoteDir: remote, lockWaitMs: 30_000 });
+    setTimeout(release, 1500);
+    await assertDelivered(await waiting, `${remote}/${name}`, sha, 16 * MiB);
+  });
+
+  test('a lock whose holder went away (its connection dropped) is free at once', async () => {
+    const name = 'dropped.airlock';
+    const local = join(work, name);
+    const sha = await randomFile(local, 8 * MiB);
+    const remote = `${INBOX}/dropped`;
+    const a = await connect();
+    await assert.rejects(
+      uploadFile(a, local, {
+        remoteDir: remote,
+        chunkBytes: 64 * 1024,
+        onProgress: (sent) => {
+          if (sent > 0) a.destroy();
+        },
+      }),
+      isAirlockError('remote', 'upload-interrupted'),
+    );
+    const r = await uploadFile(await connect(), local, { remoteDir: remote, lockWaitMs: 5000 });
+    await assertDelivered(r, `${remote}/${name}`, sha, 8 * MiB);
   });
 });

@@ -33,12 +33,15 @@ function render(r: RolloutReport, dryRun: boolean): string {
   for (const h of r.hosts) {
     const upload = !h.upload ? '-' : h.upload.skipped ? 'had it' : h.upload.resumedFrom > 0 ? `resumed at ${bytes(h.upload.resumedFrom)}, sent ${bytes(h.upload.bytesSent)}` : `sent ${bytes(h.upload.bytesSent)}`;
     const imported = !h.import ? '-' : h.import.alreadyImported ? 'already imported' : `${h.import.newBlobs} new blobs`;
-    rows.push([h.host, h.role, upload, imported, h.ok ? 'ok' : `FAILED (${h.error!.kind}/${h.error!.reason}): ${h.error!.message}`]);
+    rows.push([h.host, h.role, upload, imported, h.ok ? 'ok' : `FAILED at ${h.error!.step} (${h.error!.kind}/${h.error!.reason}): ${h.error!.message}`]);
   }
   const parts = r.bundle.parts ? `, ${r.bundle.parts} parts` : '';
   const lines = [`${r.bundle.name} ${r.bundle.version} (${bytes(r.bundle.bytes)}${parts})`, table(rows)];
+  // What to do about each failure: the hint the host's step gave.
+  for (const h of r.hosts) if (h.error?.hint) lines.push(`  ${h.host}: hint: ${h.error.hint}`);
   if (r.deploy) {
     lines.push(r.deploy.ok ? `${dryRun ? 'planned' : 'deployed'} through ${r.deploy.host}${dryRun ? '' : ': ' + deployedSummary(r.deploy.result)}` : `deploy through ${r.deploy.host || 'a manager'} FAILED: ${r.deploy.error?.message ?? ''}`);
+    if (r.deploy.error?.hint) lines.push(`  hint: ${r.deploy.error.hint}`);
     if (dryRun && r.deploy.ok) lines.push(JSON.stringify(r.deploy.result, null, 2));
   }
   const failed = r.hosts.filter((h) => !h.ok).map((h) => h.host);

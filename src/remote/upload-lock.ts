@@ -1,0 +1,94 @@
+/**
+ * One upload of a file to a host at a time. Two operators sending the same
+ * bundle would otherwise truncate, delete and rename the one `.NAME.partial`
+ * under each other. The lock is `flock(1)` on `DIR/.NAME.lock`, held by a
+ * command on the host for as long as this client's SSH channel stays open:
+ * when the upload ends, the jump box dies or the connection drops, sshd ends
+ * the command and the kernel frees the lock, so no lock outlives its holder
+ * and none needs clearing by hand. A second upload waits up to `waitMs`, then
+ * is told who holds it (`.NAME.lock.who`, written by the holder).
+ */
+import { posix } from 'node:path';
+import type { Client, ClientChannel } from 'ssh2';
+import { AirlockError } from '../errors/index.js';
+import { shq } from './shell.js';
+
+export interface UploadLockOptions {
+  remoteDir: string;
+  name: string;
+  /** The host's name in messages. */
+  host: string;
+  /** Who this upload is, for the other operator: `user@jumpbox pid N`. */
+  who: string;
+  waitMs: number;
+}
+
+const LOCKED = 'airlock-upload-locked';
+
+/** Takes the lock (waiting up to waitMs); resolves to its release. */
+export function holdUploadLock(client: Client, o: UploadLockOptions): Promise<() => void> {
+  const lock = posix.join(o.remoteDir, `.${o.name}.lock`);
+  const seconds = Math.max(1, Math.ceil(o.waitMs / 1000));
+  // flock waits; once it holds the lock, the holder says who it is and keeps it until stdin ends.
+  const script = `printf '%s\\n' "$1" > "$2.who"; echo ${LOCKED}; exec cat >/dev/null`;
+  const cmd = `flock -w ${seconds} ${shq(lock)} sh -c ${shq(script)} sh ${shq(o.who)} ${shq(lock)}`;
+  return new Promise((resolve, reject) => {
+    client.exec(cmd, (err: Error | undefined, ch: ClientChannel) => {
+      if (err) {
+        reject(new AirlockError('remote', `${o.host}: cannot take the upload lock ${lock}: ${err.message}`, { reason: 'upload-lock-failed', subject: o.host, cause: err }));
+        return;
+      }
+      let out = '';
+      let errText = '';
+      let held = false;
+      ch.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (!held && out.includes(LOCKED)) {
+          held = true;
+          resolve(() => ch.end());
+        }
+      });
+      ch.stderr.on('data', (b: Buffer) => (errText += b.toString()));
+      ch.on('exit', (code: number | null) => {
+        if (held) return;
+        if (code === 1) {
+          void whoHolds(client, `${lock}.who`).then((holder) =>
+            reject(
+              new AirlockError('busy', `${o.host}: another upload of ${o.name} is in progress${holder ? ` (${holder})` : ''}; waited ${seconds} s`, {
+                reason: 'upload-in-progress',
+                subject: `${o.host}:${posix.join(o.remoteDir, o.name)}`,
+                hint: 'run it again once that upload has ended: a file already complete on the host is not sent twice',
+              }),
+            ),
+          );
+          return;
+        }
+        const why = errText.trim() || `exit ${String(code)}`;
+        reject(
+          new AirlockError('remote', `${o.host}: cannot take the upload lock ${lock}: ${why}`, {
+            reason: code === 127 ? 'no-flock' : 'upload-lock-failed',
+            subject: o.host,
+            ...(code === 127 ? { hint: 'the host needs flock(1), from util-linux' } : {}),
+          }),
+        );
+      });
+      ch.on('error', (e: Error) => {
+        if (!held) reject(new AirlockError('remote', `${o.host}: the upload lock's channel failed: ${e.message}`, { reason: 'upload-lock-failed', subject: o.host, cause: e }));
+      });
+    });
+  });
+}
+
+/** The holder's own words, read once; an empty string when they cannot be read. */
+function whoHolds(client: Client, path: string): Promise<string> {
+  return new Promise((resolve) => {
+    client.exec(`cat ${shq(path)} 2>/dev/null`, (err: Error | undefined, ch: ClientChannel) => {
+      if (err) return resolve('');
+      let out = '';
+      ch.on('data', (b: Buffer) => (out += b.toString()));
+      ch.on('close', () => resolve(out.trim().slice(0, 200)));
+      ch.on('error', () => resolve(''));
+      ch.end();
+    });
+  });
+}
