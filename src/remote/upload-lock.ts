@@ -7,6 +7,10 @@
  * the command and the kernel frees the lock, so no lock outlives its holder
  * and none needs clearing by hand. A second upload waits up to `waitMs`, then
  * is told who holds it (`.NAME.lock.who`, written by the holder).
+ *
+ * The holder removes both files before it lets go, so the inbox keeps only
+ * what was sent. A waiter that then gets the lock of a file already unlinked
+ * sees that its open file is no longer the one at the path, and starts over.
  */
 import { posix } from 'node:path';
 import type { Client, ClientChannel } from 'ssh2';
@@ -29,9 +33,24 @@ const LOCKED = 'airlock-upload-locked';
 export function holdUploadLock(client: Client, o: UploadLockOptions): Promise<() => void> {
   const lock = posix.join(o.remoteDir, `.${o.name}.lock`);
   const seconds = Math.max(1, Math.ceil(o.waitMs / 1000));
-  // flock waits; once it holds the lock, the holder says who it is and keeps it until stdin ends.
-  const script = `printf '%s\\n' "$1" > "$2.who"; echo ${LOCKED}; exec cat >/dev/null`;
-  const cmd = `flock -w ${seconds} ${shq(lock)} sh -c ${shq(script)} sh ${shq(o.who)} ${shq(lock)}`;
+  // Wait for the lock on the file at the path (not one a finishing holder just unlinked), say who
+  // holds it (never through a planted link: noclobber creates it exclusively), keep it until stdin
+  // ends, then leave nothing behind.
+  const script = [
+    'lock=$1; who=$2; end=$(($(date +%s) + $3))',
+    'while :; do',
+    '  exec 9>>"$lock" || exit 2',
+    '  left=$((end - $(date +%s))); [ "$left" -gt 0 ] || left=0',
+    '  flock -w "$left" 9 || exit $?',
+    '  [ "$(stat -L -c %d:%i /dev/fd/9)" = "$(stat -c %d:%i "$lock" 2>/dev/null)" ] && break',
+    '  exec 9>&-',
+    'done',
+    `rm -f "$lock.who"; (set -C; printf '%s\\n' "$who" > "$lock.who") 2>/dev/null`,
+    `echo ${LOCKED}`,
+    'cat >/dev/null',
+    'rm -f "$lock.who" "$lock"',
+  ].join('\n');
+  const cmd = `sh -c ${shq(script)} sh ${shq(lock)} ${shq(o.who)} ${seconds}`;
   return new Promise((resolve, reject) => {
     client.exec(cmd, (err: Error | undefined, ch: ClientChannel) => {
       if (err) {

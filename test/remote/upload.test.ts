@@ -12,7 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from 'ssh2';
@@ -385,6 +386,16 @@ describe('uploadFile on a lab host', { timeout: 600_000 }, () => {
     const waiting = uploadFile(c, local, { remoteDir: remote, lockWaitMs: 30_000 });
     setTimeout(release, 1500);
     await assertDelivered(await waiting, `${remote}/${name}`, sha, 16 * MiB);
+    // The waiter took the lock of a file its holder unlinked on release, noticed, and locked anew;
+    // once both ended, the folder holds only the bundle (the host's lock files are gone).
+    const folder = join(host.stateDir, 'inbox', 'locked');
+    let left: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      left = (await readdir(folder)).sort();
+      if (left.length === 1) break;
+      await sleep(100);
+    }
+    assert.deepEqual(left, [name]);
   });
 
   test('a lock whose holder went away (its connection dropped) is free at once', async () => {
