@@ -1,4 +1,4 @@
-import { AirlockError } from '../errors/index.js';
+import { AirlockError, asAirlockError } from '../errors/index.js';
 import { bindObjectIds } from '../compose/convert/index.js';
 import type { Docker } from '../docker/index.js';
 import type { DesiredStack } from './types.js';
@@ -23,6 +23,24 @@ export async function bindIds(docker: Docker, desired: DesiredStack, opts: { all
     networkNames.size ? docker.networks.list({ filters: { name: [...networkNames] } }) : [],
   ]);
   const networkIds = new Map(networks.filter((n) => networkNames.has(n.Name)).map((n) => [n.Name, n.Id]));
+  // A dockerd that has just started lists its local networks before its swarm's: ask the swarm for
+  // those not listed (a manager not back yet answers 503, which the client retries), so that a
+  // journaled spec holds the id the engine will hold, not a name it turns into one.
+  for (const name of networkNames) {
+    if (networkIds.has(name)) continue;
+    const found = await docker.networks.inspect(name, { scope: 'swarm' }).catch((e: unknown) => {
+      if (asAirlockError(e).kind === 'notFound') return undefined;
+      throw e;
+    });
+    if (found) networkIds.set(name, found.Id);
+    else if (!opts.allowMissing) {
+      throw new AirlockError('notFound', `network ${name} is not in the swarm`, {
+        reason: 'missing-object',
+        subject: name,
+        hint: 'create external networks before deploying (docker network create -d overlay --attachable NAME)',
+      });
+    }
+  }
   // The name filter matches prefixes: keep exact names only.
   const ids = {
     secrets: new Map(secrets.filter((s) => secretNames.has(s.Spec.Name)).map((s) => [s.Spec.Name, s.ID])),
