@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError } from '../errors/index.js';
-import type { Docker, Service, Task, TaskSpec } from '../docker/index.js';
+import type { Docker, Service, SwarmNode, Task, TaskSpec } from '../docker/index.js';
+import { eligibleNodes } from './placement.js';
 import { stable } from './spec-diff.js';
 
 export interface ConvergeOptions {
@@ -52,14 +53,21 @@ export function carriedBy(task: unknown, template: unknown): boolean {
  * task template. Swarm keeps a task with a healthcheck in "starting" until it
  * is healthy, so "running" already means healthy.
  */
-export function progressOf(service: Service, tasks: Task[]): ServiceProgress {
+export function progressOf(service: Service, tasks: Task[], nodes?: readonly SwarmNode[]): ServiceProgress {
   const template = service.Spec.TaskTemplate as TaskSpec;
   const current = tasks.filter((t) => t.ServiceID === service.ID && carriedBy(t.Spec, template));
   const job = isJob(service);
-  const ready = current.filter((t) => (job ? t.Status.State === 'complete' : t.Status.State === 'running' && t.DesiredState === 'running')).length;
-  const desired = job
+  const running = current.filter((t) => (job ? t.Status.State === 'complete' : t.Status.State === 'running' && t.DesiredState === 'running'));
+  let ready = running.length;
+  let desired = job
     ? service.Spec.Mode?.ReplicatedJob?.TotalCompletions ?? service.ServiceStatus?.DesiredTasks ?? 1
     : service.ServiceStatus?.DesiredTasks ?? service.Spec.Mode?.Replicated?.Replicas ?? 0;
+  if (service.Spec.Mode?.Global !== undefined && nodes) {
+    // One task on every eligible node, counted by node (src/stack/placement.ts says why).
+    const eligible = new Set(eligibleNodes(service, nodes).map((n) => n.ID));
+    desired = eligible.size;
+    ready = new Set(running.filter((t) => t.NodeID !== undefined && eligible.has(t.NodeID)).map((t) => t.NodeID)).size;
+  }
   const errors = current
     .filter((t) => t.Status.State === 'failed' || t.Status.State === 'rejected')
     .sort((a, b) => (b.Status.Timestamp ?? '').localeCompare(a.Status.Timestamp ?? ''))
@@ -77,7 +85,8 @@ export async function waitForConvergence(docker: Docker, serviceNames: readonly 
   for (;;) {
     const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
     const tasks = services.length ? await docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }) : [];
-    const status = services.map((s) => progressOf(s, tasks));
+    const nodes = services.some((s) => s.Spec.Mode?.Global !== undefined) ? await docker.nodes.list(call) : undefined;
+    const status = services.map((s) => progressOf(s, tasks, nodes));
     opts.onProgress?.(status);
     const stuck = services.find((s) => FAILED_UPDATE.has(s.UpdateStatus?.State ?? ''));
     if (stuck) {

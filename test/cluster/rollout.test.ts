@@ -13,6 +13,10 @@ import { buildRelease, type Bench } from '../helpers/apply.js';
 import { CLI, makeSigner, runCli } from '../helpers/fixtures.js';
 import { startLab, type Lab, type LabHost } from '../helpers/lab.js';
 import { writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { AirlockError } from '../../src/errors/index.js';
+import { type ServiceProgress, waitForConvergence } from '../../src/stack/converge.js';
+import { writeBusyboxLayer, writeImageArchive } from '../helpers/images.js';
 
 let lab: Lab;
 let bench: Bench;
@@ -146,4 +150,46 @@ test('--dry-run plans on one manager and changes nothing', async () => {
   assert.match(JSON.stringify(report.deploy.result.stacks[0]!.plan), /update/);
   assert.deepEqual((await manager.services.list()).map((s) => `${s.Spec.Name}@${s.Version.Index}`).sort(), before);
   assert.equal(await lab.docker(lab.hosts[1]!).images.find('labapp/web:1.2.0'), undefined);
+});
+
+test('the health gate wants a global service on every eligible node: one node without its image keeps it from converging, with the node named', async () => {
+  const dir = await mkdtemp(join(bench.dir, 'global-'));
+  const archive = join(dir, 'image.tar');
+  const layer = join(dir, 'layer.tar');
+  const ref = 'gate/global:1';
+  await writeImageArchive(archive, [{ refs: [ref], layers: [{ path: layer, diffId: await writeBusyboxLayer(layer) }], cmd: ['sleep', '3600'] }], 'legacy');
+  const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
+  for (const h of [h1, h2]) await lab.docker(h).images.loadAll(() => createReadStream(archive));
+  const manager = lab.docker(h1);
+  const name = 'gate-global';
+  await manager.services.create({
+    Name: name,
+    Mode: { Global: {} },
+    TaskTemplate: { ContainerSpec: { Image: ref }, RestartPolicy: { Condition: 'any', Delay: 1_000_000_000 } },
+  });
+  const seen: ServiceProgress[] = [];
+  // h3 has no image: its task is rejected, which swarm's DesiredTasks leaves out.
+  await assert.rejects(waitForConvergence(manager, [name], { timeoutMs: 20_000, stableMs: 2000, onProgress: (s) => seen.push(...s) }), (e: unknown) => {
+    assert.ok(e instanceof AirlockError);
+    assert.equal(e.reason, 'not-converged');
+    assert.match(e.message, /gate-global: 2\/3 ready; .*No such image/);
+    return true;
+  });
+  const swarmSays = (await manager.services.list({ status: true, filters: { name: [name] } }))[0]!.ServiceStatus;
+  assert.ok(seen.every((s) => s.desired === 3), `the gate wanted 3 tasks all along (swarm says ${JSON.stringify(swarmSays)})`);
+  // Once h3 has the image, swarm's retry runs there and the gate passes.
+  await lab.docker(h3).images.loadAll(() => createReadStream(archive));
+  const done = await waitForConvergence(manager, [name], { timeoutMs: 60_000, stableMs: 2000 });
+  assert.deepEqual(done.map((s) => [s.name, s.ready, s.desired]), [[name, 3, 3]]);
+  // A node drained is not eligible: the target follows it.
+  const h3node = (await manager.nodes.list()).find((n) => n.Description?.Hostname === h3.name)!;
+  await manager.nodes.update(h3node.ID, h3node.Version.Index, { ...h3node.Spec, Availability: 'drain' });
+  try {
+    const drained = await waitForConvergence(manager, [name], { timeoutMs: 60_000, stableMs: 2000 });
+    assert.deepEqual(drained.map((s) => [s.ready, s.desired]), [[2, 2]]);
+  } finally {
+    const now = await manager.nodes.inspect(h3node.ID);
+    await manager.nodes.update(h3node.ID, now.Version.Index, { ...now.Spec, Availability: 'active' });
+    await manager.services.delete(name);
+  }
 });
