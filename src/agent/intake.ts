@@ -6,8 +6,8 @@
  * again when the refusal was only that it was incomplete, or the host was
  * not ready. A set still missing parts, and a part without its index, wait.
  */
-import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import YAML from 'yaml';
 import { asAirlockError, integrityError, policyError, type AirlockError } from '../errors/index.js';
 import type { Docker } from '../docker/index.js';
@@ -19,6 +19,7 @@ import type { TrustStore } from '../trust/trust-store.js';
 import type { AgentConfig } from './config.js';
 import { isPartsIndex, partNameOf, PARTS_INCOMPLETE_REASONS, PARTS_SUFFIX } from '../bundle/parts.js';
 import type { InboxFile } from './inbox/folder-source.js';
+import { HeldFolder, isFolderRefused, withFolder, type FolderRefused } from './inbox/held-folder.js';
 import type { InboxItem } from './inbox/part-sets.js';
 import type { Logger } from './log.js';
 
@@ -52,6 +53,20 @@ interface Failure {
   about?: string;
 }
 
+/**
+ * A unit taken (imported, or refused) that could not leave the inbox: the
+ * folder it goes to was refused (a link planted there). It is not taken
+ * again; the move is tried again at each poll until it can be made.
+ */
+interface Unmoved {
+  look: string;
+  move: () => Promise<string>;
+  finish: (movedTo: string) => IntakeOutcome;
+}
+
+/** The agent's folders in the inbox. */
+type OwnFolder = 'done' | 'quarantine';
+
 /** One piece of work: a bundle file, or a split set named by its index. */
 interface Unit {
   /** The bundle file or the index: names the unit in logs, reason files and the queue. */
@@ -75,6 +90,10 @@ export class Intake {
   private readonly baseless = new Map<string, Failure & { imports: number; error: AirlockError }>();
   /** Imports so far: what a waiting delta compares to see whether the store may hold its base now. */
   private imports = 0;
+  /** Units that stay in the inbox because their folder was refused, by main path. */
+  private readonly unmoved = new Map<string, Unmoved>();
+  /** The last refusal said of each folder: said once, not at every poll. */
+  private readonly refusedFolders = new Map<string, string>();
 
   constructor(private readonly deps: IntakeDeps) {}
 
@@ -92,6 +111,10 @@ export class Intake {
 
   /** Takes one inbox item; undefined when there is nothing to do yet (incomplete and unchanged, or waiting for parts). */
   async takeItem(item: InboxItem): Promise<IntakeOutcome | undefined> {
+    const { main, files } = unitOf(item);
+    const unmoved = this.unmoved.get(main.path);
+    if (unmoved?.look === lookOf(files)) return this.moveAgain(main, unmoved);
+    this.unmoved.delete(main.path);
     switch (item.kind) {
       case 'bundle':
         return this.take(item.file);
@@ -139,17 +162,17 @@ export class Intake {
       this.baseless.delete(main.path);
       this.imports++;
       const queued = await this.queue(result, main, flog);
-      const movedTo = await this.moveUnit(this.doneDir, unit);
+      const outcome = await this.leave({ path: main.path, look }, unit, 'done', (movedTo) => ({ kind: 'imported', result, queued, movedTo, files: unit.files }), flog);
       flog.info(result.alreadyImported ? 'bundle was already imported' : 'bundle imported', {
         bundle: result.name,
         version: result.version,
         new_blobs: result.newBlobs,
         new_bytes: result.newBytes,
         queued,
-        moved_to: movedTo,
+        moved_to: outcome.kind === 'imported' ? outcome.movedTo : undefined,
         ...parts,
       });
-      return { kind: 'imported', result, queued, movedTo, files: unit.files };
+      return outcome;
     } catch (e) {
       const err = asAirlockError(e);
       if (isIncomplete(err) && !failed) {
@@ -169,6 +192,65 @@ export class Intake {
   }
 
   /**
+   * Moves a unit out of the inbox into one of the agent's folders and
+   * returns `finish`'s outcome. When the folder is refused (a link planted
+   * in its place), the unit stays where it is, remembered so that it is not
+   * taken again, and its move is tried again at each poll.
+   */
+  private async leave(
+    taken: { path: string; look: string },
+    unit: Unit,
+    to: OwnFolder,
+    finish: (movedTo: string) => IntakeOutcome,
+    flog: Logger,
+    then?: (folder: HeldFolder, movedTo: string) => Promise<void>,
+  ): Promise<IntakeOutcome> {
+    const move = () => this.moveUnit(to, unit, then);
+    try {
+      const movedTo = await move();
+      this.refusedFolders.delete(join(this.deps.config.inbox.dir, to));
+      return finish(movedTo);
+    } catch (e) {
+      if (!isFolderRefused(e)) throw e;
+      // Remembered under the unit that was taken: it is what the next poll offers again.
+      this.unmoved.set(taken.path, { look: taken.look, move, finish });
+      this.folderRefused(e, flog);
+      return { kind: 'retry', error: e };
+    }
+  }
+
+  /** A unit that could not leave the inbox: moved now if its folder is fixed; undefined while it is not. */
+  private async moveAgain(main: InboxFile, unmoved: Unmoved): Promise<IntakeOutcome | undefined> {
+    const flog = this.deps.log.with({ file: main.name, source: main.source });
+    try {
+      const movedTo = await unmoved.move();
+      this.unmoved.delete(main.path);
+      this.refusedFolders.delete(dirname(movedTo));
+      flog.info('moved out of the inbox now that its folder is usable', { moved_to: movedTo });
+      return unmoved.finish(movedTo);
+    } catch (e) {
+      const err = asAirlockError(e);
+      if (isFolderRefused(err)) this.folderRefused(err, flog);
+      else flog.error('could not move the file out of the inbox; tried again at the next poll', { class: err.kind, reason: err.reason, error: err.message });
+      return undefined;
+    }
+  }
+
+  /** Says (once per change) that a folder of the inbox is refused, in the log and the journal. */
+  private folderRefused(e: FolderRefused, flog: Logger): void {
+    const folder = e.folder;
+    if (this.refusedFolders.get(folder) === e.message) return;
+    this.refusedFolders.set(folder, e.message);
+    flog.error('inbox folder refused; the file stays in the inbox until the folder is fixed', { folder, reason: e.reason, error: e.message, hint: e.hint });
+    const journal = Journal.open(this.deps.config.stateDir);
+    try {
+      journal.record({ kind: 'inbox.folder', outcome: 'refused', subject: folder, reason: e.reason, message: e.message });
+    } finally {
+      journal.close();
+    }
+  }
+
+  /**
    * A refused unit goes to quarantine/. A split set whose refusal names one
    * of its parts (damaged: another hash or size) gives up only that part:
    * over a one-way channel the vendor can resend just it, and the others
@@ -177,13 +259,16 @@ export class Intake {
   private async refuse(unit: Unit, err: AirlockError, flog: Logger, whole = false): Promise<IntakeOutcome> {
     const damaged = whole ? undefined : unit.files.find((f) => f !== unit.main && f.name === err.subject);
     const out: Unit = damaged ? { main: damaged, files: [damaged] } : unit;
-    const movedTo = await this.quarantine(out, err);
-    if (damaged) {
-      flog.warn('damaged part quarantined; the other parts wait for it to be sent again', { part: damaged.name, class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo });
-    } else {
-      flog.warn('bundle refused and quarantined', { class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo, ...(unit.files.length > 1 ? { files: unit.files.length } : {}) });
-    }
-    return { kind: 'quarantined', error: err, movedTo, files: out.files };
+    const quarantined = (movedTo: string): IntakeOutcome => {
+      this.recordQuarantine(out.main, err, movedTo);
+      if (damaged) {
+        flog.warn('damaged part quarantined; the other parts wait for it to be sent again', { part: damaged.name, class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo });
+      } else {
+        flog.warn('bundle refused and quarantined', { class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo, ...(unit.files.length > 1 ? { files: unit.files.length } : {}) });
+      }
+      return { kind: 'quarantined', error: err, movedTo, files: out.files };
+    };
+    return this.leave({ path: unit.main.path, look: lookOf(unit.files) }, out, 'quarantine', quarantined, flog, (folder, movedTo) => this.writeReason(folder, out, err, movedTo));
   }
 
   /**
@@ -289,9 +374,9 @@ export class Intake {
     }
   }
 
-  private async quarantine(unit: Unit, err: AirlockError): Promise<string> {
+  /** Beside a quarantined file: why, for the operator. Written as a new file, never through what has that name. */
+  private async writeReason(folder: HeldFolder, unit: Unit, err: AirlockError, movedTo: string): Promise<void> {
     const file = unit.main;
-    const movedTo = await this.moveUnit(this.quarantineDir, unit);
     const reason = {
       file: file.name,
       source: file.source,
@@ -304,66 +389,85 @@ export class Intake {
       ...(err.hint ? { hint: err.hint } : {}),
       ...(unit.files.length > 1 ? { files: unit.files.map((f) => f.name) } : {}),
     };
-    await writeFile(`${movedTo}.reason`, YAML.stringify(reason));
+    await folder.writeNew(`${basename(movedTo)}.reason`, YAML.stringify(reason));
+  }
+
+  private recordQuarantine(file: InboxFile, err: AirlockError, movedTo: string): void {
     const journal = Journal.open(this.deps.config.stateDir);
     try {
       journal.record({ kind: 'inbox.quarantine', outcome: 'refused', subject: file.name, reason: err.reason, message: err.message, details: { file: file.path, movedTo } });
     } finally {
       journal.close();
     }
-    return movedTo;
   }
 
-  /** Moves a unit into `dir`; returns where its main file went. A split set keeps its names (parts are found by name). */
-  private async moveUnit(dir: string, unit: Unit): Promise<string> {
-    if (unit.files.length === 1 && unit.main.name.endsWith('.airlock')) return moveInto(dir, unit.main);
-    for (const f of unit.files.slice(1)) await moveInto(dir, f, { replace: true });
-    return moveInto(dir, unit.main, { replace: true });
+  /**
+   * Moves a unit into the agent's folder `to` (then runs `then` there);
+   * returns where its main file went. A split set keeps its names (parts
+   * are found by name).
+   */
+  private moveUnit(to: OwnFolder, unit: Unit, then?: (folder: HeldFolder, movedTo: string) => Promise<void>): Promise<string> {
+    return withFolder(this.deps.config.inbox.dir, to, async (folder) => {
+      let movedTo: string;
+      if (unit.files.length === 1 && unit.main.name.endsWith('.airlock')) movedTo = await moveInto(folder, unit.main);
+      else {
+        for (const f of unit.files.filter((f) => f !== unit.main)) await moveInto(folder, f, { replace: true });
+        movedTo = await moveInto(folder, unit.main, { replace: true });
+      }
+      await then?.(folder, movedTo);
+      return movedTo;
+    });
+  }
+}
+
+/** The file that names an item, and every file of it. */
+function unitOf(item: InboxItem): Unit {
+  switch (item.kind) {
+    case 'bundle':
+    case 'lone':
+    case 'bad-index':
+      return { main: item.file, files: [item.file] };
+    case 'parts':
+      return { main: item.index, files: [item.index, ...item.parts] };
+    case 'waiting':
+      return { main: item.index, files: [item.index, ...item.present] };
   }
 }
 
 /**
- * Moves a file (and its marker) into `dir`, under a new name if one is
- * taken (or over it, with `replace`); returns where it went.
+ * Moves a file (and its marker) into a held folder, under a new name if one
+ * is taken (or over it, with `replace`); returns where it went.
  */
-export async function moveInto(dir: string, file: Pick<InboxFile, 'path' | 'marker'>, opts: { replace?: boolean } = {}): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  let target = join(dir, basename(file.path));
-  if (!opts.replace && (await exists(target))) target = join(dir, `${basename(file.path, '.airlock')}.${new Date().toISOString().replace(/[:.]/g, '')}.airlock`);
-  await moveFile(file.path, target);
+export async function moveInto(folder: HeldFolder, file: Pick<InboxFile, 'path' | 'marker'>, opts: { replace?: boolean } = {}): Promise<string> {
+  let name = basename(file.path);
+  if (!opts.replace && (await folder.has(name))) name = `${basename(file.path, '.airlock')}.${new Date().toISOString().replace(/[:.]/g, '')}.airlock`;
+  const movedTo = await folder.moveIn(file.path, name);
   if (file.marker) await rm(file.marker, { force: true });
-  return target;
+  return movedTo;
 }
-
-async function moveFile(from: string, to: string): Promise<void> {
-  try {
-    await rename(from, to);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-    await copyFile(from, to);
-    await rm(from);
-  }
-}
-
-const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
 
 /**
  * Keeps the newest `keep` bundles in done/; a split set (its index and the
  * parts it names) counts as one. The content store holds what they carried.
  */
 export async function pruneDone(dir: string, keep: number): Promise<string[]> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  const units = names.filter((n) => n.endsWith('.airlock') || isPartsIndex(n));
-  const dated = await Promise.all(units.map(async (n) => ({ name: n, mtimeMs: (await stat(join(dir, n))).mtimeMs })));
-  const old = dated.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(keep);
-  const removed: string[] = [];
-  for (const u of old) {
-    const stem = isPartsIndex(u.name) ? u.name.slice(0, -PARTS_SUFFIX.length) : undefined;
-    const parts = stem === undefined ? [] : names.filter((n) => partNameOf(n)?.stem === stem);
-    for (const n of [u.name, ...parts]) {
-      await rm(join(dir, n), { force: true });
-      removed.push(join(dir, n));
+  const folder = await HeldFolder.openIn(dirname(dir), basename(dir), { create: false });
+  if (!folder) return [];
+  try {
+    const files = await folder.files();
+    const names = files.map((f) => f.name);
+    const old = files.filter((f) => f.name.endsWith('.airlock') || isPartsIndex(f.name)).sort((a, b) => b.mtimeMs - a.mtimeMs).slice(keep);
+    const removed: string[] = [];
+    for (const u of old) {
+      const stem = isPartsIndex(u.name) ? u.name.slice(0, -PARTS_SUFFIX.length) : undefined;
+      const parts = stem === undefined ? [] : names.filter((n) => partNameOf(n)?.stem === stem);
+      for (const n of [u.name, ...parts]) {
+        await folder.remove(n);
+        removed.push(join(dir, n));
+      }
     }
+    return removed;
+  } finally {
+    await folder.close();
   }
-  return removed;
 }

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError } from '../errors/index.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { JOURNAL_MODE, stateOwnerOfSync, tightenSync, type StateOwner } from '../store/state-files.js';
 
 export const JOURNAL_FILE = 'journal.db';
 
@@ -43,6 +44,8 @@ export class Journal {
     let db: Database.Database | undefined;
     try {
       db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+      // Before anything is written: the journal holds env values, and a root command must leave it to the state dir's owner.
+      if (!opts.readonly) keepPrivate(path, stateOwnerOfSync(stateDir));
       db.pragma('busy_timeout = 10000');
       if (!opts.readonly) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
@@ -76,15 +79,24 @@ export class Journal {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
 
+  /**
+   * Brings the schema up to date, one migration per transaction. The version
+   * is read inside each write transaction: several commands opening a new
+   * journal at once (four first imports) each see what the one before them
+   * committed, and none runs a migration twice.
+   */
   private migrate(): void {
-    const current = this.schemaVersion();
-    if (current > SCHEMA_VERSION) throw newerJournal(this.path, current);
-    for (const m of MIGRATIONS.filter((m) => m.version > current)) {
-      this.db.transaction(() => {
-        this.db.exec(m.sql);
-        this.db.pragma(`user_version = ${m.version}`);
-      }).immediate();
-    }
+    if (this.schemaVersion() === SCHEMA_VERSION) return;
+    const step = this.db.transaction((): boolean => {
+      const current = this.schemaVersion();
+      if (current > SCHEMA_VERSION) throw newerJournal(this.path, current);
+      const next = MIGRATIONS.find((m) => m.version > current);
+      if (!next) return false;
+      this.db.exec(next.sql);
+      this.db.pragma(`user_version = ${next.version}`);
+      return true;
+    });
+    while (step.immediate());
   }
 
   record(event: EventInput, at: Date = new Date()): number {
@@ -131,6 +143,16 @@ function newerJournal(path: string, version: number): AirlockError {
     subject: path,
     hint: 'a newer airlock wrote it; install that version again, never downgrade the package over a live journal',
   });
+}
+
+/**
+ * The journal file and SQLite's -wal and -shm beside it: not readable by
+ * others, owned by the state dir's owner. SQLite makes -wal and -shm with
+ * the journal's mode (and, as root, its owner), so a new journal only needs
+ * the file itself set; an older one may have all three looser.
+ */
+function keepPrivate(path: string, owner: StateOwner | undefined): void {
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) tightenSync(f, JOURNAL_MODE, owner);
 }
 
 /** What `PRAGMA integrity_check` found: the structure of the file is damaged. */

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { access, mkdir, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { resourceError } from '../errors/index.js';
 import type { BlobRecord } from '../bundle/manifest.js';
@@ -9,6 +9,7 @@ import type { BlobSink } from '../bundle/reader.js';
 import { once } from 'node:events';
 import { syncDir, syncFile } from './durable.js';
 import { isProcessAlive } from '../process/alive.js';
+import { adopt, BLOB_MODE, privateDir, stateOwnerOf, tightenSync, type StateOwner } from './state-files.js';
 
 /** Room kept free beyond the blobs themselves, for the journal and the engine. */
 export const FREE_SPACE_MARGIN = 256 * 1024 * 1024;
@@ -19,15 +20,52 @@ const hexOf = (digest: string): string => digest.slice('sha256:'.length);
  * The host's content-addressed blob store, `<root>/sha256/<hex>`, shared by
  * every bundle. Writers stage into `<root>/staging/<pid>-<random>/` and
  * rename into place only when a whole bundle has verified, so a refused
- * bundle never changes what the store holds.
+ * bundle never changes what the store holds. Blobs hold secret and config
+ * data and env files: each is the owner's only (state-files.ts), and so are
+ * the store's folders.
  */
 export class ContentStore {
   readonly blobDir: string;
   readonly stagingRoot: string;
+  private ready: Promise<StateOwner | undefined> | undefined;
 
   constructor(readonly root: string) {
     this.blobDir = join(root, 'sha256');
     this.stagingRoot = join(root, 'staging');
+  }
+
+  /**
+   * Makes the store's folders, private, owned by the state dir's owner (the
+   * folder above the store); returns who must own what is written here. A
+   * store made by an older airlock, its folders open to others, has every
+   * blob brought to the owner's only, once.
+   */
+  prepare(): Promise<StateOwner | undefined> {
+    this.ready ??= (async () => {
+      await mkdir(dirname(this.root), { recursive: true });
+      const owner = await stateOwnerOf(dirname(this.root));
+      await privateDir(this.root, owner);
+      const blobs = await privateDir(this.blobDir, owner);
+      await privateDir(this.stagingRoot, owner);
+      if (blobs === 'fixed') for (const d of await this.list()) this.keepPrivate(d, owner);
+      return owner;
+    })();
+    this.ready.catch(() => {
+      this.ready = undefined;
+    });
+    return this.ready;
+  }
+
+  /** A blob already stored, perhaps by an older airlock: brought to the owner's only. */
+  private keepPrivate(digest: string, owner: StateOwner | undefined): void {
+    tightenSync(this.pathOf(digest), BLOB_MODE, owner);
+  }
+
+  /** Whether the store holds a blob; one it holds is made the owner's only on the way. */
+  async holdPrivate(digest: string): Promise<boolean> {
+    if (!(await this.has(digest))) return false;
+    this.keepPrivate(digest, await this.prepare());
+    return true;
   }
 
   pathOf(digest: string): string {
@@ -82,11 +120,11 @@ export class ContentStore {
   /** Stores small bytes (a secret's data, say) durably; returns their digest. */
   async putBytes(data: Buffer): Promise<string> {
     const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-    if (await this.has(digest)) return digest;
-    await mkdir(this.stagingRoot, { recursive: true });
-    await mkdir(this.blobDir, { recursive: true });
+    if (await this.holdPrivate(digest)) return digest;
+    const owner = await this.prepare();
     const tmp = join(this.stagingRoot, `${process.pid}-${randomBytes(6).toString('hex')}.blob`);
-    await writeFile(tmp, data, { mode: 0o600, flush: true });
+    await writeFile(tmp, data, { mode: BLOB_MODE, flag: 'wx', flush: true });
+    await adopt(tmp, owner);
     await rename(tmp, this.pathOf(digest));
     await syncDir(this.blobDir);
     return digest;
@@ -94,7 +132,7 @@ export class ContentStore {
 
   /** Refuses before writing when the file system cannot hold `bytes` plus the margin. */
   async ensureFreeSpace(bytes: number): Promise<void> {
-    await mkdir(this.root, { recursive: true });
+    await this.prepare();
     const fs = await statfs(this.root);
     const free = Number(fs.bavail) * Number(fs.bsize);
     if (bytes + FREE_SPACE_MARGIN > free) {
@@ -122,11 +160,11 @@ export class ContentStore {
   }
 
   async beginStaging(): Promise<Staging> {
+    const owner = await this.prepare();
     await this.cleanAbandonedStaging();
     const dir = join(this.stagingRoot, `${process.pid}-${randomBytes(6).toString('hex')}`);
-    await mkdir(dir, { recursive: true });
-    await mkdir(this.blobDir, { recursive: true });
-    return new Staging(this, dir);
+    await privateDir(dir, owner);
+    return new Staging(this, dir, owner);
   }
 }
 
@@ -143,15 +181,19 @@ export class Staging implements BlobSink {
   constructor(
     private readonly store: ContentStore,
     readonly dir: string,
+    private readonly owner: StateOwner | undefined,
   ) {}
 
   async open(blob: BlobRecord): Promise<Writable | null> {
-    if (await this.store.has(blob.digest)) return null;
+    if (await this.store.holdPrivate(blob.digest)) return null;
     this.staged.push(blob.digest);
     const path = join(this.dir, hexOf(blob.digest));
-    const stream = createWriteStream(path, { flags: 'wx', highWaterMark: 1024 * 1024 });
+    const stream = createWriteStream(path, { flags: 'wx', mode: BLOB_MODE, highWaterMark: 1024 * 1024 });
     // A renamed blob must be whole after a power loss: fsync it once written, without waiting here.
-    const synced = once(stream, 'close').then(() => syncFile(path));
+    const synced = once(stream, 'close').then(async () => {
+      await syncFile(path);
+      await adopt(path, this.owner);
+    });
     synced.catch(() => undefined);
     this.synced.push(synced);
     return stream;

@@ -197,7 +197,17 @@ test('bundle plan shows what apply would change, field by field, and changes not
   const r = await runCli(['bundle', 'plan', v5, '--trust', signer.trustDir], { DOCKER_HOST: daemon.dockerHost });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /^stack web \(demo 1\.5\.0\):$/m);
-  assert.match(r.stdout, /~ service web_web\n(?: {6}.*\n)* {6}TaskTemplate\.ContainerSpec\.Env: \["GREETING=hello","VERSION=1\.4\.0"\] -> \["GREETING=hello","VERSION=1\.5\.0"\]\n/);
+  // Env values are hidden unless asked for: which variables change, not what they hold.
+  assert.match(r.stdout, /~ service web_web\n(?: {6}.*\n)* {6}TaskTemplate\.ContainerSpec\.Env: changed VERSION \(values hidden; --show-env shows them\)\n/);
+  assert.doesNotMatch(r.stdout, /VERSION=|GREETING=|hello/);
+  const json = await runCli(['bundle', 'plan', v5, '--trust', signer.trustDir, '--json'], { DOCKER_HOST: daemon.dockerHost });
+  assert.equal(json.code, 0, json.stderr);
+  assert.doesNotMatch(json.stdout, /VERSION=1|GREETING=hello/);
+  const web = (JSON.parse(json.stdout) as { stacks: { plan: { services: { name: string; changes?: { path: string; env?: unknown }[] }[] } }[] }).stacks[0]!.plan.services.find((s) => s.name === 'web_web')!;
+  assert.deepEqual(web.changes!.find((c) => c.path === 'TaskTemplate.ContainerSpec.Env')!.env, { added: [], removed: [], changed: ['VERSION'] });
+  const shown = await runCli(['bundle', 'plan', v5, '--trust', signer.trustDir, '--show-env'], { DOCKER_HOST: daemon.dockerHost });
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /~ service web_web\n(?: {6}.*\n)* {6}TaskTemplate\.ContainerSpec\.Env: \["GREETING=hello","VERSION=1\.4\.0"\] -> \["GREETING=hello","VERSION=1\.5\.0"\]\n/);
   assert.match(r.stdout, /TaskTemplate\.ContainerSpec\.Image: "applytest\/web:1\.4\.0" -> "applytest\/web:1\.5\.0"/);
   assert.match(r.stdout, /= service web_worker \(unchanged\)/);
   assert.equal((await docker.services.inspect('web_web')).Version.Index, before);

@@ -3,10 +3,12 @@
  * taken only once it is complete: its size and modification time unchanged
  * for a while across scans, or a marker file next to it. A split bundle's
  * index and each of its parts are judged the same way, one file at a time;
- * part-sets.ts decides when a set is whole.
+ * part-sets.ts decides when a set is whole. Only regular files are taken:
+ * a symbolic link (a local user may plant one, the folder is often writable
+ * by others) is never followed, and said once.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Completeness } from '../config.js';
 import type { Logger } from '../log.js';
@@ -32,6 +34,8 @@ interface Seen {
 
 export class FolderSource {
   private readonly seen = new Map<string, Seen>();
+  /** Entries not taken because they are not regular files, with what was said of them: said once. */
+  private readonly shunned = new Map<string, string>();
   private watcher: FSWatcher | undefined;
 
   constructor(
@@ -59,15 +63,29 @@ export class FolderSource {
     const whole = new Map<string, InboxFile>();
     for (const name of names.filter(isInboxName).sort()) {
       const path = join(this.dir, name);
-      const st = await stat(path).catch(() => undefined);
-      if (!st?.isFile()) continue;
+      const st = await lstat(path).catch(() => undefined);
+      if (!st) continue;
+      if (!st.isFile()) {
+        await this.shun(name, path, st);
+        continue;
+      }
+      this.shunned.delete(name);
       const file: InboxFile = { source: this.name, path, name, size: st.size, mtimeMs: st.mtimeMs };
       files.push(file);
       const done = this.completeness(file, present, now);
       if (done) whole.set(name, done);
     }
     for (const name of this.seen.keys()) if (!present.has(name)) this.seen.delete(name);
+    for (const name of this.shunned.keys()) if (!present.has(name)) this.shunned.delete(name);
     return gatherItems(files, (f) => whole.get(f.name));
+  }
+
+  /** An inbox name that is not a regular file: never opened, moved or followed; said once per what it is. */
+  private async shun(name: string, path: string, st: { isSymbolicLink(): boolean; isDirectory(): boolean }): Promise<void> {
+    const what = st.isSymbolicLink() ? `a symbolic link (to ${await readlink(path).catch(() => '?')})` : st.isDirectory() ? 'a folder' : 'not a regular file';
+    if (this.shunned.get(name) === what) return;
+    this.shunned.set(name, what);
+    this.log.warn('inbox entry refused: only regular files are taken, and links are never followed', { source: this.name, file: name, entry: what });
   }
 
   /** Whether one file is complete by this source's rule; in 'stable' mode, updates what was seen of it. */

@@ -5,6 +5,7 @@ import { AirlockError, notFound } from '../../errors/index.js';
 import { parseDuration } from '../../compose/convert/duration.js';
 import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
+import { maskPlanEnv } from '../../stack/env-mask.js';
 import { planJson, planLines, printWarnings } from './stack.js';
 import { rollbackStack } from '../../apply/rollback.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
@@ -81,15 +82,18 @@ export const deployCommands: Command[] = [
   {
     path: ['bundle', 'plan'],
     summary: 'show what bundle apply would change on this host, changing nothing',
-    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--json]',
-    details: 'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed.',
-    options: { trust: stringOpt(), ...jsonOpt },
+    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--show-env] [--json]',
+    details:
+      'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed.\n' +
+      'Environment variables are shown by name (added, removed, changed), their values hidden: they\noften hold passwords. --show-env shows the values.',
+    options: { trust: stringOpt(), 'show-env': boolOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const docker = await supportedEngine();
       try {
         const r = await planBundle(positionals[0]!, { trust: await TrustStore.load(trustDirFrom(str(values.trust))), docker });
         for (const s of r.stacks) printWarnings(s.warnings);
+        if (values['show-env'] !== true) for (const s of r.stacks) s.plan = maskPlanEnv(s.plan);
         if (json) out(JSON.stringify({ bundle: r.bundle, stacks: r.stacks.map((s) => ({ stack: s.stack, plan: planJson(s.plan) })) }));
         else for (const s of r.stacks) out([`stack ${s.stack} (${r.bundle.name} ${r.bundle.version}):`, ...planLines(s.plan).map((l) => `  ${l}`)].join('\n'));
       } finally {

@@ -8,6 +8,7 @@ import { deployStack, planDeploy, removeStack, DEFAULT_TIMEOUT_MS } from '../../
 import { desiredStack } from '../../stack/desired.js';
 import { listStacks } from '../../stack/state.js';
 import type { Plan, Step } from '../../stack/types.js';
+import type { EnvChange } from '../../stack/env-mask.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { supportedEngine } from '../engine.js';
 import { table } from '../format.js';
@@ -50,13 +51,23 @@ const short = (v: unknown): string => {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 };
 
-/** What a plan would change, for people. Secret data is never part of it. */
+/** A masked Env change (env-mask.ts): the variables by name, never their values. */
+function envLine(e: EnvChange): string {
+  const parts = [
+    e.changed.length ? `changed ${e.changed.join(', ')}` : '',
+    e.added.length ? `added ${e.added.join(', ')}` : '',
+    e.removed.length ? `removed ${e.removed.join(', ')}` : '',
+  ].filter(Boolean);
+  return `${parts.join('; ') || 'reordered'} (values hidden; --show-env shows them)`;
+}
+
+/** What a plan would change, for people. Secret data is never part of it; env values only as the plan holds them (maskPlanEnv). */
 export function planLines(plan: Plan): string[] {
   const lines: string[] = [];
   for (const step of [...plan.prepare, ...plan.services]) {
     const sign = step.action.startsWith('create') ? '+' : step.action.startsWith('update') ? '~' : '-';
     lines.push(`${sign} ${step.action.split('-')[1]} ${step.name}`);
-    if (step.action === 'update-service') for (const c of step.changes) lines.push(`    ${c.path}: ${short(c.before)} -> ${short(c.after)}`);
+    if (step.action === 'update-service') for (const c of step.changes) lines.push(`    ${c.path}: ${'env' in c ? envLine(c.env as EnvChange) : `${short(c.before)} -> ${short(c.after)}`}`);
   }
   for (const name of plan.unchanged) lines.push(`= service ${name} (unchanged)`);
   for (const step of plan.cleanup) lines.push(`- ${step.action.split('-')[1]} ${step.name} (after the services converge)`);
