@@ -1,25 +1,15 @@
 /**
  * Drift: what the engine runs, against the journal's last deployment of each
- * stack. A service removed, added or changed by hand (docker service update,
- * scale, rm) is drift. Each drifted stack is recorded as an event; it is put
- * back only when the config says so, by restoring the recorded deployment.
+ * stack (src/apply/stack-drift.ts). Each drifted stack is recorded as an
+ * event; it is put back only when the config says so, by restoring the
+ * recorded deployment.
  */
 import { rollbackStack } from '../apply/rollback.js';
-import type { Docker, ServiceSpec } from '../docker/index.js';
+import { stackDrift, type StackDrift } from '../apply/stack-drift.js';
+import type { Docker } from '../docker/index.js';
 import { DeploymentRecords } from '../journal/deployments.js';
 import { Journal } from '../journal/journal.js';
-import { diffSpecs } from '../stack/spec-diff.js';
-import { readStackState } from '../stack/state.js';
-import type { FieldChange } from '../stack/types.js';
 import type { Logger } from './log.js';
-
-export interface StackDrift {
-  stack: string;
-  deployment: number;
-  missing: string[];
-  extra: string[];
-  changed: { service: string; fields: string[] }[];
-}
 
 /** Compares every stack with a committed deployment; returns the ones that drifted. */
 export async function findDrift(docker: Docker, journal: Journal): Promise<StackDrift[]> {
@@ -27,33 +17,10 @@ export async function findDrift(docker: Docker, journal: Journal): Promise<Stack
   const drifted: StackDrift[] = [];
   for (const stack of deployments.stacks()) {
     const current = deployments.current(stack);
-    if (!current) continue;
-    const recorded = new Map(deployments.services(current.id).flatMap((s) => (s.after ? [[s.name, s.after] as const] : [])));
-    const state = await readStackState(docker, stack);
-    const running = new Map(state.services.map((s) => [s.Spec.Name!, s.Spec]));
-    const drift: StackDrift = {
-      stack,
-      deployment: current.id,
-      missing: [...recorded.keys()].filter((n) => !running.has(n)),
-      extra: [...running.keys()].filter((n) => !recorded.has(n)),
-      changed: [],
-    };
-    for (const [name, spec] of recorded) {
-      const live = running.get(name);
-      if (!live) continue;
-      const fields = specDrift(spec, live, state.apiVersion).map((c) => c.path);
-      if (fields.length > 0) drift.changed.push({ service: name, fields });
-    }
-    if (drift.missing.length + drift.extra.length + drift.changed.length > 0) drifted.push(drift);
+    const drift = current && (await stackDrift(docker, deployments, current));
+    if (drift) drifted.push(drift);
   }
   return drifted;
-}
-
-/** ForceUpdate is the engine's counter of forced redeploys, not part of what runs. */
-function specDrift(recorded: ServiceSpec, live: ServiceSpec, apiVersion: string): FieldChange[] {
-  const a = structuredClone(recorded);
-  a.TaskTemplate = { ...a.TaskTemplate, ForceUpdate: live.TaskTemplate?.ForceUpdate ?? 0 };
-  return diffSpecs(a, live, apiVersion);
 }
 
 export function describeDrift(d: StackDrift): string {

@@ -1,7 +1,7 @@
 import { hostname, userInfo } from 'node:os';
 import semver from 'semver';
 import { asAirlockError, notFound, policyError } from '../errors/index.js';
-import { checkExpiry, checkSignature, openBundleFile, readBundleHead } from '../bundle/reader.js';
+import { checkExpiry, checkSignature, openBundleFile, readBundleHead, sha256Hex } from '../bundle/reader.js';
 import { parseManifest, type ImageRecord, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { DockerError, isDockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
@@ -10,12 +10,13 @@ import { BundleRecords } from '../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../journal/deployments.js';
 import { Journal, journalPresence } from '../journal/journal.js';
 import { acquireApplyLock } from '../journal/lock.js';
-import type { ServiceProgress } from '../stack/converge.js';
+import { currentProgress, type ServiceProgress } from '../stack/converge.js';
 import { desiredStack } from '../stack/desired.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { bundleStackFiles } from './bundle-files.js';
 import { deployJournaled, journaledStep, type ApplyContext } from './journaled-deploy.js';
 import { recoverUnfinished } from './recover.js';
+import { runningDeployments } from './unchanged.js';
 
 export interface ApplyOptions {
   stateDir: string;
@@ -33,7 +34,8 @@ export interface ApplyOptions {
 
 export interface ApplyResult {
   bundle: { name: string; version: string };
-  stacks: { stack: string; deployment: number; services: ServiceProgress[] }[];
+  /** `unchanged`: the stack already ran this bundle as that deployment; nothing was started. */
+  stacks: { stack: string; deployment: number; services: ServiceProgress[]; unchanged?: true }[];
 }
 
 export const appliedBy = (): string => `${userInfo().username}@${hostname()}`;
@@ -138,7 +140,7 @@ export async function applyBundle(file: string, opts: ApplyOptions): Promise<App
     const head = await readBundleHead(await openBundleFile(file), opts.limits);
     checkSignature(head, opts.trust);
     const manifest = parseManifest(head.manifestBytes);
-    return deployBundle(ctx, opts, manifest, file, async () => {
+    return deployBundle(ctx, opts, manifest, `sha256:${sha256Hex(head.manifestBytes)}`, file, async () => {
       // With the engine: a bundle without images for its platform is refused before anything is stored.
       const stored = await storeBundle(
         file,
@@ -162,7 +164,7 @@ export async function applyStoredBundle(bundleId: number, opts: ApplyOptions & {
     const head = new BundleRecords(ctx.journal).signedHead(bundleId);
     checkSignature(head, opts.trust);
     const manifest = parseManifest(head.manifestBytes);
-    return deployBundle(ctx, opts, manifest, opts.source, async () => {
+    return deployBundle(ctx, opts, manifest, `sha256:${sha256Hex(head.manifestBytes)}`, opts.source, async () => {
       const missing = await ctx.store.missing(manifest.blobs);
       if (missing.digests.length > 0) {
         throw notFound(`bundle ${manifest.name} ${manifest.version} lacks ${missing.digests.length} blobs (${missing.bytes} bytes) in the content store: it was pruned since import`, {
@@ -177,9 +179,11 @@ export async function applyStoredBundle(bundleId: number, opts: ApplyOptions & {
 }
 
 /** The shared body of an apply: one deployment per stack, bundle-wide steps journaled on each. */
-async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Manifest, source: string, store: () => Promise<number>): Promise<ApplyResult> {
+async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Manifest, manifestDigest: string, source: string, store: () => Promise<number>): Promise<ApplyResult> {
   checkExpiry(manifest, new Date());
   if (manifest.stacks.length === 0) throw policyError(`bundle ${manifest.name} ${manifest.version} has no stacks to apply`, { reason: 'no-stacks', hint: "use 'airlock bundle import' for a bundle of images and files only" });
+  const running = await runningDeployments(opts.docker, ctx.journal, ctx.deployments, { manifestDigest, stacks: manifest.stacks.map((s) => s.name) });
+  if (running) return alreadyRunning(ctx, manifest, running);
   const ids = manifest.stacks.map((s) =>
     ctx.deployments.start({ stack: s.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(s.name)?.id ?? null, appliedBy: appliedBy(), source }),
   );
@@ -217,4 +221,21 @@ async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Man
     result.stacks.push({ stack: stack.name, deployment: id, services });
   }
   return result;
+}
+
+/** The answer to an apply of what already runs: an event, the stacks' progress now, no deployment. */
+async function alreadyRunning(ctx: ApplyContext, manifest: Manifest, running: DeploymentRow[]): Promise<ApplyResult> {
+  const stacks: ApplyResult['stacks'] = [];
+  for (const d of running) {
+    const names = ctx.deployments.services(d.id).flatMap((s) => (s.after ? [s.name] : []));
+    stacks.push({ stack: d.stack, deployment: d.id, services: await currentProgress(ctx.docker, names, ctx.signal), unchanged: true });
+  }
+  ctx.journal.record({
+    kind: 'bundle.apply',
+    outcome: 'info',
+    subject: `${manifest.name} ${manifest.version}`,
+    reason: 'unchanged',
+    message: `already running: ${running.map((d) => `stack ${d.stack} as deployment #${d.id}`).join(', ')}; nothing was changed`,
+  });
+  return { bundle: { name: manifest.name, version: manifest.version }, stacks };
 }

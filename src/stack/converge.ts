@@ -75,6 +75,19 @@ export function progressOf(service: Service, tasks: Task[], nodes?: readonly Swa
   return { name: service.Spec.Name!, ready, desired, errors: [...new Set(errors)] };
 }
 
+/** One look at the named services: each one's progress, and the services and tasks it was read from. */
+async function pollProgress(docker: Docker, wanted: ReadonlySet<string>, call: { signal?: AbortSignal }) {
+  const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
+  const tasks = services.length ? await docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }) : [];
+  const nodes = services.some((s) => s.Spec.Mode?.Global !== undefined) ? await docker.nodes.list(call) : undefined;
+  return { services, tasks, status: services.map((s) => progressOf(s, tasks, nodes)) };
+}
+
+/** How far each named service is now, without waiting. */
+export async function currentProgress(docker: Docker, serviceNames: readonly string[], signal?: AbortSignal): Promise<ServiceProgress[]> {
+  return (await pollProgress(docker, new Set(serviceNames), signal ? { signal } : {})).status;
+}
+
 /** Waits until every named service runs its desired tasks, or fails with each failing task's error. */
 export async function waitForConvergence(docker: Docker, serviceNames: readonly string[], opts: ConvergeOptions): Promise<ServiceProgress[]> {
   const deadline = Date.now() + opts.timeoutMs;
@@ -83,10 +96,7 @@ export async function waitForConvergence(docker: Docker, serviceNames: readonly 
   let stableSince: number | undefined;
   let stableTasks = new Set<string>();
   for (;;) {
-    const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
-    const tasks = services.length ? await docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }) : [];
-    const nodes = services.some((s) => s.Spec.Mode?.Global !== undefined) ? await docker.nodes.list(call) : undefined;
-    const status = services.map((s) => progressOf(s, tasks, nodes));
+    const { services, tasks, status } = await pollProgress(docker, wanted, call);
     opts.onProgress?.(status);
     const stuck = services.find((s) => FAILED_UPDATE.has(s.UpdateStatus?.State ?? ''));
     if (stuck) {

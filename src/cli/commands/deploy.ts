@@ -150,7 +150,14 @@ export const deployCommands: Command[] = [
           hooks: hooks(out, json),
         });
         if (json) out(JSON.stringify(r));
-        else for (const s of r.stacks) out(`applied ${r.bundle.name} ${r.bundle.version} to stack ${s.stack} (deployment #${s.deployment}): ${s.services.map((x) => `${x.name} ${x.ready}/${x.desired}`).join(', ')}`);
+        else {
+          for (const s of r.stacks) {
+            const counts = s.services.map((x) => `${x.name} ${x.ready}/${x.desired}`).join(', ');
+            out(s.unchanged
+              ? `${r.bundle.name} ${r.bundle.version} already runs on stack ${s.stack} (deployment #${s.deployment}), unchanged: nothing to do; ${counts}`
+              : `applied ${r.bundle.name} ${r.bundle.version} to stack ${s.stack} (deployment #${s.deployment}): ${counts}`);
+          }
+        }
       } finally {
         await docker.close();
       }
