@@ -35,6 +35,12 @@ export interface RolloutOptions {
   /** Plan on a manager instead of deploying; the bundle is uploaded to that manager only. */
   dryRun?: boolean;
   onProgress?: (host: string, phase: RolloutPhase, detail: string) => void;
+  /**
+   * The operator's Ctrl-C. Uploads stop (their partials stay, to resume);
+   * no import or deploy starts. What a host is already running (an import,
+   * the deploy) is not cut off half-way: it ends there and is reported.
+   */
+  interrupt?: AbortSignal;
 }
 
 export interface FileUpload {
@@ -87,11 +93,15 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
   const reports = new Map<string, HostReport>();
   /** The step each host is at, so that a failure says where it happened. */
   const steps = new Map<string, RolloutStep>();
+  const stopIfInterrupted = (host: InventoryHost, step: RolloutStep) => {
+    if (opts.interrupt?.aborted) throw onHost(host, step, interrupted(step));
+  };
   try {
     const outcomes = await forEachHost(targets, opts.parallel, async (host) => {
       const r = blankReport(host);
       reports.set(host.name, r);
       steps.set(host.name, 'connect');
+      stopIfInterrupted(host, 'connect');
       progress(host.name, 'connect', host.address);
       const session = await connectHost(host, { ...(opts.acceptNew ? { acceptNew: true } : {}) }).catch((e: unknown) => {
         throw onHost(host, 'connect', e);
@@ -103,10 +113,12 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
       steps.set(host.name, 'upload');
       for (const f of local.files) {
         const offset = done;
+        stopIfInterrupted(host, 'upload');
         const up = await uploadFile(session.client, f.path, {
           remoteDir,
           sha256: f.sha256,
           host: host.name,
+          ...(opts.interrupt ? { signal: opts.interrupt } : {}),
           onProgress: (n) => progress(host.name, 'upload', `${Math.floor((100 * (offset + n)) / Math.max(total, 1))}%${local.files.length > 1 ? ` (${f.name})` : ''}`),
         }).catch((e: unknown) => {
           throw onHost(host, 'upload', e);
@@ -118,6 +130,7 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
       const up = r.upload!;
       if (opts.dryRun) return r;
       steps.set(host.name, 'import');
+      stopIfInterrupted(host, 'import');
       progress(host.name, 'import', 'verify, store, load images');
       const imported = (await runAirlock(session, airlock, ['bundle', 'import', remotePath, '--json']).catch((e: unknown) => {
         throw onHost(host, 'import', e);
@@ -137,6 +150,11 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
     if (local.stacks === 0) return report;
     // Deploy through the first manager that has the bundle; it journals the deployment.
     const manager = report.hosts.find((h) => h.ok && h.role === 'manager');
+    if (opts.interrupt?.aborted) {
+      const step = opts.dryRun ? 'plan' : 'deploy';
+      report.deploy = { host: manager?.host ?? '', ok: false, error: errorOf(interrupted(step), step) };
+      return report;
+    }
     if (!manager) {
       const failed = report.hosts.filter((h) => h.role === 'manager' && h.error).map((h) => `${h.host} failed at ${h.error!.step}`);
       const why = failed.length > 0 ? failed.join(', ') : 'the inventory names none';
@@ -177,6 +195,20 @@ function summed(files: FileUpload[], listFiles: boolean): NonNullable<HostReport
 
 function blankReport(host: InventoryHost): HostReport {
   return { host: host.name, address: host.address, role: swarmRole(host), ok: true };
+}
+
+/** A step not started, or an upload stopped, because the operator pressed Ctrl-C. */
+function interrupted(step: RolloutStep): AirlockError {
+  const what = step === 'upload' ? 'the upload stopped; its partial stays on the host' : `the ${step} was not started`;
+  return new AirlockError('interrupted', `interrupted (Ctrl-C): ${what}`, {
+    reason: 'interrupted',
+    hint: step === 'upload' ? 'run the command again: the upload resumes where it stopped' : 'run the command again to go on',
+  });
+}
+
+/** The interruption as the signal carries it, so that an upload stopped by it says so too. */
+export function interruptReason(): AirlockError {
+  return interrupted('upload');
 }
 
 const errorOf = (e: AirlockError, step: RolloutStep): RolloutError => ({

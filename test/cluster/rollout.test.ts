@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildRelease, type Bench } from '../helpers/apply.js';
-import { CLI, makeSigner, runCli } from '../helpers/fixtures.js';
+import { buildRelease, finished, waitForStderr, type Bench } from '../helpers/apply.js';
+import { CLI, makeSigner, runCli, spawnCli } from '../helpers/fixtures.js';
 import { startLab, type Lab, type LabHost } from '../helpers/lab.js';
 import { writeFile } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
@@ -193,3 +193,46 @@ test('the health gate wants a global service on every eligible node: one node wi
     await manager.services.delete(name);
   }
 });
+
+test('Ctrl-C during the uploads: they stop, keep their partials, nothing is deployed, exit 130; run again, it resumes and deploys', async () => {
+  for (const h of lab.hosts) await trust(h, bench.signer.pubPath);
+  const bundle = await buildRelease(bench, { version: '1.3.0', stack: 'lab', repo: 'labapp', bulkBytes: 160 * 1024 * 1024 });
+  const before = await labHistory();
+  const child = spawnCli(['bundle', 'apply', bundle, '--inventory', lab.inventoryFile, '--remote-airlock', CLI, '--timeout', '90s']);
+  const done = finished(child);
+  await waitForStderr(child, /^h\d: upload/m);
+  child.kill('SIGINT');
+  const r = await done;
+  assert.equal(r.code, 130, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, /interrupted: uploads stop, nothing new starts/);
+  assert.match(r.stdout, /FAILED at upload \(interrupted\/interrupted\): h\d \(10\.[\d.]+\): upload: interrupted \(Ctrl-C\): the upload stopped; its partial stays on the host/);
+  assert.match(r.stdout, /h\d: hint: run the command again: the upload resumes where it stopped/);
+  assert.match(r.stdout, /deploy through (h1|a manager) FAILED: interrupted \(Ctrl-C\): the deploy was not started/);
+  assert.deepEqual(await labHistory(), before, 'nothing was deployed');
+
+  const again = await applyAcross(bundle, ['--json']);
+  assert.equal(again.code, 0, `${again.stdout}\n${again.stderr}`);
+  const report = JSON.parse(again.stdout) as { hosts: { upload?: { resumedFrom: number } }[] };
+  assert.ok(report.hosts.some((h) => (h.upload?.resumedFrom ?? 0) > 0), `some upload resumed: ${again.stdout}`);
+  assert.equal((await labHistory())[0]?.version, '1.3.0');
+});
+
+test('Ctrl-C during the deploy: the deploy is not cut off; the operator is told, waits for it, and gets its outcome', async () => {
+  const bundle = await buildRelease(bench, { version: '1.4.0', stack: 'lab', repo: 'labapp' });
+  const child = spawnCli(['bundle', 'apply', bundle, '--inventory', lab.inventoryFile, '--remote-airlock', CLI, '--timeout', '90s']);
+  const done = finished(child);
+  await waitForStderr(child, /^h1: deploy/m, 120_000);
+  child.kill('SIGINT');
+  const r = await done;
+  assert.equal(r.code, 130, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, /interrupted: uploads stop, nothing new starts; waiting for what runs on h1 \(deploy\) to end, to report it \(Ctrl-C again to leave now\)/);
+  assert.match(r.stdout, /deployed through h1: stack lab deployment #\d+/);
+  const history = await labHistory();
+  assert.deepEqual([history[0]?.version, history[0]?.status], ['1.4.0', 'committed']);
+});
+
+async function labHistory(): Promise<{ version: string; status: string }[]> {
+  const h = await runCli(['history', 'lab', '--json', '--state', lab.hosts[0]!.stateDir]);
+  assert.equal(h.code, 0, h.stderr);
+  return (JSON.parse(h.stdout) as { bundle_version?: string; version?: string; status: string }[]).map((d) => ({ version: d.bundle_version ?? d.version ?? '', status: d.status }));
+}

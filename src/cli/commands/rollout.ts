@@ -1,5 +1,5 @@
 import { loadInventory } from '../../remote/inventory.js';
-import { rolloutBundle, type RolloutReport } from '../../cluster/rollout.js';
+import { interruptReason, rolloutBundle, type RolloutPhase, type RolloutReport } from '../../cluster/rollout.js';
 import { ExitCode, usageError } from '../../errors/index.js';
 import type { CommandContext } from '../command.js';
 import { bytes, table } from '../format.js';
@@ -11,6 +11,8 @@ export async function rollout(bundle: string, values: CommandContext['values'], 
   const parallel = values.parallel === undefined ? undefined : Number(values.parallel);
   if (parallel !== undefined && !(Number.isInteger(parallel) && parallel >= 1)) throw usageError(`--parallel ${String(values.parallel)}: give a whole number of hosts, 1 or more`);
   const lines = json ? undefined : hostLines(inventory.hosts.map((h) => h.name));
+  const phases = new Map<string, RolloutPhase>();
+  const interrupt = onCtrlC(phases);
   const report = await rolloutBundle({
     inventory,
     bundle,
@@ -19,13 +21,42 @@ export async function rollout(bundle: string, values: CommandContext['values'], 
     dryRun: values['dry-run'] === true,
     ...(typeof values.timeout === 'string' ? { timeout: values.timeout } : {}),
     ...(typeof values['remote-airlock'] === 'string' ? { remoteAirlock: values['remote-airlock'] } : {}),
-    ...(lines ? { onProgress: (host, phase, detail) => lines.set(host, phase, detail) } : {}),
-  });
+    onProgress: (host, phase, detail) => {
+      phases.set(host, phase);
+      lines?.set(host, phase, detail);
+    },
+    interrupt: interrupt.signal,
+  }).finally(() => interrupt.dispose());
   lines?.finish();
   if (json) out(JSON.stringify(report));
   else out(render(report, values['dry-run'] === true));
+  if (interrupt.signal.aborted) return ExitCode.interrupted;
   if (report.deploy && !report.deploy.ok) return report.deploy.error?.exitCode ?? ExitCode.remote;
   return report.hosts.some((h) => !h.ok) ? ExitCode.remote : 0;
+}
+
+/**
+ * Ctrl-C once: uploads stop, nothing new starts, and what hosts are running
+ * ends there and is reported. Cutting a remote deploy off half-way would only
+ * leave the host a deployment to roll back. Ctrl-C again: leave at once,
+ * saying which hosts still run a command (it goes on there).
+ */
+function onCtrlC(phases: ReadonlyMap<string, RolloutPhase>): { signal: AbortSignal; dispose(): void } {
+  const ac = new AbortController();
+  const onSigint = () => {
+    const busy = [...phases].filter(([, p]) => p === 'import' || p === 'deploy' || p === 'plan');
+    const running = busy.map(([h, p]) => `${h} (${p})`).join(', ');
+    if (!ac.signal.aborted) {
+      ac.abort(interruptReason());
+      process.stderr.write(`\ninterrupted: uploads stop, nothing new starts${running ? `; waiting for what runs on ${running} to end, to report it` : ''} (Ctrl-C again to leave now)\n`);
+      return;
+    }
+    const follow = busy.map(([h, p]) => `${h}: the ${p} goes on there${p === 'deploy' ? ` (its outcome: 'airlock history' on ${h})` : ''}`).join('; ');
+    process.stderr.write(`left at once${follow ? `: ${follow}` : ''}\n`);
+    process.exit(ExitCode.interrupted);
+  };
+  process.on('SIGINT', onSigint);
+  return { signal: ac.signal, dispose: () => process.off('SIGINT', onSigint) };
 }
 
 function render(r: RolloutReport, dryRun: boolean): string {
