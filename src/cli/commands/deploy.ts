@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Docker } from '../../docker/index.js';
 import { AirlockError, notFound } from '../../errors/index.js';
-import { parseDuration } from '../../compose/convert/duration.js';
 import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
 import { planJson, planLines, printWarnings } from './stack.js';
@@ -13,13 +12,11 @@ import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../stack/types.js';
-import { DEFAULT_TIMEOUT_MS } from '../../stack/deploy.js';
-import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
+import { trustStoreOption } from '../trust-inputs.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
+import { timeoutOption, waitOption } from '../duration-option.js';
 import { table } from '../format.js';
-
-const timeoutOf = (v: unknown): number => (typeof v === 'string' ? parseDuration(v) / 1e6 : DEFAULT_TIMEOUT_MS);
 
 /** Progress lines for an apply or rollback: its journal steps and each engine change. */
 function hooks(out: (s: string) => void, json: boolean) {
@@ -88,7 +85,7 @@ export const deployCommands: Command[] = [
     async run({ positionals, values, json, out }) {
       const docker = await supportedEngine();
       try {
-        const r = await planBundle(positionals[0]!, { trust: await TrustStore.load(trustDirFrom(str(values.trust))), docker });
+        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(str(values.trust)), docker });
         for (const s of r.stacks) printWarnings(s.warnings);
         if (json) out(JSON.stringify({ bundle: r.bundle, stacks: r.stacks.map((s) => ({ stack: s.stack, plan: planJson(s.plan) })) }));
         else for (const s of r.stacks) out([`stack ${s.stack} (${r.bundle.name} ${r.bundle.version}):`, ...planLines(s.plan).map((l) => `  ${l}`)].join('\n'));
@@ -133,14 +130,16 @@ export const deployCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       if (typeof values.inventory === 'string') return (await import('./rollout.js')).rollout(positionals[0]!, values, json, out);
+      const timeoutMs = timeoutOption(values.timeout);
+      const lockWaitMs = waitOption(values.wait);
       const docker = await supportedEngine();
       try {
         const r = await applyBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
-          trust: await TrustStore.load(trustDirFrom(str(values.trust))),
+          trust: await trustStoreOption(str(values.trust)),
           docker,
-          timeoutMs: timeoutOf(values.timeout),
-          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          timeoutMs,
+          lockWaitMs,
           allowDowngrade: values['allow-downgrade'] === true,
           initSwarm: values['init-swarm'] ? { advertiseAddr: str(values['advertise-addr']) ?? '127.0.0.1' } : undefined,
           hooks: hooks(out, json),
@@ -160,13 +159,15 @@ export const deployCommands: Command[] = [
     options: { to: stringOpt(), state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
+      const timeoutMs = timeoutOption(values.timeout);
+      const lockWaitMs = waitOption(values.wait);
       const docker = await supportedEngine();
       try {
         const r = await rollbackStack(positionals[0]!, str(values.to), {
           stateDir: stateDirFrom(str(values.state)),
           docker,
-          timeoutMs: timeoutOf(values.timeout),
-          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          timeoutMs,
+          lockWaitMs,
           hooks: hooks(out, json),
         });
         out(json ? JSON.stringify(r) : `stack ${positionals[0]} runs deployment #${r.restores} again (as deployment #${r.deployment})`);
@@ -188,13 +189,15 @@ export const deployCommands: Command[] = [
     options: { state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
+      const timeoutMs = timeoutOption(values.timeout);
+      const lockWaitMs = waitOption(values.wait);
       const docker = await supportedEngine();
       try {
         const recovered = await recoverHost({
           stateDir: stateDirFrom(str(values.state)),
           docker,
-          timeoutMs: timeoutOf(values.timeout),
-          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          timeoutMs,
+          lockWaitMs,
           hooks: hooks(out, json),
         });
         const rows = recovered.map((d) => ({ deployment: d.id, stack: d.stack, kind: d.kind, step: d.step, status: d.status, reason: d.reason, recoveries: d.recoveries }));
