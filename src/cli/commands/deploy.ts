@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Docker } from '../../docker/index.js';
+import { Docker, type Service } from '../../docker/index.js';
 import { AirlockError, notFound } from '../../errors/index.js';
 import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
@@ -12,6 +12,7 @@ import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../stack/types.js';
+import { progressOf, type ServiceProgress } from '../../stack/converge.js';
 import { trustStoreOption } from '../trust-inputs.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
@@ -74,18 +75,36 @@ function historyRow(d: DeploymentRow): string[] {
   return [`#${d.id}`, d.stack, what, d.status, d.started_at.replace(/\.\d+Z$/, 'Z'), d.applied_by, d.reason ?? ''];
 }
 
+/**
+ * The stacks' services and, for each, the tasks that run its current spec
+ * and are meant to run: what a deploy waits for (progressOf). The engine's
+ * own RunningTasks also counts tasks already told to shut down (right after
+ * a scale-down from 3 to 2 it says 3/2); undefined when the engine does not
+ * answer.
+ */
+async function stackServices(docker: Docker): Promise<{ services: Service[]; progress: (ServiceProgress & { stack: string | undefined })[] } | undefined> {
+  try {
+    const services = await docker.services.list({ status: true, filters: { label: [NAMESPACE_LABEL] } });
+    const tasks = services.length ? await docker.tasks.list({ filters: { service: services.map((s) => s.ID) } }) : [];
+    return { services, progress: services.map((s) => ({ ...progressOf(s, tasks), stack: s.Spec.Labels?.[NAMESPACE_LABEL] })) };
+  } catch {
+    return undefined;
+  }
+}
+
 export const deployCommands: Command[] = [
   {
     path: ['bundle', 'plan'],
     summary: 'show what bundle apply would change on this host, changing nothing',
-    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--json]',
-    details: 'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed.',
-    options: { trust: stringOpt(), ...jsonOpt },
+    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--state DIR] [--json]',
+    details:
+      'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed. A delta\nreads the files it relies on without carrying from the content store of --state, as apply does.',
+    options: { trust: stringOpt(), state: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const docker = await supportedEngine();
       try {
-        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(str(values.trust)), docker });
+        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(str(values.trust)), docker, stateDir: stateDirFrom(str(values.state)) });
         for (const s of r.stacks) printWarnings(s.warnings);
         if (json) out(JSON.stringify({ bundle: r.bundle, stacks: r.stacks.map((s) => ({ stack: s.stack, plan: planJson(s.plan) })) }));
         else for (const s of r.stacks) out([`stack ${s.stack} (${r.bundle.name} ${r.bundle.version}):`, ...planLines(s.plan).map((l) => `  ${l}`)].join('\n'));
@@ -238,11 +257,12 @@ export const deployCommands: Command[] = [
       try {
         const deployments = new DeploymentRecords(journal);
         const bundles = new BundleRecords(journal);
-        const services = await docker.services.list({ status: true, filters: { label: [NAMESPACE_LABEL] } }).catch(() => undefined);
+        const engineView = await stackServices(docker);
+        const services = engineView?.services;
         const stacks = deployments.stacks().map((stack) => {
           const d = deployments.current(stack);
-          const mine = services?.filter((s) => s.Spec.Labels?.[NAMESPACE_LABEL] === stack);
-          const converged = mine === undefined ? null : mine.every((s) => (s.ServiceStatus?.RunningTasks ?? 0) === (s.ServiceStatus?.DesiredTasks ?? 0));
+          const mine = engineView?.progress.filter((p) => p.stack === stack);
+          const converged = mine === undefined ? null : mine.every((s) => s.ready === s.desired);
           return {
             stack,
             deployment: d?.id ?? null,
@@ -251,7 +271,7 @@ export const deployCommands: Command[] = [
             appliedAt: d?.finished_at ?? null,
             appliedBy: d?.applied_by ?? null,
             source: d?.source ?? null,
-            services: mine?.map((s) => ({ name: s.Spec.Name, running: s.ServiceStatus?.RunningTasks ?? 0, desired: s.ServiceStatus?.DesiredTasks ?? 0 })) ?? null,
+            services: mine?.map((s) => ({ name: s.name, running: s.ready, desired: s.desired })) ?? null,
             converged,
           };
         });
