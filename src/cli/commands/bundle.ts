@@ -10,8 +10,7 @@ import { checkVersionPolicy } from '../../import/policy.js';
 import { platformList } from '../../images/platform.js';
 import type { Journal } from '../../journal/journal.js';
 import { BundleRecords } from '../../journal/bundles.js';
-import { loadPrivateKey } from '../../trust/keys.js';
-import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
+import { signingKeyFile, trustStoreOption } from '../trust-inputs.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { engine, supportedEngine } from '../engine.js';
 import { progress } from '../progress.js';
@@ -179,8 +178,8 @@ export const bundleCommands: Command[] = [
           : platformList(platformText.split(','), (_, why) => {
               throw usageError(`--platform: ${why}`, { hint: 'give a comma-separated list, e.g. --platform linux/amd64,linux/arm64' });
             });
-      const sinceTrust = trustDir === undefined ? undefined : await TrustStore.load(trustDirFrom(trustDir));
-      const key = await loadPrivateKey(keyPath);
+      const sinceTrust = trustDir === undefined ? undefined : await trustStoreOption(trustDir);
+      const key = await signingKeyFile(keyPath);
       const docker = await engine();
       const { buildBundle } = await import('../../bundle/builder.js');
       const r = await buildBundle({
@@ -228,7 +227,7 @@ export const bundleCommands: Command[] = [
     async run({ positionals, values, json, out }) {
       const file = positionals[0]!;
       // A split bundle: which parts are there; its manifest only once all are.
-      const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => TrustStore.load(trustDirFrom(str(values.trust)))) : undefined;
+      const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => trustStoreOption(str(values.trust))) : undefined;
       if (parts && !parts.complete) {
         out(json ? JSON.stringify({ file, parts }) : partsStatusLines(parts).join('\n'));
         return;
@@ -242,7 +241,7 @@ export const bundleCommands: Command[] = [
       }
       let signature: { status: string; keyId: string | null; message?: string };
       try {
-        const sig = checkSignature(head, await TrustStore.load(trustDirFrom(str(values.trust))));
+        const sig = checkSignature(head, await trustStoreOption(str(values.trust)));
         signature = { status: 'valid', keyId: sig.keyId };
       } catch (e) {
         if (!(e instanceof AirlockError)) throw e;
@@ -281,7 +280,7 @@ export const bundleCommands: Command[] = [
     options: { ...trustOpt, ...stateOpt, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
-      const trust = await TrustStore.load(trustDirFrom(str(values.trust)));
+      const trust = await trustStoreOption(str(values.trust));
       const journal = await existingJournal(stateDirFrom(str(values.state)));
       try {
         const v = await readBundle(await openBundleFile(positionals[0]!), {
@@ -316,7 +315,7 @@ export const bundleCommands: Command[] = [
         const { importBundle } = await import('../../import/import-bundle.js');
         const r = await importBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
-          trust: await TrustStore.load(trustDirFrom(str(values.trust))),
+          trust: await trustStoreOption(str(values.trust)),
           allowDowngrade: values['allow-downgrade'] === true,
           ...(docker ? { docker } : {}),
           onProgress: (p) => bar.update(p.phase, p.bytes, p.total),

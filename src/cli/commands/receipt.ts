@@ -33,8 +33,8 @@ export const receiptCommand: Command = {
     const target = str(values.out) ?? `${site}.receipt.json`;
     if (target === '-' && json) throw usageError('-o - writes the receipt itself to stdout: leave out --json');
 
-    const { loadPrivateKey } = await import('../../trust/keys.js');
-    const key = await loadPrivateKey(keyPath);
+    const { signingKeyFile } = await import('../trust-inputs.js');
+    const key = await signingKeyFile(keyPath);
     const { Journal } = await import('../../journal/journal.js');
     const { contentStoreOf } = await import('../../import/import-bundle.js');
     const { readHoldings } = await import('../../store/holdings.js');
