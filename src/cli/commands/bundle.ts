@@ -15,7 +15,7 @@ import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { engine, supportedEngine } from '../engine.js';
 import { progress } from '../progress.js';
-import { bytes, shortDigest, table } from '../format.js';
+import { bytes, printable, shortDigest, table } from '../format.js';
 import { isPartsIndex } from '../../bundle/parts.js';
 import { bundleSplitCommand, parseSplitSize, partsStatus, partsStatusLines, splitBuilt, splitJson, splitLines } from './bundle-split.js';
 import { receiptCommand } from './receipt.js';
@@ -44,7 +44,7 @@ function summaryLines(m: Manifest): string[] {
   const delta = deltaSummary(m);
   const lines = [
     `bundle    ${m.name} ${m.version}`,
-    ...(m.description ? [`about     ${m.description}`] : []),
+    ...(m.description ? [`about     ${printable(m.description)}`] : []),
     `created   ${m.created}`,
     `expires   ${m.expires ?? 'never'}`,
     `content   ${bytes(content)} in ${carried.length} blobs (${bytes(stored)} as stored)`,
@@ -225,7 +225,7 @@ export const bundleCommands: Command[] = [
       "deltas later with 'bundle build --since FILE' without keeping the bundle.",
     options: { ...trustOpt, ...jsonOpt, manifest: boolOpt() },
     args: { min: 1, max: 1 },
-    async run({ positionals, values, json, out }) {
+    async run({ positionals, values, json, out, outSigned }) {
       const file = positionals[0]!;
       // A split bundle: which parts are there; its manifest only once all are.
       const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => TrustStore.load(trustDirFrom(str(values.trust)))) : undefined;
@@ -237,7 +237,7 @@ export const bundleCommands: Command[] = [
       const manifest = parseManifest(head.manifestBytes);
       if (values.manifest === true) {
         if (json) throw usageError('--manifest prints the manifest JSON itself: leave out --json');
-        out(head.manifestBytes.toString('utf8'));
+        outSigned(head.manifestBytes.toString('utf8'));
         return;
       }
       let signature: { status: string; keyId: string | null; message?: string };
@@ -265,7 +265,8 @@ export const bundleCommands: Command[] = [
         );
         return;
       }
-      const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${signature.keyId}` : ''}: ${signature.message}`;
+      // The key id of an untrusted signature is the signer's text: one line, escaped.
+      const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${printable(signature.keyId)}` : ''}: ${printable(signature.message ?? '')}`;
       out([...(parts ? partsStatusLines(parts) : [`file      ${file} (${bytes(fileBytes)})`]), `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
     },
   },

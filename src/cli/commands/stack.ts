@@ -10,7 +10,7 @@ import { listStacks } from '../../stack/state.js';
 import type { Plan, Step } from '../../stack/types.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { supportedEngine } from '../engine.js';
-import { table } from '../format.js';
+import { printableText, table } from '../format.js';
 
 const composeOpts = { 'compose-file': { type: 'string' as const, short: 'c', multiple: true }, prune: boolOpt() };
 
@@ -30,7 +30,7 @@ async function loadDesired(docker: Docker, stack: string, files: string[] | unde
 }
 
 export function printWarnings(warnings: ComposeNotice[]): void {
-  for (const w of warnings) process.stderr.write(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}\n`);
+  for (const w of warnings) process.stderr.write(`${printableText(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}`)}\n`);
 }
 
 const VERB: Record<Step['action'], string> = {
