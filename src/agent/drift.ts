@@ -2,15 +2,19 @@
  * Drift: what the engine runs, against the journal's last deployment of each
  * stack. A service removed, added or changed by hand (docker service update,
  * scale, rm) is drift. Each drifted stack is recorded as an event; it is put
- * back only when the config says so, by restoring the recorded deployment.
+ * back only when the config says so, by restoring the recorded deployment,
+ * unless the key that signed its bundle was revoked since: that is never
+ * put back unattended.
  */
 import { rollbackStack } from '../apply/rollback.js';
 import type { Docker, ServiceSpec } from '../docker/index.js';
+import { asAirlockError } from '../errors/index.js';
 import { DeploymentRecords } from '../journal/deployments.js';
 import { Journal } from '../journal/journal.js';
 import { diffSpecs } from '../stack/spec-diff.js';
 import { readStackState } from '../stack/state.js';
 import type { FieldChange } from '../stack/types.js';
+import type { TrustStore } from '../trust/trust-store.js';
 import type { Logger } from './log.js';
 
 export interface StackDrift {
@@ -70,6 +74,8 @@ export interface DriftCheckOptions {
   docker: Docker;
   reapply: boolean;
   timeoutMs: number;
+  /** Whose revocation list decides whether a recorded deployment may be put back. */
+  trust: () => Promise<TrustStore>;
   log: Logger;
 }
 
@@ -90,8 +96,14 @@ export async function checkDrift(opts: DriftCheckOptions): Promise<StackDrift[]>
   if (!opts.reapply) return drifted;
   for (const d of drifted) {
     opts.log.info('restoring the recorded deployment', { stack: d.stack, deployment: d.deployment });
-    const r = await rollbackStack(d.stack, String(d.deployment), { stateDir: opts.stateDir, docker: opts.docker, timeoutMs: opts.timeoutMs, lockWaitMs: 10 * 60_000 });
-    opts.log.info('drift repaired', { stack: d.stack, deployment: r.deployment, restores: r.restores });
+    try {
+      const r = await rollbackStack(d.stack, String(d.deployment), { stateDir: opts.stateDir, docker: opts.docker, timeoutMs: opts.timeoutMs, lockWaitMs: 10 * 60_000, revocation: { trust: opts.trust } });
+      opts.log.info('drift repaired', { stack: d.stack, deployment: r.deployment, restores: r.restores });
+    } catch (e) {
+      // One stack that cannot be put back (a revoked key, say) leaves the others to be repaired.
+      const err = asAirlockError(e);
+      opts.log.error('drift not repaired', { stack: d.stack, deployment: d.deployment, class: err.kind, reason: err.reason, error: err.message });
+    }
   }
   return drifted;
 }
