@@ -12,6 +12,7 @@ import type { Journal } from '../../journal/journal.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { loadPrivateKey } from '../../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
+import { parseDuration } from '../../compose/convert/duration.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { engine, supportedEngine } from '../engine.js';
 import { progress } from '../progress.js';
@@ -302,13 +303,14 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'import'],
     summary: "verify a bundle and store its blobs in this host's content store",
-    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--json]',
+    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--wait 60s] [--json]',
     details:
       'Blobs go to STATE/blobs/sha256/<hex> (default state dir /var/lib/airlock, or AIRLOCK_STATE_DIR).\n' +
       "Then the bundle's images are loaded into the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)\n" +
       'and checked by id; --no-load only stores. A refused bundle changes nothing but the journal,\n' +
-      'which records the refusal and its reason.',
-    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), ...jsonOpt },
+      'which records the refusal and its reason. An import holds the apply lock; --wait is how long it waits\n' +
+      'for another apply, import or rollback to finish (exit 16 after; docs/journal.md, "The apply lock").',
+    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const bar = progress();
@@ -319,6 +321,7 @@ export const bundleCommands: Command[] = [
           stateDir: stateDirFrom(str(values.state)),
           trust: await TrustStore.load(trustDirFrom(str(values.trust))),
           allowDowngrade: values['allow-downgrade'] === true,
+          ...(values.wait ? { lockWaitMs: parseDuration(String(values.wait)) / 1e6 } : {}),
           ...(docker ? { docker } : {}),
           onProgress: (p) => bar.update(p.phase, p.bytes, p.total),
         });
