@@ -109,6 +109,43 @@ test("the agent's drift re-apply does not put back a release whose key is revoke
   assert.ok(events('revocation').filter((e) => e.outcome === 'refused').length >= refusedBefore + 2);
 });
 
+test('recover after a crash will not restore specs of a release whose key was revoked since (exit 10); --allow-revoked restores them, journaled', async () => {
+  const own = join(bench.dir, 'trusted-recover.d');
+  await mkdir(own);
+  await copyFile(old.pubPath, join(own, 'old.pub'));
+  await copyFile(current.pubPath, join(own, 'current.pub'));
+  const state = join(bench.dir, 'state-recover');
+  const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => runAirlock([...args, '--state', state, '--trust', own], { ...env(), ...extra });
+  const v1 = await buildRelease(bench, { version: '1.0.0', stack: 'rrc', repo: 'rrctest' });
+  const v2 = await buildRelease({ ...bench, signer: current }, { version: '2.0.0', stack: 'rrc', repo: 'rrctest' });
+  assert.equal((await run(['bundle', 'apply', v1, '--timeout', '60s'])).code, 0);
+  // 2.0.0 (a current key) killed half way through its services: recovery would put 1.0.0's specs back.
+  const killed = await run(['bundle', 'apply', v2, '--timeout', '60s'], { AIRLOCK_CRASH_AT: 'services-mid' });
+  assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+  await writeFile(join(own, 'revoked'), `${old.keyId}\n`);
+  const engineBefore = (await bench.docker.services.list({ filters: { label: ['com.docker.stack.namespace=rrc'] } })).map((s) => [s.Spec.Name, s.Version.Index]).sort();
+
+  const refused = await run(['recover', '--timeout', '60s']);
+  assert.equal(refused.code, 10, refused.stderr);
+  assert.ok(
+    refused.stderr.includes(`error: recovering deployment #2 of stack rrc would restore the specs of deployment #1: bundle demo 1.0.0, signed by key ${old.keyId}, which is revoked in ${own}/revoked, line 1; refused\n`),
+    refused.stderr,
+  );
+  assert.match(refused.stderr, /hint: nothing was changed: deployment #2 stays interrupted\. To restore those specs anyway, run 'airlock recover --allow-revoked'/);
+  const stateOf = (id: number) => deployments(state).find((d) => d.id === id)!.status;
+  assert.equal(stateOf(2), 'running');
+  const engineAfter = (await bench.docker.services.list({ filters: { label: ['com.docker.stack.namespace=rrc'] } })).map((s) => [s.Spec.Name, s.Version.Index]).sort();
+  assert.deepEqual(engineAfter, engineBefore, 'the engine was not touched');
+
+  const forced = await run(['recover', '--allow-revoked', '--timeout', '60s']);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.notEqual(stateOf(2), 'running');
+  await assertRuns(bench.docker, state, 'rrc', 1);
+  const allowed = readJournalDb(state, (db) => db.prepare(`SELECT reason, message FROM events WHERE kind = 'revocation' ORDER BY id`).all()) as { reason: string; message: string }[];
+  assert.deepEqual(allowed.map((e) => e.reason), ['revoked-restore', 'revoked-allowed']);
+  assert.match(allowed[1]!.message, /deployed anyway with --allow-revoked by root@/);
+});
+
 /** A 0777 trust dir into which user nobody (65534) writes a key of its own, and a bundle that key signed. */
 async function plantedTrust(): Promise<{ dir: string; bundle: string }> {
   const mallory = await makeSigner(bench.dir, 'mallory');

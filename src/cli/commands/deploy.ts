@@ -196,7 +196,10 @@ export const deployCommands: Command[] = [
       'recorded before it. One whose recovery itself was interrupted too often is closed as failed for\n' +
       'the operator (docs/journal.md). Prints what it did, or that there was nothing to do.\n' +
       'Previous specs from a bundle whose key was revoked since are not restored (exit 10, revoked-restore);\n' +
-      '--allow-revoked restores them anyway, recorded in the journal.',
+      '--allow-revoked restores them anyway, recorded in the journal.\n' +
+      'Another apply holding the lock is waited for (--wait), then exit 16 naming its pid. A lock left by\n' +
+      'a crash, a reboot or a reused pid is taken over by itself; how to clear one by hand when airlock\n' +
+      'cannot tell: docs/journal.md, "The apply lock".',
     options: { state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
