@@ -7,6 +7,7 @@ import { planBundle } from '../../apply/bundle-plan.js';
 import { maskPlanEnv } from '../../stack/env-mask.js';
 import { planJson, planLines, printWarnings } from './stack.js';
 import { rollbackStack } from '../../apply/rollback.js';
+import type { RevocationGate } from '../../apply/revocation.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
 import { AgentQueue } from '../../journal/agent-queue.js';
 import { BundleRecords } from '../../journal/bundles.js';
@@ -29,6 +30,11 @@ function hooks(out: (s: string) => void, json: boolean) {
       if (phase === 'start') out(`  ${s.action.replace('-', ' ')} ${s.name}`);
     },
   };
+}
+
+/** Rollback and recover read the trust store only to learn whether the bundle of the specs they restore has a revoked key. */
+function revocationGate(values: CommandContext['values']): RevocationGate {
+  return { trust: () => trustStoreOption(str(values.trust)), allowRevoked: values['allow-revoked'] === true };
 }
 
 /** Stacks the engine runs, with their services' names; undefined when it cannot be asked. */
@@ -183,9 +189,12 @@ export const deployCommands: Command[] = [
   {
     path: ['rollback'],
     summary: 'restore the exact specs of an earlier deployment of a stack, offline',
-    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--timeout 2m] [--json]',
-    details: 'Without --to, goes back to the release before the one running. Needs no bundle: images and\nsecret data come from the engine or the content store. Journaled as a deployment of its own.',
-    options: { to: stringOpt(), state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--json]',
+    details:
+      'Without --to, goes back to the release before the one running. Needs no bundle: images and\nsecret data come from the engine or the content store. Journaled as a deployment of its own.\n' +
+      "A deployment of a bundle whose key is revoked in the trust store's revoked list is refused (exit 10,\n" +
+      'revoked-key), naming the key and the list; --allow-revoked deploys it anyway, recorded in the journal.',
+    options: { to: stringOpt(), state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const timeoutMs = timeoutOption(values.timeout);
@@ -198,6 +207,7 @@ export const deployCommands: Command[] = [
           timeoutMs,
           lockWaitMs,
           hooks: hooks(out, json),
+          revocation: revocationGate(values),
         });
         out(json ? JSON.stringify(r) : `stack ${positionals[0]} runs deployment #${r.restores} again (as deployment #${r.deployment})`);
       } finally {
@@ -208,14 +218,19 @@ export const deployCommands: Command[] = [
   {
     path: ['recover'],
     summary: 'finish what an interrupted apply or rollback left behind, and nothing else',
-    usage: 'airlock recover [--state DIR] [--timeout 2m] [--wait 60s] [--json]',
+    usage: 'airlock recover [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--wait 60s] [--json]',
     details:
       'Takes the apply lock and runs the recovery rule that every apply and rollback runs first: a\n' +
       'deployment still running was interrupted (kill -9, power loss, dockerd gone). One that had not\n' +
       'touched a service yet is closed as failed; otherwise every service is restored to the spec\n' +
       'recorded before it. One whose recovery itself was interrupted too often is closed as failed for\n' +
-      'the operator (docs/journal.md). Prints what it did, or that there was nothing to do.',
-    options: { state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+      'the operator (docs/journal.md). Prints what it did, or that there was nothing to do.\n' +
+      'Previous specs from a bundle whose key was revoked since are not restored (exit 10, revoked-restore);\n' +
+      '--allow-revoked restores them anyway, recorded in the journal.\n' +
+      'Another apply holding the lock is waited for (--wait), then exit 16 naming its pid. A lock left by\n' +
+      'a crash, a reboot or a reused pid is taken over by itself; how to clear one by hand when airlock\n' +
+      'cannot tell: docs/journal.md, "The apply lock".',
+    options: { state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const timeoutMs = timeoutOption(values.timeout);
@@ -228,6 +243,7 @@ export const deployCommands: Command[] = [
           timeoutMs,
           lockWaitMs,
           hooks: hooks(out, json),
+          revocation: revocationGate(values),
         });
         const rows = recovered.map((d) => ({ deployment: d.id, stack: d.stack, kind: d.kind, step: d.step, status: d.status, reason: d.reason, recoveries: d.recoveries }));
         if (json) out(JSON.stringify({ recovered: rows }));

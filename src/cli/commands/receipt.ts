@@ -20,7 +20,7 @@ export const receiptCommand: Command = {
     'host name). Reads the journal read-only and changes nothing on the host. Exit 4 if STATE has no journal.',
   options: { key: stringOpt(), state: stringOpt(), out: stringOpt('o'), site: stringOpt(), ...jsonOpt },
   args: { min: 0, max: 0 },
-  async run({ values, json, out }) {
+  async run({ values, json, out, outSigned }) {
     const keyPath = str(values.key);
     if (!keyPath) throw usageError('--key SITEKEY is required: a receipt is always signed, with the site key the vendor checks it against');
     const { SITE_PATTERN, isoSeconds } = await import('../../bundle/manifest.js');
@@ -56,7 +56,7 @@ export const receiptCommand: Command = {
     };
     const signed = signReceipt(receipt, key);
     if (target === '-') {
-      out(signed.bytes.toString('utf8').trimEnd());
+      outSigned(signed.bytes.toString('utf8').trimEnd());
       return;
     }
     await writeWhole(target, signed.bytes);

@@ -11,7 +11,7 @@ import type { EnvChange } from '../../stack/env-mask.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { supportedEngine } from '../engine.js';
 import { timeoutOption } from '../duration-option.js';
-import { table } from '../format.js';
+import { printableText, table } from '../format.js';
 
 const composeOpts = { 'compose-file': { type: 'string' as const, short: 'c', multiple: true }, prune: boolOpt() };
 
@@ -31,7 +31,7 @@ async function loadDesired(docker: Docker, stack: string, files: string[] | unde
 }
 
 export function printWarnings(warnings: ComposeNotice[]): void {
-  for (const w of warnings) process.stderr.write(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}\n`);
+  for (const w of warnings) process.stderr.write(`${printableText(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}`)}\n`);
 }
 
 const VERB: Record<Step['action'], string> = {
