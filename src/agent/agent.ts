@@ -159,7 +159,7 @@ export class Agent {
   }
 
   private async recover(): Promise<void> {
-    const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs });
+    const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs, revocation: { trust: () => TrustStore.load(this.config.trustDir) } });
     for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, status: d.status });
   }
 
@@ -253,6 +253,7 @@ export class Agent {
   }
 
   private async drift(): Promise<void> {
-    await checkDrift({ stateDir: this.config.stateDir, docker: this.docker, reapply: this.config.drift.reapply, timeoutMs: this.config.apply.timeoutMs, log: this.log });
+    const trust = () => TrustStore.load(this.config.trustDir);
+    await checkDrift({ stateDir: this.config.stateDir, docker: this.docker, reapply: this.config.drift.reapply, timeoutMs: this.config.apply.timeoutMs, trust, log: this.log });
   }
 }

@@ -18,6 +18,8 @@ import type { Logger } from './log.js';
 export const MAX_ATTEMPTS = 3;
 /** Failures of the host rather than the bundle (unless the health gate rolled it back): tried again at the next chance. */
 const TRANSIENT = new Set(['engine', 'busy', 'resources']);
+/** Not this bundle's fault either: an interrupted deployment whose previous specs are of a revoked key waits for the operator (src/apply/revocation.ts). */
+const WAITS_FOR_OPERATOR = new Set(['revoked-restore']);
 
 export interface DeployerDeps {
   config: AgentConfig;
@@ -30,8 +32,12 @@ export async function deployWaiting(deps: DeployerDeps): Promise<void> {
   const journal = Journal.open(deps.config.stateDir);
   try {
     const queue = new AgentQueue(journal);
-    for (const row of newestPerBundle(queue, deps.log)) {
-      await deployOne(deps, journal, queue, row);
+    const rows = newestPerBundle(queue, deps.log);
+    if (rows.length === 0) return;
+    // Before any try is counted: a trust store that is unsafe or has a bad revocation list stops every deploy, and the bundles wait.
+    const trust = await deps.trust();
+    for (const row of rows) {
+      await deployOne(deps, trust, journal, queue, row);
     }
   } finally {
     journal.close();
@@ -55,7 +61,7 @@ function newestPerBundle(queue: AgentQueue, log: Logger): QueueRow[] {
   return [...newest.values()];
 }
 
-async function deployOne(deps: DeployerDeps, journal: Journal, queue: AgentQueue, row: QueueRow): Promise<void> {
+async function deployOne(deps: DeployerDeps, trust: TrustStore, journal: Journal, queue: AgentQueue, row: QueueRow): Promise<void> {
   const log = deps.log.with({ bundle: row.name, version: row.version });
   const committed = journal.db
     .prepare(`SELECT id FROM deployments WHERE bundle_id = ? AND kind = 'apply' AND status = 'committed'`)
@@ -77,7 +83,7 @@ async function deployOne(deps: DeployerDeps, journal: Journal, queue: AgentQueue
   try {
     const r = await applyStoredBundle(row.bundle_id, {
       stateDir: deps.config.stateDir,
-      trust: await deps.trust(),
+      trust,
       docker: deps.docker,
       timeoutMs: deps.config.apply.timeoutMs,
       lockWaitMs: 10 * 60_000,
@@ -90,12 +96,14 @@ async function deployOne(deps: DeployerDeps, journal: Journal, queue: AgentQueue
   } catch (e) {
     const err = asAirlockError(e);
     const rolledBack = journal.db.prepare(`SELECT 1 FROM deployments WHERE bundle_id = ? AND status = 'rolled-back'`).get(row.bundle_id) !== undefined;
-    if (TRANSIENT.has(err.kind) && !rolledBack) {
+    if ((TRANSIENT.has(err.kind) || WAITS_FOR_OPERATOR.has(err.reason)) && !rolledBack) {
       queue.retryLater(row.bundle_id, err.message);
       log.error('deploy failed for a reason of the host; tried again at the next chance', { class: err.kind, reason: err.reason, error: err.message });
       return;
     }
     queue.finish(row.bundle_id, 'failed', err.message);
+    // A revoked key, say: a refusal, recorded as import refusals are.
+    if (err.kind === 'signature') journal.record({ kind: 'agent.deploy', outcome: 'refused', subject: `${row.name} ${row.version}`, reason: err.reason, message: err.message });
     log.error('deploy failed; the bundle is not tried again', { class: err.kind, reason: err.reason, error: err.message });
   }
 }

@@ -2,13 +2,16 @@
  * Drift: what the engine runs, against the journal's last deployment of each
  * stack (src/apply/stack-drift.ts). Each drifted stack is recorded as an
  * event; it is put back only when the config says so, by restoring the
- * recorded deployment.
+ * recorded deployment, unless the key that signed its bundle was revoked
+ * since: that is never put back unattended.
  */
 import { rollbackStack } from '../apply/rollback.js';
 import { stackDrift, type StackDrift } from '../apply/stack-drift.js';
 import type { Docker } from '../docker/index.js';
+import { asAirlockError } from '../errors/index.js';
 import { DeploymentRecords } from '../journal/deployments.js';
 import { Journal } from '../journal/journal.js';
+import type { TrustStore } from '../trust/trust-store.js';
 import type { Logger } from './log.js';
 
 /** Compares every stack with a committed deployment; returns the ones that drifted. */
@@ -37,6 +40,8 @@ export interface DriftCheckOptions {
   docker: Docker;
   reapply: boolean;
   timeoutMs: number;
+  /** Whose revocation list decides whether a recorded deployment may be put back. */
+  trust: () => Promise<TrustStore>;
   log: Logger;
 }
 
@@ -57,8 +62,14 @@ export async function checkDrift(opts: DriftCheckOptions): Promise<StackDrift[]>
   if (!opts.reapply) return drifted;
   for (const d of drifted) {
     opts.log.info('restoring the recorded deployment', { stack: d.stack, deployment: d.deployment });
-    const r = await rollbackStack(d.stack, String(d.deployment), { stateDir: opts.stateDir, docker: opts.docker, timeoutMs: opts.timeoutMs, lockWaitMs: 10 * 60_000 });
-    opts.log.info('drift repaired', { stack: d.stack, deployment: r.deployment, restores: r.restores });
+    try {
+      const r = await rollbackStack(d.stack, String(d.deployment), { stateDir: opts.stateDir, docker: opts.docker, timeoutMs: opts.timeoutMs, lockWaitMs: 10 * 60_000, revocation: { trust: opts.trust } });
+      opts.log.info('drift repaired', { stack: d.stack, deployment: r.deployment, restores: r.restores });
+    } catch (e) {
+      // One stack that cannot be put back (a revoked key, say) leaves the others to be repaired.
+      const err = asAirlockError(e);
+      opts.log.error('drift not repaired', { stack: d.stack, deployment: d.deployment, class: err.kind, reason: err.reason, error: err.message });
+    }
   }
   return drifted;
 }

@@ -2,6 +2,8 @@
  * The agent's log: one line per event, `level=info msg="…" key=value`, in
  * logfmt so journald and grep read it alike. Colour only on a TTY.
  */
+import { printable } from '../cli/format.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
@@ -19,7 +21,12 @@ export interface Logger {
   setLevel(level: LogLevel): void;
 }
 
-const quote = (v: string): string => (/^[^\s"=\\]+$/.test(v) ? v : JSON.stringify(v));
+/**
+ * A bare word, or a JSON string with every control character escaped: a
+ * value from a bundle, an FTP listing or the engine can neither end the
+ * line early nor send escape sequences to whoever reads the log.
+ */
+const quote = (v: string): string => (/^[^\s"=\\]+$/.test(v) && printable(v) === v ? v : printable(JSON.stringify(v)));
 
 export function formatLine(level: LogLevel, msg: string, fields: LogFields, colour = false): string {
   const parts = [colour ? `${COLOUR[level]}level=${level}\x1b[0m` : `level=${level}`, `msg=${quote(msg)}`];

@@ -1,4 +1,3 @@
-import { hostname, userInfo } from 'node:os';
 import semver from 'semver';
 import { asAirlockError, notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead, sha256Hex } from '../bundle/reader.js';
@@ -15,8 +14,10 @@ import { desiredStack } from '../stack/desired.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { bundleStackFiles } from './bundle-files.js';
 import { deployJournaled, journaledStep, type ApplyContext } from './journaled-deploy.js';
+import { appliedBy } from './applied-by.js';
 import { recoverUnfinished } from './recover.js';
 import { runningDeployments } from './unchanged.js';
+import type { RevocationGate } from './revocation.js';
 
 export interface ApplyOptions {
   stateDir: string;
@@ -38,11 +39,15 @@ export interface ApplyResult {
   stacks: { stack: string; deployment: number; services: ServiceProgress[]; unchanged?: true }[];
 }
 
-export const appliedBy = (): string => `${userInfo().username}@${hostname()}`;
+/** What every journaled deploy needs; `revocation` decides whether recorded specs of a bundle may run again (rollback, recovery). */
+export type DeployOptions = Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'> & { revocation: RevocationGate };
+
+/** The gate of an apply: its own trust store, and no override. */
+const gateOf = (opts: ApplyOptions): DeployOptions => ({ ...opts, revocation: { trust: async () => opts.trust } });
 
 /** Opens the journal and takes the host's apply lock for the length of `run`, after recovering any crashed apply. */
 export async function withApplyContext<T>(
-  opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>,
+  opts: DeployOptions,
   what: string,
   run: (ctx: ApplyContext, recovered: number[]) => Promise<T>,
 ): Promise<T> {
@@ -60,7 +65,7 @@ export async function withApplyContext<T>(
       };
       const wasManager = await isManager(opts.docker);
       try {
-        const recovered = await recoverUnfinished(ctx);
+        const recovered = await recoverUnfinished(ctx, opts.revocation);
         return await run(ctx, recovered);
       } catch (e) {
         throw await explainEngineLoss(opts.docker, what, wasManager, e);
@@ -100,7 +105,7 @@ async function explainEngineLoss(docker: Docker, what: string, wasManager: boole
 }
 
 /** `airlock recover`: the recovery rule alone, under the apply lock; the deployments it closed, as they ended. */
-export async function recoverHost(opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>): Promise<DeploymentRow[]> {
+export async function recoverHost(opts: DeployOptions): Promise<DeploymentRow[]> {
   // No journal, nothing to recover; and none is made up in place of a lost one.
   if (journalPresence(opts.stateDir) !== 'present') return [];
   return withApplyContext(opts, 'recover', async (ctx, recovered) => recovered.map((id) => ctx.deployments.get(id)!));
@@ -134,7 +139,7 @@ async function ensureSwarm(docker: Docker, advertiseAddr: string): Promise<void>
  * clean up, every step journaled. One deployment per stack.
  */
 export async function applyBundle(file: string, opts: ApplyOptions): Promise<ApplyResult> {
-  return withApplyContext(opts, `bundle apply ${file}`, async (ctx) => {
+  return withApplyContext(gateOf(opts), `bundle apply ${file}`, async (ctx) => {
     if (opts.initSwarm) await ensureSwarm(opts.docker, opts.initSwarm.advertiseAddr);
     // verify: the signed head alone says which stacks this apply will touch.
     const head = await readBundleHead(await openBundleFile(file), opts.limits);
@@ -160,7 +165,7 @@ export async function applyBundle(file: string, opts: ApplyOptions): Promise<App
  * revoked in between stops the deploy.
  */
 export async function applyStoredBundle(bundleId: number, opts: ApplyOptions & { source: string }): Promise<ApplyResult> {
-  return withApplyContext(opts, `bundle apply ${opts.source}`, async (ctx) => {
+  return withApplyContext(gateOf(opts), `bundle apply ${opts.source}`, async (ctx) => {
     const head = new BundleRecords(ctx.journal).signedHead(bundleId);
     checkSignature(head, opts.trust);
     const manifest = parseManifest(head.manifestBytes);

@@ -1,11 +1,15 @@
+import { readFileSync } from 'node:fs';
+import { baseBlobs } from '../bundle/manifest.js';
 import { openBundleFile, readBundle } from '../bundle/reader.js';
 import type { Docker } from '../docker/index.js';
+import { contentStoreOf } from '../import/import-bundle.js';
+import { checkBaseBlobs } from '../import/base-check.js';
 import { planDeploy } from '../stack/deploy.js';
 import { desiredStack } from '../stack/desired.js';
 import type { Plan } from '../stack/types.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { ComposeNotice } from '../compose/model.js';
-import { bundleStackFiles, memoryBlobs } from './bundle-files.js';
+import { bundleStackFiles, memoryBlobs, type BlobSource } from './bundle-files.js';
 
 export interface BundlePlan {
   bundle: { name: string; version: string };
@@ -15,12 +19,24 @@ export interface BundlePlan {
 /**
  * What `bundle apply` would change, changing nothing: the bundle is verified
  * in full (its stack files kept in memory, nothing stored), then each stack
- * is planned against the engine.
+ * is planned against the engine. A delta's files that it relies on without
+ * carrying (an env file that did not change) are read from the content store
+ * of `stateDir`, as apply reads them; a host that lacks them is refused as
+ * apply refuses it (missing-base), before the payload is read.
  */
-export async function planBundle(file: string, opts: { trust: TrustStore; docker: Docker }): Promise<BundlePlan> {
-  const { sink, source } = memoryBlobs();
-  const verified = await readBundle(await openBundleFile(file), { trust: opts.trust, sink });
+export async function planBundle(file: string, opts: { trust: TrustStore; docker: Docker; stateDir: string }): Promise<BundlePlan> {
+  const store = contentStoreOf(opts.stateDir);
+  const { sink, source: carried } = memoryBlobs();
+  const verified = await readBundle(await openBundleFile(file), {
+    trust: opts.trust,
+    sink,
+    beforePayload: async (h) => {
+      await checkBaseBlobs(h.manifest, store);
+    },
+  });
   const m = verified.manifest;
+  const fromBase = new Set(baseBlobs(m).map((b) => b.digest));
+  const source: BlobSource = { readBlob: (digest) => (fromBase.has(digest) ? readFileSync(store.pathOf(digest)) : carried.readBlob(digest)) };
   const apiVersion = await opts.docker.client.apiVersion();
   const stacks = [];
   for (const stack of m.stacks) {

@@ -1,6 +1,7 @@
 import { asAirlockError } from '../errors/index.js';
 import { FIRST_SERVICE_STEP, stepIndex } from '../journal/deployments.js';
 import { restorePrevious, type ApplyContext } from './journaled-deploy.js';
+import { checkRevocation, type RevocationGate } from './revocation.js';
 
 /** After this many interrupted recoveries of one deployment, airlock stops trying and leaves it to the operator. */
 export const MAX_RECOVERIES = 3;
@@ -11,9 +12,12 @@ export const MAX_RECOVERIES = 3;
  * touched a service, nothing needs undoing: it is closed as failed, and
  * applying the bundle again resumes it (every step before services is
  * idempotent). Otherwise every service is restored to its recorded previous
- * spec. A counter stops a recovery that itself keeps crashing.
+ * spec. A counter stops a recovery that itself keeps crashing. Previous
+ * specs from a bundle whose key was revoked since are not restored without
+ * the operator's override: the deployment is left as it is, and the
+ * refusal says how to go on.
  */
-export async function recoverUnfinished(ctx: ApplyContext): Promise<number[]> {
+export async function recoverUnfinished(ctx: ApplyContext, revocation: RevocationGate): Promise<number[]> {
   const recovered: number[] = [];
   for (const d of ctx.deployments.unfinished()) {
     const attempts = ctx.deployments.countRecovery(d.id);
@@ -27,6 +31,8 @@ export async function recoverUnfinished(ctx: ApplyContext): Promise<number[]> {
       ctx.deployments.finish(d.id, 'failed', `interrupted at step ${d.step}, before any service changed; apply the bundle again to resume`);
       ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'nothing-to-undo', details: { deployment: d.id, step: d.step } });
     } else {
+      const previous = d.replaces === null ? undefined : ctx.deployments.get(d.replaces);
+      if (previous) await checkRevocation(ctx.journal, revocation, { action: 'restore', stack: d.stack, deployment: previous.id, bundleId: previous.bundle_id, recovering: d.id });
       try {
         await restorePrevious(ctx, d.id, d.stack);
       } catch (e) {

@@ -12,7 +12,9 @@ import { JOURNAL_FILE, journalPresence } from '../journal/journal.js';
 import type { DeploymentRow } from '../journal/deployments.js';
 import type { DesiredStack } from '../stack/types.js';
 import type { ServiceProgress } from '../stack/converge.js';
-import { appliedBy, withApplyContext, type ApplyOptions } from './bundle-apply.js';
+import { appliedBy } from './applied-by.js';
+import { withApplyContext, type DeployOptions } from './bundle-apply.js';
+import { checkRevocation } from './revocation.js';
 import { deployJournaled, journaledStep, type ApplyContext } from './journaled-deploy.js';
 
 /** The deployment whose specs a deployment runs: itself, or what a rollback restored. */
@@ -76,12 +78,13 @@ async function restoreImages(ctx: ApplyContext, pins: { ref: string; id: string 
 /**
  * Restores the exact specs of a recorded deployment, offline: images come
  * from the engine or the content store, secret and config data from the
- * content store. Journaled as a deployment of its own.
+ * content store. Journaled as a deployment of its own. Specs of a bundle
+ * whose key was revoked since are refused (src/apply/revocation.ts).
  */
 export async function rollbackStack(
   stack: string,
   to: string | undefined,
-  opts: Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'>,
+  opts: DeployOptions,
 ): Promise<{ deployment: number; restores: number; services: ServiceProgress[] }> {
   // Refused before the journal is opened: opening would make a fresh one in place of a lost one.
   const presence = journalPresence(opts.stateDir);
@@ -96,6 +99,8 @@ export async function rollbackStack(
   return withApplyContext(opts, `rollback ${stack}`, async (ctx) => {
     const history = ctx.deployments.history(stack, 10_000);
     const target = rollbackTarget(history, to);
+    // Refused before anything is recorded or touched.
+    const overridden = await checkRevocation(ctx.journal, opts.revocation, { action: 'rollback', stack, deployment: target.id, bundleId: target.bundle_id });
     const current = ctx.deployments.current(stack)!;
     const id = ctx.deployments.start({
       stack,
@@ -104,7 +109,7 @@ export async function rollbackStack(
       replaces: current.id,
       restores: target.id,
       appliedBy: appliedBy(),
-      source: `rollback to #${target.id}`,
+      source: `rollback to #${target.id}${overridden ? ' (key revoked; --allow-revoked)' : ''}`,
     });
     const services = ctx.deployments.services(target.id).filter((s) => s.after !== null);
     const pins = services.flatMap((s) => (s.imageRef && s.imageId ? [{ ref: familiarRef(s.imageRef), id: s.imageId }] : []));

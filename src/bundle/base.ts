@@ -5,6 +5,7 @@ import { canonicalBytes } from './canonical-json.js';
 import { MANIFEST_ENTRY, baseLabel, isReceiptBase, parseManifest, parseSignature, type BaseRef, type Manifest } from './manifest.js';
 import { readReceipt } from './receipt.js';
 import { loadPublicKey } from '../trust/keys.js';
+import { checkNotAFolder } from '../config/paths.js';
 import { checkSignature, openBundleFile, readBundleHead, sha256Hex } from './reader.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { isPartsIndex } from './parts.js';
@@ -116,6 +117,7 @@ function baseOf(m: Manifest, manifestBytes: Buffer, source: DeltaBase['source'],
  * from outside through any channel, so its signature is always checked.
  */
 export async function loadReceiptBase(path: string, keyPath: string): Promise<DeltaBase> {
+  checkNotAFolder(keyPath, 'site key (--receipt-key)', "give the site's public key file (SITE.pub) itself");
   const siteKey = await loadPublicKey(keyPath);
   const { receipt, ref } = await readReceipt(path, siteKey, keyPath);
   return { ref: { receipt: ref }, blobs: new Map(receipt.blobs.map((b) => [b.digest, { size: b.size }])), source: 'receipt', signatureChecked: true };

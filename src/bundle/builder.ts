@@ -1,5 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
+import { makeDirs } from '../store/make-dirs.js';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -83,7 +84,7 @@ export function buildTime(env: NodeJS.ProcessEnv = process.env): Date {
 export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const def = await loadDefinition(opts.definitionFile);
   const created = opts.created ?? buildTime();
-  const expires = expiryFrom(def.expires, created);
+  const expires = expiryFrom(def, created);
   // Before the long part: a bad --since or receipt should fail fast.
   if (opts.since !== undefined && opts.sinceReceipt) {
     throw usageError('a delta has one base: give --since OLD or --since-receipt FILE, not both', {
@@ -92,7 +93,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   }
   const base =
     opts.since !== undefined ? await loadDeltaBase(opts.since, opts.sinceTrust) : opts.sinceReceipt ? await loadReceiptBase(opts.sinceReceipt.path, opts.sinceReceipt.keyPath) : undefined;
-  await mkdir(opts.outDir, { recursive: true });
+  makeDirs(opts.outDir, { what: 'output folder' });
   const work = await BlobCollector.create(join(opts.outDir, `.airlock-build-${process.pid}-${Date.now()}`));
   try {
     const stacks = [];

@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import semver from 'semver';
 import { YamlFile, type KeyPath } from '../config/yaml-file.js';
+import { notAFile, unreadable } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
-import { unsafePathReason } from './manifest.js';
+import { isoSeconds, unsafePathReason } from './manifest.js';
 import { platformList, type Platform } from '../images/platform.js';
 
 /** A bundle definition (`bundle.yaml`) with every path resolved against its folder. */
@@ -13,7 +14,7 @@ export interface BundleDefinition {
   name: string;
   version: string;
   description: string;
-  expires: string | null;
+  expires: Expiry | null;
   stacks: { name: string; compose: SourceFile[]; envFiles: SourceFile[] }[];
   /** Explicit images; when null, every image the stacks reference. */
   images: { ref: string; archive: string | null }[] | null;
@@ -104,7 +105,10 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`bundle definition not found: ${file}`, { subject: file });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw notFound(`bundle definition not found: ${file}`, { subject: file });
+    if (code === 'EISDIR') throw notAFile(file, 'bundle definition', `give the definition file itself: -f ${join(file, 'bundle.yaml')}`);
+    if (code === 'EACCES') throw unreadable(file, 'bundle definition');
     throw e;
   }
   const yaml = YamlFile.parse(file, text);
@@ -114,6 +118,8 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
   if (!semver.valid(r.version)) {
     throw yaml.error(['version'], `"${r.version}" is not a semantic version (e.g. 1.4.2)`, 'bad-definition');
   }
+  const expiry = r.expires == null ? null : parseExpiry(r.expires);
+  if (typeof expiry === 'string') throw yaml.error(['expires'], expiry, 'bad-definition');
   const dir = dirname(resolve(file));
   const source = (p: string, key: KeyPath): SourceFile => {
     const why = unsafePathReason(p);
@@ -125,7 +131,7 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
     name: r.name,
     version: r.version,
     description: r.description ?? '',
-    expires: r.expires ?? null,
+    expires: expiry,
     stacks: (r.stacks ?? []).map((s, i) => ({
       name: s.name,
       compose: asList(s.compose).map((p) => source(p, ['stacks', i, 'compose'])),
@@ -147,15 +153,57 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
   };
 }
 
-/** Resolves `expires` (a duration such as `90d`, or a date) against the build time. */
-export function expiryFrom(expires: string | null, created: Date): Date | null {
-  if (expires === null || expires === 'never') return null;
-  const m = /^(\d+)([hdw])$/.exec(expires);
-  if (m) {
-    const hours = { h: 1, d: 24, w: 24 * 7 }[m[2] as 'h' | 'd' | 'w'] * Number(m[1]);
-    return new Date(created.getTime() + hours * 3600_000);
+/** When a bundle stops being accepted: a time after its build, or a fixed instant. */
+export type Expiry = { afterHours: number; text: string } | { at: Date; text: string };
+
+/** The longest `expires` duration: past it, `never` says what is meant. */
+export const MAX_EXPIRY_HOURS = 100 * 365 * 24;
+const EXPIRY_FORMS = 'a duration from the build time (12h, 90d, 2w; at most 36500d), a date (2027-01-31) or time (2027-01-31T12:00:00Z, or with an offset such as +02:00), or never';
+const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}:\d{2}))?$/;
+
+/**
+ * `expires:` of a definition, read strictly: a duration that is not zero and
+ * not absurd, or a date that is on the calendar (no 2027-02-30, which Date
+ * would read as March 2). Returns why not, for the caller to name the line.
+ */
+export function parseExpiry(text: string): Expiry | null | string {
+  if (text === 'never') return null;
+  const d = /^(\d+)([hdw])$/.exec(text);
+  if (d) {
+    const hours = { h: 1, d: 24, w: 24 * 7 }[d[2] as 'h' | 'd' | 'w'] * Number(d[1]);
+    if (hours === 0) return `"${text}" would make the bundle expire as it is built; give ${EXPIRY_FORMS}`;
+    if (hours > MAX_EXPIRY_HOURS) return `"${text}" is more than 100 years; write never for a bundle that does not expire`;
+    return { afterHours: hours, text };
   }
-  const t = Date.parse(expires);
-  if (Number.isNaN(t)) throw configError(`expires: "${expires}" is neither a duration (90d, 12h, 2w) nor a date (2027-01-31)`, { reason: 'bad-definition' });
-  return new Date(t);
+  const m = DATE.exec(text);
+  if (!m) return `"${text}" is neither a duration nor a date: give ${EXPIRY_FORMS}`;
+  const [, y = '', mo = '', day = '', h = '0', mi = '0', sec = '0', zone] = m;
+  const onCalendar = new Date(0);
+  onCalendar.setUTCFullYear(Number(y), Number(mo) - 1, Number(day));
+  if (onCalendar.getUTCFullYear() !== Number(y) || onCalendar.getUTCMonth() !== Number(mo) - 1 || onCalendar.getUTCDate() !== Number(day)) {
+    return `"${text}": there is no day ${day} in month ${mo} of ${y}`;
+  }
+  if (Number(h) > 23 || Number(mi) > 59 || Number(sec) > 59) return `"${text}": not a time of day`;
+  const at = new Date(Date.parse(zone === undefined ? `${text}T00:00:00Z` : text));
+  // A manifest writes years of four digits.
+  if (at.getUTCFullYear() > 9999) return `"${text}" is after the year 9999; write never for a bundle that does not expire`;
+  return { at, text };
+}
+
+/**
+ * The instant a bundle built at `created` expires. One at or before its build
+ * time is refused: every host would refuse the bundle as expired.
+ */
+export function expiryFrom(def: Pick<BundleDefinition, 'file' | 'expires'>, created: Date): Date | null {
+  const e = def.expires;
+  if (e === null) return null;
+  const at = 'at' in e ? e.at : new Date(created.getTime() + e.afterHours * 3600_000);
+  if (at.getTime() <= created.getTime()) {
+    throw configError(`${def.file}: expires: ${e.text} is not after the build time ${isoSeconds(created)}: every host would refuse the bundle as expired`, {
+      reason: 'bad-definition',
+      subject: def.file,
+      hint: 'give a later date, a duration from the build time such as 90d, or never',
+    });
+  }
+  return at;
 }

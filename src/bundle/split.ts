@@ -5,7 +5,8 @@
  * always give the same parts and index bytes.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { open, readdir, rename, rm } from 'node:fs/promises';
+import { makeDirs } from '../store/make-dirs.js';
 import { basename, join } from 'node:path';
 import { usageError } from '../errors/index.js';
 import { syncDir, writeWhole } from '../store/durable.js';
@@ -63,7 +64,7 @@ export async function splitBundleFile(bundlePath: string, opts: SplitOptions): P
       hint: 'sign the parts index with the key that signed the bundle',
     });
   }
-  await mkdir(opts.outDir, { recursive: true });
+  makeDirs(opts.outDir, { what: 'output folder' });
   const stem = stemOf(bundlePath);
   const { parts, size, sha256 } = await writeParts(bundlePath, stem, opts);
   const index: PartsIndexBody = {

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import YAML from 'yaml';
+import { parseComposeYaml } from '../compose/load/parse.js';
 import { configError } from '../errors/index.js';
 import { imageRefProblem, REFERENCE_FORM } from '../images/reference.js';
 import type { BundleDefinition } from './definition.js';
@@ -15,8 +15,9 @@ export async function imagesReferencedByStacks(def: BundleDefinition): Promise<s
   const refs = new Set<string>();
   for (const stack of def.stacks) {
     for (const f of stack.compose) {
-      const doc = YAML.parse(await readFile(f.path, 'utf8'), { merge: true }) as { services?: Record<string, { image?: unknown }> } | null;
-      for (const [service, spec] of Object.entries(doc?.services ?? {})) {
+      // The host's own compose parser: the same YAML rules, and an alias bomb refused as there.
+      const doc = parseComposeYaml(f.name, await readFile(f.path, 'utf8')) as { services?: Record<string, { image?: unknown }> };
+      for (const [service, spec] of Object.entries(doc.services ?? {})) {
         const image = spec?.image;
         if (image === undefined) continue;
         if (typeof image !== 'string' || image.includes('$')) {

@@ -6,7 +6,10 @@ export interface CommandContext {
   positionals: string[];
   values: Record<string, string | boolean | string[] | undefined>;
   json: boolean;
+  /** Prints a line of output; control characters in it are escaped (src/cli/format.ts). */
   out: (text: string) => void;
+  /** Prints signed bytes (a manifest, a receipt): unchanged into a file or pipe, escaped on a terminal. */
+  outSigned: (text: string) => void;
 }
 
 /** One CLI command. `path` is the words that name it, e.g. ['bundle', 'verify']. */

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { AirlockError, asAirlockError, usageError } from '../errors/index.js';
 import type { Command } from './command.js';
 import { endWhenOutputCloses } from './output.js';
+import { printableText } from './format.js';
 
 /**
  * Command modules by first word, loaded on demand: `bundle verify` should not
@@ -65,7 +66,10 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | und
   return command ? { command, rest: argv.slice(command.path.length) } : undefined;
 }
 
-export async function run(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(`${s}\n`)): Promise<number> {
+export async function run(argv: string[], sink: (s: string) => void = (s) => void process.stdout.write(`${s}\n`)): Promise<number> {
+  // Every line a command prints passes here: text from a bundle, compose file, FTP server or engine
+  // reaches the terminal with its control characters escaped.
+  const out = (s: string) => sink(printableText(s));
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     await loadCommands();
     out(overview());
@@ -102,19 +106,22 @@ export async function run(argv: string[], out: (s: string) => void = (s) => void
     throw usageError(`wrong number of arguments`, { hint: `usage: ${command.usage}` });
   }
   const json = (parsed.values as Record<string, unknown>).json === true;
-  const code = await command.run({ positionals: parsed.positionals, values: parsed.values as Record<string, string | boolean | undefined>, json, out });
+  // Signed bytes go to a file or pipe exactly as signed (their signature must still check); a terminal sees them escaped.
+  const outSigned = (s: string) => (process.stdout.isTTY ? out(s) : sink(s));
+  const code = await command.run({ positionals: parsed.positionals, values: parsed.values as Record<string, string | boolean | undefined>, json, out, outSigned });
   return code ?? 0;
 }
 
 function report(err: AirlockError, json: boolean): void {
+  // Messages quote file names, bundle fields and engine answers: escaped like all output.
   if (json) {
-    process.stdout.write(`${JSON.stringify(err.toJSON())}\n`);
+    process.stdout.write(`${printableText(JSON.stringify(err.toJSON()))}\n`);
     return;
   }
   const lines = [`airlock: ${err.kind === 'internal' ? 'internal error' : 'error'}: ${err.message}`];
   if (err.hint) lines.push(`  hint: ${err.hint}`);
   if (err.kind === 'internal' && process.env.AIRLOCK_DEBUG && err.cause instanceof Error) lines.push(err.cause.stack ?? '');
-  process.stderr.write(`${lines.join('\n')}\n`);
+  process.stderr.write(`${printableText(lines.join('\n'))}\n`);
 }
 
 export async function main(argv: string[]): Promise<void> {

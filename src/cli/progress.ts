@@ -1,4 +1,4 @@
-import { bytes } from './format.js';
+import { bytes, printable } from './format.js';
 
 export interface Progress {
   update(phase: string, done: number, total: number): void;
@@ -63,7 +63,9 @@ export function hostLines(hosts: string[], stream: NodeJS.WriteStream = process.
     drawn = true;
   };
   return {
-    set(host, phase, detail) {
+    set(host, phase, raw) {
+      // A remote host's answer: one line, no escape sequences of its own.
+      const detail = printable(raw);
       const before = state.get(host);
       state.set(host, { phase, detail });
       if (tty) draw(phase !== before?.phase);

@@ -8,6 +8,14 @@ import { configError, type AirlockError } from '../errors/index.js';
 
 export type KeyPath = (string | number)[];
 
+/**
+ * How far aliases may multiply a file's values (the yaml package's
+ * maxAliasCount). An alias bomb ("billion laughs": aliases of aliases of
+ * aliases) would otherwise take every byte of memory; a definition or config
+ * written by hand never comes near.
+ */
+export const MAX_ALIAS_COUNT = 100;
+
 export class YamlFile {
   private constructor(
     readonly file: string,
@@ -23,7 +31,17 @@ export class YamlFile {
   }
 
   toJS(): unknown {
-    return this.doc.toJS() ?? {};
+    try {
+      return this.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+    } catch (e) {
+      const bomb = e instanceof ReferenceError && /alias count/.test(e.message);
+      throw configError(`${this.file}: ${bomb ? `its aliases (*name) expand beyond ${MAX_ALIAS_COUNT} copies, as an alias bomb ("billion laughs") does` : (e as Error).message}`, {
+        subject: this.file,
+        reason: 'bad-yaml',
+        hint: 'write the values out, or use fewer aliases, and none of a value that holds aliases itself',
+        cause: e,
+      });
+    }
   }
 
   /** `file:line: key.path[2].name: message`, with the line of the nearest node that exists. */

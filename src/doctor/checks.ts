@@ -1,6 +1,8 @@
-import { readdir, stat, statfs } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asAirlockError } from '../errors/index.js';
+import { TrustStore } from '../trust/trust-store.js';
 import { MAX_API_VERSION, imageStoreOf, type Docker, type SystemInfo } from '../docker/index.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -92,25 +94,25 @@ async function freeSpace(stateDir: string, min: number): Promise<CheckResult> {
   }
 }
 
-/** Anyone who can write the trust store can make this host run anything. */
+/**
+ * Anyone who can write the trust store can make this host run anything.
+ * Judged by loading it as import and apply do, so doctor fails exactly what
+ * they would refuse: an owner or mode that lets others write
+ * (src/trust/permissions.ts), a key that does not parse, a revocation list
+ * with a line that is not a key id.
+ */
 async function trustStore(dir: string): Promise<CheckResult> {
   const name = 'trust store';
-  let s;
+  if (!existsSync(dir)) return { name, status: 'fail', detail: `${dir} does not exist`, hint: 'create it (root:root, 0755) and put the vendor public keys (*.pub) in it' };
+  let store: TrustStore;
   try {
-    s = await stat(dir);
-  } catch {
-    return { name, status: 'fail', detail: `${dir} does not exist`, hint: 'create it (root:root, 0755) and put the vendor public keys (*.pub) in it' };
+    store = await TrustStore.load(dir);
+  } catch (e) {
+    const err = asAirlockError(e);
+    return { name, status: 'fail', detail: err.message, ...(err.hint ? { hint: err.hint } : {}) };
   }
-  const problems: string[] = [];
-  const check = (path: string, st: { uid: number; mode: number }) => {
-    if (st.uid !== 0) problems.push(`${path} is owned by uid ${st.uid}, not root`);
-    if (st.mode & 0o022) problems.push(`${path} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
-  };
-  check(dir, s);
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.pub') || f === 'revoked');
-  for (const f of files) check(join(dir, f), await stat(join(dir, f)));
-  const keys = files.filter((f) => f.endsWith('.pub')).length;
-  if (problems.length > 0) return { name, status: 'fail', detail: problems.join('; '), hint: `chown -R root:root ${dir} && chmod -R go-w ${dir}` };
-  if (keys === 0) return { name, status: 'fail', detail: `${dir} holds no *.pub key`, hint: 'copy the vendor public key there' };
-  return { name, status: 'pass', detail: `${keys} key${keys === 1 ? '' : 's'} in ${dir}, root-owned, not group- or world-writable` };
+  const keys = store.trustedIds.length;
+  const revoked = store.revokedIds.length > 0 ? `, ${store.revokedIds.length} revoked` : '';
+  if (keys === 0) return { name, status: 'fail', detail: `${dir} holds no trusted *.pub key${revoked}`, hint: 'copy the vendor public key there' };
+  return { name, status: 'pass', detail: `${keys} trusted key${keys === 1 ? '' : 's'}${revoked} in ${dir}; it and the folders above it are writable only by root or airlock's own user` };
 }

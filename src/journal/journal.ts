@@ -1,7 +1,9 @@
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError } from '../errors/index.js';
+import { kindOf, notAFolder, whoAmI } from '../config/paths.js';
+import { makeDirs } from '../store/make-dirs.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { JOURNAL_MODE, stateOwnerOfSync, tightenSync, type StateOwner } from '../store/state-files.js';
 
@@ -39,8 +41,8 @@ export class Journal {
 
   static open(stateDir: string, opts: { readonly?: boolean; now?: () => Date } = {}): Journal {
     const path = join(stateDir, JOURNAL_FILE);
-    if (!opts.readonly) mkdirSync(stateDir, { recursive: true, mode: 0o750 });
-    if (opts.readonly && !existsSync(path)) throw new AirlockError('notFound', `journal not found: ${path}`, { reason: 'no-journal', subject: path });
+    if (!opts.readonly) makeDirs(stateDir, { mode: 0o750, what: 'state dir' });
+    if (!usableJournal(stateDir, opts.readonly ?? false) && opts.readonly) throw new AirlockError('notFound', `journal not found: ${path}`, { reason: 'no-journal', subject: path });
     let db: Database.Database | undefined;
     try {
       db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
@@ -153,6 +155,46 @@ function newerJournal(path: string, version: number): AirlockError {
  */
 function keepPrivate(path: string, owner: StateOwner | undefined): void {
   for (const f of [path, `${path}-wal`, `${path}-shm`]) tightenSync(f, JOURNAL_MODE, owner);
+}
+
+const STATE_DIR_HINT = 'point --state (or AIRLOCK_STATE_DIR, or the agent\'s state dir) at the folder that holds journal.db';
+
+/**
+ * Whether the state dir holds a journal this user may use (read, or read and
+ * write); false when there is none. One it may not use is an error that says
+ * so: "nothing was ever applied here" would be a lie about a host.
+ */
+function usableJournal(stateDir: string, readonly: boolean): boolean {
+  const kind = kindOf(stateDir, 'state dir');
+  if (kind === 'absent') return false;
+  if (kind !== 'folder') throw notAFolder(stateDir, 'state dir', STATE_DIR_HINT);
+  const path = join(stateDir, JOURNAL_FILE);
+  try {
+    accessSync(path, readonly ? constants.R_OK : constants.R_OK | constants.W_OK);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return false;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw e;
+    const mode = (p: string) => {
+      try {
+        const s = statSync(p);
+        return `uid ${s.uid}, mode ${(s.mode & 0o777).toString(8).padStart(4, '0')}`;
+      } catch {
+        return 'cannot be looked at';
+      }
+    };
+    const verb = readonly ? 'read' : 'write';
+    return journalAccessDenied(path, code === 'EROFS' ? `${stateDir} is on a read-only file system` : `permission denied to user ${whoAmI()} (${stateDir}: ${mode(stateDir)}; journal.db: ${mode(path)})`, verb);
+  }
+}
+
+function journalAccessDenied(path: string, why: string, verb: 'read' | 'write'): never {
+  throw new AirlockError('config', `cannot ${verb} the journal ${path}: ${why}`, {
+    reason: 'journal-access',
+    subject: path,
+    hint: `run airlock as the user that owns the state dir (the agent's user) or as root, e.g. with sudo; nothing was read, so this says nothing about what runs here`,
+  });
 }
 
 /** What `PRAGMA integrity_check` found: the structure of the file is damaged. */

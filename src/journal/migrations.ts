@@ -142,6 +142,15 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    description: 'the apply lock names its holder beyond the pid: boot id, process start time and uid, so a reused pid never holds it',
+    sql: `
+      ALTER TABLE apply_lock ADD COLUMN boot_id TEXT;
+      ALTER TABLE apply_lock ADD COLUMN start_time TEXT;
+      ALTER TABLE apply_lock ADD COLUMN uid INTEGER;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

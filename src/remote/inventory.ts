@@ -19,6 +19,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDuration } from '../compose/convert/duration.js';
 import { YamlFile, type KeyPath } from '../config/yaml-file.js';
+import { checkPrivateKeyFile, notAFile } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
 
 export type HostRole = 'manager' | 'worker';
@@ -154,9 +155,13 @@ export async function loadInventory(file: string): Promise<Inventory> {
         hint: 'pass --inventory hosts.yml (docs/remote.md shows the format; scripts/lab writes one for a lab)',
       });
     }
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw notAFile(file, 'inventory', `give the inventory file itself: --inventory ${join(file, 'hosts.yml')}`);
     throw configError(`cannot read inventory ${file}: ${(e as Error).message}`, { subject: file, reason: 'no-inventory' });
   }
-  return parseInventory(file, text);
+  const inventory = parseInventory(file, text);
+  // Before any host is asked: one key open to others would fail every host that uses it.
+  for (const key of new Set(inventory.hosts.map((h) => h.keyFile))) checkPrivateKeyFile(key, `SSH key (key: in ${file})`);
+  return inventory;
 }
 
 /**

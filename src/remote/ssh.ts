@@ -12,7 +12,8 @@
  * host and its address, with a stable `reason` and a hint.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { makeDirs } from '../store/make-dirs.js';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
@@ -515,7 +516,7 @@ const appending = new Map<string, Promise<void>>();
 /** Appends one line, serialised per file within this process; creates the file 0600 (and its folder 0700). */
 export function appendKnownHost(file: string, line: string): Promise<void> {
   const next = (appending.get(file) ?? Promise.resolve()).then(async () => {
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    makeDirs(dirname(file), { mode: 0o700, what: 'folder of known hosts file' });
     const fh = await open(file, 'a+', 0o600);
     try {
       const { size } = await fh.stat();

@@ -48,7 +48,7 @@ async function release(version: string, opts: { broken?: boolean } = {}): Promis
   return (JSON.parse(r.stdout) as { path: string }).path;
 }
 
-const cli = (args: string[]) => runCli([...args, '--state', state], { DOCKER_HOST: daemon.dockerHost });
+const cli = (args: string[]) => runCli([...args, '--state', state], { DOCKER_HOST: daemon.dockerHost, AIRLOCK_TRUST_DIR: signer.trustDir });
 const apply = (file: string, ...extra: string[]) => cli(['bundle', 'apply', file, '--trust', signer.trustDir, '--json', ...extra]);
 
 function journal<T>(fn: (db: Database.Database) => T): T {

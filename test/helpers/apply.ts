@@ -107,7 +107,8 @@ export function runAirlock(args: string[], env: NodeJS.ProcessEnv = {}): Promise
 
 /** The CLI against one state dir and the bench's engine. */
 export function cliFor(bench: Bench, state: string) {
-  const env = (extra: NodeJS.ProcessEnv = {}) => ({ DOCKER_HOST: bench.daemon.dockerHost, ...extra });
+  // The bench's trust store also for rollback and recover, which read its revocation list.
+  const env = (extra: NodeJS.ProcessEnv = {}) => ({ DOCKER_HOST: bench.daemon.dockerHost, AIRLOCK_TRUST_DIR: bench.signer.trustDir, ...extra });
   const cli = (args: string[], extra?: NodeJS.ProcessEnv): Promise<RunResult> => runAirlock([...args, '--state', state], env(extra));
   return {
     state,

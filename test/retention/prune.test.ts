@@ -49,7 +49,7 @@ async function release(version: string): Promise<string> {
   return (JSON.parse(r.stdout) as { path: string }).path;
 }
 
-const cli = (args: string[]) => runCli([...args, '--state', state], { DOCKER_HOST: daemon.dockerHost });
+const cli = (args: string[]) => runCli([...args, '--state', state], { DOCKER_HOST: daemon.dockerHost, AIRLOCK_TRUST_DIR: signer.trustDir });
 
 function journal<T>(fn: (db: Database.Database) => T): T {
   const db = new Database(join(state, 'journal.db'), { readonly: true });

@@ -8,8 +8,8 @@ import { dirname } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import { checkIndexSignature, checkParts, readPartsIndex, type PartsIndex } from '../../bundle/parts.js';
 import { parseSplitSize, splitBundleFile, type SplitResult } from '../../bundle/split.js';
-import { loadPrivateKey } from '../../trust/keys.js';
 import type { TrustStore } from '../../trust/trust-store.js';
+import { signingKeyFile } from '../trust-inputs.js';
 import { jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { bytes, table } from '../format.js';
 
@@ -102,7 +102,7 @@ export const bundleSplitCommand: Command = {
     const keyPath = str(values.key);
     if (!keyPath) throw usageError('--key KEY is required: the parts index is signed like the bundle');
     const file = positionals[0]!;
-    const r = await splitBundleFile(file, { partSize, key: await loadPrivateKey(keyPath), outDir: str(values.out) ?? dirname(file) });
+    const r = await splitBundleFile(file, { partSize, key: await signingKeyFile(keyPath), outDir: str(values.out) ?? dirname(file) });
     out(json ? JSON.stringify(splitJson(r)) : splitLines(r).join('\n'));
   },
 };

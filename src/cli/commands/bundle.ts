@@ -10,12 +10,12 @@ import { checkVersionPolicy } from '../../import/policy.js';
 import { platformList } from '../../images/platform.js';
 import type { Journal } from '../../journal/journal.js';
 import { BundleRecords } from '../../journal/bundles.js';
-import { loadPrivateKey } from '../../trust/keys.js';
-import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
+import { signingKeyFile, trustStoreOption } from '../trust-inputs.js';
+import { waitOption } from '../duration-option.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { engine, supportedEngine } from '../engine.js';
 import { progress } from '../progress.js';
-import { bytes, shortDigest, table } from '../format.js';
+import { bytes, printable, shortDigest, table } from '../format.js';
 import { isPartsIndex } from '../../bundle/parts.js';
 import { bundleSplitCommand, parseSplitSize, partsStatus, partsStatusLines, splitBuilt, splitJson, splitLines } from './bundle-split.js';
 import { receiptCommand } from './receipt.js';
@@ -44,7 +44,7 @@ function summaryLines(m: Manifest): string[] {
   const delta = deltaSummary(m);
   const lines = [
     `bundle    ${m.name} ${m.version}`,
-    ...(m.description ? [`about     ${m.description}`] : []),
+    ...(m.description ? [`about     ${printable(m.description)}`] : []),
     `created   ${m.created}`,
     `expires   ${m.expires ?? 'never'}`,
     `content   ${bytes(content)} in ${carried.length} blobs (${bytes(stored)} as stored)`,
@@ -179,8 +179,8 @@ export const bundleCommands: Command[] = [
           : platformList(platformText.split(','), (_, why) => {
               throw usageError(`--platform: ${why}`, { hint: 'give a comma-separated list, e.g. --platform linux/amd64,linux/arm64' });
             });
-      const sinceTrust = trustDir === undefined ? undefined : await TrustStore.load(trustDirFrom(trustDir));
-      const key = await loadPrivateKey(keyPath);
+      const sinceTrust = trustDir === undefined ? undefined : await trustStoreOption(trustDir);
+      const key = await signingKeyFile(keyPath);
       const docker = await engine();
       const { buildBundle } = await import('../../bundle/builder.js');
       const r = await buildBundle({
@@ -225,10 +225,10 @@ export const bundleCommands: Command[] = [
       "deltas later with 'bundle build --since FILE' without keeping the bundle.",
     options: { ...trustOpt, ...jsonOpt, manifest: boolOpt() },
     args: { min: 1, max: 1 },
-    async run({ positionals, values, json, out }) {
+    async run({ positionals, values, json, out, outSigned }) {
       const file = positionals[0]!;
       // A split bundle: which parts are there; its manifest only once all are.
-      const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => TrustStore.load(trustDirFrom(str(values.trust)))) : undefined;
+      const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => trustStoreOption(str(values.trust))) : undefined;
       if (parts && !parts.complete) {
         out(json ? JSON.stringify({ file, parts }) : partsStatusLines(parts).join('\n'));
         return;
@@ -237,12 +237,12 @@ export const bundleCommands: Command[] = [
       const manifest = parseManifest(head.manifestBytes);
       if (values.manifest === true) {
         if (json) throw usageError('--manifest prints the manifest JSON itself: leave out --json');
-        out(head.manifestBytes.toString('utf8'));
+        outSigned(head.manifestBytes.toString('utf8'));
         return;
       }
       let signature: { status: string; keyId: string | null; message?: string };
       try {
-        const sig = checkSignature(head, await TrustStore.load(trustDirFrom(str(values.trust))));
+        const sig = checkSignature(head, await trustStoreOption(str(values.trust)));
         signature = { status: 'valid', keyId: sig.keyId };
       } catch (e) {
         if (!(e instanceof AirlockError)) throw e;
@@ -265,7 +265,8 @@ export const bundleCommands: Command[] = [
         );
         return;
       }
-      const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${signature.keyId}` : ''}: ${signature.message}`;
+      // The key id of an untrusted signature is the signer's text: one line, escaped.
+      const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${printable(signature.keyId)}` : ''}: ${printable(signature.message ?? '')}`;
       out([...(parts ? partsStatusLines(parts) : [`file      ${file} (${bytes(fileBytes)})`]), `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
     },
   },
@@ -281,7 +282,7 @@ export const bundleCommands: Command[] = [
     options: { ...trustOpt, ...stateOpt, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
-      const trust = await TrustStore.load(trustDirFrom(str(values.trust)));
+      const trust = await trustStoreOption(str(values.trust));
       const journal = await existingJournal(stateDirFrom(str(values.state)));
       try {
         const v = await readBundle(await openBundleFile(positionals[0]!), {
@@ -301,13 +302,14 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'import'],
     summary: "verify a bundle and store its blobs in this host's content store",
-    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--json]',
+    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--wait 60s] [--json]',
     details:
       'Blobs go to STATE/blobs/sha256/<hex> (default state dir /var/lib/airlock, or AIRLOCK_STATE_DIR).\n' +
       "Then the bundle's images are loaded into the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)\n" +
       'and checked by id; --no-load only stores. A refused bundle changes nothing but the journal,\n' +
-      'which records the refusal and its reason.',
-    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), ...jsonOpt },
+      'which records the refusal and its reason. An import holds the apply lock; --wait is how long it waits\n' +
+      'for another apply, import or rollback to finish (exit 16 after; docs/journal.md, "The apply lock").',
+    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const bar = progress();
@@ -316,8 +318,9 @@ export const bundleCommands: Command[] = [
         const { importBundle } = await import('../../import/import-bundle.js');
         const r = await importBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
-          trust: await TrustStore.load(trustDirFrom(str(values.trust))),
+          trust: await trustStoreOption(str(values.trust)),
           allowDowngrade: values['allow-downgrade'] === true,
+          lockWaitMs: waitOption(values.wait),
           ...(docker ? { docker } : {}),
           onProgress: (p) => bar.update(p.phase, p.bytes, p.total),
         });

@@ -5,7 +5,7 @@ import { ExitCode, type AirlockError, usageError } from '../../errors/index.js';
 import { loadInventory, type InventoryHost } from '../../remote/inventory.js';
 import { DEFAULT_PARALLEL } from '../../remote/ssh.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
-import { table } from '../format.js';
+import { printableText, table } from '../format.js';
 
 
 function parallelOf(v: unknown): number {
@@ -22,7 +22,7 @@ function inventoryOf(values: CommandContext['values']): string {
 }
 
 /** Progress on stderr, one line per event: stdout is for the result. */
-const progressLine = (json: boolean) => (json ? undefined : (h: InventoryHost, event: string) => void process.stderr.write(`${h.name}: ${event}\n`));
+const progressLine = (json: boolean) => (json ? undefined : (h: InventoryHost, event: string) => void process.stderr.write(`${printableText(`${h.name}: ${event}`)}\n`));
 
 /** 17 when any host failed remotely, else the first failure's own code. */
 function exitCodeOf(errors: AirlockError[]): number {

@@ -1,26 +1,25 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Docker } from '../../docker/index.js';
+import { Docker, type Service } from '../../docker/index.js';
 import { AirlockError, notFound } from '../../errors/index.js';
-import { parseDuration } from '../../compose/convert/duration.js';
 import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
 import { maskPlanEnv } from '../../stack/env-mask.js';
 import { planJson, planLines, printWarnings } from './stack.js';
 import { rollbackStack } from '../../apply/rollback.js';
+import type { RevocationGate } from '../../apply/revocation.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
 import { AgentQueue } from '../../journal/agent-queue.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../stack/types.js';
-import { DEFAULT_TIMEOUT_MS } from '../../stack/deploy.js';
-import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
+import { progressOf, type ServiceProgress } from '../../stack/converge.js';
+import { trustStoreOption } from '../trust-inputs.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
+import { timeoutOption, waitOption } from '../duration-option.js';
 import { table } from '../format.js';
-
-const timeoutOf = (v: unknown): number => (typeof v === 'string' ? parseDuration(v) / 1e6 : DEFAULT_TIMEOUT_MS);
 
 /** Progress lines for an apply or rollback: its journal steps and each engine change. */
 function hooks(out: (s: string) => void, json: boolean) {
@@ -31,6 +30,11 @@ function hooks(out: (s: string) => void, json: boolean) {
       if (phase === 'start') out(`  ${s.action.replace('-', ' ')} ${s.name}`);
     },
   };
+}
+
+/** Rollback and recover read the trust store only to learn whether the bundle of the specs they restore has a revoked key. */
+function revocationGate(values: CommandContext['values']): RevocationGate {
+  return { trust: () => trustStoreOption(str(values.trust)), allowRevoked: values['allow-revoked'] === true };
 }
 
 /** Stacks the engine runs, with their services' names; undefined when it cannot be asked. */
@@ -78,20 +82,37 @@ function historyRow(d: DeploymentRow): string[] {
   return [`#${d.id}`, d.stack, what, d.status, d.started_at.replace(/\.\d+Z$/, 'Z'), d.applied_by, d.reason ?? ''];
 }
 
+/**
+ * The stacks' services and, for each, the tasks that run its current spec
+ * and are meant to run: what a deploy waits for (progressOf). The engine's
+ * own RunningTasks also counts tasks already told to shut down (right after
+ * a scale-down from 3 to 2 it says 3/2); undefined when the engine does not
+ * answer.
+ */
+async function stackServices(docker: Docker): Promise<{ services: Service[]; progress: (ServiceProgress & { stack: string | undefined })[] } | undefined> {
+  try {
+    const services = await docker.services.list({ status: true, filters: { label: [NAMESPACE_LABEL] } });
+    const tasks = services.length ? await docker.tasks.list({ filters: { service: services.map((s) => s.ID) } }) : [];
+    return { services, progress: services.map((s) => ({ ...progressOf(s, tasks), stack: s.Spec.Labels?.[NAMESPACE_LABEL] })) };
+  } catch {
+    return undefined;
+  }
+}
+
 export const deployCommands: Command[] = [
   {
     path: ['bundle', 'plan'],
     summary: 'show what bundle apply would change on this host, changing nothing',
-    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--show-env] [--json]',
+    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--state DIR] [--show-env] [--json]',
     details:
-      'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed.\n' +
+      'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed. A delta\nreads the files it relies on without carrying from the content store of --state, as apply does.\n' +
       'Environment variables are shown by name (added, removed, changed), their values hidden: they\noften hold passwords. --show-env shows the values.',
-    options: { trust: stringOpt(), 'show-env': boolOpt(), ...jsonOpt },
+    options: { trust: stringOpt(), state: stringOpt(), 'show-env': boolOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const docker = await supportedEngine();
       try {
-        const r = await planBundle(positionals[0]!, { trust: await TrustStore.load(trustDirFrom(str(values.trust))), docker });
+        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(str(values.trust)), docker, stateDir: stateDirFrom(str(values.state)) });
         for (const s of r.stacks) printWarnings(s.warnings);
         if (values['show-env'] !== true) for (const s of r.stacks) s.plan = maskPlanEnv(s.plan);
         if (json) out(JSON.stringify({ bundle: r.bundle, stacks: r.stacks.map((s) => ({ stack: s.stack, plan: planJson(s.plan) })) }));
@@ -137,14 +158,16 @@ export const deployCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       if (typeof values.inventory === 'string') return (await import('./rollout.js')).rollout(positionals[0]!, values, json, out);
+      const timeoutMs = timeoutOption(values.timeout);
+      const lockWaitMs = waitOption(values.wait);
       const docker = await supportedEngine();
       try {
         const r = await applyBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
-          trust: await TrustStore.load(trustDirFrom(str(values.trust))),
+          trust: await trustStoreOption(str(values.trust)),
           docker,
-          timeoutMs: timeoutOf(values.timeout),
-          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          timeoutMs,
+          lockWaitMs,
           allowDowngrade: values['allow-downgrade'] === true,
           initSwarm: values['init-swarm'] ? { advertiseAddr: str(values['advertise-addr']) ?? '127.0.0.1' } : undefined,
           hooks: hooks(out, json),
@@ -166,19 +189,25 @@ export const deployCommands: Command[] = [
   {
     path: ['rollback'],
     summary: 'restore the exact specs of an earlier deployment of a stack, offline',
-    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--timeout 2m] [--json]',
-    details: 'Without --to, goes back to the release before the one running. Needs no bundle: images and\nsecret data come from the engine or the content store. Journaled as a deployment of its own.',
-    options: { to: stringOpt(), state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--json]',
+    details:
+      'Without --to, goes back to the release before the one running. Needs no bundle: images and\nsecret data come from the engine or the content store. Journaled as a deployment of its own.\n' +
+      "A deployment of a bundle whose key is revoked in the trust store's revoked list is refused (exit 10,\n" +
+      'revoked-key), naming the key and the list; --allow-revoked deploys it anyway, recorded in the journal.',
+    options: { to: stringOpt(), state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
+      const timeoutMs = timeoutOption(values.timeout);
+      const lockWaitMs = waitOption(values.wait);
       const docker = await supportedEngine();
       try {
         const r = await rollbackStack(positionals[0]!, str(values.to), {
           stateDir: stateDirFrom(str(values.state)),
           docker,
-          timeoutMs: timeoutOf(values.timeout),
-          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          timeoutMs,
+          lockWaitMs,
           hooks: hooks(out, json),
+          revocation: revocationGate(values),
         });
         out(json ? JSON.stringify(r) : `stack ${positionals[0]} runs deployment #${r.restores} again (as deployment #${r.deployment})`);
       } finally {
@@ -189,24 +218,32 @@ export const deployCommands: Command[] = [
   {
     path: ['recover'],
     summary: 'finish what an interrupted apply or rollback left behind, and nothing else',
-    usage: 'airlock recover [--state DIR] [--timeout 2m] [--wait 60s] [--json]',
+    usage: 'airlock recover [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--wait 60s] [--json]',
     details:
       'Takes the apply lock and runs the recovery rule that every apply and rollback runs first: a\n' +
       'deployment still running was interrupted (kill -9, power loss, dockerd gone). One that had not\n' +
       'touched a service yet is closed as failed; otherwise every service is restored to the spec\n' +
       'recorded before it. One whose recovery itself was interrupted too often is closed as failed for\n' +
-      'the operator (docs/journal.md). Prints what it did, or that there was nothing to do.',
-    options: { state: stringOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+      'the operator (docs/journal.md). Prints what it did, or that there was nothing to do.\n' +
+      'Previous specs from a bundle whose key was revoked since are not restored (exit 10, revoked-restore);\n' +
+      '--allow-revoked restores them anyway, recorded in the journal.\n' +
+      'Another apply holding the lock is waited for (--wait), then exit 16 naming its pid. A lock left by\n' +
+      'a crash, a reboot or a reused pid is taken over by itself; how to clear one by hand when airlock\n' +
+      'cannot tell: docs/journal.md, "The apply lock".',
+    options: { state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
+      const timeoutMs = timeoutOption(values.timeout);
+      const lockWaitMs = waitOption(values.wait);
       const docker = await supportedEngine();
       try {
         const recovered = await recoverHost({
           stateDir: stateDirFrom(str(values.state)),
           docker,
-          timeoutMs: timeoutOf(values.timeout),
-          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          timeoutMs,
+          lockWaitMs,
           hooks: hooks(out, json),
+          revocation: revocationGate(values),
         });
         const rows = recovered.map((d) => ({ deployment: d.id, stack: d.stack, kind: d.kind, step: d.step, status: d.status, reason: d.reason, recoveries: d.recoveries }));
         if (json) out(JSON.stringify({ recovered: rows }));
@@ -246,11 +283,12 @@ export const deployCommands: Command[] = [
       try {
         const deployments = new DeploymentRecords(journal);
         const bundles = new BundleRecords(journal);
-        const services = await docker.services.list({ status: true, filters: { label: [NAMESPACE_LABEL] } }).catch(() => undefined);
+        const engineView = await stackServices(docker);
+        const services = engineView?.services;
         const stacks = deployments.stacks().map((stack) => {
           const d = deployments.current(stack);
-          const mine = services?.filter((s) => s.Spec.Labels?.[NAMESPACE_LABEL] === stack);
-          const converged = mine === undefined ? null : mine.every((s) => (s.ServiceStatus?.RunningTasks ?? 0) === (s.ServiceStatus?.DesiredTasks ?? 0));
+          const mine = engineView?.progress.filter((p) => p.stack === stack);
+          const converged = mine === undefined ? null : mine.every((s) => s.ready === s.desired);
           return {
             stack,
             deployment: d?.id ?? null,
@@ -259,7 +297,7 @@ export const deployCommands: Command[] = [
             appliedAt: d?.finished_at ?? null,
             appliedBy: d?.applied_by ?? null,
             source: d?.source ?? null,
-            services: mine?.map((s) => ({ name: s.Spec.Name, running: s.ServiceStatus?.RunningTasks ?? 0, desired: s.ServiceStatus?.DesiredTasks ?? 0 })) ?? null,
+            services: mine?.map((s) => ({ name: s.name, running: s.ready, desired: s.desired })) ?? null,
             converged,
           };
         });

@@ -1,5 +1,8 @@
+import { dirname } from 'node:path';
 import { usageError } from '../../errors/index.js';
-import { generateKeyPair, keyIdOf, loadPublicKey } from '../../trust/keys.js';
+import { makeDirs } from '../../store/make-dirs.js';
+import { generateKeyPair, keyIdOf } from '../../trust/keys.js';
+import { publicKeyFile } from '../trust-inputs.js';
 import { jsonOpt, stringOpt, type Command } from '../command.js';
 
 export const keyCommands: Command[] = [
@@ -13,6 +16,8 @@ export const keyCommands: Command[] = [
     async run({ values, json, out }) {
       const base = values.out as string | undefined;
       if (!base) throw usageError('--out DIR/NAME is required');
+      // Made here, by a walk that ends: generateKeyPair's recursive mkdir spins for ever under /proc.
+      makeDirs(dirname(base), { context: `--out ${base}` });
       const pair = await generateKeyPair(base);
       out(json ? JSON.stringify(pair) : `key id ${pair.keyId}\nprivate key: ${pair.privatePath}\npublic key:  ${pair.publicPath}`);
     },
@@ -25,7 +30,7 @@ export const keyCommands: Command[] = [
     options: { ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, json, out }) {
-      const keyId = keyIdOf(await loadPublicKey(positionals[0]!));
+      const keyId = keyIdOf(await publicKeyFile(positionals[0]!));
       out(json ? JSON.stringify({ keyId }) : keyId);
     },
   },

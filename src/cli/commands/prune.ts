@@ -1,9 +1,9 @@
 import { usageError } from '../../errors/index.js';
-import { parseDuration } from '../../compose/convert/duration.js';
 import { stateDirFrom } from '../../import/import-bundle.js';
 import { DEFAULT_KEEP, prune, type PruneReport } from '../../retention/index.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
+import { waitOption } from '../duration-option.js';
 import { bytes, shortDigest, table } from '../format.js';
 
 
@@ -77,6 +77,7 @@ export const pruneCommands: Command[] = [
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const keep = keepOf(values.keep);
+      const lockWaitMs = waitOption(values.wait);
       const docker = await supportedEngine({ retry: false });
       try {
         const report = await prune({
@@ -84,7 +85,7 @@ export const pruneCommands: Command[] = [
           keep,
           dryRun: values['dry-run'] === true,
           docker,
-          lockWaitMs: values.wait ? parseDuration(String(values.wait)) / 1e6 : 60_000,
+          lockWaitMs,
         });
         out(json ? JSON.stringify(report) : pruneLines(report).join('\n'));
       } finally {

@@ -20,7 +20,7 @@ export const receiptCommand: Command = {
     'host name). Reads the journal read-only and changes nothing on the host. Exit 4 if STATE has no journal.',
   options: { key: stringOpt(), state: stringOpt(), out: stringOpt('o'), site: stringOpt(), ...jsonOpt },
   args: { min: 0, max: 0 },
-  async run({ values, json, out }) {
+  async run({ values, json, out, outSigned }) {
     const keyPath = str(values.key);
     if (!keyPath) throw usageError('--key SITEKEY is required: a receipt is always signed, with the site key the vendor checks it against');
     const { SITE_PATTERN, isoSeconds } = await import('../../bundle/manifest.js');
@@ -33,8 +33,8 @@ export const receiptCommand: Command = {
     const target = str(values.out) ?? `${site}.receipt.json`;
     if (target === '-' && json) throw usageError('-o - writes the receipt itself to stdout: leave out --json');
 
-    const { loadPrivateKey } = await import('../../trust/keys.js');
-    const key = await loadPrivateKey(keyPath);
+    const { signingKeyFile } = await import('../trust-inputs.js');
+    const key = await signingKeyFile(keyPath);
     const { Journal } = await import('../../journal/journal.js');
     const { contentStoreOf } = await import('../../import/import-bundle.js');
     const { readHoldings } = await import('../../store/holdings.js');
@@ -56,7 +56,7 @@ export const receiptCommand: Command = {
     };
     const signed = signReceipt(receipt, key);
     if (target === '-') {
-      out(signed.bytes.toString('utf8').trimEnd());
+      outSigned(signed.bytes.toString('utf8').trimEnd());
       return;
     }
     await writeWhole(target, signed.bytes);

@@ -2,11 +2,14 @@ import { loadInventory } from '../../remote/inventory.js';
 import { interruptReason, rolloutBundle, type RolloutPhase, type RolloutReport } from '../../cluster/rollout.js';
 import { ExitCode, usageError } from '../../errors/index.js';
 import type { CommandContext } from '../command.js';
+import { timeoutOption } from '../duration-option.js';
 import { bytes, table } from '../format.js';
 import { hostLines } from '../progress.js';
 
 /** `bundle apply --inventory`: the jump box's apply across the cluster. */
 export async function rollout(bundle: string, values: CommandContext['values'], json: boolean, out: (s: string) => void): Promise<number> {
+  // Checked here, before any upload: each manager's own apply takes it as given.
+  timeoutOption(values.timeout);
   const inventory = await loadInventory(String(values.inventory));
   const parallel = values.parallel === undefined ? undefined : Number(values.parallel);
   if (parallel !== undefined && !(Number.isInteger(parallel) && parallel >= 1)) throw usageError(`--parallel ${String(values.parallel)}: give a whole number of hosts, 1 or more`);

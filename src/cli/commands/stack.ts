@@ -2,16 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Docker } from '../../docker/index.js';
 import { notFound, usageError } from '../../errors/index.js';
-import { parseDuration } from '../../compose/convert/duration.js';
 import type { ComposeNotice } from '../../compose/model.js';
-import { deployStack, planDeploy, removeStack, DEFAULT_TIMEOUT_MS } from '../../stack/deploy.js';
+import { deployStack, planDeploy, removeStack } from '../../stack/deploy.js';
 import { desiredStack } from '../../stack/desired.js';
 import { listStacks } from '../../stack/state.js';
 import type { Plan, Step } from '../../stack/types.js';
 import type { EnvChange } from '../../stack/env-mask.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { supportedEngine } from '../engine.js';
-import { table } from '../format.js';
+import { timeoutOption } from '../duration-option.js';
+import { printableText, table } from '../format.js';
 
 const composeOpts = { 'compose-file': { type: 'string' as const, short: 'c', multiple: true }, prune: boolOpt() };
 
@@ -31,7 +31,7 @@ async function loadDesired(docker: Docker, stack: string, files: string[] | unde
 }
 
 export function printWarnings(warnings: ComposeNotice[]): void {
-  for (const w of warnings) process.stderr.write(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}\n`);
+  for (const w of warnings) process.stderr.write(`${printableText(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}`)}\n`);
 }
 
 const VERB: Record<Step['action'], string> = {
@@ -107,7 +107,7 @@ export const stackCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const stack = positionals[0]!;
-      const timeoutMs = values.timeout ? parseDuration(String(values.timeout)) / 1e6 : DEFAULT_TIMEOUT_MS;
+      const timeoutMs = timeoutOption(values.timeout);
       return withDocker(async (docker) => {
         const { desired, warnings } = await loadDesired(docker, stack, values['compose-file'] as string[] | undefined);
         printWarnings(warnings);

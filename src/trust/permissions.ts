@@ -1,0 +1,50 @@
+import { readdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+
+/** The files of a trust dir that decide what a host trusts: the keys and the revocation list. */
+export const isTrustFile = (name: string): boolean => name.endsWith('.pub') || name === 'revoked';
+
+export interface UnsafePath {
+  path: string;
+  /** A folder above the trust dir, rather than the dir or one of its files. */
+  above: boolean;
+  /** What is wrong, as a sentence that names the path. */
+  problem: string;
+}
+
+/**
+ * Whoever can write the trust store can make this host run anything. So the
+ * trust dir, its keys and revocation list, and every folder above the dir
+ * (which could rename it away) must be owned by root or by the user airlock
+ * runs as (the agent's own user under systemd, `User=airlock`), and be
+ * writable by no one else: no group or other write bit. A folder above
+ * with the sticky bit (such as /tmp) is allowed: others may add entries
+ * there, but cannot rename or remove the ones they do not own.
+ *
+ * The one rule: `doctor` reports it, and the trust store refuses to load
+ * while it is broken. Returns what breaks it, empty when nothing does.
+ */
+export async function unsafeTrustPaths(dir: string, uid = process.geteuid?.() ?? 0): Promise<UnsafePath[]> {
+  const owners = new Set([0, uid]);
+  const ownerText = uid === 0 ? 'root' : `root or uid ${uid} (the user airlock runs as)`;
+  const found: UnsafePath[] = [];
+  const check = (path: string, st: { uid: number; mode: number }, above: boolean) => {
+    if (!owners.has(st.uid)) found.push({ path, above, problem: `${path} is owned by uid ${st.uid}, not ${ownerText}` });
+    if (st.mode & 0o022 && !(above && st.mode & 0o1000)) found.push({ path, above, problem: `${path} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})` });
+  };
+  const top = resolve(dir);
+  check(dir, await stat(top), false);
+  for (const name of (await readdir(top)).filter(isTrustFile).sort()) check(join(dir, name), await stat(join(top, name)), false);
+  for (let up = dirname(top); ; up = dirname(up)) {
+    check(up, await stat(up), true);
+    if (dirname(up) === up) break;
+  }
+  return found;
+}
+
+/** What fixes the paths found: the dir and its files, and each folder above it that was named. */
+export function trustStoreFix(dir: string, found: UnsafePath[]): string {
+  const above = [...new Set(found.filter((f) => f.above).map((f) => f.path))];
+  const own = found.some((f) => !f.above) ? [`chown -R root:root ${dir} && chmod -R go-w ${dir}`] : [];
+  return [...own, ...above.map((f) => `chown root:root ${f} && chmod go-w ${f}`)].join('; ');
+}
