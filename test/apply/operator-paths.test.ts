@@ -99,7 +99,7 @@ test('bundle plan of a delta built --since-receipt reads the env file it relies 
 test('status right after a rollback from 3 replicas to 2 shows 2/2, converged: tasks told to shut down do not count', async () => {
   const applied = await cli(['bundle', 'apply', delta, '--trust', vendor.trustDir, '--state', state, '--timeout', '60s', '--json']);
   assert.equal(applied.code, 0, applied.stderr + applied.stdout);
-  const rolledBack = await cli(['rollback', 'web', '--state', state, '--timeout', '60s', '--json']);
+  const rolledBack = await cli(['rollback', 'web', '--trust', vendor.trustDir, '--state', state, '--timeout', '60s', '--json']);
   assert.equal(rolledBack.code, 0, rolledBack.stderr + rolledBack.stdout);
 
   const r = await cli(['status', '--state', state, '--json']);
