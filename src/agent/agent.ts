@@ -5,7 +5,8 @@
  * schedules from agent.yaml. One piece of work runs at a time; FTP downloads
  * run beside that queue, so a slow server delays only its own files.
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
 import { recoverHost } from '../apply/bundle-apply.js';
@@ -46,15 +47,19 @@ interface Remote {
 }
 
 /**
- * What the agent refuses at start beyond agent.yaml's own checks: a state or
- * inbox folder that cannot be one. `agent --check-config` runs the same.
+ * Reads agent.yaml and makes every check the agent makes before it starts:
+ * `agent --check-config` calls this very function, so what it accepts the
+ * agent starts with. Beyond agent.yaml's own checks (which include each FTP
+ * source's settings): a state or inbox folder that cannot be one.
  */
-export async function checkStartable(config: AgentConfig): Promise<void> {
+export async function loadStartableConfig(file: string): Promise<AgentConfig> {
+  const config = await loadAgentConfig(file);
   await checkFolder(config, 'stateDir', config.stateDir);
   await checkFolder(config, 'inbox.dir', config.inbox.dir);
+  return config;
 }
 
-/** The folder exists, or the nearest part of its path that exists is a folder (the agent makes the rest). */
+/** The folder exists and is writable, or the nearest part of its path that exists is one (the agent makes the rest). */
 async function checkFolder(config: AgentConfig, key: string, path: string): Promise<void> {
   for (let p = resolve(path); ; p = dirname(p)) {
     let isDir: boolean;
@@ -68,8 +73,19 @@ async function checkFolder(config: AgentConfig, key: string, path: string): Prom
       }
       throw configError(`${config.file}: ${key}: cannot reach ${path}: ${code ?? (e as Error).message}`, { subject: path, reason: 'bad-config', hint: 'the agent runs as its own user (airlock); check the folder and its parents' });
     }
-    if (isDir) return;
-    throw configError(`${config.file}: ${key}: ${p} is not a folder${p === resolve(path) ? '' : ` (on the way to ${path})`}`, { subject: path, reason: 'bad-config', hint: 'point it at a folder, or remove the file in its way' });
+    if (!isDir) {
+      throw configError(`${config.file}: ${key}: ${p} is not a folder${p === resolve(path) ? '' : ` (on the way to ${path})`}`, { subject: path, reason: 'bad-config', hint: 'point it at a folder, or remove the file in its way' });
+    }
+    try {
+      await access(p, fsConstants.W_OK);
+    } catch {
+      throw configError(`${config.file}: ${key}: cannot write in ${p}${p === resolve(path) ? '' : ` (to make ${path})`}`, {
+        subject: path,
+        reason: 'bad-config',
+        hint: 'run --check-config as the agent user (runuser -u airlock --); under systemd a folder outside /var/lib/airlock needs a ReadWritePaths= drop-in (docs/systemd.md)',
+      });
+    }
+    return;
   }
 }
 
@@ -101,8 +117,7 @@ export class Agent {
 
   /** Loads the config and starts every schedule; throws on a bad config. */
   async start(): Promise<void> {
-    const config = await loadAgentConfig(this.opts.configFile);
-    await checkStartable(config);
+    const config = await loadStartableConfig(this.opts.configFile);
     this.log = this.opts.log ?? createLogger({ level: config.logLevel, ...(this.opts.write ? { write: this.opts.write } : {}) });
     this.docker = new Docker();
     await this.apply(config);
@@ -116,8 +131,7 @@ export class Agent {
   async reload(): Promise<void> {
     let next: AgentConfig;
     try {
-      next = await loadAgentConfig(this.opts.configFile);
-      await checkStartable(next);
+      next = await loadStartableConfig(this.opts.configFile);
     } catch (e) {
       const err = asAirlockError(e);
       this.log.error('config reload failed; keeping the running config', { error: err.message });

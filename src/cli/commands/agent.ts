@@ -1,4 +1,4 @@
-import { Agent, checkStartable } from '../../agent/agent.js';
+import { Agent, loadStartableConfig } from '../../agent/agent.js';
 import { DEFAULT_CONFIG_FILE, loadAgentConfig } from '../../agent/config.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { bytes } from '../format.js';
@@ -19,8 +19,7 @@ export const agentCommands: Command[] = [
     async run({ values, json, out }) {
       const file = typeof values.config === 'string' ? values.config : DEFAULT_CONFIG_FILE;
       if (values['check-config']) {
-        const config = await loadAgentConfig(file);
-        await checkStartable(config);
+        const config = await loadStartableConfig(file);
         if (json) out(JSON.stringify(config));
         else out(checkSummary(config));
         return 0;
