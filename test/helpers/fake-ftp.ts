@@ -1,7 +1,7 @@
 /**
  * A hostile FTP server on 127.0.0.1, for the attacks a real server will not
- * make: it lists a file at one size and sends another, or trickles a byte at
- * a time. It speaks what basic-ftp needs (USER, PASS, FEAT, TYPE, EPSV, LIST,
+ * make: it lists a file at one size and sends another, trickles a byte at a
+ * time, or drops the connection mid-transfer. It speaks what basic-ftp needs (USER, PASS, FEAT, TYPE, EPSV, LIST,
  * MDTM, SIZE, REST, RETR, CWD, QUIT), one passive data connection per
  * transfer, and records every command it was sent.
  */
@@ -17,6 +17,8 @@ export interface FakeFile {
   modify?: Date;
   /** Sends one byte per this many milliseconds instead of all at once. */
   trickleMs?: number;
+  /** Drops both connections, without a reply, after sending this many bytes of a RETR. */
+  dropAfter?: number;
 }
 
 export interface FakeFtp {
@@ -78,12 +80,13 @@ export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promis
     };
 
     /** Sends `bytes` over the data connection, at once or a byte at a time; then 226. */
-    const transfer = async (name: string, bytes: Buffer | number, offset: number, trickleMs?: number) => {
+    const transfer = async (name: string, bytes: Buffer | number, offset: number, trickleMs?: number, dropAfter?: number) => {
       if (!data) return reply('425 use EPSV first');
       const d = await data;
       data = undefined;
       reply('150 here it comes');
-      const total = typeof bytes === 'number' ? bytes : bytes.length;
+      const length = typeof bytes === 'number' ? bytes : bytes.length;
+      const total = dropAfter === undefined ? length : Math.min(length, offset + dropAfter);
       const slice = (from: number, n: number) => (typeof bytes === 'number' ? FILLER.subarray(0, n) : bytes.subarray(from, from + n));
       const count = (n: number) => state.sent.set(name, (state.sent.get(name) ?? 0) + n);
       let at = offset;
@@ -112,6 +115,12 @@ export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promis
         }
       }
       if (d.destroyed) return reply('426 connection closed; transfer aborted');
+      if (total < length) {
+        // What was sent arrives; then the server is gone, without a reply.
+        d.end();
+        await once(d, 'close').catch(() => undefined);
+        return void sock.destroy();
+      }
       d.end();
       await once(d, 'close').catch(() => undefined);
       reply('226 done');
@@ -157,7 +166,7 @@ export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promis
           if (!file) return reply('550 no such file');
           const offset = restAt;
           restAt = 0;
-          return transfer(arg, file.data, offset, file.trickleMs);
+          return transfer(arg, file.data, offset, file.trickleMs, file.dropAfter);
         }
         case 'QUIT':
           reply('221 bye');

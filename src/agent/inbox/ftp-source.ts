@@ -648,6 +648,7 @@ export class FtpSource {
       await fh.sync();
       const got = writer.pos;
       if (writer.failure instanceof BeyondListed) {
+        client.close(); // the server would go on sending
         await fh.close();
         closed = true;
         await rm(path, { force: true });
