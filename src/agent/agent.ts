@@ -2,23 +2,25 @@
  * `airlock agent`: the unattended host. Takes bundles from its inbox
  * sources, imports them at once, deploys them inside the maintenance window,
  * joins the swarm on first boot, prunes, and checks for drift, all on
- * schedules from agent.yaml. One piece of work runs at a time.
+ * schedules from agent.yaml. One piece of work runs at a time; FTP downloads
+ * run beside that queue, so a slow server delays only its own files.
  */
-import { mkdir, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
 import { recoverHost } from '../apply/bundle-apply.js';
 import { Docker } from '../docker/index.js';
-import { asAirlockError } from '../errors/index.js';
+import { asAirlockError, configError } from '../errors/index.js';
 import { prune } from '../retention/index.js';
 import { TrustStore } from '../trust/trust-store.js';
 import { Journal } from '../journal/journal.js';
 import { AgentQueue } from '../journal/agent-queue.js';
-import { loadAgentConfig, type AgentConfig, type FtpSourceSettings } from './config.js';
+import { ftpSourceConfig, loadAgentConfig, type AgentConfig, type FtpSourceSettings } from './config.js';
 import { deployWaiting } from './deployer.js';
 import { checkDrift } from './drift.js';
 import { FolderSource, type InboxFile } from './inbox/folder-source.js';
-import { gatherItems, isInboxName } from './inbox/part-sets.js';
+import { gatherItems } from './inbox/part-sets.js';
 import { Intake, pruneDone } from './intake.js';
 import { createLogger, type Logger } from './log.js';
 import { ensureSwarmMembership } from './swarm-boot.js';
@@ -26,8 +28,65 @@ import { MaintenanceWindow } from './window.js';
 
 /** An inbox source that fetches into a local spool: the FTP poller. */
 interface RemoteSource {
+  /** Fetches what is complete on the server into the spool. */
   poll(signal?: AbortSignal): Promise<string[]>;
+  /** What the spool holds for the agent, without asking the server. */
+  ready(): Promise<string[]>;
   settle(localPath: string): Promise<void>;
+  /** Resolves when no server work is left (a deletion after settle). */
+  idle(): Promise<void>;
+}
+
+interface Remote {
+  settings: FtpSourceSettings;
+  source: RemoteSource;
+  /** Ends a fetch in progress: at stop and when a reload replaces the source. */
+  abort: AbortController;
+  /** The fetch in progress, if any. */
+  fetching?: Promise<void>;
+}
+
+/**
+ * Reads agent.yaml and makes every check the agent makes before it starts:
+ * `agent --check-config` calls this very function, so what it accepts the
+ * agent starts with. Beyond agent.yaml's own checks (which include each FTP
+ * source's settings): a state or inbox folder that cannot be one.
+ */
+export async function loadStartableConfig(file: string): Promise<AgentConfig> {
+  const config = await loadAgentConfig(file);
+  await checkFolder(config, 'stateDir', config.stateDir);
+  await checkFolder(config, 'inbox.dir', config.inbox.dir);
+  return config;
+}
+
+/** The folder exists and is writable, or the nearest part of its path that exists is one (the agent makes the rest). */
+async function checkFolder(config: AgentConfig, key: string, path: string): Promise<void> {
+  for (let p = resolve(path); ; p = dirname(p)) {
+    let isDir: boolean;
+    try {
+      isDir = (await stat(p)).isDirectory();
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        if (dirname(p) === p) return;
+        continue;
+      }
+      throw configError(`${config.file}: ${key}: cannot reach ${path}: ${code ?? (e as Error).message}`, { subject: path, reason: 'bad-config', hint: 'the agent runs as its own user (airlock); check the folder and its parents' });
+    }
+    if (!isDir) {
+      throw configError(`${config.file}: ${key}: ${p} is not a folder${p === resolve(path) ? '' : ` (on the way to ${path})`}`, { subject: path, reason: 'bad-config', hint: 'point it at a folder, or remove the file in its way' });
+    }
+    try {
+      await access(p, fsConstants.W_OK);
+    } catch {
+      throw configError(`${config.file}: ${key}: cannot write in ${p}${p === resolve(path) ? '' : ` (to make ${path})`}`, {
+        subject: path,
+        reason: 'bad-config',
+        hint: 'run --check-config as the agent user (runuser -u airlock --); under systemd a folder outside /var/lib/airlock needs a ReadWritePaths= drop-in (docs/systemd.md)',
+      });
+    }
+    return;
+  }
 }
 
 export interface AgentOptions {
@@ -44,7 +103,7 @@ export class Agent {
   private intake!: Intake;
   private window: MaintenanceWindow | undefined;
   private folders: FolderSource[] = [];
-  private remotes: { settings: FtpSourceSettings; source: RemoteSource }[] = [];
+  private remotes: Remote[] = [];
   private tasks: ScheduledTask[] = [];
   private rescan: NodeJS.Timeout | undefined;
   private work: Promise<void> = Promise.resolve();
@@ -58,7 +117,7 @@ export class Agent {
 
   /** Loads the config and starts every schedule; throws on a bad config. */
   async start(): Promise<void> {
-    const config = await loadAgentConfig(this.opts.configFile);
+    const config = await loadStartableConfig(this.opts.configFile);
     this.log = this.opts.log ?? createLogger({ level: config.logLevel, ...(this.opts.write ? { write: this.opts.write } : {}) });
     this.docker = new Docker();
     await this.apply(config);
@@ -72,13 +131,15 @@ export class Agent {
   async reload(): Promise<void> {
     let next: AgentConfig;
     try {
-      next = await loadAgentConfig(this.opts.configFile);
+      next = await loadStartableConfig(this.opts.configFile);
     } catch (e) {
       const err = asAirlockError(e);
       this.log.error('config reload failed; keeping the running config', { error: err.message });
       return;
     }
     this.teardown();
+    // A new source must not write a spool an old fetch still writes: the old one stops (its partial resumes).
+    await this.fetchesEnded();
     await this.apply(next);
     this.log.info('config reloaded', { config: this.opts.configFile });
     this.enqueue('swarm', () => this.joinSwarm());
@@ -92,7 +153,9 @@ export class Agent {
     this.log.info('stopping: finishing the current work');
     this.teardown();
     this.abort.abort();
+    await this.fetchesEnded();
     await this.work;
+    await Promise.all(this.remotes.map((r) => r.source.idle()));
     await this.docker.close();
     this.log.info('agent stopped');
   }
@@ -106,14 +169,20 @@ export class Agent {
     this.config = config;
     const trust = () => TrustStore.load(config.trustDir);
     this.intake = new Intake({ config, docker: this.docker, trust, log: this.log });
-    await mkdir(config.inbox.dir, { recursive: true });
+    await mkdir(config.inbox.dir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+      throw configError(`${config.file}: inbox.dir: cannot make ${config.inbox.dir}: ${e.code ?? e.message}`, {
+        subject: config.inbox.dir,
+        reason: 'bad-config',
+        hint: 'under systemd a folder outside /var/lib/airlock needs a ReadWritePaths= drop-in (docs/systemd.md)',
+      });
+    });
     this.folders = config.inbox.sources.flatMap((s) => (s.type === 'folder' ? [new FolderSource(s.name, s.path, s.complete, this.log)] : []));
     for (const f of this.folders) {
       await f.ensureDir().catch((e: Error) => this.log.error('cannot make inbox folder', { dir: f.dir, error: e.message }));
       if (config.inbox.watch) f.watch(() => this.enqueue('poll', () => this.poll()));
     }
     this.remotes = [];
-    for (const s of config.inbox.sources) if (s.type === 'ftp') this.remotes.push({ settings: s, source: await this.ftpSource(s) });
+    for (const s of config.inbox.sources) if (s.type === 'ftp') this.remotes.push({ settings: s, source: await this.ftpSource(s), abort: new AbortController() });
     this.window = config.apply.window ? new MaintenanceWindow(config.apply.window.cron, config.apply.window.durationMs) : undefined;
 
     const every = (expr: string, name: string, run: () => Promise<void>) => this.tasks.push(cron.schedule(expr, () => this.enqueue(name, run), { name }));
@@ -130,14 +199,14 @@ export class Agent {
     const mod = (await import(new URL('./inbox/ftp-source.js', import.meta.url).href)) as {
       FtpSource: new (cfg: object, spool: string, log: Logger) => RemoteSource;
     };
-    const complete = s.complete.mode === 'marker' ? s.complete : { mode: 'stable' as const, polls: 2 };
-    return new mod.FtpSource({ ...s, match: isInboxName, complete }, join(this.config.stateDir, 'spool', s.name.replace(/[^A-Za-z0-9._-]/g, '_')), this.log.with({ source: s.name }));
+    return new mod.FtpSource(ftpSourceConfig(s), join(this.config.stateDir, 'spool', s.name.replace(/[^A-Za-z0-9._-]/g, '_')), this.log.with({ source: s.name }));
   }
 
   private teardown(): void {
     for (const t of this.tasks) void t.destroy();
     this.tasks = [];
     for (const f of this.folders) f.close();
+    for (const r of this.remotes) r.abort.abort();
     clearTimeout(this.rescan);
     this.window?.dispose();
   }
@@ -174,29 +243,13 @@ export class Agent {
     }
   }
 
-  /** Fetches from the FTP sources, then takes every complete file from every source. */
+  /** Starts a fetch from the FTP sources, takes what their spools hold, then every complete file of the folders. */
   private async poll(only?: string): Promise<void> {
     if (!this.swarmReady) await this.joinSwarm().catch((e) => this.log.error('swarm membership not settled; tried again at the next poll', { error: asAirlockError(e).message }));
     for (const r of this.remotes) {
       if (only && r.settings.name !== only) continue;
-      let ready: string[];
-      try {
-        ready = await r.source.poll(this.abort.signal);
-      } catch (e) {
-        this.log.error('FTP poll failed', { source: r.settings.name, error: asAirlockError(e).message });
-        continue;
-      }
-      // What the spool holds is whole: a split set there waits only for parts not fetched yet.
-      const files: InboxFile[] = [];
-      for (const path of ready) {
-        const { size, mtimeMs } = await stat(path);
-        files.push({ source: r.settings.name, path, name: basename(path), size, mtimeMs });
-      }
-      for (const item of await gatherItems(files, (f) => f)) {
-        if (this.stopping) return;
-        const outcome = await this.intake.takeItem(item);
-        if (outcome && outcome.kind !== 'retry') for (const f of outcome.files) await r.source.settle(f.path);
-      }
+      this.fetch(r);
+      await this.takeSpooled(r);
     }
     if (!only) {
       for (const f of this.folders) {
@@ -209,6 +262,51 @@ export class Agent {
       this.scheduleRescan();
     }
     await this.deploy();
+  }
+
+  /**
+   * Fetches from one FTP source beside the work queue, unless a fetch from it
+   * is still running; what it brings is taken through the queue. However slow
+   * the server, imports, deploys and drift checks go on.
+   */
+  private fetch(r: Remote): void {
+    if (r.fetching || this.stopping || r.abort.signal.aborted) return;
+    const name = r.settings.name;
+    r.fetching = r.source
+      .poll(AbortSignal.any([this.abort.signal, r.abort.signal]))
+      .then(
+        (ready) => {
+          if (ready.length > 0) this.enqueue(`take ${name}`, async () => {
+            await this.takeSpooled(r);
+            await this.deploy();
+          });
+        },
+        (e: unknown) => {
+          if (this.stopping || r.abort.signal.aborted) return;
+          this.log.error('FTP poll failed', { source: name, error: asAirlockError(e).message });
+        },
+      )
+      .finally(() => (r.fetching = undefined));
+  }
+
+  /** Resolves once no fetch runs (each was told to stop by its abort controller). */
+  private async fetchesEnded(): Promise<void> {
+    await Promise.all(this.remotes.map((r) => r.fetching));
+  }
+
+  /** Takes every complete file an FTP source's spool holds, and settles what left it. */
+  private async takeSpooled(r: Remote): Promise<void> {
+    // What the spool holds is whole: a split set there waits only for parts not fetched yet.
+    const files: InboxFile[] = [];
+    for (const path of await r.source.ready()) {
+      const { size, mtimeMs } = await stat(path);
+      files.push({ source: r.settings.name, path, name: basename(path), size, mtimeMs });
+    }
+    for (const item of await gatherItems(files, (f) => f)) {
+      if (this.stopping) return;
+      const outcome = await this.intake.takeItem(item);
+      if (outcome && outcome.kind !== 'retry') for (const f of outcome.files) await r.source.settle(f.path);
+    }
   }
 
   /** A file still settling is looked at again once it could be stable, not only at the next poll. */

@@ -7,11 +7,14 @@ import { join } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import cron from 'node-cron';
 import { parseDuration } from '../compose/convert/duration.js';
+import { ramInBytes } from '../compose/load/units.js';
 import { checkKeep, DEFAULT_KEEP } from '../retention/index.js';
 import { DEFAULT_STATE_DIR } from '../store/state-dir.js';
 import { DEFAULT_TRUST_DIR } from '../trust/trust-store.js';
 import { configError, notFound } from '../errors/index.js';
 import { YamlFile, type KeyPath } from '../config/yaml-file.js';
+import { checkFtpSettings, defaultFtpSourceName, DEFAULT_MIN_RATE, FtpSettingError, type FtpSourceConfig } from './inbox/ftp-settings.js';
+import { isInboxName } from './inbox/part-sets.js';
 import type { LogLevel } from './log.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/airlock/agent.yaml';
@@ -37,6 +40,8 @@ export interface FtpSourceSettings {
   complete: Completeness;
   deleteAfter: boolean;
   timeoutMs: number;
+  /** Bytes per second a transfer must average, or it is stopped (and resumed at the next poll). */
+  minRate: number;
   /** Its own poll schedule; the inbox poll when absent. */
   poll: string;
 }
@@ -119,6 +124,7 @@ const schema = {
                 complete: completeSchema,
                 deleteAfter: { type: 'boolean' },
                 timeout: str,
+                minRate: { anyOf: [str, { type: 'integer', minimum: 1 }] },
                 poll: str,
               },
             },
@@ -157,7 +163,7 @@ const validate = (v: unknown): boolean => (compiled ??= new Ajv({ allErrors: fal
 
 /* The raw YAML shape, after the schema passed. */
 interface RawComplete { mode?: 'stable' | 'marker'; stableFor?: string; markerSuffix?: string }
-interface RawSource { type: 'folder' | 'ftp'; name?: string; path?: string; url?: string; user?: string; passwordFile?: string; tls?: { caFile?: string; rejectUnauthorized?: boolean }; complete?: RawComplete; deleteAfter?: boolean; timeout?: string; poll?: string }
+interface RawSource { type: 'folder' | 'ftp'; name?: string; path?: string; url?: string; user?: string; passwordFile?: string; tls?: { caFile?: string; rejectUnauthorized?: boolean }; complete?: RawComplete; deleteAfter?: boolean; timeout?: string; minRate?: string | number; poll?: string }
 interface Raw {
   stateDir?: string;
   trustDir?: string;
@@ -202,6 +208,11 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     if (ns / 1e6 < min) throw yaml.error(path, `"${text}" is too short (at least ${min} ms)`);
     return ns / 1e6;
   };
+  const rate = (path: KeyPath, value: string | number): number => {
+    const n = typeof value === 'number' ? value : ramInBytes(value);
+    if (n === undefined || !Number.isSafeInteger(n) || n < 1) throw yaml.error(path, `"${value}" is not a rate in bytes per second (e.g. 64K, 1M, 500000)`);
+    return n;
+  };
   const complete = (path: KeyPath, c: RawComplete | undefined, fallback: Completeness): Completeness => {
     if (!c) return fallback;
     const mode = c.mode ?? fallback.mode;
@@ -216,12 +227,12 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
   const names = new Set<string>();
   const sources = (inbox.sources ?? []).map((s, i): FolderSource | FtpSourceSettings => {
     const at: KeyPath = ['inbox', 'sources', i];
-    const name = s.name ?? (s.type === 'folder' ? s.path! : new URL(s.url!).host);
+    const name = s.name ?? (s.type === 'folder' ? s.path! : defaultFtpSourceName(s.url!));
     if (names.has(name)) throw yaml.error([...at, 'name'], `two sources are named "${name}"; give each its own name`);
     names.add(name);
     const c = complete([...at, 'complete'], s.complete, defaultComplete);
     if (s.type === 'folder') return { type: 'folder', name, path: s.path!, complete: c };
-    return {
+    const ftp: FtpSourceSettings = {
       type: 'ftp',
       name,
       url: s.url!,
@@ -231,8 +242,18 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
       complete: c,
       deleteAfter: s.deleteAfter ?? false,
       timeoutMs: s.timeout ? ms([...at, 'timeout'], s.timeout, 1000) : 30_000,
+      minRate: s.minRate === undefined ? DEFAULT_MIN_RATE : rate([...at, 'minRate'], s.minRate),
       poll: s.poll ? cronAt([...at, 'poll'], s.poll) : poll,
     };
+    // The checks FtpSource makes when the agent starts, made here so --check-config makes them too.
+    try {
+      checkFtpSettings(ftpSourceConfig(ftp));
+    } catch (e) {
+      if (!(e instanceof FtpSettingError)) throw e;
+      const key = e.key === 'complete.suffix' ? (s.complete ? [...at, 'complete', 'markerSuffix'] : ['inbox', 'complete', 'markerSuffix']) : [...at, ...(FTP_KEYS[e.key] ?? [])];
+      throw yaml.error(key, e.hint ? `${e.message} (${e.hint})` : e.message);
+    }
+    return ftp;
   });
 
   const apply = r.apply ?? {};
@@ -267,6 +288,25 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     retention: { schedule: retention.schedule === null ? null : cronAt(['retention', 'schedule'], retention.schedule ?? '0 3 * * *'), keep },
     drift: { schedule: drift.schedule === null ? null : cronAt(['drift', 'schedule'], drift.schedule ?? '*/15 * * * *'), reapply: drift.reapply ?? false },
   };
+}
+
+/** FtpSourceConfig keys as agent.yaml spells them, relative to the source. */
+const FTP_KEYS: Record<string, KeyPath> = {
+  name: ['name'],
+  url: ['url'],
+  user: ['user'],
+  passwordFile: ['passwordFile'],
+  tls: ['tls'],
+  'tls.caFile': ['tls', 'caFile'],
+  'tls.rejectUnauthorized': ['tls', 'rejectUnauthorized'],
+  timeoutMs: ['timeout'],
+  minRate: ['minRate'],
+};
+
+/** What FtpSource is given for a source of agent.yaml: inbox names only; in stable mode, the same listing twice. */
+export function ftpSourceConfig(s: FtpSourceSettings): FtpSourceConfig {
+  const complete = s.complete.mode === 'marker' ? s.complete : { mode: 'stable' as const, polls: 2 };
+  return { ...s, match: isInboxName, complete };
 }
 
 function swarmSettings(yaml: YamlFile, s: NonNullable<Raw['swarm']>, env: NodeJS.ProcessEnv): SwarmSettings {

@@ -10,32 +10,14 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtpSource, type FtpSourceConfig } from '../../src/agent/inbox/ftp-source.js';
-import { createLogger, type Logger } from '../../src/agent/log.js';
 import { AirlockError } from '../../src/errors/index.js';
 import { tempDir } from '../helpers/fixtures.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { sha256File } from '../helpers/images.js';
 import { downloads, freePort, ftpCommands, slowUpload, startVsftpd, upload, vsftpdSkipReason, type Vsftpd } from '../helpers/vsftpd.js';
 
 const skip = vsftpdSkipReason();
 const MiB = 1024 * 1024;
-
-interface Captured {
-  log: Logger;
-  lines: string[];
-  /** Log lines with this msg, as field maps. */
-  events(msg: string): Record<string, string>[];
-}
-
-function captureLog(): Captured {
-  const lines: string[] = [];
-  const log = createLogger({ level: 'debug', colour: false, write: (l) => lines.push(l) });
-  const parse = (line: string): Record<string, string> => {
-    const out: Record<string, string> = {};
-    for (const m of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
-    return out;
-  };
-  return { log, lines, events: (msg) => lines.map(parse).filter((f) => f.msg === msg) };
-}
 
 function config(server: Vsftpd | { url: string }, over: Partial<FtpSourceConfig> = {}): FtpSourceConfig {
   return {
@@ -276,6 +258,7 @@ describe('FTP inbox source against a real vsftpd', { skip }, () => {
     const [p2] = await pollUntil(deleting, (r) => r.length === 1, 'r1.airlock for the deleting source');
     assert.ok((await readdir(server.uploadDir)).includes('r1.airlock'), 'nothing deleted before settle');
     await consume(deleting, p2!, dir);
+    await deleting.idle(); // settle records at once; the deletion follows on the connection
     assert.deepEqual((await readdir(server.uploadDir)).sort(), ['other.txt']);
     const dele = (await ftpCommands(server.logFile)).filter((c) => c.startsWith('DELE'));
     assert.deepEqual(dele, ['DELE r1.airlock.done', 'DELE r1.airlock'], 'marker first, then the file');

@@ -14,6 +14,12 @@
  * time comes from MLSD when the server has it, else from MDTM, else there is
  * none and size alone decides (LIST dates are not used: their format changes
  * with the file's age).
+ *
+ * The server is not trusted to tell the truth: a download never writes more
+ * than the listed size (a server that sends more is refused until its listing
+ * changes), starts only when the spool's disk keeps FREE_SPACE_MARGIN free
+ * after it (the import's own margin, room for the journal), and is stopped after timeoutMs + size / minRate however steadily it
+ * trickles (the partial is resumed at the next poll).
  */
 import { constants as fsc } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
@@ -21,29 +27,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Client, FTPError, FileType, type FileInfo } from 'basic-ftp';
 import { AirlockError, configError, isAirlockError, resourceError } from '../../errors/index.js';
+import { FREE_SPACE_MARGIN } from '../../store/content-store.js';
 import { syncDir } from '../../store/durable.js';
 import type { Logger } from '../log.js';
+import { checkFtpSettings, DEFAULT_MIN_RATE, FtpSettingError, safeName, type Endpoint, type FtpSourceConfig } from './ftp-settings.js';
 
-export interface FtpSourceConfig {
-  /** Source name for logs and the spool folder. */
-  name: string;
-  /** ftp://[user@]host[:port]/path/ or ftps://… (explicit TLS, AUTH TLS). The path is the remote folder. */
-  url: string;
-  /** Default 'anonymous' (or the user in the URL). */
-  user?: string;
-  /** File holding the password (never logged); default: an anonymous password. */
-  passwordFile?: string;
-  /** ftps only. */
-  tls?: { caFile?: string; rejectUnauthorized?: boolean };
-  /** Which remote file names are candidates. */
-  match: (name: string) => boolean;
-  /** 'stable': same size+modify time across `polls` consecutive polls (>=2); 'marker': NAME+suffix exists on the server. */
-  complete: { mode: 'stable'; polls: number } | { mode: 'marker'; suffix: string };
-  /** Delete the remote file (and marker) once the agent settled it. Default false: never write or delete on the server. */
-  deleteAfter: boolean;
-  /** Per-connection/command timeout. */
-  timeoutMs: number;
-}
+export type { FtpSourceConfig } from './ftp-settings.js';
 
 /** What identifies one upload of a remote file. */
 interface RemoteId {
@@ -76,95 +65,16 @@ interface SettledState {
   files: Record<string, SettledFile>;
 }
 
-interface Endpoint {
-  secure: boolean;
-  host: string;
-  port: number;
-  /** Remote folder as given in the URL (relative to the login folder unless it starts with /); '' = login folder. */
-  folder: string;
-  user: string;
-  /** ftp://host:port/folder, without credentials: for logs and errors. */
-  display: string;
-}
-
 /** Bytes written between two fsync checkpoints of a download. */
 const CHECKPOINT_BYTES = 16 * 1024 * 1024;
 const ANONYMOUS_PASSWORD = 'anonymous@';
+/** The largest folder listing taken (some 50,000 entries); a listing is a transfer with a deadline like a file of this size. */
+const LISTING_MAX_BYTES = 4 * 1024 * 1024;
 
 const sameId = (a: RemoteId, b: RemoteId): boolean =>
   a.size === b.size && (a.modify === undefined || b.modify === undefined || a.modify === b.modify);
-
-/** A remote name that is safe to use as a local file name. */
-function safeName(name: string): boolean {
-  return (
-    name !== '' &&
-    name !== '.' &&
-    name !== '..' &&
-    !name.startsWith('.') &&
-    !/[/\\\x00-\x1f\x7f]/.test(name) &&
-    Buffer.byteLength(name) <= 200
-  );
-}
-
-function parseConfig(cfg: FtpSourceConfig): Endpoint {
-  const src = typeof cfg?.name === 'string' ? cfg.name : '';
-  const bad = (key: string, message: string, hint?: string) =>
-    configError(`FTP source "${src}": ${key}: ${message}`, { subject: key, reason: 'bad-config', ...(hint ? { hint } : {}) });
-  if (!src || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(src)) throw bad('name', 'must be a word of letters, digits, ".", "_" or "-"');
-  if (typeof cfg.url !== 'string') throw bad('url', 'is required');
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(cfg.url)?.[1]?.toLowerCase();
-  if (scheme !== 'ftp' && scheme !== 'ftps') {
-    throw bad('url', `must be an ftp:// or ftps:// URL, got ${scheme ? `"${scheme}:"` : 'no scheme'}`, 'for example ftp://ftp.example.internal/drop/');
-  }
-  let url: URL;
-  try {
-    url = new URL(cfg.url);
-  } catch {
-    throw bad('url', 'is not a valid URL');
-  }
-  if (url.password) throw bad('url', 'must not carry a password', 'put the password in a file and name it in passwordFile');
-  if (url.search || url.hash) throw bad('url', 'must not have a ?query or #fragment');
-  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (!host) throw bad('url', 'has no host');
-  const port = url.port ? Number(url.port) : 21;
-  let folder: string;
-  try {
-    folder = decodeURIComponent(url.pathname).replace(/^\//, '');
-  } catch {
-    throw bad('url', 'has a badly escaped path');
-  }
-  if (folder.includes('\0') || /[\r\n]/.test(folder)) throw bad('url', 'has a control character in its path');
-  const urlUser = url.username ? decodeURIComponent(url.username) : undefined;
-  if (cfg.user !== undefined && (typeof cfg.user !== 'string' || cfg.user === '')) throw bad('user', 'must be a non-empty string');
-  if (cfg.user !== undefined && urlUser !== undefined && cfg.user !== urlUser) {
-    throw bad('user', `"${cfg.user}" differs from the user in url ("${urlUser}")`, 'name the user in one place');
-  }
-  const user = cfg.user ?? urlUser ?? 'anonymous';
-  if (/[\r\n]/.test(user)) throw bad('user', 'has a control character');
-  if (cfg.passwordFile !== undefined && (typeof cfg.passwordFile !== 'string' || cfg.passwordFile === '')) {
-    throw bad('passwordFile', 'must be a path');
-  }
-  if (cfg.tls !== undefined) {
-    if (scheme !== 'ftps') throw bad('tls', 'applies only to ftps:// URLs');
-    if (cfg.tls.caFile !== undefined && (typeof cfg.tls.caFile !== 'string' || cfg.tls.caFile === '')) throw bad('tls.caFile', 'must be a path');
-    if (cfg.tls.rejectUnauthorized !== undefined && typeof cfg.tls.rejectUnauthorized !== 'boolean') {
-      throw bad('tls.rejectUnauthorized', 'must be true or false');
-    }
-  }
-  if (typeof cfg.match !== 'function') throw bad('match', 'must be a function of the remote name');
-  const c = cfg.complete as { mode?: unknown; polls?: unknown; suffix?: unknown } | undefined;
-  if (!c || (c.mode !== 'stable' && c.mode !== 'marker')) throw bad('complete.mode', 'must be "stable" or "marker"');
-  if (c.mode === 'stable' && !(Number.isInteger(c.polls) && (c.polls as number) >= 2)) {
-    throw bad('complete.polls', 'must be a whole number of 2 or more', 'a file counts as complete when its size and modify time stay the same for this many polls');
-  }
-  if (c.mode === 'marker' && (typeof c.suffix !== 'string' || !safeName(`x${c.suffix}`) || c.suffix === '')) {
-    throw bad('complete.suffix', 'must be a non-empty file name suffix such as ".done"');
-  }
-  if (typeof cfg.deleteAfter !== 'boolean') throw bad('deleteAfter', 'must be true or false');
-  if (!(Number.isInteger(cfg.timeoutMs) && cfg.timeoutMs > 0)) throw bad('timeoutMs', 'must be a positive whole number of milliseconds');
-  const hostPart = host.includes(':') ? `[${host}]` : host;
-  return { secure: scheme === 'ftps', host, port, folder, user, display: `${scheme}://${hostPart}:${port}/${folder}` };
-}
+/** The very same listing entry: size and modify time (or its absence) alike. */
+const sameListing = (a: RemoteId, b: RemoteId): boolean => a.size === b.size && a.modify === b.modify;
 
 function errnoCode(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException | undefined)?.code;
@@ -209,6 +119,8 @@ class SpoolWriter extends Writable {
   constructor(
     private readonly fh: FileHandle,
     readonly start: number,
+    /** The listed size: a byte past it is never written. */
+    private readonly limit: number,
     private readonly checkpoint: (synced: number) => Promise<void>,
   ) {
     super({ highWaterMark: 1 << 20 });
@@ -217,6 +129,11 @@ class SpoolWriter extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.pos + chunk.length > this.limit) {
+      this.failure = new BeyondListed(this.pos + chunk.length);
+      cb(this.failure);
+      return;
+    }
     const work = (async () => {
       let off = 0;
       while (off < chunk.length) {
@@ -249,6 +166,28 @@ class SpoolWriter extends Writable {
 /** A download that did not complete; the partial stays for the next poll. */
 class Interrupted extends Error {}
 
+/** The server sent more than it listed: `sent` bytes at least. */
+class BeyondListed extends Error {
+  constructor(readonly sent: number) {
+    super(`the server sent at least ${sent} bytes`);
+  }
+}
+
+/** Closes the connection after `ms`: an idle timeout alone lets a server trickle for ever. */
+function closeAfter(client: Client, ms: number): { readonly passed: boolean; clear(): void } {
+  let passed = false;
+  const timer = setTimeout(() => {
+    passed = true;
+    client.close();
+  }, ms);
+  return {
+    get passed() {
+      return passed;
+    },
+    clear: () => clearTimeout(timer),
+  };
+}
+
 export class FtpSource {
   private readonly ep: Endpoint;
   private readonly log: Logger;
@@ -259,15 +198,33 @@ export class FtpSource {
   private readonly seen = new Map<string, RemoteId & { count: number }>();
   /** Warnings said once per remote file version, not at every poll. */
   private readonly warned = new Set<string>();
-  private settledState: SettledState | undefined;
+  /** Files whose server sent more than it listed, as listed then: not fetched again until the listing changes. */
+  private readonly overSent = new Map<string, RemoteId>();
+  /** Files stopped at their deadline: fetched after the others at the next poll. */
+  private readonly slow = new Set<string>();
+  private readonly minRate: number;
+  private settledLoad: Promise<SettledState> | undefined;
+  /** The connection lane: polls and deletions on the server, one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Changes to settled.json and meta/, one at a time; never waits for the server. */
+  private stateQueue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly cfg: FtpSourceConfig,
     private readonly spoolDir: string,
     log: Logger,
   ) {
-    this.ep = parseConfig(cfg);
+    try {
+      this.ep = checkFtpSettings(cfg);
+    } catch (e) {
+      if (!(e instanceof FtpSettingError)) throw e;
+      throw configError(`FTP source "${typeof cfg?.name === 'string' ? cfg.name : ''}": ${e.key}: ${e.message}`, {
+        subject: e.key,
+        reason: 'bad-config',
+        ...(e.hint ? { hint: e.hint } : {}),
+      });
+    }
+    this.minRate = cfg.minRate ?? DEFAULT_MIN_RATE;
     this.log = log.with({ source: cfg.name });
     this.readyDir = join(spoolDir, 'ready');
     this.metaDir = join(spoolDir, 'meta');
@@ -291,30 +248,48 @@ export class FtpSource {
       await this.session(signal, async (client) => {
         const files = await this.listFolder(client);
         await this.fetchComplete(client, files, settled, signal);
-        if (this.cfg.deleteAfter) await this.deleteSettled(client, files, settled);
+        // A download stopped at its deadline or refused closed the connection: deletions wait for the next poll.
+        if (this.cfg.deleteAfter && !client.closed) await this.deleteSettled(client, files, settled);
         await this.forgetVanished(files, settled);
       });
       return this.readyFiles();
     });
   }
 
+  /** The paths in ready/ waiting for the agent, without asking the server (and without waiting for a poll in progress). */
+  async ready(): Promise<string[]> {
+    try {
+      return await this.readyFiles();
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  /** Resolves once the server work queued so far (polls, deletions after settle) is done. */
+  idle(): Promise<void> {
+    return this.queue.then(() => undefined);
+  }
+
   /**
    * The agent has processed `localPath` (a path poll() returned, moved away by
-   * the agent): never fetch that remote file again while it is unchanged, and
-   * with deleteAfter delete it (and its marker) on the server. A failed delete
-   * is logged and retried at the next poll.
+   * the agent): never fetch that remote file again while it is unchanged.
+   * Resolves once that is recorded, without waiting for a poll in progress.
+   * With deleteAfter the file (and its marker) is then deleted on the server,
+   * after the poll in progress (idle() waits for it); a failed delete is
+   * logged and retried at the next poll.
    */
-  settle(localPath: string): Promise<void> {
+  async settle(localPath: string): Promise<void> {
     const name = basename(localPath);
     if (resolve(dirname(localPath)) !== resolve(this.readyDir) || !safeName(name)) {
-      return Promise.reject(new AirlockError('internal', `FTP source "${this.cfg.name}": ${localPath} is not a file this source handed out (not in ${this.readyDir})`));
+      throw new AirlockError('internal', `FTP source "${this.cfg.name}": ${localPath} is not a file this source handed out (not in ${this.readyDir})`);
     }
-    return this.exclusive(async () => {
+    const recorded = await this.stateChange(async () => {
       const metaPath = join(this.metaDir, `${name}.json`);
       const meta = await readJson<WaitingMeta>(metaPath).catch(() => undefined);
       const settled = await this.loadSettled();
       if (!meta) {
-        if (settled.files[name]) return; // settled twice
+        if (settled.files[name]) return false; // settled twice
         throw new AirlockError('notFound', `FTP source "${this.cfg.name}": no record of ${name} (was it fetched by this source?)`, {
           subject: localPath,
           reason: 'not-found',
@@ -324,9 +299,14 @@ export class FtpSource {
       await this.saveSettled();
       await rm(metaPath, { force: true });
       this.log.info('settled', { name, bytes: meta.size });
-      if (await exists(localPath)) this.log.warn('settled file is still in ready/; it will be handed out again', { name, path: localPath });
-      if (!this.cfg.deleteAfter) return;
+      return true;
+    });
+    if (!recorded) return;
+    if (await exists(localPath)) this.log.warn('settled file is still in ready/; it will be handed out again', { name, path: localPath });
+    if (!this.cfg.deleteAfter) return;
+    void this.exclusive(async () => {
       try {
+        const settled = await this.loadSettled();
         await this.session(undefined, async (client) => {
           const files = await this.listFolder(client);
           await this.deleteSettled(client, files, settled, name);
@@ -348,11 +328,22 @@ export class FtpSource {
     return run;
   }
 
+  private stateChange<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.stateQueue.then(fn, fn);
+    this.stateQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** How long a transfer of `bytes` may take: the idle timeout, plus the bytes at the minimum rate. */
+  private deadlineMs(bytes: number): number {
+    return this.cfg.timeoutMs + Math.ceil((bytes * 1000) / this.minRate);
+  }
+
   /** Connects, logs in, enters the folder, runs `fn`, and always closes. Abort closes the connection. */
   private async session(signal: AbortSignal | undefined, fn: (client: Client) => Promise<void>): Promise<void> {
     const password = await this.password();
     const secureOptions = this.ep.secure ? await this.tlsOptions() : undefined;
-    const client = new Client(this.cfg.timeoutMs);
+    const client = new Client(this.cfg.timeoutMs, { allowSeparateTransferHost: false, maxListingBytes: LISTING_MAX_BYTES });
     client.ftp.verbose = false;
     const onAbort = () => client.close();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -464,7 +455,21 @@ export class FtpSource {
 
   /** The plain files of the folder that matter (candidates and their markers), with modify times. */
   private async listFolder(client: Client): Promise<Map<string, RemoteFile>> {
-    const listing = await client.list();
+    const ms = this.deadlineMs(LISTING_MAX_BYTES);
+    const deadline = closeAfter(client, ms);
+    let listing: FileInfo[];
+    try {
+      listing = await client.list();
+    } catch (e) {
+      if (!deadline.passed) throw e;
+      throw new AirlockError('remote', `FTP source "${this.cfg.name}": ${this.ep.display} sent its folder listing too slowly: not done after ${Math.round(ms / 1000)} s`, {
+        reason: 'ftp-too-slow',
+        subject: this.ep.display,
+        hint: `a transfer must average minRate (${this.minRate} bytes/s); the next poll tries again`,
+      });
+    } finally {
+      deadline.clear();
+    }
     const marker = this.cfg.complete.mode === 'marker' ? this.cfg.complete.suffix : undefined;
     const relevant = (n: string) => this.cfg.match(n) || (marker !== undefined && n.endsWith(marker) && this.cfg.match(n.slice(0, -marker.length)));
     const wanted: FileInfo[] = [];
@@ -472,6 +477,10 @@ export class FtpSource {
       if (f.type !== FileType.File || !relevant(f.name)) continue;
       if (!safeName(f.name)) {
         this.warnOnce(`unsafe:${f.name}`, 'skipping a remote file whose name is not a plain file name', { name: JSON.stringify(f.name) });
+        continue;
+      }
+      if (!Number.isSafeInteger(f.size) || f.size < 0) {
+        this.warnOnce(`size:${f.name}:${f.size}`, 'skipping a remote file listed without a size', { name: f.name, size: String(f.size) });
         continue;
       }
       wanted.push(f);
@@ -516,11 +525,17 @@ export class FtpSource {
 
   private async fetchComplete(client: Client, files: Map<string, RemoteFile>, settled: SettledState, signal?: AbortSignal): Promise<void> {
     const suffix = this.cfg.complete.mode === 'marker' ? this.cfg.complete.suffix : undefined;
-    const names = [...files.keys()].sort();
+    // A file that was too slow last time goes last: it must not hold back the others at every poll.
+    const names = [...files.keys()].sort((a, b) => Number(this.slow.has(a)) - Number(this.slow.has(b)) || (a < b ? -1 : a > b ? 1 : 0));
     for (const name of names) {
+      // Stopped at a deadline or refused mid-transfer: the rest waits for the next poll.
+      if (client.closed) return;
       const f = files.get(name)!;
       if (!this.cfg.match(name)) continue; // a marker
       if (suffix !== undefined && name.endsWith(suffix) && files.has(name.slice(0, -suffix.length))) continue; // a marker that also matches
+      const over = this.overSent.get(name);
+      if (over && sameListing(over, f)) continue; // said once when it happened
+      this.overSent.delete(name);
       const done = settled.files[name];
       if (done && sameId(done, f)) continue;
       const metaPath = join(this.metaDir, `${name}.json`);
@@ -583,27 +598,30 @@ export class FtpSource {
         reason: prior ? 'the remote file changed since it started' : 'no record of what it belongs to',
       });
     }
-    const meta: PartialMeta = { name: f.name, ...id, synced: startAt };
-    if (startAt === 0 || !prior) await writeJsonAtomic(metaPath, meta);
 
+    // The listed size is all the room the server gets, and only while the journal and the import keep theirs.
     const need = f.size - startAt;
+    const reclaimed = (local?.size ?? 0) - startAt;
     const fs = await statfs(this.spoolDir);
-    const free = Number(fs.bavail) * Number(fs.bsize);
-    if (free < need) {
+    const free = Number(fs.bavail) * Number(fs.bsize) + reclaimed;
+    if (free - need < FREE_SPACE_MARGIN) {
       this.warnOnce(`space:${f.name}:${f.size}`, 'not enough free disk in the spool folder; skipping the file for now', {
         name: f.name,
         bytes: need,
         free,
+        spare: FREE_SPACE_MARGIN,
         spool: this.spoolDir,
       });
       return;
     }
+    const meta: PartialMeta = { name: f.name, ...id, synced: startAt };
+    if (startAt === 0 || !prior) await writeJsonAtomic(metaPath, meta);
 
     const fh = await open(path, startAt > 0 ? fsc.O_RDWR : fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, 0o640);
     let closed = false;
     try {
       if (startAt > 0) await fh.truncate(startAt); // bytes past the last fsync are not trusted
-      const writer = new SpoolWriter(fh, startAt, (synced) => writeJsonAtomic(metaPath, { ...meta, synced }));
+      const writer = new SpoolWriter(fh, startAt, f.size, (synced) => writeJsonAtomic(metaPath, { ...meta, synced }));
       this.log.info(startAt > 0 ? 'download resumed' : 'download started', {
         name: f.name,
         bytes: need,
@@ -611,11 +629,17 @@ export class FtpSource {
         size: f.size,
       });
       let failure: unknown;
+      const deadlineMs = this.deadlineMs(need);
+      let tooSlow = false;
       if (need > 0) {
+        const deadline = closeAfter(client, deadlineMs);
         try {
           await client.downloadTo(writer, f.name, startAt);
         } catch (e) {
           failure = e;
+        } finally {
+          deadline.clear();
+          tooSlow = deadline.passed;
         }
       } else {
         writer.end();
@@ -623,6 +647,37 @@ export class FtpSource {
       await writer.idle();
       await fh.sync();
       const got = writer.pos;
+      if (writer.failure instanceof BeyondListed) {
+        client.close(); // the server would go on sending
+        await fh.close();
+        closed = true;
+        await rm(path, { force: true });
+        await rm(metaPath, { force: true });
+        await syncDir(this.spoolDir);
+        this.overSent.set(f.name, id);
+        this.seen.delete(f.name);
+        this.log.warn('the server sent more than the listed size; the file is refused until its listing changes', {
+          name: f.name,
+          size: f.size,
+          sent_at_least: writer.failure.sent,
+          hint: 'a download never writes past the size the server lists; an upload that grew is fetched once its new size is listed and stable',
+        });
+        throw new Interrupted();
+      }
+      if (tooSlow) {
+        await writeJsonAtomic(metaPath, { ...meta, synced: got });
+        // Said as a warning the first time; a server that stays this slow is then reported at info.
+        this.log[this.slow.has(f.name) ? 'info' : 'warn']('download too slow: stopped at its deadline; the next poll resumes it', {
+          name: f.name,
+          bytes: got - startAt,
+          offset: got,
+          size: f.size,
+          deadline_s: Math.round(deadlineMs / 1000),
+          min_rate: this.minRate,
+        });
+        this.slow.add(f.name);
+        throw new Interrupted();
+      }
       if (failure !== undefined || writer.failure) {
         await writeJsonAtomic(metaPath, { ...meta, synced: got });
         // Stopping on request is routine; a broken transfer is worth a warning.
@@ -649,18 +704,14 @@ export class FtpSource {
         }
         throw failure;
       }
-      if (got !== f.size) {
-        if (got < f.size) {
-          await writeJsonAtomic(metaPath, { ...meta, synced: got });
-          this.log.warn('download ended short of the listed size; the next poll resumes it', { name: f.name, bytes: got - startAt, offset: got, size: f.size });
-        } else {
-          await fh.close();
-          closed = true;
-          await rm(path, { force: true });
-          await rm(metaPath, { force: true });
-          this.log.warn('the remote file grew during the download; fetching it again once complete', { name: f.name, bytes: got, size: f.size });
-          this.seen.delete(f.name);
-        }
+      if (got < f.size) {
+        await writeJsonAtomic(metaPath, { ...meta, synced: got });
+        this.warnOnce(`short:${f.name}:${f.size}:${f.modify ?? ''}:${got}`, 'download ended short of the listed size; the next poll resumes it', {
+          name: f.name,
+          bytes: got - startAt,
+          offset: got,
+          size: f.size,
+        });
         throw new Interrupted();
       }
       await fh.close();
@@ -672,6 +723,7 @@ export class FtpSource {
       await rm(metaPath, { force: true });
       await syncDir(this.spoolDir);
       this.seen.delete(f.name);
+      this.slow.delete(f.name);
       this.log.info('download finished', { name: f.name, bytes: got - startAt, size: f.size });
       signal?.throwIfAborted();
     } finally {
@@ -709,14 +761,26 @@ export class FtpSource {
   /** Forget what the server no longer has, so the state stays as small as the folder. */
   private async forgetVanished(files: Map<string, RemoteFile>, settled: SettledState): Promise<void> {
     for (const name of this.seen.keys()) if (!files.has(name)) this.seen.delete(name);
-    const gone = Object.keys(settled.files).filter((n) => !files.has(n));
-    if (gone.length === 0) return;
-    for (const n of gone) delete settled.files[n];
-    await this.saveSettled();
+    for (const name of this.overSent.keys()) if (!files.has(name)) this.overSent.delete(name);
+    for (const name of this.slow) if (!files.has(name)) this.slow.delete(name);
+    await this.stateChange(async () => {
+      const gone = Object.keys(settled.files).filter((n) => !files.has(n));
+      if (gone.length === 0) return;
+      for (const n of gone) delete settled.files[n];
+      await this.saveSettled();
+    });
   }
 
-  private async loadSettled(): Promise<SettledState> {
-    if (this.settledState) return this.settledState;
+  /** The settled-files record, read once: a poll and a settle running side by side change the same object. */
+  private loadSettled(): Promise<SettledState> {
+    this.settledLoad ??= this.readSettled().catch((e: unknown) => {
+      this.settledLoad = undefined;
+      throw e;
+    });
+    return this.settledLoad;
+  }
+
+  private async readSettled(): Promise<SettledState> {
     let state: SettledState | undefined;
     try {
       state = await readJson<SettledState>(this.settledPath);
@@ -734,13 +798,13 @@ export class FtpSource {
         hint: 'remove it to fetch every file on the server again',
       });
     }
-    this.settledState = state ?? { version: 1, files: {} };
-    return this.settledState;
+    return state ?? { version: 1, files: {} };
   }
 
+  /** Writes the record; only inside stateChange, so two writes never share the temporary file. */
   private async saveSettled(): Promise<void> {
     await mkdir(this.spoolDir, { recursive: true });
-    await writeJsonAtomic(this.settledPath, this.settledState ?? { version: 1, files: {} });
+    await writeJsonAtomic(this.settledPath, await this.loadSettled());
   }
 
   private async readyFiles(): Promise<string[]> {

@@ -1,6 +1,7 @@
-import { Agent } from '../../agent/agent.js';
+import { Agent, loadStartableConfig } from '../../agent/agent.js';
 import { DEFAULT_CONFIG_FILE, loadAgentConfig } from '../../agent/config.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
+import { bytes } from '../format.js';
 
 export const agentCommands: Command[] = [
   {
@@ -11,13 +12,14 @@ export const agentCommands: Command[] = [
       `Reads ${DEFAULT_CONFIG_FILE} (or --config). Runs in the foreground, as systemd's airlock-agent.service\n` +
       'does, and logs one logfmt line per event to stderr. SIGTERM finishes the work in hand and stops;\n' +
       'SIGHUP reads the config again (a bad one is logged and the running one kept).\n' +
-      '--check-config validates the config, prints what it resolved to, and exits (3 when it is bad).',
+      '--check-config validates the config, prints what it resolved to, and exits (3 when it is bad):\n' +
+      'it refuses exactly what the agent would refuse at start.',
     options: { config: stringOpt('c'), 'check-config': boolOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const file = typeof values.config === 'string' ? values.config : DEFAULT_CONFIG_FILE;
       if (values['check-config']) {
-        const config = await loadAgentConfig(file);
+        const config = await loadStartableConfig(file);
         if (json) out(JSON.stringify(config));
         else out(checkSummary(config));
         return 0;
@@ -51,7 +53,11 @@ function checkSummary(c: Awaited<ReturnType<typeof loadAgentConfig>>): string {
     `  state dir     ${c.stateDir}`,
     `  trust dir     ${c.trustDir}`,
     `  inbox         ${c.inbox.dir} (poll "${c.inbox.poll}"${c.inbox.watch ? ', watched' : ''})`,
-    ...c.inbox.sources.slice(1).map((s) => `  source        ${s.name}: ${s.type === 'folder' ? s.path : s.url}${s.type === 'ftp' && s.deleteAfter ? ' (deletes after import)' : ''}`),
+    ...c.inbox.sources.slice(1).map((s) =>
+      s.type === 'folder'
+        ? `  source        ${s.name}: ${s.path}`
+        : `  source        ${s.name}: ${s.url} (at least ${bytes(s.minRate)}/s${s.deleteAfter ? ', deletes after import' : ''})`,
+    ),
     `  apply         ${c.apply.mode}, ${c.apply.window ? `window "${c.apply.window.cron}" for ${c.apply.window.durationMs / 1000} s` : 'no window'}`,
     `  swarm         ${c.swarm.mode}${c.swarm.mode === 'join' ? ` as ${c.swarm.role} via ${c.swarm.managers.join(', ')} (token ${c.swarm.tokenFile})` : c.swarm.mode === 'init' ? ` advertising ${c.swarm.advertiseAddr}` : ''}`,
     `  retention     ${c.retention.schedule ? `"${c.retention.schedule}", keep ${c.retention.keep}` : 'off'}`,
