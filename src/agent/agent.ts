@@ -11,7 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
 import { recoverHost } from '../apply/bundle-apply.js';
 import { Docker } from '../docker/index.js';
-import { asAirlockError, configError } from '../errors/index.js';
+import { AirlockError, asAirlockError, configError, isAirlockError } from '../errors/index.js';
 import { prune } from '../retention/index.js';
 import { TrustStore } from '../trust/trust-store.js';
 import { Journal } from '../journal/journal.js';
@@ -50,13 +50,36 @@ interface Remote {
  * Reads agent.yaml and makes every check the agent makes before it starts:
  * `agent --check-config` calls this very function, so what it accepts the
  * agent starts with. Beyond agent.yaml's own checks (which include each FTP
- * source's settings): a state or inbox folder that cannot be one.
+ * source's settings): a state or inbox folder that cannot be one, and a trust
+ * store that is missing, unsafe to trust or unreadable (an agent that could
+ * import nothing, or whatever a local user signs, does not start).
  */
 export async function loadStartableConfig(file: string): Promise<AgentConfig> {
   const config = await loadAgentConfig(file);
   await checkFolder(config, 'stateDir', config.stateDir);
   await checkFolder(config, 'inbox.dir', config.inbox.dir);
+  await checkTrustStore(config);
   return config;
+}
+
+/** The trust store loads as an import would load it: present, safe (src/trust/permissions.ts), its keys and revocation list readable. */
+async function checkTrustStore(config: AgentConfig): Promise<void> {
+  try {
+    await TrustStore.load(config.trustDir);
+  } catch (e) {
+    const at = `${config.file}: trustDir: `;
+    if (isAirlockError(e)) {
+      // The agent's trust dir is named in agent.yaml, not by --trust.
+      const hint = e.reason === 'no-trust-store' ? 'put the vendor public keys (*.pub) there, or point trustDir at the folder that has them' : e.hint;
+      throw new AirlockError(e.kind, at + e.message, { reason: e.reason, cause: e, ...(e.subject === undefined ? {} : { subject: e.subject }), ...(hint === undefined ? {} : { hint }) });
+    }
+    const code = (e as NodeJS.ErrnoException).code;
+    throw configError(`${at}cannot read ${config.trustDir}: ${code ?? (e as Error).message}`, {
+      subject: config.trustDir,
+      reason: 'bad-config',
+      hint: code === 'ENOTDIR' ? 'point trustDir at the folder of vendor keys' : 'the agent runs as its own user (airlock); it must be able to read the trust dir and its keys',
+    });
+  }
 }
 
 /** The folder exists and is writable, or the nearest part of its path that exists is one (the agent makes the rest). */

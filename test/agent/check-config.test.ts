@@ -4,7 +4,7 @@
  * "agent started") or both refuse it with the same message and exit code.
  */
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import YAML from 'yaml';
@@ -22,9 +22,9 @@ after(() => work.cleanup());
 const NO_ENGINE = { DOCKER_HOST: 'unix:///nonexistent/airlock-test/docker.sock' };
 
 let n = 0;
-async function configFile(over: (dir: string) => Record<string, unknown>): Promise<string> {
+async function configFile(over: (dir: string) => Record<string, unknown> | Promise<Record<string, unknown>>): Promise<string> {
   const dir = join(work.dir, `c${++n}`);
-  await mkdir(dir);
+  await mkdir(join(dir, 'trust'), { recursive: true });
   const base = {
     stateDir: join(dir, 'state'),
     trustDir: join(dir, 'trust'),
@@ -33,7 +33,7 @@ async function configFile(over: (dir: string) => Record<string, unknown>): Promi
     drift: { schedule: null },
   };
   const file = join(dir, 'agent.yaml');
-  await writeFile(file, YAML.stringify({ ...base, ...over(dir) }));
+  await writeFile(file, YAML.stringify({ ...base, ...(await over(dir)) }));
   return file;
 }
 
@@ -68,7 +68,7 @@ test('an FTP source without a name gets one from its host and port, and the agen
   assert.match(v6.stdout, /source {8}[A-Za-z0-9][A-Za-z0-9._-]*: ftp:\/\/\[::1\]\/pub\//);
 });
 
-const refused: [string, (dir: string) => Record<string, unknown>, RegExp][] = [
+const refused: [string, (dir: string) => Record<string, unknown> | Promise<Record<string, unknown>>, RegExp][] = [
   ['an http:// URL', ftp({ url: 'http://127.0.0.1/pub/' }), /inbox\.sources\[0\]\.url: must match pattern "\^ftps\?:\/\/"/],
   ['a password in the URL', ftp({ url: 'ftp://bob:secret@127.0.0.1/pub/' }), /inbox\.sources\[0\]\.url: must not carry a password \(put the password in a file and name it in passwordFile\)/],
   ['tls on ftp://', ftp({ url: 'ftp://127.0.0.1/pub/', tls: { rejectUnauthorized: false } }), /inbox\.sources\[0\]\.tls: applies only to ftps:\/\/ URLs/],
@@ -82,6 +82,16 @@ const refused: [string, (dir: string) => Record<string, unknown>, RegExp][] = [
   ],
   ['a state dir that is a file', () => ({ stateDir: join(work.dir, 'a-file') }), /stateDir: .*a-file is not a folder/],
   ['an inbox under a file', () => ({ inbox: { dir: join(work.dir, 'a-file', 'inbox') } }), /inbox\.dir: .*a-file is not a folder \(on the way to /],
+  ['a trust dir that is missing', (dir) => ({ trustDir: join(dir, 'no-such-trust') }), /agent\.yaml: trustDir: trust store not found: .*no-such-trust\n {2}hint: put the vendor public keys \(\*\.pub\) there, or point trustDir at/],
+  ['a trust dir that is a file', () => ({ trustDir: join(work.dir, 'a-file') }), /agent\.yaml: trustDir: cannot read .*a-file: ENOTDIR\n {2}hint: point trustDir at the folder of vendor keys/],
+  [
+    'a trust dir anyone may write (0777)',
+    async (dir) => {
+      await chmod(join(dir, 'trust'), 0o777);
+      return {};
+    },
+    /agent\.yaml: trustDir: trust store .*\/trust is not safe to trust: .*\/trust is writable by group or others \(mode 777\)\n {2}hint: whoever can write there can make this host run anything.*chmod -R go-w /,
+  ],
 ];
 
 for (const [what, over, message] of refused) {

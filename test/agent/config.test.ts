@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAgentConfig, TOKEN_CREDENTIAL } from '../../src/agent/config.js';
 import { AirlockError } from '../../src/errors/index.js';
 import { MaintenanceWindow } from '../../src/agent/window.js';
-import { REPO, runCli } from '../helpers/fixtures.js';
+import { REPO, runCli, tempDir } from '../helpers/fixtures.js';
 
 const parse = (yaml: string, env: NodeJS.ProcessEnv = {}) => parseAgentConfig('agent.yaml', yaml, env);
 
@@ -83,8 +84,15 @@ test('every error names the file, the line and the key', () => {
   for (const [yaml, message] of cases) assert.match(refusal(yaml).message, message, yaml);
 });
 
-test('the config shipped in systemd/ passes --check-config', async () => {
-  const r = await runCli(['agent', '--check-config', '--config', join(REPO, 'systemd/agent.yaml')]);
+test('the config shipped in systemd/ passes --check-config once its trust dir exists', async (t) => {
+  const { dir, cleanup } = await tempDir('airlock-shipped-config-');
+  t.after(cleanup);
+  // The shipped file as it is, but for the trust dir the package would have made.
+  const shipped = await readFile(join(REPO, 'systemd/agent.yaml'), 'utf8');
+  assert.match(shipped, /^trustDir: \/etc\/airlock\/trusted\.d /m);
+  await mkdir(join(dir, 'trusted.d'));
+  await writeFile(join(dir, 'agent.yaml'), shipped.replace(/^trustDir: \/etc\/airlock\/trusted\.d /m, `trustDir: ${join(dir, 'trusted.d')} `));
+  const r = await runCli(['agent', '--check-config', '--config', join(dir, 'agent.yaml')]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /agent\.yaml: ok/);
   const missing = await runCli(['agent', '--check-config', '--config', '/nonexistent/agent.yaml']);

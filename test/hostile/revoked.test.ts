@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFile, chmod, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, chmod, chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { AgentProcess, writeAgentConfig, type AgentLayout } from '../helpers/agent.js';
@@ -159,7 +159,7 @@ async function plantedTrust(): Promise<{ dir: string; bundle: string }> {
   return { dir, bundle };
 }
 
-test('a 0777 trust dir with a key planted by another user: bundle plan, bundle apply and the agent refuse, and nothing reaches the engine', async () => {
+test('a 0777 trust dir with a key planted by another user: bundle plan, bundle apply and the agent (at start, and at import when it turns unsafe later) refuse, and nothing reaches the engine', async () => {
   const { dir, bundle } = await plantedTrust();
   const state = join(bench.dir, 'state-0777');
   const unsafe = `trust store ${dir} is not safe to trust: ${dir} is writable by group or others (mode 777); ${dir}/mallory.pub is owned by uid 65534, not root`;
@@ -172,9 +172,20 @@ test('a 0777 trust dir with a key planted by another user: bundle plan, bundle a
     assert.ok(r.stderr.includes(`error: ${unsafe}\n`), r.stderr);
   }
   const agentLayout = await writeAgentConfig(join(bench.dir, 'agent-0777'), dir);
+  // The agent does not start on it (nor does --check-config accept it: test/agent/check-config.test.ts).
+  const refused = new AgentProcess(agentLayout.config, env());
+  const { code } = await refused.exited;
+  assert.equal(code, 3, refused.log);
+  assert.ok(refused.log.includes(`error: ${agentLayout.config}: trustDir: ${unsafe}\n`), refused.log);
+
+  // Safe at start, opened while it runs: the import refuses it.
+  await chmod(dir, 0o755);
+  await chown(join(dir, 'mallory.pub'), 0, 0);
   const agent = new AgentProcess(agentLayout.config, env());
   try {
     await agent.waitFor(/msg="agent started"/);
+    await chmod(dir, 0o777);
+    await chown(join(dir, 'mallory.pub'), 65534, 65534);
     await copyFile(bundle, join(agentLayout.inbox, 'evil.airlock.tmp'));
     await rename(join(agentLayout.inbox, 'evil.airlock.tmp'), join(agentLayout.inbox, 'evil.airlock'));
     const line = await agent.waitFor(/msg="bundle could not be imported now; it stays in the inbox"/, 60_000);
