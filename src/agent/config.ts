@@ -13,7 +13,7 @@ import { DEFAULT_STATE_DIR } from '../store/state-dir.js';
 import { DEFAULT_TRUST_DIR } from '../trust/trust-store.js';
 import { configError, notFound } from '../errors/index.js';
 import { YamlFile, type KeyPath } from '../config/yaml-file.js';
-import { checkFtpSettings, defaultFtpSourceName, DEFAULT_MIN_RATE, FtpSettingError, type FtpSourceConfig } from './inbox/ftp-settings.js';
+import { checkFtpSettings, defaultFtpSourceName, DEFAULT_MIN_RATE, DEFAULT_RECHECK_MS, FtpSettingError, type FtpSourceConfig } from './inbox/ftp-settings.js';
 import { isInboxName } from './inbox/part-sets.js';
 import type { LogLevel } from './log.js';
 
@@ -42,6 +42,8 @@ export interface FtpSourceSettings {
   timeoutMs: number;
   /** Bytes per second a transfer must average, or it is stopped (and resumed at the next poll). */
   minRate: number;
+  /** How often a settled file listed without a modify time is fetched again into a hash, to see whether its content changed. */
+  recheckMs: number;
   /** Its own poll schedule; the inbox poll when absent. */
   poll: string;
 }
@@ -125,6 +127,7 @@ const schema = {
                 deleteAfter: { type: 'boolean' },
                 timeout: str,
                 minRate: { anyOf: [str, { type: 'integer', minimum: 1 }] },
+                recheck: str,
                 poll: str,
               },
             },
@@ -163,7 +166,7 @@ const validate = (v: unknown): boolean => (compiled ??= new Ajv({ allErrors: fal
 
 /* The raw YAML shape, after the schema passed. */
 interface RawComplete { mode?: 'stable' | 'marker'; stableFor?: string; markerSuffix?: string }
-interface RawSource { type: 'folder' | 'ftp'; name?: string; path?: string; url?: string; user?: string; passwordFile?: string; tls?: { caFile?: string; rejectUnauthorized?: boolean }; complete?: RawComplete; deleteAfter?: boolean; timeout?: string; minRate?: string | number; poll?: string }
+interface RawSource { type: 'folder' | 'ftp'; name?: string; path?: string; url?: string; user?: string; passwordFile?: string; tls?: { caFile?: string; rejectUnauthorized?: boolean }; complete?: RawComplete; deleteAfter?: boolean; timeout?: string; minRate?: string | number; recheck?: string; poll?: string }
 interface Raw {
   stateDir?: string;
   trustDir?: string;
@@ -243,6 +246,7 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
       deleteAfter: s.deleteAfter ?? false,
       timeoutMs: s.timeout ? ms([...at, 'timeout'], s.timeout, 1000) : 30_000,
       minRate: s.minRate === undefined ? DEFAULT_MIN_RATE : rate([...at, 'minRate'], s.minRate),
+      recheckMs: s.recheck ? ms([...at, 'recheck'], s.recheck, 1000) : DEFAULT_RECHECK_MS,
       poll: s.poll ? cronAt([...at, 'poll'], s.poll) : poll,
     };
     // The checks FtpSource makes when the agent starts, made here so --check-config makes them too.
@@ -301,6 +305,7 @@ const FTP_KEYS: Record<string, KeyPath> = {
   'tls.rejectUnauthorized': ['tls', 'rejectUnauthorized'],
   timeoutMs: ['timeout'],
   minRate: ['minRate'],
+  recheckMs: ['recheck'],
 };
 
 /** What FtpSource is given for a source of agent.yaml: inbox names only; in stable mode, the same listing twice. */

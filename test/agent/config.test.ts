@@ -41,7 +41,7 @@ inbox:
   complete: { mode: marker, markerSuffix: .done }
   sources:
     - { type: folder, path: /srv/ftp/upload }
-    - { type: ftp, name: drop, url: "ftps://ftp.example/out/", user: airlock, passwordFile: /etc/airlock/ftp-pw, timeout: 45s, poll: "*/5 * * * *" }
+    - { type: ftp, name: drop, url: "ftps://ftp.example/out/", user: airlock, passwordFile: /etc/airlock/ftp-pw, timeout: 45s, recheck: 20m, poll: "*/5 * * * *" }
 apply: { window: { cron: "0 2 * * 1-5", duration: 1h30m }, timeout: 2m }
 swarm: { mode: join, role: manager, managers: ["10.0.0.1:2377"], tokenFile: /root/token }
 retention: { schedule: null, keep: 5 }
@@ -52,6 +52,7 @@ retention: { schedule: null, keep: 5 }
   assert.equal(ftp?.type, 'ftp');
   assert.equal(ftp?.type === 'ftp' && ftp.timeoutMs, 45_000);
   assert.equal(ftp?.type === 'ftp' && ftp.deleteAfter, false);
+  assert.equal(ftp?.type === 'ftp' && ftp.recheckMs, 20 * 60_000);
   assert.deepEqual(c.apply.window, { cron: '0 2 * * 1-5', durationMs: 5_400_000 });
   assert.equal(c.apply.timeoutMs, 120_000);
   assert.deepEqual(c.swarm, { mode: 'join', role: 'manager', listenAddr: '0.0.0.0:2377', managers: ['10.0.0.1:2377'], tokenFile: '/root/token' });
@@ -69,6 +70,7 @@ test('every error names the file, the line and the key', () => {
     ['logLevel: loud', /^agent\.yaml:1: logLevel: must be equal to one of the allowed values: one of "debug", "info", "warn", "error"$/],
     ['inbox:\n  poll: hourly', /^agent\.yaml:2: inbox\.poll: "hourly" is not a cron expression/],
     ['inbox:\n  sources:\n    - type: ftp\n      url: http://x/', /^agent\.yaml:4: inbox\.sources\[0\]\.url: must match pattern/],
+    ['inbox:\n  sources:\n    - type: ftp\n      url: ftp://x/\n      recheck: soon', /^agent\.yaml:5: inbox\.sources\[0\]\.recheck: "soon" is not a duration/],
     ['inbox:\n  sources:\n    - type: folder\n      path: /a\n      url: ftp://x/', /^agent\.yaml:5: inbox\.sources\[0\]\.url: unknown key$/],
     ['inbox:\n  sources:\n    - type: folder', /^agent\.yaml:3: inbox\.sources\[0\]\.path: is required$/],
     ['inbox:\n  sources:\n    - { type: folder, path: /a, name: x }\n    - { type: folder, path: /b, name: x }', /^agent\.yaml:4: inbox\.sources\[1\]\.name: two sources are named "x"/],

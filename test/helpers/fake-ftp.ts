@@ -2,8 +2,9 @@
  * A hostile FTP server on 127.0.0.1, for the attacks a real server will not
  * make: it lists a file at one size and sends another, trickles a byte at a
  * time, or drops the connection mid-transfer. It speaks what basic-ftp needs (USER, PASS, FEAT, TYPE, EPSV, LIST,
- * MDTM, SIZE, REST, RETR, CWD, QUIT), one passive data connection per
- * transfer, and records every command it was sent.
+ * MDTM, SIZE, REST, RETR, DELE, CWD, QUIT), one passive data connection per
+ * transfer, and records every command it was sent. Without modify times
+ * (`modifyTimes: false`) it is a server that has neither MLSD nor MDTM.
  */
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -19,6 +20,13 @@ export interface FakeFile {
   trickleMs?: number;
   /** Drops both connections, without a reply, after sending this many bytes of a RETR. */
   dropAfter?: number;
+  /** Once a RETR of this file has sent all of it, the folder holds this instead: an upload that lands right after a download. */
+  then?: FakeFile;
+}
+
+export interface FakeFtpOptions {
+  /** false: FEAT does not offer MDTM and MDTM is not implemented (there is never an MLSD). Default true. */
+  modifyTimes?: boolean;
 }
 
 export interface FakeFtp {
@@ -31,6 +39,8 @@ export interface FakeFtp {
   commands: string[];
   /** Data bytes sent by RETR, by file name. */
   sent: Map<string, number>;
+  /** What DELE removed, in order: the name and the content it had then. */
+  deleted: { name: string; data: Buffer | number }[];
   /** How many RETR of this file were started. */
   retrs(name: string): number;
   stop(): Promise<void>;
@@ -44,8 +54,9 @@ function mdtm(d: Date): string {
   return `${p(d.getUTCFullYear(), 4)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
 }
 
-export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promise<FakeFtp> {
-  const state = { files: new Map(Object.entries(files)), commands: [] as string[], sent: new Map<string, number>() };
+export async function startFakeFtp(files: Record<string, FakeFile> = {}, opts: FakeFtpOptions = {}): Promise<FakeFtp> {
+  const modifyTimes = opts.modifyTimes ?? true;
+  const state = { files: new Map(Object.entries(files)), commands: [] as string[], sent: new Map<string, number>(), deleted: [] as { name: string; data: Buffer | number }[] };
   const sockets = new Set<Socket>();
   const servers = new Set<Server>();
   const timers = new Set<NodeJS.Timeout>();
@@ -138,7 +149,7 @@ export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promis
         case 'PASS':
           return reply('230 logged in');
         case 'FEAT':
-          return reply('211-Features:\r\n MDTM\r\n SIZE\r\n REST STREAM\r\n EPSV\r\n211 End');
+          return reply(`211-Features:\r\n${modifyTimes ? ' MDTM\r\n' : ''} SIZE\r\n REST STREAM\r\n EPSV\r\n211 End`);
         case 'TYPE':
         case 'STRU':
         case 'OPTS':
@@ -156,6 +167,7 @@ export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promis
           return transfer('', Buffer.from(lines.join('')), 0);
         }
         case 'MDTM':
+          if (!modifyTimes) return reply('502 not implemented');
           return file ? reply(`213 ${mdtm(file.modify ?? new Date('2026-01-01T00:00:00Z'))}`) : reply('550 no such file');
         case 'SIZE':
           return file ? reply(`213 ${file.listed ?? lengthOf(file)}`) : reply('550 no such file');
@@ -166,8 +178,17 @@ export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promis
           if (!file) return reply('550 no such file');
           const offset = restAt;
           restAt = 0;
-          return transfer(arg, file.data, offset, file.trickleMs, file.dropAfter);
+          const sent = state.sent.get(arg) ?? 0;
+          await transfer(arg, file.data, offset, file.trickleMs, file.dropAfter);
+          const whole = (state.sent.get(arg) ?? 0) - sent === lengthOf(file) - offset;
+          if (file.then && whole && state.files.get(arg) === file) state.files.set(arg, file.then);
+          return;
         }
+        case 'DELE':
+          if (!file) return reply('550 no such file');
+          state.files.delete(arg);
+          state.deleted.push({ name: arg, data: file.data });
+          return reply('250 deleted');
         case 'QUIT':
           reply('221 bye');
           return void sock.end();
@@ -200,6 +221,7 @@ export async function startFakeFtp(files: Record<string, FakeFile> = {}): Promis
     files: state.files,
     commands: state.commands,
     sent: state.sent,
+    deleted: state.deleted,
     retrs: (name) => state.commands.filter((c) => c === `RETR ${name}`).length,
     async stop() {
       for (const t of timers) clearTimeout(t);

@@ -211,3 +211,131 @@ test('a server that drops the connection mid-transfer leaves a partial no larger
     await work.cleanup();
   }
 });
+
+/** Bytes of the same length with one byte flipped past the middle: the same name and size, other content. */
+function damaged(bytes: Buffer): Buffer {
+  const out = Buffer.from(bytes);
+  const at = Math.floor(out.length * 0.6);
+  out.writeUInt8(out.readUInt8(at) ^ 0xff, at);
+  return out;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+test('a server without modify times: a settled file resent with other content at the same size is found by its hash at the re-check interval and fetched again', async () => {
+  const first = randomBytes(64 * 1024);
+  const second = damaged(first);
+  const ftp = await startFakeFtp({ 'same.airlock': { data: first } }, { modifyTimes: false });
+  const work = await tempDir('airlock-hostile-recheck-');
+  const spool = join(work.dir, 'spool');
+  const cap = captureLog();
+  const recheckMs = 1500;
+  const src = new FtpSource(sourceConfig(ftp.url, { recheckMs }), spool, cap.log);
+  /** Takes a ready file away as the agent does, and settles it. */
+  const consume = async (path: string) => {
+    const kept = join(work.dir, `taken-${Date.now()}`);
+    await rename(path, kept);
+    await src.settle(path);
+    return readFile(kept);
+  };
+  const settledRecord = async () =>
+    (JSON.parse(await readFile(join(spool, 'settled.json'), 'utf8')) as { files: Record<string, { size: number; modify?: string; sha256?: string }> }).files['same.airlock'];
+  try {
+    let ready: string[] = [];
+    for (let i = 0; i < 3 && ready.length === 0; i++) ready = await src.poll();
+    assert.equal(ready.length, 1, cap.lines.join('\n'));
+    assert.deepEqual(await consume(ready[0]!), first);
+    assert.ok(!ftp.commands.some((c) => c.startsWith('MDTM')), 'the server offered no MDTM, and none was sent');
+    const rec = await settledRecord();
+    assert.equal(rec?.modify, undefined);
+    assert.equal(rec?.sha256, sha256(first), 'the content hash is what identifies it');
+
+    // Resent at once: within the interval nothing crosses the wire again.
+    ftp.files.set('same.airlock', { data: second });
+    assert.deepEqual(await src.poll(), []);
+    assert.equal(ftp.retrs('same.airlock'), 1);
+
+    await sleep(recheckMs + 100);
+    assert.deepEqual(await src.poll(), [], 'the re-check hashes, it does not spool');
+    assert.equal(ftp.retrs('same.airlock'), 2);
+    const [changed] = cap.events('a settled file has new content under the same name and size; it is fetched again');
+    assert.equal(changed?.was, sha256(first));
+    assert.equal(changed?.now, sha256(second));
+    assert.equal(await settledRecord(), undefined);
+    assert.deepEqual(await readdir(join(spool, 'ready')), []);
+
+    // A new file now: complete once stable, fetched, byte-identical.
+    ready = [];
+    for (let i = 0; i < 3 && ready.length === 0; i++) ready = await src.poll();
+    assert.equal(ready.length, 1, cap.lines.join('\n'));
+    assert.deepEqual(await consume(ready[0]!), second);
+    assert.equal((await settledRecord())?.sha256, sha256(second));
+
+    // Unchanged at the next re-check: one transfer into the hash, nothing fetched.
+    await sleep(recheckMs + 100);
+    assert.deepEqual(await src.poll(), []);
+    assert.deepEqual(await src.poll(), []);
+    assert.equal(ftp.retrs('same.airlock'), 4, 'fetch, re-check, fetch, re-check');
+    assert.equal(cap.events('download started').length, 2);
+    assert.deepEqual(ftp.deleted, [], 'read-only');
+  } finally {
+    await src.idle();
+    await ftp.stop();
+    await work.cleanup();
+  }
+});
+
+test('a server without modify times: a damaged bundle is quarantined, the good one of the same name and size that replaced it is fetched, imported and deployed, and deleteAfter deletes only content it fetched', async () => {
+  const good = await buildRelease(bench, { version: '1.0.0', stack: 'hostilec', repo: 'hostileftp' });
+  const goodBytes = await readFile(good);
+  const bad = damaged(goodBytes);
+  // The vendor re-uploads the good bundle right after the agent fetched the damaged one: before the agent settles and deletes it.
+  const ftp = await startFakeFtp({ 'app.airlock': { data: bad, then: { data: goodBytes } } }, { modifyTimes: false });
+  const dir = join(bench.dir, 'resent');
+  const layout = await writeAgentConfig(dir, bench.signer.trustDir, {
+    inbox: {
+      poll: '*/1 * * * * *',
+      watch: false,
+      sources: [{ type: 'ftp', name: 'resend', url: ftp.url, timeout: '5s', deleteAfter: true, complete: { mode: 'stable' } }],
+    },
+  });
+  const agent = new AgentProcess(layout.config, { DOCKER_HOST: bench.daemon.dockerHost });
+  try {
+    const quarantined = await agent.waitFor(/msg="bundle refused and quarantined"/, 60_000);
+    assert.match(quarantined, /file=app\.airlock/);
+    const reason = (await readFile(join(layout.inbox, 'quarantine', 'app.airlock.reason'), 'utf8')).toString();
+    assert.match(reason, /file: app\.airlock/);
+    assert.match(reason, /exit_code: 1[12]/);
+    const changed = await agent.waitFor(/msg="a settled file has new content under the same name and size; it is fetched again"/, 30_000);
+    assert.match(changed, new RegExp(`was=${sha256(bad)} now=${sha256(goodBytes)}`));
+    await agent.waitFor(/msg="stack deployed" .*stack=hostilec/, 120_000);
+    await agent.waitFor(/msg="deleted on server" .*name=app\.airlock/, 30_000);
+    await sleep(2500); // more polls: nothing is fetched or deleted again
+    const { code } = await agent.stop();
+    assert.equal(code, 0, agent.log);
+  } finally {
+    await agent.stop();
+    await ftp.stop();
+  }
+  // Damaged fetch, its re-check before deleting (other content: kept), good fetch, its re-check (same: deleted).
+  assert.equal(ftp.retrs('app.airlock'), 4, ftp.commands.join('\n'));
+  assert.deepEqual(
+    ftp.deleted.map((d) => ({ name: d.name, sha256: sha256(d.data as Buffer) })),
+    [{ name: 'app.airlock', sha256: sha256(goodBytes) }],
+    'deleted once, and only the content that was fetched and imported',
+  );
+  const dele = ftp.commands.indexOf('DELE app.airlock');
+  assert.equal(ftp.commands.lastIndexOf('RETR app.airlock') < dele, true, 'the last transfer (the re-check) came before the delete');
+  assert.deepEqual((await readdir(join(layout.inbox, 'quarantine'))).sort(), ['app.airlock', 'app.airlock.reason']);
+  assert.deepEqual(await readdir(join(layout.inbox, 'done')), ['app.airlock']);
+  assert.equal(sha256(await readFile(join(layout.inbox, 'done', 'app.airlock'))), sha256(goodBytes));
+  assert.equal(sha256(await readFile(join(layout.inbox, 'quarantine', 'app.airlock'))), sha256(bad));
+  assert.equal(integrity(layout.state), 'ok');
+  const deployed = deployments(layout.state);
+  assert.equal(deployed.length, 1);
+  assert.equal(deployed[0]?.status, 'committed');
+  assert.equal(
+    readJournalDb(layout.state, (db) => (db.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'inbox.quarantine'").get() as { n: number }).n),
+    1,
+  );
+});

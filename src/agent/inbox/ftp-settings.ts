@@ -29,7 +29,16 @@ export interface FtpSourceConfig {
    * Default DEFAULT_MIN_RATE.
    */
   minRate?: number;
+  /**
+   * A settled file the server lists without a modify time (no MLSD, no
+   * MDTM) is fetched again into a hash at most this often, to see whether
+   * new content came under the same name and size. Default DEFAULT_RECHECK_MS.
+   */
+  recheckMs?: number;
 }
+
+/** A settled file without a modify time costs one transfer an hour while it stays on the server. */
+export const DEFAULT_RECHECK_MS = 3600_000;
 
 /** 64 KiB/s: a 1 GiB bundle may take 4.5 hours before it is stopped (and resumed at the next poll). */
 export const DEFAULT_MIN_RATE = 64 * 1024;
@@ -155,6 +164,9 @@ export function checkFtpSettings(cfg: FtpSourceConfig): Endpoint {
   if (!(Number.isInteger(cfg.timeoutMs) && cfg.timeoutMs > 0)) throw bad('timeoutMs', 'must be a positive whole number of milliseconds');
   if (cfg.minRate !== undefined && !(Number.isSafeInteger(cfg.minRate) && cfg.minRate > 0)) {
     throw bad('minRate', 'must be a positive whole number of bytes per second', 'for example 64K');
+  }
+  if (cfg.recheckMs !== undefined && !(Number.isSafeInteger(cfg.recheckMs) && cfg.recheckMs > 0)) {
+    throw bad('recheckMs', 'must be a positive whole number of milliseconds', 'for example 1h');
   }
   const hostPart = host.includes(':') ? `[${host}]` : host;
   return { secure: scheme === 'ftps', host, port, folder, user, display: `${scheme}://${hostPart}:${port}/${folder}` };

@@ -7,13 +7,17 @@
  *   NAME.download        a download in progress or interrupted; resumed with REST
  *   NAME.download.json   the remote size+mtime it belongs to, and how many bytes are fsynced
  *   ready/NAME           complete, fsynced, waiting for the agent
- *   meta/NAME.json       the remote size+mtime of a file handed to the agent, until it is settled
+ *   meta/NAME.json       the remote size+mtime (or sha256) of a file handed to the agent, until it is settled
  *   settled.json         files the agent has processed: never fetched again while unchanged
  *
  * A remote file is "the same" when name, size and modify time match. The modify
- * time comes from MLSD when the server has it, else from MDTM, else there is
- * none and size alone decides (LIST dates are not used: their format changes
- * with the file's age).
+ * time comes from MLSD when the server has it, else from MDTM (LIST dates are
+ * not used: their format changes with the file's age). A server with neither
+ * gives nothing that changes with the content, so the source keeps the sha256
+ * of what it fetched: a settled file listed again at the same size is fetched
+ * again into a hash only (never the spool) every recheckMs, and always right
+ * before deleteAfter deletes it; other content is a new file, fetched as one,
+ * and never deleted unseen.
  *
  * The server is not trusted to tell the truth: a download never writes more
  * than the listed size (a server that sends more is refused until its listing
@@ -21,7 +25,8 @@
  * after it (the import's own margin, room for the journal), and is stopped after timeoutMs + size / minRate however steadily it
  * trickles (the partial is resumed at the next poll).
  */
-import { constants as fsc } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants as fsc, createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -30,7 +35,7 @@ import { AirlockError, configError, isAirlockError, resourceError } from '../../
 import { FREE_SPACE_MARGIN } from '../../store/content-store.js';
 import { syncDir } from '../../store/durable.js';
 import type { Logger } from '../log.js';
-import { checkFtpSettings, DEFAULT_MIN_RATE, FtpSettingError, safeName, type Endpoint, type FtpSourceConfig } from './ftp-settings.js';
+import { checkFtpSettings, DEFAULT_MIN_RATE, DEFAULT_RECHECK_MS, FtpSettingError, safeName, type Endpoint, type FtpSourceConfig } from './ftp-settings.js';
 
 export type { FtpSourceConfig } from './ftp-settings.js';
 
@@ -54,11 +59,19 @@ interface PartialMeta extends RemoteId {
 interface WaitingMeta extends RemoteId {
   name: string;
   fetchedAt: string;
+  /** The content's sha256, kept when the server gives no modify time (the only identity that changes with the content). */
+  sha256?: string;
 }
 
 interface SettledFile extends RemoteId {
   settledAt: string;
+  sha256?: string;
+  /** When the remote content last had `sha256` (fetched or re-checked); the next re-check is due recheckMs after it. */
+  checkedAt?: string;
 }
+
+/** What a re-check of a settled file found on the server: unknown when the transfer did not complete. */
+type Recheck = 'same' | 'changed' | 'unknown';
 
 interface SettledState {
   version: 1;
@@ -163,6 +176,33 @@ class SpoolWriter extends Writable {
   }
 }
 
+/** A re-check's destination: hashes what comes and refuses a byte past the listed size. */
+class HashSink extends Writable {
+  readonly hash = createHash('sha256');
+  pos = 0;
+  failure: BeyondListed | undefined;
+
+  constructor(private readonly limit: number) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.pos += chunk.length;
+    if (this.pos > this.limit) {
+      this.failure = new BeyondListed(this.pos);
+      return cb(this.failure);
+    }
+    this.hash.update(chunk);
+    cb();
+  }
+}
+
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 /** A download that did not complete; the partial stays for the next poll. */
 class Interrupted extends Error {}
 
@@ -203,6 +243,9 @@ export class FtpSource {
   /** Files stopped at their deadline: fetched after the others at the next poll. */
   private readonly slow = new Set<string>();
   private readonly minRate: number;
+  private readonly recheckMs: number;
+  /** Settled files whose content was re-checked in the current connection: once is enough. */
+  private rechecked = new Set<string>();
   private settledLoad: Promise<SettledState> | undefined;
   /** The connection lane: polls and deletions on the server, one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -225,6 +268,7 @@ export class FtpSource {
       });
     }
     this.minRate = cfg.minRate ?? DEFAULT_MIN_RATE;
+    this.recheckMs = cfg.recheckMs ?? DEFAULT_RECHECK_MS;
     this.log = log.with({ source: cfg.name });
     this.readyDir = join(spoolDir, 'ready');
     this.metaDir = join(spoolDir, 'meta');
@@ -295,7 +339,12 @@ export class FtpSource {
           reason: 'not-found',
         });
       }
-      settled.files[name] = { size: meta.size, ...(meta.modify === undefined ? {} : { modify: meta.modify }), settledAt: new Date().toISOString() };
+      settled.files[name] = {
+        size: meta.size,
+        ...(meta.modify === undefined ? {} : { modify: meta.modify }),
+        ...(meta.sha256 === undefined ? {} : { sha256: meta.sha256, checkedAt: meta.fetchedAt }),
+        settledAt: new Date().toISOString(),
+      };
       await this.saveSettled();
       await rm(metaPath, { force: true });
       this.log.info('settled', { name, bytes: meta.size });
@@ -363,6 +412,7 @@ export class FtpSource {
         await client.cd(this.ep.folder);
       }
       step = 'session';
+      this.rechecked = new Set();
       await fn(client);
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
@@ -536,8 +586,12 @@ export class FtpSource {
       const over = this.overSent.get(name);
       if (over && sameListing(over, f)) continue; // said once when it happened
       this.overSent.delete(name);
-      const done = settled.files[name];
-      if (done && sameId(done, f)) continue;
+      let done = settled.files[name];
+      if (done && sameId(done, f)) {
+        // Without a modify time, only the content tells a resent file from the one settled.
+        if (f.modify === undefined && this.recheckDue(done) && (await this.recheck(client, f, done)) === 'changed') done = undefined;
+        else continue;
+      }
       const metaPath = join(this.metaDir, `${name}.json`);
       const waiting = await readJson<WaitingMeta>(metaPath).catch(() => ({}) as WaitingMeta);
       if (waiting && done && sameId(done, waiting)) {
@@ -716,7 +770,8 @@ export class FtpSource {
       }
       await fh.close();
       closed = true;
-      const waiting: WaitingMeta = { name: f.name, ...id, fetchedAt: new Date().toISOString() };
+      const sha256 = f.modify === undefined ? await sha256OfFile(path) : undefined;
+      const waiting: WaitingMeta = { name: f.name, ...id, fetchedAt: new Date().toISOString(), ...(sha256 === undefined ? {} : { sha256 }) };
       await writeJsonAtomic(join(this.metaDir, `${f.name}.json`), waiting);
       await rename(path, join(this.readyDir, f.name));
       await syncDir(this.readyDir);
@@ -740,6 +795,8 @@ export class FtpSource {
       if (only !== undefined && name !== only) continue;
       const f = files.get(name);
       if (!f || !sameId(rec, f)) continue; // gone, or a new upload under the same name
+      // Same name and size is not the same file without a modify time: delete only the content that was fetched.
+      if (f.modify === undefined && (await this.recheck(client, f, rec)) !== 'same') continue;
       try {
         if (suffix !== undefined && files.has(name + suffix)) {
           await client.remove(name + suffix);
@@ -756,6 +813,70 @@ export class FtpSource {
         });
       }
     }
+  }
+
+  // ---- content re-checks (servers without modify times) ----------------------
+
+  private recheckDue(rec: SettledFile): boolean {
+    return rec.checkedAt === undefined || Date.now() - Date.parse(rec.checkedAt) >= this.recheckMs;
+  }
+
+  /**
+   * Fetches a settled file again into a hash only, and compares it with what
+   * was fetched: the same content is recorded as checked now; other content
+   * drops the settled record, so the file is fetched as a new one (and not
+   * deleted). A record from before hashes were kept takes this content as its
+   * own. A transfer that does not complete decides nothing.
+   */
+  private async recheck(client: Client, f: RemoteFile, rec: SettledFile): Promise<Recheck> {
+    if (this.rechecked.has(f.name)) return 'same';
+    const over = this.overSent.get(f.name);
+    if ((over && sameListing(over, f)) || client.closed) return 'unknown';
+    const sink = new HashSink(f.size);
+    const deadlineMs = this.deadlineMs(f.size);
+    const deadline = closeAfter(client, deadlineMs);
+    let failure: unknown;
+    try {
+      await client.downloadTo(sink, f.name);
+    } catch (e) {
+      failure = e;
+    } finally {
+      deadline.clear();
+    }
+    if (sink.failure) {
+      client.close(); // the server would go on sending
+      this.overSent.set(f.name, { size: f.size });
+      this.log.warn('the server sent more than the listed size; the file is refused until its listing changes', { name: f.name, size: f.size, sent_at_least: sink.failure.sent });
+      return 'unknown';
+    }
+    if (failure !== undefined || sink.pos !== f.size) {
+      if (deadline.passed) this.slow.add(f.name); // after the others at the next poll, as a slow download
+      this.warnOnce(`recheck:${f.name}:${f.size}`, 'could not fetch a settled file again to compare its content; it is neither fetched nor deleted until that works', {
+        name: f.name,
+        size: f.size,
+        got: sink.pos,
+        error: deadline.passed ? `not done after ${Math.round(deadlineMs / 1000)} s` : failure instanceof Error ? failure.message.trim() : undefined,
+      });
+      return 'unknown';
+    }
+    const sha256 = sink.hash.digest('hex');
+    this.rechecked.add(f.name);
+    return this.stateChange(async () => {
+      const settled = await this.loadSettled();
+      if (settled.files[f.name] !== rec) return 'unknown'; // forgotten meanwhile
+      if (rec.sha256 !== undefined && rec.sha256 !== sha256) {
+        delete settled.files[f.name];
+        await this.saveSettled();
+        this.rechecked.delete(f.name);
+        this.log.info('a settled file has new content under the same name and size; it is fetched again', { name: f.name, size: f.size, was: rec.sha256, now: sha256 });
+        return 'changed';
+      }
+      rec.sha256 = sha256;
+      rec.checkedAt = new Date().toISOString();
+      await this.saveSettled();
+      this.log.debug('settled file re-checked: same content', { name: f.name, size: f.size });
+      return 'same';
+    });
   }
 
   /** Forget what the server no longer has, so the state stays as small as the folder. */
