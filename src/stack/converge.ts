@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError } from '../errors/index.js';
 import type { Docker, Service, SwarmNode, Task, TaskSpec } from '../docker/index.js';
-import { eligibleNodes } from './placement.js';
+import { admits, eligibleNodes } from './placement.js';
 import { stable } from './spec-diff.js';
 
 export interface ConvergeOptions {
@@ -24,6 +24,8 @@ export interface ServiceProgress {
   desired: number;
   /** Errors of tasks of the current spec that failed or were rejected, newest first. */
   errors: string[];
+  /** Short of its tasks with none failed: what its tasks are doing (`1 pending (no suitable node …)`). */
+  waiting?: string[];
 }
 
 export const DEFAULT_STABLE_MS = 5000;
@@ -53,16 +55,17 @@ export function carriedBy(task: unknown, template: unknown): boolean {
  * task template. Swarm keeps a task with a healthcheck in "starting" until it
  * is healthy, so "running" already means healthy.
  */
-export function progressOf(service: Service, tasks: Task[], nodes?: readonly SwarmNode[]): ServiceProgress {
+export function progressOf(service: Service, tasks: Task[], nodes: readonly SwarmNode[]): ServiceProgress {
   const template = service.Spec.TaskTemplate as TaskSpec;
-  const current = tasks.filter((t) => t.ServiceID === service.ID && carriedBy(t.Spec, template));
+  const byId = new Map(nodes.map((n) => [n.ID, n]));
+  const current = tasks.filter((t) => t.ServiceID === service.ID && isCurrent(t, template, byId));
   const job = isJob(service);
   const running = current.filter((t) => (job ? t.Status.State === 'complete' : t.Status.State === 'running' && t.DesiredState === 'running'));
   let ready = running.length;
   let desired = job
     ? service.Spec.Mode?.ReplicatedJob?.TotalCompletions ?? service.ServiceStatus?.DesiredTasks ?? 1
     : service.ServiceStatus?.DesiredTasks ?? service.Spec.Mode?.Replicated?.Replicas ?? 0;
-  if (service.Spec.Mode?.Global !== undefined && nodes) {
+  if (service.Spec.Mode?.Global !== undefined) {
     // One task on every eligible node, counted by node (src/stack/placement.ts says why).
     const eligible = new Set(eligibleNodes(service, nodes).map((n) => n.ID));
     desired = eligible.size;
@@ -72,15 +75,49 @@ export function progressOf(service: Service, tasks: Task[], nodes?: readonly Swa
     .filter((t) => t.Status.State === 'failed' || t.Status.State === 'rejected')
     .sort((a, b) => (b.Status.Timestamp ?? '').localeCompare(a.Status.Timestamp ?? ''))
     .map((t) => `${t.Status.State} on node ${t.NodeID?.slice(0, 12) || '?'}: ${t.Status.Err || t.Status.Message || 'no message'}`);
-  return { name: service.Spec.Name!, ready, desired, errors: [...new Set(errors)] };
+  const progress: ServiceProgress = { name: service.Spec.Name!, ready, desired, errors: [...new Set(errors)] };
+  if (ready < desired && errors.length === 0) progress.waiting = waitingOn(service, tasks, current);
+  return progress;
+}
+
+/** What a service short of its tasks, with no task failed, is waiting on: its tasks' states, counted. */
+function waitingOn(service: Service, tasks: Task[], current: Task[]): string[] {
+  const count = new Map<string, number>();
+  const add = (what: string) => count.set(what, (count.get(what) ?? 0) + 1);
+  for (const t of current) {
+    if (t.DesiredState !== 'running' || t.Status.State === 'running') continue;
+    add(`${t.Status.State}${t.Status.Message && t.Status.Message !== t.Status.State ? ` (${t.Status.Message})` : ''}`);
+  }
+  const older = tasks.filter((t) => t.ServiceID === service.ID && !current.includes(t) && t.DesiredState === 'running' && t.Status.State === 'running');
+  for (let i = 0; i < older.length; i++) add('running an earlier spec');
+  return [...count].map(([what, n]) => `${n} ${what}`);
+}
+
+/**
+ * Whether a task runs the service's current spec, as swarm judges it: a task
+ * whose spec differs only in placement is kept where its node still meets
+ * the new placement (swarm does not restart it), so it counts as current.
+ */
+function isCurrent(task: Task, template: TaskSpec, nodes: ReadonlyMap<string, SwarmNode>): boolean {
+  const { Placement: taskPlacement, ...taskRest } = (task.Spec ?? {}) as TaskSpec;
+  const { Placement: placement, ...rest } = template;
+  if (!carriedBy(taskRest, rest)) return false;
+  if (carriedBy(taskPlacement ?? {}, placement ?? {})) return true;
+  const node = task.NodeID === undefined ? undefined : nodes.get(task.NodeID);
+  return node !== undefined && admits(placement, node);
+}
+
+/** Each service's progress, read from its tasks and the swarm's nodes. */
+export async function progressOfServices(docker: Docker, services: Service[], call: { signal?: AbortSignal } = {}): Promise<{ tasks: Task[]; status: ServiceProgress[] }> {
+  if (services.length === 0) return { tasks: [], status: [] };
+  const [tasks, nodes] = await Promise.all([docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }), docker.nodes.list(call)]);
+  return { tasks, status: services.map((s) => progressOf(s, tasks, nodes)) };
 }
 
 /** One look at the named services: each one's progress, and the services and tasks it was read from. */
 async function pollProgress(docker: Docker, wanted: ReadonlySet<string>, call: { signal?: AbortSignal }) {
   const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
-  const tasks = services.length ? await docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }) : [];
-  const nodes = services.some((s) => s.Spec.Mode?.Global !== undefined) ? await docker.nodes.list(call) : undefined;
-  return { services, tasks, status: services.map((s) => progressOf(s, tasks, nodes)) };
+  return { services, ...(await progressOfServices(docker, services, call)) };
 }
 
 /** How far each named service is now, without waiting. */
@@ -125,7 +162,7 @@ function notConverged(status: ServiceProgress[], names: readonly string[], timeo
   const missing = names.filter((n) => !status.some((s) => s.name === n));
   const lines = status
     .filter((s) => s.ready < s.desired)
-    .map((s) => `${s.name}: ${s.ready}/${s.desired} ready${s.errors.length ? `; ${s.errors.slice(0, 3).join('; ')}` : ''}`);
+    .map((s) => `${s.name}: ${s.ready}/${s.desired} ready${s.errors.length ? `; ${s.errors.slice(0, 3).join('; ')}` : s.waiting?.length ? `; tasks: ${s.waiting.join(', ')}` : ''}`);
   for (const n of missing) lines.push(`${n}: not found`);
   return new AirlockError('engine', `services did not converge within ${Math.round(timeoutMs / 1000)} s: ${lines.join(' | ')}`, {
     reason: 'not-converged',

@@ -6,7 +6,9 @@
  * would call a service converged with a node short. Pure: nodes and a spec in,
  * nodes out.
  */
-import type { Service, SwarmNode } from '../docker/index.js';
+import type { Service, SwarmNode, TaskSpec } from '../docker/index.js';
+
+type Placement = NonNullable<TaskSpec['Placement']>;
 
 /** The node field a constraint names (docker service create --constraint); keys without case, label names with. */
 function attribute(node: SwarmNode, key: string): string | undefined {
@@ -44,21 +46,23 @@ export function matchesConstraint(node: SwarmNode, expr: string): boolean {
 const ARCH: Record<string, string> = { x86_64: 'amd64', aarch64: 'arm64' };
 const archOf = (a: string | undefined) => (a === undefined ? undefined : ARCH[a] ?? a);
 
+/** Whether a node meets a placement's constraints and platforms (readiness aside). */
+export function admits(placement: Placement | undefined, node: SwarmNode): boolean {
+  const constraints = placement?.Constraints ?? [];
+  const platforms = placement?.Platforms ?? [];
+  return (
+    constraints.every((c) => matchesConstraint(node, c)) &&
+    (platforms.length === 0 ||
+      platforms.some(
+        (p) =>
+          (!p.OS || p.OS === node.Description?.Platform?.OS) &&
+          (!p.Architecture || archOf(p.Architecture) === archOf(node.Description?.Platform?.Architecture)),
+      ))
+  );
+}
+
 /** The nodes a global service should run a task on. */
 export function eligibleNodes(service: Service, nodes: readonly SwarmNode[]): SwarmNode[] {
   const placement = service.Spec.TaskTemplate?.Placement;
-  const constraints = placement?.Constraints ?? [];
-  const platforms = placement?.Platforms ?? [];
-  return nodes.filter(
-    (n) =>
-      n.Status.State === 'ready' &&
-      (n.Spec.Availability ?? 'active') === 'active' &&
-      constraints.every((c) => matchesConstraint(n, c)) &&
-      (platforms.length === 0 ||
-        platforms.some(
-          (p) =>
-            (!p.OS || p.OS === n.Description?.Platform?.OS) &&
-            (!p.Architecture || archOf(p.Architecture) === archOf(n.Description?.Platform?.Architecture)),
-        )),
-  );
+  return nodes.filter((n) => n.Status.State === 'ready' && (n.Spec.Availability ?? 'active') === 'active' && admits(placement, n));
 }

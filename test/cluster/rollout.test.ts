@@ -7,13 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { buildRelease, finished, waitForStderr, type Bench } from '../helpers/apply.js';
 import { CLI, makeSigner, runCli, spawnCli } from '../helpers/fixtures.js';
 import { startLab, type Lab, type LabHost } from '../helpers/lab.js';
 import { writeFile } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError } from '../../src/errors/index.js';
 import { type ServiceProgress, waitForConvergence } from '../../src/stack/converge.js';
 import { writeBusyboxLayer, writeImageArchive } from '../helpers/images.js';
@@ -201,6 +202,9 @@ test('Ctrl-C during the uploads: they stop, keep their partials, nothing is depl
   const child = spawnCli(['bundle', 'apply', bundle, '--inventory', lab.inventoryFile, '--remote-airlock', CLI, '--timeout', '90s']);
   const done = finished(child);
   await waitForStderr(child, /^h\d: upload/m);
+  // Once some bytes have landed on a host: the partial the re-run resumes.
+  const partials = lab.hosts.map((h) => join(h.stateDir, 'uploads', `.${basename(bundle)}.partial`));
+  for (let i = 0; i < 600 && !partials.some((p) => existsSync(p) && statSync(p).size > 0); i++) await sleep(50);
   child.kill('SIGINT');
   const r = await done;
   assert.equal(r.code, 130, `${r.stdout}\n${r.stderr}`);

@@ -1,7 +1,8 @@
 /** Which nodes a global service belongs on: constraints and platforms as swarm reads them. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Service, SwarmNode } from '../../src/docker/index.js';
+import type { Service, SwarmNode, Task } from '../../src/docker/index.js';
+import { progressOf } from '../../src/stack/converge.js';
 import { eligibleNodes, matchesConstraint } from '../../src/stack/placement.js';
 
 function node(id: string, o: { role?: 'manager' | 'worker'; labels?: Record<string, string>; state?: string; availability?: 'active' | 'pause' | 'drain'; arch?: string } = {}): SwarmNode {
@@ -48,4 +49,19 @@ test('a global service belongs on every ready, active node its constraints and p
   assert.deepEqual(ids(globalService([], [{ OS: 'linux', Architecture: 'arm64' }])), ['w4'], 'aarch64 is arm64');
   assert.deepEqual(ids(globalService([], [{ OS: 'linux', Architecture: 'amd64' }, { OS: 'linux', Architecture: 'arm64' }])), ['m1', 'w1', 'w4']);
   assert.deepEqual(ids(globalService([], [{ OS: 'windows' }])), []);
+});
+
+test('a task whose spec differs from the service only in placement is current where its node meets the new placement, as swarm keeps it', () => {
+  const template = { ContainerSpec: { Image: 'app:2' }, Placement: { Constraints: ['node.labels.tier == edge'] } };
+  const service = { ID: 's', Spec: { Name: 'app', Mode: { Replicated: { Replicas: 2 } }, TaskTemplate: template }, ServiceStatus: { RunningTasks: 2, DesiredTasks: 2 } } as unknown as Service;
+  const task = (id: string, nodeId: string, spec: object) =>
+    ({ ID: id, ServiceID: 's', NodeID: nodeId, DesiredState: 'running', Status: { State: 'running', Timestamp: '2026-12-07T00:00:00Z' }, Spec: spec }) as unknown as Task;
+  const nodes = [node('w1', { labels: { tier: 'edge' } }), node('w2')];
+  const oldPlacement = { ContainerSpec: { Image: 'app:2' }, Placement: { Constraints: ['node.role == worker'] } };
+  // On w1 (edge) the task stays, as swarm keeps it; on w2 swarm replaces it, so it is not current.
+  const p = progressOf(service, [task('t1', 'w1', oldPlacement), task('t2', 'w2', oldPlacement)], nodes);
+  assert.deepEqual([p.ready, p.desired, p.waiting], [1, 2, ['1 running an earlier spec']]);
+  // Another image is another spec, wherever it runs.
+  const q = progressOf(service, [task('t1', 'w1', { ...oldPlacement, ContainerSpec: { Image: 'app:1' } })], nodes);
+  assert.equal(q.ready, 0);
 });

@@ -14,7 +14,7 @@ import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../stack/types.js';
-import { progressOf, type ServiceProgress } from '../../stack/converge.js';
+import { progressOfServices, type ServiceProgress } from '../../stack/converge.js';
 import { trustStoreOption } from '../trust-inputs.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
@@ -92,8 +92,8 @@ function historyRow(d: DeploymentRow): string[] {
 async function stackServices(docker: Docker): Promise<{ services: Service[]; progress: (ServiceProgress & { stack: string | undefined })[] } | undefined> {
   try {
     const services = await docker.services.list({ status: true, filters: { label: [NAMESPACE_LABEL] } });
-    const tasks = services.length ? await docker.tasks.list({ filters: { service: services.map((s) => s.ID) } }) : [];
-    return { services, progress: services.map((s) => ({ ...progressOf(s, tasks), stack: s.Spec.Labels?.[NAMESPACE_LABEL] })) };
+    const { status } = await progressOfServices(docker, services);
+    return { services, progress: status.map((p, i) => ({ ...p, stack: services[i]!.Spec.Labels?.[NAMESPACE_LABEL] })) };
   } catch {
     return undefined;
   }
