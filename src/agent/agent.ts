@@ -7,7 +7,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
-import { recoverHost } from '../apply/bundle-apply.js';
+import { isManager, recoverHost } from '../apply/bundle-apply.js';
 import { Docker } from '../docker/index.js';
 import { asAirlockError } from '../errors/index.js';
 import { prune } from '../retention/index.js';
@@ -19,6 +19,7 @@ import { deployWaiting } from './deployer.js';
 import { checkDrift } from './drift.js';
 import { FolderSource, type InboxFile } from './inbox/folder-source.js';
 import { gatherItems, isInboxName } from './inbox/part-sets.js';
+import { inVersionOrder } from './inbox/version-order.js';
 import { Intake, pruneDone } from './intake.js';
 import { createLogger, type Logger } from './log.js';
 import { ensureSwarmMembership } from './swarm-boot.js';
@@ -52,6 +53,7 @@ export class Agent {
   private stopping = false;
   private swarmReady = false;
   private toldWaiting = 0;
+  private toldNotManager = false;
   private readonly abort = new AbortController();
 
   constructor(private readonly opts: AgentOptions) {}
@@ -192,7 +194,7 @@ export class Agent {
         const { size, mtimeMs } = await stat(path);
         files.push({ source: r.settings.name, path, name: basename(path), size, mtimeMs });
       }
-      for (const item of await gatherItems(files, (f) => f)) {
+      for (const item of await inVersionOrder(await gatherItems(files, (f) => f))) {
         if (this.stopping) return;
         const outcome = await this.intake.takeItem(item);
         if (outcome && outcome.kind !== 'retry') for (const f of outcome.files) await r.source.settle(f.path);
@@ -242,7 +244,21 @@ export class Agent {
       return;
     }
     this.toldWaiting = 0;
+    if (!(await this.managerNow(waiting))) return;
     await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log });
+  }
+
+  /**
+   * Stacks are deployed from a swarm manager only. Asked at every poll that
+   * has work, never once for good: an engine that is stopping or restarting
+   * says "inactive" for a while. Said once per change.
+   */
+  private async managerNow(waiting: number): Promise<boolean> {
+    const manager = await isManager(this.docker);
+    if (!manager && !this.toldNotManager) this.log.info('this node is not a swarm manager now (or its engine does not answer): bundles wait, and are deployed once it is one', { waiting });
+    if (manager && this.toldNotManager) this.log.info('this node is a swarm manager again: deploying what waits', { waiting });
+    this.toldNotManager = !manager;
+    return manager;
   }
 
   private async prune(): Promise<void> {

@@ -30,7 +30,7 @@ export async function deployWaiting(deps: DeployerDeps): Promise<void> {
   const journal = Journal.open(deps.config.stateDir);
   try {
     const queue = new AgentQueue(journal);
-    for (const row of newestPerBundle(queue, deps.log)) {
+    for (const row of newestPerBundle(queue, deps.config, deps.log)) {
       await deployOne(deps, journal, queue, row);
     }
   } finally {
@@ -39,7 +39,7 @@ export async function deployWaiting(deps: DeployerDeps): Promise<void> {
 }
 
 /** Older waiting versions of a bundle are superseded by the newest one. */
-function newestPerBundle(queue: AgentQueue, log: Logger): QueueRow[] {
+function newestPerBundle(queue: AgentQueue, config: AgentConfig, log: Logger): QueueRow[] {
   const newest = new Map<string, QueueRow>();
   for (const row of queue.waiting()) {
     const other = newest.get(row.name);
@@ -48,7 +48,8 @@ function newestPerBundle(queue: AgentQueue, log: Logger): QueueRow[] {
   for (const row of queue.waiting()) {
     const keep = newest.get(row.name)!;
     if (keep.bundle_id !== row.bundle_id) {
-      queue.finish(row.bundle_id, 'superseded', `${row.name} ${keep.version} arrived before the window opened`);
+      const before = config.apply.window ? 'the window opened' : `${row.version} was deployed`;
+      queue.finish(row.bundle_id, 'superseded', `${row.name} ${keep.version} arrived before ${before}`);
       log.info('queued bundle superseded by a newer version', { bundle: row.name, version: row.version, by: keep.version });
     }
   }
