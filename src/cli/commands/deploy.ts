@@ -14,6 +14,7 @@ import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../stack/types.js';
+import { pendingBundles, readJournalFacts } from '../../retention/index.js';
 import { DEFAULT_TIMEOUT_MS } from '../../stack/deploy.js';
 import { TrustStore, trustDirFrom } from '../../trust/trust-store.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
@@ -256,8 +257,9 @@ export const deployCommands: Command[] = [
             converged,
           };
         });
-        const applied = new Set(deployments.history(undefined, 100_000).map((d) => d.bundle_id));
-        const pending = bundles.all().filter((b) => !applied.has(b.id)).map((b) => `${b.name} ${b.version}`);
+        // What may still be applied next: an older bundle than a release that committed is superseded, not pending.
+        const pendingIds = pendingBundles(readJournalFacts(journal));
+        const pending = bundles.all().filter((b) => pendingIds.has(b.id)).map((b) => `${b.name} ${b.version}`);
         const unfinished = deployments.unfinished().map((d) => ({ deployment: d.id, stack: d.stack, step: d.step }));
         // What the agent imported and will deploy in its maintenance window, and how earlier ones ended.
         const agentQueue = new AgentQueue(journal).all().slice(-10).map((q) => ({ bundle: `${q.name} ${q.version}`, state: q.state, queuedAt: q.queued_at, attempts: q.attempts, reason: q.reason }));
