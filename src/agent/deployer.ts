@@ -13,9 +13,8 @@ import type { TrustStore } from '../trust/trust-store.js';
 import semver from 'semver';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
+import { isCrashLoop, MAX_DEATHS, noteDeath } from './crash-loop.js';
 
-/** Tries that ended with the process gone (crash, kill): after this many, the bundle is given up. */
-export const MAX_ATTEMPTS = 3;
 /** Failures of the host rather than the bundle (unless the health gate rolled it back): tried again at the next chance. */
 const TRANSIENT = new Set(['engine', 'busy', 'resources']);
 
@@ -68,11 +67,17 @@ async function deployOne(deps: DeployerDeps, journal: Journal, queue: AgentQueue
     return;
   }
   const attempts = queue.countAttempt(row.bundle_id);
-  if (attempts > MAX_ATTEMPTS) {
-    queue.finish(row.bundle_id, 'failed', `gave up: ${MAX_ATTEMPTS} tries ended with the agent gone`);
-    journal.record({ kind: 'agent.deploy', outcome: 'failed', subject: `${row.name} ${row.version}`, reason: 'crash-loop', message: `gave up after ${MAX_ATTEMPTS} tries that never returned` });
-    log.error('giving up on the bundle: every try ended with the agent gone', { attempts: MAX_ATTEMPTS });
-    return;
+  if (attempts > 1) {
+    // The try before never returned: a crash this deploy causes, or a kill from outside (crash-loop.ts tells them apart).
+    const deaths = noteDeath(journal, row.bundle_id, `${row.name} ${row.version}`, attempts);
+    const step = deaths[0]!.step;
+    if (isCrashLoop(deaths, attempts - 1)) {
+      queue.finish(row.bundle_id, 'failed', `gave up: ${MAX_DEATHS} tries in a row ended with the agent gone at step ${step}`);
+      journal.record({ kind: 'agent.deploy', outcome: 'failed', subject: `${row.name} ${row.version}`, reason: 'crash-loop', message: `gave up after ${MAX_DEATHS} tries that each ended with the agent gone at step ${step}` });
+      log.error('giving up on the bundle: its deploy kills the agent, at the same step every time', { tries: attempts - 1, step });
+      return;
+    }
+    log.warn('the last try ended with the agent gone; trying again (given up only when tries keep dying at the same step)', { tries: attempts - 1, step, steps: deaths.slice(0, MAX_DEATHS).map((d) => d.step).join(',') });
   }
   log.info('deploying bundle', { attempt: attempts });
   try {

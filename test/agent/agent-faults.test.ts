@@ -133,3 +133,70 @@ test('superseded bundles are pruned on schedule; status lists only a bundle that
   assert.match(prune.stdout, /pending bundles: demo 1\.0\.4/);
   assert.deepEqual(linked().map((r) => r.version), ['1.0.3', '1.0.4']);
 });
+
+const agentGone = (state: string) =>
+  (readJournalDb(state, (db) => db.prepare(`SELECT details FROM events WHERE kind = 'agent.deploy' AND reason = 'agent-gone' ORDER BY id`).all()) as { details: string }[]).map(
+    (r) => (JSON.parse(r.details) as { step: string }).step,
+  );
+const crashLoops = (state: string) =>
+  readJournalDb(state, (db) => db.prepare(`SELECT subject, message FROM events WHERE kind = 'agent.deploy' AND reason = 'crash-loop' ORDER BY id`).all()) as { subject: string; message: string }[];
+
+test('a deploy that kills the agent at the same step three times is given up; a newer version is deployed all the same', async () => {
+  const first = await buildRelease(bench, { version: '1.0.0', stack: 'agentloop', repo: 'agentloop' });
+  const second = await buildRelease(bench, { version: '1.0.1', stack: 'agentloop', repo: 'agentloop' });
+  const layout = await writeAgentConfig(join(bench.dir, 'a-loop'), bench.signer.trustDir);
+  await mkdir(layout.inbox, { recursive: true });
+  await drop(first, layout.inbox, 'demo-1.0.0.airlock');
+  // The deploy kills the agent's own process as it begins updating services, every time.
+  for (let i = 0; i < 3; i++) {
+    const dying = new AgentProcess(layout.config, { ...envFor(), AIRLOCK_CRASH_AT: 'services' });
+    const end = await dying.exited;
+    assert.equal(end.signal, 'SIGKILL', dying.log);
+    assert.match(dying.log, /msg="apply step" .*step=services/);
+  }
+  assert.deepEqual(agentGone(layout.state), ['services', 'services'], 'each try journals how the one before it ended');
+  const agent = new AgentProcess(layout.config, envFor());
+  try {
+    const gaveUp = await agent.waitFor(/msg="giving up on the bundle/, 60_000);
+    assert.match(gaveUp, /step=services/);
+    assert.deepEqual(agentGone(layout.state), ['services', 'services', 'services']);
+    assert.deepEqual(crashLoops(layout.state), [{ subject: 'demo 1.0.0', message: 'gave up after 3 tries that each ended with the agent gone at step services' }]);
+    assert.deepEqual(queueRows(layout.state).map((r) => [r.version, r.state, r.reason]), [['1.0.0', 'failed', 'gave up: 3 tries in a row ended with the agent gone at step services']]);
+    // The older version given up blocks nothing.
+    await drop(second, layout.inbox, 'demo-1.0.1.airlock');
+    await agent.waitFor(/msg="stack deployed" .*stack=agentloop/, 120_000);
+    assert.deepEqual(queueRows(layout.state).map((r) => [r.version, r.state]), [['1.0.0', 'failed'], ['1.0.1', 'applied']]);
+    assert.deepEqual(deployedVersions(layout.state).filter((d) => d.status === 'committed'), [{ version: '1.0.1', status: 'committed' }]);
+  } finally {
+    const end = await agent.stop();
+    assert.equal(end.code, 0, agent.log);
+  }
+});
+
+test('three kills from outside at different steps do not give a good version up', async () => {
+  const bundle = await buildRelease(bench, { version: '1.0.0', stack: 'agentkilled', repo: 'agentkilled' });
+  const layout = await writeAgentConfig(join(bench.dir, 'a-killed'), bench.signer.trustDir);
+  await mkdir(layout.inbox, { recursive: true });
+  await drop(bundle, layout.inbox, 'demo-1.0.0.airlock');
+  // SIGKILL from outside: once as the deploy begins, twice while it waits for the services to converge.
+  for (const step of ['verify', 'converge', 'converge']) {
+    const agent = new AgentProcess(layout.config, envFor());
+    await agent.waitFor(new RegExp(`msg="apply step" .*step=${step}`), 120_000);
+    agent.child.kill('SIGKILL');
+    assert.equal((await agent.exited).signal, 'SIGKILL');
+  }
+  const agent = new AgentProcess(layout.config, envFor());
+  try {
+    await agent.waitFor(/msg="stack deployed" .*stack=agentkilled/, 120_000);
+    const steps = agentGone(layout.state);
+    assert.equal(steps.length, 3, steps.join(','));
+    assert.notEqual(steps[0], 'converge', 'the first kill came before the services were touched');
+    assert.deepEqual(steps.slice(1), ['converge', 'converge']);
+    assert.deepEqual(crashLoops(layout.state), []);
+    assert.deepEqual(queueRows(layout.state).map((r) => [r.state, r.attempts]), [['applied', 4]]);
+    assert.equal(deployedVersions(layout.state).at(-1)?.status, 'committed');
+  } finally {
+    const end = await agent.stop();
+    assert.equal(end.code, 0, agent.log);
+  }
+});
