@@ -160,9 +160,13 @@ export class Agent {
     });
   }
 
+  /** Start-up recovery (it may wait on the engine for up to the apply timeout): said as it begins and as it ends. */
   private async recover(): Promise<void> {
+    const started = Date.now();
+    this.log.info('start-up recovery: closing what an interrupted deployment left behind');
     const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs });
-    for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, status: d.status });
+    for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, step: d.step, status: d.status, reason: d.reason });
+    this.log.info('start-up recovery done', { recovered: closed.length, ms: Date.now() - started });
   }
 
   private async joinSwarm(): Promise<void> {

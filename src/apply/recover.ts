@@ -27,14 +27,21 @@ export async function recoverUnfinished(ctx: ApplyContext): Promise<number[]> {
       ctx.deployments.finish(d.id, 'failed', `interrupted at step ${d.step}, before any service changed; apply the bundle again to resume`);
       ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'nothing-to-undo', details: { deployment: d.id, step: d.step } });
     } else {
+      let unsettled;
       try {
-        await restorePrevious(ctx, d.id, d.stack);
+        unsettled = await restorePrevious(ctx, d.id, d.stack);
       } catch (e) {
         ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: asAirlockError(e).reason, message: asAirlockError(e).message, details: { deployment: d.id } });
         throw e;
       }
-      ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs`);
-      ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'restored', details: { deployment: d.id, step: d.step } });
+      if (unsettled) {
+        // The specs are back, but the wait for them failed: not a success to report.
+        ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs, but they did not converge: ${unsettled.message}`);
+        ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: 'not-converged', message: unsettled.message, details: { deployment: d.id, step: d.step } });
+      } else {
+        ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs`);
+        ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'restored', details: { deployment: d.id, step: d.step } });
+      }
     }
     recovered.push(d.id);
   }

@@ -200,3 +200,63 @@ test('three kills from outside at different steps do not give a good version up'
     assert.equal(end.code, 0, agent.log);
   }
 });
+
+test('start-up recovery whose wait fails says so (not "ok"), and the agent logs when recovery starts and ends', async () => {
+  const first = await buildRelease(bench, { version: '1.0.0', stack: 'agentrecover', repo: 'agentrecover' });
+  const second = await buildRelease(bench, { version: '1.0.1', stack: 'agentrecover', repo: 'agentrecover' });
+  const proxy = new EngineProxy(join(bench.dir, 'proxy-recover.sock'), bench.daemon.socket);
+  await proxy.start();
+  const layout = await writeAgentConfig(join(bench.dir, 'a-recover'), bench.signer.trustDir, { apply: { timeout: '20s' } });
+  const env = envFor(proxy.dockerHost);
+  try {
+    const a = new AgentProcess(layout.config, env);
+    await a.waitFor(/msg="agent started"/);
+    await drop(first, layout.inbox, 'demo-1.0.0.airlock');
+    await a.waitFor(/msg="stack deployed" .*stack=agentrecover/, 120_000);
+    const mark = a.mark;
+    await drop(second, layout.inbox, 'demo-1.0.1.airlock');
+    // Killed while 1.0.1 waits for its services: recovery must restore 1.0.0's specs and wait for them.
+    await a.waitFor(/msg="apply step" .*step=converge/, 120_000, mark);
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const interrupted = deployments(layout.state).at(-1)!;
+    assert.equal(interrupted.status, 'running');
+
+    // The engine answers every task list 503, as a manager that is stopping does: the wait for the restored specs fails.
+    proxy.failFor(120_000, /^(\/v[\d.]+)?\/tasks/, 'This node is not a swarm manager. Manager is being prepared or has trouble connecting to the cluster.');
+    // Import-only: this agent only recovers, so nothing else waits on the failing engine.
+    await writeAgentConfig(layout.dir, bench.signer.trustDir, { apply: { timeout: '20s', mode: 'import-only' } });
+    const b = new AgentProcess(layout.config, env);
+    let done: string;
+    try {
+      await b.waitFor(/msg="start-up recovery: closing what an interrupted deployment left behind"/, 30_000);
+      done = await b.waitFor(/msg="start-up recovery done"/, 120_000);
+    } finally {
+      await b.stop();
+    }
+    assert.ok(proxy.failed > 0, 'the proxy answered 503');
+    assert.match(done, /recovered=1 /);
+    assert.match(b.log, /msg="recovered an interrupted deployment" .*status=rolled-back .*did not converge/);
+    const recover = readJournalDb(layout.state, (db) => db.prepare(`SELECT outcome, reason, message FROM events WHERE kind = 'deployment.recover' ORDER BY id`).all()) as { outcome: string; reason: string; message: string | null }[];
+    assert.deepEqual(recover.map((r) => [r.outcome, r.reason]), [['failed', 'not-converged']], 'no "ok" after the wait failed');
+    assert.match(recover[0]!.message ?? '', /not a swarm manager|503/);
+    const row = readJournalDb(layout.state, (db) => db.prepare('SELECT status, reason FROM deployments WHERE id = ?').get(interrupted.id)) as { status: string; reason: string };
+    assert.equal(row.status, 'rolled-back');
+    assert.match(row.reason, /restored the previous specs, but they did not converge/);
+
+    // The engine is back: the agent deploys 1.0.1 after all.
+    proxy.failFor(0, /./, '');
+    await writeAgentConfig(layout.dir, bench.signer.trustDir, { apply: { timeout: '60s' } });
+    const c = new AgentProcess(layout.config, env);
+    try {
+      await c.waitFor(/msg="start-up recovery done" recovered=0 /, 30_000);
+      await c.waitFor(/msg="stack deployed" .*stack=agentrecover/, 120_000);
+      assert.deepEqual(deployedVersions(layout.state).at(-1), { version: '1.0.1', status: 'committed' });
+    } finally {
+      const end = await c.stop();
+      assert.equal(end.code, 0, c.log);
+    }
+  } finally {
+    await proxy.close();
+  }
+});

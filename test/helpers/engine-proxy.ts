@@ -2,7 +2,9 @@
  * A unix-socket proxy in front of a real dockerd, for fault tests: every
  * request is forwarded as it is, except that for a while `GET /info` says
  * the node is not in a swarm (Swarm.LocalNodeState "inactive"), as a
- * dockerd that is stopping says for several seconds before it goes.
+ * dockerd that is stopping says for several seconds before it goes; and
+ * for a while, calls to chosen paths are answered 503 as a stopping
+ * manager answers them.
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { rm } from 'node:fs/promises';
@@ -12,6 +14,7 @@ const INFO = /^(\/v[\d.]+)?\/info(\?|$)/;
 export class EngineProxy {
   private server: Server | undefined;
   private inactiveUntil = 0;
+  private failing: { until: number; path: RegExp; message: string } | undefined;
   /** How many `GET /info` answers were changed to "inactive". */
   faked = 0;
 
@@ -38,11 +41,28 @@ export class EngineProxy {
     this.inactiveUntil = Date.now() + ms;
   }
 
+  /** From now on, for `ms`, requests whose path matches `path` are answered 503 with `message`, never forwarded. */
+  failFor(ms: number, path: RegExp, message: string): void {
+    this.failing = { until: Date.now() + ms, path, message };
+  }
+
+  /** How many requests were answered 503. */
+  failed = 0;
+
   get sayingInactive(): boolean {
     return Date.now() < this.inactiveUntil;
   }
 
   private forward(req: IncomingMessage, res: ServerResponse): void {
+    const fail = this.failing;
+    if (fail && Date.now() < fail.until && fail.path.test(req.url ?? '')) {
+      this.failed++;
+      req.resume();
+      const body = Buffer.from(JSON.stringify({ message: fail.message }));
+      res.writeHead(503, { 'content-type': 'application/json', 'content-length': body.length });
+      res.end(body);
+      return;
+    }
     const fake = req.method === 'GET' && INFO.test(req.url ?? '') && this.sayingInactive;
     const up = request({ socketPath: this.upstream, method: req.method, path: req.url, headers: req.headers }, (answer) => {
       if (!fake || answer.statusCode !== 200) {
