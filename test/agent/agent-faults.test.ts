@@ -98,16 +98,17 @@ test('30 versions dropped together are imported in version order: none is refuse
 });
 
 test('superseded bundles are pruned on schedule; status lists only a bundle that may really be applied next', async () => {
-  const versions = ['1.0.0', '1.0.1', '1.0.2', '1.0.3'];
+  // Versions no other test here builds: the same version makes the same image id, which prune leaves while another state dir's tag names it.
+  const versions = ['4.0.0', '4.0.1', '4.0.2', '4.0.3'];
   const bundles = new Map<string, string>();
-  for (const v of [...versions, '1.0.4']) bundles.set(v, await buildRelease(bench, { version: v, stack: 'agentkeep', repo: 'agentkeep' }));
+  for (const v of [...versions, '4.0.4']) bundles.set(v, await buildRelease(bench, { version: v, stack: 'agentkeep', repo: 'agentkeep' }));
   const layout = await writeAgentConfig(join(bench.dir, 'a-keep'), bench.signer.trustDir, { retention: { schedule: '*/2 * * * * *', keep: 1 } });
   await mkdir(layout.inbox, { recursive: true });
   for (const v of versions) await drop(bundles.get(v)!, layout.inbox, `demo-${v}.airlock`);
   const agent = new AgentProcess(layout.config, envFor());
   try {
     await agent.waitFor(/msg="stack deployed" .*stack=agentkeep/, 120_000);
-    // 1.0.0 to 1.0.2 were never attempted, and are older than what runs: superseded, and pruned.
+    // 4.0.0 to 4.0.2 were never attempted, and are older than what runs: superseded, and pruned.
     const pruned = await agent.waitFor(/msg=pruned bundles=[1-9]/, 30_000);
     assert.match(pruned, /bundles=3 /);
   } finally {
@@ -116,22 +117,24 @@ test('superseded bundles are pruned on schedule; status lists only a bundle that
   }
   const linked = () =>
     readJournalDb(layout.state, (db) => db.prepare(`SELECT DISTINCT b.version FROM bundles b JOIN bundle_blobs l ON l.bundle_id = b.id ORDER BY b.id`).all()) as { version: string }[];
-  assert.deepEqual(linked().map((r) => r.version), ['1.0.3'], 'only the running release keeps its blobs');
-  for (const v of ['1.0.0', '1.0.1', '1.0.2']) assert.equal(await bench.docker.images.find(`agentkeep/web:${v}`), undefined, `image of ${v} removed`);
-  assert.ok((await bench.docker.images.find('agentkeep/web:1.0.3')) !== undefined);
+  assert.deepEqual(linked().map((r) => r.version), ['4.0.3'], 'only the running release keeps its blobs');
+  const prunes = readJournalDb(layout.state, (db) => db.prepare(`SELECT details FROM events WHERE kind = 'prune' ORDER BY id`).all()) as { details: string }[];
+  const why = `deployed: ${JSON.stringify(deployedVersions(layout.state))}; prunes: ${prunes.map((p) => p.details).filter((d) => !d.includes('"bundles":[]')).join('\n')}`;
+  for (const v of ['4.0.0', '4.0.1', '4.0.2']) assert.equal(await bench.docker.images.find(`agentkeep/web:${v}`), undefined, `image of ${v} removed; ${why}`);
+  assert.ok((await bench.docker.images.find('agentkeep/web:4.0.3')) !== undefined);
 
   // A newer bundle imported by hand is what is really pending; the superseded ones are not.
-  const imported = await runCli(['bundle', 'import', bundles.get('1.0.4')!, '--state', layout.state, '--trust', bench.signer.trustDir], envFor());
+  const imported = await runCli(['bundle', 'import', bundles.get('4.0.4')!, '--state', layout.state, '--trust', bench.signer.trustDir], envFor());
   assert.equal(imported.code, 0, imported.stderr);
   const status = await runCli(['status', '--state', layout.state, '--json'], envFor());
   assert.equal(status.code, 0, status.stderr);
-  assert.deepEqual((JSON.parse(status.stdout) as { pendingBundles: string[] }).pendingBundles, ['demo 1.0.4']);
+  assert.deepEqual((JSON.parse(status.stdout) as { pendingBundles: string[] }).pendingBundles, ['demo 4.0.4']);
   const text = await runCli(['status', '--state', layout.state], envFor());
-  assert.match(text.stdout, /^pending bundles \(imported, not applied\): demo 1\.0\.4$/m);
+  assert.match(text.stdout, /^pending bundles \(imported, not applied\): demo 4\.0\.4$/m);
   const prune = await runCli(['prune', '--state', layout.state, '--keep', '1'], envFor());
   assert.equal(prune.code, 0, prune.stderr);
-  assert.match(prune.stdout, /pending bundles: demo 1\.0\.4/);
-  assert.deepEqual(linked().map((r) => r.version), ['1.0.3', '1.0.4']);
+  assert.match(prune.stdout, /pending bundles: demo 4\.0\.4/);
+  assert.deepEqual(linked().map((r) => r.version), ['4.0.3', '4.0.4']);
 });
 
 const agentGone = (state: string) =>
