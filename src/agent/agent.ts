@@ -248,8 +248,7 @@ export class Agent {
       return;
     }
     this.toldWaiting = 0;
-    if (!(await this.managerNow(waiting))) return;
-    await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log });
+    await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log, mayDeploy: () => this.managerNow(waiting) });
   }
 
   /**

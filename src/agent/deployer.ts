@@ -23,13 +23,17 @@ export interface DeployerDeps {
   docker: Docker;
   trust: () => Promise<TrustStore>;
   log: Logger;
+  /** Asked once the older waiting versions are superseded: whether this node may deploy now (a swarm manager). */
+  mayDeploy?: () => Promise<boolean>;
 }
 
 export async function deployWaiting(deps: DeployerDeps): Promise<void> {
   const journal = Journal.open(deps.config.stateDir);
   try {
     const queue = new AgentQueue(journal);
-    for (const row of newestPerBundle(queue, deps.config, deps.log)) {
+    const rows = newestPerBundle(queue, deps.config, deps.log);
+    if (rows.length === 0 || (deps.mayDeploy && !(await deps.mayDeploy()))) return;
+    for (const row of rows) {
       await deployOne(deps, journal, queue, row);
     }
   } finally {

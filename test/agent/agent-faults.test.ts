@@ -45,7 +45,7 @@ test('a bundle imported while the engine says "swarm inactive" is deployed once 
   const agent = new AgentProcess(layout.config, envFor(proxy.dockerHost));
   try {
     await agent.waitFor(/msg="agent started"/);
-    proxy.sayInactiveFor(10_000);
+    proxy.sayInactiveFor(15_000);
     await drop(bundle, layout.inbox, 'release.airlock');
     const imported = await agent.waitFor(/msg="bundle imported"/, 60_000);
     assert.ok(proxy.sayingInactive, 'the import must end while the engine says inactive for this test to mean anything');
@@ -53,6 +53,9 @@ test('a bundle imported while the engine says "swarm inactive" is deployed once 
     await agent.waitFor(/msg="this node is not a swarm manager now/, 10_000);
     assert.deepEqual(deployments(layout.state), [], 'nothing is deployed while the node says it is not a manager');
     assert.deepEqual(queueRows(layout.state).map((r) => r.state), ['waiting']);
+    const status = await runCli(['status', '--state', layout.state], envFor(proxy.dockerHost));
+    assert.ok(proxy.sayingInactive, 'status must run while the engine says inactive for this check to mean anything');
+    assert.match(status.stdout, /^agent: waiting for this node to be a swarm manager: demo 1\.0\.0$/m, status.stdout + status.stderr);
     await agent.waitFor(/msg="stack deployed" .*stack=agentproxy/, 120_000);
     assert.equal(proxy.sayingInactive, false);
     assert.ok(proxy.faked >= 2, `the proxy changed ${proxy.faked} answers`);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Docker } from '../../docker/index.js';
 import { AirlockError, notFound } from '../../errors/index.js';
 import { parseDuration } from '../../compose/convert/duration.js';
-import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
+import { applyBundle, isManager, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
 import { maskPlanEnv } from '../../stack/env-mask.js';
 import { planJson, planLines, printWarnings } from './stack.js';
@@ -281,7 +281,7 @@ export const deployCommands: Command[] = [
         for (const s of stacks) for (const svc of s.services ?? []) out(`  ${svc.name} ${svc.running}/${svc.desired}`);
         if (pending.length) out(`pending bundles (imported, not applied): ${pending.join(', ')}`);
         const waiting = agentQueue.filter((q) => q.state === 'waiting').map((q) => q.bundle);
-        if (waiting.length) out(`agent: waiting for the maintenance window: ${waiting.join(', ')}`);
+        if (waiting.length) out(`agent: waiting for ${(await isManager(docker)) ? 'the maintenance window' : 'this node to be a swarm manager'}: ${waiting.join(', ')}`);
         for (const q of agentQueue.filter((x) => x.state === 'failed')) out(`agent: ${q.bundle} failed: ${q.reason ?? ''}`);
         for (const u of unfinished) out(`interrupted: deployment #${u.deployment} of ${u.stack} at step ${u.step}; the next apply or rollback recovers it`);
         for (const u of unrecorded) {
