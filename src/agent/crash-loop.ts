@@ -24,12 +24,15 @@ const KIND = 'agent.deploy';
 const REASON = 'agent-gone';
 
 /**
- * Journals the death of the try before this one (called when a try begins
- * and the one before it never returned), and returns the deaths of this
- * bundle's last tries, newest first.
+ * Called as try `tryNumber` of a bundle begins (the queue counts only tries
+ * that did not return): journals the death of a try before it that is not
+ * journaled yet, and returns it (`noted`) with every death of the bundle,
+ * newest first.
  */
-export function noteDeath(journal: Journal, bundleId: number, label: string, tryNumber: number): Death[] {
+export function noteDeath(journal: Journal, bundleId: number, label: string, tryNumber: number): { noted?: Death; deaths: Death[] } {
   const earlier = deathsOf(journal, label);
+  // Every try before this one that did not return is journaled already (a later try returned, say).
+  if (earlier.length >= tryNumber - 1) return { deaths: earlier };
   const after = Math.max(0, ...earlier.map((d) => d.deployment ?? 0));
   // The newest deployment of this bundle that a death left behind and no death named yet.
   const d = journal.db
@@ -42,12 +45,11 @@ export function noteDeath(journal: Journal, bundleId: number, label: string, try
   const death: Death = d ? { step: d.step, deployment: d.id } : { step: 'start', deployment: null };
   const where = d ? `at step ${d.step} (deployment #${d.id})` : 'before its deployment began';
   journal.record({ kind: KIND, outcome: 'failed', subject: label, reason: REASON, message: `try ${tryNumber - 1} ended with the agent gone ${where}`, details: { ...death } });
-  return [death, ...earlier];
+  return { noted: death, deaths: [death, ...earlier] };
 }
 
-/** Whether the last deaths make a crash loop: MAX_DEATHS in a row, all at the same step. */
-export function isCrashLoop(deaths: readonly Death[], inARow: number): boolean {
-  if (inARow < MAX_DEATHS) return false;
+/** Whether the last deaths make a crash loop: the last MAX_DEATHS all at the same step. */
+export function isCrashLoop(deaths: readonly Death[]): boolean {
   const last = deaths.slice(0, MAX_DEATHS);
   return last.length === MAX_DEATHS && last.every((d) => d.step === last[0]!.step);
 }

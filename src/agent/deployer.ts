@@ -73,15 +73,15 @@ async function deployOne(deps: DeployerDeps, journal: Journal, queue: AgentQueue
   const attempts = queue.countAttempt(row.bundle_id);
   if (attempts > 1) {
     // The try before never returned: a crash this deploy causes, or a kill from outside (crash-loop.ts tells them apart).
-    const deaths = noteDeath(journal, row.bundle_id, `${row.name} ${row.version}`, attempts);
-    const step = deaths[0]!.step;
-    if (isCrashLoop(deaths, attempts - 1)) {
+    const { noted, deaths } = noteDeath(journal, row.bundle_id, `${row.name} ${row.version}`, attempts);
+    const step = deaths[0]?.step ?? 'start';
+    if (isCrashLoop(deaths)) {
       queue.finish(row.bundle_id, 'failed', `gave up: ${MAX_DEATHS} tries in a row ended with the agent gone at step ${step}`);
       journal.record({ kind: 'agent.deploy', outcome: 'failed', subject: `${row.name} ${row.version}`, reason: 'crash-loop', message: `gave up after ${MAX_DEATHS} tries that each ended with the agent gone at step ${step}` });
       log.error('giving up on the bundle: its deploy kills the agent, at the same step every time', { tries: attempts - 1, step });
       return;
     }
-    log.warn('the last try ended with the agent gone; trying again (given up only when tries keep dying at the same step)', { tries: attempts - 1, step, steps: deaths.slice(0, MAX_DEATHS).map((d) => d.step).join(',') });
+    if (noted) log.warn('the last try ended with the agent gone; trying again (given up only when tries keep dying at the same step)', { tries: attempts - 1, step, steps: deaths.slice(0, MAX_DEATHS).map((d) => d.step).join(',') });
   }
   log.info('deploying bundle', { attempt: attempts });
   try {
