@@ -9,7 +9,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
-import { recoverHost } from '../apply/bundle-apply.js';
+import { isManager, recoverHost } from '../apply/bundle-apply.js';
 import { Docker } from '../docker/index.js';
 import { AirlockError, asAirlockError, configError, isAirlockError } from '../errors/index.js';
 import { prune } from '../retention/index.js';
@@ -20,7 +20,8 @@ import { ftpSourceConfig, loadAgentConfig, type AgentConfig, type FtpSourceSetti
 import { deployWaiting } from './deployer.js';
 import { checkDrift } from './drift.js';
 import { FolderSource, type InboxFile } from './inbox/folder-source.js';
-import { gatherItems } from './inbox/part-sets.js';
+import { gatherItems, isInboxName } from './inbox/part-sets.js';
+import { inVersionOrder } from './inbox/version-order.js';
 import { Intake, pruneDone } from './intake.js';
 import { createLogger, type Logger } from './log.js';
 import { ensureSwarmMembership } from './swarm-boot.js';
@@ -134,6 +135,7 @@ export class Agent {
   private stopping = false;
   private swarmReady = false;
   private toldWaiting = 0;
+  private toldNotManager = false;
   private readonly abort = new AbortController();
 
   constructor(private readonly opts: AgentOptions) {}
@@ -250,9 +252,13 @@ export class Agent {
     });
   }
 
+  /** Start-up recovery (it may wait on the engine for up to the apply timeout): said as it begins and as it ends. */
   private async recover(): Promise<void> {
+    const started = Date.now();
+    this.log.info('start-up recovery: closing what an interrupted deployment left behind');
     const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs, revocation: { trust: () => TrustStore.load(this.config.trustDir) } });
-    for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, status: d.status });
+    for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, step: d.step, status: d.status, reason: d.reason });
+    this.log.info('start-up recovery done', { recovered: closed.length, ms: Date.now() - started });
   }
 
   private async joinSwarm(): Promise<void> {
@@ -325,7 +331,7 @@ export class Agent {
       const { size, mtimeMs } = await stat(path);
       files.push({ source: r.settings.name, path, name: basename(path), size, mtimeMs });
     }
-    for (const item of await gatherItems(files, (f) => f)) {
+    for (const item of await inVersionOrder(await gatherItems(files, (f) => f))) {
       if (this.stopping) return;
       const outcome = await this.intake.takeItem(item);
       if (outcome && outcome.kind !== 'retry') for (const f of outcome.files) await r.source.settle(f.path);
@@ -363,7 +369,20 @@ export class Agent {
       return;
     }
     this.toldWaiting = 0;
-    await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log });
+    await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log, mayDeploy: () => this.managerNow(waiting) });
+  }
+
+  /**
+   * Stacks are deployed from a swarm manager only. Asked at every poll that
+   * has work, never once for good: an engine that is stopping or restarting
+   * says "inactive" for a while. Said once per change.
+   */
+  private async managerNow(waiting: number): Promise<boolean> {
+    const manager = await isManager(this.docker);
+    if (!manager && !this.toldNotManager) this.log.info('this node is not a swarm manager now (or its engine does not answer): bundles wait, and are deployed once it is one', { waiting });
+    if (manager && this.toldNotManager) this.log.info('this node is a swarm manager again: deploying what waits', { waiting });
+    this.toldNotManager = !manager;
+    return manager;
   }
 
   private async prune(): Promise<void> {

@@ -13,9 +13,8 @@ import type { TrustStore } from '../trust/trust-store.js';
 import semver from 'semver';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
+import { isCrashLoop, MAX_DEATHS, noteDeath } from './crash-loop.js';
 
-/** Tries that ended with the process gone (crash, kill): after this many, the bundle is given up. */
-export const MAX_ATTEMPTS = 3;
 /** Failures of the host rather than the bundle (unless the health gate rolled it back): tried again at the next chance. */
 const TRANSIENT = new Set(['engine', 'busy', 'resources']);
 /** Not this bundle's fault either: an interrupted deployment whose previous specs are of a revoked key waits for the operator (src/apply/revocation.ts). */
@@ -26,14 +25,16 @@ export interface DeployerDeps {
   docker: Docker;
   trust: () => Promise<TrustStore>;
   log: Logger;
+  /** Asked once the older waiting versions are superseded: whether this node may deploy now (a swarm manager). */
+  mayDeploy?: () => Promise<boolean>;
 }
 
 export async function deployWaiting(deps: DeployerDeps): Promise<void> {
   const journal = Journal.open(deps.config.stateDir);
   try {
     const queue = new AgentQueue(journal);
-    const rows = newestPerBundle(queue, deps.log);
-    if (rows.length === 0) return;
+    const rows = newestPerBundle(queue, deps.config, deps.log);
+    if (rows.length === 0 || (deps.mayDeploy && !(await deps.mayDeploy()))) return;
     // Before any try is counted: a trust store that is unsafe or has a bad revocation list stops every deploy, and the bundles wait.
     const trust = await deps.trust();
     for (const row of rows) {
@@ -45,7 +46,7 @@ export async function deployWaiting(deps: DeployerDeps): Promise<void> {
 }
 
 /** Older waiting versions of a bundle are superseded by the newest one. */
-function newestPerBundle(queue: AgentQueue, log: Logger): QueueRow[] {
+function newestPerBundle(queue: AgentQueue, config: AgentConfig, log: Logger): QueueRow[] {
   const newest = new Map<string, QueueRow>();
   for (const row of queue.waiting()) {
     const other = newest.get(row.name);
@@ -54,7 +55,8 @@ function newestPerBundle(queue: AgentQueue, log: Logger): QueueRow[] {
   for (const row of queue.waiting()) {
     const keep = newest.get(row.name)!;
     if (keep.bundle_id !== row.bundle_id) {
-      queue.finish(row.bundle_id, 'superseded', `${row.name} ${keep.version} arrived before the window opened`);
+      const before = config.apply.window ? 'the window opened' : `${row.version} was deployed`;
+      queue.finish(row.bundle_id, 'superseded', `${row.name} ${keep.version} arrived before ${before}`);
       log.info('queued bundle superseded by a newer version', { bundle: row.name, version: row.version, by: keep.version });
     }
   }
@@ -73,11 +75,17 @@ async function deployOne(deps: DeployerDeps, trust: TrustStore, journal: Journal
     return;
   }
   const attempts = queue.countAttempt(row.bundle_id);
-  if (attempts > MAX_ATTEMPTS) {
-    queue.finish(row.bundle_id, 'failed', `gave up: ${MAX_ATTEMPTS} tries ended with the agent gone`);
-    journal.record({ kind: 'agent.deploy', outcome: 'failed', subject: `${row.name} ${row.version}`, reason: 'crash-loop', message: `gave up after ${MAX_ATTEMPTS} tries that never returned` });
-    log.error('giving up on the bundle: every try ended with the agent gone', { attempts: MAX_ATTEMPTS });
-    return;
+  if (attempts > 1) {
+    // The try before never returned: a crash this deploy causes, or a kill from outside (crash-loop.ts tells them apart).
+    const { noted, deaths } = noteDeath(journal, row.bundle_id, `${row.name} ${row.version}`, attempts);
+    const step = deaths[0]?.step ?? 'start';
+    if (isCrashLoop(deaths)) {
+      queue.finish(row.bundle_id, 'failed', `gave up: ${MAX_DEATHS} tries in a row ended with the agent gone at step ${step}`);
+      journal.record({ kind: 'agent.deploy', outcome: 'failed', subject: `${row.name} ${row.version}`, reason: 'crash-loop', message: `gave up after ${MAX_DEATHS} tries that each ended with the agent gone at step ${step}` });
+      log.error('giving up on the bundle: its deploy kills the agent, at the same step every time', { tries: attempts - 1, step });
+      return;
+    }
+    if (noted) log.warn('the last try ended with the agent gone; trying again (given up only when tries keep dying at the same step)', { tries: attempts - 1, step, steps: deaths.slice(0, MAX_DEATHS).map((d) => d.step).join(',') });
   }
   log.info('deploying bundle', { attempt: attempts });
   try {

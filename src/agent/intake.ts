@@ -161,7 +161,7 @@ export class Intake {
       this.incomplete.delete(main.path);
       this.baseless.delete(main.path);
       this.imports++;
-      const queued = await this.queue(result, main, flog);
+      const queued = await this.queue(result, main);
       const outcome = await this.leave({ path: main.path, look }, unit, 'done', (movedTo) => ({ kind: 'imported', result, queued, movedTo, files: unit.files }), flog);
       flog.info(result.alreadyImported ? 'bundle was already imported' : 'bundle imported', {
         bundle: result.name,
@@ -356,18 +356,19 @@ export class Intake {
     });
   }
 
-  /** On arrival, a bundle with stacks waits in the queue for the window; on a worker or in import-only mode it does not. */
-  private async queue(result: ImportResult, file: InboxFile, log: Logger): Promise<boolean> {
+  /**
+   * On arrival, a bundle with stacks waits in the queue for the window; in
+   * import-only mode it does not. Whether this node is a swarm manager is
+   * not asked here: an engine that is stopping says "inactive" for a moment,
+   * and that one answer must not decide for good. The deployer asks at each
+   * poll (a worker keeps its bundles waiting until it is a manager).
+   */
+  private async queue(result: ImportResult, file: InboxFile): Promise<boolean> {
     if (this.deps.config.apply.mode !== 'on-arrival') return false;
     const journal = Journal.open(this.deps.config.stateDir);
     try {
       const manifest = new BundleRecords(journal).manifest(result.bundleId);
       if (manifest.stacks.length === 0) return false;
-      const info = await this.deps.docker.system.info();
-      if (!(info.Swarm.LocalNodeState === 'active' && info.Swarm.ControlAvailable)) {
-        log.info('this node is not a swarm manager: images are loaded, stacks are deployed from a manager', { bundle: result.name });
-        return false;
-      }
       return new AgentQueue(journal).enqueue(result.bundleId, file.path);
     } finally {
       journal.close();

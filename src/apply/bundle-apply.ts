@@ -79,7 +79,7 @@ export async function withApplyContext<T>(
 }
 
 /** Whether the engine is a swarm manager now; false when it cannot be asked. */
-async function isManager(docker: Docker): Promise<boolean> {
+export async function isManager(docker: Docker): Promise<boolean> {
   const info = await docker.system.info({ retry: false }).catch(() => undefined);
   return info?.Swarm.LocalNodeState === 'active' && info.Swarm.ControlAvailable;
 }

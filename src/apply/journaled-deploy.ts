@@ -1,4 +1,4 @@
-import { asAirlockError } from '../errors/index.js';
+import { asAirlockError, type AirlockError } from '../errors/index.js';
 import type { Docker, ServiceSpec } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
 import type { Journal } from '../journal/journal.js';
@@ -174,9 +174,11 @@ async function undoOnFailure<T>(ctx: ApplyContext, deploymentId: number, stack: 
 /**
  * Puts every service of a deployment back to the spec recorded before it:
  * services it created are removed, the others updated to their old specs.
- * Used by the health gate and by crash recovery.
+ * Used by the health gate and by crash recovery. Returns why the restored
+ * services did not settle when the wait for them failed (journaled), so a
+ * caller does not call that a success.
  */
-export async function restorePrevious(ctx: ApplyContext, deploymentId: number, stack: string): Promise<void> {
+export async function restorePrevious(ctx: ApplyContext, deploymentId: number, stack: string): Promise<AirlockError | undefined> {
   const records = ctx.deployments.services(deploymentId);
   const current = await readStackState(ctx.docker, stack, ctx.signal);
   const old: DesiredStack = { stack, networks: [], secrets: [], configs: [], services: records.flatMap((r) => (r.before ? [r.before] : [])) };
@@ -185,10 +187,13 @@ export async function restorePrevious(ctx: ApplyContext, deploymentId: number, s
   const removals: Step[] = current.services.filter((s) => created.has(s.Spec.Name!)).map((s) => ({ action: 'remove-service', name: s.Spec.Name!, id: s.ID }));
   await runPhase(ctx.docker, [...plan.services, ...removals], { ...(ctx.onStep ? { onStep: ctx.onStep } : {}) });
   const names = old.services.map((s) => s.Name!);
-  if (names.length === 0) return;
+  if (names.length === 0) return undefined;
   try {
     await waitForConvergence(ctx.docker, names, { timeoutMs: ctx.timeoutMs });
+    return undefined;
   } catch (e) {
-    ctx.journal.record({ kind: 'deployment.restore', outcome: 'failed', subject: stack, message: asAirlockError(e).message, details: { deployment: deploymentId } });
+    const err = asAirlockError(e);
+    ctx.journal.record({ kind: 'deployment.restore', outcome: 'failed', subject: stack, message: err.message, details: { deployment: deploymentId } });
+    return err;
   }
 }

@@ -33,14 +33,21 @@ export async function recoverUnfinished(ctx: ApplyContext, revocation: Revocatio
     } else {
       const previous = d.replaces === null ? undefined : ctx.deployments.get(d.replaces);
       if (previous) await checkRevocation(ctx.journal, revocation, { action: 'restore', stack: d.stack, deployment: previous.id, bundleId: previous.bundle_id, recovering: d.id });
+      let unsettled;
       try {
-        await restorePrevious(ctx, d.id, d.stack);
+        unsettled = await restorePrevious(ctx, d.id, d.stack);
       } catch (e) {
         ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: asAirlockError(e).reason, message: asAirlockError(e).message, details: { deployment: d.id } });
         throw e;
       }
-      ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs`);
-      ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'restored', details: { deployment: d.id, step: d.step } });
+      if (unsettled) {
+        // The specs are back, but the wait for them failed: not a success to report.
+        ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs, but they did not converge: ${unsettled.message}`);
+        ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: 'not-converged', message: unsettled.message, details: { deployment: d.id, step: d.step } });
+      } else {
+        ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs`);
+        ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'restored', details: { deployment: d.id, step: d.step } });
+      }
     }
     recovered.push(d.id);
   }

@@ -15,9 +15,11 @@
  *    `airlock rollback STACK` goes.
  *  - Every deployment still `running` (an interrupted apply that recovery
  *    has yet to close), with what it needs.
- *  - Pending bundles: imported and never applied, or applied only without
- *    success (failed, rolled back) and newer than every release of that name
- *    that ever committed. An operator may apply them next.
+ *  - Pending bundles: never committed, and newer than every release of that
+ *    name that ever committed (or of a name nothing committed yet). An
+ *    operator or the agent may apply them next. One older than a release
+ *    that committed is superseded, attempted or not: applying it would be
+ *    refused as a downgrade.
  *
  * A kept deployment needs: its bundle (every blob of the signed manifest),
  * the image ids its services were pinned to (in the engine, and the blobs to
@@ -89,6 +91,28 @@ export function checkKeep(keep: number): number {
   return keep;
 }
 
+/**
+ * The bundles that may still be applied next: never committed, and newer
+ * than every release of their name that ever committed. What `status`
+ * calls pending, and what retention keeps for them.
+ */
+export function pendingBundles(facts: Pick<JournalFacts, 'bundles' | 'deployments'>): Set<number> {
+  const everCommitted = new Set(facts.deployments.filter((d) => d.status === 'committed' && d.bundleId !== null).map((d) => d.bundleId!));
+  const newestCommitted = new Map<string, string>();
+  for (const b of facts.bundles) {
+    if (!everCommitted.has(b.id)) continue;
+    const v = newestCommitted.get(b.name);
+    if (v === undefined || semver.gt(b.version, v)) newestCommitted.set(b.name, b.version);
+  }
+  const pending = new Set<number>();
+  for (const b of facts.bundles) {
+    if (everCommitted.has(b.id)) continue;
+    const newest = newestCommitted.get(b.name);
+    if (newest === undefined || semver.gt(b.version, newest)) pending.add(b.id);
+  }
+  return pending;
+}
+
 export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): PrunePlan {
   checkKeep(keep);
   const byId = new Map(facts.deployments.map((d) => [d.id, d]));
@@ -146,19 +170,7 @@ export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): Pru
     const b = byId.get(id)?.bundleId;
     if (b != null) keptBundles.set(b, 'deployment');
   }
-  const everCommitted = new Set(facts.deployments.filter((d) => d.status === 'committed' && d.bundleId !== null).map((d) => d.bundleId!));
-  const attempted = new Set(facts.deployments.filter((d) => d.bundleId !== null).map((d) => d.bundleId!));
-  const newestCommitted = new Map<string, string>();
-  for (const b of facts.bundles) {
-    if (!everCommitted.has(b.id)) continue;
-    const v = newestCommitted.get(b.name);
-    if (v === undefined || semver.gt(b.version, v)) newestCommitted.set(b.name, b.version);
-  }
-  for (const b of facts.bundles) {
-    if (keptBundles.has(b.id) || everCommitted.has(b.id)) continue;
-    const newest = newestCommitted.get(b.name);
-    if (!attempted.has(b.id) || newest === undefined || semver.gt(b.version, newest)) keptBundles.set(b.id, 'pending');
-  }
+  for (const id of pendingBundles(facts)) if (!keptBundles.has(id)) keptBundles.set(id, 'pending');
 
   // What the kept things need.
   const imageBlobs = new Map<string, Set<string>>();

@@ -144,13 +144,13 @@ const cases: Case[] = [
     images: ['app1', 'app3'],
   },
   {
-    name: 'a bundle imported and never applied is pending, even an older one',
+    name: 'a bundle never applied but older than a release that committed is superseded, not pending: it goes',
     facts: facts([...fourReleases(), bundle(5, '0.9.0', ['old-layer'], [{ id: 'old', blobs: ['old-layer'] }])], fourApplies()),
     keep: 1,
     keptDeployments: [4],
-    prunedBundles: [1, 2, 3],
-    blobs: ['app1-config', 'app1-layer', 'app2-config', 'app2-layer', 'app3-config', 'app3-layer', 'compose1', 'compose2', 'compose3'],
-    images: ['app1', 'app2', 'app3'],
+    prunedBundles: [1, 2, 3, 5],
+    blobs: ['app1-config', 'app1-layer', 'app2-config', 'app2-layer', 'app3-config', 'app3-layer', 'compose1', 'compose2', 'compose3', 'old-layer'],
+    images: ['app1', 'app2', 'app3', 'old'],
   },
   {
     name: 'an unfinished apply keeps its bundle',

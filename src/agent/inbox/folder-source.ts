@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Completeness } from '../config.js';
 import type { Logger } from '../log.js';
 import { gatherItems, isInboxName, type InboxItem } from './part-sets.js';
+import { inVersionOrder } from './version-order.js';
 
 export interface InboxFile {
   source: string;
@@ -49,7 +50,7 @@ export class FolderSource {
     await mkdir(this.dir, { recursive: true });
   }
 
-  /** The bundles and split sets that are complete as of `now`, and the sets and parts still waiting. */
+  /** The bundles and split sets that are complete as of `now`, and the sets and parts still waiting; the versions of a bundle oldest first. */
   async scan(now = Date.now()): Promise<InboxItem[]> {
     let names: string[];
     try {
@@ -77,7 +78,7 @@ export class FolderSource {
     }
     for (const name of this.seen.keys()) if (!present.has(name)) this.seen.delete(name);
     for (const name of this.shunned.keys()) if (!present.has(name)) this.shunned.delete(name);
-    return gatherItems(files, (f) => whole.get(f.name));
+    return inVersionOrder(await gatherItems(files, (f) => whole.get(f.name)));
   }
 
   /** An inbox name that is not a regular file: never opened, moved or followed; said once per what it is. */

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Docker, type Service } from '../../docker/index.js';
 import { AirlockError, notFound } from '../../errors/index.js';
-import { applyBundle, recoverHost } from '../../apply/bundle-apply.js';
+import { applyBundle, isManager, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
 import { maskPlanEnv } from '../../stack/env-mask.js';
 import { planJson, planLines, printWarnings } from './stack.js';
@@ -16,6 +16,7 @@ import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../stack/types.js';
 import { progressOfServices, type ServiceProgress } from '../../stack/converge.js';
 import { trustStoreOption } from '../trust-inputs.js';
+import { pendingBundles, readJournalFacts } from '../../retention/index.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
 import { timeoutOption, waitOption } from '../duration-option.js';
@@ -301,8 +302,9 @@ export const deployCommands: Command[] = [
             converged,
           };
         });
-        const applied = new Set(deployments.history(undefined, 100_000).map((d) => d.bundle_id));
-        const pending = bundles.all().filter((b) => !applied.has(b.id)).map((b) => `${b.name} ${b.version}`);
+        // What may still be applied next: an older bundle than a release that committed is superseded, not pending.
+        const pendingIds = pendingBundles(readJournalFacts(journal));
+        const pending = bundles.all().filter((b) => pendingIds.has(b.id)).map((b) => `${b.name} ${b.version}`);
         const unfinished = deployments.unfinished().map((d) => ({ deployment: d.id, stack: d.stack, step: d.step }));
         // What the agent imported and will deploy in its maintenance window, and how earlier ones ended.
         const agentQueue = new AgentQueue(journal).all().slice(-10).map((q) => ({ bundle: `${q.name} ${q.version}`, state: q.state, queuedAt: q.queued_at, attempts: q.attempts, reason: q.reason }));
@@ -324,7 +326,7 @@ export const deployCommands: Command[] = [
         for (const s of stacks) for (const svc of s.services ?? []) out(`  ${svc.name} ${svc.running}/${svc.desired}`);
         if (pending.length) out(`pending bundles (imported, not applied): ${pending.join(', ')}`);
         const waiting = agentQueue.filter((q) => q.state === 'waiting').map((q) => q.bundle);
-        if (waiting.length) out(`agent: waiting for the maintenance window: ${waiting.join(', ')}`);
+        if (waiting.length) out(`agent: waiting for ${(await isManager(docker)) ? 'the maintenance window' : 'this node to be a swarm manager'}: ${waiting.join(', ')}`);
         for (const q of agentQueue.filter((x) => x.state === 'failed')) out(`agent: ${q.bundle} failed: ${q.reason ?? ''}`);
         for (const u of unfinished) out(`interrupted: deployment #${u.deployment} of ${u.stack} at step ${u.step}; the next apply or rollback recovers it`);
         for (const u of unrecorded) {

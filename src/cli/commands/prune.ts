@@ -65,8 +65,9 @@ export const pruneCommands: Command[] = [
       'Kept, for each stack: the deployment it runs now and the ones before it, until K distinct\n' +
       'deployments are kept (default 3; a rollback counts as the deployment it restored), and with\n' +
       "K >= 2 the release a bare 'airlock rollback STACK' goes back to. Kept too: unfinished applies\n" +
-      'and pending bundles (imported and never applied, or newer than any release that committed and\n' +
-      'not yet applied successfully). A kept deployment keeps its bundle\'s blobs, the images its\n' +
+      'and pending bundles: never applied successfully, and newer than any release of their name that\n' +
+      "committed (an older one is superseded, applied or not: 'bundle apply' would refuse it as a\n" +
+      "downgrade; 'airlock status' lists the same pending bundles). A kept deployment keeps its bundle's blobs, the images its\n" +
       'services were pinned to, the blobs to load them again, and its secret and config data. The rest\n' +
       'goes: blob files in the content store, and images airlock loaded (never others; an image in use\n' +
       'by a container other than a stopped swarm task is left alone). Rollback to any kept deployment\n' +
