@@ -1,7 +1,9 @@
 import { asAirlockError } from '../errors/index.js';
-import { FIRST_SERVICE_STEP, stepIndex } from '../journal/deployments.js';
+import { FIRST_SERVICE_STEP, stepIndex, type DeploymentRow } from '../journal/deployments.js';
 import { restorePrevious, type ApplyContext } from './journaled-deploy.js';
-import { checkRevocation, type RevocationGate } from './revocation.js';
+import { checkRevocation, revokedBundle, type RevocationGate } from './revocation.js';
+import { stackDrift } from './stack-drift.js';
+import { waitForConvergence } from '../stack/converge.js';
 
 /** After this many interrupted recoveries of one deployment, airlock stops trying and leaves it to the operator. */
 export const MAX_RECOVERIES = 3;
@@ -12,7 +14,11 @@ export const MAX_RECOVERIES = 3;
  * touched a service, nothing needs undoing: it is closed as failed, and
  * applying the bundle again resumes it (every step before services is
  * idempotent). Otherwise every service is restored to its recorded previous
- * spec. A counter stops a recovery that itself keeps crashing. Previous
+ * spec, unless every service had been sent (the step was converge or
+ * commit), the engine runs exactly the new specs and they pass the health
+ * gate now: then the deployment is committed, as the apply would have done,
+ * rather than restarting every task of a healthy stack twice (back, and
+ * forward again on the next apply). A counter stops a recovery that itself keeps crashing. Previous
  * specs from a bundle whose key was revoked since are not restored without
  * the operator's override: the deployment is left as it is, and the
  * refusal says how to go on.
@@ -30,6 +36,9 @@ export async function recoverUnfinished(ctx: ApplyContext, revocation: Revocatio
     if (stepIndex(d.step) < stepIndex(FIRST_SERVICE_STEP)) {
       ctx.deployments.finish(d.id, 'failed', `interrupted at step ${d.step}, before any service changed; apply the bundle again to resume`);
       ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'nothing-to-undo', details: { deployment: d.id, step: d.step } });
+    } else if (await finishedForward(ctx, d, revocation)) {
+      ctx.deployments.finish(d.id, 'committed', `interrupted at step ${d.step}, after every service was sent; the stack ran the new specs, healthy, so recovery committed it`);
+      ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'committed', details: { deployment: d.id, step: d.step } });
     } else {
       const previous = d.replaces === null ? undefined : ctx.deployments.get(d.replaces);
       if (previous) await checkRevocation(ctx.journal, revocation, { action: 'restore', stack: d.stack, deployment: previous.id, bundleId: previous.bundle_id, recovering: d.id });
@@ -52,4 +61,24 @@ export async function recoverUnfinished(ctx: ApplyContext, revocation: Revocatio
     recovered.push(d.id);
   }
   return recovered;
+}
+
+/** Steps after which every service of the deployment had been sent. */
+const SENT_ALL: ReadonlySet<string> = new Set(['converge', 'commit']);
+
+/**
+ * Whether an interrupted deployment can be finished forward: all its changes
+ * were sent, nothing changed the stack since, its bundle's key is not revoked
+ * and its services converge within the timeout.
+ */
+async function finishedForward(ctx: ApplyContext, d: DeploymentRow, revocation: RevocationGate): Promise<boolean> {
+  if (!SENT_ALL.has(d.step)) return false;
+  if (await stackDrift(ctx.docker, ctx.deployments, d, ctx.signal)) return false;
+  if (await revokedBundle(ctx.journal, revocation, d.bundle_id).catch(() => true)) return false;
+  const names = ctx.deployments.services(d.id).flatMap((s) => (s.after ? [s.name] : []));
+  if (names.length === 0) return false;
+  return waitForConvergence(ctx.docker, names, { timeoutMs: ctx.timeoutMs, ...(ctx.signal ? { signal: ctx.signal } : {}) }).then(
+    () => true,
+    () => false,
+  );
 }

@@ -33,14 +33,25 @@ export interface RecordedDeploy {
   recovering?: number;
 }
 
+/** The bundle and how its key is revoked; undefined when it is not (or no key signed it). */
+async function revocationOf(journal: Journal, gate: RevocationGate, bundleId: number | null) {
+  if (bundleId === null) return undefined;
+  const bundle = new BundleRecords(journal).all().find((b) => b.id === bundleId);
+  if (!bundle) return undefined;
+  const revoked = (await gate.trust()).revocation(bundle.key_id);
+  return revoked ? { bundle, revoked } : undefined;
+}
+
+/** Whether the key that signed a recorded bundle is revoked now. */
+export async function revokedBundle(journal: Journal, gate: RevocationGate, bundleId: number | null): Promise<boolean> {
+  return (await revocationOf(journal, gate, bundleId)) !== undefined;
+}
+
 /** Refuses, or with the override records, deploying specs of a bundle whose key is revoked; true when it was revoked and overridden. */
 export async function checkRevocation(journal: Journal, gate: RevocationGate, what: RecordedDeploy): Promise<boolean> {
-  if (what.bundleId === null) return false;
-  const bundle = new BundleRecords(journal).all().find((b) => b.id === what.bundleId);
-  if (!bundle) return false;
-  const trust = await gate.trust();
-  const revoked = trust.revocation(bundle.key_id);
-  if (!revoked) return false;
+  const found = await revocationOf(journal, gate, what.bundleId);
+  if (!found) return false;
+  const { bundle, revoked } = found;
   const release = `bundle ${bundle.name} ${bundle.version}, signed by key ${bundle.key_id}, which is ${describeRevocation(revoked)}`;
   const message =
     what.action === 'restore'

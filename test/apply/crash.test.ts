@@ -42,11 +42,12 @@ interface Row {
   status: 'failed' | 'rolled-back' | 'committed';
   reason: RegExp | null;
   /** What `airlock recover` reports having done. */
-  recoverEvent: 'nothing-to-undo' | 'restored' | null;
+  recoverEvent: 'nothing-to-undo' | 'restored' | 'committed' | null;
 }
 
 const before_ = (step: string) => new RegExp(`^interrupted at step ${step}, before any service changed; apply the bundle again to resume$`);
 const restored = (step: string) => new RegExp(`^interrupted at step ${step}; restored the previous specs$`);
+const committed = (step: string) => new RegExp(`^interrupted at step ${step}, after every service was sent; the stack ran the new specs, healthy, so recovery committed it$`);
 
 const TABLE: Row[] = [
   { point: 'verify', killed: 'old', ends: 'old', status: 'failed', reason: before_('verify'), recoverEvent: 'nothing-to-undo' },
@@ -55,8 +56,9 @@ const TABLE: Row[] = [
   { point: 'prepare', killed: 'old', ends: 'old', status: 'failed', reason: before_('prepare'), recoverEvent: 'nothing-to-undo' },
   { point: 'services', killed: 'old', ends: 'old', status: 'rolled-back', reason: restored('services'), recoverEvent: 'restored' },
   { point: 'services-mid', killed: 'mixed', ends: 'old', status: 'rolled-back', reason: restored('services'), recoverEvent: 'restored' },
-  { point: 'converge', killed: 'new', ends: 'old', status: 'rolled-back', reason: restored('converge'), recoverEvent: 'restored' },
-  { point: 'commit', killed: 'new', ends: 'old', status: 'rolled-back', reason: restored('commit'), recoverEvent: 'restored' },
+  // Every service was sent and the new specs run healthy: recovery commits them rather than undo and redo.
+  { point: 'converge', killed: 'new', ends: 'new', status: 'committed', reason: committed('converge'), recoverEvent: 'committed' },
+  { point: 'commit', killed: 'new', ends: 'new', status: 'committed', reason: committed('commit'), recoverEvent: 'committed' },
   { point: 'after-commit', killed: 'new', ends: 'new', status: 'committed', reason: null, recoverEvent: null },
   { point: 'cleanup', killed: 'new', ends: 'new', status: 'committed', reason: null, recoverEvent: null },
 ];
