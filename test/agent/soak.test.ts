@@ -24,9 +24,9 @@ after(async () => {
   await bench?.close();
 });
 
-test(`soak: versions streamed in while the agent is killed and the engine goes away; nothing imported is lost (seed ${SEED})`, async (t) => {
+test(`soak: versions streamed in while the agent is killed and the engine goes away; nothing imported is lost (seed ${SEED})`, { timeout: 220_000 }, async (t) => {
   t.diagnostic(`seed ${SEED} (replay: AIRLOCK_SOAK_SEED=${SEED})`);
-  const r = await runSoak(bench, { seed: SEED, versions: 16, killChance: 0.45, stack: 'soak', keep: 2, restartEngine: true });
+  const r = await runSoak(bench, { seed: SEED, versions: 16, killChance: 0.45, stack: 'soak', keep: 2, restartEngine: true, settleMs: 100_000 });
   for (const line of soakFigures(r).slice(1)) t.diagnostic(line);
   assert.deepEqual(r.problems, [], `seed ${SEED}:\n${soakFigures(r).join('\n')}`);
   // The soak means something only if the faults happened.

@@ -30,6 +30,8 @@ export interface SoakOptions {
   keep: number;
   /** Stop and start the private dockerd once, at about 60% of the stream. */
   restartEngine: boolean;
+  /** How long the agent may take to settle once the stream ended. */
+  settleMs: number;
   /** Progress lines, for a long run. */
   say?: (line: string) => void;
 }
@@ -170,7 +172,7 @@ export async function runSoak(bench: Bench, opts: SoakOptions): Promise<SoakResu
 
     // Settled: nothing left in the inbox or waiting, the newest committed, no deployment running.
     const newest = versions.at(-1)!;
-    const settledBy = Date.now() + 180_000;
+    const settledBy = Date.now() + opts.settleMs;
     let settled = false;
     while (Date.now() < settledBy) {
       if (agent.child.exitCode !== null || agent.child.signalCode !== null) break;
@@ -190,7 +192,7 @@ export async function runSoak(bench: Bench, opts: SoakOptions): Promise<SoakResu
     const end = await agent.stop();
     clearInterval(sampler);
     const problems: string[] = [];
-    if (!settled) problems.push(`the agent did not settle within 180 s (still running: ${end.signal === null}); its log ends:\n${agent.log.split('\n').slice(-30).join('\n')}`);
+    if (!settled) problems.push(`the agent did not settle within ${opts.settleMs / 1000} s (still running: ${end.signal === null}); its log ends:\n${agent.log.split('\n').slice(-30).join('\n')}`);
     if (end.code !== 0) problems.push(`the last agent ended with ${end.code ?? end.signal}`);
     const settleDone = Date.now();
     const verdict = await checkOutcome(bench, layout, opts, dropped);
@@ -202,7 +204,7 @@ export async function runSoak(bench: Bench, opts: SoakOptions): Promise<SoakResu
       faults,
       ...verdict.counts,
       rssKb,
-      journalBytes: (await stat(join(layout.state, 'journal.db'))).size,
+      journalBytes: await journalBytesOf(layout.state),
       problems,
       ms: { build: built - t0, stream: streamed - built, settle: settleDone - streamed },
       layout,
@@ -212,6 +214,12 @@ export async function runSoak(bench: Bench, opts: SoakOptions): Promise<SoakResu
     await agent.stop('SIGKILL');
     await proxy.close();
   }
+}
+
+/** journal.db with its WAL, if one is left. */
+async function journalBytesOf(state: string): Promise<number> {
+  const size = (f: string) => stat(join(state, f)).then((s) => s.size, () => 0);
+  return (await size('journal.db')) + (await size('journal.db-wal'));
 }
 
 interface Verdict {
@@ -317,7 +325,7 @@ export function soakFigures(r: SoakResult): string[] {
     `faults: ${r.faults.join('; ') || 'none'}`,
     `deployed ${r.deployed.length}, superseded ${r.superseded.length}, quarantined ${r.quarantined.length}, given up ${r.failed.length}`,
     rss,
-    `journal.db ${(r.journalBytes / 1024).toFixed(0)} KiB; blobs in the store after prune ${r.blobsOnDisk}`,
+    `journal.db (with any WAL left) ${(r.journalBytes / 1024).toFixed(0)} KiB; blobs in the store after prune ${r.blobsOnDisk}`,
     `time: build ${(r.ms.build / 1000).toFixed(1)} s, stream ${(r.ms.stream / 1000).toFixed(1)} s, settle ${(r.ms.settle / 1000).toFixed(1)} s`,
   ];
 }
