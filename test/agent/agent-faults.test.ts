@@ -6,10 +6,10 @@
  * and what start-up recovery says.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readdir, rename } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
+import { AgentProcess, dropBundle as drop, writeAgentConfig } from '../helpers/agent.js';
 import { buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
 import { runCli } from '../helpers/fixtures.js';
 import { EngineProxy } from '../helpers/engine-proxy.js';
@@ -23,13 +23,6 @@ after(async () => {
 });
 
 const envFor = (host = bench.daemon.dockerHost) => ({ DOCKER_HOST: host });
-
-/** Drops a bundle into the inbox the way an upload ends: written aside, then renamed in. */
-async function drop(bundle: string, inbox: string, name: string): Promise<void> {
-  const target = join(inbox, name);
-  await copyFile(bundle, `${target}.tmp-upload`);
-  await rename(`${target}.tmp-upload`, target);
-}
 
 type QueueRow = { version: string; state: string; attempts: number; reason: string | null };
 const queueRows = (state: string) =>

@@ -3,7 +3,7 @@
  * lines collected so a test can wait for an event.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { cliArgv } from './fixtures.js';
@@ -36,6 +36,13 @@ export async function writeAgentConfig(dir: string, trustDir: string, extra: Rec
   const config = join(dir, 'agent.yaml');
   await writeFile(config, YAML.stringify(base));
   return { dir, state, inbox, config };
+}
+
+/** Drops a bundle into the inbox the way an upload ends: written aside, then renamed in. */
+export async function dropBundle(bundle: string, inbox: string, name: string): Promise<void> {
+  const target = join(inbox, name);
+  await copyFile(bundle, `${target}.tmp-upload`);
+  await rename(`${target}.tmp-upload`, target);
 }
 
 export class AgentProcess {
