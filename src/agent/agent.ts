@@ -20,7 +20,7 @@ import { ftpSourceConfig, loadAgentConfig, type AgentConfig, type FtpSourceSetti
 import { deployWaiting } from './deployer.js';
 import { checkDrift } from './drift.js';
 import { FolderSource, type InboxFile } from './inbox/folder-source.js';
-import { gatherItems, isInboxName } from './inbox/part-sets.js';
+import { gatherItems } from './inbox/part-sets.js';
 import { inVersionOrder } from './inbox/version-order.js';
 import { Intake, pruneDone } from './intake.js';
 import { createLogger, type Logger } from './log.js';

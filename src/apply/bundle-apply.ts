@@ -3,7 +3,7 @@ import { asAirlockError, notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead, sha256Hex } from '../bundle/reader.js';
 import { parseManifest, type ImageRecord, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
-import { DockerError, isDockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
+import { DockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
 import { BundleRecords } from '../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../journal/deployments.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
 import { bundleBytes } from '../bundle/parts-stream.js';
-import type { BaseRef, ImageRecord, Manifest } from '../bundle/manifest.js';
+import type { BaseRef, ImageRecord } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { ContentStore, type Staging } from '../store/content-store.js';
 import { Journal } from '../journal/journal.js';

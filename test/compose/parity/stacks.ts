@@ -5,7 +5,6 @@
 import { dockerCliFor, stackDeployNoWait } from '../../helpers/engines.js';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../../../src/docker/index.js';
