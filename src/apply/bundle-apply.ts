@@ -187,7 +187,7 @@ export async function applyStoredBundle(bundleId: number, opts: ApplyOptions & {
 async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Manifest, manifestDigest: string, source: string, store: () => Promise<number>): Promise<ApplyResult> {
   checkExpiry(manifest, new Date());
   if (manifest.stacks.length === 0) throw policyError(`bundle ${manifest.name} ${manifest.version} has no stacks to apply`, { reason: 'no-stacks', hint: "use 'airlock bundle import' for a bundle of images and files only" });
-  const running = await runningDeployments(opts.docker, ctx.journal, ctx.deployments, { manifestDigest, stacks: manifest.stacks.map((s) => s.name) });
+  const running = await runningDeployments(opts.docker, ctx.journal, ctx.deployments, { manifestDigest, stacks: manifest.stacks.map((s) => s.name), images: manifest.images });
   if (running) return alreadyRunning(ctx, manifest, running);
   const ids = manifest.stacks.map((s) =>
     ctx.deployments.start({ stack: s.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(s.name)?.id ?? null, appliedBy: appliedBy(), source }),

@@ -8,7 +8,9 @@
  * exactly its recorded specs, and the images they were pinned to are in the
  * engine.
  */
+import type { ImageRecord } from '../bundle/manifest.js';
 import type { Docker } from '../docker/index.js';
+import { findBundleImage } from '../images/identity.js';
 import { BundleRecords } from '../journal/bundles.js';
 import type { DeploymentRecords, DeploymentRow } from '../journal/deployments.js';
 import type { Journal } from '../journal/journal.js';
@@ -19,7 +21,7 @@ export async function runningDeployments(
   docker: Docker,
   journal: Journal,
   deployments: DeploymentRecords,
-  bundle: { manifestDigest: string; stacks: readonly string[] },
+  bundle: { manifestDigest: string; stacks: readonly string[]; images: readonly ImageRecord[] },
 ): Promise<DeploymentRow[] | undefined> {
   const stored = new BundleRecords(journal).byDigest(bundle.manifestDigest);
   if (!stored) return undefined;
@@ -33,7 +35,10 @@ export async function runningDeployments(
     if (last?.step !== 'cleanup' || last.outcome !== 'ok') return undefined;
     if (await stackDrift(docker, deployments, current)) return undefined;
     for (const s of deployments.services(current.id)) {
-      if (s.after && s.imageId && !(await docker.images.find(s.imageId))) return undefined;
+      if (!s.after || !s.imageId) continue;
+      // Pinned by config digest; the engine names it so, or by its manifest digest (containerd store).
+      const image = bundle.images.find((i) => i.id === s.imageId);
+      if (!image || !(await findBundleImage(docker, image))) return undefined;
     }
     running.push(current);
   }
