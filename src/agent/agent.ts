@@ -71,7 +71,11 @@ async function checkTrustStore(config: AgentConfig): Promise<void> {
     const at = `${config.file}: trustDir: `;
     if (isAirlockError(e)) {
       // The agent's trust dir is named in agent.yaml, not by --trust.
-      const hint = e.reason === 'no-trust-store' ? 'put the vendor public keys (*.pub) there, or point trustDir at the folder that has them' : e.hint;
+      const hints: Record<string, string> = {
+        'no-trust-store': 'put the vendor public keys (*.pub) there, or point trustDir at the folder that has them',
+        'not-a-folder': 'point trustDir at the folder of vendor keys',
+      };
+      const hint = hints[e.reason] ?? e.hint;
       throw new AirlockError(e.kind, at + e.message, { reason: e.reason, cause: e, ...(e.subject === undefined ? {} : { subject: e.subject }), ...(hint === undefined ? {} : { hint }) });
     }
     const code = (e as NodeJS.ErrnoException).code;
@@ -190,10 +194,12 @@ export class Agent {
     return this.work;
   }
 
+  /** Today's trust store, loaded afresh at each use: a key revoked or a dir opened up is seen at once. */
+  private readonly trust = (): Promise<TrustStore> => TrustStore.load(this.config.trustDir);
+
   private async apply(config: AgentConfig): Promise<void> {
     this.config = config;
-    const trust = () => TrustStore.load(config.trustDir);
-    this.intake = new Intake({ config, docker: this.docker, trust, log: this.log });
+    this.intake = new Intake({ config, docker: this.docker, trust: this.trust, log: this.log });
     await mkdir(config.inbox.dir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
       throw configError(`${config.file}: inbox.dir: cannot make ${config.inbox.dir}: ${e.code ?? e.message}`, {
         subject: config.inbox.dir,
@@ -256,7 +262,7 @@ export class Agent {
   private async recover(): Promise<void> {
     const started = Date.now();
     this.log.info('start-up recovery: closing what an interrupted deployment left behind');
-    const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs, revocation: { trust: () => TrustStore.load(this.config.trustDir) } });
+    const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs, revocation: { trust: this.trust } });
     for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, step: d.step, status: d.status, reason: d.reason });
     this.log.info('start-up recovery done', { recovered: closed.length, ms: Date.now() - started });
   }
@@ -369,7 +375,7 @@ export class Agent {
       return;
     }
     this.toldWaiting = 0;
-    await deployWaiting({ config: this.config, docker: this.docker, trust: () => TrustStore.load(this.config.trustDir), log: this.log, mayDeploy: () => this.managerNow(waiting) });
+    await deployWaiting({ config: this.config, docker: this.docker, trust: this.trust, log: this.log, mayDeploy: () => this.managerNow(waiting) });
   }
 
   /**
@@ -393,7 +399,6 @@ export class Agent {
   }
 
   private async drift(): Promise<void> {
-    const trust = () => TrustStore.load(this.config.trustDir);
-    await checkDrift({ stateDir: this.config.stateDir, docker: this.docker, reapply: this.config.drift.reapply, timeoutMs: this.config.apply.timeoutMs, trust, log: this.log });
+    await checkDrift({ stateDir: this.config.stateDir, docker: this.docker, reapply: this.config.drift.reapply, timeoutMs: this.config.apply.timeoutMs, trust: this.trust, log: this.log });
   }
 }

@@ -1,18 +1,16 @@
 /**
  * The trust store and key files a command is given, looked at before they
- * are read: a folder where a key belongs, a key that others can read, or a
- * trust store entry that cannot be read is refused by name, with the fix.
+ * are read: a folder where a key belongs or a key that others can read is
+ * refused by name, with the fix (the trust store checks its own entries).
  */
 import type { KeyObject } from 'node:crypto';
-import { checkNotAFolder, checkPrivateKeyFile, checkTrustDir } from '../config/paths.js';
+import { checkNotAFolder, checkPrivateKeyFile } from '../config/paths.js';
 import { loadPrivateKey, loadPublicKey } from '../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../trust/trust-store.js';
 
 /** The trust store of --trust, else AIRLOCK_TRUST_DIR, else the default. */
-export async function trustStoreOption(flag: string | undefined): Promise<TrustStore> {
-  const dir = trustDirFrom(flag);
-  checkTrustDir(dir);
-  return TrustStore.load(dir);
+export function trustStoreOption(flag: string | undefined): Promise<TrustStore> {
+  return TrustStore.load(trustDirFrom(flag));
 }
 
 /** A private key that signs (a bundle, a split index, a receipt). */

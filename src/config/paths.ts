@@ -3,16 +3,15 @@
  * files), looked at before they are used, so that a wrong one is refused by
  * name and with the fix, not met as EISDIR or ENOTDIR inside a read.
  */
-import { accessSync, constants, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { configError, type AirlockError } from '../errors/index.js';
-import { REVOKED_FILE } from '../trust/trust-store.js';
 
 export type PathKind = 'file' | 'folder' | 'other' | 'absent';
 
 const code = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
-const denied = (e: unknown): boolean => code(e) === 'EACCES' || code(e) === 'EPERM';
+/** A refusal by the file system's permissions, not a missing file. */
+export const denied = (e: unknown): boolean => code(e) === 'EACCES' || code(e) === 'EPERM';
 
 /** The user this process runs as, for messages about permissions. */
 export function whoAmI(): string {
@@ -77,36 +76,4 @@ export function checkPrivateKeyFile(path: string, what: string): void {
 /** A file that must be a file (a public key, a definition): a folder there is refused by name. */
 export function checkNotAFolder(path: string, what: string, hint?: string): void {
   if (kindOf(path, what) === 'folder') throw notAFile(path, what, hint);
-}
-
-/**
- * The trust store as a folder whose keys (`*.pub`) and revocation list
- * (`revoked`) can all be read: one that cannot be must stop the command,
- * never be skipped (a skipped `revoked` would trust a revoked key). A store
- * that is not there is left to TrustStore.load, which says so.
- */
-export function checkTrustDir(dir: string): void {
-  const kind = kindOf(dir, 'trust store');
-  if (kind === 'absent') return;
-  if (kind !== 'folder') throw notAFolder(dir, 'trust store', 'point --trust (or AIRLOCK_TRUST_DIR) at the folder that holds the public keys (*.pub)');
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch (e) {
-    if (denied(e)) throw unreadable(dir, 'trust store');
-    throw e;
-  }
-  for (const name of names.filter((n) => n.endsWith('.pub') || n === REVOKED_FILE).sort()) {
-    const path = join(dir, name);
-    const what = name === REVOKED_FILE ? 'revocation list' : 'trusted key';
-    if (kindOf(path, what) === 'folder') {
-      throw notAFile(path, `trust store ${dir}: ${what}`, `move ${path} out of the trust store: it holds keys (*.pub) and the list of revoked ids (${REVOKED_FILE}) as files`);
-    }
-    try {
-      accessSync(path, constants.R_OK);
-    } catch (e) {
-      if (denied(e)) throw unreadable(path, what, `let the user airlock runs as read it (chmod 644 ${path}: it holds no secret), or run as root`);
-      throw e;
-    }
-  }
 }

@@ -57,8 +57,7 @@ export function carriedBy(task: unknown, template: unknown): boolean {
  */
 export function progressOf(service: Service, tasks: Task[], nodes: readonly SwarmNode[]): ServiceProgress {
   const template = service.Spec.TaskTemplate as TaskSpec;
-  const byId = new Map(nodes.map((n) => [n.ID, n]));
-  const current = tasks.filter((t) => t.ServiceID === service.ID && isCurrent(t, template, byId));
+  const current = tasks.filter((t) => t.ServiceID === service.ID && isCurrent(t, template, nodes));
   const job = isJob(service);
   const running = current.filter((t) => (job ? t.Status.State === 'complete' : t.Status.State === 'running' && t.DesiredState === 'running'));
   let ready = running.length;
@@ -98,12 +97,12 @@ function waitingOn(service: Service, tasks: Task[], current: Task[]): string[] {
  * whose spec differs only in placement is kept where its node still meets
  * the new placement (swarm does not restart it), so it counts as current.
  */
-function isCurrent(task: Task, template: TaskSpec, nodes: ReadonlyMap<string, SwarmNode>): boolean {
+function isCurrent(task: Task, template: TaskSpec, nodes: readonly SwarmNode[]): boolean {
   const { Placement: taskPlacement, ...taskRest } = (task.Spec ?? {}) as TaskSpec;
   const { Placement: placement, ...rest } = template;
   if (!carriedBy(taskRest, rest)) return false;
   if (carriedBy(taskPlacement ?? {}, placement ?? {})) return true;
-  const node = task.NodeID === undefined ? undefined : nodes.get(task.NodeID);
+  const node = nodes.find((n) => n.ID === task.NodeID);
   return node !== undefined && admits(placement, node);
 }
 

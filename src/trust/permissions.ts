@@ -1,5 +1,7 @@
+import { accessSync, constants, readdirSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { denied, kindOf, notAFile, notAFolder, unreadable } from '../config/paths.js';
 
 /** The files of a trust dir that decide what a host trusts: the keys and the revocation list. */
 export const isTrustFile = (name: string): boolean => name.endsWith('.pub') || name === 'revoked';
@@ -47,4 +49,36 @@ export function trustStoreFix(dir: string, found: UnsafePath[]): string {
   const above = [...new Set(found.filter((f) => f.above).map((f) => f.path))];
   const own = found.some((f) => !f.above) ? [`chown -R root:root ${dir} && chmod -R go-w ${dir}`] : [];
   return [...own, ...above.map((f) => `chown root:root ${f} && chmod go-w ${f}`)].join('; ');
+}
+
+/**
+ * The trust store as a folder whose keys (`*.pub`) and revocation list
+ * (`revoked`) can all be read: one that cannot be must stop the command,
+ * never be skipped (a skipped `revoked` would trust a revoked key). A store
+ * that is not there is left to the loader, which says so.
+ */
+export function checkTrustDirReadable(dir: string): void {
+  const kind = kindOf(dir, 'trust store');
+  if (kind === 'absent') return;
+  if (kind !== 'folder') throw notAFolder(dir, 'trust store', 'point --trust (or AIRLOCK_TRUST_DIR) at the folder that holds the public keys (*.pub)');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    if (denied(e)) throw unreadable(dir, 'trust store');
+    throw e;
+  }
+  for (const name of names.filter(isTrustFile).sort()) {
+    const path = join(dir, name);
+    const what = name.endsWith('.pub') ? 'trusted key' : 'revocation list';
+    if (kindOf(path, what) === 'folder') {
+      throw notAFile(path, `trust store ${dir}: ${what}`, `move ${path} out of the trust store: it holds keys (*.pub) and the list of revoked ids (revoked) as files`);
+    }
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (e) {
+      if (denied(e)) throw unreadable(path, what, `let the user airlock runs as read it (chmod 644 ${path}: it holds no secret), or run as root`);
+      throw e;
+    }
+  }
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { configError, signatureError } from '../errors/index.js';
 import { keyIdOf, loadPublicKey } from './keys.js';
-import { trustStoreFix, unsafeTrustPaths } from './permissions.js';
+import { checkTrustDirReadable, trustStoreFix, unsafeTrustPaths } from './permissions.js';
 
 export const DEFAULT_TRUST_DIR = '/etc/airlock/trusted.d';
 /** File inside the trust dir that lists revoked key ids, one per line. */
@@ -37,6 +37,8 @@ export class TrustStore {
   ) {}
 
   static async load(dir: string): Promise<TrustStore> {
+    // A file, a folder named like a key, an entry this user cannot read: refused by name, wherever it is loaded.
+    checkTrustDirReadable(dir);
     let names: string[];
     try {
       names = await readdir(dir);

@@ -83,7 +83,7 @@ const refused: [string, (dir: string) => Record<string, unknown> | Promise<Recor
   ['a state dir that is a file', () => ({ stateDir: join(work.dir, 'a-file') }), /stateDir: .*a-file is not a folder/],
   ['an inbox under a file', () => ({ inbox: { dir: join(work.dir, 'a-file', 'inbox') } }), /inbox\.dir: .*a-file is not a folder \(on the way to /],
   ['a trust dir that is missing', (dir) => ({ trustDir: join(dir, 'no-such-trust') }), /agent\.yaml: trustDir: trust store not found: .*no-such-trust\n {2}hint: put the vendor public keys \(\*\.pub\) there, or point trustDir at/],
-  ['a trust dir that is a file', () => ({ trustDir: join(work.dir, 'a-file') }), /agent\.yaml: trustDir: cannot read .*a-file: ENOTDIR\n {2}hint: point trustDir at the folder of vendor keys/],
+  ['a trust dir that is a file', () => ({ trustDir: join(work.dir, 'a-file') }), /agent\.yaml: trustDir: trust store .*a-file is a file, not a folder\n {2}hint: point trustDir at the folder of vendor keys/],
   [
     'a trust dir anyone may write (0777)',
     async (dir) => {

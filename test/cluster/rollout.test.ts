@@ -238,5 +238,5 @@ test('Ctrl-C during the deploy: the deploy is not cut off; the operator is told,
 async function labHistory(): Promise<{ version: string; status: string }[]> {
   const h = await runCli(['history', 'lab', '--json', '--state', lab.hosts[0]!.stateDir]);
   assert.equal(h.code, 0, h.stderr);
-  return (JSON.parse(h.stdout) as { bundle_version?: string; version?: string; status: string }[]).map((d) => ({ version: d.bundle_version ?? d.version ?? '', status: d.status }));
+  return (JSON.parse(h.stdout) as { bundle_version: string | null; status: string }[]).map((d) => ({ version: d.bundle_version ?? '', status: d.status }));
 }
