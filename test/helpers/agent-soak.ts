@@ -9,7 +9,7 @@
  * comes from one seed, so a failure can be replayed.
  */
 import { readFileSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import semver from 'semver';
@@ -281,7 +281,10 @@ async function checkOutcome(bench: Bench, layout: AgentLayout, opts: SoakOptions
 
   // Nothing good quarantined, nothing left in the inbox.
   const quarantined = (await readdir(join(layout.inbox, 'quarantine')).catch(() => [] as string[])).filter((n) => !n.endsWith('.reason'));
-  if (quarantined.length > 0) problems.push(`quarantined: ${quarantined.join(', ')}`);
+  for (const name of quarantined) {
+    const reason = await readFile(join(layout.inbox, 'quarantine', `${name}.reason`), 'utf8').catch(() => 'no reason file');
+    problems.push(`quarantined: ${name}: ${reason.trim()}`);
+  }
   const left = (await readdir(layout.inbox)).filter((n) => n.endsWith('.airlock'));
   if (left.length > 0) problems.push(`left in the inbox: ${left.join(', ')}`);
 
