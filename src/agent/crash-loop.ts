@@ -10,6 +10,7 @@
  * not.
  */
 import type { Journal } from '../journal/journal.js';
+import type { EventKind } from '../journal/event-kinds.js';
 
 /** Tries in a row that ended with the agent gone at the same step: then the bundle is given up. */
 export const MAX_DEATHS = 3;
@@ -20,7 +21,7 @@ export interface Death {
   deployment: number | null;
 }
 
-const KIND = 'agent.deploy';
+const KIND: EventKind = 'agent.deploy';
 const REASON = 'agent-gone';
 
 /**

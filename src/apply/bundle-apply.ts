@@ -1,7 +1,7 @@
 import semver from 'semver';
-import { asAirlockError, notFound, policyError } from '../errors/index.js';
+import { notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead, sha256Hex } from '../bundle/reader.js';
-import { parseManifest, type ImageRecord, type Manifest } from '../bundle/manifest.js';
+import { parseManifest, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { DockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
@@ -13,7 +13,9 @@ import { currentProgress, type ServiceProgress } from '../stack/converge.js';
 import { desiredStack } from '../stack/desired.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { bundleStackFiles } from './bundle-files.js';
-import { deployJournaled, journaledStep, type ApplyContext } from './journaled-deploy.js';
+import type { ApplyContext } from './context.js';
+import { journalRecorder } from './recorder.js';
+import { runPipeline } from './run-pipeline.js';
 import { appliedBy } from './applied-by.js';
 import { recoverUnfinished } from './recover.js';
 import { runningDeployments } from './unchanged.js';
@@ -49,17 +51,20 @@ const gateOf = (opts: ApplyOptions): DeployOptions => ({ ...opts, revocation: { 
 export async function withApplyContext<T>(
   opts: DeployOptions,
   what: string,
-  run: (ctx: ApplyContext, recovered: number[]) => Promise<T>,
+  run: (ctx: ApplyContext, recovered: DeploymentRow[]) => Promise<T>,
 ): Promise<T> {
   const journal = Journal.open(opts.stateDir);
   try {
     const release = await acquireApplyLock(journal, what, opts.lockWaitMs ?? 60_000);
     try {
+      const deployments = new DeploymentRecords(journal);
+      const store = contentStoreOf(opts.stateDir);
       const ctx: ApplyContext = {
         docker: opts.docker,
         journal,
-        deployments: new DeploymentRecords(journal),
-        store: contentStoreOf(opts.stateDir),
+        deployments,
+        store,
+        recorder: journalRecorder(journal, deployments, store),
         timeoutMs: opts.timeoutMs,
         ...opts.hooks,
       };
@@ -108,7 +113,7 @@ async function explainEngineLoss(docker: Docker, what: string, wasManager: boole
 export async function recoverHost(opts: DeployOptions): Promise<DeploymentRow[]> {
   // No journal, nothing to recover; and none is made up in place of a lost one.
   if (journalPresence(opts.stateDir) !== 'present') return [];
-  return withApplyContext(opts, 'recover', async (ctx, recovered) => recovered.map((id) => ctx.deployments.get(id)!));
+  return withApplyContext(opts, 'recover', async (_, recovered) => recovered);
 }
 
 /** Anti-downgrade against what runs: applying an older version than one applied is refused; rollback is the way back. */
@@ -183,49 +188,31 @@ export async function applyStoredBundle(bundleId: number, opts: ApplyOptions & {
   });
 }
 
-/** The shared body of an apply: one deployment per stack, bundle-wide steps journaled on each. */
+/** The shared body of an apply: one deployment per stack, through the pipeline. */
 async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Manifest, manifestDigest: string, source: string, store: () => Promise<number>): Promise<ApplyResult> {
   checkExpiry(manifest, new Date());
   if (manifest.stacks.length === 0) throw policyError(`bundle ${manifest.name} ${manifest.version} has no stacks to apply`, { reason: 'no-stacks', hint: "use 'airlock bundle import' for a bundle of images and files only" });
   const running = await runningDeployments(opts.docker, ctx.journal, ctx.deployments, { manifestDigest, stacks: manifest.stacks.map((s) => s.name), images: manifest.images });
   if (running) return alreadyRunning(ctx, manifest, running);
-  const ids = manifest.stacks.map((s) =>
-    ctx.deployments.start({ stack: s.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(s.name)?.id ?? null, appliedBy: appliedBy(), source }),
-  );
-  const forAll = <T>(step: Parameters<typeof journaledStep>[2], run: () => Promise<T>) => {
-    // Bundle-wide steps are journaled on every stack's deployment; the work runs once.
-    const [first, ...rest] = ids;
-    for (const id of rest) ctx.deployments.beginStep(id, step);
-    return journaledStep(ctx, first!, step, run);
-  };
-  let loaded: ImageRecord[];
-  try {
-    await forAll('verify', async () => checkNotOlderThanApplied(ctx, manifest.name, manifest.version, opts.allowDowngrade ?? false));
-    const bundleId = await forAll('store', store);
-    for (const id of ids) ctx.deployments.setBundle(id, bundleId);
-    loaded = (await forAll('load', () => loadBundleImages({ docker: opts.docker }, ctx.journal, ctx.store, bundleId))).images;
-  } catch (e) {
-    for (const id of ids) ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
-    throw e;
-  }
-  // Services are pinned to the variant loaded here, the one for this host's platform.
-  const images = new Map(loaded.flatMap((i) => i.refs.map((r) => [r, i.id] as const)));
-  const apiVersion = await opts.docker.client.apiVersion();
-  const result: ApplyResult = { bundle: { name: manifest.name, version: manifest.version }, stacks: [] };
-  for (const [i, stack] of manifest.stacks.entries()) {
-    const id = ids[i]!;
-    let desired;
-    try {
-      const files = bundleStackFiles(ctx.store, manifest, stack);
-      desired = (await desiredStack({ stack: stack.name, apiVersion, ...files })).desired;
-    } catch (e) {
-      ctx.deployments.finish(id, 'failed', asAirlockError(e).message);
-      throw e;
-    }
-    const services = await deployJournaled(ctx, id, desired, images, { prune: true });
-    result.stacks.push({ stack: stack.name, deployment: id, services });
-  }
-  return result;
+  const stacks = manifest.stacks.map((stack) => ({
+    id: ctx.deployments.start({ stack: stack.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(stack.name)?.id ?? null, appliedBy: appliedBy(), source }),
+    stack: stack.name,
+    desired: async () => (await desiredStack({ stack: stack.name, apiVersion: await opts.docker.client.apiVersion(), ...bundleStackFiles(ctx.store, manifest, stack) })).desired,
+  }));
+  const outcomes = await runPipeline(ctx, {
+    stacks,
+    prune: true,
+    bundle: {
+      verify: async () => checkNotOlderThanApplied(ctx, manifest.name, manifest.version, opts.allowDowngrade ?? false),
+      store,
+      // Services are pinned to the variant loaded here, the one for this host's platform.
+      load: async (w) => {
+        const { images } = await loadBundleImages({ docker: opts.docker }, ctx.journal, ctx.store, w.bundleId!);
+        return new Map(images.flatMap((i) => i.refs.map((r) => [r, i.id] as const)));
+      },
+    },
+  });
+  return { bundle: { name: manifest.name, version: manifest.version }, stacks: outcomes.map((o) => ({ stack: o.stack, deployment: o.id, services: o.converged })) };
 }
 
 /** The answer to an apply of what already runs: an event, the stacks' progress now, no deployment. */

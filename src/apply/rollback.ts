@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, notFound } from '../errors/index.js';
-import type { ConfigSpec, NetworkCreateRequest, SecretSpec } from '../docker/index.js';
 import type { ImageRecord } from '../bundle/manifest.js';
 import { findBundleImage } from '../images/identity.js';
 import { loadImages, splitRef } from '../images/load-images.js';
@@ -10,12 +8,13 @@ import { missingImageBlobs, prunedImageError } from '../retention/restorable.js'
 import { BundleRecords } from '../journal/bundles.js';
 import { JOURNAL_FILE, journalPresence } from '../journal/journal.js';
 import type { DeploymentRow } from '../journal/deployments.js';
-import type { DesiredStack } from '../stack/types.js';
 import type { ServiceProgress } from '../stack/converge.js';
 import { appliedBy } from './applied-by.js';
 import { withApplyContext, type DeployOptions } from './bundle-apply.js';
 import { checkRevocation } from './revocation.js';
-import { deployJournaled, journaledStep, type ApplyContext } from './journaled-deploy.js';
+import type { ApplyContext } from './context.js';
+import { runPipeline } from './run-pipeline.js';
+import { recordedStack } from './recorded-stack.js';
 
 /** The deployment whose specs a deployment runs: itself, or what a rollback restored. */
 const effective = (d: DeploymentRow): number => (d.kind === 'rollback' && d.restores !== null ? d.restores : d.id);
@@ -113,22 +112,17 @@ export async function rollbackStack(
     });
     const services = ctx.deployments.services(target.id).filter((s) => s.after !== null);
     const pins = services.flatMap((s) => (s.imageRef && s.imageId ? [{ ref: familiarRef(s.imageRef), id: s.imageId }] : []));
-    try {
-      await journaledStep(ctx, id, 'load', () => restoreImages(ctx, pins));
-    } catch (e) {
-      ctx.deployments.finish(id, 'failed', (e as Error).message);
-      throw e;
-    }
-    const objects = ctx.deployments.objects(target.id);
-    const data = (digest: string | null) => (digest === null ? undefined : readFileSync(ctx.store.pathOf(digest)));
-    const desired: DesiredStack = {
-      stack,
-      networks: objects.filter((o) => o.kind === 'network').map((o) => o.spec as unknown as NetworkCreateRequest),
-      secrets: objects.filter((o) => o.kind === 'secret').map((o) => ({ ...(o.spec as unknown as SecretSpec), Data: data(o.dataDigest) })),
-      configs: objects.filter((o) => o.kind === 'config').map((o) => ({ ...(o.spec as unknown as ConfigSpec), Data: data(o.dataDigest) })),
-      services: services.map((s) => s.after!),
-    };
-    const converged = await deployJournaled(ctx, id, desired, new Map(pins.map((p) => [p.ref, p.id])), { prune: true });
+    const [outcome] = await runPipeline(ctx, {
+      stacks: [{ id, stack, desired: async () => recordedStack(ctx, target.id, stack) }],
+      prune: true,
+      bundle: {
+        load: async () => {
+          await restoreImages(ctx, pins);
+          return new Map(pins.map((p) => [p.ref, p.id]));
+        },
+      },
+    });
+    const converged = outcome!.converged;
     return { deployment: id, restores: target.id, services: converged };
   });
 }

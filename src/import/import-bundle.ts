@@ -18,7 +18,7 @@ import { ImageRecords } from '../journal/images.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { checkVersionPolicy } from './policy.js';
 import { checkBaseBlobs } from './base-check.js';
-import { crashPoint } from '../apply/fault.js';
+import { crashPoint } from '../process/fault.js';
 
 export { DEFAULT_STATE_DIR, stateDirFrom } from '../store/state-dir.js';
 

@@ -1,14 +1,9 @@
 import type { ServiceSpec } from '../docker/index.js';
 import type { Journal } from './journal.js';
 
-/** The steps of an apply, in order. Each is journaled before its side effect and after it. */
+/** The steps of an apply, in order, as the journal names them (src/apply/pipeline.ts says what each does). */
 export const APPLY_STEPS = ['verify', 'store', 'load', 'prepare', 'services', 'converge', 'commit', 'cleanup', 'done'] as const;
 export type ApplyStep = (typeof APPLY_STEPS)[number];
-
-/** From this step on, services may have been touched: recovery restores the previous specs. */
-export const FIRST_SERVICE_STEP: ApplyStep = 'services';
-
-export const stepIndex = (s: string): number => APPLY_STEPS.indexOf(s as ApplyStep);
 
 export type DeploymentStatus = 'running' | 'committed' | 'failed' | 'rolled-back';
 
@@ -138,6 +133,20 @@ export class DeploymentRecords {
       .prepare(`SELECT DISTINCT b.version FROM deployments d JOIN bundles b ON b.id = d.bundle_id WHERE b.name = ? AND d.kind = 'apply' AND d.status = 'committed'`)
       .all(name) as { version: string }[];
     return rows.map((r) => r.version);
+  }
+
+  /**
+   * Deployments whose stack runs them (the newest committed of each stack)
+   * but whose cleanup never finished: a crash came after the commit, or
+   * recovery committed them.
+   */
+  cleanupPending(): DeploymentRow[] {
+    return this.db
+      .prepare(
+        `${SELECT} WHERE d.status = 'committed' AND d.id = (SELECT MAX(x.id) FROM deployments x WHERE x.stack = d.stack AND x.status = 'committed')
+         AND NOT EXISTS (SELECT 1 FROM apply_steps s WHERE s.deployment_id = d.id AND s.step = 'cleanup' AND s.finished_at IS NOT NULL) ORDER BY d.id`,
+      )
+      .all() as DeploymentRow[];
   }
 
   unfinished(): DeploymentRow[] {

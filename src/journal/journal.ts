@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { AirlockError } from '../errors/index.js';
 import { kindOf, notAFolder, whoAmI } from '../config/paths.js';
 import { makeDirs } from '../store/make-dirs.js';
+import type { EventKind } from './event-kinds.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { JOURNAL_MODE, stateOwnerOfSync, tightenSync, type StateOwner } from '../store/state-files.js';
 
@@ -12,7 +13,7 @@ export const JOURNAL_FILE = 'journal.db';
 export type EventOutcome = 'ok' | 'refused' | 'failed' | 'info';
 
 export interface EventInput {
-  kind: string;
+  kind: EventKind;
   outcome: EventOutcome;
   subject?: string | undefined;
   reason?: string | undefined;

@@ -1,50 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../docker/index.js';
-import { waitForConvergence, type ServiceProgress } from './converge.js';
 import { runPhase, type ExecuteOptions } from './execute.js';
 import { bindIds } from './bind.js';
 import { planStack } from './plan.js';
 import { readStackState } from './state.js';
 import { NAMESPACE_LABEL, type DesiredStack, type Plan, type Step } from './types.js';
 
-export interface DeployOptions extends ExecuteOptions {
-  prune?: boolean;
-  /** Wait until every service converged; required for cleanup of replaced secrets and configs. */
-  wait?: boolean;
-  timeoutMs?: number;
-  onProgress?: (status: ServiceProgress[]) => void;
-}
-
-export interface DeployResult {
-  plan: Plan;
-  converged?: ServiceProgress[];
-}
-
 export const DEFAULT_TIMEOUT_MS = 120_000;
-
-/**
- * Brings a stack to its desired state: networks, secrets and configs first,
- * then services (created, updated or pruned), then, once converged, removes
- * the secrets and configs that were replaced.
- */
-export async function deployStack(docker: Docker, desired: DesiredStack, opts: DeployOptions = {}): Promise<DeployResult> {
-  const prune = opts.prune ?? false;
-  const before = await readStackState(docker, desired.stack, opts.signal);
-  const { prepare } = planStack(desired, before, { prune });
-  await runPhase(docker, prepare, opts);
-  // Services are planned once the secrets and configs they name exist and have ids.
-  const current = prepare.length > 0 ? await readStackState(docker, desired.stack, opts.signal) : before;
-  const plan = { ...planStack(await bindIds(docker, desired, { allowMissing: false }), current, { prune }), prepare };
-  await runPhase(docker, plan.services, opts);
-  if (!opts.wait) return { plan };
-  const converged = await waitForConvergence(
-    docker,
-    desired.services.map((s) => s.Name!),
-    { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) },
-  );
-  await runPhase(docker, plan.cleanup, opts);
-  return { plan, converged };
-}
 
 /** Plans without changing anything; secrets and configs still to be made show as changed references. */
 export async function planDeploy(docker: Docker, desired: DesiredStack, prune: boolean): Promise<Plan> {

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ServiceSpec } from '../../src/docker/index.js';
 import { MAX_RECOVERIES } from '../../src/apply/recover.js';
+import type { CrashPoint } from '../../src/process/fault.js';
 import {
   IDLE,
   buildRelease,
@@ -30,7 +31,7 @@ import {
   type ComposeDoc,
 } from '../helpers/apply.js';
 
-type Point = 'verify' | 'store' | 'load' | 'prepare' | 'services' | 'services-mid' | 'converge' | 'commit' | 'after-commit' | 'cleanup';
+type Point = Exclude<CrashPoint, 'import-mid'>;
 
 interface Row {
   point: Point;
@@ -176,26 +177,34 @@ async function crashRound(lane: Lane, row: Row): Promise<void> {
   assert.equal(current, row.ends === 'old' ? 1 : 2, `the stack ends in the ${row.ends} state`);
   if (row.ends === 'new') {
     assert.deepEqual(specDrift(v2Recorded, await engineSpecs(bench.docker, stack)), []);
+    // Its cleanup was resumed: the config only v1 used is gone, once, journaled on #2.
+    assert.deepEqual(await stackConfigs(stack), configNames(v2Recorded));
+    const cleanup = run.journal((db) => db.prepare(`SELECT outcome, reason FROM events WHERE kind = 'deployment.cleanup'`).all());
+    assert.deepEqual(cleanup, [{ outcome: 'ok', reason: 'resumed' }]);
   }
   // A recovery to the old state brings back what v2 removed, and keeps what v1 used.
   if (row.ends === 'old') for (const c of v1Configs) assert.ok((await stackConfigs(stack)).includes(c), `config ${c} of v1 is still there`);
 
   // A second recovery finds nothing to do.
-  const again = await run.cli(['recover', '--json']);
-  assert.deepEqual(JSON.parse(again.stdout), { recovered: [] });
+  const secondRecovery = await run.cli(['recover', '--json']);
+  assert.deepEqual(JSON.parse(secondRecovery.stdout), { recovered: [] });
 
-  // #3: v2 again, to the end.
+  // v2 again. Recovered forward, #2 runs v2 through its resumed cleanup: nothing is left to do, no
+  // deployment. Recovered back, #3 applies v2 to the end.
   const v2 = await run.apply(lane.v2);
   assert.equal(v2.code, 0, v2.stdout + v2.stderr);
-  assert.equal((JSON.parse(v2.stdout) as { stacks: { deployment: number }[] }).stacks[0]!.deployment, 3);
-  assert.equal(await assertConsistent(run.state, stack), 3);
-  const v2Specs = recordedSpecs(run.state, 3);
+  const again = row.ends === 'new' ? 2 : 3;
+  const answer = (JSON.parse(v2.stdout) as { stacks: { deployment: number; unchanged?: true }[] }).stacks[0]!;
+  assert.deepEqual([answer.deployment, answer.unchanged], [again, row.ends === 'new' ? true : undefined]);
+  assert.equal(await assertConsistent(run.state, stack), again);
+  const v2Specs = recordedSpecs(run.state, again);
   assert.deepEqual([...v2Specs.keys()].sort(), [`${stack}_probe`, `${stack}_web`, `${stack}_worker`]);
   assert.equal(v2Specs.get(`${stack}_worker`)!.TaskTemplate?.ContainerSpec?.Env?.includes('RELEASE=2.0.0'), true);
-  // Cleanup ran this time: only the config v2 uses is left.
+  // Cleanup ran: only the config v2 uses is left.
   assert.deepEqual(await stackConfigs(stack), configNames(v2Specs));
-  const steps = run.journal((db) => db.prepare('SELECT step, outcome FROM apply_steps WHERE deployment_id = 3 ORDER BY id').all());
-  assert.deepEqual(steps, ['verify', 'store', 'load', 'prepare', 'services', 'converge', 'commit', 'cleanup'].map((step) => ({ step, outcome: 'ok' })));
+  const steps = run.journal((db) => db.prepare('SELECT step, outcome FROM apply_steps WHERE deployment_id = ? ORDER BY id').all(again)) as { step: string; outcome: string | null }[];
+  if (again === 3) assert.deepEqual(steps, ['verify', 'store', 'load', 'prepare', 'services', 'converge', 'commit', 'cleanup'].map((step) => ({ step, outcome: 'ok' })));
+  else assert.deepEqual(steps.at(-1), { step: 'cleanup', outcome: 'ok' });
 }
 
 describe('kill -9 at every step boundary, then recovery', { concurrency: lanes.length + 1 }, () => {

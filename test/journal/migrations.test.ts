@@ -115,7 +115,7 @@ for (let from = 0; from <= SCHEMA_VERSION; from++) {
       assert.deepEqual(journal.db.pragma('foreign_key_check'), []);
       assert.equal(journal.db.pragma('integrity_check', { simple: true }), 'ok');
       // What was there still works as before: the event log stays append-only, deployments read back.
-      journal.record({ kind: 'test', outcome: 'info' });
+      journal.record({ kind: 'drift', outcome: 'info' });
       assert.throws(() => journal.db.prepare(`DELETE FROM events`).run(), /append-only/);
       if (from >= 3) assert.equal(new DeploymentRecords(journal).current('web')?.bundle_version, '1.0.0');
     } finally {

@@ -3,7 +3,8 @@ import { dirname, resolve } from 'node:path';
 import type { Docker } from '../../docker/index.js';
 import { notFound, usageError } from '../../errors/index.js';
 import type { ComposeNotice } from '../../compose/model.js';
-import { deployStack, planDeploy, removeStack } from '../../stack/deploy.js';
+import { deployStack } from '../../apply/stack-deploy.js';
+import { planDeploy, removeStack } from '../../stack/deploy.js';
 import { desiredStack } from '../../stack/desired.js';
 import { listStacks } from '../../stack/state.js';
 import type { Plan, Step } from '../../stack/types.js';
@@ -115,6 +116,7 @@ export const stackCommands: Command[] = [
           prune: values.prune === true,
           wait: values.detach !== true,
           timeoutMs,
+          onWarning: (message) => process.stderr.write(`${printableText(`warning: ${message}`)}\n`),
           onStep: (step, phase) => {
             if (phase === 'start' && !json) out(`${VERB[step.action]} ${step.name}`);
           },

@@ -12,7 +12,7 @@ import type { Service, ServiceSpec } from '../../../src/docker/types.js';
 import { labelFilter } from '../../../src/docker/index.js';
 import type { ComposeNotice } from '../../../src/compose/model.js';
 import { LABEL_NAMESPACE } from '../../../src/compose/convert/index.js';
-import { deployStack } from '../../../src/stack/deploy.js';
+import { deployStack } from '../../../src/apply/stack-deploy.js';
 import { desiredStack } from '../../../src/stack/desired.js';
 import type { Plan } from '../../../src/stack/types.js';
 import { cliArgv } from '../../helpers/fixtures.js';

@@ -1,0 +1,27 @@
+import type { Docker } from '../docker/index.js';
+import type { Journal } from '../journal/journal.js';
+import type { ApplyStep, DeploymentRecords } from '../journal/deployments.js';
+import type { ContentStore } from '../store/content-store.js';
+import type { ServiceProgress } from '../stack/converge.js';
+import type { Step } from '../stack/types.js';
+import type { DeploymentRecorder } from './recorder.js';
+
+/** What the pipeline needs to run steps: the engine, where it records, and the caller's progress hooks. */
+export interface PipelineContext {
+  docker: Docker;
+  recorder: DeploymentRecorder;
+  /** Convergence (health gate) timeout. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  onStep?: (step: Step, phase: 'start' | 'done') => void;
+  onProgress?: (status: ServiceProgress[]) => void;
+  /** Journal steps as they begin, for progress output. */
+  onApplyStep?: (deploymentId: number, step: ApplyStep) => void;
+}
+
+/** A pipeline context with the host's journal and content store: every command but `stack deploy`. */
+export interface ApplyContext extends PipelineContext {
+  journal: Journal;
+  deployments: DeploymentRecords;
+  store: ContentStore;
+}

@@ -1,0 +1,42 @@
+import type { Docker } from '../docker/index.js';
+import type { ServiceProgress } from '../stack/converge.js';
+import { DEFAULT_TIMEOUT_MS } from '../stack/deploy.js';
+import type { ExecuteOptions } from '../stack/execute.js';
+import type { DesiredStack, Plan } from '../stack/types.js';
+import { NO_RECORDS } from './recorder.js';
+import { runPipeline } from './run-pipeline.js';
+
+export interface StackDeployOptions extends ExecuteOptions {
+  prune?: boolean;
+  /** Wait until every service converged; required for cleanup of replaced secrets and configs. */
+  wait?: boolean;
+  timeoutMs?: number;
+  onProgress?: (status: ServiceProgress[]) => void;
+  /** What went wrong but did not stop the deploy (a cleanup that failed). */
+  onWarning?: (message: string) => void;
+}
+
+export interface StackDeployResult {
+  plan: Plan;
+  converged?: ServiceProgress[];
+}
+
+/**
+ * `airlock stack deploy`: the apply pipeline's per-stack steps, prepare,
+ * services and (when waiting) converge and cleanup, with nothing recorded:
+ * no journal, and so no previous specs to restore when a step fails.
+ */
+export async function deployStack(docker: Docker, desired: DesiredStack, opts: StackDeployOptions = {}): Promise<StackDeployResult> {
+  const [outcome] = await runPipeline(
+    {
+      docker,
+      recorder: { ...NO_RECORDS, event: (e) => opts.onWarning?.(e.message ?? e.kind) },
+      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onStep ? { onStep: opts.onStep } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    },
+    { stacks: [{ id: 0, stack: desired.stack, desired: async () => desired }], bundle: {}, prune: opts.prune ?? false, ...(opts.wait ? {} : { until: 'services' as const }) },
+  );
+  return opts.wait ? { plan: outcome!.plan, converged: outcome!.converged } : { plan: outcome!.plan };
+}

@@ -1,0 +1,25 @@
+/**
+ * The kinds of events the journal records, one name each: what `airlock
+ * events` filters on, what tests and audits query. A new kind is added here
+ * first, so a typo in a `record` call does not build.
+ */
+export const EVENT_KINDS = [
+  'agent.deploy',
+  'bundle.apply',
+  'bundle.import',
+  'deployment.cleanup',
+  'deployment.recover',
+  'deployment.restore',
+  'deployment.rollback',
+  'drift',
+  'images.load',
+  'inbox.folder',
+  'inbox.quarantine',
+  'lock.takeover',
+  'prune',
+  'revocation',
+  'swarm.init',
+  'swarm.join',
+] as const;
+
+export type EventKind = (typeof EVENT_KINDS)[number];
