@@ -19,11 +19,11 @@ import {
   carriedBlobs,
   parseManifest,
   parseSignature,
-  unsafePathReason,
   type CarriedBlob,
   type Manifest,
   type SignatureRecord,
 } from './manifest.js';
+import { unsafePathReason } from './manifest-checks.js';
 
 /** Where verified blob content goes; `null` means the store has it already, so only hash it. */
 export interface BlobSink {
