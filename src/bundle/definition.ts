@@ -5,7 +5,8 @@ import semver from 'semver';
 import { YamlFile, type KeyPath } from '../config/yaml-file.js';
 import { notAFile, unreadable } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
-import { isoSeconds, unsafePathReason } from './manifest.js';
+import { unsafePathReason } from './manifest-checks.js';
+import { isoSeconds } from './manifest.js';
 import { platformList, type Platform } from '../images/platform.js';
 
 /** A bundle definition (`bundle.yaml`) with every path resolved against its folder. */

@@ -24,7 +24,8 @@ import { AirlockError, integrityError, notFound, signatureError, usageError } fr
 import type { TrustStore } from '../trust/trust-store.js';
 import { verifyBytes } from '../trust/keys.js';
 import { canonicalBytes, canonicalJson } from './canonical-json.js';
-import { signatureRecord, signatureRecordSchema, type SignatureRecord } from './manifest.js';
+import { signatureRecordSchema } from './manifest-schema.js';
+import { signatureRecord, type SignatureRecord } from './manifest.js';
 
 export const PARTS_FORMAT = 'airlock.parts.v1';
 export const PARTS_SUFFIX = '.airlock.parts';

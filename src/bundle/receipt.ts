@@ -6,7 +6,8 @@ import { integrityError, notFound, signatureError } from '../errors/index.js';
 import { keyIdOf, verifyBytes } from '../trust/keys.js';
 import { canonicalBytes } from './canonical-json.js';
 import { sha256Hex } from './reader.js';
-import { bundleRefSchema, isRealTimestamp, receiptRefSchema, signatureRecord, signatureRecordSchema, type BundleBaseRef, type ReceiptRef, type SignatureRecord } from './manifest.js';
+import { bundleRefSchema, receiptRefSchema, signatureRecordSchema } from './manifest-schema.js';
+import { isRealTimestamp, signatureRecord, type BundleBaseRef, type ReceiptRef, type SignatureRecord } from './manifest.js';
 
 export type { ReceiptRef } from './manifest.js';
 

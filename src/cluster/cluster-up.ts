@@ -13,13 +13,14 @@
  * A host already in the swarm is left alone, a host in another swarm is an
  * error naming it (never a forced leave), and a second run changes nothing.
  */
-import type { SwarmNode } from '../docker/index.js';
+import type { Docker, SwarmNode } from '../docker/index.js';
 import { isOutOfSequence } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
 import { swarmRole, type HostRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
-import { forEachHost, hostLabel } from '../remote/ssh.js';
+import { forEachHost } from '../remote/for-each-host.js';
+import { hostLabel } from '../remote/ssh-errors.js';
 import { closeAll, connectAll, onHost, readFacts, type ConnectAllOptions, type HostConnection } from './connect.js';
-import { chooseLead, nodeUpdate, planMembership, type Membership } from './plan.js';
+import { chooseLead, nodeUpdate, planMembership, type Membership, type Observed } from './plan.js';
 
 export { clusterStatus, type ClusterStatus, type NodeStatus, type HostNotInSwarm } from './status.js';
 
@@ -62,140 +63,157 @@ export interface ClusterUpOptions extends ConnectAllOptions {
 }
 
 export async function clusterUp(inventory: Inventory, opts: ClusterUpOptions = {}): Promise<ClusterUpReport> {
-  const listenAddr = opts.listenAddr ?? DEFAULT_LISTEN_ADDR;
-  const note = (h: InventoryHost, event: string) => opts.onHost?.(h, event);
   const { connections, observed } = await connectAll(inventory, opts);
-  const reports = new Map<string, HostReport>();
-  for (const h of inventory.hosts) {
-    const o = observed.get(h.name);
-    reports.set(h.name, {
-      host: h.name,
-      address: h.address,
-      role: swarmRole(h),
-      action: o?.ok ? 'unchanged' : 'error',
-      ...(o?.ok ? { engineVersion: o.facts.engineVersion } : {}),
-      ...(o && !o.ok ? { error: o.error } : {}),
-      changes: [],
-    });
-  }
-  const report = (h: InventoryHost) => reports.get(h.name)!;
-  const fail = (h: InventoryHost, error: AirlockError) => {
-    const r = report(h);
-    if (r.action === 'error') return;
-    r.action = 'error';
-    r.error = error;
-    note(h, `failed: ${error.message}`);
-  };
-  /** Every host still without an error gets one: the run could not go on. */
-  const failRest = (why: (h: InventoryHost) => AirlockError) => {
-    for (const h of inventory.hosts) if (report(h).action !== 'error') fail(h, why(h));
-  };
-  const result = (extra: { manager?: string; clusterId?: string } = {}): ClusterUpReport => {
-    const hosts = inventory.hosts.map((h) => report(h));
-    return { ok: hosts.every((r) => r.action !== 'error'), ...extra, hosts };
-  };
-  let tokens: { Worker: string; Manager: string } | undefined;
-  const scrub = (e: AirlockError): AirlockError => {
-    if (!tokens) return e;
-    const clean = (s: string) => s.replaceAll(tokens!.Worker, '<worker token>').replaceAll(tokens!.Manager, '<manager token>');
-    const text = `${e.message}\n${e.hint ?? ''}`;
-    if (!text.includes(tokens.Worker) && !text.includes(tokens.Manager)) return e;
-    return new AirlockError(e.kind, clean(e.message), { reason: e.reason, ...(e.subject ? { subject: e.subject } : {}), ...(e.hint ? { hint: clean(e.hint) } : {}) });
-  };
-
+  const run = new UpRun(inventory, opts, connections, observed);
   try {
-    const choice = chooseLead(inventory.hosts, observed);
+    return await run.go();
+  } finally {
+    run.forgetTokens();
+    await closeAll(connections as Map<string, HostConnection>);
+  }
+}
+
+/** One run of cluster up: the steps of the module comment, and each host's report as they go. */
+class UpRun {
+  private readonly listenAddr: string;
+  private readonly reports = new Map<string, HostReport>();
+  private tokens: { Worker: string; Manager: string } | undefined;
+
+  constructor(
+    private readonly inventory: Inventory,
+    private readonly opts: ClusterUpOptions,
+    private readonly connections: Map<string, HostConnection>,
+    private readonly observed: Map<string, Observed>,
+  ) {
+    this.listenAddr = opts.listenAddr ?? DEFAULT_LISTEN_ADDR;
+    for (const h of inventory.hosts) {
+      const o = observed.get(h.name);
+      this.reports.set(h.name, {
+        host: h.name,
+        address: h.address,
+        role: swarmRole(h),
+        action: o?.ok ? 'unchanged' : 'error',
+        ...(o?.ok ? { engineVersion: o.facts.engineVersion } : {}),
+        ...(o && !o.ok ? { error: o.error } : {}),
+        changes: [],
+      });
+    }
+  }
+
+  async go(): Promise<ClusterUpReport> {
+    const choice = chooseLead(this.inventory.hosts, this.observed);
     if (!choice.ok) {
-      failRest(() => choice.error);
-      return result();
+      this.failRest(() => choice.error);
+      return this.result();
     }
     const lead = choice.lead;
-    const leadConn = connections.get(lead.name)!;
-    const d = leadConn.docker;
-    const notJoined = (h: InventoryHost, why: string) =>
-      new AirlockError('remote', `${hostLabel(h)}: not joined: ${why}`, { reason: 'no-manager', subject: h.name, hint: `fix ${lead.name} first (see its error), then run again` });
-
+    const leadConn = this.connections.get(lead.name)!;
     // The swarm as it is, when there is one.
-    let clusterId: string | undefined;
-    let memberIds = new Set<string>();
-    if (!choice.init) {
-      try {
-        clusterId = (await d.swarm.inspect()).ID;
-        memberIds = new Set((await d.nodes.list()).map((n) => n.ID));
-      } catch (e) {
-        fail(lead, onHost(lead, 'reading the swarm failed', e));
-        failRest((h) => notJoined(h, `the swarm of ${lead.name} could not be read`));
-        return result({ manager: lead.name });
-      }
-    }
-    const plan = planMembership(inventory.hosts, observed, { host: lead, init: choice.init, memberIds, ...(clusterId ? { clusterId } : {}) });
-    for (const h of inventory.hosts) {
+    const existing = choice.init ? { clusterId: undefined, memberIds: new Set<string>() } : await this.readSwarm(lead, leadConn);
+    if (!existing) return this.result({ manager: lead.name });
+    const { clusterId, memberIds } = existing;
+    const plan = planMembership(this.inventory.hosts, this.observed, { host: lead, init: choice.init, memberIds, ...(clusterId ? { clusterId } : {}) });
+    for (const h of this.inventory.hosts) {
       const p = plan.get(h.name)!;
-      if (p.kind === 'error') fail(h, p.error);
+      if (p.kind === 'error') this.fail(h, p.error);
     }
+    if (choice.init && !(await this.initSwarm(lead, leadConn))) return this.result({ manager: lead.name });
+    const via = await this.readJoinInfo(lead, leadConn);
+    if (!via) return this.result({ manager: lead.name });
+    await this.joinAll(plan, via.remoteAddr);
+    await this.alignNodes(lead, leadConn.docker);
+    return this.result({ manager: lead.name, ...(via.clusterId ? { clusterId: via.clusterId } : {}) });
+  }
 
-    if (choice.init) {
-      try {
-        await d.swarm.init({ ListenAddr: listenAddr, AdvertiseAddr: lead.address });
-        leadConn.facts = await readFacts(d);
-      } catch (e) {
-        fail(lead, onHost(lead, 'swarm init failed', e));
-        failRest((h) => notJoined(h, `the swarm could not be initialised on ${lead.name}`));
-        return result({ manager: lead.name });
-      }
-      report(lead).action = 'initialised';
-      report(lead).changes.push(`swarm initialised (advertise ${lead.address}, listen ${listenAddr})`);
-      note(lead, `swarm initialised, advertising ${lead.address}`);
+  /** Join tokens are held for this run only. */
+  forgetTokens(): void {
+    this.tokens = undefined;
+  }
+
+  /** The existing swarm's id and members, read from the lead; undefined (and every host failed) when it cannot be read. */
+  private async readSwarm(lead: InventoryHost, leadConn: HostConnection): Promise<{ clusterId: string; memberIds: Set<string> } | undefined> {
+    try {
+      const clusterId = (await leadConn.docker.swarm.inspect()).ID;
+      const memberIds = new Set((await leadConn.docker.nodes.list()).map((n) => n.ID));
+      return { clusterId, memberIds };
+    } catch (e) {
+      this.fail(lead, onHost(lead, 'reading the swarm failed', e));
+      this.failRest((h) => this.notJoined(lead, h, `the swarm of ${lead.name} could not be read`));
+      return undefined;
     }
+  }
 
-    // Join tokens and the address to join through: from the lead, in memory only.
+  /** Initialises the swarm on the lead, advertising its inventory address. */
+  private async initSwarm(lead: InventoryHost, leadConn: HostConnection): Promise<boolean> {
+    try {
+      await leadConn.docker.swarm.init({ ListenAddr: this.listenAddr, AdvertiseAddr: lead.address });
+      leadConn.facts = await readFacts(leadConn.docker);
+    } catch (e) {
+      this.fail(lead, onHost(lead, 'swarm init failed', e));
+      this.failRest((h) => this.notJoined(lead, h, `the swarm could not be initialised on ${lead.name}`));
+      return false;
+    }
+    this.report(lead).action = 'initialised';
+    this.report(lead).changes.push(`swarm initialised (advertise ${lead.address}, listen ${this.listenAddr})`);
+    this.note(lead, `swarm initialised, advertising ${lead.address}`);
+    return true;
+  }
+
+  /** Join tokens and the address to join through: from the lead, in memory only. */
+  private async readJoinInfo(lead: InventoryHost, leadConn: HostConnection): Promise<{ clusterId: string; remoteAddr: string } | undefined> {
+    let clusterId: string;
     let nodes: SwarmNode[];
     try {
-      const swarm = await d.swarm.inspect();
+      const swarm = await leadConn.docker.swarm.inspect();
       clusterId = swarm.ID;
-      tokens = { Worker: swarm.JoinTokens.Worker, Manager: swarm.JoinTokens.Manager };
-      nodes = await d.nodes.list();
+      this.tokens = { Worker: swarm.JoinTokens.Worker, Manager: swarm.JoinTokens.Manager };
+      nodes = await leadConn.docker.nodes.list();
     } catch (e) {
-      fail(lead, onHost(lead, 'reading the swarm failed', e));
-      failRest((h) => notJoined(h, `the swarm of ${lead.name} could not be read`));
-      return result({ manager: lead.name });
+      this.fail(lead, onHost(lead, 'reading the swarm failed', e));
+      this.failRest((h) => this.notJoined(lead, h, `the swarm of ${lead.name} could not be read`));
+      return undefined;
     }
     const leadNode = nodes.find((n) => n.ID === leadConn.facts.swarm.nodeId);
-    const remoteAddr = leadNode?.ManagerStatus?.Addr || `${lead.address}:${SWARM_PORT}`;
+    return { clusterId, remoteAddr: leadNode?.ManagerStatus?.Addr || `${lead.address}:${SWARM_PORT}` };
+  }
 
-    const join = async (h: InventoryHost, role: HostRole): Promise<void> => {
-      const c = connections.get(h.name)!;
-      try {
-        await c.docker.swarm.join({
-          ListenAddr: listenAddr,
-          AdvertiseAddr: h.address,
-          RemoteAddrs: [remoteAddr],
-          JoinToken: role === 'manager' ? tokens!.Manager : tokens!.Worker,
-        });
-        c.facts = await readFacts(c.docker);
-      } catch (e) {
-        fail(h, scrub(onHost(h, `swarm join as ${role} through ${remoteAddr} failed`, e)));
-        return;
-      }
-      const r = report(h);
-      r.action = 'joined';
-      r.changes.push(`joined as ${role} through ${remoteAddr} (advertise ${h.address})`);
-      note(h, `joined as ${role}`);
-    };
+  /** Managers one at a time (each changes the raft membership), then the workers together. */
+  private async joinAll(plan: Map<string, Membership>, remoteAddr: string): Promise<void> {
     const joining = (role: HostRole) =>
-      inventory.hosts.filter((h) => {
+      this.inventory.hosts.filter((h) => {
         const p: Membership = plan.get(h.name)!;
-        return p.kind === 'join' && p.role === role && report(h).action !== 'error';
+        return p.kind === 'join' && p.role === role && this.report(h).action !== 'error';
       });
-    // Managers one at a time (each changes the raft membership), then the workers together.
-    for (const h of joining('manager')) await join(h, 'manager');
-    await forEachHost(joining('worker'), opts.parallel, (h) => join(h, 'worker'));
+    for (const h of joining('manager')) await this.join(h, 'manager', remoteAddr);
+    await forEachHost(joining('worker'), this.opts.parallel, (h) => this.join(h, 'worker', remoteAddr));
+  }
 
-    // Roles and labels as the inventory says, through the lead.
-    const members = inventory.hosts.filter((h) => report(h).action !== 'error');
-    await forEachHost(members, opts.parallel, async (h) => {
-      const nodeId = connections.get(h.name)!.facts.swarm.nodeId;
-      report(h).nodeId = nodeId;
+  private async join(h: InventoryHost, role: HostRole, remoteAddr: string): Promise<void> {
+    const c = this.connections.get(h.name)!;
+    try {
+      await c.docker.swarm.join({
+        ListenAddr: this.listenAddr,
+        AdvertiseAddr: h.address,
+        RemoteAddrs: [remoteAddr],
+        JoinToken: role === 'manager' ? this.tokens!.Manager : this.tokens!.Worker,
+      });
+      c.facts = await readFacts(c.docker);
+    } catch (e) {
+      this.fail(h, this.scrub(onHost(h, `swarm join as ${role} through ${remoteAddr} failed`, e)));
+      return;
+    }
+    const r = this.report(h);
+    r.action = 'joined';
+    r.changes.push(`joined as ${role} through ${remoteAddr} (advertise ${h.address})`);
+    this.note(h, `joined as ${role}`);
+  }
+
+  /** Roles and labels as the inventory says, through the lead. */
+  private async alignNodes(lead: InventoryHost, d: Docker): Promise<void> {
+    const members = this.inventory.hosts.filter((h) => this.report(h).action !== 'error');
+    await forEachHost(members, this.opts.parallel, async (h) => {
+      const nodeId = this.connections.get(h.name)!.facts.swarm.nodeId;
+      this.report(h).nodeId = nodeId;
       try {
         for (let attempt = 1; ; attempt++) {
           const node = await d.nodes.inspect(nodeId);
@@ -207,19 +225,55 @@ export async function clusterUp(inventory: Inventory, opts: ClusterUpOptions = {
             if (isOutOfSequence(e) && attempt < 5) continue;
             throw e;
           }
-          const r = report(h);
+          const r = this.report(h);
           r.changes.push(...u.changes);
           if (r.action === 'unchanged') r.action = 'updated';
-          note(h, u.changes.join(', '));
+          this.note(h, u.changes.join(', '));
           return;
         }
       } catch (e) {
-        fail(h, onHost(h, `updating node ${nodeId.slice(0, 12)} through ${lead.name} failed`, e));
+        this.fail(h, onHost(h, `updating node ${nodeId.slice(0, 12)} through ${lead.name} failed`, e));
       }
     });
-    return result({ manager: lead.name, ...(clusterId ? { clusterId } : {}) });
-  } finally {
-    tokens = undefined;
-    await closeAll(connections as Map<string, HostConnection>);
+  }
+
+  private note(h: InventoryHost, event: string): void {
+    this.opts.onHost?.(h, event);
+  }
+
+  private report(h: InventoryHost): HostReport {
+    return this.reports.get(h.name)!;
+  }
+
+  private fail(h: InventoryHost, error: AirlockError): void {
+    const r = this.report(h);
+    if (r.action === 'error') return;
+    r.action = 'error';
+    r.error = error;
+    this.note(h, `failed: ${error.message}`);
+  }
+
+  /** Every host still without an error gets one: the run could not go on. */
+  private failRest(why: (h: InventoryHost) => AirlockError): void {
+    for (const h of this.inventory.hosts) if (this.report(h).action !== 'error') this.fail(h, why(h));
+  }
+
+  private notJoined(lead: InventoryHost, h: InventoryHost, why: string): AirlockError {
+    return new AirlockError('remote', `${hostLabel(h)}: not joined: ${why}`, { reason: 'no-manager', subject: h.name, hint: `fix ${lead.name} first (see its error), then run again` });
+  }
+
+  private result(extra: { manager?: string; clusterId?: string } = {}): ClusterUpReport {
+    const hosts = this.inventory.hosts.map((h) => this.report(h));
+    return { ok: hosts.every((r) => r.action !== 'error'), ...extra, hosts };
+  }
+
+  /** A join token never reaches a message. */
+  private scrub(e: AirlockError): AirlockError {
+    const tokens = this.tokens;
+    if (!tokens) return e;
+    const clean = (s: string) => s.replaceAll(tokens.Worker, '<worker token>').replaceAll(tokens.Manager, '<manager token>');
+    const text = `${e.message}\n${e.hint ?? ''}`;
+    if (!text.includes(tokens.Worker) && !text.includes(tokens.Manager)) return e;
+    return new AirlockError(e.kind, clean(e.message), { reason: e.reason, ...(e.subject ? { subject: e.subject } : {}), ...(e.hint ? { hint: clean(e.hint) } : {}) });
   }
 }

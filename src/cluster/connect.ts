@@ -6,7 +6,9 @@
 import type { Docker } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import type { Inventory, InventoryHost } from '../remote/inventory.js';
-import { connectHost, forEachHost, hostLabel, type ConnectOptions, type SshSession } from '../remote/ssh.js';
+import { forEachHost } from '../remote/for-each-host.js';
+import { connectHost, type ConnectOptions, type SshSession } from '../remote/ssh.js';
+import { hostLabel } from '../remote/ssh-errors.js';
 import type { EngineFacts, Observed } from './plan.js';
 
 export interface HostConnection {

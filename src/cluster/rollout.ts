@@ -10,7 +10,8 @@
 import { basename } from 'node:path';
 import { AirlockError, ExitCode, type ExitCodeName } from '../errors/index.js';
 import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
-import { connectHost, forEachHost, type SshSession } from '../remote/ssh.js';
+import { forEachHost } from '../remote/for-each-host.js';
+import { connectHost, type SshSession } from '../remote/ssh.js';
 import { shq, uploadFile } from '../remote/upload.js';
 import { onHost } from './connect.js';
 import { rolloutFiles } from './rollout-files.js';

@@ -5,7 +5,7 @@
 import type { SwarmNode } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
 import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
-import { hostLabel } from '../remote/ssh.js';
+import { hostLabel } from '../remote/ssh-errors.js';
 import { closeAll, connectAll, onHost, type ConnectAllOptions } from './connect.js';
 
 export interface NodeStatus {

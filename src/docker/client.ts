@@ -7,17 +7,15 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Socket } from 'node:net';
-import { Pool, type buildConnector, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { AirlockError } from '../errors/index.js';
+import { checkApiVersion, chooseApiVersion, compareApiVersions, isApiVersion, MIN_API_VERSION } from './api-version.js';
+import { ConnectFailure, connector, errorCode } from './connector.js';
 import { DockerError, engineUnreachable, fromHttpError, type DockerErrorDetails } from './errors.js';
+import { encodeQuery, type Query } from './query.js';
 import { managerAfter, transience, type Transience } from './transient.js';
-import { asSocketLike, resolveDockerHost, type Transport } from './transport.js';
+import { resolveDockerHost, type Transport } from './transport.js';
 import type { VersionInfo } from './types.js';
-
-/** Docker 20.10 speaks 1.41; 28.x speaks 1.51. */
-export const MIN_API_VERSION = '1.41';
-export const MAX_API_VERSION = '1.51';
 
 export interface RetryPolicy {
   /** Give up once this much time has passed since the first attempt. */
@@ -49,12 +47,6 @@ export interface DockerClientOptions {
   headersTimeoutMs?: number;
   bodyTimeoutMs?: number;
 }
-
-export type QueryValue = string | number | boolean | readonly string[] | undefined | null;
-export type Query = Record<string, QueryValue>;
-
-/** Filter values as the API wants them: `{"label":["k=v"]}`. */
-export type Filters = Record<string, string | readonly string[] | undefined>;
 
 export type RequestBody = string | Uint8Array | Readable | AsyncIterable<Uint8Array>;
 /** A factory makes a streamed body replayable, so the call can be retried. */
@@ -93,16 +85,6 @@ export interface PingResult {
   experimental: boolean;
   /** `inactive`, `pending`, `active/worker`, `active/manager` (API 1.42+ only). */
   swarm: string | undefined;
-}
-
-/** Marks a failure of the transport itself: nothing was sent, so any call may be retried. */
-class ConnectFailure extends Error {
-  constructor(
-    readonly original: unknown,
-    readonly code: string | undefined,
-  ) {
-    super(original instanceof Error ? original.message : String(original));
-  }
 }
 
 const SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
@@ -377,105 +359,6 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promis
   });
 }
 
-function connector(transport: Transport, timeoutMs: number): buildConnector.connector {
-  return (_opts, callback) => {
-    let settled = false;
-    const timer = setTimeout(() => {
-      settled = true;
-      callback(new ConnectFailure(new Error(`connect timed out after ${timeoutMs} ms`), 'ETIMEDOUT'), null);
-    }, timeoutMs);
-    timer.unref();
-    transport().then(
-      (stream) => {
-        clearTimeout(timer);
-        if (settled) {
-          stream.destroy();
-          return;
-        }
-        settled = true;
-        callback(null, asSocketLike(stream) as unknown as Socket);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        callback(new ConnectFailure(err, errorCode(err)), null);
-      },
-    );
-  };
-}
-
-/** Which engine an API version came from, for the refusal of one too old. */
-export interface EngineIdentity {
-  endpoint: string;
-  /** Its release, e.g. `19.03.15` (GET /version's `Version`), when known. */
-  version?: string | undefined;
-}
-
-/** Highest version both sides speak; below 1.41 (Docker 20.10) is refused. */
-export function chooseApiVersion(daemonMax: string, engine?: EngineIdentity): string {
-  checkApiVersion(daemonMax, engine);
-  return compareApiVersions(daemonMax, MAX_API_VERSION) > 0 ? MAX_API_VERSION : normalize(daemonMax);
-}
-
-const isApiVersion = (v: string): boolean => /^\d+\.\d+$/.test(v);
-
-function checkApiVersion(v: string, engine?: EngineIdentity): string {
-  if (!isApiVersion(v)) {
-    throw new DockerError('engine', `Unrecognised Docker API version "${v}"`, { reason: 'protocol' });
-  }
-  if (compareApiVersions(v, MIN_API_VERSION) < 0) {
-    const who = `Docker Engine${engine?.version ? ` ${engine.version}` : ''} (API ${normalize(v)})${engine ? ` at ${engine.endpoint}` : ''}`;
-    throw new DockerError('engine', `${who}: airlock needs Docker 20.10 (API ${MIN_API_VERSION}) or newer`, {
-      reason: 'api-too-old',
-      ...(engine ? { subject: engine.endpoint } : {}),
-      hint: 'upgrade Docker Engine to 20.10 or newer, then run the command again',
-    });
-  }
-  return normalize(v);
-}
-
-export function compareApiVersions(a: string, b: string): number {
-  const [am = 0, an = 0] = a.split('.').map(Number);
-  const [bm = 0, bn = 0] = b.split('.').map(Number);
-  return am - bm || an - bn;
-}
-
-const normalize = (v: string) => v.split('.').map(Number).join('.');
-
-export function encodeFilters(filters: Filters | undefined): string | undefined {
-  if (!filters) return undefined;
-  const out: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(filters)) {
-    if (v === undefined) continue;
-    out[k] = typeof v === 'string' ? [v] : [...v];
-  }
-  return Object.keys(out).length === 0 ? undefined : JSON.stringify(out);
-}
-
-/** `{a: 'b', c: undefined}` → `['a=b', 'c']`, the form label filters take. */
-export function labelFilter(labels: Record<string, string | undefined>): string[] {
-  return Object.entries(labels).map(([k, v]) => (v === undefined ? k : `${k}=${v}`));
-}
-
-export function encodeQuery(query: Query | undefined): string {
-  if (!query) return '';
-  const params = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) {
-    if (v === undefined || v === null) continue;
-    if (typeof v === 'boolean') params.append(k, v ? '1' : '0');
-    else if (typeof v === 'string' || typeof v === 'number') params.append(k, String(v));
-    else for (const item of v) params.append(k, item);
-  }
-  const s = params.toString();
-  return s ? `?${s}` : '';
-}
-
-/** Path segment for a name that may contain `/`, `:` or `@` (image refs); the daemon routes on `.*`. */
-export function pathName(name: string): string {
-  return encodeURIComponent(name).replace(/%2F/gi, '/').replace(/%3A/gi, ':').replace(/%40/g, '@');
-}
-
 function mergeRetry(base: RetryPolicy, over: Partial<RetryPolicy> | false | undefined): RetryPolicy | false {
   if (over === false) return false;
   return { ...base, ...over };
@@ -518,9 +401,4 @@ async function readLimited(body: Readable, limit: number): Promise<string> {
 
 function isBytes(b: BodySource): boolean {
   return typeof b === 'string' || b instanceof Uint8Array;
-}
-
-function errorCode(e: unknown): string | undefined {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
 }

@@ -1,6 +1,7 @@
 /** Image endpoints: what loading bundles into a host and exporting them needs. */
 import type { Readable } from 'node:stream';
-import { type BodySource, type CallOptions, type DockerClient, type Filters, encodeFilters, pathName } from './client.js';
+import type { BodySource, CallOptions, DockerClient } from './client.js';
+import { type Filters, encodeFilters, pathName } from './query.js';
 import { isNotFound } from './errors.js';
 import { parseJsonMessages, type ProgressMessage } from './progress.js';
 import type { ImageDeleteItem, ImageInspect, ImageSummary } from './types.js';

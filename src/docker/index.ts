@@ -44,7 +44,9 @@ export class Docker {
   }
 }
 
+export * from './api-version.js';
 export * from './client.js';
+export * from './query.js';
 export * from './errors.js';
 export * from './progress.js';
 export { isShutdownAnswer } from './transient.js';

@@ -1,5 +1,6 @@
 /** Networks, secrets and configs: the named objects a stack declares next to its services. */
-import { type CallOptions, type DockerClient, type Filters, encodeFilters, pathName } from './client.js';
+import type { CallOptions, DockerClient } from './client.js';
+import { type Filters, encodeFilters, pathName } from './query.js';
 import type {
   Config,
   ConfigSpec,

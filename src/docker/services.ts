@@ -1,5 +1,6 @@
 /** Services and their tasks: what deploy, health waits and rollback need. */
-import { type CallOptions, type DockerClient, type Filters, encodeFilters, pathName } from './client.js';
+import type { CallOptions, DockerClient } from './client.js';
+import { type Filters, encodeFilters, pathName } from './query.js';
 import type { Service, ServiceCreateResponse, ServiceSpec, ServiceUpdateResponse, Task } from './types.js';
 
 export class ServicesApi {

@@ -1,5 +1,6 @@
 /** Swarm membership and nodes: what `cluster up` and the agent's first boot need. */
-import { type CallOptions, type DockerClient, type Filters, encodeFilters, pathName } from './client.js';
+import type { CallOptions, DockerClient } from './client.js';
+import { type Filters, encodeFilters, pathName } from './query.js';
 import type { JoinTokens, NodeSpec, SwarmInitRequest, SwarmInspect, SwarmJoinRequest, SwarmNode, SwarmSpec } from './types.js';
 
 export class SwarmApi {

@@ -10,7 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import type { SwarmNode } from '../../src/docker/index.js';
 import type { AirlockError } from '../../src/errors/index.js';
 import { loadInventory } from '../../src/remote/inventory.js';
-import { connectHost, parseKnownHosts } from '../../src/remote/ssh.js';
+import { parseKnownHosts } from '../../src/remote/known-hosts.js';
+import { connectHost } from '../../src/remote/ssh.js';
 import { runCli } from '../helpers/fixtures.js';
 import { type Lab, run, startLab } from '../helpers/lab.js';
 

@@ -8,7 +8,8 @@ import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError } from '../../src/errors/index.js';
 import { parseInventory } from '../../src/remote/inventory.js';
-import { appendKnownHost, fingerprint, forEachHost, hostMatches, keyType, parseKnownHosts } from '../../src/remote/ssh.js';
+import { forEachHost } from '../../src/remote/for-each-host.js';
+import { appendKnownHost, fingerprint, hostMatches, keyType, parseKnownHosts } from '../../src/remote/known-hosts.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'airlock-ssh-'));
 after(() => rm(dir, { recursive: true, force: true }));

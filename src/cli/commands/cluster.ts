@@ -3,7 +3,7 @@ import { clusterUp, type ClusterUpReport } from '../../cluster/cluster-up.js';
 import { clusterStatus, type ClusterStatus } from '../../cluster/status.js';
 import { ExitCode, type AirlockError, usageError } from '../../errors/index.js';
 import { loadInventory, type InventoryHost } from '../../remote/inventory.js';
-import { DEFAULT_PARALLEL } from '../../remote/ssh.js';
+import { DEFAULT_PARALLEL } from '../../remote/for-each-host.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { printableText, table } from '../format.js';
 

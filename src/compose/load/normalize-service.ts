@@ -4,15 +4,12 @@
  * (loader.go's transform functions, ParseVolume, nat.ParsePortSpec,
  * shlex.Split, units.RAMInBytes).
  */
-import { posix } from 'node:path';
 import type {
   HealthCheckConfig,
   LoggingConfig,
   ServiceConfig,
   ServiceFileRef,
   ServiceNetwork,
-  ServicePort,
-  ServiceVolume,
 } from '../model.js';
 import { normalizeDeploy } from './normalize-deploy.js';
 import {
@@ -28,10 +25,9 @@ import {
 import { environmentEntries, envFileReadError, parseEnvFile, resolveEnvironment, stringValue } from './env-file.js';
 import { isMapping, type KeyPath } from './errors.js';
 import { classifyServiceKey } from './keys.js';
-import { parseShortPort, PortSpecError } from './ports.js';
+import { ports } from './normalize-ports.js';
+import { volumes } from './normalize-volumes.js';
 import { ShlexError, shlexSplit } from './shlex.js';
-import { ramInBytes } from './units.js';
-import { parseShortVolume, VolumeSpecError } from './volumes.js';
 
 export async function normalizeService(
   ctx: LoadContext,
@@ -180,64 +176,6 @@ function ulimits(value: unknown): Record<string, { soft: number; hard: number }>
   return out;
 }
 
-function ports(ctx: LoadContext, path: KeyPath, value: unknown, unsupported: string[]): ServicePort[] {
-  if (!Array.isArray(value)) return [];
-  const out: ServicePort[] = [];
-  value.forEach((entry, i) => {
-    const at: KeyPath = [...path, i];
-    if (typeof entry === 'number' || typeof entry === 'string') {
-      try {
-        const parsed = parseShortPort(String(entry));
-        if (parsed.hostIp !== undefined) {
-          warn(ctx, at, `host IP ${parsed.hostIp} ignored: swarm publishes the port on every address`, unsupported);
-        }
-        out.push(...parsed.ports);
-      } catch (e) {
-        if (e instanceof PortSpecError) {
-          throw fail(ctx, at, e.message, 'The short syntax is [[ip:]published:]target[/protocol], e.g. "8080:80/udp".');
-        }
-        throw e;
-      }
-      return;
-    }
-    if (!isMapping(entry)) return;
-    out.push(longPort(ctx, at, entry, unsupported));
-  });
-  return out;
-}
-
-function longPort(ctx: LoadContext, at: KeyPath, entry: Record<string, unknown>, unsupported: string[]): ServicePort {
-  const target = entry['target'];
-  if (typeof target !== 'number' || !Number.isInteger(target) || target < 1 || target > 65535) {
-    throw fail(ctx, [...at, 'target'], target === undefined ? 'is required' : 'must be a port number (1-65535)');
-  }
-  const port: ServicePort = { target, protocol: 'tcp', mode: 'ingress' };
-  const published = entry['published'];
-  if (published !== undefined && published !== null) {
-    const n = typeof published === 'number' ? published : /^\d+$/.test(String(published)) ? Number(published) : NaN;
-    if (!Number.isInteger(n) || n < 0 || n > 65535) {
-      throw fail(ctx, [...at, 'published'], 'must be a port number (0-65535)', 'A range needs the short syntax, e.g. "8000-8010:8000-8010".');
-    }
-    if (n !== 0) port.published = n;
-  }
-  const protocol = optionalString(entry['protocol']);
-  if (protocol !== undefined && protocol !== '') {
-    const p = protocol.toLowerCase();
-    if (p !== 'tcp' && p !== 'udp' && p !== 'sctp') throw fail(ctx, [...at, 'protocol'], 'must be tcp, udp or sctp');
-    port.protocol = p;
-  }
-  const mode = optionalString(entry['mode']);
-  if (mode !== undefined && mode !== '') {
-    if (mode !== 'ingress' && mode !== 'host') throw fail(ctx, [...at, 'mode'], 'must be ingress or host');
-    port.mode = mode;
-  }
-  if (entry['host_ip'] !== undefined) {
-    warn(ctx, [...at, 'host_ip'], 'ignored: swarm publishes the port on every address', unsupported);
-  }
-  warnLeftovers(ctx, entry, ['target', 'published', 'protocol', 'mode', 'host_ip'], at, unsupported);
-  return port;
-}
-
 function networks(ctx: LoadContext, path: KeyPath, value: unknown, unsupported: string[]): Record<string, ServiceNetwork | null> {
   const out: Record<string, ServiceNetwork | null> = {};
   const put = (k: string, v: ServiceNetwork | null): void => {
@@ -263,92 +201,6 @@ function networks(ctx: LoadContext, path: KeyPath, value: unknown, unsupported: 
     put(name, net);
   }
   return out;
-}
-
-/** docker/cli windows_path.go: `C:\…`, `C:/…` or `\\server\…` count as absolute too. */
-function isWindowsAbs(p: string): boolean {
-  return /^[a-zA-Z]:[\\/]/.test(p) || p.startsWith('\\\\');
-}
-
-function volumes(ctx: LoadContext, path: KeyPath, value: unknown, unsupported: string[]): ServiceVolume[] {
-  if (!Array.isArray(value)) return [];
-  return value.map((entry, i) => {
-    const at: KeyPath = [...path, i];
-    let volume: ServiceVolume;
-    if (typeof entry === 'string') {
-      try {
-        const parsed = parseShortVolume(entry);
-        for (const option of parsed.ignoredOptions) {
-          warn(ctx, at, `volume option "${option}" ignored: docker stack deploy does not use it`, unsupported);
-        }
-        volume = parsed.volume;
-      } catch (e) {
-        if (e instanceof VolumeSpecError) throw fail(ctx, at, e.message, 'The short syntax is [source:]target[:ro|rw], e.g. "./data:/data:ro".');
-        throw e;
-      }
-    } else if (isMapping(entry)) {
-      volume = longVolume(ctx, at, entry, unsupported);
-    } else {
-      throw fail(ctx, at, 'must be a string or a mapping');
-    }
-    if (volume.type === 'bind') {
-      if (volume.source === undefined || volume.source === '') {
-        throw fail(ctx, at, 'invalid mount config for type "bind": field Source must not be empty');
-      }
-      let src = volume.source;
-      if (src.startsWith('~')) {
-        const home = ctx.lookup('HOME');
-        if (home === undefined) warn(ctx, at, "cannot expand '~', because the environment lacks HOME");
-        else src = home + src.slice(1);
-      }
-      if (!posix.isAbsolute(src) && !isWindowsAbs(src)) src = absPath(ctx.workingDir, src);
-      volume.source = src;
-    }
-    return volume;
-  });
-}
-
-function longVolume(ctx: LoadContext, at: KeyPath, entry: Record<string, unknown>, unsupported: string[]): ServiceVolume {
-  const type = String(entry['type']);
-  if (type !== 'volume' && type !== 'bind' && type !== 'tmpfs') {
-    throw fail(ctx, [...at, 'type'], `type "${type}" is not supported here`, 'Use volume, bind or tmpfs.');
-  }
-  const target = optionalString(entry['target']);
-  if (target === undefined || target === '') throw fail(ctx, [...at, 'target'], 'is required');
-  const volume: ServiceVolume = { type, target, read_only: entry['read_only'] === true };
-  const source = optionalString(entry['source']);
-  if (source !== undefined && source !== '') volume.source = source;
-  const consistency = optionalString(entry['consistency']);
-  if (consistency !== undefined) volume.consistency = consistency;
-  const bind = entry['bind'];
-  if (isMapping(bind)) {
-    const propagation = optionalString(bind['propagation']);
-    volume.bind = propagation === undefined ? {} : { propagation };
-    if (bind['create_host_path'] !== undefined) {
-      warn(ctx, [...at, 'bind', 'create_host_path'], 'ignored: swarm never creates the host path; it must exist on every node', unsupported);
-    }
-    warnLeftovers(ctx, bind, ['propagation', 'create_host_path'], [...at, 'bind'], unsupported);
-  }
-  const vol = entry['volume'];
-  if (isMapping(vol)) {
-    volume.volume = typeof vol['nocopy'] === 'boolean' ? { nocopy: vol['nocopy'] } : {};
-    warnLeftovers(ctx, vol, ['nocopy'], [...at, 'volume'], unsupported);
-  }
-  const tmpfs = entry['tmpfs'];
-  if (isMapping(tmpfs)) {
-    volume.tmpfs = {};
-    const size = tmpfs['size'];
-    if (typeof size === 'number') volume.tmpfs.size = size;
-    else if (typeof size === 'string') {
-      const bytes = ramInBytes(size);
-      if (bytes === undefined) throw fail(ctx, [...at, 'tmpfs', 'size'], `invalid size: '${size}'`, 'Write a size such as 64m or 1g.');
-      volume.tmpfs.size = bytes;
-    }
-    if (typeof tmpfs['mode'] === 'number') volume.tmpfs.mode = tmpfs['mode'];
-    warnLeftovers(ctx, tmpfs, ['size', 'mode'], [...at, 'tmpfs'], unsupported);
-  }
-  warnLeftovers(ctx, entry, ['type', 'source', 'target', 'read_only', 'consistency', 'bind', 'volume', 'tmpfs'], at, unsupported);
-  return volume;
 }
 
 function fileRefs(ctx: LoadContext, path: KeyPath, value: unknown): ServiceFileRef[] {

@@ -1,0 +1,172 @@
+/**
+ * The bundle manifest's vocabulary: format identifiers and requirements, the
+ * entry names, the records of each section, and the small helpers every
+ * reader and writer of those records shares. Parsing is manifest.ts; the
+ * JSON Schemas are manifest-schema.ts.
+ */
+import type { KeyObject } from 'node:crypto';
+import { keyIdOf, signBytes } from '../trust/keys.js';
+
+/**
+ * Format identifiers. A full bundle is written as v1, which every airlock
+ * reads; v2 is v1 plus what an older reader cannot use safely, each named
+ * in the manifest's `requires` (`delta`; `receipt` for a delta built
+ * against a site's receipt rather than one bundle; `zstd`; `platforms` for
+ * images recorded per platform, several variants under one ref). A reader refuses a
+ * format or a requirement it does not know, before it looks at anything else.
+ */
+export const FORMAT_V1 = 'airlock.bundle.v1';
+export const FORMAT_V2 = 'airlock.bundle.v2';
+/** The format of a full bundle. */
+export const FORMAT = FORMAT_V1;
+export const FORMATS = [FORMAT_V1, FORMAT_V2] as const;
+export type Format = (typeof FORMATS)[number];
+
+/** What a v2 manifest may require of its reader. */
+export const REQUIREMENTS = ['delta', 'platforms', 'receipt', 'zstd'] as const;
+export type Requirement = (typeof REQUIREMENTS)[number];
+export const MANIFEST_ENTRY = 'manifest.json';
+export const SIGNATURE_ENTRY = 'manifest.sig';
+export const BLOB_PREFIX = 'blobs/sha256/';
+
+export type BlobKind = 'layer' | 'image-config' | 'image-manifest' | 'stack-file' | 'env-file' | 'file';
+/** `zstd` is v2 only, with `requires: ["zstd"]`: a v1 reader cannot decode it. */
+export type BlobEncoding = 'identity' | 'gzip' | 'zstd';
+
+/**
+ * One blob the bundle needs, named by the SHA-256 of its content. Most are
+ * carried in the bundle; a delta bundle also lists blobs it relies on but
+ * does not carry (`carried: false`), which the host must already hold.
+ */
+export interface BlobRecord {
+  digest: string;
+  size: number;
+  kind: BlobKind;
+  /** How a carried blob is stored in the bundle; absent exactly when it is not carried. */
+  encoding?: BlobEncoding;
+  /** For encoded blobs: hash and size of the bytes as they stand in the bundle. */
+  stored?: { digest: string; size: number };
+  /** `false` on a blob a delta bundle relies on but does not carry; absent otherwise. */
+  carried?: false;
+}
+
+/** A blob with a tar entry in the bundle. */
+export type CarriedBlob = BlobRecord & { encoding: BlobEncoding; carried?: undefined };
+
+export const isCarried = (b: BlobRecord): b is CarriedBlob => b.carried !== false;
+
+/** The blobs that have an entry in the bundle, in bundle order. */
+export const carriedBlobs = (m: Pick<Manifest, 'blobs'>): CarriedBlob[] => m.blobs.filter(isCarried);
+
+/** The blobs a delta relies on without carrying them. */
+export const baseBlobs = (m: Pick<Manifest, 'blobs'>): BlobRecord[] => m.blobs.filter((b) => !isCarried(b));
+
+/** The bundle a delta was built against. */
+export interface BundleBaseRef {
+  name: string;
+  version: string;
+  /** sha256 of the base bundle's `manifest.json` bytes: what its hosts journal as its manifest digest. */
+  manifestDigest: string;
+}
+
+/** The site receipt a delta was built against (src/bundle/receipt.ts). */
+export interface ReceiptRef {
+  site: string;
+  created: string;
+  /** sha256 of the receipt's canonical body: the bytes the site signed. */
+  digest: string;
+}
+
+/** What a delta was built against: one earlier bundle, or what a site said it held (`requires` has `receipt`). */
+export type BaseRef = BundleBaseRef | { receipt: ReceiptRef };
+
+export const isReceiptBase = (b: BaseRef): b is { receipt: ReceiptRef } => 'receipt' in b;
+
+/** How messages name a delta's base: `demo 1.0.0`, or `receipt of site1 (2026-…Z)`. */
+export const baseLabel = (b: BaseRef): string => (isReceiptBase(b) ? `receipt of ${b.receipt.site} (${b.receipt.created})` : `${b.name} ${b.version}`);
+
+export interface FileRef {
+  name: string;
+  digest: string;
+}
+
+export interface StackRecord {
+  name: string;
+  composeFiles: FileRef[];
+  envFiles: FileRef[];
+}
+
+export interface LayerRecord {
+  digest: string;
+  size: number;
+  mediaType: string;
+  diffId: string;
+}
+
+export interface ImageRecord {
+  /** Repository tags, e.g. `demo/web:1.0`. */
+  refs: string[];
+  /** The image id Docker reports: the digest of the config blob. */
+  id: string;
+  config: { digest: string; size: number };
+  /** An OCI image manifest blob, so a load archive carries an `index.json`. */
+  manifest: { digest: string; size: number };
+  layers: LayerRecord[];
+  /**
+   * v2 with `requires: ["platforms"]` only, and on every image there: the
+   * platform this variant runs on, normalised (`linux/amd64`, `linux/arm/v7`).
+   * A ref may then name one image per platform.
+   */
+  platform?: string;
+}
+
+export interface ExtraFileRecord {
+  path: string;
+  digest: string;
+  size: number;
+  mode: number;
+}
+
+export interface Manifest {
+  format: Format;
+  /** v2 only: what the reader must understand, sorted and unique. */
+  requires?: Requirement[];
+  /** v2 with `requires: ["delta"]`: the bundle (or, with `receipt`, the site receipt) this one is a delta of. */
+  base?: BaseRef;
+  name: string;
+  version: string;
+  description: string;
+  created: string;
+  expires: string | null;
+  blobs: BlobRecord[];
+  stacks: StackRecord[];
+  images: ImageRecord[];
+  files: ExtraFileRecord[];
+}
+
+export interface SignatureRecord {
+  algorithm: 'ed25519';
+  keyId: string;
+  signature: string;
+}
+
+/** Signs `bytes` with `key`: the record manifest.sig, a parts index and a receipt all carry. */
+export const signatureRecord = (bytes: Buffer, key: KeyObject): SignatureRecord => ({
+  algorithm: 'ed25519',
+  keyId: keyIdOf(key),
+  signature: signBytes(bytes, key).toString('base64'),
+});
+
+export const blobEntryName = (d: string): string => BLOB_PREFIX + d.slice('sha256:'.length);
+
+/** A time as manifests and receipts write it: UTC, whole seconds, `YYYY-MM-DDTHH:MM:SSZ`. */
+export const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** True when `ts` (already YYYY-MM-DDTHH:MM:SSZ) names a real instant, written as it would print. */
+export function isRealTimestamp(ts: string): boolean {
+  const t = Date.parse(ts);
+  return Number.isFinite(t) && isoSeconds(new Date(t)) === ts;
+}
+
+/** A site name: a host name, or what the site chose with `bundle receipt --site`. */
+export const SITE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$';

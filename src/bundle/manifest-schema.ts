@@ -1,0 +1,171 @@
+/**
+ * JSON Schemas of the manifest (v1 and v2) and of a signature record
+ * (docs/bundle-format.md), with the manifest validators compiled once.
+ */
+import { Ajv } from 'ajv';
+import { PLATFORM_PATTERN } from '../images/platform.js';
+import { FORMAT_V1, FORMAT_V2, REQUIREMENTS, SITE_PATTERN } from './manifest-format.js';
+
+/** JSON Schema of a signature record (section 4 of docs/bundle-format.md), for files that embed one. */
+export const signatureRecordSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['algorithm', 'keyId', 'signature'],
+  properties: {
+    algorithm: { const: 'ed25519' },
+    keyId: { type: 'string', pattern: '^[0-9a-f]{16}$' },
+    signature: { type: 'string', pattern: '^[A-Za-z0-9+/]{86}==$' },
+  },
+} as const;
+
+const digest = { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' } as const;
+const size = { type: 'integer', minimum: 0 } as const;
+const sized = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'size'],
+  properties: { digest, size },
+} as const;
+const fileRef = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'digest'],
+  properties: { name: { type: 'string', minLength: 1 }, digest },
+} as const;
+const timestamp = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z$' } as const;
+const name = { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' } as const;
+const version = { type: 'string', minLength: 5, maxLength: 64 } as const;
+/** A bundle by name, version and manifest digest: a delta's base, or a bundle a receipt lists. */
+export const bundleRefSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'version', 'manifestDigest'],
+  properties: { name, version, manifestDigest: digest },
+} as const;
+/** How a receipt-based delta names its receipt. */
+export const receiptRefSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['site', 'created', 'digest'],
+  properties: { site: { type: 'string', pattern: SITE_PATTERN }, created: timestamp, digest },
+} as const;
+
+const carriedBlob = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'size', 'kind', 'encoding'],
+  properties: {
+    digest,
+    size,
+    kind: { enum: ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] },
+    encoding: { enum: ['identity', 'gzip'] },
+    stored: sized,
+  },
+} as const;
+/** v2 adds zstd, which the manifest must then require. */
+const carriedBlobV2 = {
+  ...carriedBlob,
+  properties: { ...carriedBlob.properties, encoding: { enum: ['identity', 'gzip', 'zstd'] } },
+} as const;
+const notCarriedBlob = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'size', 'kind', 'carried'],
+  properties: {
+    digest,
+    size,
+    kind: { enum: ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] },
+    carried: { const: false },
+  },
+} as const;
+
+/** JSON Schema of a v1 manifest; docs/bundle-format.md describes each field. */
+export const manifestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['format', 'name', 'version', 'description', 'created', 'expires', 'blobs', 'stacks', 'images', 'files'],
+  properties: {
+    format: { const: FORMAT_V1 },
+    name,
+    version,
+    description: { type: 'string', maxLength: 4096 },
+    created: timestamp,
+    expires: { anyOf: [timestamp, { type: 'null' }] },
+    blobs: { type: 'array', items: carriedBlob },
+    stacks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'composeFiles', 'envFiles'],
+        properties: {
+          name: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' },
+          composeFiles: { type: 'array', minItems: 1, items: fileRef },
+          envFiles: { type: 'array', items: fileRef },
+        },
+      },
+    },
+    images: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['refs', 'id', 'config', 'manifest', 'layers'],
+        properties: {
+          refs: { type: 'array', items: { type: 'string', minLength: 1 } },
+          id: digest,
+          config: sized,
+          manifest: sized,
+          layers: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['digest', 'size', 'mediaType', 'diffId'],
+              properties: { digest, size, mediaType: { type: 'string' }, diffId: digest },
+            },
+          },
+        },
+      },
+    },
+    files: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['path', 'digest', 'size', 'mode'],
+        properties: { path: { type: 'string', minLength: 1 }, digest, size, mode: { type: 'integer', minimum: 0, maximum: 0o777 } },
+      },
+    },
+  },
+} as const;
+
+const imageV1 = manifestSchema.properties.images.items;
+/** v2 images may say which platform they are for. */
+const imageV2 = {
+  ...imageV1,
+  properties: { ...imageV1.properties, platform: { type: 'string', maxLength: 64, pattern: PLATFORM_PATTERN } },
+} as const;
+
+/** JSON Schema of a v2 manifest: v1 plus `requires`, `base`, blobs that are not carried and image platforms. */
+export const manifestSchemaV2 = {
+  ...manifestSchema,
+  required: [...manifestSchema.required, 'requires'],
+  properties: {
+    ...manifestSchema.properties,
+    format: { const: FORMAT_V2 },
+    requires: { type: 'array', items: { enum: [...REQUIREMENTS] } },
+    base: {
+      oneOf: [
+        bundleRefSchema,
+        { type: 'object', additionalProperties: false, required: ['receipt'], properties: { receipt: receiptRefSchema } },
+      ],
+    },
+    blobs: { type: 'array', items: { oneOf: [carriedBlobV2, notCarriedBlob] } },
+    images: { type: 'array', items: imageV2 },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+/** The schema check of each format. */
+export const manifestValidators = { [FORMAT_V1]: ajv.compile(manifestSchema), [FORMAT_V2]: ajv.compile(manifestSchemaV2) };

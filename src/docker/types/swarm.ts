@@ -1,0 +1,71 @@
+/** Engine API types of the swarm and its nodes. */
+import type { DriverConfig, Labels, SwarmMeta } from './common.js';
+
+export interface SwarmSpec {
+  Name?: string;
+  Labels?: Labels;
+  Orchestration?: { TaskHistoryRetentionLimit?: number };
+  Raft?: {
+    SnapshotInterval?: number;
+    KeepOldSnapshots?: number;
+    LogEntriesForSlowFollowers?: number;
+    ElectionTick?: number;
+    HeartbeatTick?: number;
+  };
+  Dispatcher?: { HeartbeatPeriod?: number };
+  CAConfig?: Record<string, unknown>;
+  EncryptionConfig?: { AutoLockManagers?: boolean };
+  TaskDefaults?: { LogDriver?: DriverConfig };
+}
+
+export interface JoinTokens {
+  Worker: string;
+  Manager: string;
+}
+
+export interface SwarmInspect extends SwarmMeta {
+  Spec: SwarmSpec;
+  JoinTokens: JoinTokens;
+  RootRotationInProgress?: boolean;
+  DataPathPort?: number;
+  DefaultAddrPool?: string[];
+  SubnetSize?: number;
+}
+
+export interface SwarmInitRequest {
+  ListenAddr?: string;
+  AdvertiseAddr?: string;
+  DataPathAddr?: string;
+  DataPathPort?: number;
+  DefaultAddrPool?: string[];
+  SubnetSize?: number;
+  ForceNewCluster?: boolean;
+  Spec?: SwarmSpec;
+}
+
+export interface SwarmJoinRequest {
+  ListenAddr?: string;
+  AdvertiseAddr?: string;
+  DataPathAddr?: string;
+  RemoteAddrs: string[];
+  JoinToken: string;
+}
+
+export interface NodeSpec {
+  Name?: string;
+  Labels?: Labels;
+  Role?: 'worker' | 'manager';
+  Availability?: 'active' | 'pause' | 'drain';
+}
+
+export interface SwarmNode extends SwarmMeta {
+  Spec: NodeSpec;
+  Description?: {
+    Hostname?: string;
+    Platform?: { Architecture?: string; OS?: string };
+    Resources?: { NanoCPUs?: number; MemoryBytes?: number };
+    Engine?: { EngineVersion?: string; Labels?: Labels };
+  };
+  Status: { State: 'unknown' | 'down' | 'ready' | 'disconnected'; Message?: string; Addr?: string };
+  ManagerStatus?: { Leader?: boolean; Reachability: 'unknown' | 'unreachable' | 'reachable'; Addr: string };
+}
