@@ -82,7 +82,6 @@ export function convertStack(input: ConvertInput): ConvertedStack {
 }
 
 export { bindObjectIds, type ObjectIds } from './references.js';
-export { LABEL_IMAGE, LABEL_LOGICAL_NAME, LABEL_NAMESPACE } from './names.js';
 export { contentName } from './objects.js';
 export { serviceImage } from './image.js';
 export { parseDuration } from './duration.js';
