@@ -26,7 +26,8 @@ import {
   warnLeftovers,
 } from './context.js';
 import { environmentEntries, envFileReadError, parseEnvFile, resolveEnvironment, stringValue } from './env-file.js';
-import { isMapping, type KeyPath } from './errors.js';
+import type { KeyPath } from '../../config/key-path.js';
+import { isMapping } from './errors.js';
 import { classifyServiceKey } from './keys.js';
 import { parseShortPort, PortSpecError } from './ports.js';
 import { ShlexError, shlexSplit } from './shlex.js';
