@@ -21,8 +21,12 @@ export async function syncFile(path: string): Promise<void> {
   }
 }
 
-/** Writes `data` beside `path`, flushed, then renames it into place: a reader sees the whole file or none. */
-export async function writeWhole(path: string, data: Buffer, mode = 0o644): Promise<void> {
+/**
+ * Writes `data` beside `path`, flushed, renames it into place and fsyncs the
+ * folder: a reader sees the whole file or none, and after a power loss the
+ * new file is there (the rename too, not only the bytes).
+ */
+export async function writeWhole(path: string, data: Buffer | string, mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
   try {
     await writeFile(tmp, data, { mode, flush: true });
@@ -31,4 +35,5 @@ export async function writeWhole(path: string, data: Buffer, mode = 0o644): Prom
     await rm(tmp, { force: true });
     throw e;
   }
+  await syncDir(dirname(path));
 }

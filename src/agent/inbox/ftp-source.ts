@@ -33,7 +33,7 @@ import { Writable } from 'node:stream';
 import { Client, FTPError, FileType, type FileInfo } from 'basic-ftp';
 import { AirlockError, configError, isAirlockError, resourceError } from '../../errors/index.js';
 import { FREE_SPACE_MARGIN } from '../../store/content-store.js';
-import { syncDir } from '../../store/durable.js';
+import { syncDir, writeWhole } from '../../store/durable.js';
 import type { Logger } from '../log.js';
 import { checkFtpSettings, DEFAULT_MIN_RATE, DEFAULT_RECHECK_MS, FtpSettingError, safeName, type Endpoint, type FtpSourceConfig } from './ftp-settings.js';
 
@@ -104,19 +104,7 @@ async function readJson<T>(path: string): Promise<T | undefined> {
   return JSON.parse(text) as T;
 }
 
-/** Write tmp, fsync, rename over, fsync the folder. */
-async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', 0o640);
-  try {
-    await fh.writeFile(`${JSON.stringify(value, null, 1)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  await syncDir(dirname(path));
-}
+const writeJsonAtomic = (path: string, value: unknown): Promise<void> => writeWhole(path, `${JSON.stringify(value, null, 1)}\n`, 0o640);
 
 /**
  * The destination of one download: writes at an offset of an open file,
