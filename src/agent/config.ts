@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import cron from 'node-cron';
-import { parseDuration } from '../compose/convert/duration.js';
+import { parseDuration } from '../units/duration.js';
 import { ramInBytes } from '../compose/load/units.js';
 import { checkKeep, DEFAULT_KEEP } from '../retention/index.js';
 import { DEFAULT_STATE_DIR } from '../store/state-dir.js';

@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { parseDuration } from '../compose/convert/duration.js';
+import { parseDuration } from '../units/duration.js';
 import { YamlFile } from '../config/yaml-file.js';
 import { keyPathOf, type KeyPath } from '../config/key-path.js';
 import { compiledOnce } from '../config/schema.js';

@@ -84,6 +84,5 @@ export function convertStack(input: ConvertInput): ConvertedStack {
 export { bindObjectIds, type ObjectIds } from './references.js';
 export { contentName } from './objects.js';
 export { serviceImage } from './image.js';
-export { parseDuration } from './duration.js';
 export { SERVICE_GATES, compareVersions } from './api-version.js';
 export type { ConvertedService } from './service.js';
