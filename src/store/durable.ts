@@ -1,18 +1,7 @@
 import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-/** fsyncs a folder so that renames into it survive a power loss. */
-export async function syncDir(dir: string): Promise<void> {
-  const fd = await open(dir, 'r');
-  try {
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
-}
-
-/** fsyncs a file's data through a fresh descriptor (the writer's is closed by then). */
-export async function syncFile(path: string): Promise<void> {
+async function syncPath(path: string): Promise<void> {
   const fd = await open(path, 'r');
   try {
     await fd.sync();
@@ -20,6 +9,12 @@ export async function syncFile(path: string): Promise<void> {
     await fd.close();
   }
 }
+
+/** fsyncs a folder so that renames into it survive a power loss. */
+export const syncDir: (dir: string) => Promise<void> = syncPath;
+
+/** fsyncs a file's data through a fresh descriptor (the writer's is closed by then). */
+export const syncFile: (path: string) => Promise<void> = syncPath;
 
 /**
  * Writes `data` beside `path`, flushed, renames it into place and fsyncs the
