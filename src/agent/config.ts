@@ -4,15 +4,17 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv } from 'ajv';
 import cron from 'node-cron';
-import { parseDuration } from '../compose/convert/duration.js';
+import { parseDuration } from '../units/duration.js';
 import { ramInBytes } from '../compose/load/units.js';
 import { checkKeep, DEFAULT_KEEP } from '../retention/index.js';
 import { DEFAULT_STATE_DIR } from '../store/state-dir.js';
 import { DEFAULT_TRUST_DIR } from '../trust/trust-store.js';
 import { configError, notFound } from '../errors/index.js';
-import { YamlFile, type KeyPath } from '../config/yaml-file.js';
+import { YamlFile } from '../config/yaml-file.js';
+import type { KeyPath } from '../config/key-path.js';
+import { compiledOnce } from '../config/schema.js';
 import { checkFtpSettings, defaultFtpSourceName, DEFAULT_MIN_RATE, DEFAULT_RECHECK_MS, FtpSettingError, type FtpSourceConfig } from './inbox/ftp-settings.js';
 import { isInboxName } from './inbox/part-sets.js';
 import type { LogLevel } from './log.js';
@@ -161,8 +163,7 @@ const schema = {
   },
 } as const;
 
-let compiled: ValidateFunction | undefined;
-const validate = (v: unknown): boolean => (compiled ??= new Ajv({ allErrors: false, strict: true, strictRequired: false }).compile(schema))(v);
+const validator = compiledOnce(() => new Ajv({ allErrors: false, strict: true, strictRequired: false }).compile(schema));
 
 /* The raw YAML shape, after the schema passed. */
 interface RawComplete { mode?: 'stable' | 'marker'; stableFor?: string; markerSuffix?: string }
@@ -194,7 +195,8 @@ export async function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = pro
 export function parseAgentConfig(file: string, text: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const yaml = YamlFile.parse(file, text);
   const raw = yaml.toJS();
-  if (!validate(raw)) throw yaml.schemaError(compiled!.errors![0]!);
+  const validate = validator();
+  if (!validate(raw)) throw yaml.schemaError(validate.errors![0]!);
   const r = raw as Raw;
 
   const cronAt = (path: KeyPath, expr: string): string => {

@@ -9,7 +9,7 @@
 import { rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import YAML from 'yaml';
-import { asAirlockError, integrityError, policyError, type AirlockError } from '../errors/index.js';
+import { asAirlockError, integrityError, isRefusal, policyError, type AirlockError } from '../errors/index.js';
 import type { Docker } from '../docker/index.js';
 import { importBundle, type ImportResult } from '../import/import-bundle.js';
 import { AgentQueue } from '../journal/agent-queue.js';
@@ -28,8 +28,6 @@ export type IntakeOutcome =
   | { kind: 'quarantined'; error: AirlockError; movedTo: string; files: InboxFile[] }
   | { kind: 'retry'; error: AirlockError };
 
-/** Refusals for what the bundle is: it will never import, so it leaves the inbox. */
-const REFUSED = new Set(['signature', 'integrity', 'unsafeEntry', 'policy']);
 /** Integrity refusals that only say the file is not all there yet. */
 const INCOMPLETE = new Set(['truncated', 'missing-entry', ...PARTS_INCOMPLETE_REASONS]);
 
@@ -181,7 +179,7 @@ export class Intake {
         return { kind: 'retry', error: err };
       }
       if (awaitsBase(err)) return this.waitForBase(unit, err, look, flog);
-      if (!REFUSED.has(err.kind)) {
+      if (!isRefusal(err)) {
         // The host, not the bundle: no engine, no disk, a trust store missing. Tried again at the next poll.
         flog.error('bundle could not be imported now; it stays in the inbox', { class: err.kind, reason: err.reason, error: err.message });
         return { kind: 'retry', error: err };

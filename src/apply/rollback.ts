@@ -8,6 +8,7 @@ import { missingImageBlobs, prunedImageError } from '../retention/restorable.js'
 import { BundleRecords } from '../journal/bundles.js';
 import { JOURNAL_FILE, journalPresence } from '../journal/journal.js';
 import type { DeploymentRow } from '../journal/deployments.js';
+import { effectiveDeployment } from '../journal/rollback-chain.js';
 import type { ServiceProgress } from '../stack/converge.js';
 import { appliedBy } from './applied-by.js';
 import { withApplyContext, type DeployOptions } from './bundle-apply.js';
@@ -16,9 +17,6 @@ import type { ApplyContext } from './context.js';
 import { runPipeline } from './run-pipeline.js';
 import { recordedStack } from './recorded-stack.js';
 
-/** The deployment whose specs a deployment runs: itself, or what a rollback restored. */
-const effective = (d: DeploymentRow): number => (d.kind === 'rollback' && d.restores !== null ? d.restores : d.id);
-
 /** `--to` as a deployment id or a bundle version; by default the release before the one running. */
 export function rollbackTarget(history: DeploymentRow[], to: string | undefined): DeploymentRow {
   const committed = history.filter((d) => d.status === 'committed');
@@ -26,8 +24,10 @@ export function rollbackTarget(history: DeploymentRow[], to: string | undefined)
   if (!current) throw notFound('the stack has no committed deployment to roll back from', { reason: 'no-deployment' });
   let target: DeploymentRow | undefined;
   if (to === undefined) {
-    target = committed.find((d) => d.kind === 'apply' && d.id < effective(current));
-    if (!target) throw notFound(`no deployment before #${effective(current)} to roll back to`, { reason: 'no-deployment', hint: "see 'airlock history STACK'" });
+    const byId = new Map(history.map((d) => [d.id, d]));
+    const running = effectiveDeployment(current, (id) => byId.get(id));
+    target = committed.find((d) => d.kind === 'apply' && d.id < running);
+    if (!target) throw notFound(`no deployment before #${running} to roll back to`, { reason: 'no-deployment', hint: "see 'airlock history STACK'" });
   } else if (/^\d+$/.test(to)) {
     target = history.find((d) => d.id === Number(to));
     if (!target) throw notFound(`no deployment #${to} of this stack`, { reason: 'no-deployment', hint: "see 'airlock history STACK'" });

@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv } from 'ajv';
 import semver from 'semver';
-import { YamlFile, type KeyPath } from '../config/yaml-file.js';
+import { YamlFile } from '../config/yaml-file.js';
+import type { KeyPath } from '../config/key-path.js';
+import { compiledOnce } from '../config/schema.js';
 import { notAFile, unreadable } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
 import { unsafePathReason } from './manifest-checks.js';
@@ -84,8 +86,7 @@ const schema = {
 } as const;
 
 // Compiled on first use: only `bundle build` reads definitions.
-let compiled: ValidateFunction | undefined;
-const validate = (v: unknown): boolean => (compiled ??= new Ajv({ allErrors: false, strict: true }).compile(schema))(v);
+const validator = compiledOnce(() => new Ajv({ allErrors: false, strict: true }).compile(schema));
 
 const asList = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
@@ -114,7 +115,8 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
   }
   const yaml = YamlFile.parse(file, text);
   const raw = yaml.toJS();
-  if (!validate(raw)) throw yaml.schemaError(compiled!.errors![0]!, 'bad-definition');
+  const validate = validator();
+  if (!validate(raw)) throw yaml.schemaError(validate.errors![0]!, 'bad-definition');
   const r = raw as RawDefinition;
   if (!semver.valid(r.version)) {
     throw yaml.error(['version'], `"${r.version}" is not a semantic version (e.g. 1.4.2)`, 'bad-definition');

@@ -10,7 +10,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { AirlockError, integrityError } from '../errors/index.js';
+import { AirlockError, integrityError, isRefusal } from '../errors/index.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { badIndex, checkIndexSignature, checkParts, damagedPart, partsCheckError, readPartsIndex, type PartRecord, type PartsIndex } from './parts.js';
 
@@ -179,7 +179,7 @@ export async function explainPartsFailure(input: object, e: unknown): Promise<un
   if (!parts) return e;
   if (e instanceof AirlockError) {
     // A policy refusal is about the signed manifest, which no damaged part could have passed.
-    if (!['signature', 'integrity', 'unsafeEntry'].includes(e.kind)) return e;
+    if (!isRefusal(e) || e.kind === 'policy') return e;
     // Already about the index or a part.
     if (e.subject === parts.indexPath || parts.parts.index.parts.some((p) => p.name === e.subject)) return e;
   }

@@ -9,7 +9,7 @@ import { open, readdir, rename, rm } from 'node:fs/promises';
 import { makeDirs } from '../store/make-dirs.js';
 import { basename, join } from 'node:path';
 import { usageError } from '../errors/index.js';
-import { syncDir, writeWhole } from '../store/durable.js';
+import { writeWhole } from '../store/durable.js';
 import { keyIdOf, verifyBytes } from '../trust/keys.js';
 import { parseManifest, parseSignature } from './manifest.js';
 import { indexFileName, isPartsIndex, partFileName, partNameOf, PARTS_FORMAT, signedIndexBytes, stemOf, type PartRecord, type PartsIndexBody } from './parts.js';
@@ -79,8 +79,8 @@ export async function splitBundleFile(bundlePath: string, opts: SplitOptions): P
   };
   await removeStaleParts(opts.outDir, stem, parts.length);
   const indexPath = join(opts.outDir, indexFileName(stem));
+  // Its folder fsync makes the parts' renames durable too: they are in the same folder.
   await writeWhole(indexPath, signedIndexBytes(index, opts.key));
-  await syncDir(opts.outDir);
   return { indexPath, index, keyId };
 }
 

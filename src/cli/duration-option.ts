@@ -1,4 +1,4 @@
-import { DurationError, parseDuration } from '../compose/convert/duration.js';
+import { DurationError, parseDuration } from '../units/duration.js';
 import { usageError } from '../errors/index.js';
 import { DEFAULT_STABLE_MS } from '../stack/converge.js';
 import { DEFAULT_TIMEOUT_MS } from '../stack/deploy.js';

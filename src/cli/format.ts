@@ -1,14 +1,4 @@
-/** Small text formatters shared by the human-readable outputs. */
-export function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
+/** Small text formatters shared by the human-readable outputs (byte counts: src/units/bytes.ts). */
 
 export const shortDigest = (d: string): string => d.replace(/^sha256:/, '').slice(0, 12);
 

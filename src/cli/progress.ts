@@ -1,4 +1,5 @@
-import { bytes, printable } from './format.js';
+import { printable } from './format.js';
+import { formatBytes } from '../units/bytes.js';
 
 export interface Progress {
   update(phase: string, done: number, total: number): void;
@@ -26,13 +27,13 @@ export function progress(stream: NodeJS.WriteStream = process.stderr, quiet = fa
         if (now - lastDraw < 100 && share < 1) return;
         lastDraw = now;
         const filled = Math.round(share * BAR);
-        stream.write(`\r${phase.padEnd(7)} [${'#'.repeat(filled)}${' '.repeat(BAR - filled)}] ${String(Math.floor(share * 100)).padStart(3)}%  ${bytes(done)} of ${bytes(total)}\x1b[K`);
+        stream.write(`\r${phase.padEnd(7)} [${'#'.repeat(filled)}${' '.repeat(BAR - filled)}] ${String(Math.floor(share * 100)).padStart(3)}%  ${formatBytes(done)} of ${formatBytes(total)}\x1b[K`);
         drawn = true;
       } else {
         const quarter = Math.floor(share * 4);
         if (quarter > (lastQuarter.get(phase) ?? 0)) {
           lastQuarter.set(phase, quarter);
-          stream.write(`${phase}: ${quarter * 25}% (${bytes(done)} of ${bytes(total)})\n`);
+          stream.write(`${phase}: ${quarter * 25}% (${formatBytes(done)} of ${formatBytes(total)})\n`);
         }
       }
     },

@@ -5,8 +5,7 @@
 import type { ErrorObject } from 'ajv';
 import YAML, { LineCounter, type Document } from 'yaml';
 import { configError, type AirlockError } from '../errors/index.js';
-
-export type KeyPath = (string | number)[];
+import { keyName, keyPathOf, type KeyPath } from './key-path.js';
 
 /**
  * How far aliases may multiply a file's values (the yaml package's
@@ -51,11 +50,7 @@ export class YamlFile {
 
   /** The first Ajv error, said as the key it is about. */
   schemaError(err: ErrorObject, reason = 'bad-config'): AirlockError {
-    const path: KeyPath = err.instancePath
-      .split('/')
-      .slice(1)
-      .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'))
-      .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    const path = keyPathOf(err);
     const params = err.params as Record<string, unknown>;
     if (typeof params.additionalProperty === 'string') return this.error([...path, params.additionalProperty], 'unknown key', reason);
     if (typeof params.missingProperty === 'string') return this.error([...path, params.missingProperty], 'is required', reason);
@@ -70,10 +65,4 @@ export class YamlFile {
     }
     return `${this.file}: `;
   }
-}
-
-/** `inbox.sources[1].url`; the top level is `(top level)`. */
-export function keyName(path: KeyPath): string {
-  if (path.length === 0) return '(top level)';
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
 }

@@ -79,6 +79,16 @@ export const unsafeEntry = (message: string, d?: ErrorDetails) => new AirlockErr
 export const policyError = (message: string, d?: ErrorDetails) => new AirlockError('policy', message, d);
 export const resourceError = (message: string, d?: ErrorDetails) => new AirlockError('resources', message, d);
 
+/**
+ * The classes of failure that are the bundle's fault, not the host's: the
+ * bundle will never import as it is (the journal says `refused`, the agent
+ * quarantines it). Every other class is the host's (no engine, no disk),
+ * and trying again later may work.
+ */
+export const REFUSAL_KINDS: ReadonlySet<ExitCodeName> = new Set<ExitCodeName>(['signature', 'integrity', 'unsafeEntry', 'policy']);
+
+export const isRefusal = (e: AirlockError): boolean => REFUSAL_KINDS.has(e.kind);
+
 export function isAirlockError(e: unknown): e is AirlockError {
   return e instanceof AirlockError;
 }

@@ -1,6 +1,7 @@
 import { policyError } from '../errors/index.js';
 import { baseBlobs, baseLabel, isReceiptBase, type BaseRef, type BlobRecord, type Manifest } from '../bundle/manifest.js';
 import type { ContentStore } from '../store/content-store.js';
+import { formatBytes } from '../units/bytes.js';
 
 export interface BaseCheck {
   /** Blobs the delta relies on without carrying them. */
@@ -8,16 +9,6 @@ export interface BaseCheck {
   neededBytes: number;
 }
 
-const human = (n: number): string => {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
-};
 
 const deltaOf = (base: BaseRef): string =>
   isReceiptBase(base)
@@ -58,7 +49,7 @@ export async function checkBaseBlobs(m: Manifest, store: ContentStore): Promise<
     const bytes = lacking.reduce((n, b) => n + b.size, 0);
     const blobs = `${lacking.length} ${lacking.length === 1 ? 'blob' : 'blobs'}`;
     throw policyError(
-      `${m.name} ${m.version} is ${deltaOf(m.base)}, and this host lacks ${blobs} (${human(bytes)}) of the ${needed.length} it relies on from that ${isReceiptBase(m.base) ? 'receipt' : 'base'}` +
+      `${m.name} ${m.version} is ${deltaOf(m.base)}, and this host lacks ${blobs} (${formatBytes(bytes)}) of the ${needed.length} it relies on from that ${isReceiptBase(m.base) ? 'receipt' : 'base'}` +
         (damaged > 0 ? ` (${damaged} of them stored with the wrong size)` : ''),
       { reason: 'missing-base', subject: baseLabel(m.base), hint: missingBaseHint(m, m.base) },
     );

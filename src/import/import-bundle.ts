@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AirlockError, asAirlockError } from '../errors/index.js';
+import { AirlockError, asAirlockError, isRefusal } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
 import { bundleBytes } from '../bundle/parts-stream.js';
 import type { BaseRef, ImageRecord } from '../bundle/manifest.js';
@@ -67,9 +67,6 @@ export interface LoadSummary {
   /** The engine's platform: the variant of each image that was loaded. */
   platform: string;
 }
-
-/** Outcomes that are the bundle's fault, as opposed to the host's. */
-const REFUSALS = new Set(['signature', 'integrity', 'unsafeEntry', 'policy']);
 
 /**
  * Verifies a bundle and stores its blobs in one pass. Blobs are staged and
@@ -198,7 +195,7 @@ export async function loadBundleImages(
     return { summary, images };
   } catch (e) {
     const err = asAirlockError(e);
-    journal.record({ kind: 'images.load', outcome: REFUSALS.has(err.kind) ? 'refused' : 'failed', subject, reason: err.reason, message: err.message });
+    journal.record({ kind: 'images.load', outcome: isRefusal(err) ? 'refused' : 'failed', subject, reason: err.reason, message: err.message });
     throw err;
   }
 }
@@ -206,7 +203,7 @@ export async function loadBundleImages(
 function recordRefusal(journal: Journal, file: string, err: AirlockError, head: VerifiedHead | undefined, at: Date): void {
   journal.record({
     kind: 'bundle.import',
-    outcome: REFUSALS.has(err.kind) ? 'refused' : 'failed',
+    outcome: isRefusal(err) ? 'refused' : 'failed',
     subject: head ? `${head.manifest.name} ${head.manifest.version}` : file,
     reason: err.reason,
     message: err.message,

@@ -16,9 +16,11 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { parseDuration } from '../compose/convert/duration.js';
-import { YamlFile, type KeyPath } from '../config/yaml-file.js';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parseDuration } from '../units/duration.js';
+import { YamlFile } from '../config/yaml-file.js';
+import { keyPathOf, type KeyPath } from '../config/key-path.js';
+import { compiledOnce } from '../config/schema.js';
 import { checkPrivateKeyFile, notAFile } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
 
@@ -112,9 +114,7 @@ const schema = {
   },
 } as const;
 
-let compiled: ValidateFunction | undefined;
-const validate = (v: unknown): boolean =>
-  (compiled ??= new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(schema))(v);
+const validator = compiledOnce(() => new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(schema));
 
 type Scalar = string | number | boolean;
 interface RawSettings {
@@ -171,7 +171,8 @@ export async function loadInventory(file: string): Promise<Inventory> {
 export function parseInventory(file: string, text: string): Inventory {
   const yaml = YamlFile.parse(file, text);
   const raw = yaml.toJS();
-  if (!validate(raw)) throw schemaError(yaml, compiled!.errors![0]!);
+  const validate = validator();
+  if (!validate(raw)) throw schemaError(yaml, validate.errors![0]!);
   const r = raw as Raw;
   const base = dirname(resolve(file));
   const defaults = r.defaults ?? {};
@@ -295,20 +296,12 @@ export function parseInventory(file: string, text: string): Inventory {
 function schemaError(yaml: YamlFile, err: ErrorObject) {
   if (err.keyword === 'enum') {
     const allowed = (err.params as { allowedValues: unknown[] }).allowedValues.map(String).join(', ');
-    return yaml.error(pathOf(err), `must be one of ${allowed}`, 'bad-inventory');
+    return yaml.error(keyPathOf(err), `must be one of ${allowed}`, 'bad-inventory');
   }
   if (err.keyword === 'type' && err.instancePath === '') return yaml.error([], 'must be a mapping with hosts: (and optional defaults: and groups:)', 'bad-inventory');
-  if (err.keyword === 'minProperties') return yaml.error(pathOf(err), 'lists no host', 'bad-inventory');
-  if (err.keyword === 'uniqueItems') return yaml.error(pathOf(err), 'lists a role twice', 'bad-inventory');
-  if (err.keyword === 'type' && /\/labels\/[^/]+$/.test(err.instancePath)) return yaml.error(pathOf(err), 'a label value must be a string, number or boolean', 'bad-inventory');
-  if (err.keyword === 'type' && /\/timeout$/.test(err.instancePath)) return yaml.error(pathOf(err), 'must be a duration such as 10s, or a number of seconds', 'bad-inventory');
+  if (err.keyword === 'minProperties') return yaml.error(keyPathOf(err), 'lists no host', 'bad-inventory');
+  if (err.keyword === 'uniqueItems') return yaml.error(keyPathOf(err), 'lists a role twice', 'bad-inventory');
+  if (err.keyword === 'type' && /\/labels\/[^/]+$/.test(err.instancePath)) return yaml.error(keyPathOf(err), 'a label value must be a string, number or boolean', 'bad-inventory');
+  if (err.keyword === 'type' && /\/timeout$/.test(err.instancePath)) return yaml.error(keyPathOf(err), 'must be a duration such as 10s, or a number of seconds', 'bad-inventory');
   return yaml.schemaError(err, 'bad-inventory');
-}
-
-function pathOf(err: ErrorObject): KeyPath {
-  return err.instancePath
-    .split('/')
-    .slice(1)
-    .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'))
-    .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
 }

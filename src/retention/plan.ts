@@ -31,6 +31,7 @@
  */
 import type { ImageIdentity } from '../images/identity.js';
 import semver from 'semver';
+import { effectiveDeployment, restoredChain } from '../journal/rollback-chain.js';
 
 export interface BundleFact {
   id: number;
@@ -116,31 +117,14 @@ export function pendingBundles(facts: Pick<JournalFacts, 'bundles' | 'deployment
 export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): PrunePlan {
   checkKeep(keep);
   const byId = new Map(facts.deployments.map((d) => [d.id, d]));
+  const find = (id: number) => byId.get(id);
   const kept = new Map<number, KeepReason>();
   const keepDeployment = (d: DeploymentFact, reason: KeepReason) => {
     if (!kept.has(d.id)) kept.set(d.id, reason);
     // A rollback needs what it restored, and so on down the chain.
-    const seen = new Set<number>([d.id]);
-    for (let r = d.kind === 'rollback' ? d.restores : null; r !== null && !seen.has(r); ) {
-      seen.add(r);
-      const target = byId.get(r);
-      if (!target) break;
-      if (!kept.has(target.id)) kept.set(target.id, 'restored');
-      r = target.kind === 'rollback' ? target.restores : null;
-    }
+    for (const r of restoredChain(d, find)) if (byId.has(r) && !kept.has(r)) kept.set(r, 'restored');
   };
-  /** The deployment whose specs `d` runs: itself, or what its rollback chain restored. */
-  const effective = (d: DeploymentFact): number => {
-    let cur = d;
-    const seen = new Set<number>();
-    while (cur.kind === 'rollback' && cur.restores !== null && !seen.has(cur.id)) {
-      seen.add(cur.id);
-      const next = byId.get(cur.restores);
-      if (!next) return cur.restores;
-      cur = next;
-    }
-    return cur.id;
-  };
+  const effective = (d: DeploymentFact): number => effectiveDeployment(d, find);
 
   const stacks = [...new Set(facts.deployments.map((d) => d.stack))].sort();
   for (const stack of stacks) {

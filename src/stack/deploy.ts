@@ -4,7 +4,8 @@ import { runPhase, type ExecuteOptions } from './execute.js';
 import { bindIds } from './bind.js';
 import { planStack } from './plan.js';
 import { readStackState } from './state.js';
-import { NAMESPACE_LABEL, type DesiredStack, type Plan, type Step } from './types.js';
+import { NAMESPACE_LABEL } from '../compose/labels.js';
+import type { DesiredStack, Plan, Step } from './types.js';
 
 export const DEFAULT_TIMEOUT_MS = 120_000;
 

@@ -1,5 +1,6 @@
 import { diffSpecs } from './spec-diff.js';
-import { LOGICAL_NAME_LABEL, type DesiredStack, type Plan, type StackState, type Step } from './types.js';
+import { LOGICAL_NAME_LABEL } from '../compose/labels.js';
+import type { DesiredStack, Plan, StackState, Step } from './types.js';
 
 export interface PlanOptions {
   /** Remove services that are no longer in the stack (as `docker stack deploy --prune`). */

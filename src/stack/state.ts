@@ -1,5 +1,6 @@
 import type { Docker } from '../docker/index.js';
-import { NAMESPACE_LABEL, type StackState } from './types.js';
+import { NAMESPACE_LABEL } from '../compose/labels.js';
+import type { StackState } from './types.js';
 
 const byStack = (stack: string) => ({ filters: { label: [`${NAMESPACE_LABEL}=${stack}`] } });
 

@@ -1,9 +1,5 @@
 import type { Config, ConfigSpec, Network, NetworkCreateRequest, Secret, SecretSpec, Service, ServiceSpec } from '../docker/index.js';
 
-export const NAMESPACE_LABEL = 'com.docker.stack.namespace';
-/** Set by the converter on content-named secrets and configs: the name the compose file uses. */
-export const LOGICAL_NAME_LABEL = 'com.docker.stack.airlock.logical-name';
-
 /** A secret or config as the converter produces it: data as bytes or base64. */
 export type WithData<T> = Omit<T, 'Data'> & { Data?: string | Uint8Array };
 

@@ -1,18 +1,7 @@
 import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-/** fsyncs a folder so that renames into it survive a power loss. */
-export async function syncDir(dir: string): Promise<void> {
-  const fd = await open(dir, 'r');
-  try {
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
-}
-
-/** fsyncs a file's data through a fresh descriptor (the writer's is closed by then). */
-export async function syncFile(path: string): Promise<void> {
+async function syncPath(path: string): Promise<void> {
   const fd = await open(path, 'r');
   try {
     await fd.sync();
@@ -21,8 +10,18 @@ export async function syncFile(path: string): Promise<void> {
   }
 }
 
-/** Writes `data` beside `path`, flushed, then renames it into place: a reader sees the whole file or none. */
-export async function writeWhole(path: string, data: Buffer, mode = 0o644): Promise<void> {
+/** fsyncs a folder so that renames into it survive a power loss. */
+export const syncDir: (dir: string) => Promise<void> = syncPath;
+
+/** fsyncs a file's data through a fresh descriptor (the writer's is closed by then). */
+export const syncFile: (path: string) => Promise<void> = syncPath;
+
+/**
+ * Writes `data` beside `path`, flushed, renames it into place and fsyncs the
+ * folder: a reader sees the whole file or none, and after a power loss the
+ * new file is there (the rename too, not only the bytes).
+ */
+export async function writeWhole(path: string, data: Buffer | string, mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
   try {
     await writeFile(tmp, data, { mode, flush: true });
@@ -31,4 +30,5 @@ export async function writeWhole(path: string, data: Buffer, mode = 0o644): Prom
     await rm(tmp, { force: true });
     throw e;
   }
+  await syncDir(dirname(path));
 }

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import type { Config, Network, Secret, Service, ServiceSpec } from '../../src/docker/index.js';
 import { planStack } from '../../src/stack/plan.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
-import { LOGICAL_NAME_LABEL, NAMESPACE_LABEL, type DesiredStack, type StackState } from '../../src/stack/types.js';
+import { LOGICAL_NAME_LABEL, NAMESPACE_LABEL } from '../../src/compose/labels.js';
+import type { DesiredStack, StackState } from '../../src/stack/types.js';
 
 const ns = { [NAMESPACE_LABEL]: 'web' };
 const spec = (name: string, image: string, extra: Partial<ServiceSpec> = {}): ServiceSpec => ({

@@ -5,10 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { syncDir } from '../../store/durable.js';
+import { writeWhole } from '../../store/durable.js';
 
 /** What identifies one upload of a remote file. */
 export interface RemoteId {
@@ -57,19 +57,8 @@ export async function readJson<T>(path: string): Promise<T | undefined> {
   return JSON.parse(text) as T;
 }
 
-/** Write tmp, fsync, rename over, fsync the folder. */
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', 0o640);
-  try {
-    await fh.writeFile(`${JSON.stringify(value, null, 1)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  await syncDir(dirname(path));
-}
+/** Written whole or not at all (store/durable.ts). */
+export const writeJsonAtomic = (path: string, value: unknown): Promise<void> => writeWhole(path, `${JSON.stringify(value, null, 1)}\n`, 0o640);
 
 /**
  * The destination of one download: writes at an offset of an open file,

@@ -1,7 +1,7 @@
 import { Agent, loadStartableConfig } from '../../agent/agent.js';
 import { DEFAULT_CONFIG_FILE, loadAgentConfig } from '../../agent/config.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
-import { bytes } from '../format.js';
+import { formatBytes } from '../../units/bytes.js';
 
 export const agentCommands: Command[] = [
   {
@@ -56,7 +56,7 @@ function checkSummary(c: Awaited<ReturnType<typeof loadAgentConfig>>): string {
     ...c.inbox.sources.slice(1).map((s) =>
       s.type === 'folder'
         ? `  source        ${s.name}: ${s.path}`
-        : `  source        ${s.name}: ${s.url} (at least ${bytes(s.minRate)}/s${s.deleteAfter ? ', deletes after import' : ''})`,
+        : `  source        ${s.name}: ${s.url} (at least ${formatBytes(s.minRate)}/s${s.deleteAfter ? ', deletes after import' : ''})`,
     ),
     `  apply         ${c.apply.mode}, ${c.apply.window ? `window "${c.apply.window.cron}" for ${c.apply.window.durationMs / 1000} s` : 'no window'}`,
     `  swarm         ${c.swarm.mode}${c.swarm.mode === 'join' ? ` as ${c.swarm.role} via ${c.swarm.managers.join(', ')} (token ${c.swarm.tokenFile})` : c.swarm.mode === 'init' ? ` advertising ${c.swarm.advertiseAddr}` : ''}`,

@@ -11,7 +11,8 @@ import { parseSplitSize, splitBundleFile, type SplitResult } from '../../bundle/
 import type { TrustStore } from '../../trust/trust-store.js';
 import { signingKeyFile } from '../trust-inputs.js';
 import { jsonOpt, stringOpt, type Command, str } from '../command.js';
-import { bytes, table } from '../format.js';
+import { table } from '../format.js';
+import { formatBytes } from '../../units/bytes.js';
 
 
 export const splitJson = (r: SplitResult) => ({
@@ -25,7 +26,7 @@ export const splitJson = (r: SplitResult) => ({
 export function splitLines(r: SplitResult): string[] {
   const largest = Math.max(...r.index.parts.map((p) => p.size));
   return [
-    `wrote ${r.index.parts.length} parts of at most ${bytes(largest)} and the index ${r.indexPath}, signed by ${r.keyId}`,
+    `wrote ${r.index.parts.length} parts of at most ${formatBytes(largest)} and the index ${r.indexPath}, signed by ${r.keyId}`,
     '',
     table([['PART', 'SIZE', 'SHA256'], ...r.index.parts.map((p) => [p.name, String(p.size), p.sha256])]),
   ];
@@ -76,7 +77,7 @@ export function partsStatusLines(s: PartsStatus): string[] {
   const missing = s.parts.filter((p) => p.status !== 'present');
   const sig = s.signature.status === 'valid' ? `valid, key ${s.signature.keyId}` : `${s.signature.status}, key ${s.signature.keyId}: ${s.signature.message}`;
   return [
-    `index     ${s.index}: ${s.name} ${s.version} in ${s.parts.length} parts (${bytes(s.bytes)})`,
+    `index     ${s.index}: ${s.name} ${s.version} in ${s.parts.length} parts (${formatBytes(s.bytes)})`,
     `index sig ${sig}`,
     `parts     ${s.complete ? 'all present' : `${missing.length} of ${s.parts.length} not ready: ${missing.map((p) => p.name).join(', ')}`}`,
     ...(s.complete ? [] : ['', table([['PART', 'SIZE', 'STATUS'], ...s.parts.map((p) => [p.name, String(p.size), p.status === 'wrong-size' ? `wrong size (${p.found} bytes)` : p.status])])]),

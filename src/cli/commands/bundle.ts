@@ -15,7 +15,8 @@ import { waitOption } from '../duration-option.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { engine, supportedEngine } from '../engine.js';
 import { progress } from '../progress.js';
-import { bytes, printable, shortDigest, table } from '../format.js';
+import { printable, shortDigest, table } from '../format.js';
+import { formatBytes } from '../../units/bytes.js';
 import { isPartsIndex } from '../../bundle/parts.js';
 import { bundleSplitCommand, parseSplitSize, partsStatus, partsStatusLines, splitBuilt, splitJson, splitLines } from './bundle-split.js';
 import { receiptCommand } from './receipt.js';
@@ -47,11 +48,11 @@ function summaryLines(m: Manifest): string[] {
     ...(m.description ? [`about     ${printable(m.description)}`] : []),
     `created   ${m.created}`,
     `expires   ${m.expires ?? 'never'}`,
-    `content   ${bytes(content)} in ${carried.length} blobs (${bytes(stored)} as stored)`,
+    `content   ${formatBytes(content)} in ${carried.length} blobs (${formatBytes(stored)} as stored)`,
     ...(delta
       ? [
           `delta     ${isReceiptBase(delta.base) ? `against the ${baseLabel(delta.base)} (receipt ${shortDigest(delta.base.receipt.digest)})` : `of ${baseLabel(delta.base)} (manifest ${shortDigest(delta.base.manifestDigest)})`}: ` +
-            `relies on ${delta.fromBase.blobs} blobs (${bytes(delta.fromBase.bytes)}) the host must hold already`,
+            `relies on ${delta.fromBase.blobs} blobs (${formatBytes(delta.fromBase.bytes)}) the host must hold already`,
         ]
       : []),
   ];
@@ -67,12 +68,12 @@ function summaryLines(m: Manifest): string[] {
       ...(perPlatform ? [i.platform ?? ''] : []),
       shortDigest(i.id),
       String(i.layers.length),
-      bytes(i.layers.reduce((n, l) => n + l.size, 0)),
+      formatBytes(i.layers.reduce((n, l) => n + l.size, 0)),
     ];
     lines.push('', table([head, ...m.images.map(row)]));
   }
   if (m.files.length > 0) {
-    lines.push('', table([['FILE', 'MODE', 'SIZE'], ...m.files.map((f) => [f.path, f.mode.toString(8).padStart(4, '0'), bytes(f.size)])]));
+    lines.push('', table([['FILE', 'MODE', 'SIZE'], ...m.files.map((f) => [f.path, f.mode.toString(8).padStart(4, '0'), formatBytes(f.size)])]));
   }
   return lines;
 }
@@ -211,7 +212,7 @@ export const bundleCommands: Command[] = [
           }),
         );
       } else if (split) out([...splitLines(split), '', ...summaryLines(r.manifest)].join('\n'));
-      else out([`wrote ${r.path} (${bytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
+      else out([`wrote ${r.path} (${formatBytes(r.bytes)}), signed by ${r.keyId}`, '', ...summaryLines(r.manifest)].join('\n'));
     },
   },
   receiptCommand,
@@ -267,7 +268,7 @@ export const bundleCommands: Command[] = [
       }
       // The key id of an untrusted signature is the signer's text: one line, escaped.
       const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${printable(signature.keyId)}` : ''}: ${printable(signature.message ?? '')}`;
-      out([...(parts ? partsStatusLines(parts) : [`file      ${file} (${bytes(fileBytes)})`]), `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
+      out([...(parts ? partsStatusLines(parts) : [`file      ${file} (${formatBytes(fileBytes)})`]), `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
     },
   },
   {
@@ -293,7 +294,7 @@ export const bundleCommands: Command[] = [
         });
         const m = v.manifest;
         if (json) out(JSON.stringify({ valid: true, name: m.name, version: m.version, keyId: v.keyId, manifestDigest: v.manifestDigest, blobs: m.blobs.length, payloadBytes: v.payloadBytes }));
-        else out(`valid: ${m.name} ${m.version}, signed by ${v.keyId}, ${carriedBlobs(m).length} blobs (${bytes(v.payloadBytes)}) verified`);
+        else out(`valid: ${m.name} ${m.version}, signed by ${v.keyId}, ${carriedBlobs(m).length} blobs (${formatBytes(v.payloadBytes)}) verified`);
       } finally {
         journal?.close();
       }
@@ -329,7 +330,7 @@ export const bundleCommands: Command[] = [
           out(JSON.stringify(r));
           return;
         }
-        out(`imported ${r.name} ${r.version}: ${r.newBlobs} new blobs (${bytes(r.newBytes)}), ${r.blobs - r.newBlobs} already stored${r.alreadyImported ? '; this bundle was imported before' : ''}`);
+        out(`imported ${r.name} ${r.version}: ${r.newBlobs} new blobs (${formatBytes(r.newBytes)}), ${r.blobs - r.newBlobs} already stored${r.alreadyImported ? '; this bundle was imported before' : ''}`);
         if (r.images) {
           const { loaded, present, tagged, platform } = r.images;
           out(`images for ${platform}: ${loaded.length} loaded, ${tagged.length} tagged, ${present.length} already present${loaded.length ? ` (${loaded.join(', ')})` : ''}`);

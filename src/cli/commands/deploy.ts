@@ -13,7 +13,7 @@ import { AgentQueue } from '../../journal/agent-queue.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
-import { NAMESPACE_LABEL } from '../../stack/types.js';
+import { NAMESPACE_LABEL } from '../../compose/labels.js';
 import { progressOfServices, type ServiceProgress } from '../../stack/converge.js';
 import { trustStoreOption } from '../trust-inputs.js';
 import { pendingBundles, readJournalFacts } from '../../retention/index.js';

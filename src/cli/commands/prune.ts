@@ -4,7 +4,8 @@ import { DEFAULT_KEEP, prune, type PruneReport } from '../../retention/index.js'
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
 import { waitOption } from '../duration-option.js';
-import { bytes, shortDigest, table } from '../format.js';
+import { shortDigest, table } from '../format.js';
+import { formatBytes } from '../../units/bytes.js';
 
 
 function keepOf(v: unknown): number {
@@ -41,18 +42,18 @@ export function pruneLines(r: PruneReport): string[] {
   } else {
     if (r.bundles.length > 0) lines.push(`${verb} the stored blobs of ${r.bundles.map((b) => `${b.name} ${b.version}`).join(', ')} (journal rows kept as history)`);
     if (r.blobs.length > 0) {
-      lines.push('', table([['BLOB', 'KIND', 'SIZE'], ...r.blobs.map((b) => [shortDigest(b.digest), b.kind, bytes(b.size)])]));
+      lines.push('', table([['BLOB', 'KIND', 'SIZE'], ...r.blobs.map((b) => [shortDigest(b.digest), b.kind, formatBytes(b.size)])]));
     }
     if (r.images.length > 0) {
-      lines.push('', table([['IMAGE', 'REFS', 'SIZE'], ...r.images.map((i) => [shortDigest(i.id), i.refs.join(', ') || '<untagged>', bytes(i.size)])]));
+      lines.push('', table([['IMAGE', 'REFS', 'SIZE'], ...r.images.map((i) => [shortDigest(i.id), i.refs.join(', ') || '<untagged>', formatBytes(i.size)])]));
     }
   }
   if (r.skipped.length > 0) {
     lines.push('', 'left alone:');
     for (const s of r.skipped) lines.push(`  ${s.what} ${shortDigest(s.id)}: ${s.reason}`);
   }
-  const freed = `${bytes(r.bytes.blobs)} from the content store (${r.blobs.length} blobs), ${r.dryRun ? 'about ' : ''}${bytes(r.bytes.images)} from the engine (${r.images.length} images)`;
-  lines.push('', `${r.dryRun ? 'would free' : 'freed'} ${bytes(r.bytes.total)}: ${freed}${r.event !== null ? `; journal event #${r.event}` : ''}`);
+  const freed = `${formatBytes(r.bytes.blobs)} from the content store (${r.blobs.length} blobs), ${r.dryRun ? 'about ' : ''}${formatBytes(r.bytes.images)} from the engine (${r.images.length} images)`;
+  lines.push('', `${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.bytes.total)}: ${freed}${r.event !== null ? `; journal event #${r.event}` : ''}`);
   return lines;
 }
 

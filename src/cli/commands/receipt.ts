@@ -3,7 +3,7 @@ import { usageError } from '../../errors/index.js';
 import { stateDirFrom } from '../../store/state-dir.js';
 import { writeWhole } from '../../store/durable.js';
 import { stringOpt, jsonOpt, type Command, str } from '../command.js';
-import { bytes } from '../format.js';
+import { formatBytes } from '../../units/bytes.js';
 import type { Receipt } from '../../bundle/receipt.js';
 
 
@@ -80,11 +80,11 @@ export const receiptCommand: Command = {
     }
     out(
       [
-        `wrote ${target} (${bytes(signed.bytes.length)}), signed by ${signed.keyId}`,
+        `wrote ${target} (${formatBytes(signed.bytes.length)}), signed by ${signed.keyId}`,
         `site      ${site}`,
         `created   ${receipt.created}`,
         `bundles   ${receipt.bundles.length}${receipt.bundles.length ? ` (${receipt.bundles.map((b) => `${b.name} ${b.version}`).join(', ')})` : ''}`,
-        `blobs     ${receipt.blobs.length} (${bytes(blobBytes)})`,
+        `blobs     ${receipt.blobs.length} (${formatBytes(blobBytes)})`,
         `digest    ${signed.ref.digest}`,
         ...(holdings.absent > 0 ? [`left out  ${holdings.absent} blobs the journal names but the store lacks or holds at another size`] : []),
       ].join('\n'),

@@ -3,7 +3,8 @@ import { interruptReason, rolloutBundle, type RolloutPhase, type RolloutReport }
 import { ExitCode, usageError } from '../../errors/index.js';
 import type { CommandContext } from '../command.js';
 import { timeoutOption } from '../duration-option.js';
-import { bytes, table } from '../format.js';
+import { table } from '../format.js';
+import { formatBytes } from '../../units/bytes.js';
 import { hostLines } from '../progress.js';
 
 /** `bundle apply --inventory`: the jump box's apply across the cluster. */
@@ -65,12 +66,12 @@ function onCtrlC(phases: ReadonlyMap<string, RolloutPhase>): { signal: AbortSign
 function render(r: RolloutReport, dryRun: boolean): string {
   const rows = [['HOST', 'ROLE', 'UPLOAD', 'IMPORT', 'RESULT']];
   for (const h of r.hosts) {
-    const upload = !h.upload ? '-' : h.upload.skipped ? 'had it' : h.upload.resumedFrom > 0 ? `resumed at ${bytes(h.upload.resumedFrom)}, sent ${bytes(h.upload.bytesSent)}` : `sent ${bytes(h.upload.bytesSent)}`;
+    const upload = !h.upload ? '-' : h.upload.skipped ? 'had it' : h.upload.resumedFrom > 0 ? `resumed at ${formatBytes(h.upload.resumedFrom)}, sent ${formatBytes(h.upload.bytesSent)}` : `sent ${formatBytes(h.upload.bytesSent)}`;
     const imported = !h.import ? '-' : h.import.alreadyImported ? 'already imported' : `${h.import.newBlobs} new blobs`;
     rows.push([h.host, h.role, upload, imported, h.ok ? 'ok' : `FAILED at ${h.error!.step} (${h.error!.kind}/${h.error!.reason}): ${h.error!.message}`]);
   }
   const parts = r.bundle.parts ? `, ${r.bundle.parts} parts` : '';
-  const lines = [`${r.bundle.name} ${r.bundle.version} (${bytes(r.bundle.bytes)}${parts})`, table(rows)];
+  const lines = [`${r.bundle.name} ${r.bundle.version} (${formatBytes(r.bundle.bytes)}${parts})`, table(rows)];
   // What to do about each failure: the hint the host's step gave.
   for (const h of r.hosts) if (h.error?.hint) lines.push(`  ${h.host}: hint: ${h.error.hint}`);
   if (r.deploy) {

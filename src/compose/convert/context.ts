@@ -1,7 +1,7 @@
 /** What every per-concern conversion needs: the stack, the whole model, the API version, and where notices go. */
 import type { ComposeConfig, Duration } from '../model.js';
 import { gateMessage, supports, type VersionGate } from './api-version.js';
-import { DurationError, parseDuration } from './duration.js';
+import { DurationError, parseDuration } from '../../units/duration.js';
 import type { Notices } from './notices.js';
 
 /** A secret or config as a service refers to it: the engine name, and the name docker would have used (for ordering). */

@@ -82,9 +82,7 @@ export function convertStack(input: ConvertInput): ConvertedStack {
 }
 
 export { bindObjectIds, type ObjectIds } from './references.js';
-export { LABEL_IMAGE, LABEL_LOGICAL_NAME, LABEL_NAMESPACE } from './names.js';
 export { contentName } from './objects.js';
 export { serviceImage } from './image.js';
-export { parseDuration } from './duration.js';
 export { SERVICE_GATES, compareVersions } from './api-version.js';
 export type { ConvertedService } from './service.js';

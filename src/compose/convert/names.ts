@@ -4,12 +4,7 @@
  * and labelled with the stack's namespace so `docker stack ls/ps/rm` find it.
  */
 
-/** The label `docker stack` commands select a stack's objects by. */
-export const LABEL_NAMESPACE = 'com.docker.stack.namespace';
-/** The image as the compose file wrote it, on the service (not the container). */
-export const LABEL_IMAGE = 'com.docker.stack.image';
-/** airlock's own: the compose name of a secret or config whose engine name carries a content hash. */
-export const LABEL_LOGICAL_NAME = 'com.docker.stack.airlock.logical-name';
+import { NAMESPACE_LABEL } from '../labels.js';
 
 /** `<stack>_<name>`, docker's Namespace.Scope. */
 export function scoped(stack: string, name: string): string {
@@ -18,7 +13,7 @@ export function scoped(stack: string, name: string): string {
 
 /** A copy of `labels` with the namespace label set (it wins over a user label of that key). */
 export function withStackLabel(stack: string, labels: Record<string, string> | undefined): Record<string, string> {
-  return { ...labels, [LABEL_NAMESPACE]: stack };
+  return { ...labels, [NAMESPACE_LABEL]: stack };
 }
 
 /** Go's string order (bytewise on UTF-8), which docker sorts with; JS's default sort compares UTF-16 units. */

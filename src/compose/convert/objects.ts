@@ -14,7 +14,8 @@ import { createHash } from 'node:crypto';
 import type { ConfigReference, ConfigSpec, FileTarget, SecretReference, SecretSpec } from '../../docker/types.js';
 import type { FileObjectConfig, ServiceFileRef } from '../model.js';
 import type { ConvertContext, FileObjectName } from './context.js';
-import { LABEL_LOGICAL_NAME, byteOrder, compact, scoped, sortedBy, withStackLabel } from './names.js';
+import { LOGICAL_NAME_LABEL } from '../labels.js';
+import { byteOrder, compact, scoped, sortedBy, withStackLabel } from './names.js';
 import type { Notices } from './notices.js';
 
 export type FileObjectKind = 'secret' | 'config';
@@ -79,7 +80,7 @@ function convertFileObjects(
     specs.push(
       compact<SecretSpec & ConfigSpec>({
         Name: name,
-        Labels: { ...withStackLabel(stack, obj.labels), [LABEL_LOGICAL_NAME]: key },
+        Labels: { ...withStackLabel(stack, obj.labels), [LOGICAL_NAME_LABEL]: key },
         Data: data.toString('base64'),
         Templating: obj.template_driver ? { Name: obj.template_driver } : undefined,
       }),

@@ -22,7 +22,8 @@ import {
 } from './deploy.js';
 import { serviceImage } from './image.js';
 import { convertMounts } from './mounts.js';
-import { LABEL_IMAGE, compact, nonEmpty, nonEmptyMap, scoped, withStackLabel } from './names.js';
+import { IMAGE_LABEL } from '../labels.js';
+import { compact, nonEmpty, nonEmptyMap, scoped, withStackLabel } from './names.js';
 import { convertServiceNetworks } from './networks.js';
 import { convertConfigRefs, convertSecretRefs } from './objects.js';
 
@@ -84,7 +85,7 @@ export function convertService(ctx: ConvertContext, service: ServiceConfig): Con
   return compact<ConvertedService>({
     Name: scoped(ctx.stack, service.name),
     // The image label is set last: it wins over a deploy label of the same key, as in docker.
-    Labels: { ...withStackLabel(ctx.stack, service.deploy.labels), [LABEL_IMAGE]: service.image ?? '' },
+    Labels: { ...withStackLabel(ctx.stack, service.deploy.labels), [IMAGE_LABEL]: service.image ?? '' },
     TaskTemplate: task,
     Mode: convertMode(ctx, service.deploy, path),
     UpdateConfig: convertUpdateConfig(ctx, service.deploy.update_config, `${path}.deploy.update_config`),

@@ -5,7 +5,8 @@
 import { posix } from 'node:path';
 import type { AirlockError } from '../../errors/index.js';
 import type { ComposeNotice, Mapping } from '../model.js';
-import { composeError, formatPath, isMapping, type KeyPath } from './errors.js';
+import { formatKeyPath, type KeyPath } from '../../config/key-path.js';
+import { composeError, isMapping } from './errors.js';
 import { stringValue } from './env-file.js';
 
 export interface LoadContext {
@@ -19,7 +20,7 @@ export interface LoadContext {
 }
 
 export function warn(ctx: LoadContext, path: KeyPath, message: string, unsupported?: string[]): void {
-  const p = formatPath(path);
+  const p = formatKeyPath(path);
   ctx.notices.push({ level: 'warning', path: p, message, file: ctx.file });
   if (unsupported !== undefined && !unsupported.includes(p)) unsupported.push(p);
 }

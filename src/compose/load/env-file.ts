@@ -17,7 +17,8 @@
  * a null in `environment` replaces what an env file said.
  */
 import { AirlockError } from '../../errors/index.js';
-import { composeError, type KeyPath } from './errors.js';
+import type { KeyPath } from '../../config/key-path.js';
+import { composeError } from './errors.js';
 
 const LEADING_SPACE = /^[\t\n\v\f\r \u0085\u00A0\p{Z}]+/u;
 

@@ -4,18 +4,7 @@
  * operator can go straight to the line that needs fixing.
  */
 import { AirlockError, configError } from '../../errors/index.js';
-
-/** A key path as the operator wrote it: `services.web.ports[0].target`. */
-export type KeyPath = (string | number)[];
-
-export function formatPath(path: KeyPath): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? part : `.${part}`;
-  }
-  return out;
-}
+import { formatKeyPath, type KeyPath } from '../../config/key-path.js';
 
 export interface ComposeErrorOptions {
   /** Stable machine-readable reason, e.g. `compose-schema`. */
@@ -31,7 +20,7 @@ export function composeError(
   problem: string,
   opts: ComposeErrorOptions,
 ): AirlockError {
-  const where = path === null ? '' : typeof path === 'string' ? path : formatPath(path);
+  const where = path === null ? '' : typeof path === 'string' ? path : formatKeyPath(path);
   const message = where === '' ? `${file}: ${problem}` : `${file}: ${where}: ${problem}`;
   return configError(message, {
     subject: file,

@@ -7,7 +7,8 @@
  * string that interpolation left alone is not cast, so `replicas: "3"` still
  * fails validation, as it does for docker.
  */
-import { composeError, type KeyPath, formatPath, isMapping } from './errors.js';
+import { formatKeyPath, type KeyPath } from '../../config/key-path.js';
+import { composeError, isMapping } from './errors.js';
 import { substitute, TemplateError } from './template.js';
 
 type Cast = (value: string) => unknown;
@@ -126,7 +127,7 @@ export function interpolateConfig(
       } catch (e) {
         throw composeError(file, path, `failed to cast to expected type: ${(e as Error).message}`, {
           reason: 'compose-interpolation',
-          hint: `${formatPath(path)} needs a ${cast === toBoolean ? 'boolean' : 'number'} after interpolation.`,
+          hint: `${formatKeyPath(path)} needs a ${cast === toBoolean ? 'boolean' : 'number'} after interpolation.`,
         });
       }
     }

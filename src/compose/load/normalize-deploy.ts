@@ -1,7 +1,8 @@
 /** A service's `deploy:` section → the model's DeployConfig. */
 import type { DeployConfig, UpdateConfig } from '../model.js';
 import { fail, type LoadContext, optionalString, toMapping, toStringList, warnLeftovers } from './context.js';
-import { isMapping, type KeyPath } from './errors.js';
+import type { KeyPath } from '../../config/key-path.js';
+import { isMapping } from './errors.js';
 import { ramInBytes } from './units.js';
 
 const MODES = ['replicated', 'global', 'replicated-job', 'global-job'] as const;

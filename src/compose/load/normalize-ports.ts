@@ -4,7 +4,8 @@
  */
 import type { ServicePort } from '../model.js';
 import { fail, type LoadContext, optionalString, warn, warnLeftovers } from './context.js';
-import { isMapping, type KeyPath } from './errors.js';
+import type { KeyPath } from '../../config/key-path.js';
+import { isMapping } from './errors.js';
 import { parseShortPort, PortSpecError } from './ports.js';
 
 export function ports(ctx: LoadContext, path: KeyPath, value: unknown, unsupported: string[]): ServicePort[] {

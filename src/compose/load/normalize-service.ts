@@ -23,7 +23,8 @@ import {
   warnLeftovers,
 } from './context.js';
 import { environmentEntries, envFileReadError, parseEnvFile, resolveEnvironment, stringValue } from './env-file.js';
-import { isMapping, type KeyPath } from './errors.js';
+import type { KeyPath } from '../../config/key-path.js';
+import { isMapping } from './errors.js';
 import { classifyServiceKey } from './keys.js';
 import { ports } from './normalize-ports.js';
 import { volumes } from './normalize-volumes.js';

@@ -7,7 +7,8 @@
  */
 import type { FileObjectConfig, NetworkConfig, VolumeConfig } from '../model.js';
 import { absPath, fail, type LoadContext, optionalString, toMapping, warn, warnLeftovers } from './context.js';
-import { isMapping, type KeyPath } from './errors.js';
+import type { KeyPath } from '../../config/key-path.js';
+import { isMapping } from './errors.js';
 
 type Kind = 'network' | 'volume' | 'secret' | 'config';
 

@@ -6,7 +6,8 @@
 import { posix } from 'node:path';
 import type { ServiceVolume } from '../model.js';
 import { absPath, fail, type LoadContext, optionalString, warn, warnLeftovers } from './context.js';
-import { isMapping, type KeyPath } from './errors.js';
+import type { KeyPath } from '../../config/key-path.js';
+import { isMapping } from './errors.js';
 import { ramInBytes } from './units.js';
 import { parseShortVolume, VolumeSpecError } from './volumes.js';
 

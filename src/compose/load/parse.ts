@@ -10,7 +10,8 @@
  * timestamps.
  */
 import YAML, { type Tags } from 'yaml';
-import { composeError, type KeyPath, formatPath } from './errors.js';
+import { formatKeyPath, type KeyPath } from '../../config/key-path.js';
+import { composeError } from './errors.js';
 
 const HINT_SYNTAX = 'Fix the YAML syntax at that line; check indentation, quotes and brackets.';
 
@@ -85,7 +86,7 @@ function toStringKeys(file: string, value: unknown, path: KeyPath): unknown {
     const out: Record<string, unknown> = {};
     for (const [k, v] of value) {
       if (typeof k !== 'string') {
-        const where = path.length === 0 ? 'at the top level' : `in ${formatPath(path)}`;
+        const where = path.length === 0 ? 'at the top level' : `in ${formatKeyPath(path)}`;
         throw composeError(file, null, `non-string key ${where}: ${String(k)}`, {
           reason: 'compose-yaml',
           hint: 'Quote the key so it is read as a string, e.g. "80": or "yes":.',

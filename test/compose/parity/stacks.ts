@@ -11,7 +11,7 @@ import type { Docker } from '../../../src/docker/index.js';
 import type { Service, ServiceSpec } from '../../../src/docker/types.js';
 import { labelFilter } from '../../../src/docker/index.js';
 import type { ComposeNotice } from '../../../src/compose/model.js';
-import { LABEL_NAMESPACE } from '../../../src/compose/convert/index.js';
+import { NAMESPACE_LABEL } from '../../../src/compose/labels.js';
 import { deployStack } from '../../../src/apply/stack-deploy.js';
 import { desiredStack } from '../../../src/stack/desired.js';
 import type { Plan } from '../../../src/stack/types.js';
@@ -92,7 +92,7 @@ export function serviceVersions(services: Service[]): Record<string, number> {
 }
 
 export async function snapshot(docker: Docker, stack: string): Promise<StackSnapshot> {
-  const filters = { label: labelFilter({ [LABEL_NAMESPACE]: stack }) };
+  const filters = { label: labelFilter({ [NAMESPACE_LABEL]: stack }) };
   const [services, networks, secrets, configs, all] = await Promise.all([
     docker.services.list({ filters }),
     docker.networks.list({ filters }),
@@ -131,7 +131,7 @@ const FINAL_STATES = new Set(['complete', 'shutdown', 'failed', 'rejected', 'rem
  * VIPs in vip mode, an Endpoint at all in dnsrr mode (which gets no VIPs).
  */
 export async function waitAllocated(docker: Docker, stack: string): Promise<void> {
-  const filters = { label: labelFilter({ [LABEL_NAMESPACE]: stack }) };
+  const filters = { label: labelFilter({ [NAMESPACE_LABEL]: stack }) };
   await waitFor(`the endpoints of ${stack} to be allocated`, 15_000, async () => {
     const services = await docker.services.list({ filters });
     return services.every((s) =>
@@ -142,7 +142,7 @@ export async function waitAllocated(docker: Docker, stack: string): Promise<void
 
 /** What `docker stack rm` does: services, then (once their tasks are gone) networks, secrets, configs. */
 export async function removeStack(docker: Docker, stack: string): Promise<void> {
-  const filters = { label: labelFilter({ [LABEL_NAMESPACE]: stack }) };
+  const filters = { label: labelFilter({ [NAMESPACE_LABEL]: stack }) };
   const services = await docker.services.list({ filters });
   for (const s of services) await docker.services.delete(s.ID);
   // Tasks of a removed service stay listed for a while in their final state; only live ones hold networks.

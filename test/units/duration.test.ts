@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDuration } from '../../../src/compose/convert/index.js';
+import { parseDuration } from '../../src/units/duration.js';
 
 // Values per Go's time.ParseDuration, which docker's compose loader uses.
 const S = 1e9;

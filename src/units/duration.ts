@@ -1,6 +1,7 @@
 /**
- * Compose durations (`10s`, `1m30s`, `1.5h`, `300ms`) to nanoseconds, with
- * Go's time.ParseDuration grammar, which docker's compose loader uses: a
+ * Durations (`10s`, `1m30s`, `1.5h`, `300ms`) to nanoseconds, with Go's
+ * time.ParseDuration grammar, which docker's compose loader uses; airlock
+ * reads its own durations (flags, agent.yaml, the inventory) the same way: a
  * sequence of decimal numbers each with a unit (ns, us, µs, ms, s, m, h);
  * a bare `0` is allowed. Whole parts are exact (BigInt); a fractional part
  * is scaled in floating point and truncated, as Go does it.
