@@ -1,5 +1,6 @@
 import { asAirlockError, type AirlockError } from '../errors/index.js';
-import type { Docker, ServiceSpec } from '../docker/index.js';
+import type { Engine } from '../docker/engine.js';
+import type { ServiceSpec } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
 import type { Journal } from '../journal/journal.js';
 import type { ApplyStep, DeploymentRecords, ObjectRecord, ServiceRecord } from '../journal/deployments.js';
@@ -14,7 +15,7 @@ import type { DesiredStack, Plan, Step } from '../stack/types.js';
 import { crashArmed, crashPoint } from './fault.js';
 
 export interface ApplyContext {
-  docker: Docker;
+  docker: Engine;
   journal: Journal;
   deployments: DeploymentRecords;
   store: ContentStore;

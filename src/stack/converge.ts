@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError } from '../errors/index.js';
-import type { Docker, Service, SwarmNode, Task, TaskSpec } from '../docker/index.js';
+import type { SwarmEngine } from '../docker/engine.js';
+import type { Service, SwarmNode, Task, TaskSpec } from '../docker/index.js';
 import { admits, eligibleNodes } from './placement.js';
 import { stable } from './spec-diff.js';
 
@@ -107,25 +108,25 @@ function isCurrent(task: Task, template: TaskSpec, nodes: readonly SwarmNode[]):
 }
 
 /** Each service's progress, read from its tasks and the swarm's nodes. */
-export async function progressOfServices(docker: Docker, services: Service[], call: { signal?: AbortSignal } = {}): Promise<{ tasks: Task[]; status: ServiceProgress[] }> {
+export async function progressOfServices(docker: SwarmEngine, services: Service[], call: { signal?: AbortSignal } = {}): Promise<{ tasks: Task[]; status: ServiceProgress[] }> {
   if (services.length === 0) return { tasks: [], status: [] };
   const [tasks, nodes] = await Promise.all([docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }), docker.nodes.list(call)]);
   return { tasks, status: services.map((s) => progressOf(s, tasks, nodes)) };
 }
 
 /** One look at the named services: each one's progress, and the services and tasks it was read from. */
-async function pollProgress(docker: Docker, wanted: ReadonlySet<string>, call: { signal?: AbortSignal }) {
+async function pollProgress(docker: SwarmEngine, wanted: ReadonlySet<string>, call: { signal?: AbortSignal }) {
   const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
   return { services, ...(await progressOfServices(docker, services, call)) };
 }
 
 /** How far each named service is now, without waiting. */
-export async function currentProgress(docker: Docker, serviceNames: readonly string[], signal?: AbortSignal): Promise<ServiceProgress[]> {
+export async function currentProgress(docker: SwarmEngine, serviceNames: readonly string[], signal?: AbortSignal): Promise<ServiceProgress[]> {
   return (await pollProgress(docker, new Set(serviceNames), signal ? { signal } : {})).status;
 }
 
 /** Waits until every named service runs its desired tasks, or fails with each failing task's error. */
-export async function waitForConvergence(docker: Docker, serviceNames: readonly string[], opts: ConvergeOptions): Promise<ServiceProgress[]> {
+export async function waitForConvergence(docker: SwarmEngine, serviceNames: readonly string[], opts: ConvergeOptions): Promise<ServiceProgress[]> {
   const deadline = Date.now() + opts.timeoutMs;
   const call = opts.signal ? { signal: opts.signal } : {};
   const wanted = new Set(serviceNames);
