@@ -12,6 +12,8 @@ export interface DeployOptions extends ExecuteOptions {
   /** Wait until every service converged; required for cleanup of replaced secrets and configs. */
   wait?: boolean;
   timeoutMs?: number;
+  /** How long services must run steadily to count as converged (converge.ts); default stableWindowMs(). */
+  stableMs?: number;
   onProgress?: (status: ServiceProgress[]) => void;
 }
 
@@ -40,7 +42,7 @@ export async function deployStack(docker: SwarmEngine, desired: DesiredStack, op
   const converged = await waitForConvergence(
     docker,
     desired.services.map((s) => s.Name!),
-    { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) },
+    { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, ...(opts.stableMs === undefined ? {} : { stableMs: opts.stableMs }), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) },
   );
   await runPhase(docker, plan.cleanup, opts);
   return { plan, converged };
