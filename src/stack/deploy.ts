@@ -14,6 +14,8 @@ export interface DeployOptions extends ExecuteOptions {
   timeoutMs?: number;
   /** How long services must run steadily to count as converged (converge.ts); default stableWindowMs(). */
   stableMs?: number;
+  /** How often convergence looks at the tasks; default 1 s. */
+  pollMs?: number;
   onProgress?: (status: ServiceProgress[]) => void;
 }
 
@@ -42,7 +44,7 @@ export async function deployStack(docker: SwarmEngine, desired: DesiredStack, op
   const converged = await waitForConvergence(
     docker,
     desired.services.map((s) => s.Name!),
-    { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, ...(opts.stableMs === undefined ? {} : { stableMs: opts.stableMs }), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) },
+    { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, ...(opts.stableMs === undefined ? {} : { stableMs: opts.stableMs }), ...(opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) },
   );
   await runPhase(docker, plan.cleanup, opts);
   return { plan, converged };

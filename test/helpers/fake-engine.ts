@@ -40,6 +40,8 @@ type WithData<T> = Omit<T, 'Data'> & { Data?: string | Uint8Array };
 export interface TaskFailure {
   state: 'failed' | 'rejected';
   err: string;
+  /** Polls the task is seen running before it fails (a process that exits after a moment); default 0. */
+  runsFor?: number;
 }
 
 const newId = () => randomBytes(16).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '').padEnd(25, '0').slice(0, 25);
@@ -72,6 +74,7 @@ export class FakeEngine implements Engine {
   private readonly configsById = new Map<string, Config>();
   private readonly imagesByRef = new Map<string, ImageInspect>();
   private readonly failures = new Map<string, TaskFailure>();
+  private readonly runningPolls = new Map<string, number>();
   private manager = true;
 
   /** `engine`: which recording shapes the answers, by version prefix (`20.10`, `28`). */
@@ -344,9 +347,12 @@ export class FakeEngine implements Engine {
         this.taskList.splice(this.taskList.indexOf(t), 1);
       } else if (t.DesiredState === 'shutdown' && t.Status.State === 'running') {
         this.setState(t, 'shutdown', 'shutdown');
-      } else if (t.DesiredState === 'running' && t.Status.State === 'pending') {
+      } else if (t.DesiredState === 'running' && (t.Status.State === 'pending' || t.Status.State === 'running')) {
         const failure = this.failures.get(t.Spec.ContainerSpec?.Image ?? '');
-        if (failure) {
+        const polls = this.runningPolls.get(t.ID) ?? 0;
+        if (t.Status.State === 'running' && (!failure || polls < (failure.runsFor ?? 0))) {
+          this.runningPolls.set(t.ID, polls + 1);
+        } else if (failure && polls >= (failure.runsFor ?? 0)) {
           this.setState(t, failure.state, failure.state === 'rejected' ? 'preparing' : 'started', failure.err);
           t.DesiredState = 'shutdown';
           // Swarm's restart policy: the slot gets a new task.
