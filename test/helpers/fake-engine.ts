@@ -7,10 +7,11 @@
  * bodies of its 404/409/503 and out-of-sequence errors, turned into the same
  * typed errors the real client throws (fromHttpError).
  *
- * Time is polls, not clocks: every `tasks.list` moves each task one step
+ * Time is mostly polls: every `tasks.list` moves each task one step
  * (pending → running, or to the end state its image is set to with
- * `failImage`; a stopped task → shutdown), and a replica whose task failed
- * gets a new task, as swarm's restart policy does. A pure logic seam: every
+ * `failImage`, at once or once it ran `runsForMs`; a stopped task →
+ * shutdown), and a replica whose task failed gets a new task, as swarm's
+ * restart policy does. A pure logic seam: every
  * capability it stands in for keeps a test against a real dockerd.
  */
 import { randomBytes } from 'node:crypto';
@@ -40,8 +41,8 @@ type WithData<T> = Omit<T, 'Data'> & { Data?: string | Uint8Array };
 export interface TaskFailure {
   state: 'failed' | 'rejected';
   err: string;
-  /** Polls the task is seen running before it fails (a process that exits after a moment); default 0. */
-  runsFor?: number;
+  /** Milliseconds the task runs before it fails (a process that exits after a moment); default 0: it never runs. */
+  runsForMs?: number;
 }
 
 const newId = () => randomBytes(16).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '').padEnd(25, '0').slice(0, 25);
@@ -74,7 +75,7 @@ export class FakeEngine implements Engine {
   private readonly configsById = new Map<string, Config>();
   private readonly imagesByRef = new Map<string, ImageInspect>();
   private readonly failures = new Map<string, TaskFailure>();
-  private readonly runningPolls = new Map<string, number>();
+  private readonly startedAt = new Map<string, number>();
   private manager = true;
 
   /** `engine`: which recording shapes the answers, by version prefix (`20.10`, `28`). */
@@ -349,16 +350,15 @@ export class FakeEngine implements Engine {
         this.setState(t, 'shutdown', 'shutdown');
       } else if (t.DesiredState === 'running' && (t.Status.State === 'pending' || t.Status.State === 'running')) {
         const failure = this.failures.get(t.Spec.ContainerSpec?.Image ?? '');
-        const polls = this.runningPolls.get(t.ID) ?? 0;
-        if (t.Status.State === 'running' && (!failure || polls < (failure.runsFor ?? 0))) {
-          this.runningPolls.set(t.ID, polls + 1);
-        } else if (failure && polls >= (failure.runsFor ?? 0)) {
+        const ranMs = Date.now() - (this.startedAt.get(t.ID) ?? Date.now());
+        if (failure && (failure.runsForMs ?? 0) <= ranMs) {
           this.setState(t, failure.state, failure.state === 'rejected' ? 'preparing' : 'started', failure.err);
           t.DesiredState = 'shutdown';
           // Swarm's restart policy: the slot gets a new task.
           if (service) this.taskList.push(this.newTask(service, t.Slot ?? 1, t.NodeID!));
-        } else {
+        } else if (t.Status.State === 'pending') {
           this.setState(t, 'running', 'started');
+          this.startedAt.set(t.ID, Date.now());
         }
       }
     }

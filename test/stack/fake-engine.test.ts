@@ -101,13 +101,13 @@ for (const engine of ['20.10', '28']) {
 
 test('the stability window: a task that runs for a moment and then fails is not called converged', async () => {
   const fake = new FakeEngine('20.10');
-  // Each task runs for 3 polls, then exits; swarm starts another.
-  fake.failImage('shop/worker:1', { state: 'failed', err: 'task: non-zero exit (2)', runsFor: 3 });
-  await assert.rejects(deployStack(fake, await stackOf(fake, v1), { wait: true, stableMs: 50, pollMs: 1, timeoutMs: 300 }), (e: unknown) => asAirlockError(e).reason === 'not-converged');
+  // Each task runs for 20 ms, then exits; swarm starts another.
+  fake.failImage('shop/worker:1', { state: 'failed', err: 'task: non-zero exit (2)', runsForMs: 20 });
+  await assert.rejects(deployStack(fake, await stackOf(fake, v1), { wait: true, stableMs: 200, pollMs: 1, timeoutMs: 600 }), (e: unknown) => asAirlockError(e).reason === 'not-converged');
   // Without a window, the first poll that sees it running calls it converged: what the window is for.
   const bare = new FakeEngine('20.10');
-  bare.failImage('shop/worker:1', { state: 'failed', err: 'task: non-zero exit (2)', runsFor: 3 });
-  const r = await deployStack(bare, await stackOf(bare, v1), { wait: true, stableMs: 0, pollMs: 1, timeoutMs: 300 });
+  bare.failImage('shop/worker:1', { state: 'failed', err: 'task: non-zero exit (2)', runsForMs: 20 });
+  const r = await deployStack(bare, await stackOf(bare, v1), { wait: true, stableMs: 0, pollMs: 1, timeoutMs: 600 });
   assert.deepEqual(r.converged?.find((s) => s.name === 'shop_worker'), { name: 'shop_worker', ready: 1, desired: 1, errors: [] });
 });
 
