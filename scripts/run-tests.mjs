@@ -14,12 +14,11 @@
 //     better-sqlite3 12 abort on Node 24.19+) fails a test here rather than a host. Without
 //     filters it runs the files in GC_STRESS_FILES.
 // Under CI (CI=true) a skipped test fails the run: a green CI means every test really ran.
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { startSharedEngine } from './lib/shared-engine.mjs';
 
 /** The apply, rollback, prune and agent tests: where statements are made and dropped most. */
 const GC_STRESS_FILES = ['test/apply/apply.test', 'test/retention/', 'test/agent/agent.test', 'test/agent/agent-parts.test', 'test/cluster/plan.test'];
@@ -81,58 +80,6 @@ const addonSum = existsSync(addon) ? createHash('sha256').update(readFileSync(ad
 const version = spawnSync(runtime, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim();
 const env = { ...process.env };
 if (gcStress) env.AIRLOCK_TEST_NODE_FLAGS = GC_STRESS_FLAGS.join(' ');
-
-/** A dockerd of the row for the tests that use "the machine's": its own netns, a single-node swarm. */
-async function startSharedEngine(row) {
-  // Its own folder and network namespace per run: a run of another row, or of the same row from
-  // another worktree, at the same time never shares them (nor 127.0.0.1:2377 in the namespace).
-  const dir = resolve(`/tmp/airlock-engine-${row}-${process.pid}`);
-  const netns = `airlock-eng-${process.pid}`;
-  const sock = join(dir, 'docker.sock');
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  if (!existsSync(`/var/run/netns/${netns}`)) spawnSync('ip', ['netns', 'add', netns], { stdio: 'inherit' });
-  spawnSync('nsenter', [`--net=/var/run/netns/${netns}`, 'ip', 'link', 'set', 'lo', 'up'], { stdio: 'inherit' });
-  const log = openSync(join(dir, 'dockerd.log'), 'a');
-  const child = spawn('nsenter', [`--net=/var/run/netns/${netns}`, resolve('scripts/engines'), 'run', row, dir, '--', '--bridge', 'none', '--iptables=false', '--ip6tables=false'], {
-    stdio: ['ignore', log, log],
-    detached: true,
-  });
-  const stop = async () => {
-    try {
-      process.kill(child.pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    for (let i = 0; i < 100 && child.exitCode === null; i++) await sleep(200);
-    spawnSync('ip', ['netns', 'del', netns]);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const call = (method, path, body) =>
-    new Promise((res, rej) => {
-      const req = request({ socketPath: sock, method, path, headers: { 'content-type': 'application/json' } }, (r) => {
-        let text = '';
-        r.on('data', (d) => (text += d));
-        r.on('end', () => res({ status: r.statusCode, text }));
-      });
-      req.on('error', rej);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
-  try {
-    for (let i = 0; ; i++) {
-      if (child.exitCode !== null || i > 240) throw new Error(`the ${row} engine did not start (log: ${dir}/dockerd.log)`);
-      if ((await call('GET', '/_ping').catch(() => ({ status: 0 }))).status === 200) break;
-      await sleep(250);
-    }
-    const init = await call('POST', '/swarm/init', { ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
-    if (init.status !== 200) throw new Error(`swarm init on the ${row} engine: ${init.status} ${init.text}`);
-  } catch (e) {
-    // A failed start leaves no dockerd behind.
-    await stop();
-    throw e;
-  }
-  return { host: `unix://${sock}`, stop };
-}
 
 let shared;
 if (engine) {

@@ -6,7 +6,7 @@
  */
 import { applyStoredBundle } from '../apply/bundle-apply.js';
 import { asAirlockError } from '../errors/index.js';
-import type { Docker } from '../docker/index.js';
+import type { Engine } from '../docker/engine.js';
 import { AgentQueue, type QueueRow } from '../journal/agent-queue.js';
 import { Journal } from '../journal/journal.js';
 import type { TrustStore } from '../trust/trust-store.js';
@@ -22,7 +22,7 @@ const WAITS_FOR_OPERATOR = new Set(['revoked-restore']);
 
 export interface DeployerDeps {
   config: AgentConfig;
-  docker: Docker;
+  docker: Engine;
   trust: () => Promise<TrustStore>;
   log: Logger;
   /** Asked once the older waiting versions are superseded: whether this node may deploy now (a swarm manager). */

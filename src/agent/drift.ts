@@ -7,7 +7,7 @@
  */
 import { rollbackStack } from '../apply/rollback.js';
 import { stackDrift, type StackDrift } from '../apply/stack-drift.js';
-import type { Docker } from '../docker/index.js';
+import type { Engine } from '../docker/engine.js';
 import { asAirlockError } from '../errors/index.js';
 import { DeploymentRecords } from '../journal/deployments.js';
 import { Journal } from '../journal/journal.js';
@@ -15,7 +15,7 @@ import type { TrustStore } from '../trust/trust-store.js';
 import type { Logger } from './log.js';
 
 /** Compares every stack with a committed deployment; returns the ones that drifted. */
-export async function findDrift(docker: Docker, journal: Journal): Promise<StackDrift[]> {
+export async function findDrift(docker: Engine, journal: Journal): Promise<StackDrift[]> {
   const deployments = new DeploymentRecords(journal);
   const drifted: StackDrift[] = [];
   for (const stack of deployments.stacks()) {
@@ -37,7 +37,7 @@ export function describeDrift(d: StackDrift): string {
 
 export interface DriftCheckOptions {
   stateDir: string;
-  docker: Docker;
+  docker: Engine;
   reapply: boolean;
   timeoutMs: number;
   /** Whose revocation list decides whether a recorded deployment may be put back. */

@@ -3,7 +3,8 @@ import { notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead, sha256Hex } from '../bundle/reader.js';
 import { parseManifest, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
-import { DockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
+import type { Engine, SwarmEngine } from '../docker/engine.js';
+import { DockerError, isShutdownAnswer } from '../docker/index.js';
 import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
 import { BundleRecords } from '../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../journal/deployments.js';
@@ -24,7 +25,7 @@ import type { RevocationGate } from './revocation.js';
 export interface ApplyOptions {
   stateDir: string;
   trust: TrustStore;
-  docker: Docker;
+  docker: Engine;
   timeoutMs: number;
   /** How long to wait for another apply on this host to finish. */
   lockWaitMs?: number;
@@ -84,7 +85,7 @@ export async function withApplyContext<T>(
 }
 
 /** Whether the engine is a swarm manager now; false when it cannot be asked. */
-export async function isManager(docker: Docker): Promise<boolean> {
+export async function isManager(docker: SwarmEngine): Promise<boolean> {
   const info = await docker.system.info({ retry: false }).catch(() => undefined);
   return info?.Swarm.LocalNodeState === 'active' && info.Swarm.ControlAvailable;
 }
@@ -97,7 +98,7 @@ export async function isManager(docker: Docker): Promise<boolean> {
  * it says one of those or is no longer a manager now, the error says what
  * happened instead.
  */
-async function explainEngineLoss(docker: Docker, what: string, wasManager: boolean, e: unknown): Promise<unknown> {
+async function explainEngineLoss(docker: SwarmEngine, what: string, wasManager: boolean, e: unknown): Promise<unknown> {
   if (!wasManager || !(e instanceof DockerError) || e.kind !== 'engine' || e.reason === 'engine-unreachable') return e;
   const telling = e.reason === 'not-swarm-manager' || isShutdownAnswer(e.daemonMessage ?? '');
   if (!telling && (await isManager(docker))) return e;
@@ -132,7 +133,7 @@ function checkNotOlderThanApplied(ctx: ApplyContext, name: string, version: stri
   }
 }
 
-async function ensureSwarm(docker: Docker, advertiseAddr: string): Promise<void> {
+async function ensureSwarm(docker: SwarmEngine, advertiseAddr: string): Promise<void> {
   const info = await docker.system.info();
   if (info.Swarm.LocalNodeState === 'active') return;
   await docker.swarm.init({ ListenAddr: '0.0.0.0:2377', AdvertiseAddr: advertiseAddr });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { baseBlobs } from '../bundle/manifest.js';
 import { openBundleFile, readBundle } from '../bundle/reader.js';
-import type { Docker } from '../docker/index.js';
+import type { SwarmEngine } from '../docker/engine.js';
 import { contentStoreOf } from '../import/import-bundle.js';
 import { checkBaseBlobs } from '../import/base-check.js';
 import { planDeploy } from '../stack/deploy.js';
@@ -24,7 +24,7 @@ export interface BundlePlan {
  * of `stateDir`, as apply reads them; a host that lacks them is refused as
  * apply refuses it (missing-base), before the payload is read.
  */
-export async function planBundle(file: string, opts: { trust: TrustStore; docker: Docker; stateDir: string }): Promise<BundlePlan> {
+export async function planBundle(file: string, opts: { trust: TrustStore; docker: SwarmEngine; stateDir: string }): Promise<BundlePlan> {
   const store = contentStoreOf(opts.stateDir);
   const { sink, source: carried } = memoryBlobs();
   const verified = await readBundle(await openBundleFile(file), {

@@ -1,4 +1,4 @@
-import type { Docker } from '../docker/index.js';
+import type { Engine } from '../docker/engine.js';
 import type { Journal } from '../journal/journal.js';
 import type { ApplyStep, DeploymentRecords } from '../journal/deployments.js';
 import type { ContentStore } from '../store/content-store.js';
@@ -8,10 +8,14 @@ import type { DeploymentRecorder } from './recorder.js';
 
 /** What the pipeline needs to run steps: the engine, where it records, and the caller's progress hooks. */
 export interface PipelineContext {
-  docker: Docker;
+  docker: Engine;
   recorder: DeploymentRecorder;
   /** Convergence (health gate) timeout. */
   timeoutMs: number;
+  /** How long services must run steadily to count as converged; default stableWindowMs() (src/stack/converge.ts). */
+  stableMs?: number;
+  /** How often convergence looks at the tasks. */
+  pollMs?: number;
   signal?: AbortSignal;
   onStep?: (step: Step, phase: 'start' | 'done') => void;
   onProgress?: (status: ServiceProgress[]) => void;

@@ -8,6 +8,7 @@ import { restorePrevious } from './restore.js';
 import { resumeCleanup } from './run-pipeline.js';
 import { checkRevocation, revokedBundle, type RevocationGate } from './revocation.js';
 import { stackDrift } from './stack-drift.js';
+import { convergeOptions } from './stack-steps.js';
 
 /** After this many interrupted recoveries of one deployment, airlock stops trying and leaves it to the operator. */
 export const MAX_RECOVERIES = 3;
@@ -87,7 +88,7 @@ async function finishedForward(ctx: ApplyContext, d: DeploymentRow, revocation: 
   if (await revokedBundle(ctx.journal, revocation, d.bundle_id).catch(() => true)) return false;
   const names = ctx.deployments.services(d.id).flatMap((s) => (s.after ? [s.name] : []));
   if (names.length === 0) return false;
-  return waitForConvergence(ctx.docker, names, { timeoutMs: ctx.timeoutMs, ...(ctx.signal ? { signal: ctx.signal } : {}) }).then(
+  return waitForConvergence(ctx.docker, names, convergeOptions(ctx)).then(
     () => true,
     () => false,
   );

@@ -5,6 +5,7 @@ import { planStack } from '../stack/plan.js';
 import { readStackState } from '../stack/state.js';
 import type { DesiredStack, Step } from '../stack/types.js';
 import type { PipelineContext } from './context.js';
+import { convergeOptions } from './stack-steps.js';
 
 /**
  * Puts every service of a deployment back to the spec recorded before it:
@@ -24,7 +25,7 @@ export async function restorePrevious(ctx: PipelineContext, deploymentId: number
   const names = old.services.map((s) => s.Name!);
   if (names.length === 0) return undefined;
   try {
-    await waitForConvergence(ctx.docker, names, { timeoutMs: ctx.timeoutMs });
+    await waitForConvergence(ctx.docker, names, convergeOptions(ctx, false));
     return undefined;
   } catch (e) {
     const err = asAirlockError(e);

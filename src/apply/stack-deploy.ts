@@ -1,4 +1,4 @@
-import type { Docker } from '../docker/index.js';
+import type { Engine } from '../docker/engine.js';
 import type { ServiceProgress } from '../stack/converge.js';
 import { DEFAULT_TIMEOUT_MS } from '../stack/deploy.js';
 import type { ExecuteOptions } from '../stack/execute.js';
@@ -11,6 +11,10 @@ export interface StackDeployOptions extends ExecuteOptions {
   /** Wait until every service converged; required for cleanup of replaced secrets and configs. */
   wait?: boolean;
   timeoutMs?: number;
+  /** How long services must run steadily to count as converged (src/stack/converge.ts); default stableWindowMs(). */
+  stableMs?: number;
+  /** How often convergence looks at the tasks; default 1 s. */
+  pollMs?: number;
   onProgress?: (status: ServiceProgress[]) => void;
   /** What went wrong but did not stop the deploy (a cleanup that failed). */
   onWarning?: (message: string) => void;
@@ -26,12 +30,14 @@ export interface StackDeployResult {
  * services and (when waiting) converge and cleanup, with nothing recorded:
  * no journal, and so no previous specs to restore when a step fails.
  */
-export async function deployStack(docker: Docker, desired: DesiredStack, opts: StackDeployOptions = {}): Promise<StackDeployResult> {
+export async function deployStack(docker: Engine, desired: DesiredStack, opts: StackDeployOptions = {}): Promise<StackDeployResult> {
   const [outcome] = await runPipeline(
     {
       docker,
       recorder: { ...NO_RECORDS, event: (e) => opts.onWarning?.(e.message ?? e.kind) },
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      ...(opts.stableMs === undefined ? {} : { stableMs: opts.stableMs }),
+      ...(opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }),
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onStep ? { onStep: opts.onStep } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),

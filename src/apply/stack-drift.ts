@@ -4,7 +4,8 @@
  * hand (docker service update, scale, rm) is drift. The agent's drift check
  * and the apply's "already runs this bundle" test both read it here.
  */
-import type { Docker, ServiceSpec } from '../docker/index.js';
+import type { SwarmEngine } from '../docker/engine.js';
+import type { ServiceSpec } from '../docker/index.js';
 import type { DeploymentRecords, DeploymentRow } from '../journal/deployments.js';
 import { diffSpecs } from '../stack/spec-diff.js';
 import { readStackState } from '../stack/state.js';
@@ -19,7 +20,7 @@ export interface StackDrift {
 }
 
 /** How the engine's stack differs from deployment `current`; undefined when it runs exactly that. */
-export async function stackDrift(docker: Docker, deployments: DeploymentRecords, current: DeploymentRow, signal?: AbortSignal): Promise<StackDrift | undefined> {
+export async function stackDrift(docker: SwarmEngine, deployments: DeploymentRecords, current: DeploymentRow, signal?: AbortSignal): Promise<StackDrift | undefined> {
   const recorded = new Map(deployments.services(current.id).flatMap((s) => (s.after ? [[s.name, s.after] as const] : [])));
   const state = await readStackState(docker, current.stack, signal);
   const running = new Map(state.services.map((s) => [s.Spec.Name!, s.Spec]));

@@ -8,7 +8,7 @@ import { familiarRef } from '../images/reference.js';
 import type { ServiceRecord } from '../journal/deployments.js';
 import { crashArmed, crashPoint } from '../process/fault.js';
 import { bindIds } from '../stack/bind.js';
-import { waitForConvergence, type ServiceProgress } from '../stack/converge.js';
+import { waitForConvergence, type ConvergeOptions, type ServiceProgress } from '../stack/converge.js';
 import { runPhase, type ExecuteOptions } from '../stack/execute.js';
 import { planStack } from '../stack/plan.js';
 import { readStackState } from '../stack/state.js';
@@ -29,6 +29,14 @@ export interface StackWork {
   plan?: Plan;
   converged?: ServiceProgress[];
 }
+
+/** The health gate's settings of a context: the same for a deploy, a restore and a recovery. A restore is not cut short by the signal that stopped the deploy. */
+export const convergeOptions = (ctx: PipelineContext, abortable = true): ConvergeOptions => ({
+  timeoutMs: ctx.timeoutMs,
+  ...(ctx.stableMs === undefined ? {} : { stableMs: ctx.stableMs }),
+  ...(ctx.pollMs === undefined ? {} : { pollMs: ctx.pollMs }),
+  ...(ctx.signal && abortable ? { signal: ctx.signal } : {}),
+});
 
 const execOf = (ctx: PipelineContext): ExecuteOptions => ({ ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.onStep ? { onStep: ctx.onStep } : {}) });
 
@@ -62,11 +70,7 @@ export async function servicesStep(ctx: PipelineContext, w: StackWork): Promise<
 }
 
 export async function convergeStep(ctx: PipelineContext, w: StackWork): Promise<void> {
-  w.converged = await waitForConvergence(ctx.docker, w.resolved!.services.map((s) => s.Name!), {
-    timeoutMs: ctx.timeoutMs,
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
-    ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
-  });
+  w.converged = await waitForConvergence(ctx.docker, w.resolved!.services.map((s) => s.Name!), { ...convergeOptions(ctx), ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) });
 }
 
 export async function commitStep(ctx: PipelineContext, w: StackWork): Promise<void> {

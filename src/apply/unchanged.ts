@@ -9,7 +9,7 @@
  * engine.
  */
 import type { ImageRecord } from '../bundle/manifest.js';
-import type { Docker } from '../docker/index.js';
+import type { Engine } from '../docker/engine.js';
 import { findBundleImage } from '../images/identity.js';
 import { BundleRecords } from '../journal/bundles.js';
 import type { DeploymentRecords, DeploymentRow } from '../journal/deployments.js';
@@ -18,7 +18,7 @@ import { stackDrift } from './stack-drift.js';
 
 /** The deployments that already run this bundle, one per stack; undefined when an apply has work to do. */
 export async function runningDeployments(
-  docker: Docker,
+  docker: Engine,
   journal: Journal,
   deployments: DeploymentRecords,
   bundle: { manifestDigest: string; stacks: readonly string[]; images: readonly ImageRecord[] },

@@ -8,7 +8,8 @@
  * that does not depend on the store.
  */
 import type { ImageRecord } from '../bundle/manifest.js';
-import type { CallOptions, Docker } from '../docker/index.js';
+import type { ImageEngine } from '../docker/engine.js';
+import type { CallOptions } from '../docker/index.js';
 import type { ImageInspect } from '../docker/types.js';
 
 /** What identifies an image: its config digest (`id`), its manifest, its layers' diff ids. */
@@ -24,7 +25,7 @@ export function isBundleImage(found: ImageInspect, img: ImageIdentity): boolean 
 }
 
 /** The engine's copy of the image, looked up by either id; undefined when the engine lacks it. */
-export async function findBundleImage(docker: Docker, img: ImageIdentity, call: CallOptions = {}): Promise<ImageInspect | undefined> {
+export async function findBundleImage(docker: Pick<ImageEngine, 'images'>, img: ImageIdentity, call: CallOptions = {}): Promise<ImageInspect | undefined> {
   for (const id of engineIds(img)) {
     const found = await docker.images.find(id, call);
     if (found && isBundleImage(found, img)) return found;

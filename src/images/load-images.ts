@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { AirlockError, integrityError } from '../errors/index.js';
 import type { ImageRecord } from '../bundle/manifest.js';
-import type { Docker } from '../docker/index.js';
+import type { ImageEngine } from '../docker/engine.js';
 import type { ContentStore } from '../store/content-store.js';
 import { countBytes } from '../streams/count-bytes.js';
 import { findBundleImage, isBundleImage } from './identity.js';
@@ -40,7 +40,7 @@ export function splitRef(ref: string): { repo: string; tag: string } {
  * from the content store, tags those it has by id, and then checks every
  * ref's id and layer diff ids against the manifest.
  */
-export async function loadImages(docker: Docker, store: ContentStore, images: readonly ImageRecord[], opts: LoadOptions = {}): Promise<LoadReport> {
+export async function loadImages(docker: Pick<ImageEngine, 'images'>, store: ContentStore, images: readonly ImageRecord[], opts: LoadOptions = {}): Promise<LoadReport> {
   const report: LoadReport = { loaded: [], present: [], tagged: [] };
   const call = opts.signal ? { signal: opts.signal } : {};
   /** The id the engine shows for each image it has under another name (store-dependent). */
@@ -112,7 +112,7 @@ async function uncompressedDigest(path: string): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
-async function checkInEngine(docker: Docker, img: ImageRecord, call: { signal?: AbortSignal }): Promise<void> {
+async function checkInEngine(docker: Pick<ImageEngine, 'images'>, img: ImageRecord, call: { signal?: AbortSignal }): Promise<void> {
   if (img.refs.length === 0) {
     if (!(await findBundleImage(docker, img, call))) throw new AirlockError('engine', `image ${img.id} is not in the engine after the load`, { reason: 'image-mismatch', subject: img.id });
     return;

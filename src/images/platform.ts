@@ -5,7 +5,8 @@
  * everything here works on one normalised form, the one containerd's
  * `platforms.Normalize` gives, and a bundle manifest holds only that form.
  */
-import type { CallOptions, Docker } from '../docker/index.js';
+import type { ImageEngine } from '../docker/engine.js';
+import type { CallOptions } from '../docker/index.js';
 
 export interface Platform {
   os: string;
@@ -144,7 +145,7 @@ export function enginePlatform(version: { Os?: string; Arch?: string }, info: { 
 }
 
 /** The platform of the host `docker` runs on: what this host can run. */
-export async function hostPlatform(docker: Docker, call: CallOptions = {}): Promise<Platform> {
+export async function hostPlatform(docker: Pick<ImageEngine, 'system'>, call: CallOptions = {}): Promise<Platform> {
   const [version, info] = await Promise.all([docker.system.version(call), docker.system.info(call)]);
   return enginePlatform(version, info);
 }

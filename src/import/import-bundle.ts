@@ -9,7 +9,7 @@ import { ContentStore, type Staging } from '../store/content-store.js';
 import { Journal } from '../journal/journal.js';
 import { BundleRecords } from '../journal/bundles.js';
 import type { TrustStore } from '../trust/trust-store.js';
-import type { Docker } from '../docker/index.js';
+import type { ImageEngine } from '../docker/engine.js';
 import { loadImages } from '../images/load-images.js';
 import { variantsForHost } from '../images/host-variants.js';
 import { formatPlatform, hostPlatform } from '../images/platform.js';
@@ -35,7 +35,7 @@ export interface ImportOptions {
    * A bundle without a variant of some image for the engine's platform is
    * refused before anything is stored.
    */
-  docker?: Docker;
+  docker?: ImageEngine;
   onProgress?: (p: ImportProgress) => void;
   signal?: AbortSignal;
   /** How long to wait for an apply or prune on this host to finish. */

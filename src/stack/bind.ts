@@ -1,6 +1,6 @@
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { bindObjectIds } from '../compose/convert/index.js';
-import type { Docker } from '../docker/index.js';
+import type { SwarmEngine } from '../docker/engine.js';
 import type { DesiredStack } from './types.js';
 
 /**
@@ -9,7 +9,7 @@ import type { DesiredStack } from './types.js';
  * included, which carry no stack label), so the specs compare equal to what
  * the engine holds. Ids exist only once the objects do.
  */
-export async function bindIds(docker: Docker, desired: DesiredStack, opts: { allowMissing: boolean }): Promise<DesiredStack> {
+export async function bindIds(docker: SwarmEngine, desired: DesiredStack, opts: { allowMissing: boolean }): Promise<DesiredStack> {
   const secretNames = new Set<string>();
   const configNames = new Set<string>();
   for (const s of desired.services) {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AirlockError } from '../errors/index.js';
-import type { Docker, Service, SwarmNode, Task, TaskSpec } from '../docker/index.js';
+import { AirlockError, configError } from '../errors/index.js';
+import type { SwarmEngine } from '../docker/engine.js';
+import type { Service, SwarmNode, Task, TaskSpec } from '../docker/index.js';
 import { admits, eligibleNodes } from './placement.js';
 import { stable } from './spec-diff.js';
 
@@ -10,7 +11,8 @@ export interface ConvergeOptions {
   /**
    * How long the same tasks must keep running before the stack counts as
    * converged: a task that starts and exits at once looks "running" for an
-   * instant. Swarm's own update monitor defaults to 5 s.
+   * instant. Swarm's own update monitor defaults to 5 s. Default:
+   * stableWindowMs().
    */
   stableMs?: number;
   signal?: AbortSignal;
@@ -29,6 +31,18 @@ export interface ServiceProgress {
 }
 
 export const DEFAULT_STABLE_MS = 5000;
+
+/**
+ * The stability window when a caller names none: DEFAULT_STABLE_MS, or
+ * AIRLOCK_STABLE_MS milliseconds, which tests set to shorten every wait of a
+ * run (the apply and recovery waits included) without a flag of their own.
+ */
+export function stableWindowMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env['AIRLOCK_STABLE_MS'];
+  if (raw === undefined || raw === '') return DEFAULT_STABLE_MS;
+  if (!/^\d+$/.test(raw)) throw configError(`AIRLOCK_STABLE_MS=${raw} is not a number of milliseconds`, { reason: 'bad-env', subject: 'AIRLOCK_STABLE_MS', hint: 'set it to a whole number of milliseconds (5000 is the default), or unset it' });
+  return Number(raw);
+}
 
 const runningTaskIds = (tasks: Task[]) => new Set(tasks.filter((t) => t.Status.State === 'running' || t.Status.State === 'complete').map((t) => t.ID));
 const sameTasks = (a: Set<string>, b: Set<string>) => a.size === b.size && [...a].every((id) => b.has(id));
@@ -107,28 +121,29 @@ function isCurrent(task: Task, template: TaskSpec, nodes: readonly SwarmNode[]):
 }
 
 /** Each service's progress, read from its tasks and the swarm's nodes. */
-export async function progressOfServices(docker: Docker, services: Service[], call: { signal?: AbortSignal } = {}): Promise<{ tasks: Task[]; status: ServiceProgress[] }> {
+export async function progressOfServices(docker: SwarmEngine, services: Service[], call: { signal?: AbortSignal } = {}): Promise<{ tasks: Task[]; status: ServiceProgress[] }> {
   if (services.length === 0) return { tasks: [], status: [] };
   const [tasks, nodes] = await Promise.all([docker.tasks.list({ ...call, filters: { service: services.map((s) => s.ID) } }), docker.nodes.list(call)]);
   return { tasks, status: services.map((s) => progressOf(s, tasks, nodes)) };
 }
 
 /** One look at the named services: each one's progress, and the services and tasks it was read from. */
-async function pollProgress(docker: Docker, wanted: ReadonlySet<string>, call: { signal?: AbortSignal }) {
+async function pollProgress(docker: SwarmEngine, wanted: ReadonlySet<string>, call: { signal?: AbortSignal }) {
   const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
   return { services, ...(await progressOfServices(docker, services, call)) };
 }
 
 /** How far each named service is now, without waiting. */
-export async function currentProgress(docker: Docker, serviceNames: readonly string[], signal?: AbortSignal): Promise<ServiceProgress[]> {
+export async function currentProgress(docker: SwarmEngine, serviceNames: readonly string[], signal?: AbortSignal): Promise<ServiceProgress[]> {
   return (await pollProgress(docker, new Set(serviceNames), signal ? { signal } : {})).status;
 }
 
 /** Waits until every named service runs its desired tasks, or fails with each failing task's error. */
-export async function waitForConvergence(docker: Docker, serviceNames: readonly string[], opts: ConvergeOptions): Promise<ServiceProgress[]> {
+export async function waitForConvergence(docker: SwarmEngine, serviceNames: readonly string[], opts: ConvergeOptions): Promise<ServiceProgress[]> {
   const deadline = Date.now() + opts.timeoutMs;
   const call = opts.signal ? { signal: opts.signal } : {};
   const wanted = new Set(serviceNames);
+  const stableMs = opts.stableMs ?? stableWindowMs();
   let stableSince: number | undefined;
   let stableTasks = new Set<string>();
   for (;;) {
@@ -148,7 +163,7 @@ export async function waitForConvergence(docker: Docker, serviceNames: readonly 
         stableSince = Date.now();
         stableTasks = running;
       }
-      if (Date.now() - stableSince >= (opts.stableMs ?? DEFAULT_STABLE_MS)) return status;
+      if (Date.now() - stableSince >= stableMs) return status;
     } else {
       stableSince = undefined;
     }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Docker } from '../docker/index.js';
+import type { SwarmEngine } from '../docker/engine.js';
 import { runPhase, type ExecuteOptions } from './execute.js';
 import { bindIds } from './bind.js';
 import { planStack } from './plan.js';
@@ -10,7 +10,7 @@ import type { DesiredStack, Plan, Step } from './types.js';
 export const DEFAULT_TIMEOUT_MS = 120_000;
 
 /** Plans without changing anything; secrets and configs still to be made show as changed references. */
-export async function planDeploy(docker: Docker, desired: DesiredStack, prune: boolean): Promise<Plan> {
+export async function planDeploy(docker: SwarmEngine, desired: DesiredStack, prune: boolean): Promise<Plan> {
   return planStack(await bindIds(docker, desired, { allowMissing: true }), await readStackState(docker, desired.stack), { prune });
 }
 
@@ -18,7 +18,7 @@ export async function planDeploy(docker: Docker, desired: DesiredStack, prune: b
  * Removes a stack as `docker stack rm` does: services first, then (once their
  * tasks are gone, so networks have no endpoints left) secrets, configs, networks.
  */
-export async function removeStack(docker: Docker, stack: string, opts: ExecuteOptions & { timeoutMs?: number } = {}): Promise<Step[]> {
+export async function removeStack(docker: SwarmEngine, stack: string, opts: ExecuteOptions & { timeoutMs?: number } = {}): Promise<Step[]> {
   const state = await readStackState(docker, stack, opts.signal);
   const services: Step[] = state.services.map((s) => ({ action: 'remove-service', name: s.Spec.Name!, id: s.ID }));
   await runPhase(docker, services, opts);

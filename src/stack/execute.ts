@@ -1,4 +1,5 @@
-import { isOutOfSequence, type Docker, type ServiceSpec } from '../docker/index.js';
+import type { SwarmEngine } from '../docker/engine.js';
+import { isOutOfSequence, type ServiceSpec } from '../docker/index.js';
 import type { Action, Step } from './types.js';
 
 export interface ExecuteOptions {
@@ -8,7 +9,7 @@ export interface ExecuteOptions {
   onStep?: (step: Step, outcome: 'start' | 'done') => void;
 }
 
-type Runner<A extends Action> = (docker: Docker, step: Extract<Step, { action: A }>, call: { signal?: AbortSignal }) => Promise<void>;
+type Runner<A extends Action> = (docker: SwarmEngine, step: Extract<Step, { action: A }>, call: { signal?: AbortSignal }) => Promise<void>;
 
 const OUT_OF_SEQUENCE_RETRIES = 5;
 
@@ -29,7 +30,7 @@ const RUNNERS: { [A in Action]: Runner<A> } = {
  * Updates with the version read at plan time; when someone else changed the
  * service since ("update out of sequence"), re-reads it and tries again.
  */
-async function updateService(docker: Docker, step: Extract<Step, { action: 'update-service' }>, call: { signal?: AbortSignal }): Promise<void> {
+async function updateService(docker: SwarmEngine, step: Extract<Step, { action: 'update-service' }>, call: { signal?: AbortSignal }): Promise<void> {
   let version = step.version;
   let spec: ServiceSpec = step.spec;
   for (let attempt = 0; ; attempt++) {
@@ -45,7 +46,7 @@ async function updateService(docker: Docker, step: Extract<Step, { action: 'upda
   }
 }
 
-export async function runStep(docker: Docker, step: Step, opts: ExecuteOptions = {}): Promise<void> {
+export async function runStep(docker: SwarmEngine, step: Step, opts: ExecuteOptions = {}): Promise<void> {
   opts.onStep?.(step, 'start');
   const runner = RUNNERS[step.action] as Runner<Action>;
   await runner(docker, step as never, opts.signal ? { signal: opts.signal } : {});
@@ -53,7 +54,7 @@ export async function runStep(docker: Docker, step: Step, opts: ExecuteOptions =
 }
 
 /** Runs independent steps with bounded parallelism; the first failure stops new starts. */
-export async function runPhase(docker: Docker, steps: readonly Step[], opts: ExecuteOptions = {}): Promise<void> {
+export async function runPhase(docker: SwarmEngine, steps: readonly Step[], opts: ExecuteOptions = {}): Promise<void> {
   const queue = [...steps];
   let failure: unknown;
   const worker = async () => {
