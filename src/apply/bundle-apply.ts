@@ -33,7 +33,7 @@ export interface ApplyOptions {
   /** Initialise a single-node swarm first when the engine is in none. */
   initSwarm?: { advertiseAddr: string } | undefined;
   limits?: Partial<Limits>;
-  hooks?: Pick<ApplyContext, 'onStep' | 'onProgress' | 'onApplyStep'>;
+  hooks?: Pick<ApplyContext, 'onChange' | 'onProgress' | 'onApplyStep'>;
 }
 
 export interface ApplyResult {

@@ -3,7 +3,7 @@ import type { Journal } from '../journal/journal.js';
 import type { ApplyStep, DeploymentRecords } from '../journal/deployments.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { ServiceProgress } from '../stack/converge.js';
-import type { Step } from '../stack/types.js';
+import type { Change } from '../stack/types.js';
 import type { DeploymentRecorder } from './recorder.js';
 
 /** What the pipeline needs to run steps: the engine, where it records, and the caller's progress hooks. */
@@ -17,7 +17,7 @@ export interface PipelineContext {
   /** How often convergence looks at the tasks. */
   pollMs?: number;
   signal?: AbortSignal;
-  onStep?: (step: Step, phase: 'start' | 'done') => void;
+  onChange?: (step: Change, phase: 'start' | 'done') => void;
   onProgress?: (status: ServiceProgress[]) => void;
   /** Journal steps as they begin, for progress output. */
   onApplyStep?: (deploymentId: number, step: ApplyStep) => void;

@@ -3,7 +3,7 @@ import { waitForConvergence } from '../stack/converge.js';
 import { runPhase } from '../stack/execute.js';
 import { planStack } from '../stack/plan.js';
 import { readStackState } from '../stack/state.js';
-import type { DesiredStack, Step } from '../stack/types.js';
+import type { DesiredStack, Change } from '../stack/types.js';
 import type { PipelineContext } from './context.js';
 import { convergeOptions } from './stack-steps.js';
 
@@ -20,8 +20,8 @@ export async function restorePrevious(ctx: PipelineContext, deploymentId: number
   const old: DesiredStack = { stack, networks: [], secrets: [], configs: [], services: records.flatMap((r) => (r.before ? [r.before] : [])) };
   const plan = planStack(old, current, { prune: false });
   const created = new Set(records.filter((r) => r.before === null).map((r) => r.name));
-  const removals: Step[] = current.services.filter((s) => created.has(s.Spec.Name!)).map((s) => ({ action: 'remove-service', name: s.Spec.Name!, id: s.ID }));
-  await runPhase(ctx.docker, [...plan.services, ...removals], { ...(ctx.onStep ? { onStep: ctx.onStep } : {}) });
+  const removals: Change[] = current.services.filter((s) => created.has(s.Spec.Name!)).map((s) => ({ action: 'remove-service', name: s.Spec.Name!, id: s.ID }));
+  await runPhase(ctx.docker, [...plan.services, ...removals], { ...(ctx.onChange ? { onChange: ctx.onChange } : {}) });
   const names = old.services.map((s) => s.Name!);
   if (names.length === 0) return undefined;
   try {

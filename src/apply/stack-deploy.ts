@@ -39,7 +39,7 @@ export async function deployStack(docker: Engine, desired: DesiredStack, opts: S
       ...(opts.stableMs === undefined ? {} : { stableMs: opts.stableMs }),
       ...(opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }),
       ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.onStep ? { onStep: opts.onStep } : {}),
+      ...(opts.onChange ? { onChange: opts.onChange } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     },
     { stacks: [{ id: 0, stack: desired.stack, desired: async () => desired }], bundle: {}, prune: opts.prune ?? false, ...(opts.wait ? {} : { until: 'services' as const }) },

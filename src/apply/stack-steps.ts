@@ -12,7 +12,7 @@ import { waitForConvergence, type ConvergeOptions, type ServiceProgress } from '
 import { runPhase, type ExecuteOptions } from '../stack/execute.js';
 import { planStack } from '../stack/plan.js';
 import { readStackState } from '../stack/state.js';
-import type { DesiredStack, Plan, Step } from '../stack/types.js';
+import type { DesiredStack, Plan, Change } from '../stack/types.js';
 import type { PipelineContext } from './context.js';
 
 /** One stack's deployment as it goes through the steps. */
@@ -25,7 +25,7 @@ export interface StackWork {
   images: ReadonlyMap<string, string>;
   prune: boolean;
   resolved?: DesiredStack;
-  prepared?: Step[];
+  prepared?: Change[];
   plan?: Plan;
   converged?: ServiceProgress[];
 }
@@ -38,7 +38,7 @@ export const convergeOptions = (ctx: PipelineContext, abortable = true): Converg
   ...(ctx.signal && abortable ? { signal: ctx.signal } : {}),
 });
 
-const execOf = (ctx: PipelineContext): ExecuteOptions => ({ ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.onStep ? { onStep: ctx.onStep } : {}) });
+const execOf = (ctx: PipelineContext): ExecuteOptions => ({ ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.onChange ? { onChange: ctx.onChange } : {}) });
 
 export async function prepareStep(ctx: PipelineContext, w: StackWork): Promise<void> {
   const desired = (w.resolved = await w.desired());
@@ -62,8 +62,8 @@ export async function servicesStep(ctx: PipelineContext, w: StackWork): Promise<
     // Changes run in parallel; armed for services-mid they run one at a time, so the kill
     // lands with exactly one change made and the others not yet sent: a real mix.
     ...(crashArmed('services-mid') ? { parallel: 1 } : {}),
-    onStep: (step, phase) => {
-      ctx.onStep?.(step, phase);
+    onChange: (step, phase) => {
+      ctx.onChange?.(step, phase);
       if (phase === 'done' && ++done === 1) crashPoint('services-mid');
     },
   });

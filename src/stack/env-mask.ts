@@ -5,7 +5,7 @@
  * operator asks for the values.
  */
 import type { ServiceSpec } from '../docker/index.js';
-import type { FieldChange, Plan, Step } from './types.js';
+import type { FieldChange, Plan, Change } from './types.js';
 
 /** What a hidden value reads as. */
 export const HIDDEN = '(hidden)';
@@ -52,7 +52,7 @@ function maskSpec(spec: ServiceSpec): ServiceSpec {
   return { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...cs, Env: maskList(cs.Env) as string[] } } };
 }
 
-function maskStep(s: Step): Step {
+function maskChange(s: Change): Change {
   if (s.action === 'create-service') return { ...s, spec: maskSpec(s.spec) };
   if (s.action === 'update-service') return { ...s, spec: maskSpec(s.spec), changes: s.changes.map((c) => (isEnvChange(c) ? maskEnvChange(c) : c)) };
   return s;
@@ -60,5 +60,5 @@ function maskStep(s: Step): Step {
 
 /** The plan with every environment value hidden, in the specs and in the changes. */
 export function maskPlanEnv(plan: Plan): Plan {
-  return { ...plan, services: plan.services.map(maskStep) };
+  return { ...plan, services: plan.services.map(maskChange) };
 }

@@ -1,15 +1,15 @@
 import type { SwarmEngine } from '../docker/engine.js';
 import { isOutOfSequence, type ServiceSpec } from '../docker/index.js';
-import type { Action, Step } from './types.js';
+import type { Action, Change } from './types.js';
 
 export interface ExecuteOptions {
   signal?: AbortSignal;
-  /** Steps run at once within a phase. */
+  /** Changes run at once within a phase. */
   parallel?: number;
-  onStep?: (step: Step, outcome: 'start' | 'done') => void;
+  onChange?: (change: Change, outcome: 'start' | 'done') => void;
 }
 
-type Runner<A extends Action> = (docker: SwarmEngine, step: Extract<Step, { action: A }>, call: { signal?: AbortSignal }) => Promise<void>;
+type Runner<A extends Action> = (docker: SwarmEngine, change: Extract<Change, { action: A }>, call: { signal?: AbortSignal }) => Promise<void>;
 
 const OUT_OF_SEQUENCE_RETRIES = 5;
 
@@ -30,38 +30,38 @@ const RUNNERS: { [A in Action]: Runner<A> } = {
  * Updates with the version read at plan time; when someone else changed the
  * service since ("update out of sequence"), re-reads it and tries again.
  */
-async function updateService(docker: SwarmEngine, step: Extract<Step, { action: 'update-service' }>, call: { signal?: AbortSignal }): Promise<void> {
-  let version = step.version;
-  let spec: ServiceSpec = step.spec;
+async function updateService(docker: SwarmEngine, change: Extract<Change, { action: 'update-service' }>, call: { signal?: AbortSignal }): Promise<void> {
+  let version = change.version;
+  let spec: ServiceSpec = change.spec;
   for (let attempt = 0; ; attempt++) {
     try {
-      await docker.services.update(step.id, version, spec, call);
+      await docker.services.update(change.id, version, spec, call);
       return;
     } catch (e) {
       if (!isOutOfSequence(e) || attempt >= OUT_OF_SEQUENCE_RETRIES) throw e;
-      const fresh = await docker.services.inspect(step.id, call);
+      const fresh = await docker.services.inspect(change.id, call);
       version = fresh.Version.Index;
       spec = { ...spec, TaskTemplate: { ...spec.TaskTemplate, ForceUpdate: fresh.Spec.TaskTemplate?.ForceUpdate ?? 0 } };
     }
   }
 }
 
-export async function runStep(docker: SwarmEngine, step: Step, opts: ExecuteOptions = {}): Promise<void> {
-  opts.onStep?.(step, 'start');
-  const runner = RUNNERS[step.action] as Runner<Action>;
-  await runner(docker, step as never, opts.signal ? { signal: opts.signal } : {});
-  opts.onStep?.(step, 'done');
+export async function runChange(docker: SwarmEngine, change: Change, opts: ExecuteOptions = {}): Promise<void> {
+  opts.onChange?.(change, 'start');
+  const runner = RUNNERS[change.action] as Runner<Action>;
+  await runner(docker, change as never, opts.signal ? { signal: opts.signal } : {});
+  opts.onChange?.(change, 'done');
 }
 
-/** Runs independent steps with bounded parallelism; the first failure stops new starts. */
-export async function runPhase(docker: SwarmEngine, steps: readonly Step[], opts: ExecuteOptions = {}): Promise<void> {
-  const queue = [...steps];
+/** Runs independent changes with bounded parallelism; the first failure stops new starts. */
+export async function runPhase(docker: SwarmEngine, changes: readonly Change[], opts: ExecuteOptions = {}): Promise<void> {
+  const queue = [...changes];
   let failure: unknown;
   const worker = async () => {
     while (queue.length > 0 && failure === undefined) {
-      const step = queue.shift()!;
+      const change = queue.shift()!;
       try {
-        await runStep(docker, step, opts);
+        await runChange(docker, change, opts);
       } catch (e) {
         failure ??= e;
       }

@@ -1,6 +1,6 @@
 import { diffSpecs } from './spec-diff.js';
 import { LOGICAL_NAME_LABEL } from '../compose/labels.js';
-import type { DesiredStack, Plan, StackState, Step } from './types.js';
+import type { DesiredStack, Plan, StackState, Change } from './types.js';
 
 export interface PlanOptions {
   /** Remove services that are no longer in the stack (as `docker stack deploy --prune`). */
@@ -8,13 +8,13 @@ export interface PlanOptions {
 }
 
 /**
- * Pure: the steps that turn `current` into `desired`. An unchanged service
- * gets no step; a changed one gets an update carrying its field-level diff.
+ * Pure: the changes that turn `current` into `desired`. An unchanged service
+ * gets no change; a changed one gets an update carrying its field-level diff.
  * Specs are compared as the engine stores them (spec-diff.ts), so the
  * defaults the engine filled into a deployed spec are no change.
  */
 export function planStack(desired: DesiredStack, current: StackState, opts: PlanOptions): Plan {
-  const prepare: Step[] = [];
+  const prepare: Change[] = [];
   const networkNames = new Set(current.networks.map((n) => n.Name));
   for (const n of desired.networks) {
     if (!networkNames.has(n.Name)) prepare.push({ action: 'create-network', name: n.Name, network: n });
@@ -28,7 +28,7 @@ export function planStack(desired: DesiredStack, current: StackState, opts: Plan
     if (!configNames.has(c.Name)) prepare.push({ action: 'create-config', name: c.Name, config: c });
   }
 
-  const services: Step[] = [];
+  const services: Change[] = [];
   const unchanged: string[] = [];
   const existing = new Map(current.services.map((s) => [s.Spec.Name, s]));
   for (const spec of desired.services) {
@@ -53,7 +53,7 @@ export function planStack(desired: DesiredStack, current: StackState, opts: Plan
   }
 
   // Content-named objects that the new specs no longer use are removed once the deploy converged.
-  const cleanup: Step[] = [];
+  const cleanup: Change[] = [];
   const wantedSecrets = new Set(desired.secrets.map((s) => s.Name));
   for (const s of current.secrets) {
     if (s.Spec.Labels?.[LOGICAL_NAME_LABEL] && !wantedSecrets.has(s.Spec.Name)) cleanup.push({ action: 'remove-secret', name: s.Spec.Name, id: s.ID });

@@ -29,10 +29,11 @@ export interface FieldChange {
 }
 
 /**
- * One change to the engine, as a typed union: the planner emits them, the
+ * One change to the engine (a "change", never a "step": steps are the
+ * apply pipeline's, src/apply/pipeline.ts), as a typed union: the planner emits them, the
  * executor runs them through a map from action to function.
  */
-export type Step =
+export type Change =
   | { action: 'create-network'; name: string; network: NetworkCreateRequest }
   | { action: 'create-secret'; name: string; secret: WithData<SecretSpec> }
   | { action: 'create-config'; name: string; config: WithData<ConfigSpec> }
@@ -43,17 +44,17 @@ export type Step =
   | { action: 'remove-config'; name: string; id: string }
   | { action: 'remove-network'; name: string; id: string };
 
-export type Action = Step['action'];
+export type Action = Change['action'];
 
-/** Steps in the order they must run: each phase may run in parallel within itself. */
+/** Changes in the order they must run: each phase may run in parallel within itself. */
 export interface Plan {
   stack: string;
   /** Networks, secrets and configs the services will need. */
-  prepare: Step[];
+  prepare: Change[];
   /** Service creates, updates and (with prune) removals. */
-  services: Step[];
+  services: Change[];
   /** Secrets and configs no service uses any more: removed only after a converged deploy. */
-  cleanup: Step[];
+  cleanup: Change[];
   /** Services whose spec already equals the desired one: not touched. */
   unchanged: string[];
 }

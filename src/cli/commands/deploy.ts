@@ -27,7 +27,7 @@ function hooks(out: (s: string) => void, json: boolean) {
   if (json) return {};
   return {
     onApplyStep: (id: number, step: string) => process.stderr.write(`deployment #${id}: ${step}\n`),
-    onStep: (s: { action: string; name: string }, phase: 'start' | 'done') => {
+    onChange: (s: { action: string; name: string }, phase: 'start' | 'done') => {
       if (phase === 'start') out(`  ${s.action.replace('-', ' ')} ${s.name}`);
     },
   };

@@ -7,7 +7,7 @@ import { deployStack } from '../../apply/stack-deploy.js';
 import { planDeploy, removeStack } from '../../stack/deploy.js';
 import { desiredStack } from '../../stack/desired.js';
 import { listStacks } from '../../stack/state.js';
-import type { Plan, Step } from '../../stack/types.js';
+import type { Plan, Change } from '../../stack/types.js';
 import type { EnvChange } from '../../stack/env-mask.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { supportedEngine } from '../engine.js';
@@ -35,7 +35,7 @@ export function printWarnings(warnings: ComposeNotice[]): void {
   for (const w of warnings) process.stderr.write(`${printableText(`warning: ${w.file ? `${w.file}: ` : ''}${w.path}: ${w.message}`)}\n`);
 }
 
-const VERB: Record<Step['action'], string> = {
+const VERB: Record<Change['action'], string> = {
   'create-network': 'Creating network',
   'create-secret': 'Creating secret',
   'create-config': 'Creating config',
@@ -77,7 +77,7 @@ export function planLines(plan: Plan): string[] {
 
 /** A plan as JSON, with secret and config data left out. */
 export function planJson(plan: Plan) {
-  const strip = (s: Step) => {
+  const strip = (s: Change) => {
     if (s.action === 'create-secret') return { action: s.action, name: s.name };
     if (s.action === 'create-config') return { action: s.action, name: s.name };
     return s;
@@ -117,7 +117,7 @@ export const stackCommands: Command[] = [
           wait: values.detach !== true,
           timeoutMs,
           onWarning: (message) => process.stderr.write(`${printableText(`warning: ${message}`)}\n`),
-          onStep: (step, phase) => {
+          onChange: (step, phase) => {
             if (phase === 'start' && !json) out(`${VERB[step.action]} ${step.name}`);
           },
         });
@@ -162,7 +162,7 @@ export const stackCommands: Command[] = [
     async run({ positionals, json, out }) {
       const stack = positionals[0]!;
       const steps = await withDocker((docker) =>
-        removeStack(docker, stack, { onStep: (s, phase) => phase === 'start' && !json && out(`${VERB[s.action]} ${s.name}`) }),
+        removeStack(docker, stack, { onChange: (s, phase) => phase === 'start' && !json && out(`${VERB[s.action]} ${s.name}`) }),
       );
       if (steps.length === 0) throw notFound(`nothing found in stack: ${stack}`, { subject: stack });
       if (json) out(JSON.stringify({ stack, removed: steps.map((s) => ({ action: s.action, name: s.name })) }));
