@@ -2,7 +2,7 @@
  * The agent's log: one line per event, `level=info msg="…" key=value`, in
  * logfmt so journald and grep read it alike. Colour only on a TTY.
  */
-import { printable } from '../cli/format.js';
+import { printable } from '../units/printable.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, string | number | boolean | null | undefined>;

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { AirlockError, asAirlockError, usageError } from '../errors/index.js';
 import type { Command } from './command.js';
 import { endWhenOutputCloses } from './output.js';
-import { printableText } from './format.js';
+import { printableText } from '../units/printable.js';
 
 /**
  * Command modules by first word, loaded on demand: `bundle verify` should not

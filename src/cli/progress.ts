@@ -1,4 +1,4 @@
-import { printable } from './format.js';
+import { printable } from '../units/printable.js';
 import { formatBytes } from '../units/bytes.js';
 
 export interface Progress {

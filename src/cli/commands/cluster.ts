@@ -5,7 +5,8 @@ import { ExitCode, type AirlockError, usageError } from '../../errors/index.js';
 import { loadInventory, type InventoryHost } from '../../remote/inventory.js';
 import { DEFAULT_PARALLEL } from '../../remote/for-each-host.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
-import { printableText, table } from '../format.js';
+import { printableText } from '../../units/printable.js';
+import { table } from '../format.js';
 
 
 function parallelOf(v: unknown): number {

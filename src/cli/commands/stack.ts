@@ -12,7 +12,8 @@ import type { EnvChange } from '../../stack/env-mask.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { supportedEngine } from '../engine.js';
 import { timeoutOption } from '../duration-option.js';
-import { printableText, table } from '../format.js';
+import { printableText } from '../../units/printable.js';
+import { table } from '../format.js';
 
 const composeOpts = { 'compose-file': { type: 'string' as const, short: 'c', multiple: true }, prune: boolOpt() };
 
