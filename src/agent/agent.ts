@@ -9,6 +9,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
+import { cronLogger } from './cron-log.js';
 import { isManager, recoverHost } from '../apply/bundle-apply.js';
 import { Docker } from '../docker/index.js';
 import { AirlockError, asAirlockError, configError, isAirlockError } from '../errors/index.js';
@@ -216,7 +217,7 @@ export class Agent {
     for (const s of config.inbox.sources) if (s.type === 'ftp') this.remotes.push({ settings: s, source: await this.ftpSource(s), abort: new AbortController() });
     this.window = config.apply.window ? new MaintenanceWindow(config.apply.window.cron, config.apply.window.durationMs) : undefined;
 
-    const every = (expr: string, name: string, run: () => Promise<void>) => this.tasks.push(cron.schedule(expr, () => this.enqueue(name, run), { name }));
+    const every = (expr: string, name: string, run: () => Promise<void>) => this.tasks.push(cron.schedule(expr, () => this.enqueue(name, run), { name, logger: cronLogger(this.log, name) }));
     every(config.inbox.poll, 'poll', () => this.poll());
     for (const r of this.remotes) if (r.settings.poll !== config.inbox.poll) every(r.settings.poll, `poll ${r.settings.name}`, () => this.poll(r.settings.name));
     if (this.window) every(this.window.expression, 'window', async () => this.deploy());
