@@ -116,10 +116,14 @@ export class Journal {
     return Number(r.lastInsertRowid);
   }
 
-  events(opts: { kind?: string; limit?: number } = {}): EventRow[] {
-    const where = opts.kind ? 'WHERE kind = ?' : '';
-    const args: unknown[] = opts.kind ? [opts.kind] : [];
-    return this.db.prepare(`SELECT * FROM events ${where} ORDER BY id DESC LIMIT ?`).all(...args, opts.limit ?? 1000) as EventRow[];
+  /** Newest first; the newest 1000 unless `limit` says otherwise ('all': every one). */
+  events(opts: { kind?: string; reason?: string; subject?: string; limit?: number | 'all' } = {}): EventRow[] {
+    const filters = (['kind', 'reason', 'subject'] as const).filter((f) => opts[f] !== undefined);
+    const where = filters.length > 0 ? `WHERE ${filters.map((f) => `${f} = ?`).join(' AND ')}` : '';
+    const args = filters.map((f) => opts[f]!);
+    // SQLite reads a negative LIMIT as none.
+    const limit = opts.limit === 'all' ? -1 : (opts.limit ?? 1000);
+    return this.db.prepare<(string | number)[], EventRow>(`SELECT * FROM events ${where} ORDER BY id DESC LIMIT ?`).all(...args, limit);
   }
 
   close(): void {
