@@ -4,10 +4,11 @@ import { checkExpiry, checkSignature, openBundleFile, readBundleHead, sha256Hex 
 import { parseManifest, type ImageRecord, type Manifest } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { DockerError, isShutdownAnswer, type Docker } from '../docker/index.js';
-import { contentStoreOf, loadBundleImages, storeBundle } from '../import/import-bundle.js';
+import { loadBundleImages, storeBundle } from '../import/import-bundle.js';
+import { contentStoreOf, journalPresence } from '../store/state-dir.js';
 import { BundleRecords } from '../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../journal/deployments.js';
-import { Journal, journalPresence } from '../journal/journal.js';
+import { Journal } from '../journal/journal.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { currentProgress, type ServiceProgress } from '../stack/converge.js';
 import { desiredStack } from '../stack/desired.js';

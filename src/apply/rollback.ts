@@ -8,7 +8,7 @@ import { loadImages, splitRef } from '../images/load-images.js';
 import { familiarRef } from '../images/reference.js';
 import { missingImageBlobs, prunedImageError } from '../retention/restorable.js';
 import { BundleRecords } from '../journal/bundles.js';
-import { JOURNAL_FILE, journalPresence } from '../journal/journal.js';
+import { JOURNAL_FILE, journalPresence } from '../store/state-dir.js';
 import type { DeploymentRow } from '../journal/deployments.js';
 import type { DesiredStack } from '../stack/types.js';
 import type { ServiceProgress } from '../stack/converge.js';

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AirlockError } from '../../src/errors/index.js';
-import { contentStoreOf } from '../../src/import/import-bundle.js';
+import { contentStoreOf } from '../../src/store/state-dir.js';
 import { Journal } from '../../src/journal/journal.js';
 import { prune } from '../../src/retention/index.js';
 import type { ContentStore } from '../../src/store/content-store.js';
