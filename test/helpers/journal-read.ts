@@ -49,7 +49,16 @@ export type JournalTable = 'bundles' | 'blobs' | 'bundle_blobs' | 'images' | 'bu
 
 /** What the tests look at in a journal; every list in the order the rows were written (rowid), unless it says otherwise. */
 export class JournalReader {
-  constructor(private readonly db: Database.Database) {}
+  private constructor(private readonly db: Database.Database) {}
+
+  /** For a test that reads the journal more than once; `readJournal` closes it for you. */
+  static open(state: string): JournalReader {
+    return new JournalReader(new Database(journalPathIn(state), { readonly: true }));
+  }
+
+  close(): void {
+    this.db.close();
+  }
 
   bundles(): StoredBundleRow[] {
     return this.db.prepare<[], StoredBundleRow>('SELECT * FROM bundles ORDER BY id').all();
@@ -140,10 +149,10 @@ export class JournalReader {
 
 /** Opens the journal in state dir `state` read-only, runs `fn` on it and closes it. */
 export function readJournal<T>(state: string, fn: (j: JournalReader) => T): T {
-  const db = new Database(journalPathIn(state), { readonly: true });
+  const reader = JournalReader.open(state);
   try {
-    return fn(new JournalReader(db));
+    return fn(reader);
   } finally {
-    db.close();
+    reader.close();
   }
 }
