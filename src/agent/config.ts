@@ -9,7 +9,7 @@ import cron from 'node-cron';
 import { parseDuration } from '../units/duration.js';
 import { ramInBytes } from '../compose/load/units.js';
 import { checkKeep, DEFAULT_KEEP } from '../retention/index.js';
-import { DEFAULT_STATE_DIR } from '../store/state-dir.js';
+import { DEFAULT_STATE_DIR, inboxPathIn } from '../store/state-dir.js';
 import { DEFAULT_TRUST_DIR } from '../trust/trust-store.js';
 import { configError, notFound } from '../errors/index.js';
 import { YamlFile } from '../config/yaml-file.js';
@@ -282,12 +282,12 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     trustDir: r.trustDir ?? DEFAULT_TRUST_DIR,
     logLevel: r.logLevel ?? 'info',
     inbox: {
-      dir: inbox.dir ?? join(stateDir, 'inbox'),
+      dir: inbox.dir ?? inboxPathIn(stateDir),
       poll,
       watch: inbox.watch ?? true,
       giveUpAfterMs: inbox.giveUpAfter ? ms(['inbox', 'giveUpAfter'], inbox.giveUpAfter, 1000) : 24 * 3600_000,
       keepDone: inbox.keepDone ?? 10,
-      sources: [{ type: 'folder', name: 'inbox', path: inbox.dir ?? join(stateDir, 'inbox'), complete: defaultComplete }, ...sources],
+      sources: [{ type: 'folder', name: 'inbox', path: inbox.dir ?? inboxPathIn(stateDir), complete: defaultComplete }, ...sources],
     },
     apply: { mode: apply.mode ?? 'on-arrival', timeoutMs: apply.timeout ? ms(['apply', 'timeout'], apply.timeout, 1000) : 300_000, window },
     swarm: swarmSettings(yaml, r.swarm ?? {}, env),

@@ -9,6 +9,7 @@
  * same step: what a crash the deploy causes looks like, and random kills do
  * not.
  */
+import { DeploymentRecords } from '../journal/deployments.js';
 import type { Journal } from '../journal/journal.js';
 import type { EventKind } from '../journal/event-kinds.js';
 
@@ -36,13 +37,7 @@ export function noteDeath(journal: Journal, bundleId: number, label: string, try
   if (earlier.length >= tryNumber - 1) return { deaths: earlier };
   const after = Math.max(0, ...earlier.map((d) => d.deployment ?? 0));
   // The newest deployment of this bundle that a death left behind and no death named yet.
-  const d = journal.db
-    .prepare(
-      `SELECT id, step FROM deployments WHERE bundle_id = ? AND kind = 'apply' AND id > ?
-         AND (status = 'running' OR (status IN ('failed', 'rolled-back') AND reason LIKE 'interrupted at step %'))
-       ORDER BY id DESC LIMIT 1`,
-    )
-    .get(bundleId, after) as { id: number; step: string } | undefined;
+  const d = new DeploymentRecords(journal).newestInterruptedApply(bundleId, after);
   const death: Death = d ? { step: d.step, deployment: d.id } : { step: 'start', deployment: null };
   const where = d ? `at step ${d.step} (deployment #${d.id})` : 'before its deployment began';
   journal.record({ kind: KIND, outcome: 'failed', subject: label, reason: REASON, message: `try ${tryNumber - 1} ended with the agent gone ${where}`, details: { ...death } });
@@ -56,6 +51,6 @@ export function isCrashLoop(deaths: readonly Death[]): boolean {
 }
 
 function deathsOf(journal: Journal, label: string): Death[] {
-  const rows = journal.db.prepare(`SELECT details FROM events WHERE kind = ? AND reason = ? AND subject = ? ORDER BY id DESC`).all(KIND, REASON, label) as { details: string | null }[];
+  const rows = journal.events({ kind: KIND, reason: REASON, subject: label, limit: 'all' });
   return rows.map((r) => JSON.parse(r.details ?? '{}') as Death);
 }

@@ -8,6 +8,7 @@ import { applyStoredBundle } from '../apply/bundle-apply.js';
 import { asAirlockError } from '../errors/index.js';
 import type { Engine } from '../docker/engine.js';
 import { AgentQueue, type QueueRow } from '../journal/agent-queue.js';
+import { DeploymentRecords } from '../journal/deployments.js';
 import { Journal } from '../journal/journal.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import semver from 'semver';
@@ -65,13 +66,12 @@ function newestPerBundle(queue: AgentQueue, config: AgentConfig, log: Logger): Q
 
 async function deployOne(deps: DeployerDeps, trust: TrustStore, journal: Journal, queue: AgentQueue, row: QueueRow): Promise<void> {
   const log = deps.log.with({ bundle: row.name, version: row.version });
-  const committed = journal.db
-    .prepare(`SELECT id FROM deployments WHERE bundle_id = ? AND kind = 'apply' AND status = 'committed'`)
-    .all(row.bundle_id) as { id: number }[];
+  const deployments = new DeploymentRecords(journal);
+  const committed = deployments.committedApplies(row.bundle_id);
   if (committed.length > 0) {
     // Deployed before the agent could say so (it was stopped right after the commit).
-    queue.finish(row.bundle_id, 'applied', `deployment #${committed.map((c) => c.id).join(', #')}`);
-    log.info('bundle was already deployed', { deployments: committed.map((c) => c.id).join(',') });
+    queue.finish(row.bundle_id, 'applied', `deployment #${committed.join(', #')}`);
+    log.info('bundle was already deployed', { deployments: committed.join(',') });
     return;
   }
   const attempts = queue.countAttempt(row.bundle_id);
@@ -103,7 +103,7 @@ async function deployOne(deps: DeployerDeps, trust: TrustStore, journal: Journal
     for (const s of r.stacks) log.info('stack deployed', { stack: s.stack, deployment: s.deployment, services: s.services.map((x) => `${x.name}=${x.ready}/${x.desired}`).join(',') });
   } catch (e) {
     const err = asAirlockError(e);
-    const rolledBack = journal.db.prepare(`SELECT 1 FROM deployments WHERE bundle_id = ? AND status = 'rolled-back'`).get(row.bundle_id) !== undefined;
+    const rolledBack = deployments.wasRolledBack(row.bundle_id);
     if ((TRANSIENT.has(err.kind) || WAITS_FOR_OPERATOR.has(err.reason)) && !rolledBack) {
       queue.retryLater(row.bundle_id, err.message);
       log.error('deploy failed for a reason of the host; tried again at the next chance', { class: err.kind, reason: err.reason, error: err.message });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { baseBlobs } from '../bundle/manifest.js';
 import { openBundleFile, readBundle } from '../bundle/reader.js';
 import type { SwarmEngine } from '../docker/engine.js';
-import { contentStoreOf } from '../import/import-bundle.js';
+import { contentStoreOf } from '../store/state-dir.js';
 import { checkBaseBlobs } from '../import/base-check.js';
 import { planDeploy } from '../stack/deploy.js';
 import { desiredStack } from '../stack/desired.js';

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { AirlockError, notFound } from '../errors/index.js';
 import type { ImageRecord } from '../bundle/manifest.js';
 import { findBundleImage } from '../images/identity.js';
@@ -6,7 +5,7 @@ import { loadImages, splitRef } from '../images/load-images.js';
 import { familiarRef } from '../images/reference.js';
 import { missingImageBlobs, prunedImageError } from '../retention/restorable.js';
 import { BundleRecords } from '../journal/bundles.js';
-import { JOURNAL_FILE, journalPresence } from '../journal/journal.js';
+import { journalPresence, noJournalHere } from '../store/state-dir.js';
 import type { DeploymentRow } from '../journal/deployments.js';
 import { effectiveDeployment } from '../journal/rollback-chain.js';
 import type { ServiceProgress } from '../stack/converge.js';
@@ -86,15 +85,7 @@ export async function rollbackStack(
   opts: DeployOptions,
 ): Promise<{ deployment: number; restores: number; services: ServiceProgress[] }> {
   // Refused before the journal is opened: opening would make a fresh one in place of a lost one.
-  const presence = journalPresence(opts.stateDir);
-  if (presence !== 'present') {
-    const where = presence === 'missing' ? `no journal in ${opts.stateDir}` : `journal ${join(opts.stateDir, JOURNAL_FILE)} is empty`;
-    throw notFound(`${where}: rollback restores recorded deployments, and none is recorded here`, {
-      reason: 'no-journal',
-      subject: join(opts.stateDir, JOURNAL_FILE),
-      hint: 'nothing was changed. Put journal.db back (from where it was moved, or a backup), or recover a damaged one as docs/journal.md describes',
-    });
-  }
+  if (journalPresence(opts.stateDir) !== 'present') throw noJournalHere(opts.stateDir, ': rollback restores recorded deployments, and none is recorded here', { lost: true });
   return withApplyContext(opts, `rollback ${stack}`, async (ctx) => {
     const history = ctx.deployments.history(stack, 10_000);
     const target = rollbackTarget(history, to);

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { AirlockError, asAirlockError, isRefusal } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
 import { bundleBytes } from '../bundle/parts-stream.js';
 import type { BaseRef, ImageRecord } from '../bundle/manifest.js';
 import type { Limits } from '../bundle/limits.js';
 import { ContentStore, type Staging } from '../store/content-store.js';
+import { contentStoreOf } from '../store/state-dir.js';
 import { Journal } from '../journal/journal.js';
 import { BundleRecords } from '../journal/bundles.js';
 import type { TrustStore } from '../trust/trust-store.js';
@@ -19,10 +19,6 @@ import { acquireApplyLock } from '../journal/lock.js';
 import { checkVersionPolicy } from './policy.js';
 import { checkBaseBlobs } from './base-check.js';
 import { crashPoint } from '../process/fault.js';
-
-export { DEFAULT_STATE_DIR, stateDirFrom } from '../store/state-dir.js';
-
-export const contentStoreOf = (stateDir: string): ContentStore => new ContentStore(join(stateDir, 'blobs'));
 
 export interface ImportOptions {
   stateDir: string;

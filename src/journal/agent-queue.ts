@@ -30,17 +30,17 @@ export class AgentQueue {
   }
 
   get(bundleId: number): QueueRow | undefined {
-    return this.journal.db.prepare(`${SELECT} WHERE q.bundle_id = ?`).get(bundleId) as QueueRow | undefined;
+    return this.journal.db.prepare<[number], QueueRow>(`${SELECT} WHERE q.bundle_id = ?`).get(bundleId);
   }
 
   waiting(): QueueRow[] {
-    return this.journal.db.prepare(`${SELECT} WHERE q.state = 'waiting' ORDER BY q.bundle_id`).all() as QueueRow[];
+    return this.journal.db.prepare<[], QueueRow>(`${SELECT} WHERE q.state = 'waiting' ORDER BY q.bundle_id`).all();
   }
 
   /** Every row; none from a journal opened read-only before migration 4 made the table. */
   all(): QueueRow[] {
     if (!this.journal.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_queue'`).get()) return [];
-    return this.journal.db.prepare(`${SELECT} ORDER BY q.bundle_id`).all() as QueueRow[];
+    return this.journal.db.prepare<[], QueueRow>(`${SELECT} ORDER BY q.bundle_id`).all();
   }
 
   /** Counted before a try, so a try that kills the process still counts. */

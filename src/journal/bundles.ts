@@ -30,38 +30,38 @@ export class BundleRecords {
     const db = this.journal.db;
     return db.transaction(() => ({
       bundles: db
-        .prepare(
+        .prepare<[], { name: string; version: string; manifestDigest: string }>(
           `SELECT name, version, manifest_digest AS manifestDigest FROM bundles b
            WHERE EXISTS (SELECT 1 FROM bundle_blobs l WHERE l.bundle_id = b.id) OR json_array_length(json_extract(CAST(b.manifest AS TEXT), '$.blobs')) = 0`,
         )
-        .all() as { name: string; version: string; manifestDigest: string }[],
-      blobs: db.prepare(`SELECT digest, size FROM blobs WHERE digest IN (SELECT digest FROM bundle_blobs) ORDER BY digest`).all() as { digest: string; size: number }[],
+        .all(),
+      blobs: db.prepare<[], { digest: string; size: number }>(`SELECT digest, size FROM blobs WHERE digest IN (SELECT digest FROM bundle_blobs) ORDER BY digest`).all(),
     }))();
   }
 
   byDigest(manifestDigest: string): BundleRow | undefined {
-    return this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles WHERE manifest_digest = ?`).get(manifestDigest) as BundleRow | undefined;
+    return this.journal.db.prepare<[string], BundleRow>(`SELECT ${COLUMNS} FROM bundles WHERE manifest_digest = ?`).get(manifestDigest);
   }
 
   byName(name: string): BundleRow[] {
-    const rows = this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles WHERE name = ?`).all(name) as BundleRow[];
+    const rows = this.journal.db.prepare<[string], BundleRow>(`SELECT ${COLUMNS} FROM bundles WHERE name = ?`).all(name);
     return rows.sort((a, b) => semver.rcompare(a.version, b.version));
   }
 
   all(): BundleRow[] {
-    return this.journal.db.prepare(`SELECT ${COLUMNS} FROM bundles ORDER BY id`).all() as BundleRow[];
+    return this.journal.db.prepare<[], BundleRow>(`SELECT ${COLUMNS} FROM bundles ORDER BY id`).all();
   }
 
   /** The signed manifest of an imported bundle, as it was verified. */
   manifest(id: number): Manifest {
-    const row = this.journal.db.prepare('SELECT manifest FROM bundles WHERE id = ?').get(id) as { manifest: Buffer } | undefined;
+    const row = this.journal.db.prepare<[number], { manifest: Buffer }>('SELECT manifest FROM bundles WHERE id = ?').get(id);
     if (!row) throw new Error(`no bundle ${id} in the journal`);
     return JSON.parse(row.manifest.toString('utf8')) as Manifest;
   }
 
   /** The manifest and signature bytes as imported, to check the signature again. */
   signedHead(id: number): { manifestBytes: Buffer; signatureBytes: Buffer } {
-    const row = this.journal.db.prepare('SELECT manifest, signature FROM bundles WHERE id = ?').get(id) as { manifest: Buffer; signature: Buffer } | undefined;
+    const row = this.journal.db.prepare<[number], { manifest: Buffer; signature: Buffer }>('SELECT manifest, signature FROM bundles WHERE id = ?').get(id);
     if (!row) throw new Error(`no bundle ${id} in the journal`);
     return { manifestBytes: row.manifest, signatureBytes: row.signature };
   }
@@ -80,7 +80,7 @@ export class BundleRecords {
       const existing = this.byDigest(head.manifestDigest);
       if (existing) {
         // Imported again (after a prune, say): its blobs are in the store once more.
-        this.linkBlobs(existing.id, m, now);
+        this.linkBlobs(existing.id, m.blobs, now);
         return existing.id;
       }
       const r = db
@@ -90,15 +90,16 @@ export class BundleRecords {
         )
         .run(m.name, m.version, head.manifestDigest, head.keyId, m.created, m.expires, now, head.manifestBytes, head.signatureBytes);
       const id = Number(r.lastInsertRowid);
-      this.linkBlobs(id, m, now);
+      this.linkBlobs(id, m.blobs, now);
       return id;
     }).immediate();
   }
 
-  private linkBlobs(id: number, m: Manifest, now: string): void {
-    const addBlob = this.journal.db.prepare(`INSERT OR IGNORE INTO blobs (digest, size, kind, stored_at) VALUES (?, ?, ?, ?)`);
-    const link = this.journal.db.prepare(`INSERT OR IGNORE INTO bundle_blobs (bundle_id, digest) VALUES (?, ?)`);
-    for (const b of m.blobs) {
+  /** Records `blobs` in the store and links them to bundle `id`; the caller holds the write transaction. */
+  linkBlobs(id: number, blobs: readonly { digest: string; size: number; kind: string }[], now: string): void {
+    const addBlob = this.journal.db.prepare<[string, number, string, string]>(`INSERT OR IGNORE INTO blobs (digest, size, kind, stored_at) VALUES (?, ?, ?, ?)`);
+    const link = this.journal.db.prepare<[number, string]>(`INSERT OR IGNORE INTO bundle_blobs (bundle_id, digest) VALUES (?, ?)`);
+    for (const b of blobs) {
       addBlob.run(b.digest, b.size, b.kind, now);
       link.run(id, b.digest);
     }

@@ -47,6 +47,34 @@ export interface ObjectRecord {
   dataDigest: string | null;
 }
 
+/** A row of `deployment_services`: specs as stored JSON. */
+export interface ServiceRow {
+  deployment_id: number;
+  name: string;
+  spec_before: string | null;
+  spec_after: string | null;
+  image_ref: string | null;
+  image_id: string | null;
+}
+
+/** A row of `deployment_objects`: the spec as stored JSON. */
+export interface ObjectRow {
+  deployment_id: number;
+  kind: ObjectRecord['kind'];
+  name: string;
+  spec: string;
+  data_digest: string | null;
+}
+
+/** A row of `apply_steps`, as `steps()` reads it. */
+export interface StepRow {
+  step: string;
+  started_at: string;
+  finished_at: string | null;
+  outcome: string | null;
+  detail: string | null;
+}
+
 const SELECT = `SELECT d.*, b.name AS bundle_name, b.version AS bundle_version FROM deployments d LEFT JOIN bundles b ON b.id = d.bundle_id`;
 const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
 
@@ -113,26 +141,51 @@ export class DeploymentRecords {
   }
 
   get(id: number): DeploymentRow | undefined {
-    return this.db.prepare(`${SELECT} WHERE d.id = ?`).get(id) as DeploymentRow | undefined;
+    return this.db.prepare<[number], DeploymentRow>(`${SELECT} WHERE d.id = ?`).get(id);
   }
 
   /** Newest first. */
   history(stack?: string, limit = 100): DeploymentRow[] {
     const where = stack ? 'WHERE d.stack = ?' : '';
-    return this.db.prepare(`${SELECT} ${where} ORDER BY d.id DESC LIMIT ?`).all(...(stack ? [stack] : []), limit) as DeploymentRow[];
+    return this.db.prepare<(string | number)[], DeploymentRow>(`${SELECT} ${where} ORDER BY d.id DESC LIMIT ?`).all(...(stack ? [stack] : []), limit);
   }
 
   /** The deployment whose specs the stack runs now: the newest committed one. */
   current(stack: string): DeploymentRow | undefined {
-    return this.db.prepare(`${SELECT} WHERE d.stack = ? AND d.status = 'committed' ORDER BY d.id DESC LIMIT 1`).get(stack) as DeploymentRow | undefined;
+    return this.db.prepare<[string], DeploymentRow>(`${SELECT} WHERE d.stack = ? AND d.status = 'committed' ORDER BY d.id DESC LIMIT 1`).get(stack);
   }
 
   /** Versions of bundle `name` that were applied and committed at some time. */
   appliedVersions(name: string): string[] {
-    const rows = this.db
-      .prepare(`SELECT DISTINCT b.version FROM deployments d JOIN bundles b ON b.id = d.bundle_id WHERE b.name = ? AND d.kind = 'apply' AND d.status = 'committed'`)
-      .all(name) as { version: string }[];
-    return rows.map((r) => r.version);
+    return this.db
+      .prepare<[string], string>(`SELECT DISTINCT b.version FROM deployments d JOIN bundles b ON b.id = d.bundle_id WHERE b.name = ? AND d.kind = 'apply' AND d.status = 'committed'`)
+      .pluck()
+      .all(name);
+  }
+
+  /** The ids of bundle `bundleId`'s applies that committed. */
+  committedApplies(bundleId: number): number[] {
+    return this.db.prepare<[number], number>(`SELECT id FROM deployments WHERE bundle_id = ? AND kind = 'apply' AND status = 'committed'`).pluck().all(bundleId);
+  }
+
+  /** Whether some deployment of bundle `bundleId` was rolled back (by the health gate, say). */
+  wasRolledBack(bundleId: number): boolean {
+    return this.db.prepare<[number]>(`SELECT 1 FROM deployments WHERE bundle_id = ? AND status = 'rolled-back'`).get(bundleId) !== undefined;
+  }
+
+  /**
+   * The newest apply of bundle `bundleId` after deployment `after` that a
+   * process gone mid-apply left behind: still running, or closed by recovery
+   * as interrupted.
+   */
+  newestInterruptedApply(bundleId: number, after: number): Pick<DeploymentRow, 'id' | 'step'> | undefined {
+    return this.db
+      .prepare<[number, number], Pick<DeploymentRow, 'id' | 'step'>>(
+        `SELECT id, step FROM deployments WHERE bundle_id = ? AND kind = 'apply' AND id > ?
+           AND (status = 'running' OR (status IN ('failed', 'rolled-back') AND reason LIKE 'interrupted at step %'))
+         ORDER BY id DESC LIMIT 1`,
+      )
+      .get(bundleId, after);
   }
 
   /**
@@ -150,21 +203,15 @@ export class DeploymentRecords {
   }
 
   unfinished(): DeploymentRow[] {
-    return this.db.prepare(`${SELECT} WHERE d.status = 'running' ORDER BY d.id`).all() as DeploymentRow[];
+    return this.db.prepare<[], DeploymentRow>(`${SELECT} WHERE d.status = 'running' ORDER BY d.id`).all();
   }
 
   stacks(): string[] {
-    return (this.db.prepare(`SELECT DISTINCT stack FROM deployments ORDER BY stack`).all() as { stack: string }[]).map((r) => r.stack);
+    return this.db.prepare<[], string>(`SELECT DISTINCT stack FROM deployments ORDER BY stack`).pluck().all();
   }
 
   services(id: number): ServiceRecord[] {
-    const rows = this.db.prepare(`SELECT * FROM deployment_services WHERE deployment_id = ? ORDER BY name`).all(id) as {
-      name: string;
-      spec_before: string | null;
-      spec_after: string | null;
-      image_ref: string | null;
-      image_id: string | null;
-    }[];
+    const rows = this.db.prepare<[number], ServiceRow>(`SELECT * FROM deployment_services WHERE deployment_id = ? ORDER BY name`).all(id);
     return rows.map((r) => ({
       name: r.name,
       before: r.spec_before === null ? null : (JSON.parse(r.spec_before) as ServiceSpec),
@@ -175,16 +222,11 @@ export class DeploymentRecords {
   }
 
   objects(id: number): ObjectRecord[] {
-    const rows = this.db.prepare(`SELECT * FROM deployment_objects WHERE deployment_id = ? ORDER BY kind, name`).all(id) as {
-      kind: ObjectRecord['kind'];
-      name: string;
-      spec: string;
-      data_digest: string | null;
-    }[];
+    const rows = this.db.prepare<[number], ObjectRow>(`SELECT * FROM deployment_objects WHERE deployment_id = ? ORDER BY kind, name`).all(id);
     return rows.map((r) => ({ kind: r.kind, name: r.name, spec: JSON.parse(r.spec) as Record<string, unknown>, dataDigest: r.data_digest }));
   }
 
-  steps(id: number): { step: string; started_at: string; finished_at: string | null; outcome: string | null; detail: string | null }[] {
-    return this.db.prepare(`SELECT step, started_at, finished_at, outcome, detail FROM apply_steps WHERE deployment_id = ? ORDER BY id`).all(id) as never;
+  steps(id: number): StepRow[] {
+    return this.db.prepare<[number], StepRow>(`SELECT step, started_at, finished_at, outcome, detail FROM apply_steps WHERE deployment_id = ? ORDER BY id`).all(id);
   }
 }

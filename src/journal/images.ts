@@ -30,8 +30,8 @@ export class ImageRecords {
 
   forBundle(bundleId: number): ImageRow[] {
     const rows = this.journal.db
-      .prepare(`SELECT i.* FROM images i JOIN bundle_images b ON b.image_id = i.id WHERE b.bundle_id = ? ORDER BY i.id`)
-      .all(bundleId) as (Omit<ImageRow, 'refs'> & { refs: string })[];
+      .prepare<[number], Omit<ImageRow, 'refs'> & { refs: string }>(`SELECT i.* FROM images i JOIN bundle_images b ON b.image_id = i.id WHERE b.bundle_id = ? ORDER BY i.id`)
+      .all(bundleId);
     return rows.map((r) => ({ ...r, refs: JSON.parse(r.refs) as string[] }));
   }
 }

@@ -1,14 +1,12 @@
 import Database from 'better-sqlite3';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, statSync } from 'node:fs';
 import { AirlockError } from '../errors/index.js';
 import { kindOf, notAFolder, whoAmI } from '../config/paths.js';
 import { makeDirs } from '../store/make-dirs.js';
 import type { EventKind } from './event-kinds.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { JOURNAL_MODE, stateOwnerOfSync, tightenSync, type StateOwner } from '../store/state-files.js';
-
-export const JOURNAL_FILE = 'journal.db';
+import { JOURNAL_FILE, journalPathIn, STATE_DIR_HINT } from '../store/state-dir.js';
 
 export type EventOutcome = 'ok' | 'refused' | 'failed' | 'info';
 
@@ -41,7 +39,7 @@ export class Journal {
   private constructor(readonly db: Database.Database, readonly path: string) {}
 
   static open(stateDir: string, opts: { readonly?: boolean; now?: () => Date } = {}): Journal {
-    const path = join(stateDir, JOURNAL_FILE);
+    const path = journalPathIn(stateDir);
     if (!opts.readonly) makeDirs(stateDir, { mode: 0o750, what: 'state dir' });
     if (!usableJournal(stateDir, opts.readonly ?? false) && opts.readonly) throw new AirlockError('notFound', `journal not found: ${path}`, { reason: 'no-journal', subject: path });
     let db: Database.Database | undefined;
@@ -117,27 +115,19 @@ export class Journal {
     return Number(r.lastInsertRowid);
   }
 
-  events(opts: { kind?: string; limit?: number } = {}): EventRow[] {
-    const where = opts.kind ? 'WHERE kind = ?' : '';
-    const args: unknown[] = opts.kind ? [opts.kind] : [];
-    return this.db.prepare(`SELECT * FROM events ${where} ORDER BY id DESC LIMIT ?`).all(...args, opts.limit ?? 1000) as EventRow[];
+  /** Newest first; the newest 1000 unless `limit` says otherwise ('all': every one). */
+  events(opts: { kind?: string; reason?: string; subject?: string; limit?: number | 'all' } = {}): EventRow[] {
+    const filters = (['kind', 'reason', 'subject'] as const).filter((f) => opts[f] !== undefined);
+    const where = filters.length > 0 ? `WHERE ${filters.map((f) => `${f} = ?`).join(' AND ')}` : '';
+    const args = filters.map((f) => opts[f]!);
+    // SQLite reads a negative LIMIT as none.
+    const limit = opts.limit === 'all' ? -1 : (opts.limit ?? 1000);
+    return this.db.prepare<(string | number)[], EventRow>(`SELECT * FROM events ${where} ORDER BY id DESC LIMIT ?`).all(...args, limit);
   }
 
   close(): void {
     this.db.close();
   }
-}
-
-/**
- * Whether a state dir holds a journal with something in it, without opening
- * (and so without creating or migrating) it. A journal airlock made is never
- * an empty file: opening it writes the header at once.
- */
-export function journalPresence(stateDir: string): 'missing' | 'empty' | 'present' {
-  const path = join(stateDir, JOURNAL_FILE);
-  if (!existsSync(path)) return 'missing';
-  const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
-  return size(path) === 0 && size(`${path}-wal`) === 0 ? 'empty' : 'present';
 }
 
 function newerJournal(path: string, version: number): AirlockError {
@@ -158,8 +148,6 @@ function keepPrivate(path: string, owner: StateOwner | undefined): void {
   for (const f of [path, `${path}-wal`, `${path}-shm`]) tightenSync(f, JOURNAL_MODE, owner);
 }
 
-const STATE_DIR_HINT = 'point --state (or AIRLOCK_STATE_DIR, or the agent\'s state dir) at the folder that holds journal.db';
-
 /**
  * Whether the state dir holds a journal this user may use (read, or read and
  * write); false when there is none. One it may not use is an error that says
@@ -169,7 +157,7 @@ function usableJournal(stateDir: string, readonly: boolean): boolean {
   const kind = kindOf(stateDir, 'state dir');
   if (kind === 'absent') return false;
   if (kind !== 'folder') throw notAFolder(stateDir, 'state dir', STATE_DIR_HINT);
-  const path = join(stateDir, JOURNAL_FILE);
+  const path = journalPathIn(stateDir);
   try {
     accessSync(path, readonly ? constants.R_OK : constants.R_OK | constants.W_OK);
     return true;
@@ -186,7 +174,7 @@ function usableJournal(stateDir: string, readonly: boolean): boolean {
       }
     };
     const verb = readonly ? 'read' : 'write';
-    return journalAccessDenied(path, code === 'EROFS' ? `${stateDir} is on a read-only file system` : `permission denied to user ${whoAmI()} (${stateDir}: ${mode(stateDir)}; journal.db: ${mode(path)})`, verb);
+    return journalAccessDenied(path, code === 'EROFS' ? `${stateDir} is on a read-only file system` : `permission denied to user ${whoAmI()} (${stateDir}: ${mode(stateDir)}; ${JOURNAL_FILE}: ${mode(path)})`, verb);
   }
 }
 

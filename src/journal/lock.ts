@@ -62,7 +62,7 @@ export async function acquireApplyLock(journal: Journal, what: string, waitMs: n
   const self = { boot: bootId() ?? null, start: processStartTime(process.pid) ?? null, uid: process.geteuid?.() ?? null };
   for (;;) {
     const holder = journal.db.transaction((): LockRow | undefined => {
-      const row = journal.db.prepare(`SELECT pid, host, what, started_at, boot_id, start_time, uid FROM apply_lock WHERE id = 1`).get() as LockRow | undefined;
+      const row = journal.db.prepare<[], LockRow>(`SELECT pid, host, what, started_at, boot_id, start_time, uid FROM apply_lock WHERE id = 1`).get();
       if (row) {
         const stale = staleBecause(row, holderNow(row.pid, host));
         if (stale === undefined) return row;

@@ -1,12 +1,11 @@
 import { findBundleImage, type ImageIdentity } from '../images/identity.js';
 import { existsSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { asAirlockError, configError } from '../errors/index.js';
 import { encodeFilters, isEngineUnreachable, isNotFound, type Docker } from '../docker/index.js';
-import { contentStoreOf } from '../import/import-bundle.js';
 import { familiarRef } from '../images/reference.js';
-import { Journal, JOURNAL_FILE } from '../journal/journal.js';
+import { Journal } from '../journal/journal.js';
+import { contentStoreOf, journalPathIn } from '../store/state-dir.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { syncDir } from '../store/durable.js';
 import { readJournalFacts, recordPruned } from './facts.js';
@@ -112,7 +111,7 @@ export async function prune(opts: PruneOptions): Promise<PruneReport> {
     throw configError((e as Error).message, { reason: 'bad-keep', hint: 'keep the running deployment and K-1 before it: K is 1 or more' });
   }
   const dryRun = opts.dryRun ?? false;
-  if (!existsSync(join(opts.stateDir, JOURNAL_FILE))) return execute(opts, undefined, planPrune(emptyFacts, keep), emptyFacts, dryRun);
+  if (!existsSync(journalPathIn(opts.stateDir))) return execute(opts, undefined, planPrune(emptyFacts, keep), emptyFacts, dryRun);
   const journal = Journal.open(opts.stateDir, { readonly: dryRun });
   try {
     const release = dryRun ? () => undefined : await acquireApplyLock(journal, `prune --keep ${keep}`, opts.lockWaitMs ?? 60_000);

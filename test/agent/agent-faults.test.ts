@@ -10,7 +10,8 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { AgentProcess, dropBundle as drop, writeAgentConfig } from '../helpers/agent.js';
-import { buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { buildRelease, deployments, startBench, type Bench } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { runCli } from '../helpers/fixtures.js';
 import { EngineProxy } from '../helpers/engine-proxy.js';
 
@@ -26,9 +27,9 @@ const envFor = (host = bench.daemon.dockerHost) => ({ DOCKER_HOST: host });
 
 type QueueRow = { version: string; state: string; attempts: number; reason: string | null };
 const queueRows = (state: string) =>
-  readJournalDb(state, (db) => db.prepare('SELECT b.version, q.state, q.attempts, q.reason FROM agent_queue q JOIN bundles b ON b.id = q.bundle_id ORDER BY q.bundle_id').all()) as QueueRow[];
+  readJournal(state, (j) => j.queue().map(({ version, state, attempts, reason }): QueueRow => ({ version, state, attempts, reason })));
 const deployedVersions = (state: string) =>
-  readJournalDb(state, (db) => db.prepare(`SELECT b.version, d.status FROM deployments d JOIN bundles b ON b.id = d.bundle_id ORDER BY d.id`).all()) as { version: string; status: string }[];
+  readJournal(state, (j) => j.deployments().flatMap((d) => (d.bundle_id === null ? [] : [{ version: d.bundle_version, status: d.status }])));
 
 test('a bundle imported while the engine says "swarm inactive" is deployed once the engine is a manager again', async () => {
   const bundle = await buildRelease(bench, { version: '1.0.0', stack: 'agentproxy', repo: 'agentproxy' });
@@ -112,10 +113,13 @@ test('superseded bundles are pruned on schedule; status lists only a bundle that
     assert.equal(end.code, 0, agent.log);
   }
   const linked = () =>
-    readJournalDb(layout.state, (db) => db.prepare(`SELECT DISTINCT b.version FROM bundles b JOIN bundle_blobs l ON l.bundle_id = b.id ORDER BY b.id`).all()) as { version: string }[];
+    readJournal(layout.state, (j) => {
+      const linked = new Set(j.bundleBlobs().map((l) => l.bundle_id));
+      return j.bundles().filter((b) => linked.has(b.id)).map((b) => ({ version: b.version }));
+    });
   assert.deepEqual(linked().map((r) => r.version), ['4.0.3'], 'only the running release keeps its blobs');
-  const prunes = readJournalDb(layout.state, (db) => db.prepare(`SELECT details FROM events WHERE kind = 'prune' ORDER BY id`).all()) as { details: string }[];
-  const why = `deployed: ${JSON.stringify(deployedVersions(layout.state))}; prunes: ${prunes.map((p) => p.details).filter((d) => !d.includes('"bundles":[]')).join('\n')}`;
+  const prunes = readJournal(layout.state, (j) => j.events({ kind: 'prune' }));
+  const why = `deployed: ${JSON.stringify(deployedVersions(layout.state))}; prunes: ${prunes.map((p) => p.details ?? '').filter((d) => !d.includes('"bundles":[]')).join('\n')}`;
   for (const v of ['4.0.0', '4.0.1', '4.0.2']) assert.equal(await bench.docker.images.find(`agentkeep/web:${v}`), undefined, `image of ${v} removed; ${why}`);
   assert.ok((await bench.docker.images.find('agentkeep/web:4.0.3')) !== undefined);
 
@@ -134,11 +138,9 @@ test('superseded bundles are pruned on schedule; status lists only a bundle that
 });
 
 const agentGone = (state: string) =>
-  (readJournalDb(state, (db) => db.prepare(`SELECT details FROM events WHERE kind = 'agent.deploy' AND reason = 'agent-gone' ORDER BY id`).all()) as { details: string }[]).map(
-    (r) => (JSON.parse(r.details) as { step: string }).step,
-  );
+  readJournal(state, (j) => j.events({ kind: 'agent.deploy', reason: 'agent-gone' })).map((r) => (JSON.parse(r.details ?? '') as { step: string }).step);
 const crashLoops = (state: string) =>
-  readJournalDb(state, (db) => db.prepare(`SELECT subject, message FROM events WHERE kind = 'agent.deploy' AND reason = 'crash-loop' ORDER BY id`).all()) as { subject: string; message: string }[];
+  readJournal(state, (j) => j.events({ kind: 'agent.deploy', reason: 'crash-loop' }).map(({ subject, message }) => ({ subject, message })));
 
 test('a deploy that kills the agent at the same step three times is given up; a newer version is deployed all the same', async () => {
   const first = await buildRelease(bench, { version: '1.0.0', stack: 'agentloop', repo: 'agentloop' });
@@ -197,7 +199,7 @@ test('three kills from outside at different steps do not give a good version up'
     assert.deepEqual(crashLoops(layout.state), []);
     assert.deepEqual(queueRows(layout.state).map((r) => [r.state, r.attempts]), [['applied', 3]]);
     assert.equal(deployedVersions(layout.state).at(-1)?.status, 'committed');
-    const recovered = readJournalDb(layout.state, (db) => db.prepare("SELECT outcome, reason FROM events WHERE kind = 'deployment.recover' ORDER BY id").all());
+    const recovered = readJournal(layout.state, (j) => j.events({ kind: 'deployment.recover' }).map(({ outcome, reason }) => ({ outcome, reason })));
     assert.deepEqual(recovered.at(-1), { outcome: 'ok', reason: 'committed' });
   } finally {
     const end = await agent.stop();
@@ -241,12 +243,12 @@ test('start-up recovery whose wait fails says so (not "ok"), and the agent logs 
     assert.ok(proxy.failed > 0, 'the proxy answered 503');
     assert.match(done, /recovered=1 /);
     assert.match(b.log, /msg="recovered an interrupted deployment" .*status=rolled-back .*did not converge/);
-    const recover = readJournalDb(layout.state, (db) => db.prepare(`SELECT outcome, reason, message FROM events WHERE kind = 'deployment.recover' ORDER BY id`).all()) as { outcome: string; reason: string; message: string | null }[];
+    const recover = readJournal(layout.state, (j) => j.events({ kind: 'deployment.recover' }).map(({ outcome, reason, message }) => ({ outcome, reason, message })));
     assert.deepEqual(recover.map((r) => [r.outcome, r.reason]), [['failed', 'not-converged']], 'no "ok" after the wait failed');
     assert.match(recover[0]!.message ?? '', /not a swarm manager|503/);
-    const row = readJournalDb(layout.state, (db) => db.prepare('SELECT status, reason FROM deployments WHERE id = ?').get(interrupted.id)) as { status: string; reason: string };
+    const row = readJournal(layout.state, (j) => j.deployment(interrupted.id));
     assert.equal(row.status, 'rolled-back');
-    assert.match(row.reason, /restored the previous specs, but they did not converge/);
+    assert.match(row.reason ?? '', /restored the previous specs, but they did not converge/);
 
     // The engine is back: the agent deploys 1.0.1 after all.
     proxy.failFor(0, /./, '');

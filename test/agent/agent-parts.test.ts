@@ -12,7 +12,8 @@ import { after, before, test } from 'node:test';
 import YAML from 'yaml';
 import { pruneDone } from '../../src/agent/intake.js';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
-import { assertRuns, buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { assertRuns, buildRelease, deployments, startBench, type Bench } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { literal, splitRelease as splitReleaseOf } from '../helpers/split.js';
 import { ftpCommands, startVsftpd, upload, vsftpdSkipReason, type Vsftpd } from '../helpers/vsftpd.js';
 
@@ -35,7 +36,7 @@ async function drop(from: string, inbox: string, name: string): Promise<void> {
   await rename(aside, join(inbox, name));
 }
 
-const bundleCount = (state: string) => readJournalDb(state, (db) => (db.prepare('SELECT COUNT(*) AS n FROM bundles').get() as { n: number }).n);
+const bundleCount = (state: string) => readJournal(state, (j) => j.bundles().length);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('parts dropped out of order with one missing wait, naming it; once it arrives the set is imported and applied once', async () => {
@@ -110,7 +111,7 @@ test('a damaged part is quarantined alone with a reason naming it, nothing is ap
     assert.deepEqual(deployments(layout.state), []);
     assert.deepEqual(await bench.docker.services.list({ filters: { label: ['com.docker.stack.namespace=partsbad'] } }), []);
     assert.equal(await bench.docker.images.find('partsbad/web:1.0.0'), undefined);
-    const refusals = readJournalDb(layout.state, (db) => db.prepare("SELECT outcome, reason FROM events WHERE kind = 'bundle.import'").all()) as { outcome: string; reason: string }[];
+    const refusals = readJournal(layout.state, (j) => j.events({ kind: 'bundle.import' }).map(({ outcome, reason }) => ({ outcome, reason })));
     assert.deepEqual(refusals, [{ outcome: 'refused', reason: 'hash-mismatch' }]);
     const waits = await agent.waitFor(/msg="split bundle waits for parts"/, 30_000);
     assert.match(waits, new RegExp(`missing=${literal(bad)}`));

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import YAML from 'yaml';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
-import { assertRuns, buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { assertRuns, buildRelease, deployments, startBench, type Bench } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { runCli } from '../helpers/fixtures.js';
 
 let bench: Bench;
@@ -30,8 +31,8 @@ async function drop(bundle: string, inbox: string, name = 'release.airlock'): Pr
   return target;
 }
 
-const queueRows = (state: string) => readJournalDb(state, (db) => db.prepare('SELECT bundle_id, state, attempts, reason FROM agent_queue ORDER BY bundle_id').all()) as { bundle_id: number; state: string; attempts: number; reason: string | null }[];
-const eventRows = (state: string, kind: string) => readJournalDb(state, (db) => db.prepare('SELECT outcome, reason, message FROM events WHERE kind = ? ORDER BY id').all(kind)) as { outcome: string; reason: string | null; message: string }[];
+const queueRows = (state: string) => readJournal(state, (j) => j.queue().map(({ bundle_id, state, attempts, reason }) => ({ bundle_id, state, attempts, reason })));
+const eventRows = (state: string, kind: string) => readJournal(state, (j) => j.events({ kind }).map(({ outcome, reason, message }) => ({ outcome, reason, message })));
 
 test('a bundle dropped into the inbox is imported, deployed and moved to done/', async () => {
   const bundle = await buildRelease(bench, { version: '1.0.0', stack: 'agentok', repo: 'agentok' });
@@ -78,7 +79,7 @@ test('a tampered bundle lands in quarantine/ with its reason, and nothing is app
     assert.ok(typeof reason.message === 'string' && reason.message.length > 0);
     // Nothing stored, loaded or deployed; the refusal is in the journal.
     assert.deepEqual(deployments(layout.state), []);
-    assert.equal(readJournalDb(layout.state, (db) => (db.prepare('SELECT COUNT(*) AS n FROM bundles').get() as { n: number }).n), 0);
+    assert.equal(readJournal(layout.state, (j) => j.bundles().length), 0);
     assert.equal(eventRows(layout.state, 'bundle.import')[0]?.outcome, 'refused');
     assert.equal(eventRows(layout.state, 'inbox.quarantine').length, 1);
     assert.deepEqual(await bench.docker.services.list({ filters: { label: ['com.docker.stack.namespace=agentbad'] } }), []);
@@ -136,7 +137,7 @@ test('outside the maintenance window a bundle is imported at once and deployed o
     const status = await runCli(['status', '--state', layout.state], envFor());
     assert.match(status.stdout, /agent: waiting for the maintenance window: demo 1\.0\.0/, status.stdout + status.stderr);
     await agent.waitFor(/msg="stack deployed" .*stack=agentwin/, 120_000);
-    const started = readJournalDb(layout.state, (db) => (db.prepare('SELECT started_at FROM deployments').get() as { started_at: string }).started_at);
+    const started = readJournal(layout.state, (j) => j.deployments()[0]!.started_at);
     assert.ok(Date.parse(started) >= window.at.getTime(), `deployed at ${started}, before the window opened at ${window.at.toISOString()}`);
     assert.deepEqual(queueRows(layout.state).map((r) => r.state), ['applied']);
   } finally {
@@ -154,7 +155,7 @@ test('killed in the middle of an import, the restarted agent imports and deploys
   assert.equal(end.signal, 'SIGKILL', first.log);
   // The file is still in the inbox; nothing was committed.
   assert.equal((await readdir(layout.inbox)).includes('release.airlock'), true);
-  assert.equal(readJournalDb(layout.state, (db) => (db.prepare('SELECT COUNT(*) AS n FROM bundles').get() as { n: number }).n), 0);
+  assert.equal(readJournal(layout.state, (j) => j.bundles().length), 0);
 
   const second = new AgentProcess(layout.config, envFor());
   try {
@@ -276,7 +277,7 @@ test('retention runs on its schedule and keeps done/ to keepDone files', async (
     assert.deepEqual(await readdir(join(layout.inbox, 'done')), ['two.airlock']);
     assert.ok(agent.lines(/msg=pruned /).length > 0);
     // The content store still holds both: nothing deployed, so both bundles are pending, and kept.
-    assert.equal(readJournalDb(layout.state, (db) => (db.prepare('SELECT COUNT(*) AS n FROM bundles').get() as { n: number }).n), 2);
+    assert.equal(readJournal(layout.state, (j) => j.bundles().length), 2);
   } finally {
     await agent.stop();
   }

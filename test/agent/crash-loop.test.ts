@@ -26,7 +26,7 @@ test('a death is journaled once; three before any deployment began make a crash 
     assert.equal(isCrashLoop(three), true);
     // Another bundle's deaths are its own.
     assert.deepEqual(noteDeath(journal, 2, 'demo 1.0.1', 1).deaths, []);
-    const events = journal.db.prepare(`SELECT message FROM events WHERE kind = 'agent.deploy' AND reason = 'agent-gone' ORDER BY id`).all() as { message: string }[];
+    const events = journal.events({ kind: 'agent.deploy', reason: 'agent-gone', limit: 'all' }).reverse();
     assert.deepEqual(events.map((e) => e.message), ['try 1 ended with the agent gone before its deployment began', 'try 2 ended with the agent gone before its deployment began', 'try 3 ended with the agent gone before its deployment began']);
   } finally {
     journal.close();

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import YAML from 'yaml';
 import { AgentProcess } from '../helpers/agent.js';
 import { makeSigner } from '../helpers/fixtures.js';
-import { readJournalDb } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { startLab, type Lab, type LabHost } from '../helpers/lab.js';
 
 let lab: Lab;
@@ -45,7 +45,7 @@ async function configFor(host: LabHost, swarm: Record<string, unknown>): Promise
 }
 
 const swarmEvents = (host: LabHost) =>
-  readJournalDb(host.stateDir, (db) => db.prepare(`SELECT kind, outcome, subject FROM events WHERE kind LIKE 'swarm.%' ORDER BY id`).all()) as { kind: string; subject: string }[];
+  readJournal(host.stateDir, (j) => j.events().filter((e) => e.kind.startsWith('swarm.')).map(({ kind, outcome, subject }) => ({ kind, outcome, subject })));
 
 test('first boot: h1 makes the swarm, h2 joins it with a root-only token; restarts change nothing', async () => {
   const [h1, h2] = lab.hosts as [LabHost, LabHost];

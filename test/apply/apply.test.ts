@@ -2,14 +2,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { readJournal, type JournalReader } from '../helpers/journal-read.js';
 import YAML from 'yaml';
 import type { Docker, ServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { makeProject, makeSigner, runCli, spawnCli, tempDir, type Signer } from '../helpers/fixtures.js';
 import { isBundleImage } from '../../src/images/identity.js';
-import type { Manifest } from '../../src/bundle/manifest.js';
 
 // A single-node swarm of this file's own; the tests run in order and build on each other.
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -50,14 +49,7 @@ async function release(version: string, opts: { broken?: boolean } = {}): Promis
 const cli = (args: string[]) => runCli([...args, '--state', state], { DOCKER_HOST: daemon.dockerHost, AIRLOCK_TRUST_DIR: signer.trustDir });
 const apply = (file: string, ...extra: string[]) => cli(['bundle', 'apply', file, '--trust', signer.trustDir, '--json', ...extra]);
 
-function journal<T>(fn: (db: Database.Database) => T): T {
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
-}
+const journal = <T>(fn: (j: JournalReader) => T): T => readJournal(state, fn);
 
 /** The specs the engine runs for the stack, by service name. */
 async function engineSpecs(): Promise<Map<string, ServiceSpec>> {
@@ -67,14 +59,11 @@ async function engineSpecs(): Promise<Map<string, ServiceSpec>> {
 
 /** Asserts the engine runs exactly the specs deployment `id` applied. */
 async function assertRuns(id: number): Promise<void> {
-  const recorded = journal((db) => db.prepare('SELECT name, spec_after FROM deployment_services WHERE deployment_id = ? AND spec_after IS NOT NULL').all(id)) as {
-    name: string;
-    spec_after: string;
-  }[];
+  const recorded = journal((j) => j.services(id).filter((s) => s.spec_after !== null));
   const engine = await engineSpecs();
   assert.deepEqual([...engine.keys()].sort(), recorded.map((r) => r.name).sort());
   for (const r of recorded) {
-    const spec = JSON.parse(r.spec_after) as ServiceSpec;
+    const spec = JSON.parse(r.spec_after ?? '') as ServiceSpec;
     const running = engine.get(r.name)!;
     const drift = diffSpecs({ ...spec, TaskTemplate: { ...spec.TaskTemplate, ForceUpdate: 0 } }, { ...running, TaskTemplate: { ...running.TaskTemplate, ForceUpdate: 0 } });
     assert.deepEqual(drift, [], `${r.name} differs from deployment #${id}`);
@@ -88,20 +77,15 @@ test('apply with --init-swarm: a journaled deployment, converged, with pinned im
   const out = JSON.parse(r.stdout) as { bundle: { version: string }; stacks: { stack: string; deployment: number; services: { name: string; ready: number; desired: number }[] }[] };
   assert.deepEqual(out.stacks.map((s) => [s.stack, s.deployment]), [['web', 1]]);
   assert.ok(out.stacks[0]!.services.every((s) => s.ready === s.desired));
-  const steps = journal((db) => db.prepare('SELECT step, outcome FROM apply_steps WHERE deployment_id = 1 ORDER BY id').all());
+  const steps = journal((j) => j.steps(1).map(({ step, outcome }) => ({ step, outcome })));
   assert.deepEqual(steps, ['verify', 'store', 'load', 'prepare', 'services', 'converge', 'commit', 'cleanup'].map((step) => ({ step, outcome: 'ok' })));
-  const pins = journal((db) => db.prepare('SELECT name, spec_before, image_ref, image_id FROM deployment_services WHERE deployment_id = 1 ORDER BY name').all()) as {
-    name: string;
-    spec_before: string | null;
-    image_ref: string;
-    image_id: string;
-  }[];
+  const pins = journal((j) => j.services(1));
   assert.deepEqual(pins.map((p) => [p.name, p.spec_before, p.image_ref]), [
     ['web_web', null, 'applytest/web:1.0.0'],
     ['web_worker', null, 'applytest/base:1'],
   ]);
   // The journal pins the config digest; the engine holds exactly that image, under whatever id its store gives it.
-  const manifest = JSON.parse(journal((db) => (db.prepare("SELECT manifest FROM bundles WHERE version = '1.0.0'").get() as { manifest: Buffer }).manifest.toString())) as Manifest;
+  const manifest = journal((j) => j.manifest('1.0.0'));
   const web = manifest.images.find((i) => i.refs.includes('applytest/web:1.0.0'))!;
   assert.equal(pins[0]!.image_id, web.id);
   assert.ok(isBundleImage(await docker.images.inspect('applytest/web:1.0.0'), web));
@@ -117,9 +101,9 @@ test('an upgrade records the previous specs, and a deploy that never becomes hea
   const v2 = await release('1.1.0');
   const up = await apply(v2, '--timeout', '60s');
   assert.equal(up.code, 0, up.stdout + up.stderr);
-  const before2 = journal((db) => db.prepare("SELECT spec_before FROM deployment_services WHERE deployment_id = 2 AND name = 'web_web'").get()) as { spec_before: string };
-  const after1 = journal((db) => db.prepare("SELECT spec_after FROM deployment_services WHERE deployment_id = 1 AND name = 'web_web'").get()) as { spec_after: string };
-  assert.deepEqual(diffSpecs(JSON.parse(before2.spec_before) as ServiceSpec, JSON.parse(after1.spec_after) as ServiceSpec), []);
+  const before2 = journal((j) => j.services(2).find((s) => s.name === 'web_web')!);
+  const after1 = journal((j) => j.services(1).find((s) => s.name === 'web_web')!);
+  assert.deepEqual(diffSpecs(JSON.parse(before2.spec_before ?? '') as ServiceSpec, JSON.parse(after1.spec_after ?? '') as ServiceSpec), []);
   await assertRuns(2);
 
   const bad = await release('1.2.0', { broken: true });
@@ -127,10 +111,10 @@ test('an upgrade records the previous specs, and a deploy that never becomes hea
   assert.equal(r.code, 15, r.stdout + r.stderr);
   // Swarm's own update monitor may give up first ("paused"); either way the task's exit is named.
   assert.match((JSON.parse(r.stdout) as { message: string }).message, /web_web(: swarm paused the update|: 0\/1 ready).*failed on node \w+: task: non-zero exit \(1\)/);
-  const d3 = journal((db) => db.prepare('SELECT status, reason FROM deployments WHERE id = 3').get()) as { status: string; reason: string };
+  const d3 = journal((j) => j.deployment(3));
   assert.equal(d3.status, 'rolled-back');
-  assert.match(d3.reason, /^did not converge, rolled back to the previous specs/);
-  assert.deepEqual(journal((db) => db.prepare("SELECT outcome, reason FROM events WHERE kind = 'deployment.rollback'").all()), [{ outcome: 'ok', reason: 'health-gate' }]);
+  assert.match(d3.reason ?? '', /^did not converge, rolled back to the previous specs/);
+  assert.deepEqual(journal((j) => j.events({ kind: 'deployment.rollback' }).map(({ outcome, reason }) => ({ outcome, reason }))), [{ outcome: 'ok', reason: 'health-gate' }]);
   await assertRuns(2);
 });
 

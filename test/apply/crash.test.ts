@@ -14,6 +14,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { journalPathIn } from '../../src/store/state-dir.js';
 import Database from 'better-sqlite3';
 import type { ServiceSpec } from '../../src/docker/index.js';
 import { MAX_RECOVERIES } from '../../src/apply/recover.js';
@@ -166,7 +167,7 @@ async function crashRound(lane: Lane, row: Row): Promise<void> {
   const report = JSON.parse(rec.stdout) as { recovered: { deployment: number; status: string; reason: string | null; step: string }[] };
   if (row.recoverEvent === null) assert.deepEqual(report.recovered, []);
   else assert.deepEqual(report.recovered.map((r) => [r.deployment, r.status, r.step]), [[2, row.status, d2.step]]);
-  const events = run.journal((db) => db.prepare(`SELECT outcome, reason FROM events WHERE kind = 'deployment.recover'`).all());
+  const events = run.journal((j) => j.events({ kind: 'deployment.recover' }).map(({ outcome, reason }) => ({ outcome, reason })));
   assert.deepEqual(events, row.recoverEvent === null ? [] : [{ outcome: 'ok', reason: row.recoverEvent }]);
 
   const after = deployments(run.state).find((d) => d.id === 2)!;
@@ -179,7 +180,7 @@ async function crashRound(lane: Lane, row: Row): Promise<void> {
     assert.deepEqual(specDrift(v2Recorded, await engineSpecs(bench.docker, stack)), []);
     // Its cleanup was resumed: the config only v1 used is gone, once, journaled on #2.
     assert.deepEqual(await stackConfigs(stack), configNames(v2Recorded));
-    const cleanup = run.journal((db) => db.prepare(`SELECT outcome, reason FROM events WHERE kind = 'deployment.cleanup'`).all());
+    const cleanup = run.journal((j) => j.events({ kind: 'deployment.cleanup' }).map(({ outcome, reason }) => ({ outcome, reason })));
     assert.deepEqual(cleanup, [{ outcome: 'ok', reason: 'resumed' }]);
   }
   // A recovery to the old state brings back what v2 removed, and keeps what v1 used.
@@ -202,7 +203,7 @@ async function crashRound(lane: Lane, row: Row): Promise<void> {
   assert.equal(v2Specs.get(`${stack}_worker`)!.TaskTemplate?.ContainerSpec?.Env?.includes('RELEASE=2.0.0'), true);
   // Cleanup ran: only the config v2 uses is left.
   assert.deepEqual(await stackConfigs(stack), configNames(v2Specs));
-  const steps = run.journal((db) => db.prepare('SELECT step, outcome FROM apply_steps WHERE deployment_id = ? ORDER BY id').all(again)) as { step: string; outcome: string | null }[];
+  const steps = run.journal((j) => j.steps(again).map(({ step, outcome }) => ({ step, outcome })));
   if (again === 3) assert.deepEqual(steps, ['verify', 'store', 'load', 'prepare', 'services', 'converge', 'commit', 'cleanup'].map((step) => ({ step, outcome: 'ok' })));
   else assert.deepEqual(steps.at(-1), { step: 'cleanup', outcome: 'ok' });
 }
@@ -219,8 +220,9 @@ describe('kill -9 at every step boundary, then recovery', { concurrency: lanes.l
   test(`a recovery interrupted more than ${MAX_RECOVERIES} times is left to the operator, not retried forever`, async () => {
   const { stack } = loop;
   const run = cliFor(bench, join(bench.dir, 'state-loop'));
+  // A write, to make the state a crash loop leaves: the read-only helper cannot.
   const setRecoveries = (id: number, n: number) => {
-    const db = new Database(join(run.state, 'journal.db'));
+    const db = new Database(journalPathIn(run.state));
     try {
       db.prepare('UPDATE deployments SET recoveries = ? WHERE id = ?').run(n, id);
     } finally {
@@ -249,7 +251,7 @@ describe('kill -9 at every step boundary, then recovery', { concurrency: lanes.l
   assert.equal(d3.status, 'failed');
   assert.equal(d3.reason, `recovery was interrupted ${MAX_RECOVERIES} times; left for the operator (see airlock history ${stack})`);
   assert.deepEqual(JSON.parse(gaveUp.stdout).recovered.map((r: { deployment: number; status: string }) => [r.deployment, r.status]), [[3, 'failed']]);
-  const events = run.journal((db) => db.prepare(`SELECT outcome, reason, details FROM events WHERE kind = 'deployment.recover' ORDER BY id`).all());
+  const events = run.journal((j) => j.events({ kind: 'deployment.recover' }).map(({ outcome, reason, details }) => ({ outcome, reason, details })));
   assert.deepEqual(events.at(-1), { outcome: 'failed', reason: 'crash-loop', details: JSON.stringify({ deployment: 3 }) });
   // It gave up without touching the engine: the operator finds it as the crash left it.
   assert.deepEqual(specDrift(mixed, await engineSpecs(bench.docker, stack)), []);

@@ -102,7 +102,7 @@ test('dockerd killed while the images load: exit 15 naming the engine, the deplo
   assert.equal(d.status, 'failed');
   assert.equal(d.step, 'load');
   assert.match(d.reason ?? '', /Docker Engine not reachable/);
-  const step = run.journal((db) => db.prepare(`SELECT outcome, detail FROM apply_steps WHERE deployment_id = ? AND step = 'load'`).get(id)) as { outcome: string; detail: string };
+  const step = run.journal((j) => j.steps(id).find((s) => s.step === 'load')!);
   assert.equal(step.outcome, 'failed');
   assertNothingRunning();
 
@@ -136,7 +136,7 @@ test('dockerd killed while the services converge and kept down: exit 15, the dep
   const d = deployments(run.state).find((x) => x.id === id)!;
   assert.equal(d.status, 'running');
   assert.equal(d.step, 'converge');
-  const events = run.journal((db) => db.prepare(`SELECT outcome, reason FROM events WHERE kind = 'deployment.restore' AND details = ?`).all(JSON.stringify({ deployment: id })));
+  const events = run.journal((j) => j.events({ kind: 'deployment.restore' }).filter((e) => e.details === JSON.stringify({ deployment: id })).map(({ outcome, reason }) => ({ outcome, reason })));
   assert.deepEqual(events, [{ outcome: 'failed', reason: 'engine-unreachable' }]);
   const status = await run.cli(['status', '--json']);
   assert.deepEqual((JSON.parse(status.stdout) as { unfinished: unknown[]; engine: boolean }).unfinished, [{ deployment: id, stack: 'web', step: 'converge' }]);

@@ -26,7 +26,7 @@ interface ApplyJson {
 }
 
 const events = () =>
-  run.journal((db) => db.prepare("SELECT outcome, reason, message FROM events WHERE kind = 'bundle.apply' ORDER BY id").all()) as { outcome: string; reason: string; message: string }[];
+  run.journal((j) => j.events({ kind: 'bundle.apply' }).map(({ outcome, reason, message }) => ({ outcome, reason, message })));
 
 test('the same bundle again: no deployment, an event, the stack as it runs; changed by hand, it is a deployment again', async () => {
   const first = await run.apply(v1);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { JournalReader, readJournal } from '../helpers/journal-read.js';
 import { makeProject, makeSigner, runCli, tempDir } from '../helpers/fixtures.js';
 import { sha256File } from '../helpers/images.js';
 
@@ -58,17 +58,17 @@ test('import stores every blob by its hash, journals it, and writes nothing twic
   const baseHex = (await sha256File(join(dir, 'project-1.1.0', 'images', 'base.tar'))).slice(7);
   assert.deepEqual((await storeListing(state)).get(baseHex), listing.get(baseHex), 'shared base layer untouched');
 
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
-  t.after(() => db.close());
-  assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-  const bundles = db.prepare('SELECT name, version, key_id FROM bundles ORDER BY id').all();
+  const j = JournalReader.open(state);
+  t.after(() => j.close());
+  assert.equal(j.journalMode(), 'wal');
+  const bundles = j.bundles().map(({ name, version, key_id }) => ({ name, version, key_id }));
   assert.deepEqual(bundles, [
     { name: 'demo', version: '1.0.0', key_id: signer.keyId },
     { name: 'demo', version: '1.1.0', key_id: signer.keyId },
   ]);
-  const blobCount = (db.prepare('SELECT count(*) AS n FROM blobs').get() as { n: number }).n;
+  const blobCount = j.blobs().length;
   assert.equal(blobCount, (await storeListing(state)).size);
-  const events = db.prepare("SELECT outcome, subject FROM events WHERE kind = 'bundle.import' ORDER BY id").all();
+  const events = j.events({ kind: 'bundle.import' }).map(({ outcome, subject }) => ({ outcome, subject }));
   assert.deepEqual(events, [
     { outcome: 'ok', subject: 'demo 1.0.0' },
     { outcome: 'ok', subject: 'demo 1.0.0' },
@@ -125,13 +125,10 @@ test('an import that would not fit on the disk is refused before writing', async
     assert.equal(err.reason, 'disk-full');
     assert.match(err.message, /not enough free space in .*: need \d+ MiB plus 256 MiB spare/);
     assert.deepEqual(await readdir(join(small, 'blobs', 'sha256')).catch(() => []), []);
-    const db = new Database(join(small, 'journal.db'), { readonly: true });
-    try {
-      assert.deepEqual(db.prepare('SELECT outcome, reason FROM events').all(), [{ outcome: 'failed', reason: 'disk-full' }]);
-      assert.equal((db.prepare('SELECT count(*) AS n FROM bundles').get() as { n: number }).n, 0);
-    } finally {
-      db.close();
-    }
+    readJournal(small, (j) => {
+      assert.deepEqual(j.events().map(({ outcome, reason }) => ({ outcome, reason })), [{ outcome: 'failed', reason: 'disk-full' }]);
+      assert.equal(j.bundles().length, 0);
+    });
   } finally {
     execFileSync('umount', [small]);
     await cleanup();

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { readJournal } from '../helpers/journal-read.js';
 import { makeProject, makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
 import { loadPrivateKey } from '../../src/trust/keys.js';
 import { canonicalJson } from '../../src/bundle/canonical-json.js';
@@ -47,15 +47,10 @@ async function storeListing(state: string): Promise<string[]> {
 }
 
 function journal(state: string) {
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
-  try {
-    return {
-      bundles: db.prepare('SELECT name, version, manifest_digest AS digest FROM bundles ORDER BY id').all() as { name: string; version: string; digest: string }[],
-      imports: db.prepare("SELECT outcome, reason FROM events WHERE kind = 'bundle.import' ORDER BY id").all() as { outcome: string; reason: string | null }[],
-    };
-  } finally {
-    db.close();
-  }
+  return readJournal(state, (j) => ({
+    bundles: j.bundles().map((b) => ({ name: b.name, version: b.version, digest: b.manifest_digest })),
+    imports: j.events({ kind: 'bundle.import' }).map(({ outcome, reason }) => ({ outcome, reason })),
+  }));
 }
 
 /** A folder holding the index and the chosen parts, copied in the given order with distinct, shuffled mtimes. */

@@ -12,7 +12,7 @@ import type { KeyObject } from 'node:crypto';
 import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import Database from 'better-sqlite3';
+import { readJournal } from '../helpers/journal-read.js';
 import { ExitCode, type ExitCodeName } from '../../src/errors/index.js';
 import { blobEntryName, MANIFEST_ENTRY, SIGNATURE_ENTRY, type BlobRecord, type Manifest } from '../../src/bundle/manifest.js';
 import { loadPrivateKey } from '../../src/trust/keys.js';
@@ -579,21 +579,10 @@ async function listOrEmpty(dir: string): Promise<string[]> {
 
 async function snapshot(state: string): Promise<Snapshot> {
   const blobDir = join(state, 'blobs', 'sha256');
-  const store = [];
+  const store: string[] = [];
   for (const name of await listOrEmpty(blobDir)) store.push(`${name} ${(await stat(join(blobDir, name))).size}`);
-  const db = new Database(join(state, 'journal.db'), { readonly: true, fileMustExist: true });
-  try {
-    return {
-      store,
-      staging: await listOrEmpty(join(state, 'blobs', 'staging')),
-      bundles: db.prepare('SELECT * FROM bundles ORDER BY id').all(),
-      blobs: db.prepare('SELECT * FROM blobs ORDER BY digest').all(),
-      bundleBlobs: db.prepare('SELECT * FROM bundle_blobs ORDER BY bundle_id, digest').all(),
-      events: db.prepare('SELECT * FROM events ORDER BY id').all() as Snapshot['events'],
-    };
-  } finally {
-    db.close();
-  }
+  const staging = await listOrEmpty(join(state, 'blobs', 'staging'));
+  return readJournal(state, (j) => ({ store, staging, bundles: j.bundles(), blobs: j.blobs(), bundleBlobs: j.bundleBlobs(), events: j.events() }));
 }
 
 function parseJsonLine(r: CliResult): Record<string, unknown> {

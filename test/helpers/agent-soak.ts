@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import semver from 'semver';
 import { AgentProcess, dropBundle as drop, writeAgentConfig, type AgentLayout } from './agent.js';
-import { buildRelease, engineSpecs, readJournalDb, recordedSpecs, specDrift, type Bench } from './apply.js';
+import { buildRelease, engineSpecs, recordedSpecs, specDrift, type Bench } from './apply.js';
+import { readJournal } from './journal-read.js';
 import { EngineProxy } from './engine-proxy.js';
 import { runCli } from './fixtures.js';
 
@@ -177,10 +178,11 @@ export async function runSoak(bench: Bench, opts: SoakOptions): Promise<SoakResu
     while (Date.now() < settledBy) {
       if (agent.child.exitCode !== null || agent.child.signalCode !== null) break;
       const inbox = (await readdir(layout.inbox)).filter((n) => n.endsWith('.airlock'));
-      const open = readJournalDb(layout.state, (db) => {
-        const waiting = (db.prepare(`SELECT COUNT(*) AS n FROM agent_queue WHERE state = 'waiting'`).get() as { n: number }).n;
-        const running = (db.prepare(`SELECT COUNT(*) AS n FROM deployments WHERE status = 'running'`).get() as { n: number }).n;
-        const top = db.prepare(`SELECT 1 FROM deployments d JOIN bundles b ON b.id = d.bundle_id WHERE b.version = ? AND d.status = 'committed'`).get(newest);
+      const open = readJournal(layout.state, (j) => {
+        const waiting = j.queue().filter((q) => q.state === 'waiting').length;
+        const deployments = j.deployments();
+        const running = deployments.filter((d) => d.status === 'running').length;
+        const top = deployments.some((d) => d.bundle_version === newest && d.status === 'committed');
         return waiting + running + (top ? 0 : 1);
       });
       if (inbox.length === 0 && open === 0) {
@@ -231,11 +233,11 @@ interface Verdict {
 async function checkOutcome(bench: Bench, layout: AgentLayout, opts: SoakOptions, dropped: string[]): Promise<Verdict> {
   const problems: string[] = [];
   const { state } = layout;
-  const bundles = readJournalDb(state, (db) => db.prepare(`SELECT id, version FROM bundles WHERE name = 'demo' ORDER BY id`).all()) as { id: number; version: string }[];
-  const queue = readJournalDb(state, (db) => db.prepare(`SELECT bundle_id, state, reason FROM agent_queue`).all()) as { bundle_id: number; state: string; reason: string | null }[];
-  const committed = readJournalDb(state, (db) =>
-    db.prepare(`SELECT d.id, b.version FROM deployments d JOIN bundles b ON b.id = d.bundle_id WHERE d.kind = 'apply' AND d.status = 'committed' ORDER BY d.id`).all(),
-  ) as { id: number; version: string }[];
+  const bundles = readJournal(state, (j) => j.bundles().filter((b) => b.name === 'demo'));
+  const queue = readJournal(state, (j) => j.queue());
+  const committed = readJournal(state, (j) =>
+    j.deployments().flatMap((d) => (d.kind === 'apply' && d.status === 'committed' && d.bundle_version ? [{ id: d.id, version: d.bundle_version }] : [])),
+  );
   const deployedSet = new Set(committed.map((c) => c.version));
   const byId = new Map(queue.map((q) => [q.bundle_id, q]));
   const superseded: string[] = [];
@@ -289,9 +291,9 @@ async function checkOutcome(bench: Bench, layout: AgentLayout, opts: SoakOptions
   if (left.length > 0) problems.push(`left in the inbox: ${left.join(', ')}`);
 
   // The journal is intact, and no deployment is left running.
-  const integrity = readJournalDb(state, (db) => db.pragma('integrity_check', { simple: true }));
+  const integrity = readJournal(state, (j) => j.integrity());
   if (integrity !== 'ok') problems.push(`journal integrity_check: ${String(integrity)}`);
-  const running = readJournalDb(state, (db) => db.prepare(`SELECT id, step FROM deployments WHERE status = 'running'`).all()) as { id: number; step: string }[];
+  const running = readJournal(state, (j) => j.deployments().filter((d) => d.status === 'running'));
   if (running.length > 0) problems.push(`deployments left running: ${running.map((r) => `#${r.id} at ${r.step}`).join(', ')}`);
 
   // Retention: after a prune, the store holds exactly the blobs of the bundles kept (the last `keep` committed versions), every one of them.
@@ -299,14 +301,14 @@ async function checkOutcome(bench: Bench, layout: AgentLayout, opts: SoakOptions
   if (pruned.code !== 0) problems.push(`airlock prune exited ${pruned.code}: ${pruned.stderr}`);
   const keptVersions = [...new Set(committed.map((c) => c.version).reverse())].slice(0, opts.keep);
   const want = new Set<string>();
-  readJournalDb(state, (db) => {
+  readJournal(state, (j) => {
+    const demo = j.bundles().filter((b) => b.name === 'demo');
     for (const v of keptVersions) {
-      const row = db.prepare(`SELECT manifest FROM bundles WHERE name = 'demo' AND version = ?`).get(v) as { manifest: Buffer };
+      const row = demo.find((b) => b.version === v)!;
       for (const blob of (JSON.parse(row.manifest.toString('utf8')) as { blobs: { digest: string }[] }).blobs) want.add(blob.digest.slice('sha256:'.length));
     }
-    for (const r of db.prepare(`SELECT o.data_digest FROM deployment_objects o JOIN deployments d ON d.id = o.deployment_id JOIN bundles b ON b.id = d.bundle_id WHERE o.data_digest IS NOT NULL AND d.status = 'committed' AND b.version IN (${keptVersions.map(() => '?').join(',')})`).all(...keptVersions) as { data_digest: string }[]) {
-      want.add(r.data_digest.slice('sha256:'.length));
-    }
+    const keptDeployments = new Set(j.deployments().filter((d) => d.status === 'committed' && d.bundle_version && keptVersions.includes(d.bundle_version)).map((d) => d.id));
+    for (const o of j.objects()) if (o.data_digest !== null && keptDeployments.has(o.deployment_id)) want.add(o.data_digest.slice('sha256:'.length));
   });
   const onDisk = new Set(await readdir(join(state, 'blobs', 'sha256')));
   const absent = [...want].filter((d) => !onDisk.has(d));

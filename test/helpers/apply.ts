@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import YAML from 'yaml';
 import type { Docker, ServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import { PrivateDaemon } from './dockerd.js';
+import { readJournal, type JournalReader } from './journal-read.js';
 import { makeProject, makeSigner, runCli, spawnCli, tempDir, type CliResult, type Signer } from './fixtures.js';
 
 /** A command that runs until stopped and stops at once on SIGTERM. */
@@ -121,17 +121,8 @@ export function cliFor(bench: Bench, state: string) {
         env: { ...process.env, ...env(envExtra) }
       });
     },
-    journal: <T>(fn: (db: Database.Database) => T): T => readJournalDb(state, fn),
+    journal: <T>(fn: (j: JournalReader) => T): T => readJournal(state, fn),
   };
-}
-
-export function readJournalDb<T>(state: string, fn: (db: Database.Database) => T): T {
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
 }
 
 export interface DeploymentSummary {
@@ -144,15 +135,13 @@ export interface DeploymentSummary {
 }
 
 export function deployments(state: string): DeploymentSummary[] {
-  return readJournalDb(state, (db) => db.prepare('SELECT id, status, step, reason, recoveries, kind FROM deployments ORDER BY id').all() as DeploymentSummary[]);
+  return readJournal(state, (j) => j.deployments().map(({ id, status, step, reason, recoveries, kind }) => ({ id, status, step, reason, recoveries, kind })));
 }
 
 /** The specs a deployment applied (spec_after), by service name; services it removes are left out. */
 export function recordedSpecs(state: string, id: number): Map<string, ServiceSpec> {
-  const rows = readJournalDb(state, (db) =>
-    db.prepare('SELECT name, spec_after FROM deployment_services WHERE deployment_id = ? AND spec_after IS NOT NULL ORDER BY name').all(id),
-  ) as { name: string; spec_after: string }[];
-  return new Map(rows.map((r) => [r.name, JSON.parse(r.spec_after) as ServiceSpec]));
+  const rows = readJournal(state, (j) => j.services(id));
+  return new Map(rows.flatMap((r) => (r.spec_after === null ? [] : [[r.name, JSON.parse(r.spec_after) as ServiceSpec] as const])));
 }
 
 /** The specs the engine runs for a stack, by service name. */

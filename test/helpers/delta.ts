@@ -5,9 +5,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import Database from 'better-sqlite3';
 import { makeProject, runCli, type Signer } from './fixtures.js';
 import type { Manifest } from '../../src/bundle/manifest.js';
+import { JournalReader } from './journal-read.js';
 
 /** Fixed build time, so builds with the same inputs give the same bytes. */
 export const EPOCH = { SOURCE_DATE_EPOCH: '1767225600' };
@@ -83,12 +83,12 @@ export async function storeListing(state: string): Promise<Map<string, { ino: nu
 
 /** A read-only view of a host's journal. */
 export function journal(state: string) {
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
+  const j = JournalReader.open(state);
   return {
-    kinds: () => (db.prepare('SELECT kind FROM events ORDER BY id').all() as { kind: string }[]).map((r) => r.kind),
-    events: () => db.prepare("SELECT outcome, subject, reason FROM events WHERE kind = 'bundle.import' ORDER BY id").all() as { outcome: string; subject: string; reason: string | null }[],
-    bundles: () => db.prepare('SELECT id, name, version FROM bundles ORDER BY id').all() as { id: number; name: string; version: string }[],
-    links: (id: number) => (db.prepare('SELECT digest FROM bundle_blobs WHERE bundle_id = ? ORDER BY digest').all(id) as { digest: string }[]).map((r) => r.digest),
-    close: () => db.close(),
+    kinds: () => j.events().map((r) => r.kind),
+    events: () => j.events({ kind: 'bundle.import' }).map(({ outcome, subject, reason }) => ({ outcome, subject, reason })),
+    bundles: () => j.bundles().map(({ id, name, version }) => ({ id, name, version })),
+    links: (id: number) => j.bundleBlobs().filter((l) => l.bundle_id === id).map((l) => l.digest),
+    close: () => j.close(),
   };
 }

@@ -16,7 +16,8 @@ import { after, before, test } from 'node:test';
 import { FtpSource, type FtpSourceConfig } from '../../src/agent/inbox/ftp-source.js';
 import { isInboxName } from '../../src/agent/inbox/part-sets.js';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
-import { buildRelease, deployments, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { buildRelease, deployments, startBench, type Bench } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { startFakeFtp } from '../helpers/fake-ftp.js';
 import { tempDir } from '../helpers/fixtures.js';
 import { captureLog } from '../helpers/log-capture.js';
@@ -63,7 +64,7 @@ function watchSize(dir: string): { stop(): Promise<number> } {
 }
 
 function integrity(state: string): string {
-  return readJournalDb(state, (db) => db.pragma('integrity_check', { simple: true }) as string);
+  return readJournal(state, (j) => j.integrity());
 }
 
 /** Drops a bundle into a folder inbox whole, then its marker. */
@@ -335,7 +336,7 @@ test('a server without modify times: a damaged bundle is quarantined, the good o
   assert.equal(deployed.length, 1);
   assert.equal(deployed[0]?.status, 'committed');
   assert.equal(
-    readJournalDb(layout.state, (db) => (db.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'inbox.quarantine'").get() as { n: number }).n),
+    readJournal(layout.state, (j) => j.events({ kind: 'inbox.quarantine' }).length),
     1,
   );
 });

@@ -15,7 +15,8 @@ import { after, before, test } from 'node:test';
 import YAML from 'yaml';
 import { SCHEMA_VERSION } from '../../src/journal/migrations.js';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
-import { buildRelease, readJournalDb, runAirlock, startBench, type Bench, type RunResult } from '../helpers/apply.js';
+import { buildRelease, runAirlock, startBench, type Bench, type RunResult } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { cliArgv } from '../helpers/fixtures.js';
 
 let bench: Bench;
@@ -55,12 +56,12 @@ async function tree(dir: string): Promise<Record<string, string>> {
 
 /** The journal passes SQLite's integrity check, and its rows are the ones a test expects. */
 function journalWhole(state: string): { bundles: string[]; events: { kind: string; outcome: string; reason: string | null; subject: string | null }[]; version: number } {
-  return readJournalDb(state, (db) => {
-    assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+  return readJournal(state, (j) => {
+    assert.equal(j.integrity(), 'ok');
     return {
-      bundles: (db.prepare('SELECT name || \' \' || version AS v FROM bundles ORDER BY id').all() as { v: string }[]).map((r) => r.v),
-      events: db.prepare('SELECT kind, outcome, reason, subject FROM events ORDER BY id').all() as { kind: string; outcome: string; reason: string | null; subject: string | null }[],
-      version: db.pragma('user_version', { simple: true }) as number,
+      bundles: j.bundles().map((b) => `${b.name} ${b.version}`),
+      events: j.events().map(({ kind, outcome, reason, subject }) => ({ kind, outcome, reason, subject })),
+      version: j.schemaVersion(),
     };
   });
 }

@@ -13,7 +13,8 @@ import { copyFile, chmod, chown, mkdir, readdir, readFile, rename, writeFile } f
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { AgentProcess, writeAgentConfig, type AgentLayout } from '../helpers/agent.js';
-import { assertRuns, buildRelease, deployments, readJournalDb, runAirlock, startBench, type Bench } from '../helpers/apply.js';
+import { assertRuns, buildRelease, deployments, runAirlock, startBench, type Bench } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { makeSigner, type Signer } from '../helpers/fixtures.js';
 
 /** Any control character a terminal acts on (C0 but line feed, DEL, C1). */
@@ -47,7 +48,7 @@ after(async () => {
 
 const env = () => ({ DOCKER_HOST: bench.daemon.dockerHost });
 const cli = (args: string[]) => runAirlock([...args, '--state', layout.state, '--trust', trust], env());
-const events = (kind: string) => readJournalDb(layout.state, (db) => db.prepare('SELECT outcome, reason, message FROM events WHERE kind = ? ORDER BY id').all(kind)) as { outcome: string; reason: string; message: string }[];
+const events = (kind: string) => readJournal(layout.state, (j) => j.events({ kind }).map(({ outcome, reason, message }) => ({ outcome, reason, message })));
 const image = async (service: string) => (await bench.docker.services.inspect(service)).Spec.TaskTemplate?.ContainerSpec?.Image;
 
 test('rollback --to a release whose key was revoked since is refused (exit 10), naming key and list; --allow-revoked deploys it, journaled', async () => {
@@ -78,8 +79,8 @@ test('rollback --to a release whose key was revoked since is refused (exit 10), 
   assert.equal(await image('rev_web'), 'revtest/web:1.0.0');
   const allowed = events('revocation').at(-1)!;
   assert.equal(allowed.reason, 'revoked-allowed');
-  assert.match(allowed.message, new RegExp(`; deployed anyway with --allow-revoked by root@`));
-  const source = readJournalDb(layout.state, (db) => (db.prepare('SELECT source FROM deployments WHERE id = 3').get() as { source: string }).source);
+  assert.match(allowed.message ?? '', new RegExp(`; deployed anyway with --allow-revoked by root@`));
+  const source = readJournal(layout.state, (j) => j.deployment(3).source);
   assert.equal(source, 'rollback to #1 (key revoked; --allow-revoked)');
 });
 
@@ -141,9 +142,9 @@ test('recover after a crash will not restore specs of a release whose key was re
   assert.equal(forced.code, 0, forced.stderr);
   assert.notEqual(stateOf(2), 'running');
   await assertRuns(bench.docker, state, 'rrc', 1);
-  const allowed = readJournalDb(state, (db) => db.prepare(`SELECT reason, message FROM events WHERE kind = 'revocation' ORDER BY id`).all()) as { reason: string; message: string }[];
+  const allowed = readJournal(state, (j) => j.events({ kind: 'revocation' }).map(({ reason, message }) => ({ reason, message })));
   assert.deepEqual(allowed.map((e) => e.reason), ['revoked-restore', 'revoked-allowed']);
-  assert.match(allowed[1]!.message, /deployed anyway with --allow-revoked by root@/);
+  assert.match(allowed[1]!.message ?? '', /deployed anyway with --allow-revoked by root@/);
 });
 
 /** A 0777 trust dir into which user nobody (65534) writes a key of its own, and a bundle that key signed. */
@@ -195,7 +196,7 @@ test('a 0777 trust dir with a key planted by another user: bundle plan, bundle a
     await agent.stop();
   }
   assert.ok((await readdir(agentLayout.inbox)).includes('evil.airlock'), 'the bundle waits in the inbox, neither imported nor quarantined');
-  assert.equal(readJournalDb(agentLayout.state, (db) => (db.prepare('SELECT count(*) AS n FROM bundles').get() as { n: number }).n), 0);
+  assert.equal(readJournal(agentLayout.state, (j) => j.bundles().length), 0);
   assert.deepEqual(await bench.docker.services.list({ filters: { name: ['evil_'] } }), []);
 });
 

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { readJournal } from '../helpers/journal-read.js';
 import { makeProject, makeSigner, runCli, spawnCli, tempDir, type Signer } from '../helpers/fixtures.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { engineImageId } from '../helpers/engines.js';
@@ -70,16 +70,13 @@ test('import loads the images into an engine that lacks them, with the ids and l
     assert.deepEqual(web.RootFS.Layers, [base, app]);
     assert.equal((await docker.images.inspect('loadtest/base:1')).Id, engineIds.get('loadtest/base:1'));
 
-    const db = new Database(join(state, 'journal.db'), { readonly: true });
-    try {
-      const rows = db.prepare('SELECT id, refs FROM images ORDER BY refs').all() as { id: string; refs: string }[];
-      assert.deepEqual(rows.map((r) => [JSON.parse(r.refs)[0], r.id]), [
+    readJournal(state, (j) => {
+      const rows = j.images().sort((a, b) => (a.refs < b.refs ? -1 : a.refs > b.refs ? 1 : 0));
+      assert.deepEqual(rows.map((r) => [(JSON.parse(r.refs) as string[])[0], r.id]), [
         ['loadtest/base:1', expected.get('loadtest/base:1')],
         ['loadtest/web:1.0.0', expected.get('loadtest/web:1.0.0')],
       ]);
-    } finally {
-      db.close();
-    }
+    });
 
     // Importing again loads nothing: both images are there with the right ids.
     const again = await runCli(importArgs(file, state), { DOCKER_HOST: daemon.dockerHost });
@@ -133,17 +130,14 @@ test('a daemon killed during a load: a clear error, nothing recorded as loaded, 
   assert.equal(err.error, 'engine');
   assert.match(err.message, /engine|daemon|connection|socket/i);
 
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
-  try {
-    assert.deepEqual(db.prepare('SELECT * FROM images').all(), []);
-    const events = db.prepare("SELECT kind, outcome FROM events ORDER BY id").all();
+  readJournal(state, (j) => {
+    assert.deepEqual(j.images(), []);
+    const events = j.events().map(({ kind, outcome }) => ({ kind, outcome }));
     assert.deepEqual(events, [
       { kind: 'bundle.import', outcome: 'ok' },
       { kind: 'images.load', outcome: 'failed' },
     ]);
-  } finally {
-    db.close();
-  }
+  });
 
   await daemon.start();
   const retry = await runCli(importArgs(file, state), { DOCKER_HOST: daemon.dockerHost });
@@ -244,11 +238,8 @@ test('an image whose layers do not match its manifest is refused before anything
   } finally {
     await docker.close();
   }
-  const db = new Database(join(state2, 'journal.db'), { readonly: true });
-  try {
-    assert.deepEqual(db.prepare('SELECT * FROM images').all(), []);
-    assert.deepEqual(db.prepare("SELECT outcome, reason FROM events WHERE kind = 'images.load'").all(), [{ outcome: 'refused', reason: 'layer-mismatch' }]);
-  } finally {
-    db.close();
-  }
+  readJournal(state2, (j) => {
+    assert.deepEqual(j.images(), []);
+    assert.deepEqual(j.events({ kind: 'images.load' }).map(({ outcome, reason }) => ({ outcome, reason })), [{ outcome: 'refused', reason: 'layer-mismatch' }]);
+  });
 });

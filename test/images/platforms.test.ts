@@ -15,7 +15,8 @@ import YAML from 'yaml';
 import { compareApiVersions } from '../../src/docker/index.js';
 import type { Manifest } from '../../src/bundle/manifest.js';
 import { makeMultiPlatformProject, runCli, type MultiPlatformProjectOptions } from '../helpers/fixtures.js';
-import { cliFor, readJournalDb, startBench, type Bench } from '../helpers/apply.js';
+import { cliFor, startBench, type Bench } from '../helpers/apply.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { engineImageId, engineImageStore } from '../helpers/engines.js';
 import type { WrittenVariant } from '../helpers/images.js';
 import { Bundle } from '../helpers/tamper.js';
@@ -74,10 +75,10 @@ test('apply stores every variant but loads only the amd64 one: the service runs 
   // The content store keeps both: everything the bundle carries was verified and stored.
   for (const d of [v1.amd64!.config, v1.amd64!.manifest, v1.arm64!.config, v1.arm64!.manifest]) assert.ok(storeHas(d), `${d} stored`);
   // The journal records the loaded variant, and pins the service to its config digest.
-  assert.deepEqual(readJournalDb(run.state, (db) => db.prepare('SELECT id FROM images').all()), [{ id: v1.amd64!.config }]);
-  assert.deepEqual(readJournalDb(run.state, (db) => db.prepare('SELECT image_ref, image_id FROM deployment_services').all()), [{ image_ref: v1.ref, image_id: v1.amd64!.config }]);
-  const load = readJournalDb(run.state, (db) => db.prepare("SELECT details FROM events WHERE kind = 'images.load'").get()) as { details: string };
-  assert.deepEqual(JSON.parse(load.details), { loaded: [v1.ref], present: [], tagged: [], platform: 'linux/amd64' });
+  assert.deepEqual(readJournal(run.state, (j) => j.images().map(({ id }) => ({ id }))), [{ id: v1.amd64!.config }]);
+  assert.deepEqual(readJournal(run.state, (j) => j.services().map(({ image_ref, image_id }) => ({ image_ref, image_id }))), [{ image_ref: v1.ref, image_id: v1.amd64!.config }]);
+  const load = readJournal(run.state, (j) => j.events({ kind: 'images.load' })[0]!);
+  assert.deepEqual(JSON.parse(load.details ?? ''), { loaded: [v1.ref], present: [], tagged: [], platform: 'linux/amd64' });
 
   const again = await run.cli(['bundle', 'import', v1.path, ...trust(), '--json']);
   assert.equal(again.code, 0, again.stdout + again.stderr);
@@ -138,12 +139,12 @@ test('a bundle with only an arm64 variant is refused on this amd64 host before a
   assert.deepEqual((await bench.docker.images.list()).map((i) => i.Id).sort(), images);
   assert.deepEqual(storeFiles(), files, 'nothing of the refused bundle was stored');
   assert.deepEqual((await bench.docker.services.inspect('mp_app')).Spec, spec);
-  const refusals = readJournalDb(run.state, (db) => db.prepare("SELECT outcome, reason, subject, message FROM events WHERE kind = 'bundle.import' AND subject = 'mp 3.0.0'").all());
+  const refusals = readJournal(run.state, (j) => j.events({ kind: 'bundle.import', subject: 'mp 3.0.0' }).map(({ outcome, reason, subject, message }) => ({ outcome, reason, subject, message })));
   assert.deepEqual(refusals, [
     { outcome: 'refused', reason: 'platform-unavailable', subject: 'mp 3.0.0', message },
     { outcome: 'refused', reason: 'platform-unavailable', subject: 'mp 3.0.0', message },
   ]);
-  assert.equal(readJournalDb(run.state, (db) => db.prepare("SELECT COUNT(*) AS n FROM bundles WHERE version = '3.0.0'").get() as { n: number }).n, 0);
+  assert.equal(readJournal(run.state, (j) => j.bundles().filter((b) => b.version === '3.0.0').length), 0);
 
   // Stored on a jump box (--no-load), then applied here: refused before the load, the stack as it was.
   const jump = cliFor(bench, join(bench.dir, 'state-jump'));

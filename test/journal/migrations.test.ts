@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { readJournal } from '../helpers/journal-read.js';
 import { Journal } from '../../src/journal/journal.js';
 import { DeploymentRecords } from '../../src/journal/deployments.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/journal/migrations.js';
@@ -178,9 +179,8 @@ test('the journal runs in WAL mode with synchronous=FULL and foreign keys on', a
     const id = deployments.start({ stack: 'web', bundleId: null, kind: 'apply', replaces: null, appliedBy: 'op@host', source: 'x' });
     deployments.beginStep(id, 'services');
     assert.equal(journal.db.inTransaction, false);
-    const other = new Database(join(dir, 'journal.db'), { readonly: true });
-    assert.deepEqual(other.prepare('SELECT status, step FROM deployments WHERE id = ?').get(id), { status: 'running', step: 'services' });
-    other.close();
+    const seen = readJournal(dir, (j) => j.deployment(id));
+    assert.deepEqual({ status: seen.status, step: seen.step }, { status: 'running', step: 'services' });
   } finally {
     journal.close();
   }

@@ -126,7 +126,7 @@ test('a fresh journal that knows no deployment: status names the stacks it has n
     const again = await run.apply(v2);
     assert.equal(again.code, 0, again.stdout + again.stderr);
     assert.equal(await snapshot(), before);
-    const services = run.journal((db) => db.prepare('SELECT name, spec_before IS NOT NULL AS had FROM deployment_services ORDER BY name').all());
+    const services = run.journal((j) => j.services().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((s) => ({ name: s.name, had: s.spec_before === null ? 0 : 1 })));
     assert.deepEqual(services, [
       { name: 'web_web', had: 1 },
       { name: 'web_worker', had: 1 },

@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AirlockError } from '../../src/errors/index.js';
-import { contentStoreOf } from '../../src/import/import-bundle.js';
+import { contentStoreOf } from '../../src/store/state-dir.js';
+import { readJournal } from '../helpers/journal-read.js';
 import { Journal } from '../../src/journal/journal.js';
 import { prune } from '../../src/retention/index.js';
 import type { ContentStore } from '../../src/store/content-store.js';
@@ -62,19 +63,19 @@ test('prune without an engine: a dry run lists, a prune removes blobs and journa
   assert.ok(!has('v1-only') && !has('secret-v1'));
   assert.ok(has('v2-only') && has('shared') && has('secret-v2'), 'what v2 needs, and what it shares with v1, stays');
 
-  const journal = Journal.open(state, { readonly: true });
-  try {
-    const q = <T>(sql: string, ...args: unknown[]) => journal.db.prepare(sql).all(...args) as T[];
-    assert.deepEqual(q<{ id: number }>('SELECT id FROM bundles ORDER BY id').map((b) => b.id), [1, 2], 'bundle rows stay as history');
-    assert.deepEqual(q('SELECT digest FROM bundle_blobs WHERE bundle_id = 1'), []);
-    assert.equal(q('SELECT digest FROM bundle_blobs WHERE bundle_id = 2').length, 2);
-    assert.deepEqual(q('SELECT digest FROM blobs WHERE digest = ?', d['v1-only']), []);
-    assert.equal(q('SELECT digest FROM blobs WHERE digest = ?', d.shared).length, 1);
-    assert.equal(q("SELECT id FROM images WHERE id = 'sha256:img1'").length, 1, 'an image not removed keeps its row');
-    const events = q<{ id: number; outcome: string; details: string }>("SELECT id, outcome, details FROM events WHERE kind = 'prune'");
+  readJournal(state, (j) => {
+    const links = (bundle: number) => j.bundleBlobs().filter((l) => l.bundle_id === bundle).map(({ digest }) => ({ digest }));
+    const blobs = (digest: string | undefined) => j.blobs().filter((b) => b.digest === digest).map(({ digest }) => ({ digest }));
+    assert.deepEqual(j.bundles().map((b) => b.id), [1, 2], 'bundle rows stay as history');
+    assert.deepEqual(links(1), []);
+    assert.equal(links(2).length, 2);
+    assert.deepEqual(blobs(d['v1-only']), []);
+    assert.equal(blobs(d.shared).length, 1);
+    assert.equal(j.images().filter((i) => i.id === 'sha256:img1').length, 1, 'an image not removed keeps its row');
+    const events = j.events({ kind: 'prune' });
     assert.equal(events.length, 1);
     assert.equal(events[0]!.id, r.event);
-    assert.deepEqual(JSON.parse(events[0]!.details), {
+    assert.deepEqual(JSON.parse(events[0]!.details ?? ''), {
       keep: 1,
       bundles: [{ id: 1, name: 'demo', version: '1.0.0' }],
       blobs: 2,
@@ -86,9 +87,7 @@ test('prune without an engine: a dry run lists, a prune removes blobs and journa
       relinked: [],
       skipped: [{ what: 'image', id: 'sha256:img1', reason: 'no engine to remove it from' }],
     });
-  } finally {
-    journal.close();
-  }
+  });
 
   // Pruning again: bundle 1 is already pruned, nothing is left to remove.
   const again = await prune({ stateDir: state, keep: 1 });
@@ -104,14 +103,11 @@ test('a bundle imported again after a prune gets its blob links back once it is 
   const r = await prune({ stateDir: state, keep: 1 });
   assert.deepEqual(r.bundles.map((b) => b.version), ['2.0.0']);
   assert.ok(has('v1-only') && has('shared') && !has('v2-only'));
-  const check = Journal.open(state, { readonly: true });
-  try {
-    assert.equal((check.db.prepare('SELECT COUNT(*) AS n FROM bundle_blobs WHERE bundle_id = 1').get() as { n: number }).n, 2);
-    const details = JSON.parse((check.db.prepare("SELECT details FROM events WHERE kind = 'prune' ORDER BY id DESC LIMIT 1").get() as { details: string }).details) as { relinked: number[] };
+  readJournal(state, (j) => {
+    assert.equal(j.bundleBlobs().filter((l) => l.bundle_id === 1).length, 2);
+    const details = JSON.parse(j.events({ kind: 'prune' }).at(-1)?.details ?? '') as { relinked: number[] };
     assert.deepEqual(details.relinked, [1]);
-  } finally {
-    check.close();
-  }
+  });
 });
 
 test('prune takes the apply lock: while an apply holds it, prune waits, then fails naming it', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { readJournal, type JournalReader } from '../helpers/journal-read.js';
 import YAML from 'yaml';
 import type { Manifest } from '../../src/bundle/manifest.js';
 import type { Docker } from '../../src/docker/index.js';
@@ -51,17 +51,10 @@ async function release(version: string): Promise<string> {
 
 const cli = (args: string[]) => runCli([...args, '--state', state], { DOCKER_HOST: daemon.dockerHost, AIRLOCK_TRUST_DIR: signer.trustDir });
 
-function journal<T>(fn: (db: Database.Database) => T): T {
-  const db = new Database(join(state, 'journal.db'), { readonly: true });
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
-}
+const journal = <T>(fn: (j: JournalReader) => T): T => readJournal(state, fn);
 
 const manifestOf = (version: string): Manifest =>
-  JSON.parse(journal((db) => (db.prepare('SELECT manifest FROM bundles WHERE version = ?').get(version) as { manifest: Buffer }).manifest.toString('utf8'))) as Manifest;
+  journal((j) => j.manifest(version));
 const blobsOf = (version: string) => new Set(manifestOf(version).blobs.map((b) => b.digest));
 /** The id the engine under test shows for a release's web image. */
 const webImageOf = (version: string) => engineImageId(manifestOf(version).images.find((i) => i.refs.includes(`prunetest/web:${version}`))!);
@@ -69,7 +62,7 @@ const storeHas = (digest: string) => existsSync(join(state, 'blobs', 'sha256', d
 const storeFiles = () => readdirSync(join(state, 'blobs', 'sha256')).sort();
 const engineImages = async () => (await docker.images.list()).map((i) => i.Id).sort();
 const journalDump = () =>
-  journal((db) => ['bundles', 'blobs', 'bundle_blobs', 'images', 'bundle_images', 'deployments', 'events'].map((t) => db.prepare(`SELECT * FROM ${t}`).all()));
+  journal((j) => (['bundles', 'blobs', 'bundle_blobs', 'images', 'bundle_images', 'deployments', 'events'] as const).map((t) => j.rows(t)));
 
 test('prune on a real engine: a dry run changes nothing, a prune keeps the last K, rollback to a kept release still works', async () => {
   // Four releases, applied in turn to one stack.
@@ -133,14 +126,17 @@ test('prune on a real engine: a dry run changes nothing, a prune keeps the last 
   assert.ok(done.bytes.images > 0, 'the engine freed layers');
 
   // Journal: bundle rows stay as history, their links go; one prune event with counts and bytes.
-  const links = journal((db) => db.prepare('SELECT b.version, COUNT(l.digest) AS n FROM bundles b LEFT JOIN bundle_blobs l ON l.bundle_id = b.id GROUP BY b.id ORDER BY b.id').all()) as { version: string; n: number }[];
+  const links = journal((j) => {
+    const links = j.bundleBlobs();
+    return j.bundles().map((b) => ({ version: b.version, n: links.filter((l) => l.bundle_id === b.id).length }));
+  });
   assert.deepEqual(links.map((l) => [l.version, l.n > 0]), [['1.0.0', false], ['1.1.0', false], ['1.2.0', true], ['1.3.0', true]]);
-  assert.equal(journal((db) => db.prepare('SELECT COUNT(*) AS n FROM images WHERE id = ?').get(v1WebConfig) as { n: number }).n, 0);
-  const events = journal((db) => db.prepare("SELECT id, outcome, details FROM events WHERE kind = 'prune'").all()) as { id: number; outcome: string; details: string }[];
+  assert.equal(journal((j) => j.images().filter((i) => i.id === v1WebConfig).length), 0);
+  const events = journal((j) => j.events({ kind: 'prune' }));
   assert.equal(events.length, 1);
   assert.equal(events[0]!.id, done.event);
   assert.equal(events[0]!.outcome, 'ok');
-  const details = JSON.parse(events[0]!.details) as { keep: number; blobs: number; blobBytes: number; imageBytes: number; bytes: number; bundles: { version: string }[] };
+  const details = JSON.parse(events[0]!.details ?? '') as { keep: number; blobs: number; blobBytes: number; imageBytes: number; bytes: number; bundles: { version: string }[] };
   assert.equal(details.keep, 2);
   assert.equal(details.blobs, done.blobs.length);
   assert.equal(details.blobBytes, done.bytes.blobs);
@@ -166,7 +162,7 @@ test('prune on a real engine: a dry run changes nothing, a prune keeps the last 
   const err = JSON.parse(gone.stdout) as { message: string };
   assert.match(err.message, new RegExp(v1WebConfig.slice('sha256:'.length)), err.message);
   assert.match(err.message, ROLLBACK_PRUNED, err.message);
-  const last = journal((db) => db.prepare("SELECT kind, status, restores FROM deployments ORDER BY id DESC LIMIT 1").get());
+  const last = journal((j) => j.deployments().slice(-1).map(({ kind, status, restores }) => ({ kind, status, restores }))[0]);
   assert.deepEqual(last, { kind: 'rollback', status: 'failed', restores: 1 });
   assert.equal((await docker.services.inspect('web_web')).Spec.TaskTemplate?.ContainerSpec?.Image, 'prunetest/web:1.2.0');
 
@@ -180,7 +176,7 @@ test('prune on a real engine: a dry run changes nothing, a prune keeps the last 
   const third = JSON.parse((await cli(['prune', '--keep', '2', '--json'])).stdout) as PruneReport;
   assert.deepEqual(third.bundles.map((b) => b.version), ['1.3.0']);
   assert.ok(v1Only.every(storeHas));
-  assert.ok((journal((db) => db.prepare("SELECT COUNT(*) AS n FROM bundle_blobs l JOIN bundles b ON b.id = l.bundle_id WHERE b.version = '1.0.0'").get()) as { n: number }).n > 0);
+  assert.ok(journal((j) => j.bundleBlobs().filter((l) => j.bundles().find((b) => b.id === l.bundle_id)?.version === '1.0.0').length) > 0);
 });
 
 /**

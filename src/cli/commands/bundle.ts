@@ -1,11 +1,10 @@
 import { stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import { COMPRESSIONS, type Compression } from '../../bundle/blob-collector.js';
 import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
-import { stateDirFrom } from '../../store/state-dir.js';
+import { journalPathIn, stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
 import { platformList } from '../../images/platform.js';
 import type { Journal } from '../../journal/journal.js';
@@ -117,7 +116,7 @@ function receiptOptions(path: string | undefined, keyPath: string | undefined) {
 
 /** The journal, read-only, when the state dir has one; verify uses it for the downgrade check. */
 async function existingJournal(stateDir: string): Promise<Journal | undefined> {
-  if (!existsSync(join(stateDir, 'journal.db'))) return undefined;
+  if (!existsSync(journalPathIn(stateDir))) return undefined;
   const { Journal } = await import('../../journal/journal.js');
   return Journal.open(stateDir, { readonly: true });
 }

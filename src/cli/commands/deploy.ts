@@ -1,18 +1,16 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Docker, type Service } from '../../docker/index.js';
-import { AirlockError, notFound } from '../../errors/index.js';
+import { AirlockError } from '../../errors/index.js';
 import { applyBundle, isManager, recoverHost } from '../../apply/bundle-apply.js';
 import { planBundle } from '../../apply/bundle-plan.js';
 import { maskPlanEnv } from '../../stack/env-mask.js';
 import { planJson, planLines, printWarnings } from './stack.js';
 import { rollbackStack } from '../../apply/rollback.js';
 import type { RevocationGate } from '../../apply/revocation.js';
-import { stateDirFrom } from '../../import/import-bundle.js';
+import { noJournalHere, stateDirFrom } from '../../store/state-dir.js';
 import { AgentQueue } from '../../journal/agent-queue.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
-import { Journal, JOURNAL_FILE } from '../../journal/journal.js';
+import { Journal } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../compose/labels.js';
 import { progressOfServices, type ServiceProgress } from '../../stack/converge.js';
 import { trustStoreOption } from '../trust-inputs.js';
@@ -65,16 +63,11 @@ async function readJournal(values: CommandContext['values']): Promise<Journal> {
     if (!(e instanceof AirlockError) || e.reason !== 'no-journal') throw e;
     const docker = new Docker({ retry: false });
     const running = await engineStacks(docker).finally(() => docker.close());
-    const where = existsSync(join(dir, JOURNAL_FILE)) ? `journal ${join(dir, JOURNAL_FILE)} is empty` : `no journal in ${dir}`;
     if (running && running.size > 0) {
       const list = [...running].map(([stack, names]) => `${stack} (${names.length} service${names.length === 1 ? '' : 's'})`).join(', ');
-      throw notFound(`${where}, yet the engine runs stack ${list}: the journal was lost or moved, and what runs has no record here`, {
-        reason: 'no-journal',
-        subject: join(dir, JOURNAL_FILE),
-        hint: 'nothing was changed. Put journal.db back (from where it was moved, or a backup), or recover a damaged one as docs/journal.md describes',
-      });
+      throw noJournalHere(dir, `, yet the engine runs stack ${list}: the journal was lost or moved, and what runs has no record here`, { lost: true });
     }
-    throw notFound(`${where}: nothing was imported or applied on this host`, { reason: 'no-journal', subject: join(dir, JOURNAL_FILE) });
+    throw noJournalHere(dir, ': nothing was imported or applied on this host', { lost: false });
   }
 }
 

@@ -1,6 +1,6 @@
 import { Docker } from '../../docker/index.js';
 import { runChecks } from '../../doctor/checks.js';
-import { stateDirFrom } from '../../import/import-bundle.js';
+import { stateDirFrom } from '../../store/state-dir.js';
 import { trustDirFrom } from '../../trust/trust-store.js';
 import { ExitCode } from '../../errors/index.js';
 import { jsonOpt, stringOpt, type Command } from '../command.js';

@@ -1,5 +1,5 @@
 import { usageError } from '../../errors/index.js';
-import { stateDirFrom } from '../../import/import-bundle.js';
+import { stateDirFrom } from '../../store/state-dir.js';
 import { DEFAULT_KEEP, prune, type PruneReport } from '../../retention/index.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { supportedEngine } from '../engine.js';

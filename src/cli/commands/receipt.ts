@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { usageError } from '../../errors/index.js';
-import { stateDirFrom } from '../../store/state-dir.js';
+import { contentStoreOf, stateDirFrom } from '../../store/state-dir.js';
 import { writeWhole } from '../../store/durable.js';
 import { stringOpt, jsonOpt, type Command, str } from '../command.js';
 import { formatBytes } from '../../units/bytes.js';
@@ -36,7 +36,6 @@ export const receiptCommand: Command = {
     const { signingKeyFile } = await import('../trust-inputs.js');
     const key = await signingKeyFile(keyPath);
     const { Journal } = await import('../../journal/journal.js');
-    const { contentStoreOf } = await import('../../import/import-bundle.js');
     const { readHoldings } = await import('../../store/holdings.js');
     const { RECEIPT_FORMAT_V1, compareBundles, signReceipt } = await import('../../bundle/receipt.js');
     const stateDir = stateDirFrom(str(values.state));
