@@ -4,6 +4,10 @@
  * Points are each apply step (just after the step was journaled, before its
  * side effect) and a few named moments inside steps. The crash tests type
  * their tables with CrashPoint, so a point that no code arms fails to build.
+ *
+ * In-process tests simulate the kill instead (simulateCrashAt): the point
+ * throws ProcessStop, which the pipeline lets through untouched, so nothing
+ * after it runs, as nothing runs after a SIGKILL.
  */
 import type { ApplyStep } from '../journal/deployments.js';
 
@@ -12,9 +16,33 @@ export const INNER_CRASH_POINTS = ['services-mid', 'after-commit', 'import-mid']
 
 export type CrashPoint = Exclude<ApplyStep, 'done'> | (typeof INNER_CRASH_POINTS)[number];
 
-export function crashPoint(point: CrashPoint): void {
-  if (process.env.AIRLOCK_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+/** A simulated kill at a crash point: no failure handling may run on it (no restore, no finish, no step closed). */
+export class ProcessStop extends Error {
+  constructor(readonly point: CrashPoint) {
+    super(`simulated kill at crash point ${point}`);
+    this.name = 'ProcessStop';
+  }
 }
 
-/** Whether the process is set to kill itself at `point`. */
-export const crashArmed = (point: CrashPoint): boolean => process.env.AIRLOCK_CRASH_AT === point;
+let simulated: CrashPoint | undefined;
+
+/**
+ * For in-process tests: the crash at `point` throws ProcessStop instead of
+ * killing the process, once (a killed process does not reach it again, so a
+ * recovery in the same process runs on); undefined puts back AIRLOCK_CRASH_AT.
+ */
+export function simulateCrashAt(point: CrashPoint | undefined): void {
+  simulated = point;
+}
+
+/** Whether the process is set to stop at `point`. */
+export const crashArmed = (point: CrashPoint): boolean => (simulated ?? process.env.AIRLOCK_CRASH_AT) === point;
+
+export function crashPoint(point: CrashPoint): void {
+  if (!crashArmed(point)) return;
+  if (simulated) {
+    simulated = undefined;
+    throw new ProcessStop(point);
+  }
+  process.kill(process.pid, 'SIGKILL');
+}
