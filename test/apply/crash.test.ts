@@ -15,8 +15,8 @@
  * no service uses them), plus the crash loop.
  *
  * One swarm; each crash point gets a fresh state dir (its journal is #1 v1
- * committed, #2 the crashed v2, #3 v2 again). Two lanes, each a stack of its
- * own, run side by side to keep the file short.
+ * committed, #2 the crashed v2, #3 v2 again). A lane per row, each a stack
+ * of its own, run side by side to keep the file short.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -49,10 +49,7 @@ interface Lane {
 }
 
 let bench: Bench;
-const lanes: Lane[] = [
-  { stack: 'lane1', rows: ROWS.filter((_, i) => i % 2 === 0), v1: '', v2: '' },
-  { stack: 'lane2', rows: ROWS.filter((_, i) => i % 2 === 1), v1: '', v2: '' },
-];
+const lanes: Lane[] = ROWS.map((row, i) => ({ stack: `lane${i + 1}`, rows: [row], v1: '', v2: '' }));
 const loop: Lane = { stack: 'loop', rows: [], v1: '', v2: '' };
 
 /**
