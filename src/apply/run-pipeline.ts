@@ -5,7 +5,7 @@
  * what the table says for that step.
  */
 import { asAirlockError } from '../errors/index.js';
-import { crashPoint } from '../process/fault.js';
+import { crashPoint, ProcessStop } from '../process/fault.js';
 import type { ServiceProgress } from '../stack/converge.js';
 import { planStack } from '../stack/plan.js';
 import { readStackState } from '../stack/state.js';
@@ -54,6 +54,7 @@ async function runStep(ctx: PipelineContext, rule: StepRule, ids: readonly numbe
   try {
     await journaled(ctx, ids, rule.step, body);
   } catch (e) {
+    if (e instanceof ProcessStop) throw e; // a simulated kill (fault.ts): as after SIGKILL, no failure rule runs
     await onFailure(ctx, rule, ids, stack, e);
   }
   if (rule.after) crashPoint(rule.after);
@@ -70,6 +71,7 @@ async function journaled(ctx: PipelineContext, ids: readonly number[], step: Ste
     await body();
     ctx.recorder.endStep(stepId, 'ok');
   } catch (e) {
+    if (e instanceof ProcessStop) throw e; // nor is the step closed: a kill leaves it open in the journal
     ctx.recorder.endStep(stepId, 'failed', asAirlockError(e).message);
     throw e;
   }

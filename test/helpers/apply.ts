@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
+import type { SwarmEngine } from '../../src/docker/engine.js';
 import type { Docker, ServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import { PrivateDaemon } from './dockerd.js';
@@ -144,8 +145,8 @@ export function recordedSpecs(state: string, id: number): Map<string, ServiceSpe
   return new Map(rows.flatMap((r) => (r.spec_after === null ? [] : [[r.name, JSON.parse(r.spec_after) as ServiceSpec] as const])));
 }
 
-/** The specs the engine runs for a stack, by service name. */
-export async function engineSpecs(docker: Docker, stack: string): Promise<Map<string, ServiceSpec>> {
+/** The specs the engine (a real one or the fake) runs for a stack, by service name. */
+export async function engineSpecs(docker: SwarmEngine, stack: string): Promise<Map<string, ServiceSpec>> {
   const services = await docker.services.list({ filters: { label: [`com.docker.stack.namespace=${stack}`] } });
   return new Map(services.map((s) => [s.Spec.Name!, s.Spec]));
 }

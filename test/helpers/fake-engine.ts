@@ -350,7 +350,9 @@ export class FakeEngine implements Engine {
         this.setState(t, 'shutdown', 'shutdown');
       } else if (t.DesiredState === 'running' && (t.Status.State === 'pending' || t.Status.State === 'running')) {
         const failure = this.failures.get(t.Spec.ContainerSpec?.Image ?? '');
-        const ranMs = Date.now() - (this.startedAt.get(t.ID) ?? Date.now());
+        // A task not started yet ran 0 ms (two clock reads could make it -1, and let a failing task run once).
+        const started = this.startedAt.get(t.ID);
+        const ranMs = started === undefined ? 0 : Date.now() - started;
         if (failure && (failure.runsForMs ?? 0) <= ranMs) {
           this.setState(t, failure.state, failure.state === 'rejected' ? 'preparing' : 'started', failure.err);
           t.DesiredState = 'shutdown';
