@@ -117,6 +117,29 @@ export function pendingBundles(facts: Pick<JournalFacts, 'bundles' | 'deployment
 export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): PrunePlan {
   checkKeep(keep);
   const byId = new Map(facts.deployments.map((d) => [d.id, d]));
+  const kept = keptDeployments(facts, keep);
+  // Bundles: those kept deployments use, and pending ones.
+  const keptBundles = new Map<number, 'deployment' | 'pending'>();
+  for (const id of kept.keys()) {
+    const b = byId.get(id)?.bundleId;
+    if (b != null) keptBundles.set(b, 'deployment');
+  }
+  for (const id of pendingBundles(facts)) if (!keptBundles.has(id)) keptBundles.set(id, 'pending');
+  const needed = neededByKept(facts, kept, keptBundles);
+  const pruned = facts.bundles.filter((b) => !keptBundles.has(b.id));
+  return {
+    keep,
+    keptDeployments: [...kept].map(([id, reason]) => ({ id, stack: byId.get(id)!.stack, reason })).sort((a, b) => a.stack.localeCompare(b.stack) || b.id - a.id),
+    keptBundles: [...keptBundles].map(([id, reason]) => ({ id, reason })).sort((a, b) => a.id - b.id),
+    bundles: pruned.map((b) => ({ id: b.id, name: b.name, version: b.version, alreadyPruned: !b.holdsBlobs })).sort((a, b) => a.id - b.id),
+    blobs: blobCandidates(facts, kept, pruned, needed.blobs),
+    images: facts.images.filter((i) => !needed.images.has(i.id)).map((i) => ({ id: i.id, refs: [...i.refs] })).sort((a, b) => a.id.localeCompare(b.id)),
+  };
+}
+
+/** The deployments kept, with why: per stack the last `keep` states, what rollbacks restore, the default rollback target, unfinished ones. */
+function keptDeployments(facts: JournalFacts, keep: number): Map<number, KeepReason> {
+  const byId = new Map(facts.deployments.map((d) => [d.id, d]));
   const find = (id: number) => byId.get(id);
   const kept = new Map<number, KeepReason>();
   const keepDeployment = (d: DeploymentFact, reason: KeepReason) => {
@@ -125,7 +148,6 @@ export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): Pru
     for (const r of restoredChain(d, find)) if (byId.has(r) && !kept.has(r)) kept.set(r, 'restored');
   };
   const effective = (d: DeploymentFact): number => effectiveDeployment(d, find);
-
   const stacks = [...new Set(facts.deployments.map((d) => d.stack))].sort();
   for (const stack of stacks) {
     const committed = facts.deployments.filter((d) => d.stack === stack && d.status === 'committed').sort((a, b) => b.id - a.id);
@@ -147,16 +169,12 @@ export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): Pru
     }
   }
   for (const d of facts.deployments) if (d.status === 'running') keepDeployment(d, 'unfinished');
+  return kept;
+}
 
-  // Bundles: those kept deployments use, and pending ones.
-  const keptBundles = new Map<number, 'deployment' | 'pending'>();
-  for (const id of kept.keys()) {
-    const b = byId.get(id)?.bundleId;
-    if (b != null) keptBundles.set(b, 'deployment');
-  }
-  for (const id of pendingBundles(facts)) if (!keptBundles.has(id)) keptBundles.set(id, 'pending');
-
-  // What the kept things need.
+/** The images and blobs the kept deployments and bundles need. */
+function neededByKept(facts: JournalFacts, kept: Map<number, KeepReason>, keptBundles: Map<number, unknown>): { images: Set<string>; blobs: Set<string> } {
+  const byId = new Map(facts.deployments.map((d) => [d.id, d]));
   const imageBlobs = new Map<string, Set<string>>();
   for (const b of facts.bundles) {
     for (const img of b.images) {
@@ -165,21 +183,24 @@ export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): Pru
       imageBlobs.set(img.id, set);
     }
   }
-  const keepImages = new Set<string>();
-  const keepBlobs = new Set<string>();
+  const images = new Set<string>();
+  const blobs = new Set<string>();
   for (const b of facts.bundles) {
     if (!keptBundles.has(b.id)) continue;
-    for (const blob of b.blobs) keepBlobs.add(blob.digest);
-    for (const img of b.images) keepImages.add(img.id);
+    for (const blob of b.blobs) blobs.add(blob.digest);
+    for (const img of b.images) images.add(img.id);
   }
   for (const id of kept.keys()) {
     const d = byId.get(id)!;
-    for (const img of d.imageIds) keepImages.add(img);
-    for (const digest of d.dataDigests) keepBlobs.add(digest);
+    for (const img of d.imageIds) images.add(img);
+    for (const digest of d.dataDigests) blobs.add(digest);
   }
-  for (const img of keepImages) for (const digest of imageBlobs.get(img) ?? []) keepBlobs.add(digest);
+  for (const img of images) for (const digest of imageBlobs.get(img) ?? []) blobs.add(digest);
+  return { images, blobs };
+}
 
-  // What may go: anything the journal knows of that nothing kept needs.
+/** What may go: any blob the journal knows of that nothing kept needs, with the bundles that carried it. */
+function blobCandidates(facts: JournalFacts, kept: Map<number, KeepReason>, pruned: JournalFacts['bundles'], keepBlobs: Set<string>): PrunePlan['blobs'] {
   const candidates = new Map<string, { digest: string; size: number | null; kind: string; bundles: number[] }>();
   const candidate = (digest: string, size: number | null, kind: string, bundle?: number) => {
     if (keepBlobs.has(digest)) return;
@@ -188,7 +209,6 @@ export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): Pru
     if (bundle !== undefined && !c.bundles.includes(bundle)) c.bundles.push(bundle);
     candidates.set(digest, c);
   };
-  const pruned = facts.bundles.filter((b) => !keptBundles.has(b.id));
   for (const b of pruned) for (const blob of b.blobs) candidate(blob.digest, blob.size, blob.kind, b.id);
   for (const b of pruned) for (const img of b.images) for (const digest of img.blobs) candidate(digest, null, 'image', b.id);
   for (const blob of facts.blobs) candidate(blob.digest, blob.size, blob.kind);
@@ -196,13 +216,5 @@ export function planPrune(facts: JournalFacts, keep: number = DEFAULT_KEEP): Pru
     if (kept.has(d.id)) continue;
     for (const digest of d.dataDigests) candidate(digest, null, 'object-data');
   }
-
-  return {
-    keep,
-    keptDeployments: [...kept].map(([id, reason]) => ({ id, stack: byId.get(id)!.stack, reason })).sort((a, b) => a.stack.localeCompare(b.stack) || b.id - a.id),
-    keptBundles: [...keptBundles].map(([id, reason]) => ({ id, reason })).sort((a, b) => a.id - b.id),
-    bundles: pruned.map((b) => ({ id: b.id, name: b.name, version: b.version, alreadyPruned: !b.holdsBlobs })).sort((a, b) => a.id - b.id),
-    blobs: [...candidates.values()].sort((a, b) => a.digest.localeCompare(b.digest)),
-    images: facts.images.filter((i) => !keepImages.has(i.id)).map((i) => ({ id: i.id, refs: [...i.refs] })).sort((a, b) => a.id.localeCompare(b.id)),
-  };
+  return [...candidates.values()].sort((a, b) => a.digest.localeCompare(b.digest));
 }

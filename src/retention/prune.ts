@@ -6,6 +6,7 @@ import { encodeFilters, isEngineUnreachable, isNotFound, type Docker } from '../
 import { familiarRef } from '../images/reference.js';
 import { Journal } from '../journal/journal.js';
 import { contentStoreOf, journalPathIn } from '../store/state-dir.js';
+import type { ContentStore } from '../store/content-store.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { syncDir } from '../store/durable.js';
 import { readJournalFacts, recordPruned } from './facts.js';
@@ -132,15 +133,40 @@ export async function prune(opts: PruneOptions): Promise<PruneReport> {
   }
 }
 
+/** Carries out a plan: what the store and the engine still hold is measured, removed (unless a dry run) and journaled. */
 async function execute(opts: PruneOptions, journal: Journal | undefined, plan: PrunePlan, facts: JournalFacts, dryRun: boolean): Promise<PruneReport> {
   const store = contentStoreOf(opts.stateDir);
+  const report = startReport(plan, facts, dryRun);
+  // Blobs: only those the store still holds count.
+  for (const b of plan.blobs) {
+    const size = await stat(store.pathOf(b.digest)).then((s) => s.size, () => undefined);
+    if (size !== undefined) report.blobs.push({ digest: b.digest, kind: b.kind, size, bundles: b.bundles });
+  }
+  const relink = await relinks(store, plan, facts);
+  const images = await judgeImages(opts.docker, plan, facts, report);
+  if (dryRun || !journal) {
+    report.images = images.removable.map(({ id, refs, size }) => ({ id, refs, size }));
+    report.bytes.images = report.images.reduce((n, i) => n + i.size, 0);
+    totalBytes(report);
+    return report;
+  }
+  // Images first: a crash after this leaves journal rows that the next prune finds gone.
+  await removeImages(opts.docker!, images, report);
+  const removed = await removeBlobs(store, report);
+  totalBytes(report);
+  const absent = plan.blobs.filter((b) => !report.blobs.some((r) => r.digest === b.digest) && !report.skipped.some((s) => s.id === b.digest)).map((b) => b.digest);
+  report.event = recordPrune(journal, plan, report, { removed, absent, gone: images.gone, relink });
+  return report;
+}
+
+function startReport(plan: PrunePlan, facts: JournalFacts, dryRun: boolean): PruneReport {
   const bundleById = new Map(facts.bundles.map((b) => [b.id, b]));
   const deploymentById = new Map(facts.deployments.map((d) => [d.id, d]));
   const label = (bundleId: number | null | undefined) => {
     const b = bundleId == null ? undefined : bundleById.get(bundleId);
     return b ? `${b.name} ${b.version}` : null;
   };
-  const report: PruneReport = {
+  return {
     dryRun,
     keep: plan.keep,
     kept: {
@@ -154,78 +180,80 @@ async function execute(opts: PruneOptions, journal: Journal | undefined, plan: P
     bytes: { blobs: 0, images: 0, total: 0 },
     event: null,
   };
+}
 
-  // Blobs: only those the store still holds count.
-  for (const b of plan.blobs) {
-    const size = await stat(store.pathOf(b.digest)).then((s) => s.size, () => undefined);
-    if (size !== undefined) report.blobs.push({ digest: b.digest, kind: b.kind, size, bundles: b.bundles });
-  }
-  // Kept bundles that a re-import after an earlier prune made whole again get their links back.
-  const relink: { bundle: number; blobs: { digest: string; size: number; kind: string }[] }[] = [];
+type Relink = { bundle: number; blobs: { digest: string; size: number; kind: string }[] };
+
+/** Kept bundles that a re-import after an earlier prune made whole again get their links back. */
+async function relinks(store: ContentStore, plan: PrunePlan, facts: JournalFacts): Promise<Relink[]> {
+  const bundleById = new Map(facts.bundles.map((b) => [b.id, b]));
+  const relink: Relink[] = [];
   for (const k of plan.keptBundles) {
     const b = bundleById.get(k.id)!;
     if (b.holdsBlobs) continue;
     const present = await store.missing(b.blobs);
     if (present.digests.length === 0) relink.push({ bundle: b.id, blobs: [...b.blobs] });
   }
+  return relink;
+}
 
-  // Images: each checked in the engine before anything goes.
-  const gone: string[] = [];
-  const removable: ImageCheck[] = [];
-  let du: DiskUsage | undefined;
-  if (plan.images.length > 0 && !opts.docker) {
+interface ImageJudgement {
+  removable: ImageCheck[];
+  /** Images the journal lists that the engine no longer has. */
+  gone: string[];
+  du: DiskUsage | undefined;
+}
+
+/** Each image the plan drops, checked in the engine before anything goes; what may not go is reported skipped. */
+async function judgeImages(docker: Docker | undefined, plan: PrunePlan, facts: JournalFacts, report: PruneReport): Promise<ImageJudgement> {
+  const judged: ImageJudgement = { removable: [], gone: [], du: undefined };
+  if (plan.images.length === 0) return judged;
+  if (!docker) {
     for (const img of plan.images) report.skipped.push({ what: 'image', id: img.id, reason: 'no engine to remove it from' });
-  } else if (plan.images.length > 0 && opts.docker) {
-    const docker = opts.docker;
-    try {
-      du = await diskUsage(docker).catch((e: unknown) => {
-        if (isEngineUnreachable(e)) throw e;
-        return undefined;
-      });
-      const identities = new Map(facts.bundles.flatMap((b) => b.images.map((i) => [i.id, i] as const)));
-      for (const img of plan.images) {
-        const checked = await checkImage(docker, img, identities.get(img.id), du);
-        if (checked === 'gone') gone.push(img.id);
-        else if ('skip' in checked) report.skipped.push({ what: 'image', id: img.id, reason: checked.skip });
-        else removable.push(checked);
-      }
-    } catch (e) {
-      if (!isEngineUnreachable(e)) throw e;
-      const err = asAirlockError(e);
-      removable.length = 0;
-      for (const img of plan.images) if (!gone.includes(img.id)) report.skipped.push({ what: 'image', id: img.id, reason: `engine unreachable: ${err.message}` });
+    return judged;
+  }
+  try {
+    judged.du = await diskUsage(docker).catch((e: unknown) => {
+      if (isEngineUnreachable(e)) throw e;
+      return undefined;
+    });
+    const identities = new Map(facts.bundles.flatMap((b) => b.images.map((i) => [i.id, i] as const)));
+    for (const img of plan.images) {
+      const checked = await checkImage(docker, img, identities.get(img.id), judged.du);
+      if (checked === 'gone') judged.gone.push(img.id);
+      else if ('skip' in checked) report.skipped.push({ what: 'image', id: img.id, reason: checked.skip });
+      else judged.removable.push(checked);
     }
+  } catch (e) {
+    if (!isEngineUnreachable(e)) throw e;
+    const err = asAirlockError(e);
+    judged.removable.length = 0;
+    for (const img of plan.images) if (!judged.gone.includes(img.id)) report.skipped.push({ what: 'image', id: img.id, reason: `engine unreachable: ${err.message}` });
   }
+  return judged;
+}
 
-  const total = () => {
-    report.bytes.blobs = report.blobs.reduce((n, b) => n + b.size, 0);
-    report.bytes.total = report.bytes.blobs + report.bytes.images;
-  };
-  if (dryRun || !journal) {
-    report.images = removable.map(({ id, refs, size }) => ({ id, refs, size }));
-    report.bytes.images = report.images.reduce((n, i) => n + i.size, 0);
-    total();
-    return report;
-  }
-
-  // Images first: a crash after this leaves journal rows that the next prune finds gone.
-  for (const img of removable) {
+async function removeImages(docker: Docker, images: ImageJudgement, report: PruneReport): Promise<void> {
+  for (const img of images.removable) {
     try {
-      await opts.docker!.images.delete(img.engineId, img.force ? { force: true } : {});
+      await docker.images.delete(img.engineId, img.force ? { force: true } : {});
       report.images.push({ id: img.id, refs: img.refs, size: img.size });
     } catch (e) {
       if (isNotFound(e)) {
-        gone.push(img.id);
+        images.gone.push(img.id);
         continue;
       }
       report.skipped.push({ what: 'image', id: img.id, reason: asAirlockError(e).message });
     }
   }
   if (report.images.length > 0) {
-    const after = du && opts.docker ? await diskUsage(opts.docker).catch(() => undefined) : undefined;
-    report.bytes.images = du && after ? Math.max(0, du.layersSize - after.layersSize) : report.images.reduce((n, i) => n + i.size, 0);
+    const after = images.du ? await diskUsage(docker).catch(() => undefined) : undefined;
+    report.bytes.images = images.du && after ? Math.max(0, images.du.layersSize - after.layersSize) : report.images.reduce((n, i) => n + i.size, 0);
   }
+}
 
+/** Removes the report's blobs from the store; those that could not go are reported skipped. The digests removed. */
+async function removeBlobs(store: ContentStore, report: PruneReport): Promise<string[]> {
   const removed: string[] = [];
   for (const b of report.blobs) {
     try {
@@ -237,12 +265,19 @@ async function execute(opts: PruneOptions, journal: Journal | undefined, plan: P
   }
   if (removed.length > 0) await syncDir(store.blobDir);
   report.blobs = report.blobs.filter((b) => removed.includes(b.digest));
-  total();
-  const absent = plan.blobs.filter((b) => !report.blobs.some((r) => r.digest === b.digest) && !report.skipped.some((s) => s.id === b.digest)).map((b) => b.digest);
+  return removed;
+}
 
+function totalBytes(report: PruneReport): void {
+  report.bytes.blobs = report.blobs.reduce((n, b) => n + b.size, 0);
+  report.bytes.total = report.bytes.blobs + report.bytes.images;
+}
+
+/** What went, in the journal's rows and as one `prune` event; the event's id. */
+function recordPrune(journal: Journal, plan: PrunePlan, report: PruneReport, done: { removed: string[]; absent: string[]; gone: string[]; relink: Relink[] }): number {
   const now = new Date();
-  recordPruned(journal, { bundles: plan.bundles.map((b) => b.id), blobs: [...removed, ...absent], images: [...report.images.map((i) => i.id), ...gone], relink }, now);
-  report.event = journal.record(
+  recordPruned(journal, { bundles: plan.bundles.map((b) => b.id), blobs: [...done.removed, ...done.absent], images: [...report.images.map((i) => i.id), ...done.gone], relink: done.relink }, now);
+  return journal.record(
     {
       kind: 'prune',
       outcome: 'ok',
@@ -256,12 +291,11 @@ async function execute(opts: PruneOptions, journal: Journal | undefined, plan: P
         images: report.images.map((i) => ({ id: i.id, refs: i.refs })),
         imageBytes: report.bytes.images,
         bytes: report.bytes.total,
-        forgotten: { images: gone.length, blobs: absent.length },
-        relinked: relink.map((r) => r.bundle),
+        forgotten: { images: done.gone.length, blobs: done.absent.length },
+        relinked: done.relink.map((r) => r.bundle),
         skipped: report.skipped,
       },
     },
     now,
   );
-  return report;
 }
