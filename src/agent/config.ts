@@ -198,69 +198,14 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
   const validate = validator();
   if (!validate(raw)) throw yaml.schemaError(validate.errors![0]!);
   const r = raw as Raw;
-
-  const cronAt = (path: KeyPath, expr: string): string => {
-    if (!cron.validate(expr)) throw yaml.error(path, `"${expr}" is not a cron expression (5 fields, or 6 with seconds first)`);
-    return expr;
-  };
-  const ms = (path: KeyPath, text: string, min = 0): number => {
-    let ns: number;
-    try {
-      ns = parseDuration(text);
-    } catch {
-      throw yaml.error(path, `"${text}" is not a duration (e.g. 30s, 5m, 2h)`);
-    }
-    if (ns / 1e6 < min) throw yaml.error(path, `"${text}" is too short (at least ${min} ms)`);
-    return ns / 1e6;
-  };
-  const rate = (path: KeyPath, value: string | number): number => {
-    const n = typeof value === 'number' ? value : ramInBytes(value);
-    if (n === undefined || !Number.isSafeInteger(n) || n < 1) throw yaml.error(path, `"${value}" is not a rate in bytes per second (e.g. 64K, 1M, 500000)`);
-    return n;
-  };
-  const complete = (path: KeyPath, c: RawComplete | undefined, fallback: Completeness): Completeness => {
-    if (!c) return fallback;
-    const mode = c.mode ?? fallback.mode;
-    if (mode === 'marker') return { mode, suffix: c.markerSuffix ?? '.ready' };
-    return { mode, stableForMs: c.stableFor ? ms([...path, 'stableFor'], c.stableFor, 1) : 10_000 };
-  };
+  const read = valueReaders(yaml);
+  const { cronAt, ms, complete } = read;
 
   const stateDir = r.stateDir ?? DEFAULT_STATE_DIR;
   const inbox = r.inbox ?? {};
   const poll = cronAt(['inbox', 'poll'], inbox.poll ?? '*/30 * * * * *');
   const defaultComplete = complete(['inbox', 'complete'], inbox.complete, { mode: 'stable', stableForMs: 10_000 });
-  const names = new Set<string>();
-  const sources = (inbox.sources ?? []).map((s, i): FolderSource | FtpSourceSettings => {
-    const at: KeyPath = ['inbox', 'sources', i];
-    const name = s.name ?? (s.type === 'folder' ? s.path! : defaultFtpSourceName(s.url!));
-    if (names.has(name)) throw yaml.error([...at, 'name'], `two sources are named "${name}"; give each its own name`);
-    names.add(name);
-    const c = complete([...at, 'complete'], s.complete, defaultComplete);
-    if (s.type === 'folder') return { type: 'folder', name, path: s.path!, complete: c };
-    const ftp: FtpSourceSettings = {
-      type: 'ftp',
-      name,
-      url: s.url!,
-      ...(s.user ? { user: s.user } : {}),
-      ...(s.passwordFile ? { passwordFile: s.passwordFile } : {}),
-      ...(s.tls ? { tls: s.tls } : {}),
-      complete: c,
-      deleteAfter: s.deleteAfter ?? false,
-      timeoutMs: s.timeout ? ms([...at, 'timeout'], s.timeout, 1000) : 30_000,
-      minRate: s.minRate === undefined ? DEFAULT_MIN_RATE : rate([...at, 'minRate'], s.minRate),
-      recheckMs: s.recheck ? ms([...at, 'recheck'], s.recheck, 1000) : DEFAULT_RECHECK_MS,
-      poll: s.poll ? cronAt([...at, 'poll'], s.poll) : poll,
-    };
-    // The checks FtpSource makes when the agent starts, made here so --check-config makes them too.
-    try {
-      checkFtpSettings(ftpSourceConfig(ftp));
-    } catch (e) {
-      if (!(e instanceof FtpSettingError)) throw e;
-      const key = e.key === 'complete.suffix' ? (s.complete ? [...at, 'complete', 'markerSuffix'] : ['inbox', 'complete', 'markerSuffix']) : [...at, ...(FTP_KEYS[e.key] ?? [])];
-      throw yaml.error(key, e.hint ? `${e.message} (${e.hint})` : e.message);
-    }
-    return ftp;
-  });
+  const sources = inboxSources(yaml, read, inbox.sources ?? [], poll, defaultComplete);
 
   const apply = r.apply ?? {};
   const window = apply.window
@@ -294,6 +239,78 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     retention: { schedule: retention.schedule === null ? null : cronAt(['retention', 'schedule'], retention.schedule ?? '0 3 * * *'), keep },
     drift: { schedule: drift.schedule === null ? null : cronAt(['drift', 'schedule'], drift.schedule ?? '*/15 * * * *'), reapply: drift.reapply ?? false },
   };
+}
+
+/** The checks of agent.yaml's values (cron expressions, durations, rates, completeness), each error naming its key. */
+function valueReaders(yaml: YamlFile) {
+  const cronAt = (path: KeyPath, expr: string): string => {
+    if (!cron.validate(expr)) throw yaml.error(path, `"${expr}" is not a cron expression (5 fields, or 6 with seconds first)`);
+    return expr;
+  };
+  const ms = (path: KeyPath, text: string, min = 0): number => {
+    let ns: number;
+    try {
+      ns = parseDuration(text);
+    } catch {
+      throw yaml.error(path, `"${text}" is not a duration (e.g. 30s, 5m, 2h)`);
+    }
+    if (ns / 1e6 < min) throw yaml.error(path, `"${text}" is too short (at least ${min} ms)`);
+    return ns / 1e6;
+  };
+  const rate = (path: KeyPath, value: string | number): number => {
+    const n = typeof value === 'number' ? value : ramInBytes(value);
+    if (n === undefined || !Number.isSafeInteger(n) || n < 1) throw yaml.error(path, `"${value}" is not a rate in bytes per second (e.g. 64K, 1M, 500000)`);
+    return n;
+  };
+  const complete = (path: KeyPath, c: RawComplete | undefined, fallback: Completeness): Completeness => {
+    if (!c) return fallback;
+    const mode = c.mode ?? fallback.mode;
+    if (mode === 'marker') return { mode, suffix: c.markerSuffix ?? '.ready' };
+    return { mode, stableForMs: c.stableFor ? ms([...path, 'stableFor'], c.stableFor, 1) : 10_000 };
+  };
+  return { cronAt, ms, rate, complete };
+}
+type ValueReaders = ReturnType<typeof valueReaders>;
+
+/** inbox.sources: each named once; an FTP source's settings checked as FtpSource will check them. */
+function inboxSources(yaml: YamlFile, read: ValueReaders, raw: RawSource[], poll: string, defaultComplete: Completeness): (FolderSource | FtpSourceSettings)[] {
+  const names = new Set<string>();
+  return raw.map((s, i): FolderSource | FtpSourceSettings => {
+    const at: KeyPath = ['inbox', 'sources', i];
+    const name = s.name ?? (s.type === 'folder' ? s.path! : defaultFtpSourceName(s.url!));
+    if (names.has(name)) throw yaml.error([...at, 'name'], `two sources are named "${name}"; give each its own name`);
+    names.add(name);
+    const c = read.complete([...at, 'complete'], s.complete, defaultComplete);
+    if (s.type === 'folder') return { type: 'folder', name, path: s.path!, complete: c };
+    return ftpSource(yaml, read, s, at, { name, complete: c, poll });
+  });
+}
+
+function ftpSource(yaml: YamlFile, read: ValueReaders, s: RawSource, at: KeyPath, given: { name: string; complete: Completeness; poll: string }): FtpSourceSettings {
+  const { cronAt, ms, rate } = read;
+  const ftp: FtpSourceSettings = {
+    type: 'ftp',
+    name: given.name,
+    url: s.url!,
+    ...(s.user ? { user: s.user } : {}),
+    ...(s.passwordFile ? { passwordFile: s.passwordFile } : {}),
+    ...(s.tls ? { tls: s.tls } : {}),
+    complete: given.complete,
+    deleteAfter: s.deleteAfter ?? false,
+    timeoutMs: s.timeout ? ms([...at, 'timeout'], s.timeout, 1000) : 30_000,
+    minRate: s.minRate === undefined ? DEFAULT_MIN_RATE : rate([...at, 'minRate'], s.minRate),
+    recheckMs: s.recheck ? ms([...at, 'recheck'], s.recheck, 1000) : DEFAULT_RECHECK_MS,
+    poll: s.poll ? cronAt([...at, 'poll'], s.poll) : given.poll,
+  };
+  // The checks FtpSource makes when the agent starts, made here so --check-config makes them too.
+  try {
+    checkFtpSettings(ftpSourceConfig(ftp));
+  } catch (e) {
+    if (!(e instanceof FtpSettingError)) throw e;
+    const key = e.key === 'complete.suffix' ? (s.complete ? [...at, 'complete', 'markerSuffix'] : ['inbox', 'complete', 'markerSuffix']) : [...at, ...(FTP_KEYS[e.key] ?? [])];
+    throw yaml.error(key, e.hint ? `${e.message} (${e.hint})` : e.message);
+  }
+  return ftp;
 }
 
 /** FtpSourceConfig keys as agent.yaml spells them, relative to the source. */

@@ -6,9 +6,7 @@
  * again when the refusal was only that it was incomplete, or the host was
  * not ready. A set still missing parts, and a part without its index, wait.
  */
-import { rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import YAML from 'yaml';
 import { asAirlockError, integrityError, isRefusal, policyError, type AirlockError } from '../errors/index.js';
 import type { Docker } from '../docker/index.js';
 import { importBundle, type ImportResult } from '../import/import-bundle.js';
@@ -17,9 +15,10 @@ import { BundleRecords } from '../journal/bundles.js';
 import { Journal } from '../journal/journal.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { AgentConfig } from './config.js';
-import { isPartsIndex, partNameOf, PARTS_INCOMPLETE_REASONS, PARTS_SUFFIX } from '../bundle/parts.js';
+import { partNameOf, PARTS_INCOMPLETE_REASONS } from '../bundle/parts.js';
 import type { InboxFile } from './inbox/folder-source.js';
-import { HeldFolder, isFolderRefused, withFolder, type FolderRefused } from './inbox/held-folder.js';
+import { isFolderRefused, type FolderRefused, type HeldFolder } from './inbox/held-folder.js';
+import { moveUnit, writeReason, type OwnFolder, type Unit } from './inbox/own-folders.js';
 import type { InboxItem } from './inbox/part-sets.js';
 import type { Logger } from './log.js';
 
@@ -60,17 +59,6 @@ interface Unmoved {
   look: string;
   move: () => Promise<string>;
   finish: (movedTo: string) => IntakeOutcome;
-}
-
-/** The agent's folders in the inbox. */
-type OwnFolder = 'done' | 'quarantine';
-
-/** One piece of work: a bundle file, or a split set named by its index. */
-interface Unit {
-  /** The bundle file or the index: names the unit in logs, reason files and the queue. */
-  main: InboxFile;
-  /** Every file that leaves the inbox with it (main first). */
-  files: InboxFile[];
 }
 
 /** Size and mtime of every file: a unit that looks the same has not changed. */
@@ -203,7 +191,7 @@ export class Intake {
     flog: Logger,
     then?: (folder: HeldFolder, movedTo: string) => Promise<void>,
   ): Promise<IntakeOutcome> {
-    const move = () => this.moveUnit(to, unit, then);
+    const move = () => moveUnit(this.deps.config.inbox.dir, to, unit, then);
     try {
       const movedTo = await move();
       this.refusedFolders.delete(join(this.deps.config.inbox.dir, to));
@@ -266,7 +254,7 @@ export class Intake {
       }
       return { kind: 'quarantined', error: err, movedTo, files: out.files };
     };
-    return this.leave({ path: unit.main.path, look: lookOf(unit.files) }, out, 'quarantine', quarantined, flog, (folder, movedTo) => this.writeReason(folder, out, err, movedTo));
+    return this.leave({ path: unit.main.path, look: lookOf(unit.files) }, out, 'quarantine', quarantined, flog, (folder, movedTo) => writeReason(folder, out, err, movedTo, this.now));
   }
 
   /**
@@ -373,24 +361,6 @@ export class Intake {
     }
   }
 
-  /** Beside a quarantined file: why, for the operator. Written as a new file, never through what has that name. */
-  private async writeReason(folder: HeldFolder, unit: Unit, err: AirlockError, movedTo: string): Promise<void> {
-    const file = unit.main;
-    const reason = {
-      file: file.name,
-      source: file.source,
-      quarantined_at: new Date(this.now).toISOString(),
-      error: err.kind,
-      exit_code: err.exitCode,
-      reason: err.reason,
-      message: err.message,
-      ...(err.subject ? { entry: err.subject } : {}),
-      ...(err.hint ? { hint: err.hint } : {}),
-      ...(unit.files.length > 1 ? { files: unit.files.map((f) => f.name) } : {}),
-    };
-    await folder.writeNew(`${basename(movedTo)}.reason`, YAML.stringify(reason));
-  }
-
   private recordQuarantine(file: InboxFile, err: AirlockError, movedTo: string): void {
     const journal = Journal.open(this.deps.config.stateDir);
     try {
@@ -398,24 +368,6 @@ export class Intake {
     } finally {
       journal.close();
     }
-  }
-
-  /**
-   * Moves a unit into the agent's folder `to` (then runs `then` there);
-   * returns where its main file went. A split set keeps its names (parts
-   * are found by name).
-   */
-  private moveUnit(to: OwnFolder, unit: Unit, then?: (folder: HeldFolder, movedTo: string) => Promise<void>): Promise<string> {
-    return withFolder(this.deps.config.inbox.dir, to, async (folder) => {
-      let movedTo: string;
-      if (unit.files.length === 1 && unit.main.name.endsWith('.airlock')) movedTo = await moveInto(folder, unit.main);
-      else {
-        for (const f of unit.files.filter((f) => f !== unit.main)) await moveInto(folder, f, { replace: true });
-        movedTo = await moveInto(folder, unit.main, { replace: true });
-      }
-      await then?.(folder, movedTo);
-      return movedTo;
-    });
   }
 }
 
@@ -430,43 +382,5 @@ function unitOf(item: InboxItem): Unit {
       return { main: item.index, files: [item.index, ...item.parts] };
     case 'waiting':
       return { main: item.index, files: [item.index, ...item.present] };
-  }
-}
-
-/**
- * Moves a file (and its marker) into a held folder, under a new name if one
- * is taken (or over it, with `replace`); returns where it went.
- */
-export async function moveInto(folder: HeldFolder, file: Pick<InboxFile, 'path' | 'marker'>, opts: { replace?: boolean } = {}): Promise<string> {
-  let name = basename(file.path);
-  if (!opts.replace && (await folder.has(name))) name = `${basename(file.path, '.airlock')}.${new Date().toISOString().replace(/[:.]/g, '')}.airlock`;
-  const movedTo = await folder.moveIn(file.path, name);
-  if (file.marker) await rm(file.marker, { force: true });
-  return movedTo;
-}
-
-/**
- * Keeps the newest `keep` bundles in done/; a split set (its index and the
- * parts it names) counts as one. The content store holds what they carried.
- */
-export async function pruneDone(dir: string, keep: number): Promise<string[]> {
-  const folder = await HeldFolder.openIn(dirname(dir), basename(dir), { create: false });
-  if (!folder) return [];
-  try {
-    const files = await folder.files();
-    const names = files.map((f) => f.name);
-    const old = files.filter((f) => f.name.endsWith('.airlock') || isPartsIndex(f.name)).sort((a, b) => b.mtimeMs - a.mtimeMs).slice(keep);
-    const removed: string[] = [];
-    for (const u of old) {
-      const stem = isPartsIndex(u.name) ? u.name.slice(0, -PARTS_SUFFIX.length) : undefined;
-      const parts = stem === undefined ? [] : names.filter((n) => partNameOf(n)?.stem === stem);
-      for (const n of [u.name, ...parts]) {
-        await folder.remove(n);
-        removed.push(join(dir, n));
-      }
-    }
-    return removed;
-  } finally {
-    await folder.close();
   }
 }

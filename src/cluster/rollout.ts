@@ -14,7 +14,7 @@ import { forEachHost } from '../remote/for-each-host.js';
 import { connectHost, type SshSession } from '../remote/ssh.js';
 import { shq, uploadFile } from '../remote/upload.js';
 import { onHost } from './connect.js';
-import { rolloutFiles } from './rollout-files.js';
+import { rolloutFiles, type RolloutFiles } from './rollout-files.js';
 
 /** Not the agent's inbox: an operator's apply and a host's agent never race for one file. */
 export const DEFAULT_REMOTE_DIR = '/var/lib/airlock/uploads';
@@ -79,108 +79,146 @@ export interface RolloutReport {
   deploy?: { host: string; ok: boolean; result?: unknown; error?: RolloutError };
 }
 
+/** What every step of one rollout shares. */
+interface Rollout {
+  opts: RolloutOptions;
+  local: RolloutFiles;
+  remoteDir: string;
+  /** The airlock command on the hosts. */
+  airlock: string;
+  /** Where the bundle (or the index) lands on every host. */
+  remotePath: string;
+  progress: NonNullable<RolloutOptions['onProgress']>;
+  sessions: Map<string, SshSession>;
+  reports: Map<string, HostReport>;
+  /** The step each host is at, so that a failure says where it happened. */
+  steps: Map<string, RolloutStep>;
+}
+
 export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport> {
   // Every local file checked (a split bundle's parts by hash) before any host is contacted.
   const local = await rolloutFiles(opts.bundle);
   const report: RolloutReport = { bundle: local.bundle, hosts: [] };
   const remoteDir = opts.remoteDir ?? DEFAULT_REMOTE_DIR;
-  const airlock = opts.remoteAirlock ?? 'airlock';
-  const remotePath = `${remoteDir}/${basename(opts.bundle)}`;
-  const progress = opts.onProgress ?? (() => undefined);
+  const run: Rollout = {
+    opts,
+    local,
+    remoteDir,
+    airlock: opts.remoteAirlock ?? 'airlock',
+    remotePath: `${remoteDir}/${basename(opts.bundle)}`,
+    progress: opts.onProgress ?? (() => undefined),
+    sessions: new Map(),
+    reports: new Map(),
+    steps: new Map(),
+  };
   const managers = opts.inventory.hosts.filter((h) => swarmRole(h) === 'manager');
   const targets = opts.dryRun ? managers.slice(0, 1) : opts.inventory.hosts;
-
-  const sessions = new Map<string, SshSession>();
-  const reports = new Map<string, HostReport>();
-  /** The step each host is at, so that a failure says where it happened. */
-  const steps = new Map<string, RolloutStep>();
-  const stopIfInterrupted = (host: InventoryHost, step: RolloutStep) => {
-    if (opts.interrupt?.aborted) throw onHost(host, step, interrupted(step));
-  };
   try {
-    const outcomes = await forEachHost(targets, opts.parallel, async (host) => {
-      const r = blankReport(host);
-      reports.set(host.name, r);
-      steps.set(host.name, 'connect');
-      stopIfInterrupted(host, 'connect');
-      progress(host.name, 'connect', host.address);
-      const session = await connectHost(host, { ...(opts.acceptNew ? { acceptNew: true } : {}) }).catch((e: unknown) => {
-        throw onHost(host, 'connect', e);
-      });
-      sessions.set(host.name, session);
-      const total = local.files.reduce((n, f) => n + f.size, 0);
-      const sent: FileUpload[] = [];
-      let done = 0;
-      steps.set(host.name, 'upload');
-      for (const f of local.files) {
-        const offset = done;
-        stopIfInterrupted(host, 'upload');
-        const up = await uploadFile(session.client, f.path, {
-          remoteDir,
-          sha256: f.sha256,
-          host: host.name,
-          ...(opts.interrupt ? { signal: opts.interrupt } : {}),
-          onProgress: (n) => progress(host.name, 'upload', `${Math.floor((100 * (offset + n)) / Math.max(total, 1))}%${local.files.length > 1 ? ` (${f.name})` : ''}`),
-        }).catch((e: unknown) => {
-          throw onHost(host, 'upload', e);
-        });
-        done += f.size;
-        sent.push({ name: f.name, skipped: up.skipped, resumedFrom: up.resumedFrom, bytesSent: up.bytesSent });
-        r.upload = summed(sent, local.files.length > 1);
-      }
-      const up = r.upload!;
-      if (opts.dryRun) return r;
-      steps.set(host.name, 'import');
-      stopIfInterrupted(host, 'import');
-      progress(host.name, 'import', 'verify, store, load images');
-      const imported = (await runAirlock(session, airlock, ['bundle', 'import', remotePath, '--json']).catch((e: unknown) => {
-        throw onHost(host, 'import', e);
-      })) as { newBlobs: number; alreadyImported: boolean; images?: { loaded: string[]; present: string[] } };
-      r.import = { newBlobs: imported.newBlobs, alreadyImported: imported.alreadyImported, images: (imported.images?.loaded.length ?? 0) + (imported.images?.present.length ?? 0) };
-      progress(host.name, 'done', up.skipped ? 'had the bundle; imported' : 'uploaded; imported');
-      return r;
-    });
+    const outcomes = await forEachHost(targets, opts.parallel, (host) => prepareHost(run, host));
     for (const o of outcomes) {
       if (o.ok) report.hosts.push(o.value);
       else {
         // What got done before the failure (the upload, say) stays in the report.
-        report.hosts.push({ ...(reports.get(o.host.name) ?? blankReport(o.host)), ok: false, error: errorOf(o.error, steps.get(o.host.name) ?? 'connect') });
-        progress(o.host.name, 'failed', o.error.message);
+        report.hosts.push({ ...(run.reports.get(o.host.name) ?? blankReport(o.host)), ok: false, error: errorOf(o.error, run.steps.get(o.host.name) ?? 'connect') });
+        run.progress(o.host.name, 'failed', o.error.message);
       }
     }
-    if (local.stacks === 0) return report;
-    // Deploy through the first manager that has the bundle; it journals the deployment.
-    const manager = report.hosts.find((h) => h.ok && h.role === 'manager');
-    if (opts.interrupt?.aborted) {
-      const step = opts.dryRun ? 'plan' : 'deploy';
-      report.deploy = { host: manager?.host ?? '', ok: false, error: errorOf(interrupted(step), step) };
-      return report;
-    }
-    if (!manager) {
-      const failed = report.hosts.filter((h) => h.role === 'manager' && h.error).map((h) => `${h.host} failed at ${h.error!.step}`);
-      const why = failed.length > 0 ? failed.join(', ') : 'the inventory names none';
-      report.deploy = {
-        host: '',
-        ok: false,
-        error: { step: opts.dryRun ? 'plan' : 'deploy', kind: 'remote', reason: 'no-manager', message: `no swarm manager imported the bundle (${why}): nothing was deployed`, exitCode: ExitCode.remote },
-      };
-      return report;
-    }
-    const session = sessions.get(manager.host)!;
-    const timeout = opts.timeout ? ['--timeout', opts.timeout] : [];
-    progress(manager.host, opts.dryRun ? 'plan' : 'deploy', opts.dryRun ? 'planning' : 'deploying the stacks, waiting for convergence');
-    try {
-      const result = await runAirlock(session, airlock, opts.dryRun ? ['bundle', 'plan', remotePath, '--json'] : ['bundle', 'apply', remotePath, '--json', ...timeout]);
-      report.deploy = { host: manager.host, ok: true, result };
-      progress(manager.host, 'done', opts.dryRun ? 'planned' : 'deployed');
-    } catch (e) {
-      const err = onHost(session.host, opts.dryRun ? 'plan' : 'deploy', e);
-      report.deploy = { host: manager.host, ok: false, error: errorOf(err, opts.dryRun ? 'plan' : 'deploy') };
-      progress(manager.host, 'failed', err.message);
-    }
+    if (local.stacks > 0) await deployThroughManager(run, report);
     return report;
   } finally {
-    for (const s of sessions.values()) s.close();
+    for (const s of run.sessions.values()) s.close();
+  }
+}
+
+/** A host enters `step`, unless the operator pressed Ctrl-C. */
+function enter(run: Rollout, host: InventoryHost, step: RolloutStep): void {
+  run.steps.set(host.name, step);
+  stopIfInterrupted(run, host, step);
+}
+
+function stopIfInterrupted(run: Rollout, host: InventoryHost, step: RolloutStep): void {
+  if (run.opts.interrupt?.aborted) throw onHost(host, step, interrupted(step));
+}
+
+/** One host's part before the deploy: connect, upload every file, import (a dry run stops after the upload). */
+async function prepareHost(run: Rollout, host: InventoryHost): Promise<HostReport> {
+  const { opts, progress } = run;
+  const r = blankReport(host);
+  run.reports.set(host.name, r);
+  enter(run, host, 'connect');
+  progress(host.name, 'connect', host.address);
+  const session = await connectHost(host, { ...(opts.acceptNew ? { acceptNew: true } : {}) }).catch((e: unknown) => {
+    throw onHost(host, 'connect', e);
+  });
+  run.sessions.set(host.name, session);
+  run.steps.set(host.name, 'upload');
+  await uploadAll(run, host, session, r);
+  const up = r.upload!;
+  if (opts.dryRun) return r;
+  enter(run, host, 'import');
+  progress(host.name, 'import', 'verify, store, load images');
+  const imported = (await runAirlock(session, run.airlock, ['bundle', 'import', run.remotePath, '--json']).catch((e: unknown) => {
+    throw onHost(host, 'import', e);
+  })) as { newBlobs: number; alreadyImported: boolean; images?: { loaded: string[]; present: string[] } };
+  r.import = { newBlobs: imported.newBlobs, alreadyImported: imported.alreadyImported, images: (imported.images?.loaded.length ?? 0) + (imported.images?.present.length ?? 0) };
+  progress(host.name, 'done', up.skipped ? 'had the bundle; imported' : 'uploaded; imported');
+  return r;
+}
+
+/** Sends every file to the host, progress over all of them; `r.upload` says what was sent so far, should one fail. */
+async function uploadAll(run: Rollout, host: InventoryHost, session: SshSession, r: HostReport): Promise<void> {
+  const { opts, local, progress } = run;
+  const total = local.files.reduce((n, f) => n + f.size, 0);
+  const sent: FileUpload[] = [];
+  let done = 0;
+  for (const f of local.files) {
+    const offset = done;
+    stopIfInterrupted(run, host, 'upload');
+    const up = await uploadFile(session.client, f.path, {
+      remoteDir: run.remoteDir,
+      sha256: f.sha256,
+      host: host.name,
+      ...(opts.interrupt ? { signal: opts.interrupt } : {}),
+      onProgress: (n) => progress(host.name, 'upload', `${Math.floor((100 * (offset + n)) / Math.max(total, 1))}%${local.files.length > 1 ? ` (${f.name})` : ''}`),
+    }).catch((e: unknown) => {
+      throw onHost(host, 'upload', e);
+    });
+    done += f.size;
+    sent.push({ name: f.name, skipped: up.skipped, resumedFrom: up.resumedFrom, bytesSent: up.bytesSent });
+    r.upload = summed(sent, local.files.length > 1);
+  }
+}
+
+/** Deploys (or plans) through the first manager that has the bundle; it journals the deployment. */
+async function deployThroughManager(run: Rollout, report: RolloutReport): Promise<void> {
+  const { opts, progress } = run;
+  const step: RolloutStep = opts.dryRun ? 'plan' : 'deploy';
+  const manager = report.hosts.find((h) => h.ok && h.role === 'manager');
+  if (opts.interrupt?.aborted) {
+    report.deploy = { host: manager?.host ?? '', ok: false, error: errorOf(interrupted(step), step) };
+    return;
+  }
+  if (!manager) {
+    const failed = report.hosts.filter((h) => h.role === 'manager' && h.error).map((h) => `${h.host} failed at ${h.error!.step}`);
+    const why = failed.length > 0 ? failed.join(', ') : 'the inventory names none';
+    report.deploy = {
+      host: '',
+      ok: false,
+      error: { step, kind: 'remote', reason: 'no-manager', message: `no swarm manager imported the bundle (${why}): nothing was deployed`, exitCode: ExitCode.remote },
+    };
+    return;
+  }
+  const session = run.sessions.get(manager.host)!;
+  const timeout = opts.timeout ? ['--timeout', opts.timeout] : [];
+  progress(manager.host, step, opts.dryRun ? 'planning' : 'deploying the stacks, waiting for convergence');
+  try {
+    const result = await runAirlock(session, run.airlock, opts.dryRun ? ['bundle', 'plan', run.remotePath, '--json'] : ['bundle', 'apply', run.remotePath, '--json', ...timeout]);
+    report.deploy = { host: manager.host, ok: true, result };
+    progress(manager.host, 'done', opts.dryRun ? 'planned' : 'deployed');
+  } catch (e) {
+    const err = onHost(session.host, step, e);
+    report.deploy = { host: manager.host, ok: false, error: errorOf(err, step) };
+    progress(manager.host, 'failed', err.message);
   }
 }
 

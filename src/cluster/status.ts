@@ -6,7 +6,8 @@ import type { SwarmNode } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
 import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { hostLabel } from '../remote/ssh-errors.js';
-import { closeAll, connectAll, onHost, type ConnectAllOptions } from './connect.js';
+import { closeAll, connectAll, onHost, type ConnectAllOptions, type HostConnection } from './connect.js';
+import type { Observed } from './plan.js';
 
 export interface NodeStatus {
   id: string;
@@ -52,76 +53,88 @@ export async function clusterStatus(inventory: Inventory, opts: ConnectAllOption
       const o = observed.get(h.name)!;
       if (!o.ok) errors.push({ host: h.name, error: o.error });
     }
-    // Inventory managers first, in order; then any host that manages a swarm.
-    const byPreference = [...inventory.hosts.filter((h) => swarmRole(h) === 'manager'), ...inventory.hosts.filter((h) => swarmRole(h) !== 'manager')];
-    let manager: InventoryHost | undefined;
-    let nodes: SwarmNode[] = [];
-    let clusterId: string | undefined;
-    for (const h of byPreference) {
-      const c = connections.get(h.name);
-      if (!c || c.facts.swarm.state !== 'active' || !c.facts.swarm.controlAvailable) continue;
-      try {
-        nodes = await c.docker.nodes.list();
-        clusterId = c.facts.swarm.clusterId;
-        manager = h;
-        break;
-      } catch (e) {
-        errors.push({ host: h.name, error: onHost(h, 'listing the nodes failed', e) });
-      }
-    }
-
-    const nodeOf = new Map<string, InventoryHost>();
-    for (const h of inventory.hosts) {
-      const c = connections.get(h.name);
-      let node = c ? nodes.find((n) => n.ID === c.facts.swarm.nodeId) : undefined;
-      // A host that could not be reached: by the address the swarm knows, a ready node first
-      // (a host that left and joined again leaves its old node behind).
-      if (!node && !c) {
-        const at = nodes.filter((n) => n.Status.Addr === h.address || n.ManagerStatus?.Addr?.startsWith(`${h.address}:`));
-        node = at.find((n) => n.Status.State === 'ready') ?? at[0];
-      }
-      if (node) nodeOf.set(node.ID, h);
-    }
-
-    const list: NodeStatus[] = nodes.map((n) => {
-      const h = nodeOf.get(n.ID);
-      const address = n.ManagerStatus?.Addr?.replace(/:\d+$/, '') || n.Status.Addr;
-      return {
-        id: n.ID,
-        hostname: n.Description?.Hostname ?? '',
-        ...(h ? { host: h.name } : {}),
-        ...(address ? { address } : {}),
-        role: n.Spec.Role ?? 'worker',
-        availability: n.Spec.Availability ?? '',
-        state: n.Status.State,
-        labels: n.Spec.Labels ?? {},
-        ...(n.Description?.Engine?.EngineVersion ? { engineVersion: n.Description.Engine.EngineVersion } : {}),
-        ...(n.ManagerStatus ? { managerReachability: n.ManagerStatus.Reachability } : {}),
-        leader: n.ManagerStatus?.Leader === true,
-      };
-    });
+    const { manager, nodes, clusterId } = await askAManager(inventory, connections, errors);
+    const nodeOf = hostsOfNodes(inventory, connections, nodes);
+    const list = nodes.map((n) => nodeStatus(n, nodeOf.get(n.ID)));
     const order = new Map(inventory.hosts.map((h, i) => [h.name, i]));
     list.sort((a, b) => (order.get(a.host ?? '') ?? 1e9) - (order.get(b.host ?? '') ?? 1e9) || a.hostname.localeCompare(b.hostname));
-
-    const inSwarm = new Set(nodeOf.values());
-    const notInSwarm: HostNotInSwarm[] = [];
-    for (const h of inventory.hosts) {
-      if (inSwarm.has(h)) continue;
-      const o = observed.get(h.name)!;
-      const entry = (reason: string, message: string) => notInSwarm.push({ host: h.name, address: h.address, reason, message });
-      if (!o.ok) entry('unreachable', o.error.message);
-      else if (o.facts.swarm.state === 'inactive' || o.facts.swarm.state === '') entry('not-joined', `${hostLabel(h)}: in no swarm (run airlock cluster up)`);
-      else if (o.facts.swarm.state === 'active') entry('other-swarm', `${hostLabel(h)}: in another swarm (node ${o.facts.swarm.nodeId.slice(0, 12)})`);
-      else entry(`swarm-${o.facts.swarm.state}`, `${hostLabel(h)}: swarm state ${o.facts.swarm.state}${o.facts.swarm.error ? ` (${o.facts.swarm.error})` : ''}`);
-    }
     return {
       ...(manager ? { manager: manager.name } : {}),
       ...(clusterId ? { clusterId } : {}),
       nodes: list,
-      notInSwarm,
+      notInSwarm: hostsNotIn(inventory, observed, new Set(nodeOf.values())),
       errors,
     };
   } finally {
     await closeAll(connections);
   }
+}
+
+/** The swarm's nodes from the first host that manages one: inventory managers first, in order; then any host. */
+async function askAManager(
+  inventory: Inventory,
+  connections: Map<string, HostConnection>,
+  errors: ClusterStatus['errors'],
+): Promise<{ manager?: InventoryHost; nodes: SwarmNode[]; clusterId?: string }> {
+  const byPreference = [...inventory.hosts.filter((h) => swarmRole(h) === 'manager'), ...inventory.hosts.filter((h) => swarmRole(h) !== 'manager')];
+  for (const h of byPreference) {
+    const c = connections.get(h.name);
+    if (!c || c.facts.swarm.state !== 'active' || !c.facts.swarm.controlAvailable) continue;
+    try {
+      const nodes = await c.docker.nodes.list();
+      return { manager: h, nodes, ...(c.facts.swarm.clusterId ? { clusterId: c.facts.swarm.clusterId } : {}) };
+    } catch (e) {
+      errors.push({ host: h.name, error: onHost(h, 'listing the nodes failed', e) });
+    }
+  }
+  return { nodes: [] };
+}
+
+/** The inventory host each node is, by node id (read from the host's engine) or, for a host not reached, by address. */
+function hostsOfNodes(inventory: Inventory, connections: Map<string, HostConnection>, nodes: SwarmNode[]): Map<string, InventoryHost> {
+  const nodeOf = new Map<string, InventoryHost>();
+  for (const h of inventory.hosts) {
+    const c = connections.get(h.name);
+    let node = c ? nodes.find((n) => n.ID === c.facts.swarm.nodeId) : undefined;
+    // A host that could not be reached: by the address the swarm knows, a ready node first
+    // (a host that left and joined again leaves its old node behind).
+    if (!node && !c) {
+      const at = nodes.filter((n) => n.Status.Addr === h.address || n.ManagerStatus?.Addr?.startsWith(`${h.address}:`));
+      node = at.find((n) => n.Status.State === 'ready') ?? at[0];
+    }
+    if (node) nodeOf.set(node.ID, h);
+  }
+  return nodeOf;
+}
+
+function nodeStatus(n: SwarmNode, h: InventoryHost | undefined): NodeStatus {
+  const address = n.ManagerStatus?.Addr?.replace(/:\d+$/, '') || n.Status.Addr;
+  return {
+    id: n.ID,
+    hostname: n.Description?.Hostname ?? '',
+    ...(h ? { host: h.name } : {}),
+    ...(address ? { address } : {}),
+    role: n.Spec.Role ?? 'worker',
+    availability: n.Spec.Availability ?? '',
+    state: n.Status.State,
+    labels: n.Spec.Labels ?? {},
+    ...(n.Description?.Engine?.EngineVersion ? { engineVersion: n.Description.Engine.EngineVersion } : {}),
+    ...(n.ManagerStatus ? { managerReachability: n.ManagerStatus.Reachability } : {}),
+    leader: n.ManagerStatus?.Leader === true,
+  };
+}
+
+/** Why each inventory host that is no node of this swarm is not. */
+function hostsNotIn(inventory: Inventory, observed: Map<string, Observed>, inSwarm: Set<InventoryHost>): HostNotInSwarm[] {
+  const notInSwarm: HostNotInSwarm[] = [];
+  for (const h of inventory.hosts) {
+    if (inSwarm.has(h)) continue;
+    const o = observed.get(h.name)!;
+    const entry = (reason: string, message: string) => notInSwarm.push({ host: h.name, address: h.address, reason, message });
+    if (!o.ok) entry('unreachable', o.error.message);
+    else if (o.facts.swarm.state === 'inactive' || o.facts.swarm.state === '') entry('not-joined', `${hostLabel(h)}: in no swarm (run airlock cluster up)`);
+    else if (o.facts.swarm.state === 'active') entry('other-swarm', `${hostLabel(h)}: in another swarm (node ${o.facts.swarm.nodeId.slice(0, 12)})`);
+    else entry(`swarm-${o.facts.swarm.state}`, `${hostLabel(h)}: swarm state ${o.facts.swarm.state}${o.facts.swarm.error ? ` (${o.facts.swarm.error})` : ''}`);
+  }
+  return notInSwarm;
 }

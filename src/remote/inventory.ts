@@ -177,7 +177,50 @@ export function parseInventory(file: string, text: string): Inventory {
   const base = dirname(resolve(file));
   const defaults = r.defaults ?? {};
   const groups = Object.entries(r.groups ?? {});
+  checkNames(yaml, r, groups);
 
+  const hosts: InventoryHost[] = [];
+  const seen = new Map<string, string>();
+  for (const [name, h] of Object.entries(r.hosts)) {
+    const member = groups.filter(([, g]) => g.hosts.includes(name));
+    const pick = settingPicker(yaml, name, h, member, defaults);
+    const user = pick('user');
+    if (!user) throw yaml.error(['hosts', name, 'user'], 'is required: set user on the host, in one of its groups, or under defaults', 'bad-inventory');
+    const key = pick('key');
+    if (!key) throw yaml.error(['hosts', name, 'key'], 'is required: set key (the SSH private key file) on the host, in one of its groups, or under defaults', 'bad-inventory');
+    const timeout = pick('timeout');
+    const labelsOf = mergedLabels(yaml, name, h, member, defaults);
+    const hostRoles = rolesOfHost(yaml, name, h, member);
+
+    const port = pick('port')?.value ?? DEFAULT_SSH_PORT;
+    const dup = seen.get(`${h.address}:${port}`);
+    if (dup) throw yaml.error(['hosts', name, 'address'], `${h.address} port ${port} is also the address of host ${dup}`, 'bad-inventory');
+    seen.set(`${h.address}:${port}`, name);
+
+    hosts.push({
+      name,
+      address: h.address,
+      port,
+      user: user.value!,
+      keyFile: pathFrom(base, key.value!),
+      knownHostsFile: pathFrom(base, pick('knownHosts')?.value ?? DEFAULT_KNOWN_HOSTS),
+      roles: [...hostRoles],
+      labels: labelsOf,
+      timeoutMs: timeout ? timeoutMsOf(yaml, timeout.at, timeout.value!) : DEFAULT_HOST_TIMEOUT_MS,
+      groups: member.map(([g]) => g),
+    });
+  }
+
+  if (!hosts.some((h) => swarmRole(h) === 'manager')) {
+    throw yaml.error(['hosts'], 'no host has the role manager: a swarm needs at least one (roles: [manager])', 'no-manager');
+  }
+  return { file: resolve(file), hosts };
+}
+
+type Member = [name: string, group: RawGroup];
+
+/** Host and group names are plain, and every host a group lists is under hosts:. */
+function checkNames(yaml: YamlFile, r: Raw, groups: Member[]): void {
   for (const [name] of groups) {
     if (!NAME.test(name)) throw yaml.error(['groups', name], 'a group name may contain only letters, digits, ".", "_" and "-"', 'bad-inventory');
   }
@@ -191,105 +234,87 @@ export function parseInventory(file: string, text: string): Inventory {
       }
     });
   }
+}
 
-  const path = (p: string): string => {
-    if (p === '~') return homedir();
-    if (p.startsWith('~/')) return join(homedir(), p.slice(2));
-    return isAbsolute(p) ? p : resolve(base, p);
-  };
-  const timeoutMs = (at: KeyPath, v: string | number): number => {
-    if (typeof v === 'number') {
-      if (!(v > 0)) throw yaml.error(at, 'must be a positive number of seconds, or a duration such as 10s', 'bad-inventory');
-      return Math.round(v * 1000);
-    }
-    let ns: number;
-    try {
-      ns = parseDuration(v);
-    } catch {
-      throw yaml.error(at, `"${v}" is not a duration (e.g. 10s, 1m)`, 'bad-inventory');
-    }
-    if (ns <= 0) throw yaml.error(at, 'must be more than 0', 'bad-inventory');
-    return Math.max(1, Math.round(ns / 1e6));
-  };
+/** A key or knownHosts path: `~` is the home folder, a relative path is taken from hosts.yml's folder. */
+function pathFrom(base: string, p: string): string {
+  if (p === '~') return homedir();
+  if (p.startsWith('~/')) return join(homedir(), p.slice(2));
+  return isAbsolute(p) ? p : resolve(base, p);
+}
 
-  const hosts: InventoryHost[] = [];
-  const seen = new Map<string, string>();
-  for (const [name, h] of Object.entries(r.hosts)) {
-    const member = groups.filter(([, g]) => g.hosts.includes(name));
-    /** The host's own value, else the one its groups agree on, else defaults; with where it was set. */
-    const pick = <K extends SettingKey>(key: K): { value: RawSettings[K]; at: KeyPath } | undefined => {
-      if (h[key] !== undefined) return { value: h[key], at: ['hosts', name, key] };
-      let found: { value: RawSettings[K]; at: KeyPath; group: string } | undefined;
-      for (const [g, group] of member) {
-        if (group[key] === undefined) continue;
-        if (found && found.value !== group[key]) {
-          throw yaml.error(
-            ['groups', g, key],
-            `host ${name} is in groups ${found.group} and ${g}, which set ${key} to ${JSON.stringify(found.value)} and ${JSON.stringify(group[key])}: set it on hosts.${name}`,
-            'bad-inventory',
-          );
-        }
-        found ??= { value: group[key], at: ['groups', g, key], group: g };
-      }
-      if (found) return found;
-      if (defaults[key] !== undefined) return { value: defaults[key], at: ['defaults', key] };
-      return undefined;
-    };
+/** `timeout:` as milliseconds: a number of seconds, or a duration such as 10s. */
+function timeoutMsOf(yaml: YamlFile, at: KeyPath, v: string | number): number {
+  if (typeof v === 'number') {
+    if (!(v > 0)) throw yaml.error(at, 'must be a positive number of seconds, or a duration such as 10s', 'bad-inventory');
+    return Math.round(v * 1000);
+  }
+  let ns: number;
+  try {
+    ns = parseDuration(v);
+  } catch {
+    throw yaml.error(at, `"${v}" is not a duration (e.g. 10s, 1m)`, 'bad-inventory');
+  }
+  if (ns <= 0) throw yaml.error(at, 'must be more than 0', 'bad-inventory');
+  return Math.max(1, Math.round(ns / 1e6));
+}
 
-    const user = pick('user');
-    if (!user) throw yaml.error(['hosts', name, 'user'], 'is required: set user on the host, in one of its groups, or under defaults', 'bad-inventory');
-    const key = pick('key');
-    if (!key) throw yaml.error(['hosts', name, 'key'], 'is required: set key (the SSH private key file) on the host, in one of its groups, or under defaults', 'bad-inventory');
-    const timeout = pick('timeout');
-
-    const labelsOf: Record<string, string> = {};
-    const labelFrom = new Map<string, string>();
-    for (const [k, v] of Object.entries(defaults.labels ?? {})) labelsOf[k] = String(v);
+/**
+ * A host's setting: its own value, else the one its groups agree on (groups
+ * that disagree are refused), else defaults; with where it was set.
+ */
+function settingPicker(yaml: YamlFile, name: string, h: RawHost, member: Member[], defaults: RawSettings) {
+  return <K extends SettingKey>(key: K): { value: RawSettings[K]; at: KeyPath } | undefined => {
+    if (h[key] !== undefined) return { value: h[key], at: ['hosts', name, key] };
+    let found: { value: RawSettings[K]; at: KeyPath; group: string } | undefined;
     for (const [g, group] of member) {
-      for (const [k, v] of Object.entries(group.labels ?? {})) {
-        const prev = labelFrom.get(k);
-        if (prev !== undefined && labelsOf[k] !== String(v) && h.labels?.[k] === undefined) {
-          throw yaml.error(['groups', g, 'labels', k], `host ${name} is in groups ${prev} and ${g}, which set label ${k} to "${labelsOf[k]}" and "${String(v)}": set it on hosts.${name}.labels`, 'bad-inventory');
-        }
-        labelsOf[k] = String(v);
-        labelFrom.set(k, g);
+      if (group[key] === undefined) continue;
+      if (found && found.value !== group[key]) {
+        throw yaml.error(
+          ['groups', g, key],
+          `host ${name} is in groups ${found.group} and ${g}, which set ${key} to ${JSON.stringify(found.value)} and ${JSON.stringify(group[key])}: set it on hosts.${name}`,
+          'bad-inventory',
+        );
       }
+      found ??= { value: group[key], at: ['groups', g, key], group: g };
     }
-    for (const [k, v] of Object.entries(h.labels ?? {})) labelsOf[k] = String(v);
-    for (const k of Object.keys(labelsOf)) {
-      if (k.trim() === '') throw yaml.error(['hosts', name, 'labels'], 'a label name must not be empty', 'bad-inventory');
+    if (found) return found;
+    if (defaults[key] !== undefined) return { value: defaults[key], at: ['defaults', key] };
+    return undefined;
+  };
+}
+
+/** A host's node labels: defaults, then its groups (two that disagree are refused unless the host sets it), then its own. */
+function mergedLabels(yaml: YamlFile, name: string, h: RawHost, member: Member[], defaults: RawSettings): Record<string, string> {
+  const labelsOf: Record<string, string> = {};
+  const labelFrom = new Map<string, string>();
+  for (const [k, v] of Object.entries(defaults.labels ?? {})) labelsOf[k] = String(v);
+  for (const [g, group] of member) {
+    for (const [k, v] of Object.entries(group.labels ?? {})) {
+      const prev = labelFrom.get(k);
+      if (prev !== undefined && labelsOf[k] !== String(v) && h.labels?.[k] === undefined) {
+        throw yaml.error(['groups', g, 'labels', k], `host ${name} is in groups ${prev} and ${g}, which set label ${k} to "${labelsOf[k]}" and "${String(v)}": set it on hosts.${name}.labels`, 'bad-inventory');
+      }
+      labelsOf[k] = String(v);
+      labelFrom.set(k, g);
     }
-
-    let hostRoles = h.roles;
-    if (!hostRoles) {
-      const fromGroups = new Set(member.flatMap(([, g]) => g.roles ?? []));
-      if (fromGroups.size > 0) hostRoles = HOST_ROLES.filter((x) => fromGroups.has(x));
-    }
-    if (!hostRoles) throw yaml.error(['hosts', name, 'roles'], 'is required: give the host roles [manager] or [worker], here or through a group', 'bad-inventory');
-
-    const port = pick('port')?.value ?? DEFAULT_SSH_PORT;
-    const dup = seen.get(`${h.address}:${port}`);
-    if (dup) throw yaml.error(['hosts', name, 'address'], `${h.address} port ${port} is also the address of host ${dup}`, 'bad-inventory');
-    seen.set(`${h.address}:${port}`, name);
-
-    hosts.push({
-      name,
-      address: h.address,
-      port,
-      user: user.value!,
-      keyFile: path(key.value!),
-      knownHostsFile: path(pick('knownHosts')?.value ?? DEFAULT_KNOWN_HOSTS),
-      roles: [...hostRoles],
-      labels: labelsOf,
-      timeoutMs: timeout ? timeoutMs(timeout.at, timeout.value!) : DEFAULT_HOST_TIMEOUT_MS,
-      groups: member.map(([g]) => g),
-    });
   }
-
-  if (!hosts.some((h) => swarmRole(h) === 'manager')) {
-    throw yaml.error(['hosts'], 'no host has the role manager: a swarm needs at least one (roles: [manager])', 'no-manager');
+  for (const [k, v] of Object.entries(h.labels ?? {})) labelsOf[k] = String(v);
+  for (const k of Object.keys(labelsOf)) {
+    if (k.trim() === '') throw yaml.error(['hosts', name, 'labels'], 'a label name must not be empty', 'bad-inventory');
   }
-  return { file: resolve(file), hosts };
+  return labelsOf;
+}
+
+/** A host's roles: its own, else every role its groups give it; one is required. */
+function rolesOfHost(yaml: YamlFile, name: string, h: RawHost, member: Member[]): readonly HostRole[] {
+  let hostRoles: readonly HostRole[] | undefined = h.roles;
+  if (!hostRoles) {
+    const fromGroups = new Set(member.flatMap(([, g]) => g.roles ?? []));
+    if (fromGroups.size > 0) hostRoles = HOST_ROLES.filter((x) => fromGroups.has(x));
+  }
+  if (!hostRoles) throw yaml.error(['hosts', name, 'roles'], 'is required: give the host roles [manager] or [worker], here or through a group', 'bad-inventory');
+  return hostRoles;
 }
 
 /** The first Ajv error as the key it is about; enums list their values plainly. */

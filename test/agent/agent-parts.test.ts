@@ -10,7 +10,7 @@ import { copyFile, mkdir, readdir, readFile, rename, utimes, writeFile } from 'n
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import YAML from 'yaml';
-import { pruneDone } from '../../src/agent/intake.js';
+import { pruneDone } from '../../src/agent/inbox/own-folders.js';
 import { AgentProcess, writeAgentConfig } from '../helpers/agent.js';
 import { assertRuns, buildRelease, deployments, startBench, type Bench } from '../helpers/apply.js';
 import { readJournal } from '../helpers/journal-read.js';

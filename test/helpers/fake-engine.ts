@@ -8,11 +8,9 @@
  * typed errors the real client throws (fromHttpError).
  *
  * Time is mostly polls: every `tasks.list` moves each task one step
- * (pending → running, or to the end state its image is set to with
- * `failImage`, at once or once it ran `runsForMs`; a stopped task →
- * shutdown), and a replica whose task failed gets a new task, as swarm's
- * restart policy does. A pure logic seam: every
- * capability it stands in for keeps a test against a real dockerd.
+ * (fake-scheduler.ts; `failImage` sets how an image's tasks end). A pure
+ * logic seam: every capability it stands in for keeps a test against a
+ * real dockerd.
  */
 import { randomBytes } from 'node:crypto';
 import type { Engine } from '../../src/docker/engine.js';
@@ -29,24 +27,13 @@ import type {
   ServiceSpec,
   SwarmNode,
   Task,
-  TaskSpec,
-  TaskState,
 } from '../../src/docker/types.js';
 import { stable } from '../../src/stack/spec-diff.js';
 import { filledIn, loadEngineFixtures, withDefaults, type EngineFixtures } from './engine-fixtures.js';
+import { newId, now, TaskScheduler, type TaskFailure } from './fake-scheduler.js';
 
 type WithData<T> = Omit<T, 'Data'> & { Data?: string | Uint8Array };
 
-/** How tasks of an image end instead of running: `failed` (it exits) or `rejected` (it cannot start). */
-export interface TaskFailure {
-  state: 'failed' | 'rejected';
-  err: string;
-  /** Milliseconds the task runs before it fails (a process that exits after a moment); default 0: it never runs. */
-  runsForMs?: number;
-}
-
-const newId = () => randomBytes(16).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '').padEnd(25, '0').slice(0, 25);
-const now = () => new Date().toISOString();
 const firstOf = (v: string | readonly string[] | undefined): readonly string[] | undefined => (typeof v === 'string' ? [v] : v);
 
 /** Swarm's label filter: `k` (present) or `k=v`. */
@@ -66,16 +53,12 @@ export class FakeEngine implements Engine {
   readonly calls: string[] = [];
   private index: number;
   private readonly serviceDefaults: Record<string, unknown>;
-  /** Template fields a task does not carry (the engine keeps them on the service alone). */
-  private readonly notCarried: string[];
   private readonly servicesById = new Map<string, Service>();
-  private readonly taskList: Task[] = [];
+  private readonly scheduler: TaskScheduler;
   private readonly networksById = new Map<string, Network>();
   private readonly secretsById = new Map<string, Secret>();
   private readonly configsById = new Map<string, Config>();
   private readonly imagesByRef = new Map<string, ImageInspect>();
-  private readonly failures = new Map<string, TaskFailure>();
-  private readonly startedAt = new Map<string, number>();
   private manager = true;
 
   /** `engine`: which recording shapes the answers, by version prefix (`20.10`, `28`). */
@@ -84,15 +67,14 @@ export class FakeEngine implements Engine {
     this.fixtures = f;
     this.index = f.serviceInspect.Version.Index;
     this.serviceDefaults = filledIn(f.serviceSent, f.serviceInspect.Spec);
-    const carried = new Set(Object.keys(f.tasksRunning[0]!.Spec));
-    this.notCarried = Object.keys(f.serviceInspect.Spec.TaskTemplate ?? {}).filter((k) => !carried.has(k));
+    this.scheduler = new TaskScheduler(f, this.servicesById, () => this.bump());
   }
 
   // ---- test controls
 
   /** Tasks of `image` end in `failure` once started, instead of running. */
   failImage(image: string, failure: TaskFailure = { state: 'rejected', err: this.fixtures.tasksFailed.find((t) => t.Status.Err)?.Status.Err?.replace(/: .*$/, `: ${image}`) ?? `No such image: ${image}` }): void {
-    this.failures.set(image, failure);
+    this.scheduler.fail(image, failure);
   }
 
   /** An image the engine holds, under `ref`. */
@@ -110,7 +92,7 @@ export class FakeEngine implements Engine {
 
   /** The tasks as they are, without moving them on. */
   get tasksNow(): readonly Task[] {
-    return this.taskList;
+    return this.scheduler.list;
   }
 
   // ---- the engine interface
@@ -150,7 +132,7 @@ export class FakeEngine implements Engine {
       const stored = this.store(spec);
       const service: Service = { ID: newId(), Version: { Index: this.bump() }, CreatedAt: now(), UpdatedAt: now(), Spec: stored, Endpoint: this.endpointOf(stored) };
       this.servicesById.set(service.ID, service);
-      this.schedule(service, true);
+      this.scheduler.schedule(service, true);
       return { ...structuredClone(this.fixtures.serviceCreate), ID: service.ID };
     },
     inspect: async (idOrName: string, _opts?: CallOptions & { insertDefaults?: boolean }) => {
@@ -162,14 +144,14 @@ export class FakeEngine implements Engine {
       const service = this.service(idOrName);
       if (version !== service.Version.Index) throw this.recorded('out-of-sequence', 'POST', `/services/${idOrName}/update`, idOrName);
       const stored = this.store(spec);
-      const redeploy = stable(this.carried(stored)) !== stable(this.carried(service.Spec));
+      const redeploy = stable(this.scheduler.carried(stored)) !== stable(this.scheduler.carried(service.Spec));
       service.PreviousSpec = service.Spec;
       service.Spec = stored;
       service.Version = { Index: this.bump() };
       service.UpdatedAt = now();
       service.Endpoint = this.endpointOf(stored);
       if (redeploy) service.UpdateStatus = { State: 'updating', StartedAt: now(), Message: 'update in progress' };
-      this.schedule(service, redeploy);
+      this.scheduler.schedule(service, redeploy);
       return structuredClone(this.fixtures.serviceUpdate);
     },
     list: async (opts: CallOptions & { filters?: Filters; status?: boolean } = {}) => {
@@ -177,23 +159,23 @@ export class FakeEngine implements Engine {
       const f = opts.filters ?? {};
       return [...this.servicesById.values()]
         .filter((s) => nameMatches(s.Spec.Name!, firstOf(f['name'])) && labelsMatch(s.Spec.Labels, firstOf(f['label'])) && (f['id'] === undefined || firstOf(f['id'])!.includes(s.ID)))
-        .map((s) => (opts.status ? { ...structuredClone(s), ServiceStatus: this.statusOf(s) } : structuredClone(s)));
+        .map((s) => (opts.status ? { ...structuredClone(s), ServiceStatus: this.scheduler.statusOf(s) } : structuredClone(s)));
     },
     delete: async (idOrName: string) => {
       this.swarmCall('DELETE', `/services/${idOrName}`, `services.delete ${idOrName}`);
       const service = this.service(idOrName);
       this.servicesById.delete(service.ID);
-      for (const t of this.taskList) if (t.ServiceID === service.ID) t.DesiredState = 'remove';
+      this.scheduler.remove(service.ID);
     },
   };
 
   readonly tasks = {
     list: async (opts: CallOptions & { filters?: Filters } = {}): Promise<Task[]> => {
       this.swarmCall('GET', '/tasks');
-      this.tick();
+      this.scheduler.tick();
       const f = opts.filters ?? {};
       const services = firstOf(f['service']);
-      return this.taskList
+      return this.scheduler.list
         .filter((t) => {
           const svc = this.servicesById.get(t.ServiceID);
           return (
@@ -297,89 +279,8 @@ export class FakeEngine implements Engine {
     return stored;
   }
 
-  private carried(spec: ServiceSpec): TaskSpec {
-    const template: Record<string, unknown> = { ...spec.TaskTemplate };
-    for (const k of this.notCarried) delete template[k];
-    return template as TaskSpec;
-  }
-
   private endpointOf(spec: ServiceSpec): Service['Endpoint'] {
     return { Spec: {}, VirtualIPs: (spec.TaskTemplate?.Networks ?? []).map((n, i) => ({ NetworkID: n.Target, Addr: `10.0.${i + 1}.2/24` })) };
-  }
-
-  /** Node ids the service's tasks go to: one per replica on the first node, or one per ready node (global). */
-  private slots(service: Service): string[] {
-    const nodes = this.fixtures.nodes.filter((n) => n.Status.State === 'ready');
-    if (service.Spec.Mode?.Global !== undefined) return nodes.map((n) => n.ID);
-    return Array.from({ length: service.Spec.Mode?.Replicated?.Replicas ?? 1 }, () => nodes[0]!.ID);
-  }
-
-  /** Makes the service's tasks match its spec: a new task per slot when `redeploy`, else as many as the slots need. */
-  private schedule(service: Service, redeploy: boolean): void {
-    const live = this.taskList.filter((t) => t.ServiceID === service.ID && t.DesiredState === 'running');
-    const slots = this.slots(service);
-    const keep = redeploy ? [] : live.slice(0, slots.length);
-    for (const t of live) if (!keep.includes(t)) t.DesiredState = 'shutdown';
-    for (let slot = keep.length; slot < slots.length; slot++) this.taskList.push(this.newTask(service, slot + 1, slots[slot]!));
-  }
-
-  private newTask(service: Service, slot: number, nodeId: string): Task {
-    const base = this.fixtures.tasksRunning[0]!;
-    return {
-      ...structuredClone(base),
-      ID: newId(),
-      Version: { Index: this.bump() },
-      CreatedAt: now(),
-      UpdatedAt: now(),
-      Spec: structuredClone(this.carried(service.Spec)),
-      ServiceID: service.ID,
-      Slot: slot,
-      NodeID: nodeId,
-      Status: { Timestamp: now(), State: 'pending', Message: 'pending task scheduling' },
-      DesiredState: 'running',
-    };
-  }
-
-  /** One step of the swarm: tasks start (or fail), stopped ones end, failed replicas are replaced. */
-  private tick(): void {
-    for (const t of [...this.taskList]) {
-      const service = this.servicesById.get(t.ServiceID);
-      if (t.DesiredState === 'remove' || (!service && t.DesiredState !== 'running')) {
-        this.taskList.splice(this.taskList.indexOf(t), 1);
-      } else if (t.DesiredState === 'shutdown' && t.Status.State === 'running') {
-        this.setState(t, 'shutdown', 'shutdown');
-      } else if (t.DesiredState === 'running' && (t.Status.State === 'pending' || t.Status.State === 'running')) {
-        const failure = this.failures.get(t.Spec.ContainerSpec?.Image ?? '');
-        // A task not started yet ran 0 ms (two clock reads could make it -1, and let a failing task run once).
-        const started = this.startedAt.get(t.ID);
-        const ranMs = started === undefined ? 0 : Date.now() - started;
-        if (failure && (failure.runsForMs ?? 0) <= ranMs) {
-          this.setState(t, failure.state, failure.state === 'rejected' ? 'preparing' : 'started', failure.err);
-          t.DesiredState = 'shutdown';
-          // Swarm's restart policy: the slot gets a new task.
-          if (service) this.taskList.push(this.newTask(service, t.Slot ?? 1, t.NodeID!));
-        } else if (t.Status.State === 'pending') {
-          this.setState(t, 'running', 'started');
-          this.startedAt.set(t.ID, Date.now());
-        }
-      }
-    }
-    for (const service of this.servicesById.values()) {
-      if (service.UpdateStatus?.State !== 'updating') continue;
-      const current = this.taskList.filter((t) => t.ServiceID === service.ID && t.DesiredState === 'running');
-      if (current.length > 0 && current.every((t) => t.Status.State === 'running')) service.UpdateStatus = { ...service.UpdateStatus, State: 'completed', CompletedAt: now(), Message: 'update completed' };
-    }
-  }
-
-  private setState(t: Task, state: TaskState, message: string, err?: string): void {
-    t.Status = { ...t.Status, Timestamp: now(), State: state, Message: message, ...(err === undefined ? {} : { Err: err }) };
-    t.Version = { Index: this.bump() };
-  }
-
-  private statusOf(s: Service): NonNullable<Service['ServiceStatus']> {
-    const mine = this.taskList.filter((t) => t.ServiceID === s.ID);
-    const shape = this.fixtures.serviceListStatus[0]?.ServiceStatus ?? { RunningTasks: 0, DesiredTasks: 0 };
-    return { ...shape, RunningTasks: mine.filter((t) => t.Status.State === 'running').length, DesiredTasks: this.slots(s).length, ...('CompletedTasks' in shape ? { CompletedTasks: 0 } : {}) };
   }
 
   /** Secrets and configs: the same calls, shaped by their own recording. */

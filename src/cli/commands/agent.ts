@@ -1,4 +1,5 @@
-import { Agent, loadStartableConfig } from '../../agent/agent.js';
+import { Agent } from '../../agent/agent.js';
+import { loadStartableConfig } from '../../agent/startable-config.js';
 import { DEFAULT_CONFIG_FILE, loadAgentConfig } from '../../agent/config.js';
 import { boolOpt, jsonOpt, stringOpt, type Command } from '../command.js';
 import { formatBytes } from '../../units/bytes.js';

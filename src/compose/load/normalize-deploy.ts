@@ -45,6 +45,79 @@ function updateConfig(ctx: LoadContext, path: KeyPath, value: unknown, unsupport
   return out;
 }
 
+type Resources = NonNullable<DeployConfig['resources']>;
+
+function limitsOf(ctx: LoadContext, path: KeyPath, limits: Record<string, unknown>, unsupported: string[]): NonNullable<Resources['limits']> {
+  const l: NonNullable<Resources['limits']> = {};
+  const cpus = optionalString(limits['cpus']);
+  if (cpus !== undefined) l.cpus = cpus;
+  const mem = memory(ctx, [...path, 'memory'], limits['memory']);
+  if (mem !== undefined) l.memory = mem;
+  if (typeof limits['pids'] === 'number') l.pids = limits['pids'];
+  warnLeftovers(ctx, limits, ['cpus', 'memory', 'pids'], path, unsupported);
+  return l;
+}
+
+function reservationsOf(ctx: LoadContext, path: KeyPath, reservations: Record<string, unknown>, unsupported: string[]): NonNullable<Resources['reservations']> {
+  const r: NonNullable<Resources['reservations']> = {};
+  const cpus = optionalString(reservations['cpus']);
+  if (cpus !== undefined) r.cpus = cpus;
+  const mem = memory(ctx, [...path, 'memory'], reservations['memory']);
+  if (mem !== undefined) r.memory = mem;
+  const generic = reservations['generic_resources'];
+  if (Array.isArray(generic)) {
+    r.generic_resources = generic.map((g, i) => {
+      const spec = isMapping(g) ? g['discrete_resource_spec'] : undefined;
+      if (!isMapping(spec) || typeof spec['kind'] !== 'string' || typeof spec['value'] !== 'number') {
+        throw fail(ctx, [...path, 'generic_resources', i], 'needs discrete_resource_spec with a kind and a value');
+      }
+      return { discrete_resource_spec: { kind: spec['kind'], value: spec['value'] } };
+    });
+  }
+  if (reservations['devices'] !== undefined) {
+    throw fail(ctx, [...path, 'devices'], 'is not supported by docker stack deploy', 'Reserve devices with generic_resources (discrete_resource_spec) advertised by the nodes.');
+  }
+  warnLeftovers(ctx, reservations, ['cpus', 'memory', 'generic_resources', 'devices'], path, unsupported);
+  return r;
+}
+
+function resourcesOf(ctx: LoadContext, path: KeyPath, resources: Record<string, unknown>, unsupported: string[]): Resources {
+  const out: Resources = {};
+  const limits = resources['limits'];
+  if (isMapping(limits)) out.limits = limitsOf(ctx, [...path, 'limits'], limits, unsupported);
+  const reservations = resources['reservations'];
+  if (isMapping(reservations)) out.reservations = reservationsOf(ctx, [...path, 'reservations'], reservations, unsupported);
+  warnLeftovers(ctx, resources, ['limits', 'reservations'], path, unsupported);
+  return out;
+}
+
+function restartPolicyOf(ctx: LoadContext, path: KeyPath, restart: Record<string, unknown>, unsupported: string[]): NonNullable<DeployConfig['restart_policy']> {
+  const policy: NonNullable<DeployConfig['restart_policy']> = {};
+  const condition = oneOf(ctx, [...path, 'condition'], restart['condition'], CONDITIONS);
+  if (condition !== undefined) policy.condition = condition;
+  for (const key of ['delay', 'window'] as const) {
+    const v = optionalString(restart[key]);
+    if (v !== undefined) policy[key] = v;
+  }
+  const attempts = count(ctx, [...path, 'max_attempts'], restart['max_attempts']);
+  if (attempts !== undefined) policy.max_attempts = attempts;
+  warnLeftovers(ctx, restart, ['condition', 'delay', 'max_attempts', 'window'], path, unsupported);
+  return policy;
+}
+
+function placementOf(ctx: LoadContext, path: KeyPath, placement: Record<string, unknown>, unsupported: string[]): NonNullable<DeployConfig['placement']> {
+  const p: NonNullable<DeployConfig['placement']> = {
+    constraints: toStringList(placement['constraints']),
+    preferences: Array.isArray(placement['preferences'])
+      ? placement['preferences'].filter(isMapping).map((x) => ({ spread: String(x['spread'] ?? '') }))
+      : [],
+  };
+  const max = count(ctx, [...path, 'max_replicas_per_node'], placement['max_replicas_per_node']);
+  if (max !== undefined) p.max_replicas_per_node = max;
+  warnLeftovers(ctx, placement, ['constraints', 'preferences', 'max_replicas_per_node'], path, unsupported);
+  return p;
+}
+
 export function normalizeDeploy(ctx: LoadContext, path: KeyPath, value: unknown, unsupported: string[]): DeployConfig {
   const deploy: DeployConfig = { labels: {} };
   if (!isMapping(value)) return deploy;
@@ -57,82 +130,11 @@ export function normalizeDeploy(ctx: LoadContext, path: KeyPath, value: unknown,
   if (endpoint !== undefined) deploy.endpoint_mode = endpoint;
 
   const resources = value['resources'];
-  if (isMapping(resources)) {
-    const rp: KeyPath = [...path, 'resources'];
-    deploy.resources = {};
-    const limits = resources['limits'];
-    if (isMapping(limits)) {
-      const l: NonNullable<NonNullable<DeployConfig['resources']>['limits']> = {};
-      const cpus = optionalString(limits['cpus']);
-      if (cpus !== undefined) l.cpus = cpus;
-      const mem = memory(ctx, [...rp, 'limits', 'memory'], limits['memory']);
-      if (mem !== undefined) l.memory = mem;
-      if (typeof limits['pids'] === 'number') l.pids = limits['pids'];
-      warnLeftovers(ctx, limits, ['cpus', 'memory', 'pids'], [...rp, 'limits'], unsupported);
-      deploy.resources.limits = l;
-    }
-    const reservations = resources['reservations'];
-    if (isMapping(reservations)) {
-      const r: NonNullable<NonNullable<DeployConfig['resources']>['reservations']> = {};
-      const cpus = optionalString(reservations['cpus']);
-      if (cpus !== undefined) r.cpus = cpus;
-      const mem = memory(ctx, [...rp, 'reservations', 'memory'], reservations['memory']);
-      if (mem !== undefined) r.memory = mem;
-      const generic = reservations['generic_resources'];
-      if (Array.isArray(generic)) {
-        r.generic_resources = generic.map((g, i) => {
-          const spec = isMapping(g) ? g['discrete_resource_spec'] : undefined;
-          if (!isMapping(spec) || typeof spec['kind'] !== 'string' || typeof spec['value'] !== 'number') {
-            throw fail(ctx, [...rp, 'reservations', 'generic_resources', i], 'needs discrete_resource_spec with a kind and a value');
-          }
-          return { discrete_resource_spec: { kind: spec['kind'], value: spec['value'] } };
-        });
-      }
-      if (reservations['devices'] !== undefined) {
-        throw fail(
-          ctx,
-          [...rp, 'reservations', 'devices'],
-          'is not supported by docker stack deploy',
-          'Reserve devices with generic_resources (discrete_resource_spec) advertised by the nodes.',
-        );
-      }
-      warnLeftovers(ctx, reservations, ['cpus', 'memory', 'generic_resources', 'devices'], [...rp, 'reservations'], unsupported);
-      deploy.resources.reservations = r;
-    }
-    warnLeftovers(ctx, resources, ['limits', 'reservations'], rp, unsupported);
-  }
-
+  if (isMapping(resources)) deploy.resources = resourcesOf(ctx, [...path, 'resources'], resources, unsupported);
   const restart = value['restart_policy'];
-  if (isMapping(restart)) {
-    const rp: KeyPath = [...path, 'restart_policy'];
-    const policy: NonNullable<DeployConfig['restart_policy']> = {};
-    const condition = oneOf(ctx, [...rp, 'condition'], restart['condition'], CONDITIONS);
-    if (condition !== undefined) policy.condition = condition;
-    for (const key of ['delay', 'window'] as const) {
-      const v = optionalString(restart[key]);
-      if (v !== undefined) policy[key] = v;
-    }
-    const attempts = count(ctx, [...rp, 'max_attempts'], restart['max_attempts']);
-    if (attempts !== undefined) policy.max_attempts = attempts;
-    warnLeftovers(ctx, restart, ['condition', 'delay', 'max_attempts', 'window'], rp, unsupported);
-    deploy.restart_policy = policy;
-  }
-
+  if (isMapping(restart)) deploy.restart_policy = restartPolicyOf(ctx, [...path, 'restart_policy'], restart, unsupported);
   const placement = value['placement'];
-  if (isMapping(placement)) {
-    const pp: KeyPath = [...path, 'placement'];
-    const p: NonNullable<DeployConfig['placement']> = {
-      constraints: toStringList(placement['constraints']),
-      preferences: Array.isArray(placement['preferences'])
-        ? placement['preferences'].filter(isMapping).map((x) => ({ spread: String(x['spread'] ?? '') }))
-        : [],
-    };
-    const max = count(ctx, [...pp, 'max_replicas_per_node'], placement['max_replicas_per_node']);
-    if (max !== undefined) p.max_replicas_per_node = max;
-    warnLeftovers(ctx, placement, ['constraints', 'preferences', 'max_replicas_per_node'], pp, unsupported);
-    deploy.placement = p;
-  }
-
+  if (isMapping(placement)) deploy.placement = placementOf(ctx, [...path, 'placement'], placement, unsupported);
   const update = updateConfig(ctx, [...path, 'update_config'], value['update_config'], unsupported);
   if (update !== undefined) deploy.update_config = update;
   const rollback = updateConfig(ctx, [...path, 'rollback_config'], value['rollback_config'], unsupported);
