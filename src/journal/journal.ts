@@ -47,11 +47,12 @@ export class Journal {
       db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
       // Before anything is written: the journal holds env values, and a root command must leave it to the state dir's owner.
       if (!opts.readonly) keepPrivate(path, stateOwnerOfSync(stateDir));
-      db.pragma('busy_timeout = 10000');
-      if (!opts.readonly) db.pragma('journal_mode = WAL');
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const opened = db;
+      if (!opts.readonly) whileBusy(() => opened.pragma('journal_mode = WAL'));
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
-      checkIntegrity(db, path);
+      whileBusy(() => checkIntegrity(opened, path));
     } catch (e) {
       db?.close();
       throw corruptJournal(path, e);
@@ -127,6 +128,26 @@ export class Journal {
 
   close(): void {
     this.db.close();
+  }
+}
+
+const BUSY_TIMEOUT_MS = 10_000;
+
+/**
+ * SQLite answers BUSY at once, without waiting, where waiting could
+ * deadlock: several commands opening a new journal at once (four first
+ * imports) and switching it to WAL. Such a step is tried again, for as long
+ * as the busy timeout would have waited.
+ */
+function whileBusy<T>(run: () => T): T {
+  const until = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return run();
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > until) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
   }
 }
 
