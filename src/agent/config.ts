@@ -18,12 +18,12 @@ import { compiledOnce } from '../config/schema.js';
 import { checkFtpSettings, defaultFtpSourceName, DEFAULT_MIN_RATE, DEFAULT_RECHECK_MS, FtpSettingError, type FtpSourceConfig } from './inbox/ftp-settings.js';
 import { isInboxName } from './inbox/part-sets.js';
 import type { LogLevel } from './log.js';
+import type { Completeness } from './inbox/inbox-file.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/airlock/agent.yaml';
 /** Where systemd's LoadCredential= puts the join token for an unprivileged service. */
 export const TOKEN_CREDENTIAL = 'swarm-join-token';
 
-export type Completeness = { mode: 'stable'; stableForMs: number } | { mode: 'marker'; suffix: string };
 
 export interface FolderSource {
   type: 'folder';

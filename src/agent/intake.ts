@@ -16,7 +16,7 @@ import { Journal } from '../journal/journal.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { AgentConfig } from './config.js';
 import { partNameOf, PARTS_INCOMPLETE_REASONS } from '../bundle/parts.js';
-import type { InboxFile } from './inbox/folder-source.js';
+import type { InboxFile } from './inbox/inbox-file.js';
 import { isFolderRefused, type FolderRefused, type HeldFolder } from './inbox/held-folder.js';
 import { moveUnit, writeReason, type OwnFolder, type Unit } from './inbox/own-folders.js';
 import type { InboxItem } from './inbox/part-sets.js';

@@ -6,6 +6,9 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { keyIdOf, signBytes } from '../trust/keys.js';
+import type { ImageRecord } from '../images/image-record.js';
+
+export type { ImageRecord, LayerRecord } from '../images/image-record.js';
 
 /**
  * Format identifiers. A full bundle is written as v1, which every airlock
@@ -94,30 +97,6 @@ export interface StackRecord {
   name: string;
   composeFiles: FileRef[];
   envFiles: FileRef[];
-}
-
-export interface LayerRecord {
-  digest: string;
-  size: number;
-  mediaType: string;
-  diffId: string;
-}
-
-export interface ImageRecord {
-  /** Repository tags, e.g. `demo/web:1.0`. */
-  refs: string[];
-  /** The image id Docker reports: the digest of the config blob. */
-  id: string;
-  config: { digest: string; size: number };
-  /** An OCI image manifest blob, so a load archive carries an `index.json`. */
-  manifest: { digest: string; size: number };
-  layers: LayerRecord[];
-  /**
-   * v2 with `requires: ["platforms"]` only, and on every image there: the
-   * platform this variant runs on, normalised (`linux/amd64`, `linux/arm/v7`).
-   * A ref may then name one image per platform.
-   */
-  platform?: string;
 }
 
 export interface ExtraFileRecord {

@@ -6,7 +6,7 @@
  * apply, the agent and rollback's pins all go through this one choice.
  */
 import { integrityError, policyError } from '../errors/index.js';
-import type { ImageRecord } from '../bundle/manifest.js';
+import type { ImageRecord } from './image-record.js';
 import { formatPlatform, parsePlatform, platformFit, platformOfConfig, sameOsArch, type Platform } from './platform.js';
 
 /** Reads an image config blob by digest (from the content store, or an import's staging). */

@@ -7,7 +7,7 @@
  * exactly the bundle's diff ids. The journal keeps the config digest, the name
  * that does not depend on the store.
  */
-import type { ImageRecord } from '../bundle/manifest.js';
+import type { ImageRecord } from './image-record.js';
 import type { ImageEngine } from '../docker/engine.js';
 import type { CallOptions } from '../docker/index.js';
 import type { ImageInspect } from '../docker/types.js';

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import type { ImageRecord } from '../bundle/manifest.js';
+import type { ImageRecord } from './image-record.js';
 import type { ContentStore } from '../store/content-store.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { AirlockError, integrityError } from '../errors/index.js';
-import type { ImageRecord } from '../bundle/manifest.js';
+import type { ImageRecord } from './image-record.js';
 import type { ImageEngine } from '../docker/engine.js';
 import type { ContentStore } from '../store/content-store.js';
 import { countBytes } from '../streams/count-bytes.js';

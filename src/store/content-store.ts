@@ -4,8 +4,6 @@ import { access, mkdir, readdir, rename, rm, stat, statfs, writeFile } from 'nod
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { resourceError } from '../errors/index.js';
-import type { BlobRecord } from '../bundle/manifest.js';
-import type { BlobSink } from '../bundle/reader.js';
 import { once } from 'node:events';
 import { syncDir, syncFile } from './durable.js';
 import { isProcessAlive } from '../process/alive.js';
@@ -173,8 +171,9 @@ export class ContentStore {
  * One importer's pending blobs: written and fsynced here, renamed into the
  * store on commit. Each file is fsynced as soon as it is written, while the
  * reader goes on with the next blob, so flushing to disk overlaps hashing.
+ * The bundle reader writes into it as its BlobSink (src/bundle/blob-copy.ts).
  */
-export class Staging implements BlobSink {
+export class Staging {
   private readonly staged: string[] = [];
   private readonly synced: Promise<void>[] = [];
 
@@ -184,7 +183,7 @@ export class Staging implements BlobSink {
     private readonly owner: StateOwner | undefined,
   ) {}
 
-  async open(blob: BlobRecord): Promise<Writable | null> {
+  async open(blob: { digest: string }): Promise<Writable | null> {
     if (await this.store.holdPrivate(blob.digest)) return null;
     this.staged.push(blob.digest);
     const path = join(this.dir, hexOf(blob.digest));

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { InboxFile } from '../../src/agent/inbox/folder-source.js';
+import type { InboxFile } from '../../src/agent/inbox/inbox-file.js';
 import type { InboxItem } from '../../src/agent/inbox/part-sets.js';
 import { inVersionOrder } from '../../src/agent/inbox/version-order.js';
 

@@ -10,20 +10,10 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { lstat, mkdir, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Completeness } from '../config.js';
+import type { Completeness, InboxFile } from './inbox-file.js';
 import type { Logger } from '../log.js';
 import { gatherItems, isInboxName, type InboxItem } from './part-sets.js';
 import { inVersionOrder } from './version-order.js';
-
-export interface InboxFile {
-  source: string;
-  path: string;
-  name: string;
-  size: number;
-  mtimeMs: number;
-  /** The marker that said it was complete, to move along with it. */
-  marker?: string;
-}
 
 interface Seen {
   size: number;

@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import YAML from 'yaml';
 import type { AirlockError } from '../../errors/index.js';
 import { isPartsIndex, partNameOf, PARTS_SUFFIX } from '../../bundle/parts.js';
-import type { InboxFile } from './folder-source.js';
+import type { InboxFile } from './inbox-file.js';
 import { HeldFolder, withFolder } from './held-folder.js';
 
 /** The agent's folders in the inbox. */

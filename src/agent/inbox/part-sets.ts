@@ -9,7 +9,7 @@
 import { basename } from 'node:path';
 import { isPartsIndex, partNameOf, readPartsIndex, type PartRecord } from '../../bundle/parts.js';
 import { asAirlockError, type AirlockError } from '../../errors/index.js';
-import type { InboxFile } from './folder-source.js';
+import type { InboxFile } from './inbox-file.js';
 
 export type InboxItem =
   /** A whole bundle file, complete. */

@@ -1,6 +1,6 @@
 import { BundleRecords } from '../journal/bundles.js';
 import type { Journal } from '../journal/journal.js';
-import type { ContentStore } from './content-store.js';
+import type { ContentStore } from '../store/content-store.js';
 
 export interface Holdings {
   /** Bundles imported here and not pruned since. */
