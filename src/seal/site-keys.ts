@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { checkNotAFolder, checkPrivateKeyFile, denied, kindOf, unreadable } from '../config/paths.js';
@@ -70,10 +70,14 @@ export async function writeSiteKeyPair(outBase: string): Promise<SiteKeyFiles> {
   const identityPath = `${outBase}${IDENTITY_SUFFIX}`;
   const recipientPath = `${outBase}${RECIPIENT_SUFFIX}`;
   const created = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  let wroteIdentity = false;
   try {
     await writeFile(identityPath, `# created: ${created}\n# public key: ${site.recipient}\n# key id: ${site.keyId}\n${site.identity}\n`, { mode: 0o600, flag: 'wx' });
+    wroteIdentity = true;
     await writeFile(recipientPath, `# airlock site key ${site.keyId}: seal to this with bundle build --seal-to\n${site.recipient}\n`, { mode: 0o644, flag: 'wx' });
   } catch (e) {
+    // No identity is left behind without its recipient file.
+    if (wroteIdentity) await rm(identityPath, { force: true });
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
       throw configError(`key file already exists: ${(e as NodeJS.ErrnoException).path}`, {
         reason: 'key-exists',
