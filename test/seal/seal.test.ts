@@ -94,3 +94,20 @@ test('sealing to nobody or to a malformed recipient is refused', async () => {
   await assert.rejects(seal(text('v'), []), { kind: 'config', reason: 'no-recipients' });
   await assert.rejects(seal(text('v'), ['age1nope']), { kind: 'config', message: /cannot seal to "age1nope": it is not an age recipient/ });
 });
+
+test('a changed stanza: for this host it reads as sealed-elsewhere, for another site the header MAC fails', async () => {
+  const [a, b] = await sites(2);
+  const sealed = await seal(text('v'), [a!.recipient, b!.recipient]);
+  // The header: "age-encryption.org/v1", then per recipient "-> X25519 SHARE" and a body line, in the order given.
+  const lines = Buffer.from(sealed).toString('latin1').split('\n');
+  const firstBody = lines.findIndex((l) => l.startsWith('-> X25519')) + 1;
+  const changed = (line: number) => {
+    const copy = [...lines];
+    copy[line] = (copy[line]![0] === 'A' ? 'B' : 'A') + copy[line]!.slice(1);
+    return Uint8Array.from(Buffer.from(copy.join('\n'), 'latin1'));
+  };
+  const aChanged = changed(firstBody);
+  await assert.rejects(unseal(aChanged, [a!]), { reason: 'sealed-elsewhere' });
+  await assert.rejects(unseal(aChanged, [b!]), { reason: 'sealed-corrupt' });
+  assert.deepEqual(await unseal(sealed, [b!]), text('v'));
+});
