@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { usageError } from '../../errors/index.js';
-import { readIdentityFile, readRecipientFile, writeSiteKeyPair } from '../../seal/site-keys.js';
 import { makeDirs } from '../../store/make-dirs.js';
 import { generateKeyPair, keyIdOf } from '../../trust/keys.js';
 import { publicKeyFile } from '../trust-inputs.js';
@@ -20,8 +19,12 @@ function isAgeKeyFile(path: string): boolean {
   return text.split('\n').some((l) => /^\s*(age1|AGE-SECRET-KEY-)/.test(l));
 }
 
+/** Loaded when a site key is asked for: age and its curves cost ~50 ms to load, which signing keys need not pay. */
+const siteKeys = () => import('../../seal/site-keys.js');
+
 /** The site key ids of a NAME.recipient or NAME.identity file, one per key in it. */
 async function siteKeyIds(path: string): Promise<string[]> {
+  const { readIdentityFile, readRecipientFile } = await siteKeys();
   const keys = readFileSync(path, 'utf8').includes('AGE-SECRET-KEY-') ? await readIdentityFile(path) : readRecipientFile(path);
   return keys.map((k) => k.keyId);
 }
@@ -44,7 +47,7 @@ export const keyCommands: Command[] = [
       // Made here, by a walk that ends: generateKeyPair's recursive mkdir spins for ever under /proc.
       makeDirs(dirname(base), { context: `--out ${base}` });
       if (kind === 'site') {
-        const site = await writeSiteKeyPair(base);
+        const site = await (await siteKeys()).writeSiteKeyPair(base);
         out(
           json
             ? JSON.stringify({ kind, ...site })
