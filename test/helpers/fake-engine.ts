@@ -24,6 +24,7 @@ import type {
   Secret,
   SecretSpec,
   Service,
+  NamedServiceSpec,
   ServiceSpec,
   SwarmNode,
   Task,
@@ -269,8 +270,9 @@ export class FakeEngine implements Engine {
   }
 
   /** The spec as the engine keeps it: the recorded defaults filled in, networks named by id. */
-  private store(spec: ServiceSpec): ServiceSpec {
-    const stored = withDefaults(structuredClone(spec), this.serviceDefaults);
+  private store(spec: ServiceSpec): NamedServiceSpec {
+    // Swarm names a service created without a name.
+    const stored = withDefaults({ ...structuredClone(spec), Name: spec.Name ?? `service-${newId().slice(0, 8)}` }, this.serviceDefaults);
     for (const n of stored.TaskTemplate?.Networks ?? []) {
       const network = this.findNetwork(n.Target);
       if (!network) throw this.recorded('404-network', 'POST', '/services/create', n.Target);
