@@ -6,7 +6,7 @@
  * and what start-up recovery says.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { AgentProcess, dropBundle as drop, writeAgentConfig } from '../helpers/agent.js';
@@ -90,6 +90,34 @@ test('30 versions dropped together are imported in version order: none is refuse
     }
   } finally {
     const end = await agent.stop();
+    assert.equal(end.code, 0, agent.log);
+  }
+});
+
+test('an import the host cannot do now holds back the newer versions behind it: none goes in first and makes it a downgrade', async () => {
+  const [older, newer] = [await buildRelease(bench, { version: '5.0.1', stack: 'agentblock', repo: 'agentblock' }), await buildRelease(bench, { version: '5.0.2', stack: 'agentblock', repo: 'agentblock' })];
+  const proxy = new EngineProxy(join(bench.dir, 'proxy-block.sock'), bench.daemon.socket);
+  await proxy.start();
+  const layout = await writeAgentConfig(join(bench.dir, 'a-block'), bench.signer.trustDir);
+  const agent = new AgentProcess(layout.config, envFor(proxy.dockerHost));
+  try {
+    await agent.waitFor(/msg="agent started"/);
+    // The first import's question to the engine fails, once: the host, not the bundle (as while dockerd restarts).
+    proxy.failNext(1, /^(\/v[\d.]+)?\/(version|info)$/, 'injected: the engine is not there for a moment');
+    // Both land at once (uploaded aside, then renamed in), so that one pass of the inbox takes both.
+    await copyFile(older, join(layout.inbox, 'demo-5.0.1.airlock.tmp-upload'));
+    await copyFile(newer, join(layout.inbox, 'demo-5.0.2.airlock.tmp-upload'));
+    await Promise.all(['demo-5.0.1.airlock', 'demo-5.0.2.airlock'].map((n) => rename(join(layout.inbox, `${n}.tmp-upload`), join(layout.inbox, n))));
+    await agent.waitFor(/msg="bundle could not be imported now; it stays in the inbox" .*file=demo-5\.0\.1\.airlock/, 60_000);
+    await agent.waitFor(/msg="stack deployed" .*stack=agentblock/, 120_000);
+    const imported = agent.lines(/msg="bundle imported"/).map((l) => /version=(\S+)/.exec(l)![1]);
+    assert.deepEqual(imported, ['5.0.1', '5.0.2'], 'imported oldest first, the older one at the next pass');
+    assert.deepEqual(await readdir(join(layout.inbox, 'quarantine')).catch(() => []), [], 'nothing quarantined');
+    assert.doesNotMatch(agent.log, /downgrade/);
+    assert.deepEqual(deployedVersions(layout.state).at(-1), { version: '5.0.2', status: 'committed' });
+  } finally {
+    const end = await agent.stop();
+    await proxy.close();
     assert.equal(end.code, 0, agent.log);
   }
 });
