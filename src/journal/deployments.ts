@@ -191,12 +191,13 @@ export class DeploymentRecords {
    * recovery committed them.
    */
   cleanupPending(): DeploymentRow[] {
+    // Asked before every apply: the newest committed of each stack in one grouped pass, not a lookup per row.
     return this.db
-      .prepare(
-        `${SELECT} WHERE d.status = 'committed' AND d.id = (SELECT MAX(x.id) FROM deployments x WHERE x.stack = d.stack AND x.status = 'committed')
+      .prepare<[], DeploymentRow>(
+        `${SELECT} WHERE d.id IN (SELECT MAX(id) FROM deployments WHERE status = 'committed' GROUP BY stack)
          AND NOT EXISTS (SELECT 1 FROM apply_steps s WHERE s.deployment_id = d.id AND s.step = 'cleanup' AND s.finished_at IS NOT NULL) ORDER BY d.id`,
       )
-      .all() as DeploymentRow[];
+      .all();
   }
 
   unfinished(): DeploymentRow[] {
