@@ -16,9 +16,8 @@
 import type { Docker, SwarmNode } from '../docker/index.js';
 import { isOutOfSequence } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
-import { swarmRole, type HostRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
+import { hostLabel, swarmRole, type HostRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { forEachHost } from '../remote/for-each-host.js';
-import { hostLabel } from '../remote/ssh-errors.js';
 import { closeAll, connectAll, onHost, readFacts, type ConnectAllOptions, type HostConnection } from './connect.js';
 import { chooseLead, nodeUpdate, planMembership, type Membership, type Observed } from './plan.js';
 

@@ -4,8 +4,7 @@
  */
 import type { SwarmNode } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
-import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
-import { hostLabel } from '../remote/ssh-errors.js';
+import { hostLabel, swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { closeAll, connectAll, onHost, type ConnectAllOptions, type HostConnection } from './connect.js';
 import type { Observed } from './plan.js';
 
