@@ -12,7 +12,8 @@ import { AirlockError, ExitCode, type ExitCodeName } from '../errors/index.js';
 import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { forEachHost } from '../remote/for-each-host.js';
 import { connectHost, type SshSession } from '../remote/ssh.js';
-import { shq, uploadFile } from '../remote/upload.js';
+import { shq } from '../remote/shell.js';
+import { uploadFile } from '../remote/upload.js';
 import { onHost } from './connect.js';
 import { rolloutFiles, type RolloutFiles } from './rollout-files.js';
 

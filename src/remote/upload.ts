@@ -34,8 +34,6 @@ import { Link } from './upload-link.js';
 import { holdUploadLock } from './upload-lock.js';
 import { DRAIN_MS, hashRange, pump } from './upload-pump.js';
 
-export { shq };
-
 export interface UploadOptions {
   /** The host's inbox, e.g. /var/lib/airlock/inbox (created with mkdir -p if missing). */
   remoteDir: string;
