@@ -68,7 +68,7 @@ export async function clusterUp(inventory: Inventory, opts: ClusterUpOptions = {
     return await run.go();
   } finally {
     run.forgetTokens();
-    await closeAll(connections as Map<string, HostConnection>);
+    await closeAll(connections);
   }
 }
 
