@@ -36,7 +36,7 @@ export type IntakeOutcome =
 /** Integrity refusals that only say the file is not all there yet. */
 const INCOMPLETE = new Set(['truncated', 'missing-entry', ...PARTS_INCOMPLETE_REASONS]);
 
-export const isIncomplete = (e: AirlockError): boolean => e.kind === 'integrity' && INCOMPLETE.has(e.reason);
+const isIncomplete = (e: AirlockError): boolean => e.kind === 'integrity' && INCOMPLETE.has(e.reason);
 /** A delta whose base this host does not hold yet: the base may still be on its way (a split set, a slower upload). */
 const awaitsBase = (e: AirlockError): boolean => e.kind === 'policy' && e.reason === 'missing-base';
 
