@@ -3,8 +3,11 @@ import { readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { denied, kindOf, notAFile, notAFolder, unreadable } from '../config/paths.js';
 
+/** File inside the trust dir that lists revoked key ids, one per line. */
+export const REVOKED_FILE = 'revoked';
+
 /** The files of a trust dir that decide what a host trusts: the keys and the revocation list. */
-export const isTrustFile = (name: string): boolean => name.endsWith('.pub') || name === 'revoked';
+export const isTrustFile = (name: string): boolean => name.endsWith('.pub') || name === REVOKED_FILE;
 
 export interface UnsafePath {
   path: string;
@@ -72,7 +75,7 @@ export function checkTrustDirReadable(dir: string): void {
     const path = join(dir, name);
     const what = name.endsWith('.pub') ? 'trusted key' : 'revocation list';
     if (kindOf(path, what) === 'folder') {
-      throw notAFile(path, `trust store ${dir}: ${what}`, `move ${path} out of the trust store: it holds keys (*.pub) and the list of revoked ids (revoked) as files`);
+      throw notAFile(path, `trust store ${dir}: ${what}`, `move ${path} out of the trust store: it holds keys (*.pub) and the list of revoked ids (${REVOKED_FILE}) as files`);
     }
     try {
       accessSync(path, constants.R_OK);

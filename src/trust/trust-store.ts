@@ -3,11 +3,9 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { configError, signatureError } from '../errors/index.js';
 import { keyIdOf, loadPublicKey } from './keys.js';
-import { checkTrustDirReadable, trustStoreFix, unsafeTrustPaths } from './permissions.js';
+import { checkTrustDirReadable, REVOKED_FILE, trustStoreFix, unsafeTrustPaths } from './permissions.js';
 
 export const DEFAULT_TRUST_DIR = '/etc/airlock/trusted.d';
-/** File inside the trust dir that lists revoked key ids, one per line. */
-export const REVOKED_FILE = 'revoked';
 
 export function trustDirFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return flag ?? env.AIRLOCK_TRUST_DIR ?? DEFAULT_TRUST_DIR;
