@@ -55,14 +55,15 @@ export function trustStoreFix(dir: string, found: UnsafePath[]): string {
 }
 
 /**
- * The trust store as a folder whose keys (`*.pub`) and revocation list
- * (`revoked`) can all be read: one that cannot be must stop the command,
- * never be skipped (a skipped `revoked` would trust a revoked key). A store
- * that is not there is left to the loader, which says so.
+ * The trust store's keys (`*.pub`) and revocation list (`revoked`), sorted,
+ * once the store is known to be a folder whose every such file can be read:
+ * one that cannot be must stop the command, never be skipped (a skipped
+ * `revoked` would trust a revoked key). Undefined for a store that is not
+ * there, which the loader refuses in its own words.
  */
-export function checkTrustDirReadable(dir: string): void {
+export function readableTrustFiles(dir: string): string[] | undefined {
   const kind = kindOf(dir, 'trust store');
-  if (kind === 'absent') return;
+  if (kind === 'absent') return undefined;
   if (kind !== 'folder') throw notAFolder(dir, 'trust store', 'point --trust (or AIRLOCK_TRUST_DIR) at the folder that holds the public keys (*.pub)');
   let names: string[];
   try {
@@ -71,7 +72,8 @@ export function checkTrustDirReadable(dir: string): void {
     if (denied(e)) throw unreadable(dir, 'trust store');
     throw e;
   }
-  for (const name of names.filter(isTrustFile).sort()) {
+  const files = names.filter(isTrustFile).sort();
+  for (const name of files) {
     const path = join(dir, name);
     const what = name.endsWith('.pub') ? 'trusted key' : 'revocation list';
     if (kindOf(path, what) === 'folder') {
@@ -84,4 +86,5 @@ export function checkTrustDirReadable(dir: string): void {
       throw e;
     }
   }
+  return files;
 }
