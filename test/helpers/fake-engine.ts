@@ -159,7 +159,7 @@ export class FakeEngine implements Engine {
       this.swarmCall('GET', '/services');
       const f = opts.filters ?? {};
       return [...this.servicesById.values()]
-        .filter((s) => nameMatches(s.Spec.Name!, firstOf(f['name'])) && labelsMatch(s.Spec.Labels, firstOf(f['label'])) && (f['id'] === undefined || firstOf(f['id'])!.includes(s.ID)))
+        .filter((s) => nameMatches(s.Spec.Name, firstOf(f['name'])) && labelsMatch(s.Spec.Labels, firstOf(f['label'])) && (f['id'] === undefined || firstOf(f['id'])!.includes(s.ID)))
         .map((s) => (opts.status ? { ...structuredClone(s), ServiceStatus: this.scheduler.statusOf(s) } : structuredClone(s)));
     },
     delete: async (idOrName: string) => {
@@ -180,7 +180,7 @@ export class FakeEngine implements Engine {
         .filter((t) => {
           const svc = this.servicesById.get(t.ServiceID);
           return (
-            (services === undefined || services.includes(t.ServiceID) || (svc !== undefined && services.includes(svc.Spec.Name!))) &&
+            (services === undefined || services.includes(t.ServiceID) || (svc !== undefined && services.includes(svc.Spec.Name))) &&
             labelsMatch({ ...svc?.Spec.Labels, ...t.Spec.ContainerSpec?.Labels }, firstOf(f['label'])) &&
             (f['desired-state'] === undefined || firstOf(f['desired-state'])!.includes(t.DesiredState))
           );
