@@ -65,7 +65,7 @@ async function until(what, check, timeoutMs = 60_000) {
 }
 const tasksOf = (id) => ok('GET', `/tasks?filters=${filter({ service: [id] })}`);
 
-const made = { services: [], secrets: [], configs: [], networks: [], image: false, swarm: false };
+const made = { services: [], secrets: [], configs: [], networks: [], image: false };
 try {
   const ping = await call('GET', '/_ping');
   const apiVersion = ping.headers['api-version'];
@@ -76,7 +76,6 @@ try {
     if (!shared) throw new Error(`record-engine: the engine at ${host} is in no swarm; record a row with --engine, or use a swarm manager`);
     await keepError('error-503-not-manager', 'GET', '/services');
     await ok('POST', '/swarm/init', { ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
-    made.swarm = true;
   }
   const info = await ok('GET', '/info');
   keep('version', version);

@@ -220,10 +220,11 @@ export class Agent {
       await this.takeSpooled(r);
     }
     if (!only) {
-      for (const f of this.folders) {
+      folders: for (const f of this.folders) {
         for (const item of await f.scan()) {
           if (this.stopping) return;
           const outcome = await this.intake.takeItem(item);
+          if (outcome?.kind === 'blocked') break folders;
           if (outcome && outcome.kind !== 'retry') for (const file of outcome.files) f.forget(file.name);
         }
       }
@@ -273,6 +274,7 @@ export class Agent {
     for (const item of await inVersionOrder(await gatherItems(files, (f) => f))) {
       if (this.stopping) return;
       const outcome = await this.intake.takeItem(item);
+      if (outcome?.kind === 'blocked') return;
       if (outcome && outcome.kind !== 'retry') for (const f of outcome.files) await r.source.settle(f.path);
     }
   }

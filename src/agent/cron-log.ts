@@ -10,11 +10,11 @@ const text = (m: CronMessage, err?: Error): string => (m instanceof Error ? m.me
  * one of ours.
  */
 export function cronLogger(log: Logger, schedule: string) {
-  const with_ = log.with({ schedule });
+  const slog = log.with({ schedule });
   return {
-    info: (m: string) => with_.debug('scheduler', { message: m }),
-    debug: (m: CronMessage, err?: Error) => with_.debug('scheduler', { message: text(m, err) }),
-    warn: (m: string) => with_.warn('scheduler', { message: m }),
-    error: (m: CronMessage, err?: Error) => with_.error('scheduler', { message: text(m, err) }),
+    info: (m: string) => slog.debug('scheduler', { message: m }),
+    debug: (m: CronMessage, err?: Error) => slog.debug('scheduler', { message: text(m, err) }),
+    warn: (m: string) => slog.warn('scheduler', { message: m }),
+    error: (m: CronMessage, err?: Error) => slog.error('scheduler', { message: text(m, err) }),
   };
 }

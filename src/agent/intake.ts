@@ -25,12 +25,18 @@ import type { Logger } from './log.js';
 export type IntakeOutcome =
   | { kind: 'imported'; result: ImportResult; queued: boolean; movedTo: string; files: InboxFile[] }
   | { kind: 'quarantined'; error: AirlockError; movedTo: string; files: InboxFile[] }
-  | { kind: 'retry'; error: AirlockError };
+  | { kind: 'retry'; error: AirlockError }
+  /**
+   * The host could not import now (no engine, no disk, no trust store): the
+   * files stay, and nothing more is taken this pass, so that a newer version
+   * queued behind never goes in first and makes this one a downgrade.
+   */
+  | { kind: 'blocked'; error: AirlockError };
 
 /** Integrity refusals that only say the file is not all there yet. */
 const INCOMPLETE = new Set(['truncated', 'missing-entry', ...PARTS_INCOMPLETE_REASONS]);
 
-export const isIncomplete = (e: AirlockError): boolean => e.kind === 'integrity' && INCOMPLETE.has(e.reason);
+const isIncomplete = (e: AirlockError): boolean => e.kind === 'integrity' && INCOMPLETE.has(e.reason);
 /** A delta whose base this host does not hold yet: the base may still be on its way (a split set, a slower upload). */
 const awaitsBase = (e: AirlockError): boolean => e.kind === 'policy' && e.reason === 'missing-base';
 
@@ -170,7 +176,7 @@ export class Intake {
       if (!isRefusal(err)) {
         // The host, not the bundle: no engine, no disk, a trust store missing. Tried again at the next poll.
         flog.error('bundle could not be imported now; it stays in the inbox', { class: err.kind, reason: err.reason, error: err.message });
-        return { kind: 'retry', error: err };
+        return { kind: 'blocked', error: err };
       }
       this.incomplete.delete(main.path);
       return this.refuse(unit, err, flog);

@@ -52,12 +52,9 @@ export const NO_RECORDS: DeploymentRecorder = {
 
 /** Network, secret and config specs as the journal keeps them: data goes to the content store, never the journal. */
 async function objectRecords(store: ContentStore, desired: DesiredStack): Promise<ObjectRecord[]> {
+  const dataDigest = async (data: string | Uint8Array | undefined) => (data === undefined ? null : await store.putBytes(dataOf(data)));
   const records: ObjectRecord[] = desired.networks.map((n) => ({ kind: 'network', name: n.Name, spec: { ...n }, dataDigest: null }));
-  for (const [kind, list] of [['secret', desired.secrets], ['config', desired.configs]] as const) {
-    for (const o of list) {
-      const { Data, ...spec } = o;
-      records.push({ kind, name: o.Name, spec, dataDigest: Data === undefined ? null : await store.putBytes(dataOf(Data)) });
-    }
-  }
+  for (const { Data, ...spec } of desired.secrets) records.push({ kind: 'secret', name: spec.Name, spec, dataDigest: await dataDigest(Data) });
+  for (const { Data, ...spec } of desired.configs) records.push({ kind: 'config', name: spec.Name, spec, dataDigest: await dataDigest(Data) });
   return records;
 }

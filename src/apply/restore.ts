@@ -20,9 +20,9 @@ export async function restorePrevious(ctx: PipelineContext, deploymentId: number
   const old: DesiredStack = { stack, networks: [], secrets: [], configs: [], services: records.flatMap((r) => (r.before ? [r.before] : [])) };
   const plan = planStack(old, current, { prune: false });
   const created = new Set(records.filter((r) => r.before === null).map((r) => r.name));
-  const removals: Change[] = current.services.filter((s) => created.has(s.Spec.Name!)).map((s) => ({ action: 'remove-service', name: s.Spec.Name!, id: s.ID }));
+  const removals: Change[] = current.services.filter((s) => created.has(s.Spec.Name)).map((s) => ({ action: 'remove-service', name: s.Spec.Name, id: s.ID }));
   await runPhase(ctx.docker, [...plan.services, ...removals], { ...(ctx.onChange ? { onChange: ctx.onChange } : {}) });
-  const names = old.services.map((s) => s.Name!);
+  const names = old.services.map((s) => s.Name);
   if (names.length === 0) return undefined;
   try {
     await waitForConvergence(ctx.docker, names, convergeOptions(ctx, false));

@@ -109,7 +109,8 @@ async function onFailure(ctx: PipelineContext, rule: StepRule, ids: readonly num
 /**
  * Recovery's part for a deployment that committed but whose cleanup never
  * finished: the cleanup phase planned again, from the stack it recorded
- * against what the engine holds now, and run as its cleanup step.
+ * against what the engine holds now, and run as its cleanup step. Journaled
+ * as resumed once it ran; a failure is recorded as any cleanup's is.
  */
 export async function resumeCleanup(ctx: PipelineContext, id: number, desired: DesiredStack): Promise<void> {
   const rule = STACK_RULES.find((r) => r.step === 'cleanup')!;
@@ -117,5 +118,6 @@ export async function resumeCleanup(ctx: PipelineContext, id: number, desired: D
   await runStep(ctx, rule, [id], desired.stack, async () => {
     work.plan = planStack(desired, await readStackState(ctx.docker, desired.stack, ctx.signal), { prune: true });
     await rule.run(ctx, work);
+    ctx.recorder.event({ kind: 'deployment.cleanup', outcome: 'ok', subject: desired.stack, reason: 'resumed', details: { deployment: id } });
   });
 }

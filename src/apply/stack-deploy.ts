@@ -34,7 +34,9 @@ export async function deployStack(docker: Engine, desired: DesiredStack, opts: S
   const [outcome] = await runPipeline(
     {
       docker,
-      recorder: { ...NO_RECORDS, event: (e) => opts.onWarning?.(e.message ?? e.kind) },
+      // No journal, so nothing to restore or recover: of what the pipeline records, only a failed
+      // cleanup is worth saying (the deploy stands; the error of a failed step is thrown).
+      recorder: { ...NO_RECORDS, event: (e) => void (e.kind === 'deployment.cleanup' && opts.onWarning?.(`cleanup: ${e.message ?? 'failed'}`)) },
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       ...(opts.stableMs === undefined ? {} : { stableMs: opts.stableMs }),
       ...(opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }),

@@ -23,7 +23,7 @@ export interface StackDrift {
 export async function stackDrift(docker: SwarmEngine, deployments: DeploymentRecords, current: DeploymentRow, signal?: AbortSignal): Promise<StackDrift | undefined> {
   const recorded = new Map(deployments.services(current.id).flatMap((s) => (s.after ? [[s.name, s.after] as const] : [])));
   const state = await readStackState(docker, current.stack, signal);
-  const running = new Map(state.services.map((s) => [s.Spec.Name!, s.Spec]));
+  const running = new Map(state.services.map((s) => [s.Spec.Name, s.Spec]));
   const drift: StackDrift = {
     stack: current.stack,
     deployment: current.id,

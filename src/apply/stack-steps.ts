@@ -3,7 +3,7 @@
  * what a failure does). The work carries what one step hands the next: the
  * desired stack, the plan, the convergence.
  */
-import type { ServiceSpec } from '../docker/index.js';
+import type { NamedServiceSpec } from '../docker/index.js';
 import { familiarRef } from '../images/reference.js';
 import type { ServiceRecord } from '../journal/deployments.js';
 import { crashArmed, crashPoint } from '../process/fault.js';
@@ -53,7 +53,7 @@ export async function servicesStep(ctx: PipelineContext, w: StackWork): Promise<
   const current = await readStackState(docker, w.stack, ctx.signal);
   const bound = await bindIds(docker, w.resolved!, { allowMissing: false });
   const plan = planStack(bound, current, { prune: w.prune });
-  const currentSpecs = new Map(current.services.map((s) => [s.Spec.Name!, s.Spec]));
+  const currentSpecs = new Map(current.services.map((s) => [s.Spec.Name, s.Spec]));
   ctx.recorder.recordServices(w.id, serviceRecords(plan, currentSpecs, bound.services, w.images));
   w.plan = { ...plan, prepare: w.prepared ?? [] };
   let done = 0;
@@ -70,7 +70,7 @@ export async function servicesStep(ctx: PipelineContext, w: StackWork): Promise<
 }
 
 export async function convergeStep(ctx: PipelineContext, w: StackWork): Promise<void> {
-  w.converged = await waitForConvergence(ctx.docker, w.resolved!.services.map((s) => s.Name!), { ...convergeOptions(ctx), ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) });
+  w.converged = await waitForConvergence(ctx.docker, w.resolved!.services.map((s) => s.Name), { ...convergeOptions(ctx), ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) });
 }
 
 export async function commitStep(ctx: PipelineContext, w: StackWork): Promise<void> {
@@ -87,14 +87,14 @@ export async function cleanupStep(ctx: PipelineContext, w: StackWork): Promise<v
  * is pinned to. Untouched services are recorded too, so that a deployment is
  * a complete picture of the stack for rollback.
  */
-function serviceRecords(plan: Plan, current: Map<string, ServiceSpec>, desired: ServiceSpec[], images: ReadonlyMap<string, string>): ServiceRecord[] {
+function serviceRecords(plan: Plan, current: Map<string, NamedServiceSpec>, desired: NamedServiceSpec[], images: ReadonlyMap<string, string>): ServiceRecord[] {
   const records = new Map<string, ServiceRecord>();
-  const pin = (spec: ServiceSpec | null) => {
+  const pin = (spec: NamedServiceSpec | null) => {
     const ref = spec?.TaskTemplate?.ContainerSpec?.Image ?? null;
     return { imageRef: ref, imageId: ref === null ? null : images.get(familiarRef(ref)) ?? null };
   };
   for (const [name, spec] of current) records.set(name, { name, before: spec, after: spec, ...pin(spec) });
-  for (const spec of desired) records.set(spec.Name!, { name: spec.Name!, before: current.get(spec.Name!) ?? null, after: spec, ...pin(spec) });
+  for (const spec of desired) records.set(spec.Name, { name: spec.Name, before: current.get(spec.Name) ?? null, after: spec, ...pin(spec) });
   for (const step of plan.services) {
     if (step.action === 'remove-service') records.set(step.name, { name: step.name, before: current.get(step.name) ?? null, after: null, imageRef: null, imageId: null });
   }

@@ -32,7 +32,9 @@ export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
 export const BLOB_PREFIX = 'blobs/sha256/';
 
-export type BlobKind = 'layer' | 'image-config' | 'image-manifest' | 'stack-file' | 'env-file' | 'file';
+/** What a blob is for; one list for the type and the schema's enum. */
+export const BLOB_KINDS = ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] as const;
+export type BlobKind = (typeof BLOB_KINDS)[number];
 /** `zstd` is v2 only, with `requires: ["zstd"]`: a v1 reader cannot decode it. */
 export type BlobEncoding = 'identity' | 'gzip' | 'zstd';
 

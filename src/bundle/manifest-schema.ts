@@ -4,7 +4,7 @@
  */
 import { Ajv } from 'ajv';
 import { PLATFORM_PATTERN } from '../images/platform.js';
-import { FORMAT_V1, FORMAT_V2, REQUIREMENTS, SITE_PATTERN } from './manifest-format.js';
+import { BLOB_KINDS, FORMAT_V1, FORMAT_V2, REQUIREMENTS, SITE_PATTERN } from './manifest-format.js';
 
 /** JSON Schema of a signature record (section 4 of docs/bundle-format.md), for files that embed one. */
 export const signatureRecordSchema = {
@@ -20,6 +20,7 @@ export const signatureRecordSchema = {
 
 const digest = { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' } as const;
 const size = { type: 'integer', minimum: 0 } as const;
+const kind = { enum: [...BLOB_KINDS] } as const;
 const sized = {
   type: 'object',
   additionalProperties: false,
@@ -54,13 +55,7 @@ const carriedBlob = {
   type: 'object',
   additionalProperties: false,
   required: ['digest', 'size', 'kind', 'encoding'],
-  properties: {
-    digest,
-    size,
-    kind: { enum: ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] },
-    encoding: { enum: ['identity', 'gzip'] },
-    stored: sized,
-  },
+  properties: { digest, size, kind, encoding: { enum: ['identity', 'gzip'] }, stored: sized },
 } as const;
 /** v2 adds zstd, which the manifest must then require. */
 const carriedBlobV2 = {
@@ -71,12 +66,7 @@ const notCarriedBlob = {
   type: 'object',
   additionalProperties: false,
   required: ['digest', 'size', 'kind', 'carried'],
-  properties: {
-    digest,
-    size,
-    kind: { enum: ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] },
-    carried: { const: false },
-  },
+  properties: { digest, size, kind, carried: { const: false } },
 } as const;
 
 /** JSON Schema of a v1 manifest; docs/bundle-format.md describes each field. */

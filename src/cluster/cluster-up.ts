@@ -16,9 +16,8 @@
 import type { Docker, SwarmNode } from '../docker/index.js';
 import { isOutOfSequence } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
-import { swarmRole, type HostRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
+import { hostLabel, swarmRole, type HostRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { forEachHost } from '../remote/for-each-host.js';
-import { hostLabel } from '../remote/ssh-errors.js';
 import { closeAll, connectAll, onHost, readFacts, type ConnectAllOptions, type HostConnection } from './connect.js';
 import { chooseLead, nodeUpdate, planMembership, type Membership, type Observed } from './plan.js';
 
@@ -69,8 +68,16 @@ export async function clusterUp(inventory: Inventory, opts: ClusterUpOptions = {
     return await run.go();
   } finally {
     run.forgetTokens();
-    await closeAll(connections as Map<string, HostConnection>);
+    await closeAll(connections);
   }
+}
+
+/** The swarm as the lead has it, read once per run (after the init, when this run makes it). */
+interface Swarm {
+  clusterId: string;
+  memberIds: Set<string>;
+  /** The lead's swarm address, which the other hosts join through. */
+  remoteAddr: string;
 }
 
 /** One run of cluster up: the steps of the module comment, and each host's report as they go. */
@@ -109,20 +116,19 @@ class UpRun {
     const lead = choice.lead;
     const leadConn = this.connections.get(lead.name)!;
     // The swarm as it is, when there is one.
-    const existing = choice.init ? { clusterId: undefined, memberIds: new Set<string>() } : await this.readSwarm(lead, leadConn);
-    if (!existing) return this.result({ manager: lead.name });
-    const { clusterId, memberIds } = existing;
-    const plan = planMembership(this.inventory.hosts, this.observed, { host: lead, init: choice.init, memberIds, ...(clusterId ? { clusterId } : {}) });
+    const existing = choice.init ? undefined : await this.readSwarm(lead, leadConn);
+    if (!choice.init && !existing) return this.result({ manager: lead.name });
+    const memberIds = existing?.memberIds ?? new Set<string>();
+    const plan = planMembership(this.inventory.hosts, this.observed, { host: lead, init: choice.init, memberIds, ...(existing?.clusterId ? { clusterId: existing.clusterId } : {}) });
     for (const h of this.inventory.hosts) {
       const p = plan.get(h.name)!;
       if (p.kind === 'error') this.fail(h, p.error);
     }
-    if (choice.init && !(await this.initSwarm(lead, leadConn))) return this.result({ manager: lead.name });
-    const via = await this.readJoinInfo(lead, leadConn);
-    if (!via) return this.result({ manager: lead.name });
-    await this.joinAll(plan, via.remoteAddr);
+    const swarm = existing ?? (await this.initSwarm(lead, leadConn));
+    if (!swarm) return this.result({ manager: lead.name });
+    await this.joinAll(plan, swarm.remoteAddr);
     await this.alignNodes(lead, leadConn.docker);
-    return this.result({ manager: lead.name, ...(via.clusterId ? { clusterId: via.clusterId } : {}) });
+    return this.result({ manager: lead.name, ...(swarm.clusterId ? { clusterId: swarm.clusterId } : {}) });
   }
 
   /** Join tokens are held for this run only. */
@@ -130,37 +136,12 @@ class UpRun {
     this.tokens = undefined;
   }
 
-  /** The existing swarm's id and members, read from the lead; undefined (and every host failed) when it cannot be read. */
-  private async readSwarm(lead: InventoryHost, leadConn: HostConnection): Promise<{ clusterId: string; memberIds: Set<string> } | undefined> {
-    try {
-      const clusterId = (await leadConn.docker.swarm.inspect()).ID;
-      const memberIds = new Set((await leadConn.docker.nodes.list()).map((n) => n.ID));
-      return { clusterId, memberIds };
-    } catch (e) {
-      this.fail(lead, onHost(lead, 'reading the swarm failed', e));
-      this.failRest((h) => this.notJoined(lead, h, `the swarm of ${lead.name} could not be read`));
-      return undefined;
-    }
-  }
-
-  /** Initialises the swarm on the lead, advertising its inventory address. */
-  private async initSwarm(lead: InventoryHost, leadConn: HostConnection): Promise<boolean> {
-    try {
-      await leadConn.docker.swarm.init({ ListenAddr: this.listenAddr, AdvertiseAddr: lead.address });
-      leadConn.facts = await readFacts(leadConn.docker);
-    } catch (e) {
-      this.fail(lead, onHost(lead, 'swarm init failed', e));
-      this.failRest((h) => this.notJoined(lead, h, `the swarm could not be initialised on ${lead.name}`));
-      return false;
-    }
-    this.report(lead).action = 'initialised';
-    this.report(lead).changes.push(`swarm initialised (advertise ${lead.address}, listen ${this.listenAddr})`);
-    this.note(lead, `swarm initialised, advertising ${lead.address}`);
-    return true;
-  }
-
-  /** Join tokens and the address to join through: from the lead, in memory only. */
-  private async readJoinInfo(lead: InventoryHost, leadConn: HostConnection): Promise<{ clusterId: string; remoteAddr: string } | undefined> {
+  /**
+   * The swarm as the lead has it: its id, its members, and the address to
+   * join through; the join tokens are kept in memory only. Undefined (and
+   * every host failed) when it cannot be read.
+   */
+  private async readSwarm(lead: InventoryHost, leadConn: HostConnection): Promise<Swarm | undefined> {
     let clusterId: string;
     let nodes: SwarmNode[];
     try {
@@ -174,7 +155,27 @@ class UpRun {
       return undefined;
     }
     const leadNode = nodes.find((n) => n.ID === leadConn.facts.swarm.nodeId);
-    return { clusterId, remoteAddr: leadNode?.ManagerStatus?.Addr || `${lead.address}:${SWARM_PORT}` };
+    return {
+      clusterId,
+      memberIds: new Set(nodes.map((n) => n.ID)),
+      remoteAddr: leadNode?.ManagerStatus?.Addr || `${lead.address}:${SWARM_PORT}`,
+    };
+  }
+
+  /** Initialises the swarm on the lead, advertising its inventory address, and reads it; undefined (and every host failed) when either fails. */
+  private async initSwarm(lead: InventoryHost, leadConn: HostConnection): Promise<Swarm | undefined> {
+    try {
+      await leadConn.docker.swarm.init({ ListenAddr: this.listenAddr, AdvertiseAddr: lead.address });
+      leadConn.facts = await readFacts(leadConn.docker);
+    } catch (e) {
+      this.fail(lead, onHost(lead, 'swarm init failed', e));
+      this.failRest((h) => this.notJoined(lead, h, `the swarm could not be initialised on ${lead.name}`));
+      return undefined;
+    }
+    this.report(lead).action = 'initialised';
+    this.report(lead).changes.push(`swarm initialised (advertise ${lead.address}, listen ${this.listenAddr})`);
+    this.note(lead, `swarm initialised, advertising ${lead.address}`);
+    return this.readSwarm(lead, leadConn);
   }
 
   /** Managers one at a time (each changes the raft membership), then the workers together. */

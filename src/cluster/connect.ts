@@ -5,10 +5,9 @@
  */
 import type { Docker } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
-import type { Inventory, InventoryHost } from '../remote/inventory.js';
+import { hostLabel, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { forEachHost } from '../remote/for-each-host.js';
 import { connectHost, type ConnectOptions, type SshSession } from '../remote/ssh.js';
-import { hostLabel } from '../remote/ssh-errors.js';
 import type { EngineFacts, Observed } from './plan.js';
 
 export interface HostConnection {

@@ -14,8 +14,7 @@
  */
 import { AirlockError } from '../errors/index.js';
 import type { LocalNodeState, NodeSpec, SwarmNode } from '../docker/index.js';
-import { swarmRole, type HostRole, type InventoryHost } from '../remote/inventory.js';
-import { hostLabel } from '../remote/ssh-errors.js';
+import { hostLabel, swarmRole, type HostRole, type InventoryHost } from '../remote/inventory.js';
 
 /** What a host's engine said about itself (GET /version and /info). */
 export interface EngineFacts {

@@ -9,10 +9,11 @@
  */
 import { basename } from 'node:path';
 import { AirlockError, ExitCode, type ExitCodeName } from '../errors/index.js';
-import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
+import { managersOf, swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { forEachHost } from '../remote/for-each-host.js';
 import { connectHost, type SshSession } from '../remote/ssh.js';
-import { shq, uploadFile } from '../remote/upload.js';
+import { shq } from '../remote/shell.js';
+import { uploadFile } from '../remote/upload.js';
 import { onHost } from './connect.js';
 import { rolloutFiles, type RolloutFiles } from './rollout-files.js';
 
@@ -111,8 +112,7 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
     reports: new Map(),
     steps: new Map(),
   };
-  const managers = opts.inventory.hosts.filter((h) => swarmRole(h) === 'manager');
-  const targets = opts.dryRun ? managers.slice(0, 1) : opts.inventory.hosts;
+  const targets = opts.dryRun ? managersOf(opts.inventory).slice(0, 1) : opts.inventory.hosts;
   try {
     const outcomes = await forEachHost(targets, opts.parallel, (host) => prepareHost(run, host));
     for (const o of outcomes) {

@@ -4,8 +4,7 @@
  */
 import type { SwarmNode } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
-import { swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
-import { hostLabel } from '../remote/ssh-errors.js';
+import { hostLabel, managersOf, swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { closeAll, connectAll, onHost, type ConnectAllOptions, type HostConnection } from './connect.js';
 import type { Observed } from './plan.js';
 
@@ -76,7 +75,7 @@ async function askAManager(
   connections: Map<string, HostConnection>,
   errors: ClusterStatus['errors'],
 ): Promise<{ manager?: InventoryHost; nodes: SwarmNode[]; clusterId?: string }> {
-  const byPreference = [...inventory.hosts.filter((h) => swarmRole(h) === 'manager'), ...inventory.hosts.filter((h) => swarmRole(h) !== 'manager')];
+  const byPreference = [...managersOf(inventory), ...inventory.hosts.filter((h) => swarmRole(h) !== 'manager')];
   for (const h of byPreference) {
     const c = connections.get(h.name);
     if (!c || c.facts.swarm.state !== 'active' || !c.facts.swarm.controlAvailable) continue;

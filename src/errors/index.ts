@@ -85,7 +85,7 @@ export const resourceError = (message: string, d?: ErrorDetails) => new AirlockE
  * quarantines it). Every other class is the host's (no engine, no disk),
  * and trying again later may work.
  */
-export const REFUSAL_KINDS: ReadonlySet<ExitCodeName> = new Set<ExitCodeName>(['signature', 'integrity', 'unsafeEntry', 'policy']);
+const REFUSAL_KINDS: ReadonlySet<ExitCodeName> = new Set<ExitCodeName>(['signature', 'integrity', 'unsafeEntry', 'policy']);
 
 export const isRefusal = (e: AirlockError): boolean => REFUSAL_KINDS.has(e.kind);
 

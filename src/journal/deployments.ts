@@ -1,4 +1,4 @@
-import type { ServiceSpec } from '../docker/index.js';
+import type { ConfigSpec, NamedServiceSpec, NetworkCreateRequest, SecretSpec } from '../docker/index.js';
 import type { Journal } from './journal.js';
 
 /** The steps of an apply, in order, as the journal names them (src/apply/pipeline.ts says what each does). */
@@ -30,22 +30,19 @@ export interface DeploymentRow {
 export interface ServiceRecord {
   name: string;
   /** The exact spec in the engine before; null when the service did not exist. */
-  before: ServiceSpec | null;
+  before: NamedServiceSpec | null;
   /** The exact spec applied; null when the deployment removes the service. */
-  after: ServiceSpec | null;
+  after: NamedServiceSpec | null;
   /** The image the spec names, and the id it was pinned to when applied. */
   imageRef: string | null;
   imageId: string | null;
 }
 
-export interface ObjectRecord {
-  kind: 'network' | 'secret' | 'config';
-  name: string;
-  /** The create spec without its data. */
-  spec: Record<string, unknown>;
-  /** Content-store digest of a secret's or config's data, so rollback can recreate it. */
-  dataDigest: string | null;
-}
+/** A network, secret or config as a deployment recorded it: the create spec without its data, and where the data is. */
+export type ObjectRecord =
+  | { kind: 'network'; name: string; spec: NetworkCreateRequest; dataDigest: null }
+  | { kind: 'secret'; name: string; spec: Omit<SecretSpec, 'Data'>; dataDigest: string | null }
+  | { kind: 'config'; name: string; spec: Omit<ConfigSpec, 'Data'>; dataDigest: string | null };
 
 /** A row of `deployment_services`: specs as stored JSON. */
 export interface ServiceRow {
@@ -194,12 +191,13 @@ export class DeploymentRecords {
    * recovery committed them.
    */
   cleanupPending(): DeploymentRow[] {
+    // Asked before every apply: the newest committed of each stack in one grouped pass, not a lookup per row.
     return this.db
-      .prepare(
-        `${SELECT} WHERE d.status = 'committed' AND d.id = (SELECT MAX(x.id) FROM deployments x WHERE x.stack = d.stack AND x.status = 'committed')
+      .prepare<[], DeploymentRow>(
+        `${SELECT} WHERE d.id IN (SELECT MAX(id) FROM deployments WHERE status = 'committed' GROUP BY stack)
          AND NOT EXISTS (SELECT 1 FROM apply_steps s WHERE s.deployment_id = d.id AND s.step = 'cleanup' AND s.finished_at IS NOT NULL) ORDER BY d.id`,
       )
-      .all() as DeploymentRow[];
+      .all();
   }
 
   unfinished(): DeploymentRow[] {
@@ -214,8 +212,8 @@ export class DeploymentRecords {
     const rows = this.db.prepare<[number], ServiceRow>(`SELECT * FROM deployment_services WHERE deployment_id = ? ORDER BY name`).all(id);
     return rows.map((r) => ({
       name: r.name,
-      before: r.spec_before === null ? null : (JSON.parse(r.spec_before) as ServiceSpec),
-      after: r.spec_after === null ? null : (JSON.parse(r.spec_after) as ServiceSpec),
+      before: r.spec_before === null ? null : (JSON.parse(r.spec_before) as NamedServiceSpec),
+      after: r.spec_after === null ? null : (JSON.parse(r.spec_after) as NamedServiceSpec),
       imageRef: r.image_ref,
       imageId: r.image_id,
     }));
@@ -223,7 +221,8 @@ export class DeploymentRecords {
 
   objects(id: number): ObjectRecord[] {
     const rows = this.db.prepare<[number], ObjectRow>(`SELECT * FROM deployment_objects WHERE deployment_id = ? ORDER BY kind, name`).all(id);
-    return rows.map((r) => ({ kind: r.kind, name: r.name, spec: JSON.parse(r.spec) as Record<string, unknown>, dataDigest: r.data_digest }));
+    // The spec was written from the same union by recordObjects: its kind says which it is.
+    return rows.map((r) => ({ kind: r.kind, name: r.name, spec: JSON.parse(r.spec) as never, dataDigest: r.data_digest }) as ObjectRecord);
   }
 
   steps(id: number): StepRow[] {

@@ -5,7 +5,7 @@
  * the error the connection fails with.
  */
 import type { AirlockError } from '../errors/index.js';
-import type { InventoryHost } from './inventory.js';
+import { hostPort, type InventoryHost } from './inventory.js';
 import { appendKnownHost, fingerprint, hostMatches, keyType, readKnownHosts } from './known-hosts.js';
 import { remoteError } from './ssh-errors.js';
 
@@ -19,7 +19,8 @@ export interface HostKeyCheck {
 }
 
 /** Reads the host's known_hosts entries and returns the check of the key it will offer. */
-export async function hostKeyCheck(host: InventoryHost, hostString: string, acceptNew: boolean | undefined): Promise<HostKeyCheck> {
+export async function hostKeyCheck(host: InventoryHost, acceptNew: boolean | undefined): Promise<HostKeyCheck> {
+  const hostString = hostPort(host).toLowerCase();
   const known = await readKnownHosts(host.knownHostsFile);
   const entries = known.filter((k) => hostMatches(k.hosts, hostString));
   const trusted = entries.filter((k) => k.marker === undefined);

@@ -68,6 +68,11 @@ export function managersOf(inv: Inventory): InventoryHost[] {
   return inv.hosts.filter((h) => swarmRole(h) === 'manager');
 }
 
+/** `h2 (10.99.0.12)`, with `:port` when it is not 22: how every message names a host. */
+export function hostLabel(host: Pick<InventoryHost, 'name' | 'address' | 'port'>): string {
+  return `${host.name} (${host.address}${host.port === DEFAULT_SSH_PORT ? '' : `:${host.port}`})`;
+}
+
 /** `10.99.0.11` on port 22, `[10.99.0.11]:2222` otherwise: the form ssh and known_hosts use. */
 export function hostPort(h: Pick<InventoryHost, 'address' | 'port'>): string {
   return h.port === DEFAULT_SSH_PORT ? h.address : `[${h.address}]:${h.port}`;

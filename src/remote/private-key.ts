@@ -5,8 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { configError } from '../errors/index.js';
-import type { InventoryHost } from './inventory.js';
-import { hostLabel } from './ssh-errors.js';
+import { hostLabel, type InventoryHost } from './inventory.js';
 
 export async function readPrivateKey(host: InventoryHost): Promise<Buffer> {
   let privateKey: Buffer;

@@ -1,6 +1,8 @@
 /**
  * The ssh2 calls the upload makes, as promises: a command on the host
  * (output capped) and the SFTP requests, each resolving or rejecting once.
+ * A call that throws at once (the channel is gone) rejects its promise: the
+ * Promise executor turns the throw into the rejection.
  */
 import type { Client, ClientChannel, SFTPWrapper, Stats } from 'ssh2';
 
@@ -44,22 +46,12 @@ export function execOnHost(client: Client, cmd: string): Promise<ExecOutcome> {
       ch.on('error', reject);
       ch.end();
     };
-    try {
-      client.exec(cmd, onChannel);
-    } catch (e) {
-      reject(e);
-    }
+    client.exec(cmd, onChannel);
   });
 }
 
 export function openSftp(client: Client): Promise<SFTPWrapper> {
-  return new Promise((resolve, reject) => {
-    try {
-      client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp)));
-    } catch (e) {
-      reject(e);
-    }
-  });
+  return new Promise((resolve, reject) => client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp))));
 }
 
 export function lstatOrNull(sftp: SFTPWrapper, path: string): Promise<Stats | null> {
@@ -77,23 +69,11 @@ export function sftpStat(sftp: SFTPWrapper, path: string): Promise<Stats> {
 }
 
 export function sftpOpen(sftp: SFTPWrapper, path: string, flags: 'w' | 'r+'): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    try {
-      sftp.open(path, flags, { mode: 0o644 }, (err, handle) => (err ? reject(err) : resolve(handle)));
-    } catch (e) {
-      reject(e);
-    }
-  });
+  return new Promise((resolve, reject) => sftp.open(path, flags, { mode: 0o644 }, (err, handle) => (err ? reject(err) : resolve(handle))));
 }
 
 export function sftpClose(sftp: SFTPWrapper, handle: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    try {
-      sftp.close(handle, (err) => (err ? reject(err) : resolve()));
-    } catch (e) {
-      reject(e);
-    }
-  });
+  return new Promise((resolve, reject) => sftp.close(handle, (err) => (err ? reject(err) : resolve())));
 }
 
 /** fsync@openssh.com, so the bytes are on disk before the name appears; skipped if the server lacks it. */

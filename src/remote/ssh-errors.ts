@@ -1,15 +1,10 @@
 /**
- * How SSH failures name a host: `h2 (10.99.0.12)`, a 'remote' error with a
+ * SSH failures: a 'remote' error that names the host (hostLabel), with a
  * stable reason and a hint, and what ssh2 and the socket report when a
  * connection fails, mapped to a reason an operator can act on.
  */
 import { AirlockError } from '../errors/index.js';
-import { DEFAULT_SSH_PORT, type InventoryHost } from './inventory.js';
-
-/** `h2 (10.99.0.12)`, with `:port` when it is not 22: how every message names a host. */
-export function hostLabel(host: Pick<InventoryHost, 'name' | 'address' | 'port'>): string {
-  return `${host.name} (${host.address}${host.port === DEFAULT_SSH_PORT ? '' : `:${host.port}`})`;
-}
+import { hostLabel, type InventoryHost } from './inventory.js';
 
 export const remoteError = (host: InventoryHost, message: string, reason: string, hint?: string, cause?: unknown) =>
   new AirlockError('remote', `${hostLabel(host)}: ${message}`, {

@@ -16,9 +16,9 @@ import ssh2, { type Client, type ClientChannel, type ConnectConfig, type SFTPWra
 import { Docker, asSocketLike, DEFAULT_SOCKET, type DockerClientOptions, type Transport } from '../docker/index.js';
 import { AirlockError } from '../errors/index.js';
 import { hostKeyCheck } from './host-key-check.js';
-import { DEFAULT_SSH_PORT, hostPort, type InventoryHost } from './inventory.js';
+import { DEFAULT_SSH_PORT, hostLabel, type InventoryHost } from './inventory.js';
 import { readPrivateKey } from './private-key.js';
-import { connectError, hostLabel, remoteError } from './ssh-errors.js';
+import { connectError, remoteError } from './ssh-errors.js';
 
 export const DEFAULT_KEEPALIVE_MS = 10_000;
 export const DEFAULT_KEEPALIVE_COUNT_MAX = 3;
@@ -241,8 +241,7 @@ export class SshSession {
  */
 export async function connectHost(host: InventoryHost, opts: ConnectOptions = {}): Promise<SshSession> {
   const privateKey = await readPrivateKey(host);
-  const hostString = hostPort(host).toLowerCase();
-  const check = await hostKeyCheck(host, hostString, opts.acceptNew);
+  const check = await hostKeyCheck(host, opts.acceptNew);
   const serverHostKey = check.serverHostKey;
   const timeoutMs = opts.timeoutMs ?? host.timeoutMs;
   const config: ConnectConfig = {

@@ -34,8 +34,6 @@ import { Link } from './upload-link.js';
 import { holdUploadLock } from './upload-lock.js';
 import { DRAIN_MS, hashRange, pump } from './upload-pump.js';
 
-export { shq };
-
 export interface UploadOptions {
   /** The host's inbox, e.g. /var/lib/airlock/inbox (created with mkdir -p if missing). */
   remoteDir: string;
@@ -257,12 +255,7 @@ function refuseNonFiles(r: Run, finalSt: Stats | null, partialSt: Stats | null):
 /** NAME on the host has our size: the result when its sha256 is ours too (nothing to send); else the local hash is known now. */
 async function alreadyThere(r: Run, local: LocalHash, partialSt: Stats | null): Promise<UploadResult | undefined> {
   r.state.phase = 'checking the file on the host';
-  const localHash = async (): Promise<string> => {
-    if (local.expected !== undefined) return local.expected;
-    const h = createHash('sha256');
-    await hashRange(r.fh, h, 0, r.size, r.signal, r.localPath);
-    return h.digest('hex');
-  };
+  const localHash = async (): Promise<string> => local.expected ?? (await localSha256(r, r.size));
   const [there, here] = await Promise.all([r.link.sha256(r.remotePath), r.link.guard(localHash())]);
   if (there === here) {
     if (partialSt) await r.link.guard(removeIfExists(r.sf, r.partialPath)).catch(() => undefined);
@@ -284,12 +277,17 @@ async function resumePoint(r: Run, local: LocalHash, partialSt: Stats | null): P
       local.hashedTo = n;
       return local.hasher.copy().digest('hex');
     }
-    const h = createHash('sha256');
-    await hashRange(r.fh, h, 0, n, r.signal, r.localPath);
-    return h.digest('hex');
+    return localSha256(r, n);
   };
   const [there, here] = await Promise.all([r.link.prefixSha256(r.partialPath, n), r.link.guard(localPrefix())]);
   return there === here ? n : 0;
+}
+
+/** The sha256 of the local file's first n bytes, read for it alone. */
+async function localSha256(r: Run, n: number): Promise<string> {
+  const h = createHash('sha256');
+  await hashRange(r.fh, h, 0, n, r.signal, r.localPath);
+  return h.digest('hex');
 }
 
 /** Sends [offset, size) into the partial and closes it; a failure leaves the partial stable for the next run. */

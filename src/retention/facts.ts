@@ -1,6 +1,6 @@
 import type { Manifest } from '../bundle/manifest.js';
 import type { Journal } from '../journal/journal.js';
-import { RetentionRecords, type PruneDone } from '../journal/retention-records.js';
+import { RetentionRecords } from '../journal/retention-records.js';
 import type { BundleFact, DeploymentFact, JournalFacts } from './plan.js';
 
 /** Every blob an image needs to be loaded again from the content store. */
@@ -36,9 +36,4 @@ export function readJournalFacts(journal: Journal): JournalFacts {
     dataDigests: data.get(r.id) ?? [],
   }));
   return { bundles, deployments, images: rows.images.map((r) => ({ id: r.id, refs: JSON.parse(r.refs) as string[] })), blobs: rows.blobs };
-}
-
-/** The journal side of a prune (RetentionRecords.recordPruned says what it writes). */
-export function recordPruned(journal: Journal, done: PruneDone, at: Date): void {
-  new RetentionRecords(journal).recordPruned(done, at);
 }

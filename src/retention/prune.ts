@@ -9,7 +9,8 @@ import { contentStoreOf, journalPathIn } from '../store/state-dir.js';
 import type { ContentStore } from '../store/content-store.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import { syncDir } from '../store/durable.js';
-import { readJournalFacts, recordPruned } from './facts.js';
+import { RetentionRecords } from '../journal/retention-records.js';
+import { readJournalFacts } from './facts.js';
 import { DEFAULT_KEEP, checkKeep, planPrune, type JournalFacts, type KeepReason, type PrunePlan } from './plan.js';
 
 export interface PruneOptions {
@@ -276,7 +277,7 @@ function totalBytes(report: PruneReport): void {
 /** What went, in the journal's rows and as one `prune` event; the event's id. */
 function recordPrune(journal: Journal, plan: PrunePlan, report: PruneReport, done: { removed: string[]; absent: string[]; gone: string[]; relink: Relink[] }): number {
   const now = new Date();
-  recordPruned(journal, { bundles: plan.bundles.map((b) => b.id), blobs: [...done.removed, ...done.absent], images: [...report.images.map((i) => i.id), ...done.gone], relink: done.relink }, now);
+  new RetentionRecords(journal).recordPruned({ bundles: plan.bundles.map((b) => b.id), blobs: [...done.removed, ...done.absent], images: [...report.images.map((i) => i.id), ...done.gone], relink: done.relink }, now);
   return journal.record(
     {
       kind: 'prune',

@@ -88,7 +88,7 @@ export function progressOf(service: Service, tasks: Task[], nodes: readonly Swar
     .filter((t) => t.Status.State === 'failed' || t.Status.State === 'rejected')
     .sort((a, b) => (b.Status.Timestamp ?? '').localeCompare(a.Status.Timestamp ?? ''))
     .map((t) => `${t.Status.State} on node ${t.NodeID?.slice(0, 12) || '?'}: ${t.Status.Err || t.Status.Message || 'no message'}`);
-  const progress: ServiceProgress = { name: service.Spec.Name!, ready, desired, errors: [...new Set(errors)] };
+  const progress: ServiceProgress = { name: service.Spec.Name, ready, desired, errors: [...new Set(errors)] };
   if (ready < desired && errors.length === 0) progress.waiting = waitingOn(service, tasks, current);
   return progress;
 }
@@ -129,7 +129,7 @@ export async function progressOfServices(docker: SwarmEngine, services: Service[
 
 /** One look at the named services: each one's progress, and the services and tasks it was read from. */
 async function pollProgress(docker: SwarmEngine, wanted: ReadonlySet<string>, call: { signal?: AbortSignal }) {
-  const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name!));
+  const services = (await docker.services.list({ ...call, status: true, filters: { name: [...wanted] } })).filter((s) => wanted.has(s.Spec.Name));
   return { services, ...(await progressOfServices(docker, services, call)) };
 }
 

@@ -20,7 +20,7 @@ export async function planDeploy(docker: SwarmEngine, desired: DesiredStack, pru
  */
 export async function removeStack(docker: SwarmEngine, stack: string, opts: ExecuteOptions & { timeoutMs?: number } = {}): Promise<Change[]> {
   const state = await readStackState(docker, stack, opts.signal);
-  const services: Change[] = state.services.map((s) => ({ action: 'remove-service', name: s.Spec.Name!, id: s.ID }));
+  const services: Change[] = state.services.map((s) => ({ action: 'remove-service', name: s.Spec.Name, id: s.ID }));
   await runPhase(docker, services, opts);
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   while (services.length > 0 && Date.now() < deadline) {

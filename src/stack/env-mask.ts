@@ -46,7 +46,7 @@ export function maskEnvChange(c: FieldChange): FieldChange & { env: EnvChange } 
   return { path: c.path, before: maskList(c.before), after: maskList(c.after), env: envChangeOf(c.before, c.after) };
 }
 
-function maskSpec(spec: ServiceSpec): ServiceSpec {
+function maskSpec<S extends ServiceSpec>(spec: S): S {
   const cs = spec.TaskTemplate?.ContainerSpec;
   if (!cs?.Env) return spec;
   return { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...cs, Env: maskList(cs.Env) as string[] } } };

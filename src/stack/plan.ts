@@ -32,7 +32,7 @@ export function planStack(desired: DesiredStack, current: StackState, opts: Plan
   const unchanged: string[] = [];
   const existing = new Map(current.services.map((s) => [s.Spec.Name, s]));
   for (const spec of desired.services) {
-    const name = spec.Name!;
+    const name = spec.Name;
     const svc = existing.get(name);
     if (!svc) {
       services.push({ action: 'create-service', name, spec });
@@ -48,7 +48,7 @@ export function planStack(desired: DesiredStack, current: StackState, opts: Plan
   if (opts.prune) {
     const wanted = new Set(desired.services.map((s) => s.Name));
     for (const svc of current.services) {
-      if (!wanted.has(svc.Spec.Name)) services.push({ action: 'remove-service', name: svc.Spec.Name!, id: svc.ID });
+      if (!wanted.has(svc.Spec.Name)) services.push({ action: 'remove-service', name: svc.Spec.Name, id: svc.ID });
     }
   }
 

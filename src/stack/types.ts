@@ -1,4 +1,4 @@
-import type { Config, ConfigSpec, Network, NetworkCreateRequest, Secret, SecretSpec, Service, ServiceSpec } from '../docker/index.js';
+import type { Config, ConfigSpec, NamedServiceSpec, Network, NetworkCreateRequest, Secret, SecretSpec, Service } from '../docker/index.js';
 
 /** A secret or config as the converter produces it: data as bytes or base64. */
 export type WithData<T> = Omit<T, 'Data'> & { Data?: string | Uint8Array };
@@ -9,7 +9,7 @@ export interface DesiredStack {
   networks: NetworkCreateRequest[];
   secrets: WithData<SecretSpec>[];
   configs: WithData<ConfigSpec>[];
-  services: ServiceSpec[];
+  services: NamedServiceSpec[];
 }
 
 /** What the engine holds for a stack, found by its namespace label. */
@@ -37,8 +37,8 @@ export type Change =
   | { action: 'create-network'; name: string; network: NetworkCreateRequest }
   | { action: 'create-secret'; name: string; secret: WithData<SecretSpec> }
   | { action: 'create-config'; name: string; config: WithData<ConfigSpec> }
-  | { action: 'create-service'; name: string; spec: ServiceSpec }
-  | { action: 'update-service'; name: string; id: string; version: number; spec: ServiceSpec; changes: FieldChange[] }
+  | { action: 'create-service'; name: string; spec: NamedServiceSpec }
+  | { action: 'update-service'; name: string; id: string; version: number; spec: NamedServiceSpec; changes: FieldChange[] }
   | { action: 'remove-service'; name: string; id: string }
   | { action: 'remove-secret'; name: string; id: string }
   | { action: 'remove-config'; name: string; id: string }

@@ -42,7 +42,7 @@ export function journalPresence(stateDir: string): 'missing' | 'empty' | 'presen
 export const STATE_DIR_HINT = `point --state (or AIRLOCK_STATE_DIR, or the agent's state dir) at the folder that holds ${JOURNAL_FILE}`;
 
 /** For a command that needs the record of what runs and finds none: never make a new journal in place of a lost one. */
-export const LOST_JOURNAL_HINT = `nothing was changed. Put ${JOURNAL_FILE} back (from where it was moved, or a backup), or recover a damaged one as docs/journal.md describes`;
+const LOST_JOURNAL_HINT = `nothing was changed. Put ${JOURNAL_FILE} back (from where it was moved, or a backup), or recover a damaged one as docs/journal.md describes`;
 
 /**
  * The refusal when a state dir has no journal to read: "no journal in DIR",

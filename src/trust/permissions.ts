@@ -3,8 +3,11 @@ import { readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { denied, kindOf, notAFile, notAFolder, unreadable } from '../config/paths.js';
 
+/** File inside the trust dir that lists revoked key ids, one per line. */
+export const REVOKED_FILE = 'revoked';
+
 /** The files of a trust dir that decide what a host trusts: the keys and the revocation list. */
-export const isTrustFile = (name: string): boolean => name.endsWith('.pub') || name === 'revoked';
+export const isTrustFile = (name: string): boolean => name.endsWith('.pub') || name === REVOKED_FILE;
 
 export interface UnsafePath {
   path: string;
@@ -52,14 +55,15 @@ export function trustStoreFix(dir: string, found: UnsafePath[]): string {
 }
 
 /**
- * The trust store as a folder whose keys (`*.pub`) and revocation list
- * (`revoked`) can all be read: one that cannot be must stop the command,
- * never be skipped (a skipped `revoked` would trust a revoked key). A store
- * that is not there is left to the loader, which says so.
+ * The trust store's keys (`*.pub`) and revocation list (`revoked`), sorted,
+ * once the store is known to be a folder whose every such file can be read:
+ * one that cannot be must stop the command, never be skipped (a skipped
+ * `revoked` would trust a revoked key). Undefined for a store that is not
+ * there, which the loader refuses in its own words.
  */
-export function checkTrustDirReadable(dir: string): void {
+export function readableTrustFiles(dir: string): string[] | undefined {
   const kind = kindOf(dir, 'trust store');
-  if (kind === 'absent') return;
+  if (kind === 'absent') return undefined;
   if (kind !== 'folder') throw notAFolder(dir, 'trust store', 'point --trust (or AIRLOCK_TRUST_DIR) at the folder that holds the public keys (*.pub)');
   let names: string[];
   try {
@@ -68,11 +72,12 @@ export function checkTrustDirReadable(dir: string): void {
     if (denied(e)) throw unreadable(dir, 'trust store');
     throw e;
   }
-  for (const name of names.filter(isTrustFile).sort()) {
+  const files = names.filter(isTrustFile).sort();
+  for (const name of files) {
     const path = join(dir, name);
     const what = name.endsWith('.pub') ? 'trusted key' : 'revocation list';
     if (kindOf(path, what) === 'folder') {
-      throw notAFile(path, `trust store ${dir}: ${what}`, `move ${path} out of the trust store: it holds keys (*.pub) and the list of revoked ids (revoked) as files`);
+      throw notAFile(path, `trust store ${dir}: ${what}`, `move ${path} out of the trust store: it holds keys (*.pub) and the list of revoked ids (${REVOKED_FILE}) as files`);
     }
     try {
       accessSync(path, constants.R_OK);
@@ -81,4 +86,5 @@ export function checkTrustDirReadable(dir: string): void {
       throw e;
     }
   }
+  return files;
 }

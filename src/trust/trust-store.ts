@@ -1,13 +1,11 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { configError, signatureError } from '../errors/index.js';
 import { keyIdOf, loadPublicKey } from './keys.js';
-import { checkTrustDirReadable, trustStoreFix, unsafeTrustPaths } from './permissions.js';
+import { readableTrustFiles, REVOKED_FILE, trustStoreFix, unsafeTrustPaths } from './permissions.js';
 
 export const DEFAULT_TRUST_DIR = '/etc/airlock/trusted.d';
-/** File inside the trust dir that lists revoked key ids, one per line. */
-export const REVOKED_FILE = 'revoked';
 
 export function trustDirFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return flag ?? env.AIRLOCK_TRUST_DIR ?? DEFAULT_TRUST_DIR;
@@ -38,19 +36,13 @@ export class TrustStore {
 
   static async load(dir: string): Promise<TrustStore> {
     // A file, a folder named like a key, an entry this user cannot read: refused by name, wherever it is loaded.
-    checkTrustDirReadable(dir);
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw configError(`trust store not found: ${dir}`, {
-          reason: 'no-trust-store',
-          subject: dir,
-          hint: 'put the vendor public keys (*.pub) there, or point --trust / AIRLOCK_TRUST_DIR at the folder that has them',
-        });
-      }
-      throw e;
+    const files = readableTrustFiles(dir);
+    if (files === undefined) {
+      throw configError(`trust store not found: ${dir}`, {
+        reason: 'no-trust-store',
+        subject: dir,
+        hint: 'put the vendor public keys (*.pub) there, or point --trust / AIRLOCK_TRUST_DIR at the folder that has them',
+      });
     }
     const unsafe = await unsafeTrustPaths(dir);
     if (unsafe.length > 0) {
@@ -61,7 +53,7 @@ export class TrustStore {
       });
     }
     const keys = new Map<string, TrustedKey>();
-    for (const name of names.filter((n) => n.endsWith('.pub')).sort()) {
+    for (const name of files.filter((n) => n.endsWith('.pub'))) {
       const path = join(dir, name);
       const key = await loadPublicKey(path);
       keys.set(keyIdOf(key), { keyId: keyIdOf(key), path, key });

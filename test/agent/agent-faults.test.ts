@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { AgentProcess, dropBundle as drop, writeAgentConfig } from '../helpers/agent.js';
+import { AgentProcess, dropBundle as drop, dropTogether, writeAgentConfig } from '../helpers/agent.js';
 import { buildRelease, deployments, startBench, type Bench } from '../helpers/apply.js';
 import { readJournal } from '../helpers/journal-read.js';
 import { runCli } from '../helpers/fixtures.js';
@@ -31,14 +31,29 @@ const queueRows = (state: string) =>
 const deployedVersions = (state: string) =>
   readJournal(state, (j) => j.deployments().flatMap((d) => (d.bundle_id === null ? [] : [{ version: d.bundle_version, status: d.status }])));
 
+/** An agent on the bench's engine through a proxy that plays the engine's faults, started; `stop` ends both and wants a clean exit. */
+async function agentBehindProxy(name: string) {
+  const proxy = new EngineProxy(join(bench.dir, `proxy-${name}.sock`), bench.daemon.socket);
+  await proxy.start();
+  const layout = await writeAgentConfig(join(bench.dir, `a-${name}`), bench.signer.trustDir);
+  const agent = new AgentProcess(layout.config, envFor(proxy.dockerHost));
+  const stop = async () => {
+    const end = await agent.stop();
+    await proxy.close();
+    assert.equal(end.code, 0, agent.log);
+  };
+  await agent.waitFor(/msg="agent started"/).catch(async (e: unknown) => {
+    await agent.stop().catch(() => undefined);
+    await proxy.close();
+    throw e;
+  });
+  return { proxy, layout, agent, stop };
+}
+
 test('a bundle imported while the engine says "swarm inactive" is deployed once the engine is a manager again', async () => {
   const bundle = await buildRelease(bench, { version: '1.0.0', stack: 'agentproxy', repo: 'agentproxy' });
-  const proxy = new EngineProxy(join(bench.dir, 'proxy.sock'), bench.daemon.socket);
-  await proxy.start();
-  const layout = await writeAgentConfig(join(bench.dir, 'a-proxy'), bench.signer.trustDir);
-  const agent = new AgentProcess(layout.config, envFor(proxy.dockerHost));
+  const { proxy, layout, agent, stop } = await agentBehindProxy('proxy');
   try {
-    await agent.waitFor(/msg="agent started"/);
     proxy.sayInactiveFor(15_000);
     await drop(bundle, layout.inbox, 'release.airlock');
     const imported = await agent.waitFor(/msg="bundle imported"/, 60_000);
@@ -57,9 +72,7 @@ test('a bundle imported while the engine says "swarm inactive" is deployed once 
     assert.deepEqual(deployedVersions(layout.state), [{ version: '1.0.0', status: 'committed' }]);
     assert.deepEqual(queueRows(layout.state).map((r) => r.state), ['applied']);
   } finally {
-    const end = await agent.stop();
-    await proxy.close();
-    assert.equal(end.code, 0, agent.log);
+    await stop();
   }
 });
 
@@ -91,6 +104,26 @@ test('30 versions dropped together are imported in version order: none is refuse
   } finally {
     const end = await agent.stop();
     assert.equal(end.code, 0, agent.log);
+  }
+});
+
+test('an import the host cannot do now holds back the newer versions behind it: none goes in first and makes it a downgrade', async () => {
+  const [older, newer] = [await buildRelease(bench, { version: '5.0.1', stack: 'agentblock', repo: 'agentblock' }), await buildRelease(bench, { version: '5.0.2', stack: 'agentblock', repo: 'agentblock' })];
+  const { proxy, layout, agent, stop } = await agentBehindProxy('block');
+  try {
+    // The first import's question to the engine fails, once: the host, not the bundle (as while dockerd restarts).
+    proxy.failNext(1, /^(\/v[\d.]+)?\/(version|info)$/, 'injected: the engine is not there for a moment');
+    // Both land at once, so that one pass of the inbox takes both.
+    await dropTogether([[older, 'demo-5.0.1.airlock'], [newer, 'demo-5.0.2.airlock']], layout.inbox);
+    await agent.waitFor(/msg="bundle could not be imported now; it stays in the inbox" .*file=demo-5\.0\.1\.airlock/, 60_000);
+    await agent.waitFor(/msg="stack deployed" .*stack=agentblock/, 120_000);
+    const imported = agent.lines(/msg="bundle imported"/).map((l) => /version=(\S+)/.exec(l)![1]);
+    assert.deepEqual(imported, ['5.0.1', '5.0.2'], 'imported oldest first, the older one at the next pass');
+    assert.deepEqual(await readdir(join(layout.inbox, 'quarantine')).catch(() => []), [], 'nothing quarantined');
+    assert.doesNotMatch(agent.log, /downgrade/);
+    assert.deepEqual(deployedVersions(layout.state).at(-1), { version: '5.0.2', status: 'committed' });
+  } finally {
+    await stop();
   }
 });
 

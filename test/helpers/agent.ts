@@ -40,9 +40,13 @@ export async function writeAgentConfig(dir: string, trustDir: string, extra: Rec
 
 /** Drops a bundle into the inbox the way an upload ends: written aside, then renamed in. */
 export async function dropBundle(bundle: string, inbox: string, name: string): Promise<void> {
-  const target = join(inbox, name);
-  await copyFile(bundle, `${target}.tmp-upload`);
-  await rename(`${target}.tmp-upload`, target);
+  await dropTogether([[bundle, name]], inbox);
+}
+
+/** Several bundles that land at once: each written aside, then all renamed in together. */
+export async function dropTogether(bundles: readonly (readonly [bundle: string, name: string])[], inbox: string): Promise<void> {
+  for (const [bundle, name] of bundles) await copyFile(bundle, join(inbox, `${name}.tmp-upload`));
+  await Promise.all(bundles.map(([, name]) => rename(join(inbox, `${name}.tmp-upload`), join(inbox, name))));
 }
 
 export class AgentProcess {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Config, Network, NetworkCreateRequest, Secret, Service, ServiceSpec, SwarmNode, SystemInfo, Task, VersionInfo } from '../../src/docker/types.js';
 import { REPO } from './fixtures.js';
 
-export const ENGINE_FIXTURES_DIR = join(REPO, 'test/fixtures/engine');
+const ENGINE_FIXTURES_DIR = join(REPO, 'test/fixtures/engine');
 
 /** An error answer: the request that provoked it, its status and body. */
 export interface RecordedError {

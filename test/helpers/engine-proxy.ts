@@ -15,6 +15,7 @@ export class EngineProxy {
   private server: Server | undefined;
   private inactiveUntil = 0;
   private failing: { until: number; path: RegExp; message: string } | undefined;
+  private failingNext: { count: number; path: RegExp; message: string } | undefined;
   /** How many `GET /info` answers were changed to "inactive". */
   faked = 0;
 
@@ -46,6 +47,11 @@ export class EngineProxy {
     this.failing = { until: Date.now() + ms, path, message };
   }
 
+  /** The next `count` requests whose path matches `path` are answered 500 with `message` (an error no client retries), never forwarded. */
+  failNext(count: number, path: RegExp, message: string): void {
+    this.failingNext = { count, path, message };
+  }
+
   /** How many requests were answered 503. */
   failed = 0;
 
@@ -54,6 +60,15 @@ export class EngineProxy {
   }
 
   private forward(req: IncomingMessage, res: ServerResponse): void {
+    const next = this.failingNext;
+    if (next && next.count > 0 && next.path.test(req.url ?? '')) {
+      next.count--;
+      req.resume();
+      const body = Buffer.from(JSON.stringify({ message: next.message }));
+      res.writeHead(500, { 'content-type': 'application/json', 'content-length': body.length });
+      res.end(body);
+      return;
+    }
     const fail = this.failing;
     if (fail && Date.now() < fail.until && fail.path.test(req.url ?? '')) {
       this.failed++;

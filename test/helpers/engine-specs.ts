@@ -11,7 +11,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Docker } from '../../src/docker/index.js';
-import type { Service, ServiceSpec } from '../../src/docker/types.js';
+import type { NamedServiceSpec, Service } from '../../src/docker/types.js';
 import { ENGINE_RULES, asEngineStores, ruleHolds, type EngineRule } from '../../src/stack/engine-defaults.js';
 import { stable } from '../../src/stack/spec-diff.js';
 import { REPO } from './fixtures.js';
@@ -28,7 +28,7 @@ export interface EngineRecording {
 export const recordingEngineSpecs = (): boolean => process.env['AIRLOCK_RECORD_ENGINE_SPECS'] === '1';
 
 /** Writes `name`.json for the engine `docker` talks to; paths inside the checkout become /repo. */
-export async function recordEngineSpecs(docker: Docker, name: string, source: string, sent: ServiceSpec[], inspected: Service[]): Promise<string> {
+export async function recordEngineSpecs(docker: Docker, name: string, source: string, sent: NamedServiceSpec[], inspected: Service[]): Promise<string> {
   const v = await docker.system.version();
   const byName = new Map(inspected.map((s) => [s.Spec.Name, s]));
   const recording: EngineRecording = {
@@ -64,7 +64,7 @@ export function loadEngineRecordings(): { engine: string; name: string; recordin
 }
 
 export interface SentAndStored {
-  sent: ServiceSpec;
+  sent: NamedServiceSpec;
   inspect: Service;
 }
 

@@ -21,7 +21,7 @@ import { FORMAT_V1, type Manifest } from '../../src/bundle/manifest-format.js';
 import { BundleRecords } from '../../src/journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../src/journal/deployments.js';
 import { Journal } from '../../src/journal/journal.js';
-import { ContentStore } from '../../src/store/content-store.js';
+import { contentStoreOf } from '../../src/store/state-dir.js';
 import { desiredStack } from '../../src/stack/desired.js';
 import type { DesiredStack } from '../../src/stack/types.js';
 import { TrustStore } from '../../src/trust/trust-store.js';
@@ -81,7 +81,7 @@ export async function fakeHost(opts: { engine?: string; stack?: string; timeoutM
   const revocation: RevocationGate = { trust: () => TrustStore.load(trustDir) };
   const journal = Journal.open(state);
   const deployments = new DeploymentRecords(journal);
-  const store = new ContentStore(join(state, 'blobs'));
+  const store = contentStoreOf(state);
   const ctx: ApplyContext = { docker: fake, journal, deployments, store, recorder: journalRecorder(journal, deployments, store), timeoutMs: opts.timeoutMs ?? 2000, ...FAST };
 
   const images = (version: Version) => [`${stack}/web:${version}`, `${stack}/base:1`];

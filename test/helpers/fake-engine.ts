@@ -24,6 +24,7 @@ import type {
   Secret,
   SecretSpec,
   Service,
+  NamedServiceSpec,
   ServiceSpec,
   SwarmNode,
   Task,
@@ -158,7 +159,7 @@ export class FakeEngine implements Engine {
       this.swarmCall('GET', '/services');
       const f = opts.filters ?? {};
       return [...this.servicesById.values()]
-        .filter((s) => nameMatches(s.Spec.Name!, firstOf(f['name'])) && labelsMatch(s.Spec.Labels, firstOf(f['label'])) && (f['id'] === undefined || firstOf(f['id'])!.includes(s.ID)))
+        .filter((s) => nameMatches(s.Spec.Name, firstOf(f['name'])) && labelsMatch(s.Spec.Labels, firstOf(f['label'])) && (f['id'] === undefined || firstOf(f['id'])!.includes(s.ID)))
         .map((s) => (opts.status ? { ...structuredClone(s), ServiceStatus: this.scheduler.statusOf(s) } : structuredClone(s)));
     },
     delete: async (idOrName: string) => {
@@ -179,7 +180,7 @@ export class FakeEngine implements Engine {
         .filter((t) => {
           const svc = this.servicesById.get(t.ServiceID);
           return (
-            (services === undefined || services.includes(t.ServiceID) || (svc !== undefined && services.includes(svc.Spec.Name!))) &&
+            (services === undefined || services.includes(t.ServiceID) || (svc !== undefined && services.includes(svc.Spec.Name))) &&
             labelsMatch({ ...svc?.Spec.Labels, ...t.Spec.ContainerSpec?.Labels }, firstOf(f['label'])) &&
             (f['desired-state'] === undefined || firstOf(f['desired-state'])!.includes(t.DesiredState))
           );
@@ -269,8 +270,9 @@ export class FakeEngine implements Engine {
   }
 
   /** The spec as the engine keeps it: the recorded defaults filled in, networks named by id. */
-  private store(spec: ServiceSpec): ServiceSpec {
-    const stored = withDefaults(structuredClone(spec), this.serviceDefaults);
+  private store(spec: ServiceSpec): NamedServiceSpec {
+    // Swarm names a service created without a name.
+    const stored = withDefaults({ ...structuredClone(spec), Name: spec.Name ?? `service-${newId().slice(0, 8)}` }, this.serviceDefaults);
     for (const n of stored.TaskTemplate?.Networks ?? []) {
       const network = this.findNetwork(n.Target);
       if (!network) throw this.recorded('404-network', 'POST', '/services/create', n.Target);

@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { labelFilter, type Docker, type ServiceSpec } from '../../src/docker/index.js';
+import { labelFilter, type Docker, type NamedServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import type { Plan } from '../../src/stack/types.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
@@ -242,10 +242,10 @@ const SPARSE: Record<string, Record<string, unknown>> = {
 
 test('the engine completes sparse specs with its defaults: every default of the table seen, and no change to the planner', async () => {
   const apiVersion = await docker.client.apiVersion();
-  const sent = Object.entries(SPARSE).map(([name, spec]) => ({ ...spec, Name: `defaults_${name}` }) as ServiceSpec);
+  const sent: NamedServiceSpec[] = Object.entries(SPARSE).map(([name, spec]) => ({ ...spec, Name: `defaults_${name}` }));
   for (const spec of sent) await docker.services.create(spec);
   try {
-    const stored = await Promise.all(sent.map((s) => docker.services.inspect(s.Name!)));
+    const stored = await Promise.all(sent.map((s) => docker.services.inspect(s.Name)));
     const pairs = sent.map((s, i) => ({ sent: s, inspect: stored[i]! }));
     for (const { sent: s, inspect } of pairs) {
       assert.notEqual(JSON.stringify(inspect.Spec), JSON.stringify(s), `${s.Name}: the engine changed the spec`);

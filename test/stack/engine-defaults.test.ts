@@ -6,7 +6,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Service, ServiceSpec } from '../../src/docker/index.js';
+import type { NamedServiceSpec, Service } from '../../src/docker/index.js';
 import { planStack } from '../../src/stack/plan.js';
 import type { FieldChange } from '../../src/stack/types.js';
 import { loadEngineRecordings, unwitnessedRules, type EngineRecording } from '../helpers/engine-specs.js';
@@ -49,7 +49,7 @@ describe('every engine default of the table is seen in the recordings of each en
 });
 
 /** One recorded service of the 20.10 engine, by file and service name: `sent` as airlock sent it, `stored` as the engine returned it. */
-function recorded(file: string, service: string): { sent: ServiceSpec; stored: Service; apiVersion: string } {
+function recorded(file: string, service: string): { sent: NamedServiceSpec; stored: Service; apiVersion: string } {
   const r = recordings.find((x) => x.engine.startsWith('docker-20.10') && x.name === file);
   const s = r?.recording.services.find((x) => x.sent.Name === service);
   assert.ok(r && s, `recording ${file} has ${service}`);
@@ -63,7 +63,7 @@ interface Case {
   /** The engine API version to plan at; the recording's when not given. */
   apiVersion?: string;
   /** Edits the spec to send and the service as stored, before planning. */
-  edit: (sent: ServiceSpec, stored: Service) => void;
+  edit: (sent: NamedServiceSpec, stored: Service) => void;
   changes: [path: string, before: unknown, after: unknown][];
 }
 

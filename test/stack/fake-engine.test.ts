@@ -13,7 +13,8 @@ import { stableWindowMs, DEFAULT_STABLE_MS } from '../../src/stack/converge.js';
 import { deployStack } from '../../src/apply/stack-deploy.js';
 import { desiredStack } from '../../src/stack/desired.js';
 import type { DesiredStack } from '../../src/stack/types.js';
-import { filledIn, loadEngineFixtures, recordedEngines } from '../helpers/engine-fixtures.js';
+import type { TaskSpec } from '../../src/docker/types.js';
+import { loadEngineFixtures, recordedEngines } from '../helpers/engine-fixtures.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 
 /** Short enough for milliseconds, long enough that one poll cannot call a stack stable. */
@@ -137,24 +138,34 @@ for (const engine of recordedEngines()) {
     const cfg = await fake.configs.create({ Name: 'rec_conf', Labels: { a: 'b' }, Data: 'eA==' });
     assert.deepEqual(keys((await fake.configs.list()).find((c) => c.ID === cfg.ID)!.Spec), keys(f.configInspect.Spec));
 
+    // The recording's secret, config and network, named by this fake's ids.
+    const withFakeIds = <T extends TaskSpec | undefined>(template: T): T => {
+      template!.ContainerSpec!.Secrets![0]!.SecretID = sec.ID;
+      template!.ContainerSpec!.Configs![0]!.ConfigID = cfg.ID;
+      template!.Networks![0]!.Target = net.Id;
+      return template;
+    };
     // The recorded service, sent again with this fake's object ids: stored as the engine stored it.
     const sent = structuredClone(f.serviceSent);
-    sent.TaskTemplate!.ContainerSpec!.Secrets![0]!.SecretID = sec.ID;
-    sent.TaskTemplate!.ContainerSpec!.Configs![0]!.ConfigID = cfg.ID;
-    sent.TaskTemplate!.Networks![0]!.Target = net.Id;
+    withFakeIds(sent.TaskTemplate);
     const created = await fake.services.create(sent);
     assert.deepEqual(keys(created), keys(f.serviceCreate));
     const inspected = await fake.services.inspect(created.ID);
     assert.deepEqual(keys(inspected), keys(f.serviceInspect));
-    assert.deepEqual(filledIn(sent, inspected.Spec), filledIn(f.serviceSent, f.serviceInspect.Spec));
+    // Against the recording itself, not the defaults the fake took from it: what the engine filled in, and left as sent.
+    const storedSpec = structuredClone(f.serviceInspect.Spec);
+    withFakeIds(storedSpec.TaskTemplate);
+    assert.deepEqual(inspected.Spec, storedSpec);
+    assert.deepEqual(inspected.Endpoint, { ...f.serviceInspect.Endpoint, VirtualIPs: f.serviceInspect.Endpoint!.VirtualIPs!.map((v) => ({ ...v, NetworkID: net.Id })) });
     await fake.tasks.list();
     const [task] = await fake.tasks.list({ filters: { service: [created.ID] } });
     const recordedTask = f.tasksRunning[0]!;
     assert.deepEqual(keys(task!), keys(recordedTask));
-    assert.deepEqual(keys(task!.Spec), keys(recordedTask.Spec));
+    assert.deepEqual(task!.Spec, withFakeIds(structuredClone(recordedTask.Spec)));
     assert.equal(task!.Status.State, 'running');
     const [listed] = await fake.services.list({ status: true, filters: { name: [sent.Name!] } });
-    assert.deepEqual(keys(listed!.ServiceStatus!), keys(f.serviceListStatus[0]!.ServiceStatus!));
+    // One replica, running: the counts the engine gave at the same point.
+    assert.deepEqual(listed!.ServiceStatus, f.serviceListStatus[0]!.ServiceStatus);
 
     const update = await fake.services.update(created.ID, inspected.Version.Index, { ...sent, Labels: { ...sent.Labels, v: '2' } });
     assert.deepEqual(keys(update), keys(f.serviceUpdate));

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Config, Network, Secret, Service, ServiceSpec } from '../../src/docker/index.js';
+import type { Config, NamedServiceSpec, Network, Secret, Service, ServiceSpec } from '../../src/docker/index.js';
 import { planStack } from '../../src/stack/plan.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
 import { LOGICAL_NAME_LABEL, NAMESPACE_LABEL } from '../../src/compose/labels.js';
 import type { DesiredStack, StackState } from '../../src/stack/types.js';
 
 const ns = { [NAMESPACE_LABEL]: 'web' };
-const spec = (name: string, image: string, extra: Partial<ServiceSpec> = {}): ServiceSpec => ({
+const spec = (name: string, image: string, extra: Partial<ServiceSpec> = {}): NamedServiceSpec => ({
   Name: name,
   Labels: { ...ns },
   TaskTemplate: { ContainerSpec: { Image: image } },
@@ -16,7 +16,7 @@ const spec = (name: string, image: string, extra: Partial<ServiceSpec> = {}): Se
 });
 
 /** A service as the engine returns it: the spec completed with the engine's defaults. */
-const running = (s: ServiceSpec, id: string, version = 7): Service => ({
+const running = (s: NamedServiceSpec, id: string, version = 7): Service => ({
   ID: id,
   Version: { Index: version },
   CreatedAt: '',
@@ -109,9 +109,9 @@ test('existing objects are kept; content-named secrets and configs no longer use
 });
 
 test('spec diffs ignore key order and engine defaults, and name each changed leaf', () => {
-  const a: ServiceSpec = { Name: 'x', TaskTemplate: { ContainerSpec: { Image: 'i', Env: ['A=1'] }, RestartPolicy: { Condition: 'any', MaxAttempts: 0 } } };
-  const b: ServiceSpec = { TaskTemplate: { RestartPolicy: { MaxAttempts: 0, Condition: 'any' }, ContainerSpec: { Env: ['A=1'], Image: 'i', Isolation: 'default' }, Runtime: 'container' }, Name: 'x', Labels: {} };
+  const a: NamedServiceSpec = { Name: 'x', TaskTemplate: { ContainerSpec: { Image: 'i', Env: ['A=1'] }, RestartPolicy: { Condition: 'any', MaxAttempts: 0 } } };
+  const b: NamedServiceSpec = { TaskTemplate: { RestartPolicy: { MaxAttempts: 0, Condition: 'any' }, ContainerSpec: { Env: ['A=1'], Image: 'i', Isolation: 'default' }, Runtime: 'container' }, Name: 'x', Labels: {} };
   assert.deepEqual(diffSpecs(a, b), []);
-  const c: ServiceSpec = { ...a, TaskTemplate: { ...a.TaskTemplate, ContainerSpec: { Image: 'i', Env: ['A=2'] } } };
+  const c: NamedServiceSpec = { ...a, TaskTemplate: { ...a.TaskTemplate, ContainerSpec: { Image: 'i', Env: ['A=2'] } } };
   assert.deepEqual(diffSpecs(a, c).map((x) => x.path), ['TaskTemplate.ContainerSpec.Env']);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDuration } from '../../src/units/duration.js';
+import { DurationError, parseDuration } from '../../src/units/duration.js';
 
 // Values per Go's time.ParseDuration, which docker's compose loader uses.
 const S = 1e9;
@@ -26,5 +26,5 @@ for (const [text, ns] of cases) {
 }
 
 for (const bad of ['', '10', '1x', 's', '1.s.', '--1s', '1 s']) {
-  test(`duration "${bad}" is refused`, () => assert.throws(() => parseDuration(bad)));
+  test(`duration "${bad}" is refused`, () => assert.throws(() => parseDuration(bad), DurationError));
 }

@@ -7,6 +7,7 @@
 import { constants as fsc, type Stats } from 'node:fs';
 import { open, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import type { Client } from 'basic-ftp';
 import { AirlockError, resourceError } from '../../errors/index.js';
 import { FREE_SPACE_MARGIN } from '../../store/content-store.js';
@@ -151,10 +152,15 @@ async function transfer(client: Client, writer: SpoolWriter, f: RemoteFile, star
     writer.end();
     return { failure: undefined, tooSlow: false };
   }
+  return downloadWithin(client, writer, f.name, startAt, deadlineMs);
+}
+
+/** Downloads `name` from `startAt` into `dest`, closing the connection at the deadline; what failed, and whether the deadline passed. */
+async function downloadWithin(client: Client, dest: Writable, name: string, startAt: number, deadlineMs: number): Promise<{ failure: unknown; tooSlow: boolean }> {
   let failure: unknown;
   const deadline = closeAfter(client, deadlineMs);
   try {
-    await client.downloadTo(writer, f.name, startAt);
+    await client.downloadTo(dest, name, startAt);
   } catch (e) {
     failure = e;
   } finally {
@@ -239,15 +245,7 @@ async function handOver(ctx: TransferContext, f: RemoteFile, id: RemoteId, path:
 export async function fetchHash(ctx: TransferContext, client: Client, f: RemoteFile): Promise<string | undefined> {
   const sink = new HashSink(f.size);
   const deadlineMs = ctx.connection.deadlineMs(f.size);
-  const deadline = closeAfter(client, deadlineMs);
-  let failure: unknown;
-  try {
-    await client.downloadTo(sink, f.name);
-  } catch (e) {
-    failure = e;
-  } finally {
-    deadline.clear();
-  }
+  const { failure, tooSlow } = await downloadWithin(client, sink, f.name, 0, deadlineMs);
   if (sink.failure) {
     client.close(); // the server would go on sending
     ctx.overSent.set(f.name, { size: f.size });
@@ -255,12 +253,12 @@ export async function fetchHash(ctx: TransferContext, client: Client, f: RemoteF
     return undefined;
   }
   if (failure !== undefined || sink.pos !== f.size) {
-    if (deadline.passed) ctx.slow.add(f.name); // after the others at the next poll, as a slow download
+    if (tooSlow) ctx.slow.add(f.name); // after the others at the next poll, as a slow download
     ctx.warnOnce(`recheck:${f.name}:${f.size}`, 'could not fetch a settled file again to compare its content; it is neither fetched nor deleted until that works', {
       name: f.name,
       size: f.size,
       got: sink.pos,
-      error: deadline.passed ? `not done after ${Math.round(deadlineMs / 1000)} s` : failure instanceof Error ? failure.message.trim() : undefined,
+      error: tooSlow ? `not done after ${Math.round(deadlineMs / 1000)} s` : failure instanceof Error ? failure.message.trim() : undefined,
     });
     return undefined;
   }

@@ -116,7 +116,7 @@ export class FtpSource {
       signal?.throwIfAborted();
       await mkdir(this.readyDir, { recursive: true });
       await mkdir(this.metaDir, { recursive: true });
-      const settled = await this.loadSettled();
+      const settled = await this.settledRecord.load();
       await this.session(signal, async (client) => {
         const files = await this.connection.listFolder(client);
         await this.fetchComplete(client, files, settled, signal);
@@ -156,10 +156,10 @@ export class FtpSource {
     if (resolve(dirname(localPath)) !== resolve(this.readyDir) || !safeName(name)) {
       throw new AirlockError('internal', `FTP source "${this.cfg.name}": ${localPath} is not a file this source handed out (not in ${this.readyDir})`);
     }
-    const recorded = await this.stateChange(async () => {
+    const recorded = await this.settledRecord.change(async () => {
       const metaPath = join(this.metaDir, `${name}.json`);
       const meta = await readJson<WaitingMeta>(metaPath).catch(() => undefined);
-      const settled = await this.loadSettled();
+      const settled = await this.settledRecord.load();
       if (!meta) {
         if (settled.files[name]) return false; // settled twice
         throw new AirlockError('notFound', `FTP source "${this.cfg.name}": no record of ${name} (was it fetched by this source?)`, {
@@ -173,7 +173,7 @@ export class FtpSource {
         ...(meta.sha256 === undefined ? {} : { sha256: meta.sha256, checkedAt: meta.fetchedAt }),
         settledAt: new Date().toISOString(),
       };
-      await this.saveSettled();
+      await this.settledRecord.save();
       await rm(metaPath, { force: true });
       this.log.info('settled', { name, bytes: meta.size });
       return true;
@@ -183,7 +183,7 @@ export class FtpSource {
     if (!this.cfg.deleteAfter) return;
     void this.exclusive(async () => {
       try {
-        const settled = await this.loadSettled();
+        const settled = await this.settledRecord.load();
         await this.session(undefined, async (client) => {
           const files = await this.connection.listFolder(client);
           await this.deleteSettled(client, files, settled, name);
@@ -205,10 +205,6 @@ export class FtpSource {
     return run;
   }
 
-  private stateChange<T>(fn: () => Promise<T>): Promise<T> {
-    return this.settledRecord.change(fn);
-  }
-
   /** Connects, logs in, enters the folder, runs `fn` with a fresh re-check memory, and always closes. */
   private session(signal: AbortSignal | undefined, fn: (client: Client) => Promise<void>): Promise<void> {
     return this.connection.session(signal, async (client) => {
@@ -216,6 +212,8 @@ export class FtpSource {
       await fn(client);
     });
   }
+
+  // ---- downloads ----------------------------------------------------------
 
   /** Whether each candidate is complete, by the configured rule; updates the 'stable' observations. */
   private isComplete(f: RemoteFile, files: Map<string, RemoteFile>): boolean {
@@ -232,8 +230,6 @@ export class FtpSource {
     this.seen.set(f.name, { size: f.size, ...(f.modify === undefined ? {} : { modify: f.modify }), count });
     return count >= c.polls;
   }
-
-  // ---- downloads ----------------------------------------------------------
 
   private async fetchComplete(client: Client, files: Map<string, RemoteFile>, settled: SettledState, signal?: AbortSignal): Promise<void> {
     const suffix = this.cfg.complete.mode === 'marker' ? this.cfg.complete.suffix : undefined;
@@ -339,19 +335,19 @@ export class FtpSource {
     const sha256 = await fetchHash(this.transfers, client, f);
     if (sha256 === undefined) return 'unknown';
     this.rechecked.add(f.name);
-    return this.stateChange(async () => {
-      const settled = await this.loadSettled();
+    return this.settledRecord.change(async () => {
+      const settled = await this.settledRecord.load();
       if (settled.files[f.name] !== rec) return 'unknown'; // forgotten meanwhile
       if (rec.sha256 !== undefined && rec.sha256 !== sha256) {
         delete settled.files[f.name];
-        await this.saveSettled();
+        await this.settledRecord.save();
         this.rechecked.delete(f.name);
         this.log.info('a settled file has new content under the same name and size; it is fetched again', { name: f.name, size: f.size, was: rec.sha256, now: sha256 });
         return 'changed';
       }
       rec.sha256 = sha256;
       rec.checkedAt = new Date().toISOString();
-      await this.saveSettled();
+      await this.settledRecord.save();
       this.log.debug('settled file re-checked: same content', { name: f.name, size: f.size });
       return 'same';
     });
@@ -362,21 +358,12 @@ export class FtpSource {
     for (const name of this.seen.keys()) if (!files.has(name)) this.seen.delete(name);
     for (const name of this.overSent.keys()) if (!files.has(name)) this.overSent.delete(name);
     for (const name of this.slow) if (!files.has(name)) this.slow.delete(name);
-    await this.stateChange(async () => {
+    await this.settledRecord.change(async () => {
       const gone = Object.keys(settled.files).filter((n) => !files.has(n));
       if (gone.length === 0) return;
       for (const n of gone) delete settled.files[n];
-      await this.saveSettled();
+      await this.settledRecord.save();
     });
-  }
-
-  private loadSettled(): Promise<SettledState> {
-    return this.settledRecord.load();
-  }
-
-  /** Writes the record; only inside stateChange, so two writes never share the temporary file. */
-  private saveSettled(): Promise<void> {
-    return this.settledRecord.save();
   }
 
   private async readyFiles(): Promise<string[]> {

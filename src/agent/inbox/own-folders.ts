@@ -45,7 +45,7 @@ export function moveUnit(inboxDir: string, to: OwnFolder, unit: Unit, then?: (fo
  * Moves a file (and its marker) into a held folder, under a new name if one
  * is taken (or over it, with `replace`); returns where it went.
  */
-export async function moveInto(folder: HeldFolder, file: Pick<InboxFile, 'path' | 'marker'>, opts: { replace?: boolean } = {}): Promise<string> {
+async function moveInto(folder: HeldFolder, file: Pick<InboxFile, 'path' | 'marker'>, opts: { replace?: boolean } = {}): Promise<string> {
   let name = basename(file.path);
   if (!opts.replace && (await folder.has(name))) name = `${basename(file.path, '.airlock')}.${new Date().toISOString().replace(/[:.]/g, '')}.airlock`;
   const movedTo = await folder.moveIn(file.path, name);

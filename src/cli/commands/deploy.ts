@@ -42,11 +42,11 @@ async function engineStacks(docker: Docker): Promise<Map<string, string[]> | und
   return services && byStack(services);
 }
 
-function byStack(services: { Spec: { Name?: string; Labels?: Record<string, string> } }[]): Map<string, string[]> {
+function byStack(services: { Spec: { Name: string; Labels?: Record<string, string> } }[]): Map<string, string[]> {
   const stacks = new Map<string, string[]>();
   for (const s of services) {
     const stack = s.Spec.Labels?.[NAMESPACE_LABEL] ?? '';
-    stacks.set(stack, [...(stacks.get(stack) ?? []), s.Spec.Name!].sort());
+    stacks.set(stack, [...(stacks.get(stack) ?? []), s.Spec.Name].sort());
   }
   return new Map([...stacks].sort(([a], [b]) => a.localeCompare(b)));
 }

@@ -47,23 +47,25 @@ function updateConfig(ctx: LoadContext, path: KeyPath, value: unknown, unsupport
 
 type Resources = NonNullable<DeployConfig['resources']>;
 
+/** The `cpus` and `memory` that limits and reservations both take. */
+function cpusAndMemory(ctx: LoadContext, path: KeyPath, section: Record<string, unknown>): { cpus?: string; memory?: number } {
+  const out: { cpus?: string; memory?: number } = {};
+  const cpus = optionalString(section['cpus']);
+  if (cpus !== undefined) out.cpus = cpus;
+  const mem = memory(ctx, [...path, 'memory'], section['memory']);
+  if (mem !== undefined) out.memory = mem;
+  return out;
+}
+
 function limitsOf(ctx: LoadContext, path: KeyPath, limits: Record<string, unknown>, unsupported: string[]): NonNullable<Resources['limits']> {
-  const l: NonNullable<Resources['limits']> = {};
-  const cpus = optionalString(limits['cpus']);
-  if (cpus !== undefined) l.cpus = cpus;
-  const mem = memory(ctx, [...path, 'memory'], limits['memory']);
-  if (mem !== undefined) l.memory = mem;
+  const l: NonNullable<Resources['limits']> = cpusAndMemory(ctx, path, limits);
   if (typeof limits['pids'] === 'number') l.pids = limits['pids'];
   warnLeftovers(ctx, limits, ['cpus', 'memory', 'pids'], path, unsupported);
   return l;
 }
 
 function reservationsOf(ctx: LoadContext, path: KeyPath, reservations: Record<string, unknown>, unsupported: string[]): NonNullable<Resources['reservations']> {
-  const r: NonNullable<Resources['reservations']> = {};
-  const cpus = optionalString(reservations['cpus']);
-  if (cpus !== undefined) r.cpus = cpus;
-  const mem = memory(ctx, [...path, 'memory'], reservations['memory']);
-  if (mem !== undefined) r.memory = mem;
+  const r: NonNullable<Resources['reservations']> = cpusAndMemory(ctx, path, reservations);
   const generic = reservations['generic_resources'];
   if (Array.isArray(generic)) {
     r.generic_resources = generic.map((g, i) => {

@@ -142,8 +142,12 @@ export interface ServiceSpec {
   EndpointSpec?: EndpointSpec;
 }
 
+/** A service spec with its name: what a stack's services, and what airlock records of them, always have. */
+export type NamedServiceSpec = ServiceSpec & { Name: string };
+
 export interface Service extends SwarmMeta {
-  Spec: ServiceSpec;
+  /** The engine names every service (it makes a name up for one created without). */
+  Spec: NamedServiceSpec;
   PreviousSpec?: ServiceSpec;
   Endpoint?: {
     Spec?: EndpointSpec;

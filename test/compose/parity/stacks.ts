@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../../../src/docker/index.js';
-import type { Service, ServiceSpec } from '../../../src/docker/types.js';
+import type { NamedServiceSpec, Service } from '../../../src/docker/types.js';
 import { labelFilter } from '../../../src/docker/index.js';
 import type { ComposeNotice } from '../../../src/compose/model.js';
 import { NAMESPACE_LABEL } from '../../../src/compose/labels.js';
@@ -50,7 +50,7 @@ export async function deployWithDocker(dockerHost: string, file: string, stack: 
 export interface AirlockDeploy {
   notices: ComposeNotice[];
   /** The service specs as airlock sent them. */
-  sent: ServiceSpec[];
+  sent: NamedServiceSpec[];
 }
 
 /**
