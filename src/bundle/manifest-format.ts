@@ -93,6 +93,8 @@ export const baseLabel = (b: BaseRef): string => (isReceiptBase(b) ? `receipt of
 export interface FileRef {
   name: string;
   digest: string;
+  /** The blob is the file sealed to the site recipients (`sealedTo`), not the file itself. */
+  sealed?: true;
 }
 
 export interface StackRecord {
@@ -106,6 +108,8 @@ export interface ExtraFileRecord {
   digest: string;
   size: number;
   mode: number;
+  /** The blob is the file sealed to the site recipients (`sealedTo`), not the file itself. */
+  sealed?: true;
 }
 
 export interface Manifest {
@@ -123,6 +127,8 @@ export interface Manifest {
   stacks: StackRecord[];
   images: ImageRecord[];
   files: ExtraFileRecord[];
+  /** Key ids of the site recipients the sealed files are sealed to; present exactly when a file is sealed. */
+  sealedTo?: string[];
 }
 
 export interface SignatureRecord {

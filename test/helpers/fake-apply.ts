@@ -22,6 +22,7 @@ import { BundleRecords } from '../../src/journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../src/journal/deployments.js';
 import { Journal } from '../../src/journal/journal.js';
 import { contentStoreOf } from '../../src/store/state-dir.js';
+import { hostKeysOf } from '../../src/seal/sealing-options.js';
 import { desiredStack } from '../../src/stack/desired.js';
 import type { DesiredStack } from '../../src/stack/types.js';
 import { TrustStore } from '../../src/trust/trust-store.js';
@@ -82,13 +83,13 @@ export async function fakeHost(opts: { engine?: string; stack?: string; timeoutM
   const journal = Journal.open(state);
   const deployments = new DeploymentRecords(journal);
   const store = contentStoreOf(state);
-  const ctx: ApplyContext = { docker: fake, journal, deployments, store, recorder: journalRecorder(journal, deployments, store), timeoutMs: opts.timeoutMs ?? 2000, ...FAST };
+  const ctx: ApplyContext = { docker: fake, journal, deployments, store, keys: hostKeysOf(state, undefined), recorder: journalRecorder(journal, deployments, store), timeoutMs: opts.timeoutMs ?? 2000, ...FAST };
 
   const images = (version: Version) => [`${stack}/web:${version}`, `${stack}/base:1`];
   const desired = async (version: Version): Promise<DesiredStack> => {
     const files = { '/release/conf/release.conf': `release=${version}\n` };
     const readFile = (p: string) => Buffer.from(files[p as keyof typeof files] ?? '');
-    const input = { stack, files: [{ name: 'docker-compose.yml', content: compose(stack, version) }], workingDir: '/release', env: {}, apiVersion: await fake.client.apiVersion(), readFile };
+    const input = { stack, files: [{ name: 'docker-compose.yml', content: compose(stack, version) }], workingDir: '/release', env: {}, apiVersion: await fake.client.apiVersion(), readFile, nameSuffix: () => ctx.keys.plainNames() };
     return (await desiredStack(input)).desired;
   };
   /** The store step's part: the bundle recorded as an import records it, with no blobs. */

@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { sealingOpts, sealingOption } from '../sealing-inputs.js';
 import { existsSync } from 'node:fs';
 import { AirlockError, usageError } from '../../errors/index.js';
 import { COMPRESSIONS, type Compression } from '../../bundle/blob-collector.js';
@@ -310,7 +311,7 @@ export const bundleCommands: Command[] = [
       'and checked by id; --no-load only stores. A refused bundle changes nothing but the journal,\n' +
       'which records the refusal and its reason. An import holds the apply lock; --wait is how long it waits\n' +
       'for another apply, import or rollback to finish (exit 16 after; docs/journal.md, "The apply lock").',
-    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), wait: stringOpt(), ...jsonOpt },
+    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), wait: stringOpt(), ...sealingOpts, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const bar = progress();
@@ -322,6 +323,7 @@ export const bundleCommands: Command[] = [
           trust: await trustStoreOption(str(values.trust)),
           allowDowngrade: values['allow-downgrade'] === true,
           lockWaitMs: waitOption(values.wait),
+          sealing: sealingOption(values),
           ...(docker ? { docker } : {}),
           onProgress: (p) => bar.update(p.phase, p.bytes, p.total),
         });
