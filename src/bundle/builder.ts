@@ -140,6 +140,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     sealer?.checkNoneInClear(work.records(), (d) => files.find((f) => f.digest === d && !f.sealed)?.path ?? stacks.flatMap((st) => [...st.composeFiles, ...st.envFiles]).find((f) => f.digest === d)?.name);
     // Recipients with nothing to seal leave the bundle as it was: plain, and readable by every airlock.
     const sealedTo = sealedFiles({ stacks, files }).length > 0 ? [...new Set(sealing.recipients.map((r) => r.keyId))].sort() : [];
+    if (sealer && sealedTo.length === 0) opts.onWarning?.('nothing was sealed: the stacks have no secret file and no file is marked sensitive: true, so the bundle is plain');
     if (base) {
       for (const b of work.records()) {
         const listed = base.blobs.get(b.digest);

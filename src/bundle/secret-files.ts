@@ -2,13 +2,13 @@
  * Which bundle files are a stack's secrets: the `file:` of every top-level
  * `secrets.<key>` in its compose files, as the host resolves it. The host's
  * loader reads a stack with the bundle root as its working folder
- * (src/apply/bundle-files.ts), so `file: ./db.password` is the bundle file
+ * (src/bundle/bundle-root.ts), so `file: ./db.password` is the bundle file
  * `db.password` whichever folder the compose file is in. A pure function of
  * the texts: the builder uses it to choose what to seal, a host to check that
  * what should be sealed is.
  */
 import { posix } from 'node:path';
-import { BUNDLE_ROOT } from '../apply/bundle-files.js';
+import { BUNDLE_ROOT } from './bundle-root.js';
 import { absPath } from '../compose/load/context.js';
 import { isMapping } from '../compose/load/errors.js';
 import { parseComposeYaml } from '../compose/load/parse.js';

@@ -291,3 +291,17 @@ test('refusals when sealing: the file, the key and the fix, exit 3 (4 for a miss
     assert.deepEqual(await readdir(out).catch(() => []), [], `${c.name}: nothing written`);
   }
 });
+
+test('recipients with nothing to seal: the bundle stays plain and v1, and the build says so', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const signer = await makeSigner(dir);
+  const site = await siteKey(dir, 'site-a');
+  const def = await makeProject(dir);
+  const r = await build(def, signer, join(dir, 'out'), ['--seal-to', site.recipientPath]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /^warning: nothing was sealed: the stacks have no secret file and no file is marked sensitive: true/m);
+  const m = JSON.parse((await entries((JSON.parse(r.stdout) as { path: string }).path))[0]!.data.toString()) as ManifestShape;
+  assert.equal(m.format, 'airlock.bundle.v1');
+  assert.equal(m.sealedTo, undefined);
+});
