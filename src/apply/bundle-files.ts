@@ -3,6 +3,7 @@ import { posix } from 'node:path';
 import { Writable } from 'node:stream';
 import type { BlobSink } from '../bundle/reader.js';
 import { configError } from '../errors/index.js';
+import { BUNDLE_ROOT } from '../bundle/bundle-root.js';
 import type { Manifest, StackRecord } from '../bundle/manifest.js';
 import { interpolationEnv, parseEnvFile } from '../compose/load/index.js';
 import type { ComposeFileInput } from '../compose/load/index.js';
@@ -16,8 +17,7 @@ export interface BlobSource {
   readBlob: (digest: string) => Buffer;
 }
 
-/** Where a bundle's files appear to the compose loader: a view of the content store, never extracted. */
-export const BUNDLE_ROOT = '/airlock-bundle';
+export { BUNDLE_ROOT } from '../bundle/bundle-root.js';
 
 export interface BundleStackFiles {
   files: ComposeFileInput[];

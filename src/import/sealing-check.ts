@@ -8,7 +8,7 @@
  */
 import { posix } from 'node:path';
 import { policyError } from '../errors/index.js';
-import type { FileRef, Manifest } from '../bundle/manifest.js';
+import { sealedFiles, type Manifest } from '../bundle/manifest-format.js';
 import { secretFilePaths } from '../bundle/secret-files.js';
 import type { HostKeys } from '../seal/host-keys.js';
 
@@ -27,28 +27,24 @@ export async function checkSealedTo(m: Manifest, keys: HostKeys): Promise<void> 
   });
 }
 
-/** The sealed files of a bundle: its extra files and the stacks' env files. */
-function sealedFiles(m: Manifest): { name: string; digest: string }[] {
-  const env = m.stacks.flatMap((s) => s.envFiles.filter((f: FileRef) => f.sealed));
-  return [...m.files.filter((f) => f.sealed).map((f) => ({ name: f.path, digest: f.digest })), ...env];
-}
-
 /**
  * Once every blob checked out: each sealed file opens with an identity held
  * (else sealed-corrupt or sealed-elsewhere), and with `requireSealed`, no
  * stack's secret is a file carried in clear (unsealed-secret).
  */
 export async function checkSealedContent(m: Manifest, readBlob: (digest: string) => Buffer, keys: HostKeys, requireSealed: boolean): Promise<void> {
-  for (const f of sealedFiles(m)) await keys.open(readBlob(f.digest), `sealed file ${f.name} of bundle ${label(m)}`);
+  for (const f of sealedFiles(m)) await keys.open(readBlob(f.digest), `sealed ${f.label} of bundle ${label(m)}`);
   if (!requireSealed) return;
   const files = new Map(m.files.map((f) => [posix.normalize(f.path), f]));
   for (const stack of m.stacks) {
     const compose = stack.composeFiles.map((f) => ({ name: f.name, text: readBlob(f.digest).toString('utf8') }));
     for (const path of secretFilePaths(compose)) {
       const f = files.get(posix.normalize(path));
-      // A secret the bundle does not carry is the stack's own error, named when it is applied.
-      if (!f || f.sealed) continue;
-      throw policyError(`bundle ${label(m)} carries ${path}, a secret of stack ${stack.name}, in clear, and this host requires sealed secrets`, {
+      if (f?.sealed) continue;
+      // Not carried: the stack's own error, named when it is applied. A path the host's variables choose could name a plain file.
+      if (!f && !path.includes('$')) continue;
+      const what = f ? `carries ${path}, a secret of stack ${stack.name}, in clear` : `lets variables choose the file of a secret of stack ${stack.name} (${path}), which no seal vouches for`;
+      throw policyError(`bundle ${label(m)} ${what}, and this host requires sealed secrets`, {
         reason: 'unsealed-secret',
         subject: label(m),
         hint: "ask the vendor to build it with --seal-to this site's NAME.recipient; to take a bundle built before sealing, say --allow-unsealed (or secrets.requireSealed: false in the agent config), see docs/sealed-secrets.md",
