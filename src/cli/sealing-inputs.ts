@@ -47,8 +47,12 @@ export function identityOnly(values: CommandContext['values']): SealingOptions {
   return { identities: identityPathsFrom(flags) };
 }
 
-export function sealingOption(values: CommandContext['values']): SealingOptions {
+/** What the policy flags say: require (true), allow (false), or nothing (undefined). */
+export function policyFlag(values: CommandContext['values']): boolean | undefined {
   if (values['require-sealed'] === true && values['allow-unsealed'] === true) throw usageError('--require-sealed and --allow-unsealed contradict each other: give one');
-  const requireSealed = values['require-sealed'] === true ? true : values['allow-unsealed'] === true ? false : hostRequiresSealed();
-  return { ...identityOnly(values), requireSealed };
+  return values['require-sealed'] === true ? true : values['allow-unsealed'] === true ? false : undefined;
+}
+
+export function sealingOption(values: CommandContext['values']): SealingOptions {
+  return { ...identityOnly(values), requireSealed: policyFlag(values) ?? hostRequiresSealed() };
 }
