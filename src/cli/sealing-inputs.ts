@@ -21,8 +21,6 @@ export const sealingOpts = {
   'allow-unsealed': boolOpt(),
 };
 
-export const SEALING_USAGE = '[--identity PATH]… [--require-sealed | --allow-unsealed]';
-
 /** The host's policy: the agent config's `secrets.requireSealed`; false when there is no agent config. */
 export function hostRequiresSealed(file = process.env.AIRLOCK_AGENT_CONFIG ?? DEFAULT_CONFIG_FILE): boolean {
   if (!existsSync(file)) return false;

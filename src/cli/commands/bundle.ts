@@ -325,13 +325,14 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'import'],
     summary: "verify a bundle and store its blobs in this host's content store",
-    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--wait 60s] [--json]',
+    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--wait 60s] [--identity PATH]… [--require-sealed | --allow-unsealed] [--json]',
     details:
       'Blobs go to STATE/blobs/sha256/<hex> (default state dir /var/lib/airlock, or AIRLOCK_STATE_DIR).\n' +
       "Then the bundle's images are loaded into the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)\n" +
       'and checked by id; --no-load only stores. A refused bundle changes nothing but the journal,\n' +
       'which records the refusal and its reason. An import holds the apply lock; --wait is how long it waits\n' +
-      'for another apply, import or rollback to finish (exit 16 after; docs/journal.md, "The apply lock").',
+      'for another apply, import or rollback to finish (exit 16 after; docs/journal.md, "The apply lock").\n' +
+      'Sealed secrets open with the site identities of --identity (else AIRLOCK_SITE_KEYS, else\n/etc/airlock/site-keys); a bundle sealed to none of them is refused (13, sealed-elsewhere). With\n--require-sealed (the default where the agent config says secrets.requireSealed), a secret in clear\nis refused (13, unsealed-secret); --allow-unsealed takes it. docs/sealed-secrets.md.',
     options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), wait: stringOpt(), ...sealingOpts, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {

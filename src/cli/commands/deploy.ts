@@ -98,7 +98,7 @@ export const deployCommands: Command[] = [
   {
     path: ['bundle', 'plan'],
     summary: 'show what bundle apply would change on this host, changing nothing',
-    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--state DIR] [--show-env] [--json]',
+    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--state DIR] [--show-env] [--identity PATH]… [--json]',
     details:
       'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed. A delta\nreads the files it relies on without carrying from the content store of --state, as apply does.\n' +
       'Environment variables are shown by name (added, removed, changed), their values hidden: they\noften hold passwords. --show-env shows the values.',
@@ -121,8 +121,10 @@ export const deployCommands: Command[] = [
     path: ['bundle', 'apply'],
     summary: 'verify, store, load and deploy a bundle on this host, journaled step by step',
     usage:
-      'airlock bundle apply BUNDLE [--state DIR] [--trust DIR] [--init-swarm] [--advertise-addr IP] [--timeout 2m] [--wait 60s] [--allow-downgrade] [--json]\n' +
-      '       airlock bundle apply BUNDLE --inventory hosts.yml [--parallel 8] [--accept-new] [--dry-run] [--timeout 2m] [--remote-airlock CMD] [--json]',
+      'airlock bundle apply BUNDLE [--state DIR] [--trust DIR] [--init-swarm] [--advertise-addr IP] [--timeout 2m] [--wait 60s] [--allow-downgrade]\n' +
+      '         [--identity PATH]… [--require-sealed | --allow-unsealed] [--json]\n' +
+      '       airlock bundle apply BUNDLE --inventory hosts.yml [--parallel 8] [--accept-new] [--dry-run] [--timeout 2m] [--remote-airlock CMD]\n' +
+      '         [--require-sealed | --allow-unsealed] [--json]',
     details:
       'Steps: verify, store, load images, prepare networks/secrets/configs, update services, wait for\n' +
       'convergence (the health gate), commit, clean up. Each is journaled before and after it runs.\n' +
@@ -186,7 +188,7 @@ export const deployCommands: Command[] = [
   {
     path: ['rollback'],
     summary: 'restore the exact specs of an earlier deployment of a stack, offline',
-    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--json]',
+    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--identity PATH]… [--json]',
     details:
       'Without --to, goes back to the release before the one running. Needs no bundle: images and\nsecret data come from the engine or the content store. Journaled as a deployment of its own.\n' +
       "A deployment of a bundle whose key is revoked in the trust store's revoked list is refused (exit 10,\n" +
@@ -216,7 +218,7 @@ export const deployCommands: Command[] = [
   {
     path: ['recover'],
     summary: 'finish what an interrupted apply or rollback left behind, and nothing else',
-    usage: 'airlock recover [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--wait 60s] [--json]',
+    usage: 'airlock recover [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--wait 60s] [--identity PATH]… [--json]',
     details:
       'Takes the apply lock and runs the recovery rule that every apply and rollback runs first: a\n' +
       'deployment still running was interrupted (kill -9, power loss, dockerd gone). One that had not\n' +
