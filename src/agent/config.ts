@@ -20,7 +20,7 @@ import { isInboxName } from './inbox/part-sets.js';
 import type { LogLevel } from './log.js';
 import type { Completeness } from './inbox/inbox-file.js';
 
-export const DEFAULT_CONFIG_FILE = '/etc/airlock/agent.yaml';
+export { DEFAULT_CONFIG_FILE } from './config-file.js';
 /** Where systemd's LoadCredential= puts the join token for an unprivileged service. */
 export const TOKEN_CREDENTIAL = 'swarm-join-token';
 

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { DEFAULT_CONFIG_FILE } from '../agent/config.js';
+import { DEFAULT_CONFIG_FILE } from '../agent/config-file.js';
 import { configError, usageError } from '../errors/index.js';
 import { identityPathsFrom } from '../seal/host-keys.js';
 import type { SealingOptions } from '../seal/sealing-options.js';

@@ -12,6 +12,7 @@ import { checkPrivateKeyFile, kindOf } from '../config/paths.js';
 import { configError } from '../errors/index.js';
 import { writeWhole } from '../store/durable.js';
 import { namesKeyPathIn } from '../store/state-dir.js';
+import { IDENTITY_SUFFIX } from './key-files.js';
 import { keyedNameSuffix, namesKey } from './names.js';
 import type { SiteIdentity } from './site-keys.js';
 
@@ -82,13 +83,17 @@ export class HostKeys {
   }
 
   private async readHeld(): Promise<SiteIdentity[]> {
-    const { readIdentities, IDENTITY_SUFFIX } = await import('./site-keys.js');
-    if (this.sources.given.length > 0) return readIdentities(this.sources.given);
+    const paths = this.sources.given.length > 0 ? this.sources.given : this.fallbackWithIdentities();
+    // age is loaded only when there is an identity to read.
+    if (paths.length === 0) return [];
+    return (await import('./site-keys.js')).readIdentities(paths);
+  }
+
+  /** The fallback folder, when it holds identities. The package makes it empty: none there means none held, not a refusal. */
+  private fallbackWithIdentities(): string[] {
     const folder = this.sources.fallback;
     if (folder === undefined || kindOf(folder, 'site identity folder') !== 'folder') return [];
-    // The package makes the folder empty: no identity there means none held, not a refusal.
-    if (!readdirSync(folder).some((f) => f.endsWith(IDENTITY_SUFFIX))) return [];
-    return readIdentities([folder]);
+    return readdirSync(folder).some((f) => f.endsWith(IDENTITY_SUFFIX)) ? [folder] : [];
   }
 
   /** Opens a sealed value in memory; refused as unsealWithIdentity refuses (sealed-elsewhere, sealed-corrupt, not-sealed). */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { checkNotAFolder, checkPrivateKeyFile, denied, kindOf, unreadable } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
+import { IDENTITY_SUFFIX, RECIPIENT_SUFFIX } from './key-files.js';
 
 /** An identity held by this host, with the recipient it opens and where it was read. */
 export interface SiteIdentity {
@@ -30,8 +31,7 @@ export interface SiteRecipient {
 const RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
 const IDENTITY = /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/;
 /** In a folder of identities, the files read (others, a README, are left alone). */
-export const IDENTITY_SUFFIX = '.identity';
-export const RECIPIENT_SUFFIX = '.recipient';
+export { IDENTITY_SUFFIX, RECIPIENT_SUFFIX };
 
 /**
  * A site key's id: the first 16 hex digits of the SHA-256 of its recipient
