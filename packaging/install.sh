@@ -36,6 +36,7 @@ files | while read -r f; do
 	install -D -m "$(stat -c %a "$f")" "$f" "/$f"
 done
 install -d -m 0755 /etc/airlock /etc/airlock/trusted.d
+install -d -m 0700 /etc/airlock/site-keys
 if [ -e /etc/airlock/agent.yaml ]; then
 	if ! cmp -s etc/airlock/agent.yaml /etc/airlock/agent.yaml; then
 		install -m 0644 etc/airlock/agent.yaml /etc/airlock/agent.yaml.new

@@ -5,6 +5,7 @@
  * schedules from agent.yaml. One piece of work runs at a time; FTP downloads
  * run beside that queue, so a slow server delays only its own files.
  */
+import { agentSealing } from './sealing.js';
 import { mkdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
@@ -195,7 +196,7 @@ export class Agent {
   private async recover(): Promise<void> {
     const started = Date.now();
     this.log.info('start-up recovery: closing what an interrupted deployment left behind');
-    const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs, revocation: { trust: this.trust } });
+    const closed = await recoverHost({ stateDir: this.config.stateDir, docker: this.docker, timeoutMs: this.config.apply.timeoutMs, revocation: { trust: this.trust }, sealing: agentSealing(this.config) });
     for (const d of closed) this.log.warn('recovered an interrupted deployment', { stack: d.stack, deployment: d.id, step: d.step, status: d.status, reason: d.reason });
     this.log.info('start-up recovery done', { recovered: closed.length, ms: Date.now() - started });
   }
@@ -334,6 +335,6 @@ export class Agent {
   }
 
   private async drift(): Promise<void> {
-    await checkDrift({ stateDir: this.config.stateDir, docker: this.docker, reapply: this.config.drift.reapply, timeoutMs: this.config.apply.timeoutMs, trust: this.trust, log: this.log });
+    await checkDrift({ stateDir: this.config.stateDir, docker: this.docker, reapply: this.config.drift.reapply, timeoutMs: this.config.apply.timeoutMs, trust: this.trust, log: this.log, sealing: agentSealing(this.config) });
   }
 }

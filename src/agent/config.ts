@@ -20,7 +20,7 @@ import { isInboxName } from './inbox/part-sets.js';
 import type { LogLevel } from './log.js';
 import type { Completeness } from './inbox/inbox-file.js';
 
-export const DEFAULT_CONFIG_FILE = '/etc/airlock/agent.yaml';
+export { DEFAULT_CONFIG_FILE } from './config-file.js';
 /** Where systemd's LoadCredential= puts the join token for an unprivileged service. */
 export const TOKEN_CREDENTIAL = 'swarm-join-token';
 
@@ -76,6 +76,8 @@ export interface AgentConfig {
   swarm: SwarmSettings;
   retention: { schedule: string | null; keep: number };
   drift: { schedule: string | null; reapply: boolean };
+  /** Sealed secrets: identity files or folders beside the systemd credentials, and whether a secret may arrive in clear. */
+  secrets: { identities: string[]; requireSealed: boolean };
 }
 
 const str = { type: 'string', minLength: 1 } as const;
@@ -160,6 +162,7 @@ const schema = {
     },
     retention: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, keep: { type: 'integer' } } },
     drift: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, reapply: { type: 'boolean' } } },
+    secrets: { type: 'object', additionalProperties: false, properties: { identities: { type: 'array', items: str }, requireSealed: { type: 'boolean' } } },
   },
 } as const;
 
@@ -177,6 +180,7 @@ interface Raw {
   swarm?: { mode?: 'none' | 'init' | 'join'; role?: 'manager' | 'worker'; advertiseAddr?: string; listenAddr?: string; managers?: string[]; tokenFile?: string };
   retention?: { schedule?: string | null; keep?: number };
   drift?: { schedule?: string | null; reapply?: boolean };
+  secrets?: { identities?: string[]; requireSealed?: boolean };
 }
 
 export async function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
@@ -238,6 +242,8 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     swarm: swarmSettings(yaml, r.swarm ?? {}, env),
     retention: { schedule: retention.schedule === null ? null : cronAt(['retention', 'schedule'], retention.schedule ?? '0 3 * * *'), keep },
     drift: { schedule: drift.schedule === null ? null : cronAt(['drift', 'schedule'], drift.schedule ?? '*/15 * * * *'), reapply: drift.reapply ?? false },
+    // Off when absent: configs written before sealed secrets keep taking the bundles they took (docs/sealed-secrets.md).
+    secrets: { identities: r.secrets?.identities ?? [], requireSealed: r.secrets?.requireSealed ?? false },
   };
 }
 

@@ -4,6 +4,7 @@
  * deployed at most once: a deployment committed before a crash counts as
  * done, and a try that never returned is not repeated for ever.
  */
+import { agentSealing } from './sealing.js';
 import { applyStoredBundle } from '../apply/bundle-apply.js';
 import { asAirlockError } from '../errors/index.js';
 import type { Engine } from '../docker/engine.js';
@@ -96,6 +97,7 @@ async function deployOne(deps: DeployerDeps, trust: TrustStore, journal: Journal
       timeoutMs: deps.config.apply.timeoutMs,
       lockWaitMs: 10 * 60_000,
       source: row.source,
+      sealing: agentSealing(deps.config),
       hooks: { onApplyStep: (id, step) => log.info('apply step', { deployment: id, step }) },
     });
     const ids = r.stacks.map((s) => s.deployment);

@@ -5,6 +5,7 @@
  * recorded deployment, unless the key that signed its bundle was revoked
  * since: that is never put back unattended.
  */
+import type { SealingOptions } from '../seal/sealing-options.js';
 import { rollbackStack } from '../apply/rollback.js';
 import { stackDrift, type StackDrift } from '../apply/stack-drift.js';
 import type { Engine } from '../docker/engine.js';
@@ -43,6 +44,8 @@ export interface DriftCheckOptions {
   /** Whose revocation list decides whether a recorded deployment may be put back. */
   trust: () => Promise<TrustStore>;
   log: Logger;
+  /** The identities that open the sealed secrets a repair recreates. */
+  sealing?: SealingOptions;
 }
 
 /** The scheduled check: records drift as events, and restores the recorded deployment when asked to. */
@@ -63,7 +66,7 @@ export async function checkDrift(opts: DriftCheckOptions): Promise<StackDrift[]>
   for (const d of drifted) {
     opts.log.info('restoring the recorded deployment', { stack: d.stack, deployment: d.deployment });
     try {
-      const r = await rollbackStack(d.stack, String(d.deployment), { stateDir: opts.stateDir, docker: opts.docker, timeoutMs: opts.timeoutMs, lockWaitMs: 10 * 60_000, revocation: { trust: opts.trust } });
+      const r = await rollbackStack(d.stack, String(d.deployment), { stateDir: opts.stateDir, docker: opts.docker, timeoutMs: opts.timeoutMs, lockWaitMs: 10 * 60_000, revocation: { trust: opts.trust }, ...(opts.sealing ? { sealing: opts.sealing } : {}) });
       opts.log.info('drift repaired', { stack: d.stack, deployment: r.deployment, restores: r.restores });
     } catch (e) {
       // One stack that cannot be put back (a revoked key, say) leaves the others to be repaired.

@@ -6,6 +6,7 @@
  * again when the refusal was only that it was incomplete, or the host was
  * not ready. A set still missing parts, and a part without its index, wait.
  */
+import { agentSealing } from './sealing.js';
 import { basename, dirname, join } from 'node:path';
 import { asAirlockError, integrityError, isRefusal, policyError, type AirlockError } from '../errors/index.js';
 import type { Docker } from '../docker/index.js';
@@ -149,7 +150,7 @@ export class Intake {
       if (!attempt) flog.info('importing bundle', { bytes: bytesOf(unit.files), ...parts });
       const result = attempt
         ? await attempt()
-        : await importBundle(main.path, { stateDir: config.stateDir, trust: await this.deps.trust(), docker: this.deps.docker, lockWaitMs: 10 * 60_000 });
+        : await importBundle(main.path, { stateDir: config.stateDir, trust: await this.deps.trust(), docker: this.deps.docker, lockWaitMs: 10 * 60_000, sealing: agentSealing(config) });
       this.incomplete.delete(main.path);
       this.baseless.delete(main.path);
       this.imports++;

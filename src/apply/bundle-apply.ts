@@ -15,6 +15,7 @@ import { currentProgress, type ServiceProgress } from '../stack/converge.js';
 import { desiredStack } from '../stack/desired.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { bundleStackFiles } from './bundle-files.js';
+import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
 import type { ApplyContext } from './context.js';
 import { journalRecorder } from './recorder.js';
 import { runPipeline } from './run-pipeline.js';
@@ -35,6 +36,8 @@ export interface ApplyOptions {
   initSwarm?: { advertiseAddr: string } | undefined;
   limits?: Partial<Limits>;
   hooks?: Pick<ApplyContext, 'onChange' | 'onProgress' | 'onApplyStep'>;
+  /** Where the site identities are, and whether secrets must arrive sealed. */
+  sealing?: SealingOptions;
 }
 
 export interface ApplyResult {
@@ -44,7 +47,7 @@ export interface ApplyResult {
 }
 
 /** What every journaled deploy needs; `revocation` decides whether recorded specs of a bundle may run again (rollback, recovery). */
-export type DeployOptions = Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks'> & { revocation: RevocationGate };
+export type DeployOptions = Pick<ApplyOptions, 'stateDir' | 'docker' | 'timeoutMs' | 'lockWaitMs' | 'hooks' | 'sealing'> & { revocation: RevocationGate };
 
 /** The gate of an apply: its own trust store, and no override. */
 const gateOf = (opts: ApplyOptions): DeployOptions => ({ ...opts, revocation: { trust: async () => opts.trust } });
@@ -66,6 +69,7 @@ export async function withApplyContext<T>(
         journal,
         deployments,
         store,
+        keys: hostKeysOf(opts.stateDir, opts.sealing),
         recorder: journalRecorder(journal, deployments, store),
         timeoutMs: opts.timeoutMs,
         ...opts.hooks,
@@ -156,7 +160,14 @@ export async function applyBundle(file: string, opts: ApplyOptions): Promise<App
       // With the engine: a bundle without images for its platform is refused before anything is stored.
       const stored = await storeBundle(
         file,
-        { stateDir: opts.stateDir, trust: opts.trust, docker: opts.docker, allowDowngrade: opts.allowDowngrade ?? false, ...(opts.limits ? { limits: opts.limits } : {}) },
+        {
+          stateDir: opts.stateDir,
+          trust: opts.trust,
+          docker: opts.docker,
+          allowDowngrade: opts.allowDowngrade ?? false,
+          ...(opts.limits ? { limits: opts.limits } : {}),
+          ...(opts.sealing ? { sealing: opts.sealing } : {}),
+        },
         ctx.journal,
         ctx.store,
       );
@@ -199,7 +210,7 @@ async function deployBundle(ctx: ApplyContext, opts: ApplyOptions, manifest: Man
   const stacks = manifest.stacks.map((stack) => ({
     id: ctx.deployments.start({ stack: stack.name, bundleId: null, kind: 'apply', replaces: ctx.deployments.current(stack.name)?.id ?? null, appliedBy: appliedBy(), source }),
     stack: stack.name,
-    desired: async () => (await desiredStack({ stack: stack.name, apiVersion: await opts.docker.client.apiVersion(), ...bundleStackFiles(ctx.store, manifest, stack) })).desired,
+    desired: async () => (await desiredStack({ stack: stack.name, apiVersion: await opts.docker.client.apiVersion(), ...(await bundleStackFiles(ctx.store, manifest, stack, ctx.keys)) })).desired,
   }));
   const outcomes = await runPipeline(ctx, {
     stacks,

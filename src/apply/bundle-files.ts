@@ -3,45 +3,78 @@ import { posix } from 'node:path';
 import { Writable } from 'node:stream';
 import type { BlobSink } from '../bundle/reader.js';
 import { configError } from '../errors/index.js';
+import { BUNDLE_ROOT } from '../bundle/bundle-root.js';
 import type { Manifest, StackRecord } from '../bundle/manifest.js';
 import { interpolationEnv, parseEnvFile } from '../compose/load/index.js';
 import type { ComposeFileInput } from '../compose/load/index.js';
+import type { NameSuffix } from '../compose/convert/index.js';
 import type { ContentStore } from '../store/content-store.js';
+import type { HostKeys, Opened } from '../seal/host-keys.js';
+import { keyedNameSuffix } from '../seal/names.js';
 
 /** Blobs from somewhere other than the content store (a bundle being planned, not imported). */
 export interface BlobSource {
   readBlob: (digest: string) => Buffer;
 }
 
-/** Where a bundle's files appear to the compose loader: a view of the content store, never extracted. */
-export const BUNDLE_ROOT = '/airlock-bundle';
+export { BUNDLE_ROOT } from '../bundle/bundle-root.js';
 
 export interface BundleStackFiles {
   files: ComposeFileInput[];
   workingDir: string;
   env: Record<string, string>;
   readFile: (absPath: string) => Buffer;
+  nameSuffix: (objectFiles: string[]) => Promise<NameSuffix>;
+  sealedBlobOf: (absPath: string) => string | undefined;
 }
 
 /**
  * A stack's compose files, env files and the bundle's extra files, read from
  * the content store by the paths the bundle gives them. Variables: the
- * process environment over the stack's env files.
+ * process environment over the stack's env files. Sealed files are opened
+ * here, in memory, with the host's identities: their values never reach a
+ * file, and the journal keeps their sealed blobs.
  */
-export function bundleStackFiles(store: ContentStore | BlobSource, manifest: Manifest, stack: StackRecord, processEnv: NodeJS.ProcessEnv = process.env): BundleStackFiles {
+export async function bundleStackFiles(
+  store: ContentStore | BlobSource,
+  manifest: Manifest,
+  stack: StackRecord,
+  keys: HostKeys,
+  processEnv: NodeJS.ProcessEnv = process.env,
+): Promise<BundleStackFiles> {
   const readBlob = 'readBlob' in store ? store.readBlob : (digest: string) => readFileSync(store.pathOf(digest));
-  const byPath = new Map<string, string>();
-  for (const f of [...stack.composeFiles, ...stack.envFiles]) byPath.set(posix.join(BUNDLE_ROOT, f.name), f.digest);
-  for (const f of manifest.files) byPath.set(posix.join(BUNDLE_ROOT, f.path), f.digest);
-  const readFile = (absPath: string): Buffer => {
-    const digest = byPath.get(posix.normalize(absPath));
-    if (!digest) {
+  const byPath = new Map<string, { digest: string; sealed?: true }>();
+  for (const f of [...stack.composeFiles, ...stack.envFiles, ...manifest.files.map((x) => ({ ...x, name: x.path }))]) {
+    byPath.set(posix.join(BUNDLE_ROOT, f.name), f.sealed ? { digest: f.digest, sealed: true } : { digest: f.digest });
+  }
+  const opened = new Map<string, Opened>();
+  for (const [path, f] of byPath) {
+    if (f.sealed) opened.set(path, await keys.open(readBlob(f.digest), `${posix.relative(BUNDLE_ROOT, path)} of bundle ${manifest.name} ${manifest.version}`));
+  }
+  const entry = (absPath: string) => {
+    const path = posix.normalize(absPath);
+    const f = byPath.get(path);
+    if (!f) {
       throw configError(`stack ${stack.name} needs ${posix.relative(BUNDLE_ROOT, absPath)}, which bundle ${manifest.name} ${manifest.version} does not carry`, {
         reason: 'file-not-in-bundle',
         hint: 'list the file under files: in bundle.yaml, at the path the compose file uses',
       });
     }
-    return readBlob(digest);
+    return { path, ...f };
+  };
+  const readFile = (absPath: string): Buffer => {
+    const f = entry(absPath);
+    const o = opened.get(f.path);
+    return o ? Buffer.from(o.plaintext) : readBlob(f.digest);
+  };
+  // A sealed value is named with the key of the identity that opened it; one in clear with the host's.
+  const nameSuffix = async (objectFiles: string[]): Promise<NameSuffix> => {
+    const plainKey = objectFiles.some((p) => !opened.has(posix.normalize(p))) ? await keys.plainNamesKey() : undefined;
+    return (name, data, absPath) => keyedNameSuffix(name, data, opened.get(posix.normalize(absPath))?.namesKey ?? plainKey!);
+  };
+  const sealedBlobOf = (absPath: string) => {
+    const f = byPath.get(posix.normalize(absPath));
+    return f?.sealed ? f.digest : undefined;
   };
   const text = (name: string) => readFile(posix.join(BUNDLE_ROOT, name)).toString('utf8');
   const env = Object.fromEntries(Object.entries(processEnv).filter((e): e is [string, string] => e[1] !== undefined));
@@ -54,6 +87,8 @@ export function bundleStackFiles(store: ContentStore | BlobSource, manifest: Man
       { source: `bundle env files of stack ${stack.name}`, vars: bundleVars },
     ]),
     readFile,
+    nameSuffix,
+    sealedBlobOf,
   };
 }
 

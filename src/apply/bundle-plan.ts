@@ -9,6 +9,7 @@ import { desiredStack } from '../stack/desired.js';
 import type { Plan } from '../stack/types.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { ComposeNotice } from '../compose/model.js';
+import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
 import { bundleStackFiles, memoryBlobs, type BlobSource } from './bundle-files.js';
 
 export interface BundlePlan {
@@ -24,7 +25,7 @@ export interface BundlePlan {
  * of `stateDir`, as apply reads them; a host that lacks them is refused as
  * apply refuses it (missing-base), before the payload is read.
  */
-export async function planBundle(file: string, opts: { trust: TrustStore; docker: SwarmEngine; stateDir: string }): Promise<BundlePlan> {
+export async function planBundle(file: string, opts: { trust: TrustStore; docker: SwarmEngine; stateDir: string; sealing?: SealingOptions }): Promise<BundlePlan> {
   const store = contentStoreOf(opts.stateDir);
   const { sink, source: carried } = memoryBlobs();
   const verified = await readBundle(await openBundleFile(file), {
@@ -38,9 +39,10 @@ export async function planBundle(file: string, opts: { trust: TrustStore; docker
   const fromBase = new Set(baseBlobs(m).map((b) => b.digest));
   const source: BlobSource = { readBlob: (digest) => (fromBase.has(digest) ? readFileSync(store.pathOf(digest)) : carried.readBlob(digest)) };
   const apiVersion = await opts.docker.client.apiVersion();
+  const keys = hostKeysOf(opts.stateDir, opts.sealing);
   const stacks = [];
   for (const stack of m.stacks) {
-    const { desired, warnings } = await desiredStack({ stack: stack.name, apiVersion, ...bundleStackFiles(source, m, stack) });
+    const { desired, warnings } = await desiredStack({ stack: stack.name, apiVersion, ...(await bundleStackFiles(source, m, stack, keys)) });
     stacks.push({ stack: stack.name, plan: await planDeploy(opts.docker, desired, true), warnings });
   }
   return { bundle: { name: m.name, version: m.version }, stacks };

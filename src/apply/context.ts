@@ -2,6 +2,7 @@ import type { Engine } from '../docker/engine.js';
 import type { Journal } from '../journal/journal.js';
 import type { ApplyStep, DeploymentRecords } from '../journal/deployments.js';
 import type { ContentStore } from '../store/content-store.js';
+import type { HostKeys } from '../seal/host-keys.js';
 import type { ServiceProgress } from '../stack/converge.js';
 import type { Change } from '../stack/types.js';
 import type { DeploymentRecorder } from './recorder.js';
@@ -23,9 +24,11 @@ export interface PipelineContext {
   onApplyStep?: (deploymentId: number, step: ApplyStep) => void;
 }
 
-/** A pipeline context with the host's journal and content store: every command but `stack deploy`. */
+/** A pipeline context with the host's journal, content store and site keys: every command but `stack deploy`. */
 export interface ApplyContext extends PipelineContext {
   journal: Journal;
   deployments: DeploymentRecords;
   store: ContentStore;
+  /** Opens sealed values and names secrets (src/seal/host-keys.ts). */
+  keys: HostKeys;
 }

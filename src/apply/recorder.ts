@@ -50,11 +50,20 @@ export const NO_RECORDS: DeploymentRecorder = {
   event: () => {},
 };
 
-/** Network, secret and config specs as the journal keeps them: data goes to the content store, never the journal. */
+/**
+ * Network, secret and config specs as the journal keeps them: data goes to
+ * the content store, never the journal. A value that arrived sealed is
+ * already there as its sealed blob: that digest is kept, and the value is
+ * never written anywhere.
+ */
 async function objectRecords(store: ContentStore, desired: DesiredStack): Promise<ObjectRecord[]> {
-  const dataDigest = async (data: string | Uint8Array | undefined) => (data === undefined ? null : await store.putBytes(dataOf(data)));
+  const data = async (name: string, value: string | Uint8Array | undefined) => {
+    const sealed = desired.sealedData?.[name];
+    if (sealed !== undefined) return { dataDigest: sealed, sealed: true };
+    return { dataDigest: value === undefined ? null : await store.putBytes(dataOf(value)) };
+  };
   const records: ObjectRecord[] = desired.networks.map((n) => ({ kind: 'network', name: n.Name, spec: { ...n }, dataDigest: null }));
-  for (const { Data, ...spec } of desired.secrets) records.push({ kind: 'secret', name: spec.Name, spec, dataDigest: await dataDigest(Data) });
-  for (const { Data, ...spec } of desired.configs) records.push({ kind: 'config', name: spec.Name, spec, dataDigest: await dataDigest(Data) });
+  for (const { Data, ...spec } of desired.secrets) records.push({ kind: 'secret', name: spec.Name, spec, ...(await data(spec.Name, Data)) });
+  for (const { Data, ...spec } of desired.configs) records.push({ kind: 'config', name: spec.Name, spec, ...(await data(spec.Name, Data)) });
   return records;
 }

@@ -39,7 +39,7 @@ export async function recoverUnfinished(ctx: ApplyContext, revocation: Revocatio
     }
     recovered.push(ctx.deployments.get(d.id)!);
   }
-  for (const d of ctx.deployments.cleanupPending()) await resumeCleanup(ctx, d.id, recordedStack(ctx, d.id, d.stack));
+  for (const d of ctx.deployments.cleanupPending()) await resumeCleanup(ctx, d.id, await recordedStack(ctx, d.id, d.stack));
   return recovered;
 }
 

@@ -104,7 +104,7 @@ export async function rollbackStack(
     const services = ctx.deployments.services(target.id).filter((s) => s.after !== null);
     const pins = services.flatMap((s) => (s.imageRef && s.imageId ? [{ ref: familiarRef(s.imageRef), id: s.imageId }] : []));
     const [outcome] = await runPipeline(ctx, {
-      stacks: [{ id, stack, desired: async () => recordedStack(ctx, target.id, stack) }],
+      stacks: [{ id, stack, desired: () => recordedStack(ctx, target.id, stack) }],
       prune: true,
       bundle: {
         load: async () => {

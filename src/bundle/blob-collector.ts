@@ -29,6 +29,8 @@ const MIN_COMPRESSIBLE = 64 * 1024;
  */
 export class BlobCollector {
   private readonly blobs = new Map<string, BlobRecord>();
+  /** Sealed blobs, kept in memory only: nothing sealed is written anywhere but the bundle. */
+  private readonly inMemory = new Map<string, Buffer>();
   private seq = 0;
 
   constructor(readonly dir: string) {}
@@ -74,6 +76,20 @@ export class BlobCollector {
   }
 
   /**
+   * Adds a sealed blob, held in memory and never encoded: ciphertext does
+   * not compress, and a scratch copy would be one more place it rests.
+   */
+  addInMemory(kind: BlobKind, bytes: Uint8Array): { digest: string; size: number } {
+    const data = Buffer.from(bytes);
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    if (!this.blobs.has(digest)) {
+      this.inMemory.set(digest, data);
+      this.blobs.set(digest, { digest, size: data.length, kind, encoding: 'identity' });
+    }
+    return { digest, size: data.length };
+  }
+
+  /**
    * Marks the blobs a delta's base already holds: they stay in the record
    * list (the manifest names them) but get no encoding and no tar entry.
    * Returns the records left out.
@@ -95,7 +111,7 @@ export class BlobCollector {
     // Node's gzip makes bundles ~3% larger than `docker save | gzip` on binaries; zstd -9 ~20% smaller.
     const codec: Codec = compression === 'gzip' ? 'gzip' : 'zstd';
     for (const blob of this.blobs.values()) {
-      if (blob.carried === false) continue;
+      if (blob.carried === false || this.inMemory.has(blob.digest)) continue;
       if (compression === 'auto' && !(await this.looksCompressible(blob))) continue;
       const out = `${this.contentPath(blob.digest)}.${codec}`;
       const hash = createHash('sha256');
@@ -145,10 +161,14 @@ export class BlobCollector {
   }
 
   openStored(blob: CarriedBlob): Readable {
+    const held = this.inMemory.get(blob.digest);
+    if (held) return Readable.from([held]);
     return createReadStream(this.storedPath(blob), { highWaterMark: 1024 * 1024 });
   }
 
   async storedSize(blob: CarriedBlob): Promise<number> {
+    const held = this.inMemory.get(blob.digest);
+    if (held) return held.length;
     return (await stat(this.storedPath(blob))).size;
   }
 

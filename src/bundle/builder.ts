@@ -14,6 +14,7 @@ import { baseSizeMismatch, loadDeltaBase, loadReceiptBase, type DeltaBase } from
 import { collectImages, collectVariants } from './build-images.js';
 import { canonicalBytes } from './canonical-json.js';
 import { expiryFrom, loadDefinition } from './definition.js';
+import { inClearWarning, planSealing, Sealer } from './sealing.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import {
   FORMAT_V1,
@@ -25,8 +26,12 @@ import {
   isReceiptBase,
   isoSeconds,
   signatureRecord,
+  sealedFiles,
+  type ExtraFileRecord,
+  type FileRef,
   type Manifest,
   type Requirement,
+  type StackRecord,
 } from './manifest.js';
 
 export interface BuildOptions {
@@ -57,6 +62,13 @@ export interface BuildOptions {
    * ref, as the archive or engine holds it.
    */
   platforms?: Platform[];
+  /**
+   * Site recipient files to seal to (`--seal-to`); given, they replace the
+   * definition's `seal_to:`. docs/sealed-secrets.md.
+   */
+  sealTo?: string[];
+  /** Told what the user should know but that does not stop the build (secrets carried in clear). */
+  onWarning?: (message: string) => void;
 }
 
 export interface BuildResult {
@@ -82,7 +94,8 @@ export function buildTime(env: NodeJS.ProcessEnv = process.env): Date {
  * canonical manifest, signs it, and writes the tar in deterministic order.
  */
 export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
-  const def = await loadDefinition(opts.definitionFile);
+  const def = await loadDefinition(opts.definitionFile, opts.sealTo ? { sealTo: opts.sealTo } : {});
+  const sealing = await planSealing(def);
   const created = opts.created ?? buildTime();
   const expires = expiryFrom(def, created);
   // Before the long part: a bad --since or receipt should fail fast.
@@ -93,24 +106,41 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   }
   const base =
     opts.since !== undefined ? await loadDeltaBase(opts.since, opts.sinceTrust) : opts.sinceReceipt ? await loadReceiptBase(opts.sinceReceipt.path, opts.sinceReceipt.keyPath) : undefined;
+  const clear = inClearWarning(sealing);
+  if (clear) opts.onWarning?.(clear);
+  const sealer = sealing.recipients.length > 0 ? new Sealer(sealing.recipients) : undefined;
   makeDirs(opts.outDir, { what: 'output folder' });
   const work = await BlobCollector.create(join(opts.outDir, `.airlock-build-${process.pid}-${Date.now()}`));
   try {
-    const stacks = [];
+    const stacks: StackRecord[] = [];
     for (const s of def.stacks) {
       const composeFiles = [];
       for (const f of s.compose) composeFiles.push({ name: f.name, digest: (await work.add('stack-file', openSource(f.path))).digest });
-      const envFiles = [];
-      for (const f of s.envFiles) envFiles.push({ name: f.name, digest: (await work.add('env-file', openSource(f.path))).digest });
+      const envFiles: FileRef[] = [];
+      for (const f of s.envFiles) {
+        if (sealer && sealing.sealsEnvFile(s.name, f.name)) {
+          const { digest } = work.addInMemory('env-file', await sealer.seal(f.path, `stack ${s.name} env file ${f.name}`));
+          envFiles.push({ name: f.name, digest, sealed: true as const });
+        } else envFiles.push({ name: f.name, digest: (await work.add('env-file', openSource(f.path))).digest });
+      }
       stacks.push({ name: s.name, composeFiles, envFiles });
     }
     const platforms = opts.platforms ?? def.platforms;
     const images = platforms ? await collectVariants(def, work, opts.docker, platforms) : await collectImages(def, work, opts.docker);
-    const files = [];
+    const files: ExtraFileRecord[] = [];
     for (const f of def.files) {
-      const { digest, size } = await work.add('file', openSource(f.src));
-      files.push({ path: f.dest, digest, size, mode: f.mode });
+      if (sealer && sealing.sealsFile(f.dest)) {
+        const { digest, size } = work.addInMemory('file', await sealer.seal(f.src, `file ${f.dest}`));
+        files.push({ path: f.dest, digest, size, mode: f.mode, sealed: true as const });
+      } else {
+        const { digest, size } = await work.add('file', openSource(f.src));
+        files.push({ path: f.dest, digest, size, mode: f.mode });
+      }
     }
+    sealer?.checkNoneInClear(work.records(), (d) => files.find((f) => f.digest === d && !f.sealed)?.path ?? stacks.flatMap((st) => [...st.composeFiles, ...st.envFiles]).find((f) => f.digest === d)?.name);
+    // Recipients with nothing to seal leave the bundle as it was: plain, and readable by every airlock.
+    const sealedTo = sealedFiles({ stacks, files }).length > 0 ? [...new Set(sealing.recipients.map((r) => r.keyId))].sort() : [];
+    if (sealer && sealedTo.length === 0) opts.onWarning?.('nothing was sealed: the stacks have no secret file and no file is marked sensitive: true, so the bundle is plain');
     if (base) {
       for (const b of work.records()) {
         const listed = base.blobs.get(b.digest);
@@ -120,11 +150,12 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     }
     await work.encodeAll(opts.compression ?? 'auto');
 
-    // A full bundle stays v1, which every airlock reads; only a delta, zstd blobs or images per platform need v2.
+    // A full bundle stays v1, which every airlock reads; only a delta, zstd blobs, images per platform or sealed files need v2.
     const requires: Requirement[] = [
       ...(base ? (isReceiptBase(base.ref) ? (['delta', 'receipt'] as const) : (['delta'] as const)) : []),
       ...(work.usesZstd() ? (['zstd'] as const) : []),
       ...(images.some((i) => i.platform !== undefined) ? (['platforms'] as const) : []),
+      ...(sealedTo.length > 0 ? (['sealed'] as const) : []),
     ].sort();
     const manifest: Manifest = {
       format: requires.length > 0 ? FORMAT_V2 : FORMAT_V1,
@@ -139,6 +170,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       stacks,
       images,
       files,
+      ...(sealedTo.length > 0 ? { sealedTo } : {}),
     };
     const manifestBytes = canonicalBytes(manifest);
     const signature = signatureRecord(manifestBytes, opts.key);

@@ -18,13 +18,18 @@ export interface BundleDefinition {
   version: string;
   description: string;
   expires: Expiry | null;
-  stacks: { name: string; compose: SourceFile[]; envFiles: SourceFile[] }[];
+  stacks: { name: string; compose: SourceFile[]; envFiles: SensitiveFile[] }[];
   /** Explicit images; when null, every image the stacks reference. */
   images: { ref: string; archive: string | null }[] | null;
   imageArchives: string[];
   /** Take every image for each of these platforms (`platforms:`); null: one image per ref, as found. */
   platforms: Platform[] | null;
-  files: { src: string; dest: string; mode: number }[];
+  files: { src: string; dest: string; mode: number; sensitive: boolean }[];
+  /**
+   * Site recipient files to seal to (`seal_to:`, or `--seal-to`, which
+   * replaces it), resolved; [] seals nothing. docs/sealed-secrets.md.
+   */
+  sealTo: string[];
 }
 
 /** A file on the build machine and the name it carries inside the bundle. */
@@ -33,7 +38,25 @@ export interface SourceFile {
   name: string;
 }
 
+/** A stack env file; `sensitive` ones are sealed. */
+export type SensitiveFile = SourceFile & { sensitive: boolean };
+
 const stringList = { oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] } as const;
+/** `env_files`: paths, or `{path, sensitive}` for one to seal. */
+const envFileList = {
+  oneOf: [
+    { type: 'string' },
+    {
+      type: 'array',
+      items: {
+        oneOf: [
+          { type: 'string' },
+          { type: 'object', additionalProperties: false, required: ['path'], properties: { path: { type: 'string' }, sensitive: { type: 'boolean' } } },
+        ],
+      },
+    },
+  ],
+} as const;
 
 const schema = {
   type: 'object',
@@ -53,7 +76,7 @@ const schema = {
         properties: {
           name: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' },
           compose: stringList,
-          env_files: stringList,
+          env_files: envFileList,
         },
       },
     },
@@ -72,6 +95,7 @@ const schema = {
       },
     },
     image_archives: stringList,
+    seal_to: { oneOf: [{ type: 'string' }, { type: 'array', minItems: 1, items: { type: 'string' } }] },
     platforms: { type: 'array', minItems: 1, items: { type: 'string' } },
     files: {
       type: 'array',
@@ -79,7 +103,7 @@ const schema = {
         type: 'object',
         additionalProperties: false,
         required: ['src'],
-        properties: { src: { type: 'string' }, dest: { type: 'string' }, mode: { type: 'integer', minimum: 0, maximum: 0o777 } },
+        properties: { src: { type: 'string' }, dest: { type: 'string' }, mode: { type: 'integer', minimum: 0, maximum: 0o777 }, sensitive: { type: 'boolean' } },
       },
     },
   },
@@ -95,14 +119,20 @@ interface RawDefinition {
   version: string;
   description?: string;
   expires?: string | null;
-  stacks?: { name: string; compose: string | string[]; env_files?: string | string[] }[];
+  stacks?: { name: string; compose: string | string[]; env_files?: string | (string | { path: string; sensitive?: boolean })[] }[];
   images?: (string | { ref: string; archive?: string })[];
   image_archives?: string | string[];
   platforms?: string[];
-  files?: { src: string; dest?: string; mode?: number }[];
+  files?: { src: string; dest?: string; mode?: number; sensitive?: boolean }[];
+  seal_to?: string | string[];
 }
 
-export async function loadDefinition(file: string): Promise<BundleDefinition> {
+export interface DefinitionOptions {
+  /** Recipient files from the command line (`--seal-to`): they replace the definition's `seal_to:`. */
+  sealTo?: string[];
+}
+
+export async function loadDefinition(file: string, opts: DefinitionOptions = {}): Promise<BundleDefinition> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -129,17 +159,32 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
     if (why) throw yaml.error(key, `"${p}" ${why}; give a path relative to ${basename(file)}`, 'bad-definition');
     return { path: resolve(dir, p), name: p };
   };
+  const sealTo = opts.sealTo ?? asList(r.seal_to).map((p) => resolve(dir, p));
+  const envFile = (e: string | { path: string; sensitive?: boolean }) => (typeof e === 'string' ? { path: e, sensitive: false } : { path: e.path, sensitive: e.sensitive === true });
+  const stacks = (r.stacks ?? []).map((s, i) => ({
+    name: s.name,
+    compose: asList(s.compose).map((p) => source(p, ['stacks', i, 'compose'])),
+    envFiles: (typeof s.env_files === 'string' ? [s.env_files] : (s.env_files ?? [])).map((e, j) => {
+      const { path, sensitive } = envFile(e);
+      return { ...source(path, typeof e === 'string' ? ['stacks', i, 'env_files'] : ['stacks', i, 'env_files', j, 'path']), sensitive };
+    }),
+  }));
+  if (sealTo.length === 0) {
+    // A file marked sensitive must not travel in clear: with nowhere to seal it, the build stops.
+    const marked: KeyPath | undefined =
+      stacks.flatMap((s, i) => s.envFiles.flatMap((e, j) => (e.sensitive ? [['stacks', i, 'env_files', j, 'sensitive'] as KeyPath] : [])))[0] ??
+      (r.files ?? []).flatMap((f, i) => (f.sensitive === true ? [['files', i, 'sensitive'] as KeyPath] : []))[0];
+    if (marked) {
+      throw yaml.error(marked, 'true, but the bundle is sealed to no site, and a sensitive file is never carried in clear: give seal_to: SITE.recipient in this file or bundle build --seal-to SITE.recipient', 'no-recipients');
+    }
+  }
   return {
     file,
     name: r.name,
     version: r.version,
     description: r.description ?? '',
     expires: expiry,
-    stacks: (r.stacks ?? []).map((s, i) => ({
-      name: s.name,
-      compose: asList(s.compose).map((p) => source(p, ['stacks', i, 'compose'])),
-      envFiles: asList(s.env_files).map((p) => source(p, ['stacks', i, 'env_files'])),
-    })),
+    stacks,
     images: r.images ? r.images.map((i) => (typeof i === 'string' ? { ref: i, archive: null } : { ref: i.ref, archive: i.archive ? resolve(dir, i.archive) : null })) : null,
     imageArchives: asList(r.image_archives).map((p) => resolve(dir, p)),
     platforms: r.platforms
@@ -151,8 +196,9 @@ export async function loadDefinition(file: string): Promise<BundleDefinition> {
       const dest = f.dest ?? basename(f.src);
       const why = unsafePathReason(dest);
       if (why) throw yaml.error(['files', i, 'dest'], `"${dest}" ${why}`, 'bad-definition');
-      return { src: resolve(dir, f.src), dest, mode: f.mode ?? 0o644 };
+      return { src: resolve(dir, f.src), dest, mode: f.mode ?? 0o644, sensitive: f.sensitive === true };
     }),
+    sealTo,
   };
 }
 

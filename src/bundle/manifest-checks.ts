@@ -1,13 +1,14 @@
 /**
  * What a manifest must be beyond its schema: a format and requirements this
  * reader knows, blobs sorted and encoded in one spelling, a delta's base,
- * image variants a host can tell apart, references to listed blobs of the
- * right size, and paths that stay inside their folder.
+ * image variants a host can tell apart, sealed files in one spelling,
+ * references to listed blobs of the right size, and paths that stay inside
+ * their folder.
  */
 import semver from 'semver';
 import { integrityError, unsafeEntry } from '../errors/index.js';
 import { isCanonicalPlatform } from '../images/platform.js';
-import { carriedBlobs, FORMAT_V1, FORMAT_V2, FORMATS, isCarried, isReceiptBase, isRealTimestamp, MANIFEST_ENTRY, REQUIREMENTS, type Format, type Manifest } from './manifest-format.js';
+import { carriedBlobs, FORMAT_V1, FORMAT_V2, FORMATS, isCarried, isReceiptBase, isRealTimestamp, MANIFEST_ENTRY, REQUIREMENTS, sealedFiles, type Format, type Manifest } from './manifest-format.js';
 
 /**
  * The format the manifest claims, if this reader knows it and every
@@ -108,6 +109,34 @@ export function checkImageVariants(m: Manifest): void {
       }
       seen.add(key);
     }
+  }
+}
+
+/**
+ * One spelling for sealed files: `requires` names `sealed` exactly when
+ * `sealedTo` lists key ids (sorted, unique) and exactly when some env file
+ * or extra file is marked sealed. A blob is either sealed or plain: one
+ * named both ways would be handed to Swarm as ciphertext, or opened where
+ * it is plain.
+ */
+export function checkSealed(m: Manifest): void {
+  const fail = (why: string) => integrityError(`${MANIFEST_ENTRY}: ${why}`, { reason: 'manifest-invalid', subject: MANIFEST_ENTRY, hint: 'the bundle was made by an incompatible or broken builder' });
+  const requires = (m.requires ?? []).includes('sealed');
+  const to = m.sealedTo ?? [];
+  const sealed = sealedFiles(m);
+  if (requires !== to.length > 0) throw fail(requires ? 'requires sealed but names no key ids in sealedTo' : 'names key ids in sealedTo but does not require sealed');
+  if (requires !== sealed.length > 0) throw fail(requires ? 'requires sealed but marks no file sealed' : `marks ${sealed[0]!.label} sealed but does not require sealed`);
+  for (let i = 1; i < to.length; i++) {
+    if (to[i - 1]! >= to[i]!) throw fail(`sealedTo is not sorted and unique at "${to[i]}"`);
+  }
+  const sealedDigests = new Map(sealed.map((f) => [f.digest, f.label]));
+  const plain = [
+    ...m.stacks.flatMap((s) => [...s.composeFiles.map((f) => ({ label: `stack ${s.name} compose file ${f.name}`, ...f })), ...s.envFiles.map((f) => ({ label: `stack ${s.name} env file ${f.name}`, ...f }))]),
+    ...m.files.map((f) => ({ label: `file ${f.path}`, ...f })),
+  ].filter((f) => !f.sealed);
+  for (const f of plain) {
+    const other = sealedDigests.get(f.digest);
+    if (other) throw fail(`blob ${f.digest} is sealed as ${other} but plain as ${f.label}`);
   }
 }
 

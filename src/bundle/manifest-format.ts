@@ -15,8 +15,10 @@ export type { ImageRecord, LayerRecord } from '../images/image-record.js';
  * reads; v2 is v1 plus what an older reader cannot use safely, each named
  * in the manifest's `requires` (`delta`; `receipt` for a delta built
  * against a site's receipt rather than one bundle; `zstd`; `platforms` for
- * images recorded per platform, several variants under one ref). A reader refuses a
- * format or a requirement it does not know, before it looks at anything else.
+ * images recorded per platform, several variants under one ref; `sealed` for
+ * files sealed to site recipients, which an older reader would hand to Swarm as
+ * ciphertext). A reader refuses a format or a requirement it does not know,
+ * before it looks at anything else.
  */
 export const FORMAT_V1 = 'airlock.bundle.v1';
 export const FORMAT_V2 = 'airlock.bundle.v2';
@@ -26,7 +28,7 @@ export const FORMATS = [FORMAT_V1, FORMAT_V2] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** What a v2 manifest may require of its reader. */
-export const REQUIREMENTS = ['delta', 'platforms', 'receipt', 'zstd'] as const;
+export const REQUIREMENTS = ['delta', 'platforms', 'receipt', 'sealed', 'zstd'] as const;
 export type Requirement = (typeof REQUIREMENTS)[number];
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
@@ -93,6 +95,8 @@ export const baseLabel = (b: BaseRef): string => (isReceiptBase(b) ? `receipt of
 export interface FileRef {
   name: string;
   digest: string;
+  /** An env file sealed to the manifest's `sealedTo` (its digest is of the sealed bytes); absent: plain. Never on a compose file. */
+  sealed?: true;
 }
 
 export interface StackRecord {
@@ -106,6 +110,8 @@ export interface ExtraFileRecord {
   digest: string;
   size: number;
   mode: number;
+  /** Sealed to the manifest's `sealedTo`: digest and size are of the sealed bytes; absent: plain. */
+  sealed?: true;
 }
 
 export interface Manifest {
@@ -123,6 +129,32 @@ export interface Manifest {
   stacks: StackRecord[];
   images: ImageRecord[];
   files: ExtraFileRecord[];
+  /**
+   * v2 with `requires: ["sealed"]` only: the site key ids (src/seal/site-keys.ts
+   * siteKeyId) every sealed file is sealed to, sorted and unique; present
+   * exactly when some file is sealed. age's stanzas do not name their
+   * recipients, so this is how a host tells "sealed to another site".
+   */
+  sealedTo?: string[];
+}
+
+/** True when the bundle carries sealed files (`requires` names `sealed`). */
+export const isSealedBundle = (m: Pick<Manifest, 'sealedTo'>): boolean => m.sealedTo !== undefined;
+
+/** A file the manifest marks sealed: where it is named, for messages and `inspect`, and its (sealed) blob. */
+export interface SealedFile {
+  /** `stack web env file web.env`, `file conf/db.password`. */
+  label: string;
+  path: string;
+  digest: string;
+}
+
+/** Every env file and extra file the manifest marks sealed, in manifest order. */
+export function sealedFiles(m: Pick<Manifest, 'stacks' | 'files'>): SealedFile[] {
+  return [
+    ...m.stacks.flatMap((s) => s.envFiles.filter((f) => f.sealed).map((f) => ({ label: `stack ${s.name} env file ${f.name}`, path: f.name, digest: f.digest }))),
+    ...m.files.filter((f) => f.sealed).map((f) => ({ label: `file ${f.path}`, path: f.path, digest: f.digest })),
+  ];
 }
 
 export interface SignatureRecord {

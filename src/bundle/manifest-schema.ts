@@ -131,13 +131,25 @@ export const manifestSchema = {
 } as const;
 
 const imageV1 = manifestSchema.properties.images.items;
+const stackV1 = manifestSchema.properties.stacks.items;
+const fileV1 = manifestSchema.properties.files.items;
+/** v2, with `sealed`: an env file or extra file may be sealed (`sealed: true`; absent means plain). Compose files never are. */
+const sealedFlag = { const: true } as const;
+const stackV2 = {
+  ...stackV1,
+  properties: {
+    ...stackV1.properties,
+    envFiles: { type: 'array', items: { ...fileRef, properties: { ...fileRef.properties, sealed: sealedFlag } } },
+  },
+} as const;
+const fileV2 = { ...fileV1, properties: { ...fileV1.properties, sealed: sealedFlag } } as const;
 /** v2 images may say which platform they are for. */
 const imageV2 = {
   ...imageV1,
   properties: { ...imageV1.properties, platform: { type: 'string', maxLength: 64, pattern: PLATFORM_PATTERN } },
 } as const;
 
-/** JSON Schema of a v2 manifest: v1 plus `requires`, `base`, blobs that are not carried and image platforms. */
+/** JSON Schema of a v2 manifest: v1 plus `requires`, `base`, blobs that are not carried, image platforms and sealed files (`sealedTo`). */
 export const manifestSchemaV2 = {
   ...manifestSchema,
   required: [...manifestSchema.required, 'requires'],
@@ -153,6 +165,9 @@ export const manifestSchemaV2 = {
     },
     blobs: { type: 'array', items: { oneOf: [carriedBlobV2, notCarriedBlob] } },
     images: { type: 'array', items: imageV2 },
+    stacks: { type: 'array', items: stackV2 },
+    files: { type: 'array', items: fileV2 },
+    sealedTo: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[0-9a-f]{16}$' } },
   },
 } as const;
 

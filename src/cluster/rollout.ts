@@ -24,6 +24,9 @@ export type RolloutPhase = 'connect' | 'upload' | 'import' | 'plan' | 'deploy' |
 /** The step a host failed at. */
 export type RolloutStep = Exclude<RolloutPhase, 'done' | 'failed'>;
 
+/** The policy flag a host's import and apply get; each host's identities are its own (never sent from the jump box). */
+const policyArgs = (opts: Pick<RolloutOptions, 'sealedPolicy'>): string[] => (opts.sealedPolicy ? [opts.sealedPolicy] : []);
+
 export interface RolloutOptions {
   inventory: Inventory;
   bundle: string;
@@ -36,6 +39,8 @@ export interface RolloutOptions {
   timeout?: string;
   /** Plan on a manager instead of deploying; the bundle is uploaded to that manager only. */
   dryRun?: boolean;
+  /** The operator's sealed-secret policy, passed to every host's import and apply; absent: each host's own. */
+  sealedPolicy?: '--require-sealed' | '--allow-unsealed';
   onProgress?: (host: string, phase: RolloutPhase, detail: string) => void;
   /**
    * The operator's Ctrl-C. Uploads stop (their partials stay, to resume);
@@ -157,7 +162,7 @@ async function prepareHost(run: Rollout, host: InventoryHost): Promise<HostRepor
   if (opts.dryRun) return r;
   enter(run, host, 'import');
   progress(host.name, 'import', 'verify, store, load images');
-  const imported = (await runAirlock(session, run.airlock, ['bundle', 'import', run.remotePath, '--json']).catch((e: unknown) => {
+  const imported = (await runAirlock(session, run.airlock, ['bundle', 'import', run.remotePath, '--json', ...policyArgs(opts)]).catch((e: unknown) => {
     throw onHost(host, 'import', e);
   })) as { newBlobs: number; alreadyImported: boolean; images?: { loaded: string[]; present: string[] } };
   r.import = { newBlobs: imported.newBlobs, alreadyImported: imported.alreadyImported, images: (imported.images?.loaded.length ?? 0) + (imported.images?.present.length ?? 0) };
@@ -212,7 +217,7 @@ async function deployThroughManager(run: Rollout, report: RolloutReport): Promis
   const timeout = opts.timeout ? ['--timeout', opts.timeout] : [];
   progress(manager.host, step, opts.dryRun ? 'planning' : 'deploying the stacks, waiting for convergence');
   try {
-    const result = await runAirlock(session, run.airlock, opts.dryRun ? ['bundle', 'plan', run.remotePath, '--json'] : ['bundle', 'apply', run.remotePath, '--json', ...timeout]);
+    const result = await runAirlock(session, run.airlock, opts.dryRun ? ['bundle', 'plan', run.remotePath, '--json'] : ['bundle', 'apply', run.remotePath, '--json', ...timeout, ...policyArgs(opts)]);
     report.deploy = { host: manager.host, ok: true, result };
     progress(manager.host, 'done', opts.dryRun ? 'planned' : 'deployed');
   } catch (e) {

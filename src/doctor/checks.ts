@@ -3,6 +3,7 @@ import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asAirlockError } from '../errors/index.js';
 import { TrustStore } from '../trust/trust-store.js';
+import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
 import { MAX_API_VERSION, imageStoreOf, type Docker, type SystemInfo } from '../docker/index.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -20,6 +21,8 @@ export interface DoctorInput {
   trustDir: string;
   /** Free space below this fails the check. */
   minFreeBytes?: number;
+  /** Where the site identities are, and the sealed-secret policy. */
+  sealing?: SealingOptions;
 }
 
 const GiB = 1024 ** 3;
@@ -32,6 +35,7 @@ export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   const results = [...(await engineChecks(input.docker))];
   results.push(await freeSpace(input.stateDir, input.minFreeBytes ?? 2 * GiB));
   results.push(await trustStore(input.trustDir));
+  results.push(await siteKeys(input.stateDir, input.sealing));
   return results;
 }
 
@@ -115,4 +119,30 @@ async function trustStore(dir: string): Promise<CheckResult> {
   const revoked = store.revokedIds.length > 0 ? `, ${store.revokedIds.length} revoked` : '';
   if (keys === 0) return { name, status: 'fail', detail: `${dir} holds no trusted *.pub key${revoked}`, hint: 'copy the vendor public key there' };
   return { name, status: 'pass', detail: `${keys} trusted key${keys === 1 ? '' : 's'}${revoked} in ${dir}; it and the folders above it are writable only by root or airlock's own user` };
+}
+
+/**
+ * The site identities that open sealed secrets, read as import and apply
+ * read them: a file open to others or not an identity fails here as it
+ * would refuse there. None held is fine for a site that does not seal, and
+ * a warning where the policy requires sealed secrets (every bundle with a
+ * secret would then be refused).
+ */
+async function siteKeys(stateDir: string, sealing: SealingOptions | undefined): Promise<CheckResult> {
+  const name = 'site keys';
+  const keys = hostKeysOf(stateDir, sealing);
+  const policy = sealing?.requireSealed ? 'secrets must arrive sealed' : 'secrets may arrive in clear';
+  try {
+    const held = await keys.identities();
+    if (held.length === 0) {
+      const detail = `no site identity held (looked in ${keys.describeSources()}); ${policy}`;
+      return sealing?.requireSealed
+        ? { name, status: 'warn', detail, hint: 'every bundle with a secret will be refused: put the site identity (NAME.identity, 0600) there, see docs/sealed-secrets.md' }
+        : { name, status: 'pass', detail };
+    }
+    return { name, status: 'pass', detail: `${held.length} site identit${held.length === 1 ? 'y' : 'ies'} (key id${held.length === 1 ? '' : 's'} ${held.map((i) => i.keyId).join(', ')}) from ${keys.describeSources()}; ${policy}` };
+  } catch (e) {
+    const err = asAirlockError(e);
+    return { name, status: 'fail', detail: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+  }
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { AirlockError, asAirlockError, isRefusal } from '../errors/index.js';
 import { openBundleFile, readBundle, type VerifiedHead } from '../bundle/reader.js';
@@ -19,6 +20,8 @@ import { acquireApplyLock } from '../journal/lock.js';
 import { checkVersionPolicy } from './policy.js';
 import { checkBaseBlobs } from './base-check.js';
 import { crashPoint } from '../process/fault.js';
+import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
+import { checkSealedContent, checkSealedTo } from './sealing-check.js';
 
 export interface ImportOptions {
   stateDir: string;
@@ -36,6 +39,8 @@ export interface ImportOptions {
   signal?: AbortSignal;
   /** How long to wait for an apply or prune on this host to finish. */
   lockWaitMs?: number;
+  /** Where the site identities are, and whether secrets must arrive sealed. */
+  sealing?: SealingOptions;
 }
 
 export type ImportProgress = { phase: 'verify'; bytes: number; total: number } | { phase: 'load'; bytes: number; total: number };
@@ -101,6 +106,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
   const now = opts.now ?? new Date();
   let opened = 0;
   let baseCheck: Awaited<ReturnType<typeof checkBaseBlobs>> | undefined;
+  const keys = hostKeysOf(opts.stateDir, opts.sealing);
   try {
     const host = opts.docker ? await hostPlatform(opts.docker, opts.signal ? { signal: opts.signal } : {}) : undefined;
     const source = await openBundleFile(file);
@@ -113,6 +119,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
       beforePayload: async (h) => {
         head = h;
         checkVersionPolicy(h, bundles, opts.allowDowngrade ?? false);
+        await checkSealedTo(h.manifest, keys);
         // A delta: the blobs it relies on must be here already, before anything is written.
         baseCheck = await checkBaseBlobs(h.manifest, store);
         await store.ensureFreeSpace((await store.missing(h.manifest.blobs)).bytes);
@@ -129,8 +136,9 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
     const already = bundles.byDigest(verified.manifestDigest) !== undefined;
     const staged = staging!;
     const m = verified.manifest;
-    // Every blob checked out; an image this host could not run is refused before any is stored.
+    // Every blob checked out; an image this host could not run, or a secret it cannot open or may not take, is refused before any is stored.
     if (host) await variantsForHost(m.images, host, (d) => readFile(staged.pathOf(d)), `${m.name} ${m.version}`);
+    await checkSealedContent(m, (d) => readFileSync(staged.pathOf(d)), keys, opts.sealing?.requireSealed ?? false);
     const newBytes = verified.manifest.blobs.filter((b) => staged.stagedDigests.includes(b.digest)).reduce((n, b) => n + b.size, 0);
     const newDigests = await staged.commit();
     const bundleId = bundles.recordImport(verified, now);

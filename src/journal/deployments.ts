@@ -38,11 +38,16 @@ export interface ServiceRecord {
   imageId: string | null;
 }
 
-/** A network, secret or config as a deployment recorded it: the create spec without its data, and where the data is. */
+/**
+ * A network, secret or config as a deployment recorded it: the create spec
+ * without its data, and where the data is. `sealed`: the data is the sealed
+ * blob the value came in (never the value itself); it is opened again with
+ * the site identity when the object is recreated.
+ */
 export type ObjectRecord =
   | { kind: 'network'; name: string; spec: NetworkCreateRequest; dataDigest: null }
-  | { kind: 'secret'; name: string; spec: Omit<SecretSpec, 'Data'>; dataDigest: string | null }
-  | { kind: 'config'; name: string; spec: Omit<ConfigSpec, 'Data'>; dataDigest: string | null };
+  | { kind: 'secret'; name: string; spec: Omit<SecretSpec, 'Data'>; dataDigest: string | null; sealed?: boolean }
+  | { kind: 'config'; name: string; spec: Omit<ConfigSpec, 'Data'>; dataDigest: string | null; sealed?: boolean };
 
 /** A row of `deployment_services`: specs as stored JSON. */
 export interface ServiceRow {
@@ -61,6 +66,7 @@ export interface ObjectRow {
   name: string;
   spec: string;
   data_digest: string | null;
+  sealed: 0 | 1;
 }
 
 /** A row of `apply_steps`, as `steps()` reads it. */
@@ -120,9 +126,9 @@ export class DeploymentRecords {
   }
 
   recordObjects(id: number, objects: ObjectRecord[]): void {
-    const put = this.db.prepare(`INSERT OR REPLACE INTO deployment_objects (deployment_id, kind, name, spec, data_digest) VALUES (?, ?, ?, ?, ?)`);
+    const put = this.db.prepare(`INSERT OR REPLACE INTO deployment_objects (deployment_id, kind, name, spec, data_digest, sealed) VALUES (?, ?, ?, ?, ?, ?)`);
     this.db.transaction(() => {
-      for (const o of objects) put.run(id, o.kind, o.name, JSON.stringify(o.spec), o.dataDigest);
+      for (const o of objects) put.run(id, o.kind, o.name, JSON.stringify(o.spec), o.dataDigest, o.kind !== 'network' && o.sealed ? 1 : 0);
     }).immediate();
   }
 
@@ -222,7 +228,7 @@ export class DeploymentRecords {
   objects(id: number): ObjectRecord[] {
     const rows = this.db.prepare<[number], ObjectRow>(`SELECT * FROM deployment_objects WHERE deployment_id = ? ORDER BY kind, name`).all(id);
     // The spec was written from the same union by recordObjects: its kind says which it is.
-    return rows.map((r) => ({ kind: r.kind, name: r.name, spec: JSON.parse(r.spec) as never, dataDigest: r.data_digest }) as ObjectRecord);
+    return rows.map((r) => ({ kind: r.kind, name: r.name, spec: JSON.parse(r.spec) as never, dataDigest: r.data_digest, ...(r.sealed ? { sealed: true } : {}) }) as ObjectRecord);
   }
 
   steps(id: number): StepRow[] {

@@ -151,6 +151,13 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE apply_lock ADD COLUMN uid INTEGER;
     `,
   },
+  {
+    version: 6,
+    description: 'sealed secrets: a secret or config whose data_digest names the sealed blob it came in, opened again when it is recreated',
+    sql: `
+      ALTER TABLE deployment_objects ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0 CHECK (sealed IN (0, 1));
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -10,6 +10,12 @@ export interface DesiredStack {
   secrets: WithData<SecretSpec>[];
   configs: WithData<ConfigSpec>[];
   services: NamedServiceSpec[];
+  /**
+   * Secrets and configs whose value arrived sealed, by engine name: the
+   * digest of the sealed blob in the content store. The journal keeps that
+   * blob, never the value, and a rollback opens it again.
+   */
+  sealedData?: Record<string, string>;
 }
 
 /** What the engine holds for a stack, found by its namespace label. */

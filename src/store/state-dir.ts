@@ -23,6 +23,9 @@ export const journalPathIn = (stateDir: string): string => join(stateDir, JOURNA
 
 export const inboxPathIn = (stateDir: string): string => join(stateDir, 'inbox');
 
+/** The names key of a host that holds no site identity (src/seal/host-keys.ts). */
+export const namesKeyPathIn = (stateDir: string): string => join(stateDir, 'names.key');
+
 /** The content store of a state dir. */
 export const contentStoreOf = (stateDir: string): ContentStore => new ContentStore(join(stateDir, 'blobs'));
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildRelease, finished, waitForStderr, type Bench } from '../helpers/apply.js';
+import { buildRelease, finished, waitForStderr, type Bench, type ComposeDoc } from '../helpers/apply.js';
 import { CLI, makeSigner, runCli, spawnCli } from '../helpers/fixtures.js';
 import { startLab, type Lab, type LabHost } from '../helpers/lab.js';
 import { writeFile } from 'node:fs/promises';
@@ -240,3 +240,45 @@ async function labHistory(): Promise<{ version: string; status: string }[]> {
   assert.equal(h.code, 0, h.stderr);
   return (JSON.parse(h.stdout) as { bundle_version: string | null; status: string }[]).map((d) => ({ version: d.bundle_version ?? '', status: d.status }));
 }
+
+test('sealed secrets across the cluster: each host opens them with its own identity; a host policy refuses a secret in clear unless the operator says --allow-unsealed', async () => {
+  const keys = join(bench.dir, 'site-keys');
+  const site = JSON.parse((await runCli(['key', 'generate', '--kind', 'site', '--out', join(keys, 'site'), '--json'])).stdout) as { identityPath: string; recipientPath: string };
+  const other = JSON.parse((await runCli(['key', 'generate', '--kind', 'site', '--out', join(keys, 'other'), '--json'])).stdout) as { recipientPath: string };
+  const withSecret = (doc: ComposeDoc) => {
+    doc.secrets = { token: { file: './secrets/token' } };
+    doc.services.web!.secrets = ['token'];
+    for (const s of Object.values(doc.services)) s.deploy = { ...(s.deploy as object), placement: { constraints: ['node.role == manager'] } };
+  };
+  const release = (version: string, sealTo: string[]) =>
+    buildRelease(bench, { version, stack: 'seal', repo: 'sealapp', files: { 'secrets/token': `tok-${version}\n` }, compose: withSecret, sealTo, definition: (d) => (d.name = 'sealed') });
+  // Each host holds the site identity where the package puts it, /etc/airlock/site-keys (root-only).
+  for (const h of lab.hosts) {
+    await mkdir(join(h.etcDir, 'site-keys'), { recursive: true, mode: 0o700 });
+    await writeFile(join(h.etcDir, 'site-keys', 'site.identity'), await readFile(site.identityPath), { mode: 0o600 });
+  }
+  const sealed = await applyAcross(await release('1.0.0', [site.recipientPath]), ['--json']);
+  assert.equal(sealed.code, 0, `${sealed.stdout}\n${sealed.stderr}`);
+  assert.ok((await lab.docker(lab.hosts[0]!).secrets.list()).some((s) => s.Spec.Name.startsWith('seal_token-')));
+  // The identities stay on the hosts: the jump box refuses to take one.
+  const given = await applyAcross(await release('1.0.1', [site.recipientPath]), ['--identity', site.identityPath]);
+  assert.equal(given.code, 2, given.stderr);
+  assert.match(given.stderr, /site identities never leave the site's hosts/);
+
+  const elsewhere = await applyAcross(await release('1.1.0', [other.recipientPath]));
+  assert.equal(elsewhere.code, 17, elsewhere.stdout);
+  assert.match(elsewhere.stdout, /^h1 .*FAILED at import \(policy\/sealed-elsewhere\)/m);
+
+  // Every host's agent config requires sealed secrets: a plain secret is refused there, taken when the operator allows it.
+  for (const h of lab.hosts) await writeFile(join(h.etcDir, 'agent.yaml'), 'secrets:\n  requireSealed: true\n');
+  try {
+    const plain = await release('1.2.0', []);
+    const refused = await applyAcross(plain);
+    assert.equal(refused.code, 17, refused.stdout);
+    for (const h of ['h1', 'h2', 'h3']) assert.match(refused.stdout, new RegExp(`^${h} .*FAILED at import \\(policy/unsealed-secret\\)`, 'm'));
+    const allowed = await applyAcross(plain, ['--allow-unsealed']);
+    assert.equal(allowed.code, 0, `${allowed.stdout}\n${allowed.stderr}`);
+  } finally {
+    for (const h of lab.hosts) await rm(join(h.etcDir, 'agent.yaml'), { force: true });
+  }
+});

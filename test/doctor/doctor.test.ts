@@ -46,3 +46,29 @@ test('doctor fails, naming the fix, for a writable trust store and an unreachabl
   const human = await runCli(['doctor', '--trust', signer.trustDir, '--state', dir], { DOCKER_HOST: `unix://${join(dir, 'none.sock')}` });
   assert.match(human.stdout, /^FAIL\s+engine/m);
 });
+
+test('doctor shows the site identities that open sealed secrets, and fails one open to others as import would refuse it', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const signer = await makeSigner(dir);
+  await chmod(signer.trustDir, 0o755);
+  const doctor = async (...extra: string[]) => {
+    const r = await runCli(['doctor', '--trust', signer.trustDir, '--state', join(dir, 'state'), '--json', ...extra]);
+    return byName(JSON.parse(r.stdout) as Doctor)['site keys']!;
+  };
+  const none = await doctor('--allow-unsealed');
+  assert.equal(none.status, 'pass');
+  assert.match(none.detail, /^no site identity held .*; secrets may arrive in clear$/);
+  const required = await doctor('--require-sealed');
+  assert.equal(required.status, 'warn');
+  assert.match(required.hint!, /every bundle with a secret will be refused/);
+
+  const site = JSON.parse((await runCli(['key', 'generate', '--kind', 'site', '--out', join(dir, 'site-a'), '--json'])).stdout) as { identityPath: string; keyId: string };
+  const held = await doctor('--identity', site.identityPath, '--require-sealed');
+  assert.equal(held.status, 'pass');
+  assert.ok(held.detail.includes(`key id ${site.keyId}`), held.detail);
+  await chmod(site.identityPath, 0o640);
+  const open = await doctor('--identity', site.identityPath);
+  assert.equal(open.status, 'fail');
+  assert.match(open.detail, /open to others \(mode 0640\)/);
+});

@@ -61,6 +61,10 @@ export interface ReleaseOptions {
   files?: Record<string, string>;
   /** Build a delta against this earlier bundle (or its index or manifest). */
   since?: string;
+  /** Site recipient files to seal the stack's secrets (and files marked sensitive) to: `--seal-to`. */
+  sealTo?: string[];
+  /** Changes the bundle definition (bundle.yaml) before the build. */
+  definition?: (def: Record<string, unknown>) => void;
 }
 
 export type ComposeDoc = { services: Record<string, Record<string, unknown>>; configs?: Record<string, unknown>; [k: string]: unknown };
@@ -82,13 +86,14 @@ export async function buildRelease(bench: Bench, opts: ReleaseOptions): Promise<
   compose.services.worker!.command = IDLE;
   opts.compose?.(compose);
   await writeFile(join(project, 'docker-compose.yml'), YAML.stringify(compose));
-  if (stack !== 'web') {
+  if (stack !== 'web' || opts.definition) {
     const definition = YAML.parse(await readFile(def, 'utf8')) as { stacks: { name: string }[] };
     definition.stacks[0]!.name = stack;
+    opts.definition?.(definition);
     await writeFile(def, YAML.stringify(definition));
   }
   const out = join(bench.dir, 'out', stack);
-  const r = await runCli(['bundle', 'build', '-f', def, '--key', bench.signer.keyPath, '-o', out, '--json', ...(opts.since ? ['--since', opts.since] : [])]);
+  const r = await runCli(['bundle', 'build', '-f', def, '--key', bench.signer.keyPath, '-o', out, '--json', ...(opts.since ? ['--since', opts.since] : []), ...(opts.sealTo ?? []).flatMap((f) => ['--seal-to', f])]);
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as { path: string }).path;
 }

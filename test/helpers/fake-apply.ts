@@ -22,7 +22,9 @@ import { BundleRecords } from '../../src/journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../src/journal/deployments.js';
 import { Journal } from '../../src/journal/journal.js';
 import { contentStoreOf } from '../../src/store/state-dir.js';
+import { hostKeysOf } from '../../src/seal/sealing-options.js';
 import { desiredStack } from '../../src/stack/desired.js';
+import { unkeyedSuffix } from '../../src/compose/convert/index.js';
 import type { DesiredStack } from '../../src/stack/types.js';
 import { TrustStore } from '../../src/trust/trust-store.js';
 import { IDLE } from './apply.js';
@@ -39,8 +41,12 @@ export interface FakeHost {
   ctx: ApplyContext;
   /** The images each release runs. */
   images(version: Version): string[];
-  /** An apply of the release, as `bundle apply` runs it after recovery: one deployment, every step journaled. */
-  apply(version: Version): Promise<StackOutcome[]>;
+  /**
+   * An apply of the release, as `bundle apply` runs it after recovery: one
+   * deployment, every step journaled. `unkeyedNames`: as airlock named
+   * secrets and configs before sealed secrets (the value's bare SHA-256).
+   */
+  apply(version: Version, opts?: { unkeyedNames?: boolean }): Promise<StackOutcome[]>;
   /** `airlock recover`: the deployments it closed. */
   recover(): Promise<DeploymentRow[]>;
   close(): Promise<void>;
@@ -82,13 +88,13 @@ export async function fakeHost(opts: { engine?: string; stack?: string; timeoutM
   const journal = Journal.open(state);
   const deployments = new DeploymentRecords(journal);
   const store = contentStoreOf(state);
-  const ctx: ApplyContext = { docker: fake, journal, deployments, store, recorder: journalRecorder(journal, deployments, store), timeoutMs: opts.timeoutMs ?? 2000, ...FAST };
+  const ctx: ApplyContext = { docker: fake, journal, deployments, store, keys: hostKeysOf(state, undefined), recorder: journalRecorder(journal, deployments, store), timeoutMs: opts.timeoutMs ?? 2000, ...FAST };
 
   const images = (version: Version) => [`${stack}/web:${version}`, `${stack}/base:1`];
-  const desired = async (version: Version): Promise<DesiredStack> => {
+  const desired = async (version: Version, unkeyedNames = false): Promise<DesiredStack> => {
     const files = { '/release/conf/release.conf': `release=${version}\n` };
     const readFile = (p: string) => Buffer.from(files[p as keyof typeof files] ?? '');
-    const input = { stack, files: [{ name: 'docker-compose.yml', content: compose(stack, version) }], workingDir: '/release', env: {}, apiVersion: await fake.client.apiVersion(), readFile };
+    const input = { stack, files: [{ name: 'docker-compose.yml', content: compose(stack, version) }], workingDir: '/release', env: {}, apiVersion: await fake.client.apiVersion(), readFile, nameSuffix: async () => (unkeyedNames ? unkeyedSuffix : ctx.keys.plainNames()) };
     return (await desiredStack(input)).desired;
   };
   /** The store step's part: the bundle recorded as an import records it, with no blobs. */
@@ -104,11 +110,11 @@ export async function fakeHost(opts: { engine?: string; stack?: string; timeoutM
     fake,
     ctx,
     images,
-    async apply(version) {
+    async apply(version, applyOpts = {}) {
       await recoverUnfinished(ctx, revocation);
       const id = deployments.start({ stack, bundleId: null, kind: 'apply', replaces: deployments.current(stack)?.id ?? null, appliedBy: 'test', source: `${stack} ${version}` });
       return runPipeline(ctx, {
-        stacks: [{ id, stack, desired: () => desired(version) }],
+        stacks: [{ id, stack, desired: () => desired(version, applyOpts.unkeyedNames) }],
         prune: true,
         bundle: {
           verify: async () => {},

@@ -2,11 +2,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { labelFilter, type Docker, type NamedServiceSpec } from '../../src/docker/index.js';
 import { diffSpecs } from '../../src/stack/spec-diff.js';
+import { keyedNameSuffix } from '../../src/seal/names.js';
 import type { Plan } from '../../src/stack/types.js';
 import { PrivateDaemon } from '../helpers/dockerd.js';
 import { dockerCliFor } from '../helpers/engines.js';
@@ -39,7 +41,8 @@ after(async () => {
   await work.cleanup();
 });
 
-const env = () => ({ DOCKER_HOST: daemon.dockerHost });
+// The state dir holds the host's names key (secret names are keyed: src/seal/host-keys.ts).
+const env = () => ({ DOCKER_HOST: daemon.dockerHost, AIRLOCK_STATE_DIR: join(work.dir, 'state') });
 const dockerCli = (...args: string[]) => execFileSync(dockerCliFor(), ['-H', daemon.dockerHost, ...args], { encoding: 'utf8' });
 
 async function compose(name: string, doc: unknown): Promise<string> {
@@ -112,6 +115,10 @@ test('secrets are named by content: a change rolls out a new one and the old one
   const names1 = (await docker.secrets.list()).map((s) => s.Spec.Name);
   assert.equal(names1.length, 1);
   assert.match(names1[0]!, /^vault_db_password-[0-9a-f]{10}$/);
+  // Keyed by the host's names key, not the value's bare hash, which anyone could test guesses against.
+  assert.ok(!names1[0]!.endsWith(createHash('sha256').update('s3cr3t-value-one').digest('hex').slice(0, 10)));
+  const key = Buffer.from((await readFile(join(work.dir, 'state', 'names.key'), 'utf8')).trim(), 'hex');
+  assert.equal(names1[0], `vault_db_password-${keyedNameSuffix('vault_db_password', Buffer.from('s3cr3t-value-one'), key)}`);
 
   await writeFile(secretFile, 's3cr3t-value-two');
   const plan = await runCli(['stack', 'plan', '-c', file, 'vault', '--json'], env());

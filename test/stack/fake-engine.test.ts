@@ -11,6 +11,7 @@ import { asAirlockError } from '../../src/errors/index.js';
 import { isOutOfSequence } from '../../src/docker/index.js';
 import { stableWindowMs, DEFAULT_STABLE_MS } from '../../src/stack/converge.js';
 import { deployStack } from '../../src/apply/stack-deploy.js';
+import { unkeyedSuffix } from '../../src/compose/convert/index.js';
 import { desiredStack } from '../../src/stack/desired.js';
 import type { DesiredStack } from '../../src/stack/types.js';
 import type { TaskSpec } from '../../src/docker/types.js';
@@ -24,7 +25,7 @@ async function stackOf(fake: FakeEngine, compose: string, stack = 'shop'): Promi
   const files = [{ name: 'compose.yml', content: compose }];
   const data: Record<string, string> = { '/stack/token.txt': 's3cret\n' };
   const readFile = (p: string) => Buffer.from(data[p] ?? '');
-  return (await desiredStack({ stack, files, workingDir: '/stack', env: {}, apiVersion: await fake.client.apiVersion(), readFile })).desired;
+  return (await desiredStack({ stack, files, workingDir: '/stack', env: {}, apiVersion: await fake.client.apiVersion(), readFile, nameSuffix: async () => unkeyedSuffix })).desired;
 }
 
 const v1 = `

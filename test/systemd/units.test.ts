@@ -158,8 +158,10 @@ test('the unit runs the agent the way the product needs', async () => {
 
   // The swarm join token: root-only file passed in as a credential, optional through the
   // SetCredential= fallback for the same id.
-  assert.deepEqual(svc.get('LoadCredential'), ['swarm-join-token:/etc/airlock/swarm-join-token']);
+  assert.deepEqual(svc.get('LoadCredential'), ['swarm-join-token:/etc/airlock/swarm-join-token', 'site-identity:/etc/airlock/site-keys']);
   assert.ok((svc.get('SetCredential') ?? []).some((v) => v.startsWith('swarm-join-token:')));
+  // The site identities (sealed secrets): the root-only folder, each file a credential; optional likewise.
+  assert.ok((svc.get('SetCredential') ?? []).some((v) => v.startsWith('site-identity:')));
 
   const u = unit.get('Unit')!;
   assert.ok(u.get('After')!.join(' ').split(/\s+/).includes('docker.service'));
@@ -192,7 +194,7 @@ test('sysusers makes the airlock system user in group docker, reusing an existin
   assert.match(await readFile(join(withDocker, 'etc/group'), 'utf8'), /^docker:x:106:airlock$/m);
 });
 
-test('tmpfiles makes the state, inbox and trust directories with their owners and modes', async (t) => {
+test('tmpfiles makes the state, inbox, trust and site key directories with their owners and modes', async (t) => {
   const { dir: root, cleanup } = await tempDir();
   t.after(cleanup);
   await mkdir(join(root, 'etc'));
@@ -205,6 +207,7 @@ test('tmpfiles makes the state, inbox and trust directories with their owners an
   const want: [string, number, number, number][] = [
     ['etc/airlock', 0o755, 0, 0],
     ['etc/airlock/trusted.d', 0o755, 0, 0],
+    ['etc/airlock/site-keys', 0o700, 0, 0],
     ['var/lib/airlock', 0o750, 990, 991],
     ['var/lib/airlock/inbox', 0o750, 990, 991],
   ];

@@ -1,8 +1,10 @@
 import { stat } from 'node:fs/promises';
+import { sealingOpts, sealingOption } from '../sealing-inputs.js';
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import { COMPRESSIONS, type Compression } from '../../bundle/blob-collector.js';
-import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, type Manifest } from '../../bundle/manifest.js';
+import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, sealedFiles, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { journalPathIn, stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
@@ -14,7 +16,7 @@ import { waitOption } from '../duration-option.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, str } from '../command.js';
 import { engine, supportedEngine } from '../engine.js';
 import { progress } from '../progress.js';
-import { printable } from '../../units/printable.js';
+import { printable, printableText } from '../../units/printable.js';
 import { shortDigest, table } from '../format.js';
 import { formatBytes } from '../../units/bytes.js';
 import { isPartsIndex } from '../../bundle/parts.js';
@@ -38,6 +40,12 @@ function deltaSummary(m: Manifest) {
   };
 }
 
+/** Which site keys the bundle is sealed to and which files are sealed (paths, never contents); null when none is. */
+function sealedSummary(m: Manifest): { to: string[]; files: string[] } | null {
+  if (!m.sealedTo) return null;
+  return { to: m.sealedTo, files: sealedFiles(m).map((f) => f.label) };
+}
+
 function summaryLines(m: Manifest): string[] {
   const carried = carriedBlobs(m);
   const content = carried.reduce((n, b) => n + b.size, 0);
@@ -55,9 +63,11 @@ function summaryLines(m: Manifest): string[] {
             `relies on ${delta.fromBase.blobs} blobs (${formatBytes(delta.fromBase.bytes)}) the host must hold already`,
         ]
       : []),
+    ...(m.sealedTo ? [`sealed to ${m.sealedTo.join(', ')} (site key ids; ${sealedFiles(m).length} sealed files, marked (sealed) below)`] : []),
   ];
+  const named = (f: { name?: string; path?: string; sealed?: true }) => `${f.name ?? f.path ?? ''}${f.sealed ? ' (sealed)' : ''}`;
   if (m.stacks.length > 0) {
-    lines.push('', table([['STACK', 'FILES'], ...m.stacks.map((s) => [s.name, [...s.composeFiles, ...s.envFiles].map((f) => f.name).join(', ')])]));
+    lines.push('', table([['STACK', 'FILES'], ...m.stacks.map((s) => [s.name, [...s.composeFiles, ...s.envFiles].map(named).join(', ')])]));
   }
   if (m.images.length > 0) {
     // A bundle built for several platforms: one row per variant, its platform named.
@@ -73,7 +83,7 @@ function summaryLines(m: Manifest): string[] {
     lines.push('', table([head, ...m.images.map(row)]));
   }
   if (m.files.length > 0) {
-    lines.push('', table([['FILE', 'MODE', 'SIZE'], ...m.files.map((f) => [f.path, f.mode.toString(8).padStart(4, '0'), formatBytes(f.size)])]));
+    lines.push('', table([['FILE', 'MODE', 'SIZE'], ...m.files.map((f) => [named(f), f.mode.toString(8).padStart(4, '0'), formatBytes(f.size)])]));
   }
   return lines;
 }
@@ -125,11 +135,17 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'build'],
     summary: 'build and sign a bundle from bundle.yaml',
-    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--platform OS/ARCH,…] [--compress auto|gzip|zstd|none] [--since OLD [--trust DIR] | --since-receipt FILE --receipt-key SITE.pub] [--split SIZE] [--json]',
+    usage: 'airlock bundle build -f bundle.yaml --key KEY -o OUTDIR [--seal-to SITE.recipient …] [--platform OS/ARCH,…] [--compress auto|gzip|zstd|none] [--since OLD [--trust DIR] | --since-receipt FILE --receipt-key SITE.pub] [--split SIZE] [--json]',
     details:
       'Writes OUTDIR/<name>-<version>.airlock. Images come from the docker save / OCI tarballs named\n' +
       'in bundle.yaml, else from the local Docker Engine (DOCKER_HOST or /var/run/docker.sock).\n' +
-      'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes.\n' +
+      'With SOURCE_DATE_EPOCH set, the same inputs and key give the same bytes (sealed files excepted).\n' +
+      '--seal-to SITE.recipient (repeatable; replaces the definition\'s seal_to:) seals every file behind a\n' +
+      "stack's secrets: and every file and env file marked sensitive: true to each site recipient, with age\n" +
+      '(docs/sealed-secrets.md). Such a bundle is v2 (requires "sealed"); inspect lists the site key ids. Refused\n' +
+      '(exit 3): a secret file: that no files: entry carries, one with a variable, a sensitive file with no\n' +
+      'recipient. Secrets built without any recipient travel in clear: the build warns, and hosts that\n' +
+      'require sealed secrets refuse the bundle.\n' +
       '--platform linux/amd64,linux/arm64 takes every image for each platform named (wins over the\n' +
       "definition's platforms: list): from multi-platform OCI archives or docker save archives, else from\n" +
       'the local engine (API 1.48+ exports a chosen platform). A platform missing for an image is an error\n' +
@@ -157,6 +173,7 @@ export const bundleCommands: Command[] = [
       'since-receipt': stringOpt(),
       'receipt-key': stringOpt(),
       platform: stringOpt(),
+      'seal-to': { type: 'string' as const, multiple: true },
       ...trustOpt,
       ...jsonOpt,
     },
@@ -180,6 +197,7 @@ export const bundleCommands: Command[] = [
           : platformList(platformText.split(','), (_, why) => {
               throw usageError(`--platform: ${why}`, { hint: 'give a comma-separated list, e.g. --platform linux/amd64,linux/arm64' });
             });
+      const sealTo = Array.isArray(values['seal-to']) ? values['seal-to'].map((p) => resolve(p)) : undefined;
       const sinceTrust = trustDir === undefined ? undefined : await trustStoreOption(trustDir);
       const key = await signingKeyFile(keyPath);
       const docker = await engine();
@@ -194,6 +212,8 @@ export const bundleCommands: Command[] = [
         ...(sinceTrust ? { sinceTrust } : {}),
         ...(sinceReceipt ? { sinceReceipt } : {}),
         ...(platforms ? { platforms } : {}),
+        ...(sealTo ? { sealTo } : {}),
+        onWarning: (message) => process.stderr.write(`${printableText(`warning: ${message}`)}\n`),
       }).finally(() => docker.close());
       const delta = deltaSummary(r.manifest);
       const split = partSize === undefined ? undefined : await splitBuilt(r.path, partSize, key);
@@ -207,6 +227,7 @@ export const bundleCommands: Command[] = [
             version: r.manifest.version,
             blobs: r.manifest.blobs.length,
             ...(platformsByRef(r.manifest) ? { platforms: platformsByRef(r.manifest) } : {}),
+            ...(r.manifest.sealedTo ? { sealed: sealedSummary(r.manifest) } : {}),
             ...(delta && r.base ? { delta: { ...delta, baseRead: r.base.source, baseSignatureChecked: r.base.signatureChecked } } : {}),
             ...(split ? { path: split.indexPath, split: splitJson(split) } : {}),
           }),
@@ -260,6 +281,7 @@ export const bundleCommands: Command[] = [
             signature,
             delta: deltaSummary(manifest),
             platforms: platformsByRef(manifest),
+            sealed: sealedSummary(manifest),
             manifest,
             ...(parts ? { parts } : {}),
           }),
@@ -303,14 +325,15 @@ export const bundleCommands: Command[] = [
   {
     path: ['bundle', 'import'],
     summary: "verify a bundle and store its blobs in this host's content store",
-    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--wait 60s] [--json]',
+    usage: 'airlock bundle import FILE [--state DIR] [--trust DIR] [--allow-downgrade] [--no-load] [--wait 60s] [--identity PATH]… [--require-sealed | --allow-unsealed] [--json]',
     details:
       'Blobs go to STATE/blobs/sha256/<hex> (default state dir /var/lib/airlock, or AIRLOCK_STATE_DIR).\n' +
       "Then the bundle's images are loaded into the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)\n" +
       'and checked by id; --no-load only stores. A refused bundle changes nothing but the journal,\n' +
       'which records the refusal and its reason. An import holds the apply lock; --wait is how long it waits\n' +
-      'for another apply, import or rollback to finish (exit 16 after; docs/journal.md, "The apply lock").',
-    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), wait: stringOpt(), ...jsonOpt },
+      'for another apply, import or rollback to finish (exit 16 after; docs/journal.md, "The apply lock").\n' +
+      'Sealed secrets open with the site identities of --identity (else AIRLOCK_SITE_KEYS, else\n/etc/airlock/site-keys); a bundle sealed to none of them is refused (13, sealed-elsewhere). With\n--require-sealed (the default where the agent config says secrets.requireSealed), a secret in clear\nis refused (13, unsealed-secret); --allow-unsealed takes it. docs/sealed-secrets.md.',
+    options: { ...stateOpt, ...trustOpt, 'allow-downgrade': boolOpt(), 'no-load': boolOpt(), wait: stringOpt(), ...sealingOpts, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const bar = progress();
@@ -322,6 +345,7 @@ export const bundleCommands: Command[] = [
           trust: await trustStoreOption(str(values.trust)),
           allowDowngrade: values['allow-downgrade'] === true,
           lockWaitMs: waitOption(values.wait),
+          sealing: sealingOption(values),
           ...(docker ? { docker } : {}),
           onProgress: (p) => bar.update(p.phase, p.bytes, p.total),
         });

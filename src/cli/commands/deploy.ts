@@ -14,6 +14,7 @@ import { Journal } from '../../journal/journal.js';
 import { NAMESPACE_LABEL } from '../../compose/labels.js';
 import { progressOfServices, type ServiceProgress } from '../../stack/converge.js';
 import { trustStoreOption } from '../trust-inputs.js';
+import { identityOnly, identityOpt, sealingOpts, sealingOption } from '../sealing-inputs.js';
 import { pendingBundles, readJournalFacts } from '../../retention/index.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { supportedEngine } from '../engine.js';
@@ -97,16 +98,16 @@ export const deployCommands: Command[] = [
   {
     path: ['bundle', 'plan'],
     summary: 'show what bundle apply would change on this host, changing nothing',
-    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--state DIR] [--show-env] [--json]',
+    usage: 'airlock bundle plan BUNDLE [--trust DIR] [--state DIR] [--show-env] [--identity PATH]… [--json]',
     details:
       'Verifies the bundle in full, then plans each of its stacks against the engine: what would be\ncreated, updated (field by field) and removed. Nothing is stored, loaded or deployed. A delta\nreads the files it relies on without carrying from the content store of --state, as apply does.\n' +
       'Environment variables are shown by name (added, removed, changed), their values hidden: they\noften hold passwords. --show-env shows the values.',
-    options: { trust: stringOpt(), state: stringOpt(), 'show-env': boolOpt(), ...jsonOpt },
+    options: { trust: stringOpt(), state: stringOpt(), 'show-env': boolOpt(), ...sealingOpts, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const docker = await supportedEngine();
       try {
-        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(str(values.trust)), docker, stateDir: stateDirFrom(str(values.state)) });
+        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(str(values.trust)), docker, stateDir: stateDirFrom(str(values.state)), sealing: sealingOption(values) });
         for (const s of r.stacks) printWarnings(s.warnings);
         if (values['show-env'] !== true) for (const s of r.stacks) s.plan = maskPlanEnv(s.plan);
         if (json) out(JSON.stringify({ bundle: r.bundle, stacks: r.stacks.map((s) => ({ stack: s.stack, plan: planJson(s.plan) })) }));
@@ -120,8 +121,10 @@ export const deployCommands: Command[] = [
     path: ['bundle', 'apply'],
     summary: 'verify, store, load and deploy a bundle on this host, journaled step by step',
     usage:
-      'airlock bundle apply BUNDLE [--state DIR] [--trust DIR] [--init-swarm] [--advertise-addr IP] [--timeout 2m] [--wait 60s] [--allow-downgrade] [--json]\n' +
-      '       airlock bundle apply BUNDLE --inventory hosts.yml [--parallel 8] [--accept-new] [--dry-run] [--timeout 2m] [--remote-airlock CMD] [--json]',
+      'airlock bundle apply BUNDLE [--state DIR] [--trust DIR] [--init-swarm] [--advertise-addr IP] [--timeout 2m] [--wait 60s] [--allow-downgrade]\n' +
+      '         [--identity PATH]… [--require-sealed | --allow-unsealed] [--json]\n' +
+      '       airlock bundle apply BUNDLE --inventory hosts.yml [--parallel 8] [--accept-new] [--dry-run] [--timeout 2m] [--remote-airlock CMD]\n' +
+      '         [--require-sealed | --allow-unsealed] [--json]',
     details:
       'Steps: verify, store, load images, prepare networks/secrets/configs, update services, wait for\n' +
       'convergence (the health gate), commit, clean up. Each is journaled before and after it runs.\n' +
@@ -147,6 +150,7 @@ export const deployCommands: Command[] = [
       'accept-new': boolOpt(),
       'dry-run': boolOpt(),
       'remote-airlock': stringOpt(),
+      ...sealingOpts,
       ...jsonOpt,
     },
     args: { min: 1, max: 1 },
@@ -165,6 +169,7 @@ export const deployCommands: Command[] = [
           allowDowngrade: values['allow-downgrade'] === true,
           initSwarm: values['init-swarm'] ? { advertiseAddr: str(values['advertise-addr']) ?? '127.0.0.1' } : undefined,
           hooks: hooks(out, json),
+          sealing: sealingOption(values),
         });
         if (json) out(JSON.stringify(r));
         else {
@@ -183,12 +188,12 @@ export const deployCommands: Command[] = [
   {
     path: ['rollback'],
     summary: 'restore the exact specs of an earlier deployment of a stack, offline',
-    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--json]',
+    usage: 'airlock rollback STACK [--to DEPLOYMENT|VERSION] [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--identity PATH]… [--json]',
     details:
       'Without --to, goes back to the release before the one running. Needs no bundle: images and\nsecret data come from the engine or the content store. Journaled as a deployment of its own.\n' +
       "A deployment of a bundle whose key is revoked in the trust store's revoked list is refused (exit 10,\n" +
       'revoked-key), naming the key and the list; --allow-revoked deploys it anyway, recorded in the journal.',
-    options: { to: stringOpt(), state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+    options: { to: stringOpt(), state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...identityOpt, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const timeoutMs = timeoutOption(values.timeout);
@@ -202,6 +207,7 @@ export const deployCommands: Command[] = [
           lockWaitMs,
           hooks: hooks(out, json),
           revocation: revocationGate(values),
+          sealing: identityOnly(values),
         });
         out(json ? JSON.stringify(r) : `stack ${positionals[0]} runs deployment #${r.restores} again (as deployment #${r.deployment})`);
       } finally {
@@ -212,7 +218,7 @@ export const deployCommands: Command[] = [
   {
     path: ['recover'],
     summary: 'finish what an interrupted apply or rollback left behind, and nothing else',
-    usage: 'airlock recover [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--wait 60s] [--json]',
+    usage: 'airlock recover [--state DIR] [--trust DIR] [--allow-revoked] [--timeout 2m] [--wait 60s] [--identity PATH]… [--json]',
     details:
       'Takes the apply lock and runs the recovery rule that every apply and rollback runs first: a\n' +
       'deployment still running was interrupted (kill -9, power loss, dockerd gone). One that had not\n' +
@@ -224,7 +230,7 @@ export const deployCommands: Command[] = [
       'Another apply holding the lock is waited for (--wait), then exit 16 naming its pid. A lock left by\n' +
       'a crash, a reboot or a reused pid is taken over by itself; how to clear one by hand when airlock\n' +
       'cannot tell: docs/journal.md, "The apply lock".',
-    options: { state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...jsonOpt },
+    options: { state: stringOpt(), trust: stringOpt(), 'allow-revoked': boolOpt(), timeout: stringOpt(), wait: stringOpt(), ...identityOpt, ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const timeoutMs = timeoutOption(values.timeout);
@@ -238,6 +244,7 @@ export const deployCommands: Command[] = [
           lockWaitMs,
           hooks: hooks(out, json),
           revocation: revocationGate(values),
+          sealing: identityOnly(values),
         });
         const rows = recovered.map((d) => ({ deployment: d.id, stack: d.stack, kind: d.kind, step: d.step, status: d.status, reason: d.reason, recoveries: d.recoveries }));
         if (json) out(JSON.stringify({ recovered: rows }));

@@ -3,6 +3,7 @@ import { interruptReason, rolloutBundle, type RolloutPhase, type RolloutReport }
 import { ExitCode, usageError } from '../../errors/index.js';
 import type { CommandContext } from '../command.js';
 import { timeoutOption } from '../duration-option.js';
+import { policyFlag } from '../sealing-inputs.js';
 import { table } from '../format.js';
 import { formatBytes } from '../../units/bytes.js';
 import { hostLines } from '../progress.js';
@@ -11,6 +12,11 @@ import { hostLines } from '../progress.js';
 export async function rollout(bundle: string, values: CommandContext['values'], json: boolean, out: (s: string) => void): Promise<number> {
   // Checked here, before any upload: each manager's own apply takes it as given.
   timeoutOption(values.timeout);
+  if (Array.isArray(values.identity) && values.identity.length > 0) {
+    throw usageError('--identity does not go with --inventory: site identities never leave the site\'s hosts; each host opens sealed secrets with its own (/etc/airlock/site-keys)');
+  }
+  const flag = policyFlag(values);
+  const sealedPolicy = flag === undefined ? undefined : flag ? '--require-sealed' : '--allow-unsealed';
   const inventory = await loadInventory(String(values.inventory));
   const parallel = values.parallel === undefined ? undefined : Number(values.parallel);
   if (parallel !== undefined && !(Number.isInteger(parallel) && parallel >= 1)) throw usageError(`--parallel ${String(values.parallel)}: give a whole number of hosts, 1 or more`);
@@ -23,6 +29,7 @@ export async function rollout(bundle: string, values: CommandContext['values'], 
     ...(parallel ? { parallel } : {}),
     acceptNew: values['accept-new'] === true,
     dryRun: values['dry-run'] === true,
+    ...(sealedPolicy ? { sealedPolicy } : {}),
     ...(typeof values.timeout === 'string' ? { timeout: values.timeout } : {}),
     ...(typeof values['remote-airlock'] === 'string' ? { remoteAirlock: values['remote-airlock'] } : {}),
     onProgress: (host, phase, detail) => {

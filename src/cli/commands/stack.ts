@@ -6,6 +6,9 @@ import type { ComposeNotice } from '../../compose/model.js';
 import { deployStack } from '../../apply/stack-deploy.js';
 import { planDeploy, removeStack } from '../../stack/deploy.js';
 import { desiredStack } from '../../stack/desired.js';
+import { identityPathsFrom } from '../../seal/host-keys.js';
+import { hostKeysOf } from '../../seal/sealing-options.js';
+import { stateDirFrom } from '../../store/state-dir.js';
 import { listStacks } from '../../stack/state.js';
 import type { Plan, Change } from '../../stack/types.js';
 import type { EnvChange } from '../../stack/env-mask.js';
@@ -29,7 +32,9 @@ async function loadDesired(docker: Docker, stack: string, files: string[] | unde
   }
   const apiVersion = await docker.client.apiVersion();
   // As docker: relative paths resolve against the first file's folder; variables come from the environment.
-  return desiredStack({ stack, files: inputs, workingDir: dirname(resolve(files[0]!)), env: { ...process.env } as Record<string, string>, apiVersion });
+  // Secret and config names are keyed as a bundle apply keys them (src/seal/host-keys.ts).
+  const keys = hostKeysOf(stateDirFrom(undefined), { identities: identityPathsFrom([]) });
+  return desiredStack({ stack, files: inputs, workingDir: dirname(resolve(files[0]!)), env: { ...process.env } as Record<string, string>, apiVersion, nameSuffix: () => keys.plainNames() });
 }
 
 export function printWarnings(warnings: ComposeNotice[]): void {

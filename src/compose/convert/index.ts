@@ -6,8 +6,8 @@
  * engine; the deployer creates what it returns.
  *
  * Where airlock differs from docker on purpose:
- * - Secrets and configs are named by content (`<stack>_<name>-<10 hex of
- *   sha256>`) and labelled `com.docker.stack.airlock.logical-name`, since
+ * - Secrets and configs are named by content (`<stack>_<name>-<10 hex>`,
+ *   keyed on a host) and labelled `com.docker.stack.airlock.logical-name`, since
  *   Swarm cannot change them in place (see objects.ts).
  * - tmpfs `mode`, which docker's compose schema accepts but its converter
  *   drops, is carried to TmpfsOptions.Mode.
@@ -25,17 +25,15 @@ import type { ComposeConfig, ComposeNotice } from '../model.js';
 import type { ConvertContext } from './context.js';
 import { convertNetworks } from './networks.js';
 import { Notices } from './notices.js';
-import { convertConfigs, convertSecrets } from './objects.js';
+import { convertConfigs, convertSecrets, type FileObjectReader } from './objects.js';
 import { type ConvertedService, convertService } from './service.js';
 
-export interface ConvertInput {
+export interface ConvertInput extends FileObjectReader {
   /** The stack (namespace) name: objects are called `<stack>_<name>`. */
   stack: string;
   config: ComposeConfig;
   /** The Engine API version negotiated with the manager, e.g. `1.41`. */
   apiVersion: string;
-  /** Reads a secret's or config's file (absolute path as the model holds it). */
-  fileData: (absPath: string) => Buffer;
 }
 
 export interface ConvertedStack {
@@ -49,6 +47,8 @@ export interface ConvertedStack {
   services: ConvertedService[];
   /** Warnings and errors by compose key path. Do not deploy when any has level `error`. */
   notices: ComposeNotice[];
+  /** Engine name of each created secret and config → the file its data came from. */
+  objectFiles: Map<string, string>;
   /** What the stack uses but does not create, by engine name: it must exist before deploy. */
   external: { networks: string[]; secrets: string[]; configs: string[] };
 }
@@ -57,13 +57,13 @@ export interface ConvertedStack {
 const STACK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 export function convertStack(input: ConvertInput): ConvertedStack {
-  const { stack, config, apiVersion, fileData } = input;
+  const { stack, config, apiVersion } = input;
   const notices = new Notices(config.files.length === 1 ? config.files[0] : undefined);
   if (!STACK_NAME.test(stack)) notices.error('stack', `invalid stack name "${stack}": use letters, digits, _, . and -`);
 
   const networks = convertNetworks(stack, config, apiVersion);
-  const secrets = convertSecrets(stack, config.secrets, fileData, notices);
-  const configs = convertConfigs(stack, config.configs, fileData, notices);
+  const secrets = convertSecrets(stack, config.secrets, input, notices);
+  const configs = convertConfigs(stack, config.configs, input, notices);
   const ctx: ConvertContext = { stack, config, apiVersion, notices, secrets: secrets.names, configs: configs.names };
   const services = config.services.map((s) => convertService(ctx, s));
 
@@ -77,12 +77,13 @@ export function convertStack(input: ConvertInput): ConvertedStack {
     configs: configs.specs,
     services,
     notices: notices.list,
+    objectFiles: new Map([...secrets.files, ...configs.files]),
     external: { networks: networks.external, secrets: externalNames(config.secrets), configs: externalNames(config.configs) },
   };
 }
 
 export { bindObjectIds, type ObjectIds } from './references.js';
-export { contentName } from './objects.js';
+export { contentName, unkeyedSuffix, type NameSuffix } from './objects.js';
 export { serviceImage } from './image.js';
 export { SERVICE_GATES, compareVersions } from './api-version.js';
 export type { ConvertedService } from './service.js';

@@ -4,11 +4,12 @@
  *
  * Swarm cannot change a secret's or config's content, so unlike docker
  * (which names them `<stack>_<name>` and tries to update them in place),
- * airlock names each one by its content: `<stack>_<name>-<10 hex of
- * sha256>`. A new content is a new object, and the service update switches
- * to it. An explicit `name:` is kept as written; an external one is only
- * referred to. Each created object also carries the label
- * `com.docker.stack.airlock.logical-name=<compose name>`.
+ * airlock names each one by its content: `<stack>_<name>-<10 hex>`, the
+ * suffix given by the caller (a keyed hash on a host, src/seal/names.ts, so
+ * that the name lets no one test guesses of the value). A new content is a
+ * new object, and the service update switches to it. An explicit `name:` is
+ * kept as written; an external one is only referred to. Each created object
+ * also carries the label `com.docker.stack.airlock.logical-name=<compose name>`.
  */
 import { createHash } from 'node:crypto';
 import type { ConfigReference, ConfigSpec, FileTarget, SecretReference, SecretSpec } from '../../docker/types.js';
@@ -29,21 +30,36 @@ export interface ConvertedFileObjects<S> {
   specs: S[];
   /** Compose name → the name services refer to. */
   names: Map<string, FileObjectName>;
+  /** Engine name of each created object → the file its data came from. */
+  files: Map<string, string>;
 }
 
-export function contentName(stack: string, key: string, data: Uint8Array): string {
-  return `${scoped(stack, key)}-${createHash('sha256').update(data).digest('hex').slice(0, HASH_CHARS)}`;
+/** The content suffix of object `scopedName` (`<stack>_<name>`) whose file `absPath` holds `data`. */
+export type NameSuffix = (scopedName: string, data: Uint8Array, absPath: string) => string;
+
+/**
+ * The unkeyed suffix: 10 hex digits of the value's SHA-256. Anyone who sees
+ * the name can test guesses of a short value against it, so hosts never use
+ * it (they name with a keyed suffix); it serves pure conversions, and tests
+ * that compare with docker.
+ */
+export const unkeyedSuffix: NameSuffix = (_name, data) => createHash('sha256').update(data).digest('hex').slice(0, HASH_CHARS);
+
+export function contentName(stack: string, key: string, data: Uint8Array, suffix: NameSuffix = unkeyedSuffix, absPath = ''): string {
+  const name = scoped(stack, key);
+  return `${name}-${suffix(name, data, absPath)}`;
 }
 
 function convertFileObjects(
   kind: FileObjectKind,
   stack: string,
   objects: Record<string, FileObjectConfig>,
-  fileData: (absPath: string) => Buffer,
+  files: FileObjectReader,
   notices: Notices,
 ): ConvertedFileObjects<SecretSpec & ConfigSpec> {
   const specs: (SecretSpec & ConfigSpec)[] = [];
   const names = new Map<string, FileObjectName>();
+  const sources = new Map<string, string>();
   for (const key of Object.keys(objects).sort(byteOrder)) {
     const obj = objects[key]!;
     const path = `${kind}s.${key}`;
@@ -58,14 +74,14 @@ function convertFileObjects(
     }
     let data: Buffer;
     try {
-      data = fileData(obj.file);
+      data = files.fileData(obj.file);
     } catch (e) {
       const reason = (e as NodeJS.ErrnoException).code ?? 'unreadable';
       notices.error(`${path}.file`, `cannot read ${obj.file} (${reason})`);
       continue;
     }
     const dockerName = obj.name || scoped(stack, key);
-    const name = obj.name || contentName(stack, key, data);
+    const name = obj.name || contentName(stack, key, data, files.nameSuffix, obj.file);
     if (obj.name) {
       notices.warn(
         `${path}.name`,
@@ -77,6 +93,7 @@ function convertFileObjects(
       continue;
     }
     names.set(key, { name, dockerName });
+    sources.set(name, obj.file);
     specs.push(
       compact<SecretSpec & ConfigSpec>({
         Name: name,
@@ -86,25 +103,23 @@ function convertFileObjects(
       }),
     );
   }
-  return { specs, names };
+  return { specs, names, files: sources };
 }
 
-export function convertSecrets(
-  stack: string,
-  objects: Record<string, FileObjectConfig>,
-  fileData: (absPath: string) => Buffer,
-  notices: Notices,
-): ConvertedFileObjects<SecretSpec> {
-  return convertFileObjects('secret', stack, objects, fileData, notices);
+/** Where secret and config data come from, and how their names are suffixed. */
+export interface FileObjectReader {
+  /** Reads a secret's or config's file (absolute path as the model holds it). */
+  fileData: (absPath: string) => Buffer;
+  /** Default: unkeyedSuffix. */
+  nameSuffix?: NameSuffix;
 }
 
-export function convertConfigs(
-  stack: string,
-  objects: Record<string, FileObjectConfig>,
-  fileData: (absPath: string) => Buffer,
-  notices: Notices,
-): ConvertedFileObjects<ConfigSpec> {
-  return convertFileObjects('config', stack, objects, fileData, notices);
+export function convertSecrets(stack: string, objects: Record<string, FileObjectConfig>, files: FileObjectReader, notices: Notices): ConvertedFileObjects<SecretSpec> {
+  return convertFileObjects('secret', stack, objects, files, notices);
+}
+
+export function convertConfigs(stack: string, objects: Record<string, FileObjectConfig>, files: FileObjectReader, notices: Notices): ConvertedFileObjects<ConfigSpec> {
+  return convertFileObjects('config', stack, objects, files, notices);
 }
 
 function fileTarget(ref: ServiceFileRef): FileTarget {

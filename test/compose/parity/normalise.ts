@@ -4,6 +4,7 @@
  * differ legitimately are rewritten or dropped here, each with the reason.
  * Everything else must be deep-equal.
  */
+import { keyedNameSuffix } from '../../../src/seal/names.js';
 import { createHash } from 'node:crypto';
 import type { Config, Network, Secret, Service, ServiceSpec } from '../../../src/docker/types.js';
 import { LOGICAL_NAME_LABEL } from '../../../src/compose/labels.js';
@@ -46,14 +47,15 @@ function replaceStack<T>(v: T, stack: string): T {
 
 /**
  * 2. airlock's content-named secrets and configs. airlock names each one
- *    `<stack>_<name>-<10 hex of sha256(content)>` on purpose (Swarm cannot
- *    update them in place), and labels it with its compose name. Map each
- *    such engine name back to the name docker gives, `<stack>_<name>`,
- *    after checking that the suffix really is the content's hash (configs:
- *    the engine returns their data) or at least a 10-hex hash (secrets: the
- *    engine never returns secret data). Explicit `name:`s are kept by both.
+ *    `<stack>_<name>-<10 hex>` on purpose (Swarm cannot update them in
+ *    place), the hex keyed by the host's names key (`namesKey`), and labels
+ *    it with its compose name. Map each such engine name back to the name
+ *    docker gives, `<stack>_<name>`, after checking that the suffix really is
+ *    the content's keyed hash (configs: the engine returns their data) or at
+ *    least 10 hex digits (secrets: the engine never returns secret data).
+ *    Explicit `name:`s are kept by both.
  */
-function contentNameMap(objects: (Secret | Config)[], stack: string): Map<string, string> {
+function contentNameMap(objects: (Secret | Config)[], stack: string, namesKey: Buffer | undefined): Map<string, string> {
   const map = new Map<string, string>();
   for (const o of objects) {
     const logical = o.Spec.Labels?.[LOGICAL_NAME_LABEL];
@@ -63,7 +65,8 @@ function contentNameMap(objects: (Secret | Config)[], stack: string): Map<string
     if (!o.Spec.Name.startsWith(`${dockerName}-`) || !m) continue; // an explicit name:
     const data = (o.Spec as { Data?: string }).Data;
     if (data !== undefined) {
-      const hash = createHash('sha256').update(Buffer.from(data, 'base64')).digest('hex').slice(0, 10);
+      const value = Buffer.from(data, 'base64');
+      const hash = namesKey ? keyedNameSuffix(`${stack}_${logical}`, value, namesKey) : createHash('sha256').update(value).digest('hex').slice(0, 10);
       if (hash !== m[1]) throw new Error(`${o.Spec.Name}: the name's hash is not the hash of its content (${hash})`);
     }
     map.set(o.Spec.Name, dockerName);
@@ -85,9 +88,9 @@ function byNameThenTarget(a: [string, string | undefined], b: [string, string | 
   return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : (a[1] ?? '') < (b[1] ?? '') ? -1 : (a[1] ?? '') > (b[1] ?? '') ? 1 : 0;
 }
 
-export function normaliseStack(s: StackSnapshot, fileText: string): NormalisedStack {
-  const secretNames = contentNameMap(s.secrets, s.stack);
-  const configNames = contentNameMap(s.configs, s.stack);
+export function normaliseStack(s: StackSnapshot, fileText: string, namesKey?: Buffer): NormalisedStack {
+  const secretNames = contentNameMap(s.secrets, s.stack, namesKey);
+  const configNames = contentNameMap(s.configs, s.stack, namesKey);
   const out: NormalisedStack = { services: {}, networks: {}, secrets: {}, configs: {} };
 
   for (const svc of s.services) {

@@ -16,6 +16,7 @@
  * before the second starts: both would otherwise claim the same published
  * ports, fixed subnets and explicit object names.
  */
+import { hostNamesKey } from '../../../src/seal/host-keys.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -179,7 +180,8 @@ describe('parity with docker stack deploy', { skip }, () => {
     // The same environment for the docker CLI and airlock's loader; PARITY_UNSET_VARIABLE is in neither.
     const home = join(work.dir, 'home');
     await mkdir(join(home, '.docker'), { recursive: true });
-    loadEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, DOCKER_CONFIG: join(home, '.docker') };
+    // AIRLOCK_STATE_DIR: where the names key of secrets and configs is kept, for both of airlock's paths.
+    loadEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, DOCKER_CONFIG: join(home, '.docker'), AIRLOCK_STATE_DIR: join(work.dir, 'state') };
     cliEnv = { ...loadEnv };
   });
 
@@ -247,7 +249,7 @@ describe('parity with docker stack deploy', { skip }, () => {
         takeOomScoreAdj(file, airSnap.services, air, 'air', apiVersion);
 
         const want = normaliseStack(refSnap, text);
-        const got = normaliseStack(airSnap, text);
+        const got = normaliseStack(airSnap, text, await hostNamesKey(join(work.dir, 'state')));
         assert.deepEqual(Object.keys(got.services).sort(), Object.keys(want.services).sort(), `${file}: services`);
         for (const name of Object.keys(want.services)) {
           assert.deepEqual(got.services[name], want.services[name], `${file}: service ${name}`);

@@ -13,6 +13,8 @@ import { labelFilter } from '../../../src/docker/index.js';
 import type { ComposeNotice } from '../../../src/compose/model.js';
 import { NAMESPACE_LABEL } from '../../../src/compose/labels.js';
 import { deployStack } from '../../../src/apply/stack-deploy.js';
+import { hostKeysOf } from '../../../src/seal/sealing-options.js';
+import { stateDirFrom } from '../../../src/store/state-dir.js';
 import { desiredStack } from '../../../src/stack/desired.js';
 import type { Plan } from '../../../src/stack/types.js';
 import { cliArgv } from '../../helpers/fixtures.js';
@@ -64,6 +66,8 @@ export async function deployWithAirlock(docker: Docker, file: string, stack: str
     files: [{ name: file, content: await readFile(file, 'utf8') }],
     workingDir: join(file, '..'),
     env,
+    // Named as the CLI names them: the host's names key in AIRLOCK_STATE_DIR.
+    nameSuffix: () => hostKeysOf(stateDirFrom(undefined, env), { identities: [] }).plainNames(),
     apiVersion: await docker.client.apiVersion(),
   });
   const { plan } = await deployStack(docker, desired, { wait: false });
