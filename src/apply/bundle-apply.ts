@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import semver from 'semver';
 import { notFound, policyError } from '../errors/index.js';
 import { checkExpiry, checkSignature, openBundleFile, readBundleHead, sha256Hex } from '../bundle/reader.js';
@@ -15,6 +16,7 @@ import { currentProgress, type ServiceProgress } from '../stack/converge.js';
 import { desiredStack } from '../stack/desired.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { bundleStackFiles } from './bundle-files.js';
+import { checkNoSecretInClear } from '../import/sealing-check.js';
 import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
 import type { ApplyContext } from './context.js';
 import { journalRecorder } from './recorder.js';
@@ -196,6 +198,8 @@ export async function applyStoredBundle(bundleId: number, opts: ApplyOptions & {
           hint: 'import the bundle file again, then apply it',
         });
       }
+      // Imported while the host allowed secrets in clear, deployed after it stopped: refused here too.
+      if (opts.sealing?.requireSealed) checkNoSecretInClear(manifest, (d) => readFileSync(ctx.store.pathOf(d)));
       return bundleId;
     });
   });

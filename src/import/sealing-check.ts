@@ -34,7 +34,11 @@ export async function checkSealedTo(m: Manifest, keys: HostKeys): Promise<void> 
  */
 export async function checkSealedContent(m: Manifest, readBlob: (digest: string) => Buffer, keys: HostKeys, requireSealed: boolean): Promise<void> {
   for (const f of sealedFiles(m)) await keys.open(readBlob(f.digest), `sealed ${f.label} of bundle ${label(m)}`);
-  if (!requireSealed) return;
+  if (requireSealed) checkNoSecretInClear(m, readBlob);
+}
+
+/** Refused (unsealed-secret) when a stack's secret is a file the bundle carries in clear, or one the host's variables choose. */
+export function checkNoSecretInClear(m: Manifest, readBlob: (digest: string) => Buffer): void {
   const files = new Map(m.files.map((f) => [posix.normalize(f.path), f]));
   for (const stack of m.stacks) {
     const compose = stack.composeFiles.map((f) => ({ name: f.name, text: readBlob(f.digest).toString('utf8') }));

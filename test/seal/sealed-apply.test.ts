@@ -11,7 +11,9 @@ import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import YAML from 'yaml';
+import { applyStoredBundle } from '../../src/apply/bundle-apply.js';
 import { blobEntryName, type Manifest } from '../../src/bundle/manifest-format.js';
+import { TrustStore } from '../../src/trust/trust-store.js';
 import { keyedNameSuffix, namesKey } from '../../src/seal/names.js';
 import { readIdentityFile } from '../../src/seal/site-keys.js';
 import { buildRelease, cliFor, IDLE, startBench, type Bench, type ComposeDoc } from '../helpers/apply.js';
@@ -248,4 +250,21 @@ test('rotation: a bundle sealed to the new key renames the secret once; rollback
   assert.match(refused.stderr, /sealed-elsewhere|sealed to/);
   assert.deepEqual(await engineSecretNames('rotate'), running);
   assert.ok((await stat(host.state)).isDirectory());
+});
+
+test('a bundle imported while secrets in clear were allowed is refused at deploy once the host requires sealed secrets', async () => {
+  const bundle = await release('later', '1.0.0', fresh('pw'), []);
+  const host = cliFor(bench, join(bench.dir, 'state-later'));
+  const imported = await host.cli(['bundle', 'import', bundle, '--trust', bench.signer.trustDir, '--allow-unsealed', '--json']);
+  assert.equal(imported.code, 0, imported.stderr);
+  const { bundleId } = JSON.parse(imported.stdout) as { bundleId: number };
+  // The agent's path: a stored bundle, deployed later under today's policy.
+  const trust = await TrustStore.load(bench.signer.trustDir);
+  await assert.rejects(
+    applyStoredBundle(bundleId, { stateDir: host.state, trust, docker: bench.docker, timeoutMs: 60_000, source: 'inbox', sealing: { requireSealed: true } }),
+    (e: Error & { reason?: string }) => e.reason === 'unsealed-secret' && /carries secrets\/db_password, a secret of stack later, in clear/.test(e.message),
+  );
+  assert.deepEqual(await engineSecretNames('later'), []);
+  assert.deepEqual((await bench.docker.services.list()).filter((s) => s.Spec.Name.startsWith('later_')), []);
+  assert.deepEqual(host.journal((j) => j.deployments()).map((d) => [d.stack, d.status]), [['later', 'failed']]);
 });
