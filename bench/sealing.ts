@@ -49,13 +49,13 @@ import { createHash } from 'node:crypto';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import type { Docker } from '../src/docker/index.js';
 import { startBench, type Bench } from '../test/helpers/apply.js';
 import { writeGeneratedBlock } from './lib/doc.js';
+import { drainEngine } from './lib/drain.js';
 import { machineFacts } from './lib/machine.js';
 import { capture, timed, type Timed } from './lib/proc.js';
 import { snapshotAirlock } from './lib/snapshot.js';
@@ -242,21 +242,9 @@ async function main(): Promise<void> {
       // The demo's commands run as PID 1 and ignore SIGTERM: kill them rather than wait out the stop grace.
       const ids = (await d.client.json<{ Id: string }[]>('GET', '/containers/json')).map((c) => c.Id);
       for (const id of ids) await d.client.send('POST', `/containers/${id}/kill`).catch(() => undefined);
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const [tasks, ctrs] = await Promise.all([d.tasks.list(), containers()]);
-        if (tasks.length === 0 && ctrs === 0) break;
-        if (Date.now() > deadline) throw new Error(`engine not empty: ${tasks.length} tasks, ${ctrs} containers left`);
-        await sleep(250);
-      }
+      // Secrets first would fail while tasks still use them: drain, then remove them.
+      await drainEngine(d, containers, label.label);
       for (const s of await d.secrets.list()) if (s.Spec.Name.startsWith(`${STACK}_`)) await d.secrets.delete(s.ID);
-      for (;;) {
-        const nets = await d.networks.list({ filters: label });
-        if (nets.length === 0) break;
-        for (const n of nets) await d.networks.delete(n.Id).catch(() => undefined);
-        if (Date.now() > deadline) throw new Error(`stack networks left: ${nets.map((n) => n.Name).join(', ')}`);
-        await sleep(250);
-      }
     };
     const apply = (airlock: string, bundle: string, extra: string[] = [], state = join(work, 'state', String(stateSeq++)), nodeArgs: string[] = [], extraEnv: NodeJS.ProcessEnv = {}) =>
       run(airlock, ['bundle', 'apply', bundle, '--state', state, '--trust', bench.signer.trustDir, '--timeout', '2m', ...extra], extraEnv, nodeArgs);

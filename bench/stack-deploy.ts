@@ -50,6 +50,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Docker } from '../src/docker/index.js';
 import { PrivateDaemon } from '../test/helpers/dockerd.js';
+import { drainEngine } from './lib/drain.js';
 import { writeBusyboxLayer, writeImageArchive } from '../test/helpers/images.js';
 
 const HOOK_ENV = 'AIRLOCK_BENCH_STACK_HOOK';
@@ -447,20 +448,7 @@ async function main(): Promise<void> {
     /** Removes every service, task, container and stack network, and checks that none is left. */
     const emptyEngine = async () => {
       for (const s of await d.services.list()) await d.services.delete(s.ID);
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const [tasks, ctrs] = await Promise.all([d.tasks.list(), containers()]);
-        if (tasks.length === 0 && ctrs === 0) break;
-        if (Date.now() > deadline) throw new Error(`engine not empty: ${tasks.length} tasks, ${ctrs} containers left`);
-        await sleep(250);
-      }
-      for (;;) {
-        const nets = await d.networks.list({ filters: { label: [NAMESPACE] } });
-        if (nets.length === 0) break;
-        for (const n of nets) await d.networks.delete(n.Id).catch(() => undefined);
-        if (Date.now() > deadline) throw new Error(`stack networks left: ${nets.map((n) => n.Name).join(', ')}`);
-        await sleep(250);
-      }
+      await drainEngine(d, containers, [NAMESPACE]);
       const left = await d.services.list();
       if (left.length > 0) throw new Error(`services left: ${left.length}`);
     };
