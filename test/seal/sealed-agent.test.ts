@@ -237,50 +237,45 @@ test('a sealed release goes build → FTP → agent → a service that reads the
   assert.deepEqual(outputs.filter((o) => textHolds(o.r.stdout + o.r.stderr, VALUE)).map((o) => o.what), []);
 });
 
-test('a bundle sealed only to another site is quarantined as sealed-elsewhere; nothing is stored and the deployment is untouched', { skip }, async () => {
+/**
+ * Uploads `bundle` as `name`, waits for the agent to quarantine it for
+ * `why`, and checks that the content store, the running deployment and the
+ * deployments list are as they were; returns the quarantine reason file.
+ */
+async function quarantinedUntouched(bundle: string, name: string, why: string): Promise<Record<string, unknown>> {
   assert.equal(deployments(layout.state).at(-1)?.status, 'committed', 'needs the deployed demo');
   const store = await contentStore();
   const was = await running();
   const reasons = await reasonFiles();
-  const bundle = await release('2.0.0', VALUE, [siteB.recipientPath]);
   const mark = agent.mark;
-  await upload(bundle, `${ftp.url}other-site-2.0.0.airlock`);
-  await agent.waitFor(/msg="bundle refused and quarantined" .*reason=sealed-elsewhere/, 60_000, mark);
+  await upload(bundle, `${ftp.url}${name}`);
+  await agent.waitFor(new RegExp(`msg="bundle refused and quarantined" .*reason=${why}`), 60_000, mark);
 
   const added = (await reasonFiles()).filter((f) => !reasons.includes(f));
   assert.equal(added.length, 1, added.join(', '));
   const reason = YAML.parse(await readFile(join(layout.inbox, 'quarantine', added[0]!), 'utf8')) as Record<string, unknown>;
-  assert.equal(reason.reason, 'sealed-elsewhere');
+  assert.equal(reason.reason, why);
   assert.equal(reason.exit_code, 13);
+  assert.ok(events('bundle.import').some((e) => e.outcome === 'refused' && e.reason === why), 'the import refusal is journaled');
+  assert.deepEqual(await contentStore(), store, 'the content store changed');
+  assert.deepEqual(await running(), was, 'the running deployment changed');
+  assert.equal(deployments(layout.state).length, 1);
+  return reason;
+}
+
+test('a bundle sealed only to another site is quarantined as sealed-elsewhere; nothing is stored and the deployment is untouched', { skip }, async () => {
+  const reason = await quarantinedUntouched(await release('2.0.0', VALUE, [siteB.recipientPath]), 'other-site-2.0.0.airlock', 'sealed-elsewhere');
   // It names the key the bundle is sealed to and the one this host holds.
   assert.match(String(reason.message), new RegExp(`sealed to site key ${siteB.keyId}; this host holds site key ${siteA.keyId}`));
   assert.deepEqual(
     events('inbox.quarantine').map((e) => [e.outcome, e.reason]),
     [['refused', 'sealed-elsewhere']],
   );
-  assert.ok(events('bundle.import').some((e) => e.outcome === 'refused' && e.reason === 'sealed-elsewhere'), 'the import refusal is journaled');
-
-  assert.deepEqual(await contentStore(), store, 'the content store changed');
-  assert.deepEqual(await running(), was, 'the running deployment changed');
-  assert.equal(deployments(layout.state).length, 1);
   assert.deepEqual(await filesHolding(await filesUnder([layout.state]), VALUE), []);
 });
 
 test('under requireSealed, a bundle carrying its secret in clear is quarantined as unsealed-secret; the value rests nowhere in the state dir', { skip }, async () => {
-  assert.equal(deployments(layout.state).at(-1)?.status, 'committed', 'needs the deployed demo');
-  const store = await contentStore();
-  const was = await running();
-  const reasons = await reasonFiles();
-  const bundle = await release('3.0.0', PLAIN_VALUE, []);
-  const mark = agent.mark;
-  await upload(bundle, `${ftp.url}in-clear-3.0.0.airlock`);
-  await agent.waitFor(/msg="bundle refused and quarantined" .*reason=unsealed-secret/, 60_000, mark);
-
-  const added = (await reasonFiles()).filter((f) => !reasons.includes(f));
-  assert.equal(added.length, 1, added.join(', '));
-  const reason = YAML.parse(await readFile(join(layout.inbox, 'quarantine', added[0]!), 'utf8')) as Record<string, unknown>;
-  assert.equal(reason.reason, 'unsealed-secret');
-  assert.equal(reason.exit_code, 13);
+  const reason = await quarantinedUntouched(await release('3.0.0', PLAIN_VALUE, []), 'in-clear-3.0.0.airlock', 'unsealed-secret');
   assert.match(String(reason.message), new RegExp(`carries ${SECRET_FILE}, a secret of stack ${STACK}, in clear, and this host requires sealed secrets`));
   assert.deepEqual(
     events('inbox.quarantine').map((e) => [e.outcome, e.reason]),
@@ -289,10 +284,5 @@ test('under requireSealed, a bundle carrying its secret in clear is quarantined 
       ['refused', 'unsealed-secret'],
     ],
   );
-  assert.ok(events('bundle.import').some((e) => e.outcome === 'refused' && e.reason === 'unsealed-secret'), 'the import refusal is journaled');
-
-  assert.deepEqual(await contentStore(), store, 'the content store changed');
-  assert.deepEqual(await running(), was, 'the running deployment changed');
-  assert.equal(deployments(layout.state).length, 1);
   assert.deepEqual(await filesHolding(await filesUnder([layout.state]), PLAIN_VALUE), []);
 });
