@@ -17,7 +17,8 @@ export type { ImageRecord, LayerRecord } from '../images/image-record.js';
  * against a site's receipt rather than one bundle; `zstd`; `platforms` for
  * images recorded per platform, several variants under one ref; `sealed` for
  * files sealed to site recipients, which an older reader would hand to Swarm as
- * ciphertext). A reader refuses a format or a requirement it does not know,
+ * ciphertext; `engine` for a Docker Engine to install on the host, which an older
+ * reader would take for an empty bundle). A reader refuses a format or a requirement it does not know,
  * before it looks at anything else.
  */
 export const FORMAT_V1 = 'airlock.bundle.v1';
@@ -28,14 +29,14 @@ export const FORMATS = [FORMAT_V1, FORMAT_V2] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** What a v2 manifest may require of its reader. */
-export const REQUIREMENTS = ['delta', 'platforms', 'receipt', 'sealed', 'zstd'] as const;
+export const REQUIREMENTS = ['delta', 'engine', 'platforms', 'receipt', 'sealed', 'zstd'] as const;
 export type Requirement = (typeof REQUIREMENTS)[number];
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
 export const BLOB_PREFIX = 'blobs/sha256/';
 
 /** What a blob is for; one list for the type and the schema's enum. */
-export const BLOB_KINDS = ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file'] as const;
+export const BLOB_KINDS = ['layer', 'image-config', 'image-manifest', 'stack-file', 'env-file', 'file', 'engine-file'] as const;
 export type BlobKind = (typeof BLOB_KINDS)[number];
 /** `zstd` is v2 only, with `requires: ["zstd"]`: a v1 reader cannot decode it. */
 export type BlobEncoding = 'identity' | 'gzip' | 'zstd';
@@ -136,6 +137,60 @@ export interface Manifest {
    * recipients, so this is how a host tells "sealed to another site".
    */
   sealedTo?: string[];
+  /** v2 with `requires: ["engine"]` only: the Docker Engine this bundle installs (docs/engine-install.md). */
+  engine?: EngineRecord;
+}
+
+/**
+ * The two forms a site receives a Docker Engine in: Docker's static binary
+ * archive (`docker/dockerd`, …) or a closed set of distribution packages
+ * with their dependencies. `rpm` is named so that the format has room for it;
+ * no airlock installs it yet.
+ */
+export const ENGINE_FORMS = ['static', 'deb', 'rpm'] as const;
+export type EngineForm = (typeof ENGINE_FORMS)[number];
+
+/** The files of Docker's static archive (`docker-X.Y.Z.tgz`), under `docker/`; nothing else is accepted. */
+export const STATIC_ENGINE_FILES = ['containerd', 'containerd-shim-runc-v2', 'ctr', 'docker', 'docker-init', 'docker-proxy', 'dockerd', 'runc'] as const;
+export type StaticEngineFile = (typeof STATIC_ENGINE_FILES)[number];
+
+/**
+ * What the engine's binaries need of the host's C library: nothing
+ * (`static`, as Docker's own archive), or glibc or musl at least at a
+ * version (the highest symbol version the binaries reference, e.g. `2.38`).
+ * A package set leaves this to the package manager (`distribution`).
+ */
+export type EngineLibc = { kind: 'static' } | { kind: 'glibc'; minimum: string } | { kind: 'musl' } | { kind: 'distribution' };
+
+/** A distribution package's own fields, read from it at build. */
+export interface EnginePackage {
+  name: string;
+  version: string;
+  /** The package's architecture as the distribution names it (`amd64`, `all`, `x86_64`, `noarch`). */
+  architecture: string;
+}
+
+/** One file of an engine: a binary of the static form (path `dockerd`) or one package file (path `docker.io_26.1.5+dfsg1-9_amd64.deb`). */
+export interface EngineFileRecord {
+  path: string;
+  /** Its blob (kind `engine-file`). */
+  digest: string;
+  size: number;
+  mode: number;
+  /** Package forms only. */
+  package?: EnginePackage;
+}
+
+/** A Docker Engine the bundle carries (v2, `requires: ["engine"]`). */
+export interface EngineRecord {
+  /** The version the engine reports (`/version` `.Version`, e.g. `28.5.2+dfsg4`); the host checks it after start. */
+  version: string;
+  form: EngineForm;
+  /** Docker's names (GOOS/GOARCH): `linux`, `amd64` | `arm64` | `arm` | `386` | `ppc64le` | `s390x` | `riscv64`. */
+  platform: { os: 'linux'; architecture: string };
+  libc: EngineLibc;
+  /** Sorted by path. */
+  files: EngineFileRecord[];
 }
 
 /** True when the bundle carries sealed files (`requires` names `sealed`). */
