@@ -6,7 +6,7 @@
  */
 import type { EngineRecord, Manifest } from '../bundle/manifest-format.js';
 import { AirlockError } from '../errors/index.js';
-import { storeBundle } from '../import/import-bundle.js';
+import { storeBundle, type ImportResult } from '../import/import-bundle.js';
 import { BundleRecords } from '../journal/bundles.js';
 import { Journal } from '../journal/journal.js';
 import { acquireApplyLock } from '../journal/lock.js';
@@ -59,6 +59,8 @@ async function withHost<T>(opts: HostEngineOptions, what: string, body: (o: Engi
 
 export interface EngineInstallResult extends EngineChangeResult {
   bundle: { name: string; version: string; id: number };
+  /** The verify-and-store pass, as bundle import reports it. */
+  imported: ImportResult;
 }
 
 /** `airlock engine install BUNDLE`. */
@@ -86,7 +88,7 @@ export async function installEngineBundle(
     );
     const record = engineOf(new BundleRecords(o.journal).manifest(stored.bundleId));
     const result = await applyEngine(stored.bundleId, record, o);
-    return { ...result, bundle: { name: stored.name, version: stored.version, id: stored.bundleId } };
+    return { ...result, bundle: { name: stored.name, version: stored.version, id: stored.bundleId }, imported: stored };
   });
 }
 
