@@ -22,6 +22,9 @@ import { ensureDockerGroup } from './docker-group.js';
 import { pickSupervisor } from './supervisor.js';
 import { waitEngineHealthy } from './health.js';
 import { BundleRecords } from '../journal/bundles.js';
+import { crashPoint, ENGINE_CRASH_POINTS, type EngineCrashPoint } from '../process/fault.js';
+
+const isEngineCrashPoint = (p: string): p is EngineCrashPoint => (ENGINE_CRASH_POINTS as readonly string[]).includes(p);
 
 export interface EngineChangeOptions {
   journal: Journal;
@@ -113,7 +116,10 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
     previous: installed ? { form: installed.form, version: installed.version, bundleId: previousBundle } : null,
     appliedBy: opts.appliedBy,
   });
-  const step = (s: EngineStep) => changes.step(id, s);
+  const step = (s: EngineStep) => {
+    changes.step(id, s);
+    if (isEngineCrashPoint(`engine-${s}`)) crashPoint(`engine-${s}`);
+  };
   const subject = `${record.form} ${record.version}`;
   try {
     step('drain');
