@@ -22,6 +22,8 @@ export interface SocketHolder {
   pid: number;
   /** The process's command name (/proc/PID/comm). */
   comm: string;
+  /** Its program (/proc/PID/exe), when that is readable and its name is not the command name (Node calls its thread `MainThread`). */
+  exe?: string;
 }
 
 /** A socket on one of the swarm ports: a TCP listener or a bound UDP socket. */

@@ -4,6 +4,7 @@
  * links in /proc/PID/fd.
  */
 import { readFile, readdir, readlink } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { PortUse, Proto, SocketHolder } from './facts.js';
 
 /** The TCP state of a listening socket in /proc/net/tcp. */
@@ -87,7 +88,9 @@ export async function socketHolders(inodes: ReadonlySet<number>, procRoot = '/pr
       }
       if (mine.size === 0) return;
       const comm = (await readFile(`${procRoot}/${pid}/comm`, 'utf8').catch(() => '?')).trim();
-      for (const inode of mine) found.set(inode, [...(found.get(inode) ?? []), { pid: Number(pid), comm }]);
+      const exe = await readlink(`${procRoot}/${pid}/exe`).catch(() => undefined);
+      const holder: SocketHolder = { pid: Number(pid), comm, ...(exe && !basename(exe).startsWith(comm) ? { exe } : {}) };
+      for (const inode of mine) found.set(inode, [...(found.get(inode) ?? []), holder]);
     }),
   );
   for (const list of found.values()) list.sort((a, b) => a.pid - b.pid);

@@ -6,7 +6,7 @@
 import type { EngineForm, EngineRecord } from '../../bundle/manifest-format.js';
 import type { CheckStatus } from '../../doctor/checks.js';
 import { formatBytes } from '../../units/bytes.js';
-import { AIRLOCK_ENGINE_HOME, SWARM_PORTS, type HostFacts, type KernelModule, type PortUse, type SpaceFact } from './facts.js';
+import { AIRLOCK_ENGINE_HOME, SWARM_PORTS, type HostFacts, type KernelModule, type PortUse, type SocketHolder, type SpaceFact } from './facts.js';
 
 export interface PreflightCheck {
   name: string;
@@ -212,7 +212,7 @@ function portChecks(ports: readonly PortUse[], ownPids: ReadonlySet<number>, own
   });
 }
 
-const holderText = (h: { pid: number; comm: string }) => `${h.comm} (pid ${h.pid})`;
+const holderText = (h: SocketHolder) => `${h.comm} (pid ${h.pid}${h.exe ? `, ${h.exe}` : ''})`;
 
 function holderOf(u: PortUse): string {
   if (u.holders.length > 0) return u.holders.map(holderText).join(', ');
