@@ -20,6 +20,8 @@ export const ExitCode = {
   engine: 15,
   busy: 16,
   remote: 17,
+  /** The host is not fit for the Docker Engine to install: a preflight check failed (docs/engine-install.md). */
+  preflight: 18,
   /** The operator pressed Ctrl-C (128 + SIGINT): what could stop stopped, the rest was reported. */
   interrupted: 130,
   /** Not an error: the reader of stdout or stderr went away (128 + SIGPIPE). */
