@@ -15,7 +15,8 @@ import { contentStoreOf } from '../store/state-dir.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { applyEngine, recoverEngine, rollbackEngine, type EngineChangeOptions, type EngineChangeResult } from './engine-change.js';
 import { currentEngine } from './installed.js';
-import { preflightRefusal, runPreflight } from './preflight.js';
+import { preflightError, runPreflight } from './preflight.js';
+import { preflightOptions } from './preflight-options.js';
 
 export type HostEngineOptions = Omit<EngineChangeOptions, 'journal' | 'store'> & {
   stateDir: string;
@@ -79,8 +80,8 @@ export async function installEngineBundle(
         ...(opts.sealing ? { sealing: opts.sealing } : {}),
         beforeStore: async (m) => {
           const record = engineOf(m);
-          const report = await runPreflight({ record, installed, dataRoot: opts.config.dataRoot, daemon: opts.config.daemon });
-          if (!report.ok) throw preflightRefusal(report);
+          const report = await runPreflight(preflightOptions(record, installed, opts));
+          if (!report.ok) throw preflightError(report);
         },
       },
       o.journal,

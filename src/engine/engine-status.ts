@@ -9,6 +9,7 @@ import type { EngineHostConfig } from './daemon-config.js';
 import type { EngineHostPaths } from './host-paths.js';
 import { currentEngine, staticVersions, type InstalledEngine } from './installed.js';
 import { formatPreflight, runPreflight, type PreflightReport } from './preflight.js';
+import { preflightOptions } from './preflight-options.js';
 import { pickSupervisor } from './supervisor.js';
 
 export interface EngineStatus {
@@ -54,7 +55,7 @@ export async function engineStatus(o: { stateDir: string; paths: EngineHostPaths
     reported,
     swarm,
     supervisor: pickSupervisor(installed?.form ?? 'static', o.paths).kind,
-    preflight: await runPreflight({ installed: installed ?? undefined, dataRoot: o.config.dataRoot, daemon: o.config.daemon }),
+    preflight: await runPreflight(preflightOptions(undefined, installed ?? undefined, o)),
     changes,
   };
 }
@@ -66,7 +67,7 @@ export function engineStatusLines(s: EngineStatus): string[] {
     `swarm       ${s.swarm ? `${s.swarm.state}${s.swarm.nodeId ? ` as node ${s.swarm.nodeId} (${s.swarm.manager ? 'manager' : 'worker'})` : ''}` : 'unknown (no engine)'}`,
   ];
   if (s.versions.length > 0) lines.push(`kept        ${s.versions.join(', ')} (for rollback)`);
-  lines.push('', 'preflight:', ...formatPreflight(s.preflight).map((l) => `  ${l}`));
+  lines.push('', 'preflight:', ...formatPreflight(s.preflight).split('\n').map((l) => `  ${l}`));
   if (s.changes.length > 0) {
     lines.push('', 'last changes:');
     for (const c of s.changes) lines.push(`  #${c.id} ${c.started_at} ${c.kind} ${c.form} ${c.version}${c.previous_version ? ` (from ${c.previous_version})` : ''}: ${c.status}${c.status === 'running' ? ` at ${c.step}` : ''}${c.reason ? ` (${c.reason})` : ''} by ${c.applied_by}`);
