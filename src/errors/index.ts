@@ -20,6 +20,8 @@ export const ExitCode = {
   engine: 15,
   busy: 16,
   remote: 17,
+  /** An engine's package set that the host's package manager cannot install as it is (a dependency missing). */
+  dependency: 18,
   /** The operator pressed Ctrl-C (128 + SIGINT): what could stop stopped, the rest was reported. */
   interrupted: 130,
   /** Not an error: the reader of stdout or stderr went away (128 + SIGPIPE). */
