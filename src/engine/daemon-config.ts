@@ -16,7 +16,7 @@ import { writeWhole } from '../store/durable.js';
 import type { EngineHostPaths } from './host-paths.js';
 
 /** The host config's `engine:` section (agent.yaml). */
-export interface HostEngineConfig {
+export interface EngineHostConfig {
   /** The engine's data root (`data-root`); the engine's default when unset. */
   dataRoot?: string;
   /** More daemon.json keys, the operator's (`bip`, `default-address-pools`, …). */
@@ -31,7 +31,7 @@ const DEFAULTS: DaemonConfig = {
 };
 
 /** The daemon.json airlock writes for this host config. */
-export function daemonConfig(cfg: HostEngineConfig = {}): DaemonConfig {
+export function daemonConfig(cfg: EngineHostConfig = {}): DaemonConfig {
   const own = cfg.daemon ?? {};
   if (own['live-restore'] === true) {
     throw configError('the host config sets engine.daemon.live-restore: true, which a swarm node refuses (dockerd will not start in swarm mode with it)', {
@@ -80,28 +80,30 @@ async function readOrUndefined(path: string): Promise<Buffer | undefined> {
   }
 }
 
-export interface DaemonConfigWrite {
-  changed: boolean;
-  /** Where a daemon.json that airlock did not write was kept. */
-  savedAs?: string;
+export interface DaemonConfigWriteOptions {
+  /** Told where a daemon.json that airlock did not write was kept (the caller says so to the operator). */
+  onSavedAside?: (path: string) => void;
 }
 
-/** Writes daemon.json when its bytes differ (atomically); a file someone else wrote is kept aside first. */
-export async function writeDaemonConfig(paths: EngineHostPaths, cfg: DaemonConfig): Promise<DaemonConfigWrite> {
+/**
+ * Writes daemon.json when its bytes differ (atomically); true when it wrote.
+ * A file someone else wrote is kept aside first, and `onSavedAside` is told where.
+ */
+export async function writeDaemonConfig(paths: EngineHostPaths, cfg: DaemonConfig, opts: DaemonConfigWriteOptions = {}): Promise<boolean> {
   const text = canonicalDaemonJson(cfg);
   const existing = await readOrUndefined(paths.daemonJson);
-  if (existing?.equals(Buffer.from(text))) return { changed: false };
+  if (existing?.equals(Buffer.from(text))) return false;
   await mkdir(dirname(paths.daemonJson), { recursive: true, mode: 0o755 });
-  let savedAs: string | undefined;
   if (existing) {
     const mark = (await readOrUndefined(writtenMark(paths)))?.toString('utf8').trim();
     if (mark !== sha256(existing)) {
-      savedAs = `${paths.daemonJson}.airlock-saved-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      const savedAs = `${paths.daemonJson}.airlock-saved-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       await rename(paths.daemonJson, savedAs);
+      opts.onSavedAside?.(savedAs);
     }
   }
   // The mark first: a crash between the two leaves a file airlock takes for another's, and keeps (never loses).
   await writeWhole(writtenMark(paths), sha256(text) + '\n');
   await writeWhole(paths.daemonJson, text);
-  return { changed: true, ...(savedAs === undefined ? {} : { savedAs }) };
+  return true;
 }

@@ -7,7 +7,7 @@
 import { access, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AirlockError } from '../errors/index.js';
-import type { EngineHostPaths } from './host-paths.js';
+import { defaultEngineHostPaths, type EngineHostPaths } from './host-paths.js';
 import { runCommand, tailOf } from './run-command.js';
 
 /** apt sees only the host's installed packages and the files named: no source list, no download, no lock wait. */
@@ -88,7 +88,8 @@ export async function checkPackages(files: readonly string[], opts: { allowDowng
 
 export interface InstallOptions {
   allowDowngrades?: boolean;
-  paths: EngineHostPaths;
+  /** Default: the host's (defaultEngineHostPaths). */
+  paths?: EngineHostPaths;
   onOutput?: (text: string) => void;
 }
 
@@ -99,11 +100,12 @@ const DENY_START = '#!/bin/sh\n# airlock: no service starts while the engine pac
  * Installs the set in one apt transaction, offline, with no service started by
  * the packages' scripts; then requires `dpkg --audit` to find nothing half-done.
  */
-export async function installPackages(files: readonly string[], opts: InstallOptions): Promise<PackagePlan> {
+export async function installPackages(files: readonly string[], opts: InstallOptions = {}): Promise<PackagePlan> {
+  const paths = opts.paths ?? defaultEngineHostPaths();
   const plan = await checkPackages(files, opts);
   let placedPolicy = false;
   try {
-    await writeFile(opts.paths.policyRcD, DENY_START, { mode: 0o755, flag: 'wx' });
+    await writeFile(paths.policyRcD, DENY_START, { mode: 0o755, flag: 'wx' });
     placedPolicy = true;
   } catch (e) {
     // One already there is the host's own: it stays, and decides.
@@ -117,7 +119,7 @@ export async function installPackages(files: readonly string[], opts: InstallOpt
     );
     if (r.status !== 0) throw new AirlockError('engine', `apt-get could not install the engine's package set: ${tailOf(r)}`, { reason: 'engine-package-install', hint: 'see `dpkg --audit`; run the install again once the cause is fixed' });
   } finally {
-    if (placedPolicy) await rm(opts.paths.policyRcD, { force: true });
+    if (placedPolicy) await rm(paths.policyRcD, { force: true });
   }
   const audit = await runCommand('dpkg', ['--audit'], { env: aptEnv() });
   if (audit.status !== 0 || audit.stdout.trim() !== '') {

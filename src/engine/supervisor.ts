@@ -15,7 +15,7 @@ import { probeProcess } from '../process/alive.js';
 import { processStartTime } from '../process/identity.js';
 import { writeWhole } from '../store/durable.js';
 import type { EngineHostPaths } from './host-paths.js';
-import type { InstalledEngine } from './installed.js';
+import type { EngineForm } from '../bundle/manifest-format.js';
 import { runCommand, tailOf } from './run-command.js';
 import { PREFER_OFFLINE } from './units.js';
 
@@ -40,14 +40,15 @@ export interface SupervisorOptions {
   stopTimeoutMs?: number;
 }
 
-export function pickSupervisor(installed: InstalledEngine, paths: EngineHostPaths, opts: SupervisorOptions = {}): EngineSupervisor {
+/** The supervisor for an engine of `form` (the installed one's, or the one about to be). */
+export function pickSupervisor(form: EngineForm, paths: EngineHostPaths, opts: SupervisorOptions = {}): EngineSupervisor {
   const kind = opts.kind ?? (existsSync(paths.systemdRunDir) ? 'systemd' : 'direct');
-  return kind === 'systemd' ? systemdSupervisor(installed) : new DirectSupervisor(installed, paths, opts);
+  return kind === 'systemd' ? systemdSupervisor(form) : new DirectSupervisor(form, paths, opts);
 }
 
-function systemdSupervisor(installed: InstalledEngine): EngineSupervisor {
+function systemdSupervisor(form: EngineForm): EngineSupervisor {
   // The package form's units: docker.io's docker.service pulls in its socket and containerd.service itself.
-  const units = installed.form === 'static' ? ['docker.socket', 'containerd.service', 'docker.service'] : ['docker.service'];
+  const units = form === 'static' ? ['docker.socket', 'containerd.service', 'docker.service'] : ['docker.service'];
   const systemctl = async (...args: string[]) => {
     const r = await runCommand('systemctl', args);
     if (r.status !== 0) throw new AirlockError('engine', `systemctl ${args.join(' ')} failed: ${tailOf(r)}`, { reason: 'engine-start-failed', hint: 'see journalctl -u docker -u containerd' });
@@ -84,19 +85,20 @@ export class DirectSupervisor implements EngineSupervisor {
   readonly kind = 'direct';
 
   constructor(
-    private readonly installed: InstalledEngine,
+    private readonly form: EngineForm,
     private readonly paths: EngineHostPaths,
     private readonly opts: SupervisorOptions = {},
   ) {}
 
   /** The static form runs from `current` (so a switch takes effect at the next start); the package form from the system's folders. */
   private binary(name: Daemon): string {
-    if (this.installed.form === 'static') return join(this.paths.currentLink, name);
-    return name === 'dockerd' ? '/usr/sbin/dockerd' : '/usr/bin/containerd';
+    if (this.form === 'static') return join(this.paths.currentLink, name);
+    // Debian keeps dockerd in /usr/sbin; the rpm packages, in /usr/bin.
+    return name === 'dockerd' && this.form === 'deb' ? '/usr/sbin/dockerd' : `/usr/bin/${name}`;
   }
 
   private env(): NodeJS.ProcessEnv {
-    const path = this.installed.form === 'static' ? `${this.paths.currentLink}:${SYSTEM_PATH}` : SYSTEM_PATH;
+    const path = this.form === 'static' ? `${this.paths.currentLink}:${SYSTEM_PATH}` : SYSTEM_PATH;
     const [key, value] = PREFER_OFFLINE.split('=') as [string, string];
     return { PATH: path, [key]: value, LANG: 'C.UTF-8' };
   }

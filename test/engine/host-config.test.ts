@@ -33,14 +33,14 @@ test('daemon.json is written canonically once; a second write changes nothing; a
   const t = await tempDir();
   try {
     const paths = engineHostPathsUnder(t.dir);
-    assert.deepEqual(await writeDaemonConfig(paths, daemonConfig({ dataRoot: '/d', daemon: { iptables: false } })), { changed: true });
+    assert.equal(await writeDaemonConfig(paths, daemonConfig({ dataRoot: '/d', daemon: { iptables: false } })), true);
     const text = await readFile(paths.daemonJson, 'utf8');
     assert.equal(text, '{\n  "data-root": "/d",\n  "iptables": false,\n  "live-restore": false,\n  "log-driver": "json-file",\n  "log-opts": {\n    "max-file": "3",\n    "max-size": "10m"\n  }\n}\n');
     const mtime = (await stat(paths.daemonJson)).mtimeMs;
-    assert.deepEqual(await writeDaemonConfig(paths, daemonConfig({ daemon: { iptables: false }, dataRoot: '/d' })), { changed: false });
+    assert.equal(await writeDaemonConfig(paths, daemonConfig({ daemon: { iptables: false }, dataRoot: '/d' })), false);
     assert.equal((await stat(paths.daemonJson)).mtimeMs, mtime);
     // airlock's own earlier file is rewritten, not kept aside.
-    assert.deepEqual(await writeDaemonConfig(paths, daemonConfig({ dataRoot: '/e' })), { changed: true });
+    assert.equal(await writeDaemonConfig(paths, daemonConfig({ dataRoot: '/e' }), { onSavedAside: (p) => assert.fail(`kept aside ${p}`) }), true);
     assert.deepEqual((await readdir(dirname(paths.daemonJson))).sort(), ['daemon.json', 'daemon.json.airlock']);
   } finally {
     await t.cleanup();
@@ -53,10 +53,10 @@ test('a daemon.json someone else wrote is kept as daemon.json.airlock-saved-<tim
     const paths = engineHostPathsUnder(t.dir);
     await mkdir(dirname(paths.daemonJson), { recursive: true });
     await writeFile(paths.daemonJson, '{"debug": true}\n');
-    const r = await writeDaemonConfig(paths, daemonConfig());
-    assert.equal(r.changed, true);
-    assert.match(r.savedAs ?? '', /daemon\.json\.airlock-saved-\d{4}-/);
-    assert.equal(await readFile(r.savedAs!, 'utf8'), '{"debug": true}\n');
+    let savedAs = '';
+    assert.equal(await writeDaemonConfig(paths, daemonConfig(), { onSavedAside: (p) => (savedAs = p) }), true);
+    assert.match(savedAs, /daemon\.json\.airlock-saved-\d{4}-/);
+    assert.equal(await readFile(savedAs, 'utf8'), '{"debug": true}\n');
     assert.equal(JSON.parse(await readFile(paths.daemonJson, 'utf8'))['live-restore'], false);
   } finally {
     await t.cleanup();
