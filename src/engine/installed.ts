@@ -6,12 +6,13 @@
 import { spawnSync } from 'node:child_process';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { EngineRecord } from '../bundle/manifest-format.js';
+import type { EngineForm, EngineRecord } from '../bundle/manifest-format.js';
 import { configError } from '../errors/index.js';
 import type { EngineHostPaths } from './host-paths.js';
 
 export interface InstalledEngine {
-  form: 'static' | 'deb';
+  /** `rpm` only as a form the journal may name; this airlock finds the static and the deb forms. */
+  form: EngineForm;
   /** Static: the version the engine reports (the bundle's `engine.version`). Deb: the package's version (`26.1.5+dfsg1-9`). */
   version: string;
   /** Static: the version folder `current` points at. */

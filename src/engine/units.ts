@@ -7,6 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeWhole } from '../store/durable.js';
+import type { EngineForm } from '../bundle/manifest-format.js';
 import type { EngineHostPaths } from './host-paths.js';
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -99,8 +100,12 @@ async function readOrUndefined(path: string): Promise<string | undefined> {
   }
 }
 
-/** Writes the form's units (only those whose bytes differ); true when any changed, so `systemctl daemon-reload` is due. */
-export async function writeUnits(form: 'static' | 'deb', paths: EngineHostPaths): Promise<boolean> {
+/**
+ * Writes the form's units (only those whose bytes differ); true when any
+ * changed, so `systemctl daemon-reload` is due. A package form keeps its own
+ * units and gets the drop-in.
+ */
+export async function writeUnits(form: EngineForm, paths: EngineHostPaths): Promise<boolean> {
   const units = form === 'static' ? staticUnits(paths) : packageDropIn();
   let changed = false;
   for (const [name, text] of Object.entries(units)) {
