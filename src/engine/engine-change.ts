@@ -118,7 +118,8 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   });
   const step = (s: EngineStep) => {
     changes.step(id, s);
-    if (isEngineCrashPoint(`engine-${s}`)) crashPoint(`engine-${s}`);
+    const point = `engine-${s}`;
+    if (isEngineCrashPoint(point)) crashPoint(point);
   };
   const subject = `${record.form} ${record.version}`;
   try {
@@ -353,7 +354,7 @@ export async function recoverEngine(opts: EngineChangeOptions): Promise<{ change
 function isSameEngine(installed: InstalledEngine, record: EngineRecord): boolean {
   if (installed.form !== record.form) return false;
   if (record.form === 'static') return installed.version === record.version;
-  return record.files.some((f) => f.package?.name === installed.package && f.package.version === installed.version);
+  return record.files.some((f) => f.package?.name === installed.package && f.package?.version === installed.version);
 }
 
 /** A stopped package engine's version, as /version would say it: the package's upstream part (before the Debian revision). */

@@ -23,6 +23,6 @@ export function preflightOptions(engine: EngineRecord | undefined, installed: In
     ...(engine ? { engine } : {}),
     ...(installed ? { installed: { version: installed.version, form: installed.form, ...(pid ? { pid } : {}) } } : {}),
     dataRoot: o.config.dataRoot,
-    iptables: o.config.daemon.iptables !== false,
+    iptables: o.config.daemon?.iptables !== false,
   };
 }

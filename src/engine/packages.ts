@@ -1,0 +1,139 @@
+/**
+ * The package form on a Debian host: a closed set of local .deb files
+ * installed by apt in one transaction, offline. A simulation first names any
+ * dependency the set and the host lack, before anything changes. An rpm twin
+ * (dnf with its repositories off) would sit beside this with the same two calls.
+ */
+import { access, rm, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { AirlockError } from '../errors/index.js';
+import { defaultEngineHostPaths, type EngineHostPaths } from './host-paths.js';
+import { runCommand, tailOf } from './run-command.js';
+
+/** apt sees only the host's installed packages and the files named: no source list, no download, no lock wait. */
+const OFFLINE = ['-o', 'Dir::Etc::SourceList=/dev/null', '-o', 'Dir::Etc::SourceParts=/dev/null', '--no-download', '--no-install-recommends'];
+
+export interface MissingDependency {
+  /** The package that needs it. */
+  package: string;
+  /** What it needs, as apt says it (`containerd (>= 1.6.24~ds1)`). */
+  needs: string;
+  /** apt's reason (`it is not installable`). */
+  why: string;
+}
+
+export interface PackagePlan {
+  /** `name version` of each package apt would install or upgrade. */
+  installs: string[];
+  /** Installed packages apt would remove (a conflicting engine). */
+  removes: string[];
+}
+
+/** The lines of apt's "unmet dependencies" report: ` pkg : Depends: dep (>= v) but it is not installable`, the next ones for the same pkg indented. */
+export function parseUnmetDependencies(output: string): MissingDependency[] {
+  const found: MissingDependency[] = [];
+  let current: string | undefined;
+  for (const line of output.split('\n')) {
+    const head = /^ (\S+) : (.*)$/.exec(line);
+    const rest = head ? head[2]! : /^\s{3,}(\S.*)$/.exec(line)?.[1];
+    if (head) current = head[1]!;
+    if (rest === undefined || current === undefined) {
+      if (!head) current = undefined;
+      continue;
+    }
+    const dep = /^(?:Pre)?Depends: (.+?)(?: but (.+))?$/.exec(rest.trim());
+    if (dep) found.push({ package: current, needs: dep[1]!, why: dep[2] ?? 'it is not in the set' });
+  }
+  return found;
+}
+
+function parsePlan(stdout: string): PackagePlan {
+  const installs: string[] = [];
+  const removes: string[] = [];
+  for (const line of stdout.split('\n')) {
+    const m = /^(Inst|Remv) (\S+)(?: \[[^\]]*\])?(?: \((\S+))?/.exec(line);
+    if (m?.[1] === 'Inst') installs.push(`${m[2]} ${m[3] ?? ''}`.trim());
+    else if (m?.[1] === 'Remv') removes.push(m[2]!);
+  }
+  return { installs, removes };
+}
+
+const aptEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' });
+/** apt takes a local package file only by a path it can tell from a name: absolute. */
+const localFiles = (files: readonly string[]) => files.map((f) => resolve(f));
+
+/**
+ * Asks apt, without changing anything, whether the set installs on this host
+ * as it is; throws `engine-missing-dependency` (exit 19) naming each missing
+ * package and who needs it.
+ */
+export async function checkPackages(files: readonly string[], opts: { allowDowngrades?: boolean } = {}): Promise<PackagePlan> {
+  const r = await runCommand(
+    'apt-get',
+    ['install', '--simulate', '-o', 'Debug::NoLocking=1', ...OFFLINE, ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
+    { env: aptEnv() },
+  );
+  if (r.status === 0) return parsePlan(r.stdout);
+  const missing = parseUnmetDependencies(r.stdout + '\n' + r.stderr);
+  if (missing.length > 0) {
+    const list = missing.map((m) => `${m.needs} (needed by ${m.package}: ${m.why})`).join('; ');
+    throw new AirlockError('dependency', `the engine's package set cannot be installed on this host: missing ${list}`, {
+      reason: 'engine-missing-dependency',
+      subject: missing.map((m) => m.needs.split(' ')[0]).join(', '),
+      hint: "add the missing packages to the bundle's package set (with their own dependencies), or install them on the host first",
+    });
+  }
+  throw new AirlockError('engine', `apt-get cannot install the engine's package set: ${tailOf(r)}`, { reason: 'engine-package-install' });
+}
+
+export interface InstallOptions {
+  allowDowngrades?: boolean;
+  /** Default: the host's (defaultEngineHostPaths). */
+  paths?: EngineHostPaths;
+  onOutput?: (text: string) => void;
+}
+
+/** Debian's hook answer "do not start services now" (invoke-rc.d asks it), so the packages leave the engine stopped for airlock to start. */
+const DENY_START = '#!/bin/sh\n# airlock: no service starts while the engine packages install\nexit 101\n';
+
+/**
+ * Installs the set in one apt transaction, offline, with no service started by
+ * the packages' scripts; then requires `dpkg --audit` to find nothing half-done.
+ */
+export async function installPackages(files: readonly string[], opts: InstallOptions = {}): Promise<PackagePlan> {
+  const paths = opts.paths ?? defaultEngineHostPaths();
+  const plan = await checkPackages(files, opts);
+  let placedPolicy = false;
+  try {
+    await writeFile(paths.policyRcD, DENY_START, { mode: 0o755, flag: 'wx' });
+    placedPolicy = true;
+  } catch (e) {
+    // One already there is the host's own: it stays, and decides.
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  try {
+    const r = await runCommand(
+      'apt-get',
+      ['install', '-y', '-q', ...OFFLINE, '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
+      { env: aptEnv(), ...(opts.onOutput ? { onOutput: opts.onOutput } : {}) },
+    );
+    if (r.status !== 0) throw new AirlockError('engine', `apt-get could not install the engine's package set: ${tailOf(r)}`, { reason: 'engine-package-install', hint: 'see `dpkg --audit`; run the install again once the cause is fixed' });
+  } finally {
+    if (placedPolicy) await rm(paths.policyRcD, { force: true });
+  }
+  const audit = await runCommand('dpkg', ['--audit'], { env: aptEnv() });
+  if (audit.status !== 0 || audit.stdout.trim() !== '') {
+    throw new AirlockError('engine', `dpkg --audit finds packages half-installed after the engine's install: ${tailOf(audit)}`, { reason: 'engine-package-audit', hint: 'run `dpkg --configure -a` and install the engine again' });
+  }
+  return plan;
+}
+
+/** Whether the host has apt and dpkg at all (the package form needs them). */
+export async function hasApt(): Promise<boolean> {
+  try {
+    await access('/usr/bin/apt-get');
+    return true;
+  } catch {
+    return false;
+  }
+}
