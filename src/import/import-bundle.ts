@@ -44,6 +44,8 @@ export interface ImportOptions {
   sealing?: SealingOptions;
   /** The caller's own check of the verified manifest, before anything is stored (`engine install`: platform and preflight). */
   beforeStore?: (manifest: Manifest) => Promise<void>;
+  /** The caller's check of the verified blobs, staged and not yet committed (`engine install`: apt's simulation of the package set). */
+  beforeCommit?: (manifest: Manifest, blobPath: (digest: string) => string) => Promise<void>;
 }
 
 export type ImportProgress = { phase: 'verify'; bytes: number; total: number } | { phase: 'load'; bytes: number; total: number };
@@ -143,6 +145,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
     // Every blob checked out; an image this host could not run, or a secret it cannot open or may not take, is refused before any is stored.
     if (host) await variantsForHost(m.images, host, (d) => readFile(staged.pathOf(d)), `${m.name} ${m.version}`);
     await checkSealedContent(m, (d) => readFileSync(staged.pathOf(d)), keys, opts.sealing?.requireSealed ?? false);
+    await opts.beforeCommit?.(m, (d) => staged.pathOf(d));
     const newBytes = verified.manifest.blobs.filter((b) => staged.stagedDigests.includes(b.digest)).reduce((n, b) => n + b.size, 0);
     const newDigests = await staged.commit();
     const bundleId = bundles.recordImport(verified, now);

@@ -6,11 +6,12 @@ import { maskPlanEnv } from '../../stack/env-mask.js';
 import { planJson, planLines, printWarnings } from './stack.js';
 import { rollbackStack } from '../../apply/rollback.js';
 import type { RevocationGate } from '../../apply/revocation.js';
-import { noJournalHere, stateDirFrom } from '../../store/state-dir.js';
+import { journalPresence, noJournalHere, stateDirFrom } from '../../store/state-dir.js';
 import { AgentQueue } from '../../journal/agent-queue.js';
 import { BundleRecords } from '../../journal/bundles.js';
 import { DeploymentRecords, type DeploymentRow } from '../../journal/deployments.js';
 import { Journal } from '../../journal/journal.js';
+import { EngineChanges } from '../../journal/engine-changes.js';
 import { NAMESPACE_LABEL } from '../../compose/labels.js';
 import { progressOfServices, type ServiceProgress } from '../../stack/converge.js';
 import { trustStoreOption } from '../trust-inputs.js';
@@ -20,6 +21,23 @@ import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } f
 import { supportedEngine } from '../engine.js';
 import { timeoutOption, waitOption } from '../duration-option.js';
 import { table } from '../format.js';
+
+/** `recover`'s engine part: an engine change a kill left running ends with one working engine (src/engine/engine-change.ts). */
+async function recoverEngineChange(values: CommandContext['values'], json: boolean) {
+  const stateDir = stateDirFrom(str(values.state));
+  if (journalPresence(stateDir) !== 'present') return undefined;
+  // Opened to write: a journal of an older schema is migrated here, as the stacks' recovery would.
+  const journal = Journal.open(stateDir);
+  let unfinished: boolean;
+  try {
+    unfinished = new EngineChanges(journal).unfinished() !== undefined;
+  } finally {
+    journal.close();
+  }
+  if (!unfinished) return undefined;
+  const [{ recoverHostEngine }, { hostOptions }] = await Promise.all([import('../../engine/engine-host.js'), import('./engine.js')]);
+  return recoverHostEngine(await hostOptions(values, json));
+}
 
 /** Progress lines for an apply or rollback: its journal steps and each engine change. */
 function hooks(out: (s: string) => void, json: boolean) {
@@ -235,6 +253,9 @@ export const deployCommands: Command[] = [
     async run({ values, json, out }) {
       const timeoutMs = timeoutOption(values.timeout);
       const lockWaitMs = waitOption(values.wait);
+      // The engine first: the stacks' recovery needs one that works.
+      const engine = await recoverEngineChange(values, json);
+      if (engine && !json) out(`engine change #${engine.change} (interrupted): ${engine.outcome}`);
       const docker = await supportedEngine();
       try {
         const recovered = await recoverHost({
@@ -247,7 +268,7 @@ export const deployCommands: Command[] = [
           sealing: identityOnly(values),
         });
         const rows = recovered.map((d) => ({ deployment: d.id, stack: d.stack, kind: d.kind, step: d.step, status: d.status, reason: d.reason, recoveries: d.recoveries }));
-        if (json) out(JSON.stringify({ recovered: rows }));
+        if (json) out(JSON.stringify({ recovered: rows, ...(engine ? { engine } : {}) }));
         else if (rows.length === 0) out('nothing to recover: no deployment was left unfinished');
         else for (const r of rows) out(`deployment #${r.deployment} of ${r.stack} (interrupted at step ${r.step}): ${r.status}: ${r.reason ?? ''}`);
       } finally {

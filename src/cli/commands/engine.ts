@@ -17,7 +17,7 @@ const changeOpts = {
 };
 
 /** The options every engine change takes: where the state is, the host's engine config, how long to wait. */
-async function hostOptions(values: CommandContext['values'], json: boolean): Promise<HostEngineOptions> {
+export async function hostOptions(values: CommandContext['values'], json: boolean): Promise<HostEngineOptions> {
   const { hostEngineConfig } = await import('../../engine/host-config.js');
   const { defaultEngineHostPaths } = await import('../../engine/host-paths.js');
   const { appliedBy } = await import('../../apply/applied-by.js');
