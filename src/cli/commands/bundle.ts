@@ -180,9 +180,10 @@ export const bundleCommands: Command[] = [
       "--since-receipt FILE builds a delta against what a site holds: FILE is the site's receipt\n" +
       "('airlock bundle receipt' there), and every blob it lists is left out. Its signature is always\n" +
       "checked, against the site's public key --receipt-key SITE.pub. Not together with --since.\n" +
-      "engine: in bundle.yaml carries a Docker Engine, as Docker's static archive (static: docker-X.Y.Z.tgz, exactly\n" +
-      'its eight binaries under docker/) or a set of .deb packages (packages: a folder or list); such a bundle is v2\n' +
-      '(requires "engine"), and inspect shows its version, form, platform and C library. docs/bundle-format.md, section 13.',
+      "engine: in bundle.yaml carries a Docker Engine: Docker's static archive (static: docker-X.Y.Z.tgz,\n" +
+      'exactly its eight binaries under docker/) or a set of .deb packages (packages: a folder or a list).\n' +
+      'Such a bundle is v2 (requires "engine"); inspect shows its version, form, platform and C library\n' +
+      '(docs/bundle-format.md, section 13).',
     options: {
       file: stringOpt('f'),
       key: stringOpt(),
