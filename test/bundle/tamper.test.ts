@@ -356,7 +356,7 @@ const CASES: Case[] = [
   {
     name: 'manifest invalid: a requirement this airlock does not know, named, re-signed',
     make: (c) => resigned(c, (m) => void Object.assign(m, { format: 'airlock.bundle.v2', requires: ['gpu'] })),
-    error: 'integrity', reason: 'manifest-invalid', message: /requires "gpu", which this airlock does not support \(it supports delta, platforms, receipt, sealed, zstd\)/,
+    error: 'integrity', reason: 'manifest-invalid', message: /requires "gpu", which this airlock does not support \(it supports delta, engine, platforms, receipt, sealed, zstd\)/,
   },
   {
     name: 'manifest malformed: not JSON, re-signed',

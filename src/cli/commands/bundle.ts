@@ -179,7 +179,11 @@ export const bundleCommands: Command[] = [
       'SIZE bytes and the signed index <name>-<version>.airlock.parts instead of the one file.\n' +
       "--since-receipt FILE builds a delta against what a site holds: FILE is the site's receipt\n" +
       "('airlock bundle receipt' there), and every blob it lists is left out. Its signature is always\n" +
-      "checked, against the site's public key --receipt-key SITE.pub. Not together with --since.",
+      "checked, against the site's public key --receipt-key SITE.pub. Not together with --since.\n" +
+      "engine: in bundle.yaml carries a Docker Engine: Docker's static archive (static: docker-X.Y.Z.tgz,\n" +
+      'exactly its eight binaries under docker/) or a set of .deb packages (packages: a folder or a list).\n' +
+      'Such a bundle is v2 (requires "engine"); inspect shows its version, form, platform and C library\n' +
+      '(docs/bundle-format.md, section 13).',
     options: {
       file: stringOpt('f'),
       key: stringOpt(),
@@ -245,6 +249,7 @@ export const bundleCommands: Command[] = [
             blobs: r.manifest.blobs.length,
             ...(platformsByRef(r.manifest) ? { platforms: platformsByRef(r.manifest) } : {}),
             ...(r.manifest.sealedTo ? { sealed: sealedSummary(r.manifest) } : {}),
+            ...(r.manifest.engine ? { engine: r.manifest.engine } : {}),
             ...(delta && r.base ? { delta: { ...delta, baseRead: r.base.source, baseSignatureChecked: r.base.signatureChecked } } : {}),
             ...(split ? { path: split.indexPath, split: splitJson(split) } : {}),
           }),
