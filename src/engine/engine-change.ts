@@ -98,6 +98,7 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   const previousBundle = changes.current()?.bundle_id ?? null;
 
   const blobPath = (d: string) => opts.store.pathOf(d);
+  const drainPlan = await planDrain(before, opts);
   // Placing binaries and writing configuration change nothing that runs; only what differs is written.
   if (record.form === 'static') await placeStaticEngine(record, (d) => opts.store.pathOf(d), opts.paths);
   else if (!same) await withPackageFiles(record, blobPath, (files) => checkPackages(files));
@@ -126,7 +127,7 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   const subject = `${record.form} ${record.version}`;
   try {
     step('drain');
-    const drained = await drainIfNeeded(before, opts);
+    const drained = await drain(drainPlan, opts);
     changes.drained(id, drained);
     const supervisor = pickSupervisor(record.form, opts.paths);
     if (before.running) {
@@ -163,14 +164,22 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   }
 }
 
-/** Drains the node the engine serves, when it is in a swarm; returns its id, or null when nothing was drained. */
-async function drainIfNeeded(before: RunningState, opts: EngineChangeOptions): Promise<string | null> {
-  if (before.nodeId === null || opts.drainedByCaller) return opts.drainedByCaller ? before.nodeId : null;
+/** How the node the engine serves is drained: not at all (no swarm, the caller did, or down time accepted on a worker), or by this host as a manager. */
+type DrainPlan = { kind: 'none'; nodeId: string | null } | { kind: 'drain'; nodeId: string; replacements: boolean };
+
+/**
+ * Decides the drain before anything changes: a worker cannot drain itself,
+ * and the only active node has nowhere to move its tasks; both are refused
+ * unless the operator accepts the down time.
+ */
+async function planDrain(before: RunningState, opts: EngineChangeOptions): Promise<DrainPlan> {
+  if (before.nodeId === null) return { kind: 'none', nodeId: null };
+  if (opts.drainedByCaller) return { kind: 'none', nodeId: before.nodeId };
   if (!before.manager) {
-    if (opts.allowDowntime) return null;
+    if (opts.allowDowntime) return { kind: 'none', nodeId: null };
     throw new AirlockError('policy', `this host is a swarm worker: it cannot drain itself, and its tasks would stop with the engine`, {
       reason: 'drain-needs-manager',
-      hint: 'upgrade it from the jump box (airlock cluster up --engine BUNDLE --inventory hosts.yml drains it through a manager), or pass --allow-downtime',
+      hint: 'drain it through a manager first (docker node update --availability drain) and pass --drained-by-caller, or pass --allow-downtime',
     });
   }
   const docker = localDocker(opts.paths);
@@ -182,15 +191,26 @@ async function drainIfNeeded(before: RunningState, opts: EngineChangeOptions): P
         hint: 'pass --allow-downtime to upgrade anyway, or add a node first',
       });
     }
-    opts.say(`draining node ${before.nodeId}${others === 0 ? ' (the only active node: its services stop until the engine is back)' : ''}`);
-    await drainAndWait(docker, before.nodeId, {
+    return { kind: 'drain', nodeId: before.nodeId, replacements: others > 0 };
+  } finally {
+    await docker.close();
+  }
+}
+
+/** Drains as planned; returns the node to activate after (null when this run does not activate one). */
+async function drain(plan: DrainPlan, opts: EngineChangeOptions): Promise<string | null> {
+  if (plan.kind === 'none') return opts.drainedByCaller ? plan.nodeId : null;
+  const docker = localDocker(opts.paths);
+  try {
+    opts.say(`draining node ${plan.nodeId}${plan.replacements ? '' : ' (the only active node: its services stop until the engine is back)'}`);
+    await drainAndWait(docker, plan.nodeId, {
       timeoutMs: opts.drainTimeoutMs,
-      replacements: others > 0,
+      replacements: plan.replacements,
       onProgress: (ps) => {
         for (const p of ps) opts.say(`  ${p.service}: ${p.runningElsewhere}/${p.desired} elsewhere, ${p.stillOnNode} still here`);
       },
     });
-    return before.nodeId;
+    return plan.nodeId;
   } finally {
     await docker.close();
   }
@@ -269,11 +289,12 @@ export async function rollbackEngine(opts: EngineChangeOptions): Promise<EngineC
   }
   const target = { form: last.previous_form as EngineRecord['form'], version: last.previous_version };
   const before = await runningState(opts.paths);
+  const plan = await planDrain(before, opts);
   const id = changes.begin({ kind: 'rollback', bundleId: last.previous_bundle_id, form: target.form, version: target.version, previous: { form: installed.form, version: installed.version, bundleId: last.bundle_id }, appliedBy: opts.appliedBy });
   const subject = `${target.form} ${target.version}`;
   try {
     changes.step(id, 'drain');
-    const drained = await drainIfNeeded(before, opts);
+    const drained = await drain(plan, opts);
     changes.drained(id, drained);
     changes.step(id, 'stop');
     await pickSupervisor(installed.form, opts.paths).stop();

@@ -49,7 +49,14 @@ async function checkOnce(docker: Docker, opts: HealthOptions): Promise<HealthRes
   const call = { retry: false as const };
   await step('ping', () => docker.system.ping(call));
   const v = await step('version', () => docker.system.version(call));
-  if (v.Version !== opts.version) throw new NotYet('version', `the engine reports version ${v.Version}, not ${opts.version}`);
+  // Definite: the engine that answers is another one, and waiting will not change it.
+  if (v.Version !== opts.version) {
+    throw new AirlockError('engine', `the engine at the socket reports version ${v.Version}, not ${opts.version}`, {
+      reason: 'engine-wrong-version',
+      subject: 'version',
+      hint: "the bundle's engine.version must be what its dockerd reports (dockerd --version)",
+    });
+  }
   if (!opts.swarm) return { version: v.Version, apiVersion: v.ApiVersion };
   const info = await step('swarm', () => docker.system.info(call));
   if (info.Swarm.LocalNodeState !== 'active') throw new NotYet('swarm', `the node's swarm state is ${info.Swarm.LocalNodeState || 'empty'}, not active`);
