@@ -69,7 +69,7 @@ export interface EngineInstallResult extends EngineChangeResult {
 /** `airlock engine install BUNDLE`. */
 export async function installEngineBundle(
   file: string,
-  opts: HostEngineOptions & { trust: TrustStore; sealing?: SealingOptions },
+  opts: HostEngineOptions & { trust: TrustStore; sealing?: SealingOptions; allowDowngrade?: boolean },
 ): Promise<EngineInstallResult> {
   requireRoot('engine install');
   return withHost(opts, `engine install ${file}`, async (o) => {
@@ -79,6 +79,7 @@ export async function installEngineBundle(
       {
         stateDir: opts.stateDir,
         trust: opts.trust,
+        allowDowngrade: opts.allowDowngrade ?? false,
         ...(opts.sealing ? { sealing: opts.sealing } : {}),
         beforeStore: async (m) => {
           const record = engineOf(m);

@@ -65,7 +65,7 @@ export const engineCommands: Command[] = [
   {
     path: ['engine', 'install'],
     summary: 'install or upgrade the Docker Engine on this host from an engine bundle',
-    usage: 'airlock engine install BUNDLE [--state DIR] [--trust DIR] [--timeout 2m] [--drain-timeout 5m] [--allow-downtime] [--wait 60s] [--json]',
+    usage: 'airlock engine install BUNDLE [--state DIR] [--trust DIR] [--timeout 2m] [--drain-timeout 5m] [--allow-downtime] [--drained-by-caller] [--allow-downgrade] [--wait 60s] [--json]',
     details:
       'Verifies and stores the bundle like bundle import, after a preflight of the host (kernel and its\n' +
       'modules, cgroups, iptables, the swarm ports, disk space, platform and C library, a conflicting\n' +
@@ -76,11 +76,11 @@ export const engineCommands: Command[] = [
       'docker group, and starts the engine: with systemd where it runs, else by itself. A second run\n' +
       'with the same bundle changes nothing.\n' +
       CHANGE_DETAILS,
-    options: { ...changeOpts, trust: stringOpt(), ...sealingOpts },
+    options: { ...changeOpts, trust: stringOpt(), 'allow-downgrade': boolOpt(), ...sealingOpts },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const { installEngineBundle } = await import('../../engine/engine-host.js');
-      const r = await installEngineBundle(positionals[0]!, { ...(await hostOptions(values, json)), trust: await trustStoreOption(str(values.trust)), sealing: sealingOption(values) });
+      const r = await installEngineBundle(positionals[0]!, { ...(await hostOptions(values, json)), trust: await trustStoreOption(str(values.trust)), sealing: sealingOption(values), allowDowngrade: values['allow-downgrade'] === true });
       out(json ? JSON.stringify(r) : changeLine(r));
     },
   },
