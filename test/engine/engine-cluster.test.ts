@@ -1,0 +1,128 @@
+/**
+ * Bare hosts to a swarm without a hand on them: `cluster up --engine` from
+ * the jump box installs the engine where none runs (a host that fails its
+ * preflight is named and the others go on), and the agent's first boot
+ * installs an engine bundle from its inbox before it makes the swarm.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import YAML from 'yaml';
+import { AgentProcess } from '../helpers/agent.js';
+import { engineFixtures } from '../helpers/engine-bundle-fixtures.js';
+import { airlockCommand, buildEngineBundle, journalRows } from '../helpers/engine-hosts.js';
+import { makeSigner, runCli, type Signer } from '../helpers/fixtures.js';
+import { type BareLabHost, type Lab, startBareLab } from '../helpers/lab.js';
+
+describe('engines on bare hosts from the jump box and from the agent', { timeout: 600_000 }, () => {
+  let base: string;
+  let lab: Lab<BareLabHost>;
+  let airlock: string;
+  let signer: Signer;
+  let bundle: string;
+  let version: string;
+
+  before(async () => {
+    const f = engineFixtures();
+    if (typeof f === 'string') throw new Error(f);
+    version = f['static-26'].version;
+    base = await mkdtemp('/tmp/airlock-engine-cluster-');
+    await chmod(base, 0o755);
+    signer = await makeSigner(base);
+    airlock = await airlockCommand(base);
+    bundle = await buildEngineBundle(base, signer, { version: '26.1.5', engine: { version, static: f['static-26'].path } });
+    lab = await startBareLab(join(base, 'lab'), 4);
+    for (const h of lab.hosts) {
+      await mkdir(join(h.etcDir, 'trusted.d'), { recursive: true });
+      await copyFile(signer.pubPath, join(h.etcDir, 'trusted.d', 'vendor.pub'));
+    }
+  });
+
+  after(async () => {
+    await lab?.stop();
+    if (base) await rm(base, { recursive: true, force: true });
+  });
+
+  /** Writes the host's agent.yaml: its engine settings for the lab, and what else the test gives. */
+  const hostConfig = (h: BareLabHost, extra: Record<string, unknown> = {}) =>
+    writeFile(join(h.etcDir, 'agent.yaml'), YAML.stringify({ ...extra, engine: { daemon: h.engineDaemon } }));
+
+  /** A process of the test's own inside the host, holding a port as a foreign service would. */
+  const holdPort = (h: BareLabHost, port: number): ChildProcess =>
+    spawn(h.enter[0]!, [...h.enter.slice(1), process.execPath, '-e', `require('net').createServer().listen(${port}, '0.0.0.0'); setInterval(() => {}, 1e6)`], { stdio: 'ignore' });
+
+  const clusterUp = (inventory: string) => runCli(['cluster', 'up', '--inventory', inventory, '--engine', bundle, '--remote-airlock', airlock, '--timeout', '60s', '--json']);
+
+  test('cluster up --engine installs where no engine runs, names a host that fails its preflight, and forms the swarm of the others', async () => {
+    const [h1, h2, h3] = lab.hosts as [BareLabHost, BareLabHost, BareLabHost];
+    for (const h of [h1, h2, h3]) await hostConfig(h);
+    const inventory = join(base, 'three.yml');
+    const full = YAML.parse(await readFile(lab.inventoryFile, 'utf8')) as { hosts: Record<string, unknown> };
+    delete full.hosts.h4;
+    await writeFile(inventory, YAML.stringify(full));
+    const holder = holdPort(h3, 7946);
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await clusterUp(inventory);
+      assert.notEqual(r.code, 0, 'a host failed');
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+        ok: boolean;
+        engines: { host: string; engine?: { action: string; version: string }; error?: { step: string; reason: string; message: string } }[];
+        hosts: { host: string; action: string; nodeId: string | null }[];
+      };
+      assert.equal(out.ok, false);
+      const engines = new Map(out.engines.map((e) => [e.host, e]));
+      assert.equal(engines.get('h1')?.engine?.action, 'installed');
+      assert.equal(engines.get('h2')?.engine?.action, 'installed');
+      assert.equal(engines.get('h3')?.error?.reason, 'preflight-failed');
+      assert.match(engines.get('h3')!.error!.message, /7946\/tcp/);
+      assert.match(engines.get('h3')!.error!.message, new RegExp(`pid ${holder.pid}`));
+      // The others formed the swarm; h3 is left out, with no engine installed.
+      assert.deepEqual(out.hosts.map((h) => [h.host, h.action]), [['h1', 'initialised'], ['h2', 'joined']]);
+      const nodes = await lab.docker(h1).nodes.list();
+      assert.equal(nodes.length, 2);
+      assert.deepEqual(journalRows(h3, 'SELECT id FROM engine_changes'), []);
+    } finally {
+      holder.kill();
+    }
+    // The port freed, a second run installs on h3 alone and joins it; the others are left as they are.
+    await new Promise((r) => setTimeout(r, 300));
+    const again = await clusterUp(inventory);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    const out = JSON.parse(again.stdout.trim().split('\n').at(-1)!) as { engines: { host: string; engine?: { action: string } }[]; hosts: { host: string; action: string }[] };
+    assert.deepEqual(out.engines.map((e) => [e.host, e.engine?.action]), [['h1', 'has-engine'], ['h2', 'has-engine'], ['h3', 'installed']]);
+    assert.deepEqual(out.hosts.map((h) => [h.host, h.action]), [['h1', 'unchanged'], ['h2', 'unchanged'], ['h3', 'joined']]);
+    assert.equal((await lab.docker(h1).nodes.list()).length, 3);
+  });
+
+  test("first boot: the agent installs the engine bundle from its inbox, then makes the swarm", async () => {
+    const h4 = lab.host('h4');
+    await hostConfig(h4, {
+      stateDir: '/var/lib/airlock',
+      trustDir: '/etc/airlock/trusted.d',
+      inbox: { poll: '*/1 * * * * *', complete: { mode: 'stable', stableFor: '1s' } },
+      retention: { schedule: null },
+      drift: { schedule: null },
+      swarm: { mode: 'init', advertiseAddr: h4.address },
+    });
+    await mkdir(join(h4.stateDir, 'inbox'), { recursive: true });
+    await copyFile(bundle, join(h4.stateDir, 'inbox', 'engine.airlock'));
+    const agent = new AgentProcess('/etc/airlock/agent.yaml', {}, h4.enter);
+    try {
+      await agent.waitFor(/msg="initialised a new swarm as its first manager"/, 120_000);
+    } finally {
+      assert.equal((await agent.stop()).code, 0, agent.log);
+    }
+    const d = lab.docker(h4);
+    assert.equal((await d.system.version()).Version, version);
+    assert.equal((await d.system.info()).Swarm.LocalNodeState, 'active');
+    // In that order: the engine, then the swarm.
+    const events = journalRows<{ kind: string; outcome: string }>(h4, `SELECT kind, outcome FROM events WHERE kind IN ('engine.install', 'swarm.init') ORDER BY id`);
+    assert.deepEqual(events, [
+      { kind: 'engine.install', outcome: 'ok' },
+      { kind: 'swarm.init', outcome: 'ok' },
+    ]);
+  });
+});
