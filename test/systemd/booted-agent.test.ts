@@ -29,10 +29,10 @@ async function installLikeTheDocs(box: BootedSystemd): Promise<void> {
 
 test('airlock-agent.service under a booted systemd: verifies, starts, reads its site identity credential, stops cleanly', { skip: nspawnMissing(), timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = await tempDir('airlock-nspawn-');
-  let box: BootedSystemd | undefined;
+  let booted: BootedSystemd | undefined;
   // One hook, in this order: the folder holds the container's root until it is stopped and unmounted.
   t.after(async () => {
-    await box?.stop();
+    await booted?.stop();
     await cleanup();
   });
   const keys = join(dir, 'keys');
@@ -43,7 +43,8 @@ test('airlock-agent.service under a booted systemd: verifies, starts, reads its 
   const siteKeyId = (JSON.parse(site.stdout) as { keyId: string }).keyId;
 
   const started = Date.now();
-  box = await bootSystemd({ dir: join(dir, 'box') });
+  const box = await bootSystemd({ dir: join(dir, 'box') });
+  booted = box;
   t.diagnostic(`booted in ${Date.now() - started} ms`);
 
   await installLikeTheDocs(box);
@@ -105,8 +106,8 @@ test('airlock-agent.service under a booted systemd: verifies, starts, reads its 
   assert.equal(seen.credentialReadable, true, 'systemd grants the service user read access to its credential');
 
   // What "nothing left" is judged by, while the agent runs: its user's processes and its cgroup.
-  const leftover = () => box!.exec(['pgrep', '-u', 'airlock']);
-  const inCgroup = () => box!.exec(['sh', '-c', `cat /sys/fs/cgroup/unified${up.ControlGroup}/cgroup.procs /sys/fs/cgroup/systemd${up.ControlGroup}/cgroup.procs 2>/dev/null`]);
+  const leftover = () => box.exec(['pgrep', '-u', 'airlock']);
+  const inCgroup = () => box.exec(['sh', '-c', `cat /sys/fs/cgroup/unified${up.ControlGroup}/cgroup.procs /sys/fs/cgroup/systemd${up.ControlGroup}/cgroup.procs 2>/dev/null`]);
   assert.deepEqual((await leftover()).stdout.trim().split('\n'), [String(up.MainPID)]);
   assert.ok((await inCgroup()).stdout.split('\n').includes(String(up.MainPID)), `MainPID not in ${up.ControlGroup}`);
 
