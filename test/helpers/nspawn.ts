@@ -76,9 +76,11 @@ export interface UnitState {
   ExecMainCode: number;
   Result: string;
   ControlGroup: string;
+  /** Automatic restarts since the unit was last started by hand. */
+  NRestarts: number;
 }
 
-const UNIT_PROPERTIES = ['ActiveState', 'SubState', 'MainPID', 'ExecMainStatus', 'ExecMainCode', 'Result', 'ControlGroup'] as const;
+const UNIT_PROPERTIES = ['ActiveState', 'SubState', 'MainPID', 'ExecMainStatus', 'ExecMainCode', 'Result', 'ControlGroup', 'NRestarts'] as const;
 const ALL_NAMESPACES = ['-m', '-u', '-i', '-n', '-p', '-C'] as const;
 const CLEAN_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', 'SYSTEMD_PAGER=cat', 'SYSTEMD_COLORS=0'];
 
@@ -134,6 +136,11 @@ export class BootedSystemd {
     }
   }
 
+  /** The host pid of the systemd-nspawn process. */
+  get nspawnPid(): number {
+    return this.nspawn.pid!;
+  }
+
   /** Runs a command inside the container (every namespace of its PID 1, clean environment). */
   exec(cmd: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const target = opts.enter ?? { pid: this.leader, flags: ALL_NAMESPACES };
@@ -184,7 +191,7 @@ export class BootedSystemd {
     const kv = new Map(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
     const str = (k: string) => kv.get(k) ?? '';
     const num = (k: string) => Number(kv.get(k) ?? NaN);
-    return { ActiveState: str('ActiveState'), SubState: str('SubState'), MainPID: num('MainPID'), ExecMainStatus: num('ExecMainStatus'), ExecMainCode: num('ExecMainCode'), Result: str('Result'), ControlGroup: str('ControlGroup') };
+    return { ActiveState: str('ActiveState'), SubState: str('SubState'), MainPID: num('MainPID'), ExecMainStatus: num('ExecMainStatus'), ExecMainCode: num('ExecMainCode'), Result: str('Result'), ControlGroup: str('ControlGroup'), NRestarts: num('NRestarts') };
   }
 
   /** Writes a file into the container's root (through the overlay, as root), its folders made as needed. */

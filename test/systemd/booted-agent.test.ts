@@ -7,9 +7,12 @@
 // cleanly: inactive, exit status 0, nothing left of its processes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { bootSystemd, nspawnMissing, packagedRuntime, type BootedSystemd } from '../helpers/nspawn.js';
+import { bootSystemd, nspawnMissing, packagedRuntime, type BootedSystemd, type UnitState } from '../helpers/nspawn.js';
 import { REPO, runCli, tempDir } from '../helpers/fixtures.js';
 
 const UNIT = 'airlock-agent.service';
@@ -105,6 +108,12 @@ test('airlock-agent.service under a booted systemd: verifies, starts, reads its 
   assert.equal(seen.siteKeysReadable, false, 'the agent must not need /etc/airlock/site-keys');
   assert.equal(seen.credentialReadable, true, 'systemd grants the service user read access to its credential');
 
+  // SIGHUP through ExecReload= (/bin/kill, run as the agent's user under its filter): the same
+  // process reads its config again.
+  await box.systemctl('reload', UNIT);
+  await waitForLog(box, 'config reloaded');
+  assert.equal((await box.unitState(UNIT)).MainPID, up.MainPID);
+
   // What "nothing left" is judged by, while the agent runs: its user's processes and its cgroup.
   const leftover = () => box.exec(['pgrep', '-u', 'airlock']);
   const inCgroup = () => box.exec(['sh', '-c', `cat /sys/fs/cgroup/unified${up.ControlGroup}/cgroup.procs /sys/fs/cgroup/systemd${up.ControlGroup}/cgroup.procs 2>/dev/null`]);
@@ -128,12 +137,64 @@ test('airlock-agent.service under a booted systemd: verifies, starts, reads its 
   assert.equal((await inCgroup()).stdout, '', `processes left in ${up.ControlGroup}`);
   assert.deepEqual((await box.exec(['ls', CREDENTIALS])).code !== 0, true, 'the credentials folder is removed at stop');
 
+  // A config a restart cannot fix: exit 3, and RestartPreventExitStatus= keeps the unit failed
+  // instead of scheduling a restart every 10 s.
+  await box.writeFile('/etc/airlock/agent.yaml', 'inbox: [not, a, map]\n');
+  await box.exec(['systemctl', 'start', UNIT]);
+  const bad = await waitForState(box, (s) => s.ActiveState === 'failed');
+  assert.equal(bad.ExecMainStatus, 3, JSON.stringify(bad));
+  assert.equal(bad.Result, 'exit-code');
+  assert.equal(bad.SubState, 'failed', 'not auto-restart: no restart is scheduled');
+  assert.equal(bad.NRestarts, 0);
+
   // Asserted last so that the lifecycle above is judged even while this fails.
   assert.deepEqual(seen, { uid: seen.uid, paths: seen.paths, keyIds: [siteKeyId], siteKeysReadable: false, credentialReadable: true }, 'the agent opens the credential as the site key generated above');
 });
 
+test('the booted container: only loopback, writes land in its own upper folder, and stop leaves no mount and no process', { skip: nspawnMissing(), timeout: 90_000 }, async (t) => {
+  const { dir, cleanup } = await tempDir('airlock-nspawn-');
+  let booted: BootedSystemd | undefined;
+  t.after(async () => {
+    await booted?.stop();
+    await cleanup();
+  });
+  const shared = join(dir, 'shared');
+  await mkdir(shared);
+  const box = await bootSystemd({ dir: join(dir, 'box'), bind: [shared] });
+  booted = box;
+  assert.equal((await box.run(['cat', '/proc/1/comm'])).trim(), 'systemd');
+  assert.deepEqual((await box.run(['ls', '/sys/class/net'])).trim().split(/\s+/), ['lo']);
+
+  const probe = `/etc/airlock-nspawn-probe-${process.pid}`;
+  await box.run(['sh', '-c', `echo inside > ${probe} && echo bound > ${shared}/from-inside`]);
+  assert.equal(await readFile(join(dir, 'box/upper', probe), 'utf8'), 'inside\n');
+  assert.equal(await readFile(join(shared, 'from-inside'), 'utf8'), 'bound\n');
+  const lower = (await runCommand(join(REPO, 'scripts/engines'), ['bare-root'])).trim();
+  assert.equal(existsSync(join(lower, probe)), false, 'the shared bare root was written');
+
+  const nspawn = box.nspawnPid;
+  const leader = box.leader;
+  await box.stop();
+  for (const pid of [nspawn, leader]) assert.equal(existsSync(`/proc/${pid}`), false, `pid ${pid} still runs`);
+  assert.ok(!(await readFile('/proc/self/mountinfo', 'utf8')).includes(join(dir, 'box')), 'the overlay is still mounted');
+  assert.deepEqual(await readdir(join(dir, 'box')), ['console.log']);
+});
+
+const runCommand = async (cmd: string, args: string[]) => (await promisify(execFile)(cmd, args, { encoding: 'utf8' })).stdout;
+
 async function journal(box: BootedSystemd): Promise<string> {
   return box.run(['journalctl', '--no-pager', '-o', 'cat', '-u', UNIT]);
+}
+
+/** The unit's state once it satisfies the predicate. */
+async function waitForState(box: BootedSystemd, ok: (s: UnitState) => boolean, timeoutMs = 20_000): Promise<UnitState> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await box.unitState(UNIT);
+    if (ok(s)) return s;
+    if (Date.now() > deadline) throw new Error(`${UNIT} did not reach the expected state in time: ${JSON.stringify(s)}\n${await journal(box)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** The unit's journal once it holds LINE (the agent logs to stdout, which systemd sends there). */
