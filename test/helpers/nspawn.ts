@@ -116,7 +116,8 @@ export class BootedSystemd {
     const args = ['-D', merged, '-M', name, '-b', '--register=no', '--keep-unit', '--private-network', ...readOnly.map((p) => `--bind-ro=${p}`), ...(opts.bind ?? []).map((p) => `--bind=${p}`)];
     const child = spawn(NSPAWN, args, { stdio: ['ignore', log, log] });
     closeSync(log);
-    const exited = once(child, 'exit');
+    // A failed spawn ('error') counts as an exit here; the wait below then reports it.
+    const exited = once(child, 'exit').catch(() => undefined);
     const deadline = Date.now() + (opts.bootTimeoutMs ?? 60_000);
     let leader: number | undefined;
     try {
