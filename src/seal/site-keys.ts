@@ -5,9 +5,9 @@
  * and `age -d -i` work with the same files (docs/sealed-secrets.md).
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { checkNotAFolder, checkPrivateKeyFile, denied, kindOf, unreadable } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
@@ -114,6 +114,20 @@ const badIdentityFile = (path: string, why: string) =>
   });
 
 /**
+ * A credential systemd handed the service (LoadCredential=): a file directly
+ * in $CREDENTIALS_DIRECTORY, root's, read-only, readable by group root and
+ * by the service's user through an ACL (systemd 257 makes it 0440). The
+ * owner-only rule does not fit it; what may not be is write access, or read
+ * access for others.
+ */
+function isSystemdCredential(path: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  const dir = env.CREDENTIALS_DIRECTORY;
+  if (!dir || resolve(dirname(path)) !== resolve(dir)) return false;
+  const st = statSync(path);
+  return st.uid === 0 && st.gid === 0 && (st.mode & 0o227) === 0;
+}
+
+/**
  * The identities in one file (age-keygen's format: one per line, `#`
  * comments). Refused: a missing file, one its group or others may read or
  * write (a copy may exist already), one with no identity or with a line that
@@ -127,7 +141,7 @@ export async function readIdentityFile(path: string): Promise<SiteIdentity[]> {
       hint: 'make one with `airlock key generate --kind site --out DIR/NAME`, or give the path of the site identity this host holds',
     });
   }
-  checkPrivateKeyFile(path, 'site identity');
+  if (!isSystemdCredential(path)) checkPrivateKeyFile(path, 'site identity');
   const lines = keyLines(readText(path, 'site identity'));
   if (lines.length === 0) throw badIdentityFile(path, 'holds no identity');
   const identities: SiteIdentity[] = [];

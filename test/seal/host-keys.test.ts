@@ -84,12 +84,21 @@ test('systemd credentials: every site-identity_NAME is an identity; the bare fal
   const creds = join(dir, 'credentials');
   await mkdir(creds, { mode: 0o700 });
   await copyFile(site.identityPath, join(creds, 'site-identity_site-a.identity'));
-  await chmod(join(creds, 'site-identity_site-a.identity'), 0o400);
+  // systemd 257 makes a credential 0440 root:root and lets the service's user read it through an ACL.
+  await chmod(join(creds, 'site-identity_site-a.identity'), 0o440);
   await writeFile(join(creds, 'site-identity'), '\n', { mode: 0o400 });
   await writeFile(join(creds, 'swarm-join-token'), '\n', { mode: 0o400 });
   const paths = credentialIdentities({ CREDENTIALS_DIRECTORY: creds });
   assert.deepEqual(paths, [join(creds, 'site-identity_site-a.identity')]);
+  process.env.CREDENTIALS_DIRECTORY = creds;
+  t.after(() => delete process.env.CREDENTIALS_DIRECTORY);
   const held = await new HostKeys({ given: paths, stateDir: dir }).identities();
   assert.deepEqual(held.map((i) => i.keyId), [site.keyId]);
   assert.deepEqual(credentialIdentities({}), []);
+  // Only there: the same 0440 file anywhere else is open to others, and a credential others may read is refused too.
+  await copyFile(site.identityPath, join(dir, 'elsewhere.identity'));
+  await chmod(join(dir, 'elsewhere.identity'), 0o440);
+  await assert.rejects(new HostKeys({ given: [join(dir, 'elsewhere.identity')], stateDir: dir }).identities(), { reason: 'key-too-open' });
+  await chmod(join(creds, 'site-identity_site-a.identity'), 0o444);
+  await assert.rejects(new HostKeys({ given: paths, stateDir: dir }).identities(), { reason: 'key-too-open' });
 });
