@@ -1,0 +1,127 @@
+/**
+ * Run inside a throwaway bare host (test/helpers/bare-root-ns.ts) by
+ * test/engine/engine-run.test.ts: places two real engines from blob files,
+ * starts, checks, stops and switches them with the direct supervisor, on the
+ * host's real paths. Prints one JSON line per step; exits 1 at the first
+ * assertion that fails.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EngineRecord } from '../../../src/bundle/manifest-format.js';
+import { Docker, unixSocketTransport } from '../../../src/docker/index.js';
+import { daemonConfig, writeDaemonConfig } from '../../../src/engine/daemon-config.js';
+import { ensureDockerGroup } from '../../../src/engine/docker-group.js';
+import { waitEngineHealthy } from '../../../src/engine/health.js';
+import { defaultEngineHostPaths } from '../../../src/engine/host-paths.js';
+import { currentEngine } from '../../../src/engine/installed.js';
+import { placeStaticEngine, switchCurrent } from '../../../src/engine/static-engine.js';
+import { pickSupervisor } from '../../../src/engine/supervisor.js';
+import { writeUnits } from '../../../src/engine/units.js';
+import { isAirlockError } from '../../../src/errors/index.js';
+
+const dir = process.argv[2]!;
+const { older, newer } = JSON.parse(readFileSync(join(dir, 'records.json'), 'utf8')) as { older: EngineRecord; newer: EngineRecord };
+const blobPath = (digest: string) => join(dir, 'blobs', digest.slice('sha256:'.length));
+const paths = defaultEngineHostPaths();
+const say = (step: string, detail: Record<string, unknown> = {}) => console.log(JSON.stringify({ step, ...detail }));
+
+/** The engine's processes in this host's pid namespace, by name. */
+function engineProcesses(): string[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map((p) => {
+      try {
+        return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+      } catch {
+        return '';
+      }
+    })
+    .filter((c) => ['dockerd', 'containerd', 'containerd-shim', 'containerd-shim-runc-v2', 'docker-proxy'].includes(c));
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  // Lab-safe daemon settings: no bridge, no iptables rules, containers under a cgroup of the test's own.
+  const cfg = daemonConfig({ dataRoot: '/var/lib/docker', daemon: { bridge: 'none', iptables: false, 'cgroup-parent': 'airlock-engine-test' } });
+  assert.equal(await writeDaemonConfig(paths, cfg), true);
+  assert.equal(await writeDaemonConfig(paths, cfg), false);
+  assert.equal(await ensureDockerGroup(), true);
+  assert.equal(await ensureDockerGroup(), false);
+  assert.equal(await writeUnits('static', paths), true);
+  assert.equal(await currentEngine(paths), undefined);
+
+  for (const r of [older, newer]) assert.equal((await placeStaticEngine(r, blobPath, paths)).outcome, 'placed');
+  assert.equal((await placeStaticEngine(older, blobPath, paths)).outcome, 'unchanged');
+  say('placed', { ms: Date.now() - t0 });
+  assert.deepEqual(await switchCurrent(paths, older.version), { previous: undefined, changed: true });
+
+  const supervisor = pickSupervisor('static', paths);
+  assert.equal(supervisor.kind, 'direct', 'no systemd here: the direct supervisor');
+  assert.equal(await supervisor.isRunning(), false);
+  let t = Date.now();
+  await supervisor.enableAndStart();
+  const first = await waitEngineHealthy(paths.socket, { version: older.version, timeoutMs: 60_000 });
+  say('healthy', { version: first.version, startMs: Date.now() - t });
+  assert.equal(first.version, older.version);
+  assert.equal(await supervisor.isRunning(), true);
+  await supervisor.start(); // running already: nothing new started
+  assert.equal(engineProcesses().filter((c) => c === 'dockerd').length, 1);
+
+  // The engine sees the daemon.json airlock wrote.
+  const docker = new Docker({ transport: unixSocketTransport(paths.socket), endpoint: 'engine', retry: false });
+  const info = await docker.system.info();
+  assert.equal(info.DockerRootDir, '/var/lib/docker');
+  await docker.close();
+
+  // Another version than the running one is refused by its name, at the timeout.
+  await assert.rejects(waitEngineHealthy(paths.socket, { version: newer.version, timeoutMs: 1_500, pollMs: 300 }), (e: unknown) => {
+    assert.ok(isAirlockError(e), String(e));
+    assert.equal(e.reason, 'engine-unhealthy');
+    assert.equal(e.exitCode, 15);
+    assert.equal(e.subject, 'version');
+    assert.match(e.message, new RegExp(`reports version ${older.version.replace(/[+.]/g, '\\$&')}, not ${newer.version.replace(/[+.]/g, '\\$&')}`));
+    say('wrong-version-refused', { message: e.message });
+    return true;
+  });
+
+  t = Date.now();
+  await supervisor.stop();
+  say('stopped', { stopMs: Date.now() - t, left: engineProcesses() });
+  assert.deepEqual(engineProcesses(), []);
+  assert.equal(await supervisor.isRunning(), false);
+  assert.deepEqual(readdirSync(paths.runDir), []);
+
+  // The upgrade: switch to the newer engine, start it, it is healthy as itself; into a swarm on the way.
+  assert.deepEqual(await switchCurrent(paths, newer.version), { previous: older.version, changed: true });
+  await supervisor.start();
+  const second = await waitEngineHealthy(paths.socket, { version: newer.version, timeoutMs: 60_000 });
+  assert.equal(second.version, newer.version);
+  assert.deepEqual(await currentEngine(paths), { form: 'static', version: newer.version, dir: join(paths.engineDir, newer.version) });
+  const swarmClient = new Docker({ transport: unixSocketTransport(paths.socket), endpoint: 'engine', retry: false });
+  await swarmClient.swarm.init({ ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
+  await swarmClient.close();
+  const inSwarm = await waitEngineHealthy(paths.socket, { version: newer.version, swarm: true, timeoutMs: 60_000 });
+  assert.ok(inSwarm.nodeId, 'the swarm check names the node');
+  say('upgraded', { version: second.version, nodeId: inSwarm.nodeId });
+
+  // And back, as a rollback does: the older engine takes the swarm node back, active and ready.
+  await supervisor.stop();
+  assert.deepEqual(engineProcesses(), []);
+  assert.equal((await switchCurrent(paths, older.version)).previous, newer.version);
+  await supervisor.start();
+  const back = await waitEngineHealthy(paths.socket, { version: older.version, swarm: true, timeoutMs: 90_000 });
+  assert.equal(back.nodeId, inSwarm.nodeId);
+  say('rolled-back', { version: back.version, nodeId: back.nodeId });
+  await supervisor.stop();
+  assert.deepEqual(engineProcesses(), []);
+  say('done', { ms: Date.now() - t0 });
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.log(JSON.stringify({ step: 'failed', error: e instanceof Error ? (e.stack ?? e.message) : String(e) }));
+    process.exit(1);
+  },
+);

@@ -1,0 +1,62 @@
+/**
+ * The engine host primitives on a real engine: two real Docker Engines
+ * (Debian 13's 26.1 and Debian testing's 28.5, from the matrix roots) placed
+ * from blob files, started, checked, stopped and switched on a throwaway
+ * bare host (an overlay of the bare Debian 13 root in namespaces of its own).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { REPO, tempDir } from '../helpers/fixtures.js';
+import { debianEngineFile, staticEngineBlobs } from '../helpers/engine-host.js';
+import { nodeInBareHost, runInBareHost } from '../helpers/bare-root-ns.js';
+import { dockerCliFor, ENGINES_SCRIPT } from '../helpers/engines.js';
+
+const ENGINES_CACHE = process.env.AIRLOCK_ENGINES_CACHE ?? '/var/cache/airlock-engines';
+
+function preparedRoot(row: 'trixie' | 'forky'): string {
+  const r = spawnSync(ENGINES_SCRIPT, ['prepare', row], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `scripts/engines prepare ${row}: ${r.stderr}`);
+  return join(ENGINES_CACHE, row);
+}
+
+/** What dockerd of a root reports as its version, asked in the bare host (the version is what /version will say). */
+function dockerdVersion(root: string): string {
+  const out = spawnSync(join(root, 'usr/sbin/dockerd'), ['--version'], { encoding: 'utf8' }).stdout;
+  const m = /^Docker version ([^,]+),/.exec(out);
+  assert.ok(m, `dockerd --version: ${out}`);
+  return m[1]!;
+}
+
+test('a static engine placed from blobs starts with the direct supervisor, is checked by its version, stops leaving nothing, and switches 26.1 → 28.5 → 26.1 on a swarm node', { timeout: 600_000 }, async () => {
+  const t = await tempDir('airlock-engine-run-');
+  try {
+    const cli = dockerCliFor();
+    const [trixie, forky] = [preparedRoot('trixie'), preparedRoot('forky')];
+    const shared = join(t.dir, 'shared');
+    const older = await staticEngineBlobs(dockerdVersion(trixie), join(shared, 'blobs'), (n) => debianEngineFile(trixie, n, cli));
+    const newer = await staticEngineBlobs(dockerdVersion(forky), join(shared, 'blobs'), (n) => debianEngineFile(forky, n, cli));
+    assert.notEqual(older.record.version, newer.record.version);
+    await writeFile(join(shared, 'records.json'), JSON.stringify({ older: older.record, newer: newer.record }));
+    const run = await runInBareHost(join(t.dir, 'host'), shared, [nodeInBareHost(), join(REPO, 'dist/test/engine/bare-host/static-engine-run.js'), shared], { timeoutMs: 540_000 });
+    const steps = run.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { step: string; [k: string]: unknown });
+    const failed = steps.find((s) => s.step === 'failed');
+    assert.equal(run.status, 0, `the bare host run failed: ${String(failed?.error ?? run.stderr)}\n${run.stdout}`);
+    const by = (name: string) => steps.find((s) => s.step === name)!;
+    assert.equal(by('healthy').version, older.record.version);
+    assert.match(String(by('wrong-version-refused').message), /version check/);
+    assert.deepEqual(by('stopped').left, []);
+    assert.equal(by('upgraded').version, newer.record.version);
+    assert.equal(by('rolled-back').version, older.record.version);
+    assert.equal(by('rolled-back').nodeId, by('upgraded').nodeId);
+    console.log(steps.map((s) => JSON.stringify(s)).join('\n'));
+  } finally {
+    await t.cleanup();
+  }
+});
