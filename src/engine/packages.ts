@@ -10,8 +10,13 @@ import { AirlockError } from '../errors/index.js';
 import { defaultEngineHostPaths, type EngineHostPaths } from './host-paths.js';
 import { runCommand, tailOf } from './run-command.js';
 
-/** apt sees only the host's installed packages and the files named: no source list, no download, no lock wait. */
-const OFFLINE = ['-o', 'Dir::Etc::SourceList=/dev/null', '-o', 'Dir::Etc::SourceParts=/dev/null', '--no-download', '--no-install-recommends'];
+/**
+ * apt sees only the host's installed packages and the files named: with no
+ * source list there is nowhere to download from. (`--no-download` says so
+ * again in the simulation; the real install cannot take it: apt 3 then looks
+ * for the local files in its archive cache, "Pathname to install is not absolute".)
+ */
+const OFFLINE = ['-o', 'Dir::Etc::SourceList=/dev/null', '-o', 'Dir::Etc::SourceParts=/dev/null', '--no-install-recommends'];
 
 export interface MissingDependency {
   /** The package that needs it. */
@@ -70,7 +75,7 @@ const localFiles = (files: readonly string[]) => files.map((f) => resolve(f));
 export async function checkPackages(files: readonly string[], opts: { allowDowngrades?: boolean } = {}): Promise<PackagePlan> {
   const r = await runCommand(
     'apt-get',
-    ['install', '--simulate', '-o', 'Debug::NoLocking=1', ...OFFLINE, ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
+    ['install', '--simulate', '--no-download', '-o', 'Debug::NoLocking=1', ...OFFLINE, ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
     { env: aptEnv() },
   );
   if (r.status === 0) return parsePlan(r.stdout);

@@ -6,15 +6,27 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { REPO, tempDir } from '../helpers/fixtures.js';
 import { debianEngineFile, staticEngineBlobs } from '../helpers/engine-host.js';
-import { nodeInBareHost, runInBareHost } from '../helpers/bare-root-ns.js';
+import { engineFixturePath, nodeInBareHost, runInBareHost, type NsRun } from '../helpers/bare-root-ns.js';
 import { dockerCliFor, ENGINES_SCRIPT } from '../helpers/engines.js';
 
 const ENGINES_CACHE = process.env.AIRLOCK_ENGINES_CACHE ?? '/var/cache/airlock-engines';
+
+/** The JSON lines a bare-host run printed, one per step; fails the test with what the run said when it failed. */
+function stepsOf(run: NsRun) {
+  const steps = run.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { step: string; [k: string]: unknown });
+  const failed = steps.find((s) => s.step === 'failed');
+  assert.equal(run.status, 0, `the bare host run failed: ${String(failed?.error ?? run.stderr)}\n${run.stdout}\n${run.stderr}`);
+  return { steps, by: (name: string) => steps.find((s) => s.step === name)! };
+}
 
 function preparedRoot(row: 'trixie' | 'forky'): string {
   const r = spawnSync(ENGINES_SCRIPT, ['prepare', row], { encoding: 'utf8' });
@@ -41,20 +53,31 @@ test('a static engine placed from blobs starts with the direct supervisor, is ch
     assert.notEqual(older.record.version, newer.record.version);
     await writeFile(join(shared, 'records.json'), JSON.stringify({ older: older.record, newer: newer.record }));
     const run = await runInBareHost(join(t.dir, 'host'), shared, [nodeInBareHost(), join(REPO, 'dist/test/engine/bare-host/static-engine-run.js'), shared], { timeoutMs: 540_000 });
-    const steps = run.stdout
-      .trim()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { step: string; [k: string]: unknown });
-    const failed = steps.find((s) => s.step === 'failed');
-    assert.equal(run.status, 0, `the bare host run failed: ${String(failed?.error ?? run.stderr)}\n${run.stdout}`);
-    const by = (name: string) => steps.find((s) => s.step === name)!;
+    const { steps, by } = stepsOf(run);
     assert.equal(by('healthy').version, older.record.version);
     assert.match(String(by('wrong-version-refused').message), /version check/);
     assert.deepEqual(by('stopped').left, []);
     assert.equal(by('upgraded').version, newer.record.version);
     assert.equal(by('rolled-back').version, older.record.version);
     assert.equal(by('rolled-back').nodeId, by('upgraded').nodeId);
+    console.log(steps.map((s) => JSON.stringify(s)).join('\n'));
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("the package form: a set without containerd is refused by name before anything installs; the full set installs docker.io 26.1 in one apt transaction without starting it; the direct supervisor starts it", { timeout: 600_000 }, async () => {
+  const t = await tempDir('airlock-engine-deb-');
+  try {
+    const shared = join(t.dir, 'shared');
+    for (const name of ['deb-26', 'deb-26-missing'] as const) await cp(engineFixturePath(name), join(shared, name), { recursive: true });
+    await writeFile(join(shared, 'deb.json'), JSON.stringify({ version: dockerdVersion(preparedRoot('trixie')) }));
+    const run = await runInBareHost(join(t.dir, 'host'), shared, [nodeInBareHost(), join(REPO, 'dist/test/engine/bare-host/package-engine-run.js'), shared], { timeoutMs: 540_000 });
+    const { steps, by } = stepsOf(run);
+    assert.match(String(by('missing-refused').message), /containerd/);
+    assert.match(String(by('installed').package), /^26\.1\.5/);
+    assert.match(String(by('healthy').version), /^26\.1\.5/);
+    assert.ok(by('done'));
     console.log(steps.map((s) => JSON.stringify(s)).join('\n'));
   } finally {
     await t.cleanup();

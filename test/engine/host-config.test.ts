@@ -108,3 +108,22 @@ test('the docker group is made once, as a system group, by the real groupadd', a
     await t.cleanup();
   }
 });
+
+test("apt's unmet-dependency report is read into each missing package and who needs it", async () => {
+  const { parseUnmetDependencies } = await import('../../src/engine/packages.js');
+  const report = [
+    'Reading package lists...',
+    'Some packages could not be installed. This may mean that you have',
+    'The following packages have unmet dependencies:',
+    ' docker.io : Depends: containerd (>= 1.4~) but it is not installable',
+    '             Depends: runc (>= 1.1.0) but it is not going to be installed',
+    ' tini : PreDepends: libc6 (>= 2.38) but 2.36-9 is to be installed',
+    'E: Unable to correct problems, you have held broken packages.',
+  ].join('\n');
+  assert.deepEqual(parseUnmetDependencies(report), [
+    { package: 'docker.io', needs: 'containerd (>= 1.4~)', why: 'it is not installable' },
+    { package: 'docker.io', needs: 'runc (>= 1.1.0)', why: 'it is not going to be installed' },
+    { package: 'tini', needs: 'libc6 (>= 2.38)', why: '2.36-9 is to be installed' },
+  ]);
+  assert.deepEqual(parseUnmetDependencies('E: Unable to locate package nope\n'), []);
+});
