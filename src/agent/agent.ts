@@ -230,6 +230,8 @@ export class Agent {
         }
       }
       this.scheduleRescan();
+      // First boot: an engine bundle taken just now brought the engine the swarm join needs.
+      if (!this.swarmReady) await this.joinSwarm().catch((e) => this.log.error('swarm membership not settled; tried again at the next poll', { error: asAirlockError(e).message }));
     }
     await this.deploy();
   }

@@ -78,6 +78,8 @@ export interface AgentConfig {
   drift: { schedule: string | null; reapply: boolean };
   /** Sealed secrets: identity files or folders beside the systemd credentials, and whether a secret may arrive in clear. */
   secrets: { identities: string[]; requireSealed: boolean };
+  /** The Docker Engine airlock installs from engine bundles: its data root and the site's own daemon.json keys (docs/engine-install.md). */
+  engine: { dataRoot: string; daemon: Record<string, unknown> };
 }
 
 const str = { type: 'string', minLength: 1 } as const;
@@ -163,6 +165,7 @@ const schema = {
     retention: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, keep: { type: 'integer' } } },
     drift: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, reapply: { type: 'boolean' } } },
     secrets: { type: 'object', additionalProperties: false, properties: { identities: { type: 'array', items: str }, requireSealed: { type: 'boolean' } } },
+    engine: { type: 'object', additionalProperties: false, properties: { dataRoot: str, daemon: { type: 'object' } } },
   },
 } as const;
 
@@ -181,6 +184,7 @@ interface Raw {
   retention?: { schedule?: string | null; keep?: number };
   drift?: { schedule?: string | null; reapply?: boolean };
   secrets?: { identities?: string[]; requireSealed?: boolean };
+  engine?: { dataRoot?: string; daemon?: Record<string, unknown> };
 }
 
 export async function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
@@ -244,6 +248,7 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     drift: { schedule: drift.schedule === null ? null : cronAt(['drift', 'schedule'], drift.schedule ?? '*/15 * * * *'), reapply: drift.reapply ?? false },
     // Off when absent: configs written before sealed secrets keep taking the bundles they took (docs/sealed-secrets.md).
     secrets: { identities: r.secrets?.identities ?? [], requireSealed: r.secrets?.requireSealed ?? false },
+    engine: { dataRoot: r.engine?.dataRoot ?? '/var/lib/docker', daemon: r.engine?.daemon ?? {} },
   };
 }
 

@@ -11,6 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import { asAirlockError, integrityError, isRefusal, policyError, type AirlockError } from '../errors/index.js';
 import type { Docker } from '../docker/index.js';
 import { importBundle, type ImportResult } from '../import/import-bundle.js';
+import { carriesEngine, installEngineFromInbox } from './engine-intake.js';
 import { AgentQueue } from '../journal/agent-queue.js';
 import { BundleRecords } from '../journal/bundles.js';
 import { Journal } from '../journal/journal.js';
@@ -150,7 +151,9 @@ export class Intake {
       if (!attempt) flog.info('importing bundle', { bytes: bytesOf(unit.files), ...parts });
       const result = attempt
         ? await attempt()
-        : await importBundle(main.path, { stateDir: config.stateDir, trust: await this.deps.trust(), docker: this.deps.docker, lockWaitMs: 10 * 60_000, sealing: agentSealing(config) });
+        : (await carriesEngine(main.path))
+          ? await installEngineFromInbox(main.path, config, await this.deps.trust(), flog)
+          : await importBundle(main.path, { stateDir: config.stateDir, trust: await this.deps.trust(), docker: this.deps.docker, lockWaitMs: 10 * 60_000, sealing: agentSealing(config) });
       this.incomplete.delete(main.path);
       this.baseless.delete(main.path);
       this.imports++;

@@ -144,7 +144,7 @@ export class BlobCollector {
 
   /** Deflates a sample at the fastest level: cheap, and a fair predictor of gzip -6 (zstd -9 does better still). */
   private async looksCompressible(blob: BlobRecord): Promise<boolean> {
-    if (blob.size < MIN_COMPRESSIBLE || !(blob.kind === 'layer' || blob.kind === 'file')) return false;
+    if (blob.size < MIN_COMPRESSIBLE || !(blob.kind === 'layer' || blob.kind === 'file' || blob.kind === 'engine-file')) return false;
     const fd = await open(this.contentPath(blob.digest), 'r');
     try {
       const sample = Buffer.alloc(Math.min(SAMPLE_BYTES, blob.size));

@@ -14,6 +14,7 @@ import { baseSizeMismatch, loadDeltaBase, loadReceiptBase, type DeltaBase } from
 import { collectImages, collectVariants } from './build-images.js';
 import { canonicalBytes } from './canonical-json.js';
 import { expiryFrom, loadDefinition } from './definition.js';
+import { collectEngine } from './engine-payload.js';
 import { inClearWarning, planSealing, Sealer } from './sealing.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import {
@@ -137,6 +138,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
         files.push({ path: f.dest, digest, size, mode: f.mode });
       }
     }
+    const engine = def.engine ? await collectEngine(def.engine, work) : undefined;
     sealer?.checkNoneInClear(work.records(), (d) => files.find((f) => f.digest === d && !f.sealed)?.path ?? stacks.flatMap((st) => [...st.composeFiles, ...st.envFiles]).find((f) => f.digest === d)?.name);
     // Recipients with nothing to seal leave the bundle as it was: plain, and readable by every airlock.
     const sealedTo = sealedFiles({ stacks, files }).length > 0 ? [...new Set(sealing.recipients.map((r) => r.keyId))].sort() : [];
@@ -150,10 +152,11 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     }
     await work.encodeAll(opts.compression ?? 'auto');
 
-    // A full bundle stays v1, which every airlock reads; only a delta, zstd blobs, images per platform or sealed files need v2.
+    // A full bundle stays v1, which every airlock reads; only a delta, zstd blobs, images per platform, sealed files or an engine need v2.
     const requires: Requirement[] = [
       ...(base ? (isReceiptBase(base.ref) ? (['delta', 'receipt'] as const) : (['delta'] as const)) : []),
       ...(work.usesZstd() ? (['zstd'] as const) : []),
+      ...(engine ? (['engine'] as const) : []),
       ...(images.some((i) => i.platform !== undefined) ? (['platforms'] as const) : []),
       ...(sealedTo.length > 0 ? (['sealed'] as const) : []),
     ].sort();
@@ -171,6 +174,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       images,
       files,
       ...(sealedTo.length > 0 ? { sealedTo } : {}),
+      ...(engine ? { engine } : {}),
     };
     const manifestBytes = canonicalBytes(manifest);
     const signature = signatureRecord(manifestBytes, opts.key);

@@ -8,7 +8,7 @@ import { compiledOnce } from '../config/schema.js';
 import { notAFile, unreadable } from '../config/paths.js';
 import { configError, notFound } from '../errors/index.js';
 import { unsafePathReason } from './manifest-checks.js';
-import { isoSeconds } from './manifest.js';
+import { ENGINE_VERSION_PATTERN, isoSeconds } from './manifest.js';
 import { platformList, type Platform } from '../images/platform.js';
 
 /** A bundle definition (`bundle.yaml`) with every path resolved against its folder. */
@@ -30,7 +30,16 @@ export interface BundleDefinition {
    * replaces it), resolved; [] seals nothing. docs/sealed-secrets.md.
    */
   sealTo: string[];
+  /** The Docker Engine the bundle carries (`engine:`), beside or instead of stacks; null: none. */
+  engine: EngineSource | null;
 }
+
+/**
+ * `engine:` of a definition, paths resolved: Docker's static archive (a
+ * `.tgz` holding `docker/…`, or a folder holding `docker/`), or a closed set
+ * of `.deb` packages (a folder of them, or the files). engine-payload.ts reads it.
+ */
+export type EngineSource = { version: string; static: string } | { version: string; packages: string[] };
 
 /** A file on the build machine and the name it carries inside the bundle. */
 export interface SourceFile {
@@ -97,6 +106,16 @@ const schema = {
     image_archives: stringList,
     seal_to: { oneOf: [{ type: 'string' }, { type: 'array', minItems: 1, items: { type: 'string' } }] },
     platforms: { type: 'array', minItems: 1, items: { type: 'string' } },
+    engine: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['version'],
+      properties: {
+        version: { type: 'string', pattern: ENGINE_VERSION_PATTERN },
+        static: { type: 'string', minLength: 1 },
+        packages: { oneOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }] },
+      },
+    },
     files: {
       type: 'array',
       items: {
@@ -125,6 +144,7 @@ interface RawDefinition {
   platforms?: string[];
   files?: { src: string; dest?: string; mode?: number; sensitive?: boolean }[];
   seal_to?: string | string[];
+  engine?: { version: string; static?: string; packages?: string | string[] };
 }
 
 export interface DefinitionOptions {
@@ -180,6 +200,7 @@ export async function loadDefinition(file: string, opts: DefinitionOptions = {})
   }
   return {
     file,
+    engine: r.engine ? engineSource(r.engine, dir, (key, why) => yaml.error(['engine', ...key], why, 'bad-definition')) : null,
     name: r.name,
     version: r.version,
     description: r.description ?? '',
@@ -200,6 +221,16 @@ export async function loadDefinition(file: string, opts: DefinitionOptions = {})
     }),
     sealTo,
   };
+}
+
+/** `engine:` with exactly one form; `fail` names the key under `engine`. */
+function engineSource(e: NonNullable<RawDefinition['engine']>, dir: string, fail: (key: KeyPath, why: string) => Error): EngineSource {
+  if (e.static !== undefined && e.packages !== undefined) {
+    throw fail(['packages'], 'is given beside static: an engine comes in one form, Docker\'s static archive (static:) or a set of .deb packages (packages:)');
+  }
+  if (e.static !== undefined) return { version: e.version, static: resolve(dir, e.static) };
+  if (e.packages !== undefined) return { version: e.version, packages: asList(e.packages).map((p) => resolve(dir, p)) };
+  throw fail([], 'names no engine: give static: (Docker\'s static archive docker-X.Y.Z.tgz, or a folder holding docker/) or packages: (a folder of .deb files, or a list of them)');
 }
 
 /** When a bundle stops being accepted: a time after its build, or a fixed instant. */

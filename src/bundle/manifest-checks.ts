@@ -1,7 +1,7 @@
 /**
  * What a manifest must be beyond its schema: a format and requirements this
  * reader knows, blobs sorted and encoded in one spelling, a delta's base,
- * image variants a host can tell apart, sealed files in one spelling,
+ * image variants a host can tell apart, sealed files and an engine in one spelling,
  * references to listed blobs of the right size, and paths that stay inside
  * their folder.
  */
@@ -158,6 +158,48 @@ export function checkBlobList(m: Manifest): void {
   if (zstd !== (m.requires ?? []).includes('zstd')) {
     throw integrityError(`${MANIFEST_ENTRY}: ${zstd ? 'has zstd-encoded blobs but does not require zstd' : 'requires zstd but has no zstd-encoded blob'}`, { reason: 'manifest-invalid' });
   }
+}
+
+/**
+ * An engine in one spelling: `requires` names `engine` exactly when the
+ * manifest carries one; each file once, each a listed blob of kind
+ * `engine-file` of its size, and every such blob one of its files; a static
+ * engine needs a C library of its own (or none), a package set leaves it to
+ * the distribution, whose packages end in their form's suffix.
+ */
+export function checkEngine(m: Manifest): void {
+  const fail = (why: string) => integrityError(`${MANIFEST_ENTRY}: ${why}`, { reason: 'manifest-invalid', subject: MANIFEST_ENTRY, hint: 'the bundle was made by an incompatible or broken builder' });
+  const requires = (m.requires ?? []).includes('engine');
+  const e = m.engine;
+  if (requires !== (e !== undefined)) throw fail(requires ? 'requires engine but carries none' : 'carries an engine but does not require engine');
+  const engineBlobs = new Set(m.blobs.filter((b) => b.kind === 'engine-file').map((b) => b.digest));
+  if (!e) {
+    const stray = [...engineBlobs][0];
+    if (stray) throw fail(`blob ${stray} is of kind engine-file, but the bundle carries no engine`);
+    return;
+  }
+  const packaged = e.form !== 'static';
+  if (packaged !== (e.libc.kind === 'distribution')) {
+    throw fail(packaged ? `a ${e.form} engine leaves the C library to the distribution (libc kind distribution), not ${e.libc.kind}` : 'a static engine names its own C library (static, glibc or musl), not distribution');
+  }
+  const listed = new Map(m.blobs.map((b) => [b.digest, b]));
+  const paths = new Set<string>();
+  const used = new Set<string>();
+  for (const f of e.files) {
+    if (paths.has(f.path)) throw fail(`engine file ${f.path} is listed twice`);
+    paths.add(f.path);
+    if (packaged && !f.path.endsWith(`.${e.form}`)) throw fail(`engine file ${f.path} is not a .${e.form} package, and the engine's form is ${e.form}`);
+    const blob = listed.get(f.digest);
+    if (!blob) throw fail(`engine file ${f.path} names blob ${f.digest}, which the bundle does not list`);
+    if (blob.kind !== 'engine-file') throw fail(`engine file ${f.path} names blob ${f.digest}, which is of kind ${blob.kind}, not engine-file`);
+    if (blob.size !== f.size) throw fail(`engine file ${f.path} gives size ${f.size} for ${f.digest}, the blob list ${blob.size}`);
+    used.add(f.digest);
+  }
+  for (let i = 1; i < e.files.length; i++) {
+    if (e.files[i - 1]!.path >= e.files[i]!.path) throw fail(`engine files are not sorted by path at ${e.files[i]!.path}`);
+  }
+  const stray = [...engineBlobs].find((d) => !used.has(d));
+  if (stray) throw fail(`blob ${stray} is of kind engine-file, but no engine file names it`);
 }
 
 /** Every digest the sections name must be a listed blob of the right size. */

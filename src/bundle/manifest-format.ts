@@ -181,6 +181,9 @@ export interface EngineFileRecord {
   package?: EnginePackage;
 }
 
+/** An engine version as `/version` reports it: `28.5.2+dfsg4`, `26.1.5`, `27.0.0-rc.1`. */
+export const ENGINE_VERSION_PATTERN = '^[0-9][0-9A-Za-z.+~_-]{0,63}$';
+
 /** A Docker Engine the bundle carries (v2, `requires: ["engine"]`). */
 export interface EngineRecord {
   /** The version the engine reports (`/version` `.Version`, e.g. `28.5.2+dfsg4`); the host checks it after start. */

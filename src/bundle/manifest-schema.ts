@@ -4,7 +4,7 @@
  */
 import { Ajv } from 'ajv';
 import { PLATFORM_PATTERN } from '../images/platform.js';
-import { BLOB_KINDS, FORMAT_V1, FORMAT_V2, REQUIREMENTS, SITE_PATTERN } from './manifest-format.js';
+import { BLOB_KINDS, ENGINE_FORMS, ENGINE_VERSION_PATTERN, FORMAT_V1, FORMAT_V2, REQUIREMENTS, SITE_PATTERN, STATIC_ENGINE_FILES } from './manifest-format.js';
 
 /** JSON Schema of a signature record (section 4 of docs/bundle-format.md), for files that embed one. */
 export const signatureRecordSchema = {
@@ -149,7 +149,76 @@ const imageV2 = {
   properties: { ...imageV1.properties, platform: { type: 'string', maxLength: 64, pattern: PLATFORM_PATTERN } },
 } as const;
 
-/** JSON Schema of a v2 manifest: v1 plus `requires`, `base`, blobs that are not carried, image platforms and sealed files (`sealedTo`). */
+const mode = { type: 'integer', minimum: 0, maximum: 0o777 } as const;
+/** A binary of the static form: one of Docker's eight names, nothing else. */
+const staticEngineFile = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['path', 'digest', 'size', 'mode'],
+  properties: { path: { enum: [...STATIC_ENGINE_FILES] }, digest, size, mode },
+} as const;
+/** A package file, named as the distribution names it (no folder), with the package's own fields. */
+const packageEngineFile = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['path', 'digest', 'size', 'mode', 'package'],
+  properties: {
+    path: { type: 'string', maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9.+~_%:-]*\\.(deb|rpm)$' },
+    digest,
+    size,
+    mode,
+    package: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name', 'version', 'architecture'],
+      properties: {
+        name: { type: 'string', minLength: 1, maxLength: 255 },
+        version: { type: 'string', minLength: 1, maxLength: 255 },
+        architecture: { type: 'string', pattern: '^[a-z0-9_]{1,32}$' },
+      },
+    },
+  },
+} as const;
+const libcKind = (kind: string) => ({ type: 'object', additionalProperties: false, required: ['kind'], properties: { kind: { const: kind } } }) as const;
+/** v2 with `engine`: the Docker Engine the bundle carries; manifest-checks.ts checks the rest (unique paths, blobs, libc by form). */
+const engineRecord = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['version', 'form', 'platform', 'libc', 'files'],
+  properties: {
+    version: { type: 'string', pattern: ENGINE_VERSION_PATTERN },
+    form: { enum: [...ENGINE_FORMS] },
+    platform: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['os', 'architecture'],
+      properties: { os: { const: 'linux' }, architecture: { type: 'string', pattern: '^[a-z0-9_]{1,32}$' } },
+    },
+    libc: {
+      oneOf: [
+        libcKind('static'),
+        libcKind('musl'),
+        libcKind('distribution'),
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['kind', 'minimum'],
+          properties: { kind: { const: 'glibc' }, minimum: { type: 'string', pattern: '^\\d{1,4}\\.\\d{1,4}(\\.\\d{1,4})?$' } },
+        },
+      ],
+    },
+    files: { type: 'array', minItems: 1, maxItems: 4096, items: { type: 'object' } },
+  },
+  allOf: [
+    {
+      if: { type: 'object', properties: { form: { const: 'static' } } },
+      then: { type: 'object', properties: { files: { type: 'array', minItems: STATIC_ENGINE_FILES.length, maxItems: STATIC_ENGINE_FILES.length, items: staticEngineFile } } },
+      else: { type: 'object', properties: { files: { type: 'array', items: packageEngineFile } } },
+    },
+  ],
+} as const;
+
+/** JSON Schema of a v2 manifest: v1 plus `requires`, `base`, blobs that are not carried, image platforms, sealed files (`sealedTo`) and an engine. */
 export const manifestSchemaV2 = {
   ...manifestSchema,
   required: [...manifestSchema.required, 'requires'],
@@ -168,6 +237,7 @@ export const manifestSchemaV2 = {
     stacks: { type: 'array', items: stackV2 },
     files: { type: 'array', items: fileV2 },
     sealedTo: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[0-9a-f]{16}$' } },
+    engine: engineRecord,
   },
 } as const;
 

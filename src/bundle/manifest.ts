@@ -6,7 +6,7 @@
 import semver from 'semver';
 import { integrityError, signatureError } from '../errors/index.js';
 import { canonicalJson } from './canonical-json.js';
-import { checkBlobList, checkDelta, checkFilePaths, checkFormat, checkImageVariants, checkReferences, checkSealed } from './manifest-checks.js';
+import { checkBlobList, checkDelta, checkEngine, checkFilePaths, checkFormat, checkImageVariants, checkReferences, checkSealed } from './manifest-checks.js';
 import { isRealTimestamp, MANIFEST_ENTRY, SIGNATURE_ENTRY, type Manifest, type SignatureRecord } from './manifest-format.js';
 import { manifestValidators } from './manifest-schema.js';
 
@@ -58,6 +58,7 @@ export function parseManifest(bytes: Buffer): Manifest {
   checkDelta(manifest);
   checkImageVariants(manifest);
   checkSealed(manifest);
+  checkEngine(manifest);
   checkReferences(manifest);
   checkFilePaths(manifest);
   return manifest;

@@ -20,7 +20,7 @@ import { rolloutFiles, type RolloutFiles } from './rollout-files.js';
 /** Not the agent's inbox: an operator's apply and a host's agent never race for one file. */
 export const DEFAULT_REMOTE_DIR = '/var/lib/airlock/uploads';
 
-export type RolloutPhase = 'connect' | 'upload' | 'import' | 'plan' | 'deploy' | 'done' | 'failed';
+export type RolloutPhase = 'connect' | 'engine' | 'upload' | 'import' | 'plan' | 'deploy' | 'done' | 'failed';
 /** The step a host failed at. */
 export type RolloutStep = Exclude<RolloutPhase, 'done' | 'failed'>;
 
@@ -41,6 +41,12 @@ export interface RolloutOptions {
   dryRun?: boolean;
   /** The operator's sealed-secret policy, passed to every host's import and apply; absent: each host's own. */
   sealedPolicy?: '--require-sealed' | '--allow-unsealed';
+  /**
+   * What each host does with the bundle: `import` it (then one manager
+   * deploys), or `engine` install it where the host has no running engine
+   * (`cluster up --engine`); a host whose engine runs is left alone.
+   */
+  install?: 'import' | 'engine';
   onProgress?: (host: string, phase: RolloutPhase, detail: string) => void;
   /**
    * The operator's Ctrl-C. Uploads stop (their partials stay, to resume);
@@ -65,6 +71,8 @@ export interface HostReport {
   /** Summed over the files sent (a split bundle's parts and index); skipped only when the host had every one. */
   upload?: { skipped: boolean; resumedFrom: number; bytesSent: number; files?: FileUpload[] };
   import?: { newBlobs: number; alreadyImported: boolean; images: number };
+  /** `install: engine`: what the host's `airlock engine install` did, or `has-engine` when its engine ran already. */
+  engine?: { action: string; version: string; form?: string };
   error?: RolloutError;
 }
 
@@ -128,7 +136,7 @@ export async function rolloutBundle(opts: RolloutOptions): Promise<RolloutReport
         run.progress(o.host.name, 'failed', o.error.message);
       }
     }
-    if (local.stacks > 0) await deployThroughManager(run, report);
+    if (local.stacks > 0 && (opts.install ?? 'import') === 'import') await deployThroughManager(run, report);
     return report;
   } finally {
     for (const s of run.sessions.values()) s.close();
@@ -156,10 +164,20 @@ async function prepareHost(run: Rollout, host: InventoryHost): Promise<HostRepor
     throw onHost(host, 'connect', e);
   });
   run.sessions.set(host.name, session);
+  if (opts.install === 'engine') {
+    enter(run, host, 'engine');
+    const running = await runningEngine(run, session);
+    if (running) {
+      r.engine = { action: 'has-engine', version: running };
+      progress(host.name, 'done', `has an engine (Docker ${running}): left alone`);
+      return r;
+    }
+  }
   run.steps.set(host.name, 'upload');
   await uploadAll(run, host, session, r);
   const up = r.upload!;
   if (opts.dryRun) return r;
+  if (opts.install === 'engine') return installEngine(run, host, session, r);
   enter(run, host, 'import');
   progress(host.name, 'import', 'verify, store, load images');
   const imported = (await runAirlock(session, run.airlock, ['bundle', 'import', run.remotePath, '--json', ...policyArgs(opts)]).catch((e: unknown) => {
@@ -167,6 +185,35 @@ async function prepareHost(run: Rollout, host: InventoryHost): Promise<HostRepor
   })) as { newBlobs: number; alreadyImported: boolean; images?: { loaded: string[]; present: string[] } };
   r.import = { newBlobs: imported.newBlobs, alreadyImported: imported.alreadyImported, images: (imported.images?.loaded.length ?? 0) + (imported.images?.present.length ?? 0) };
   progress(host.name, 'done', up.skipped ? 'had the bundle; imported' : 'uploaded; imported');
+  return r;
+}
+
+/** The version of the engine that runs on the host, or undefined when none answers (`airlock engine status`). */
+async function runningEngine(run: Rollout, session: SshSession): Promise<string | undefined> {
+  const r = await session.exec([run.airlock, 'engine', 'status', '--json'].map(shq).join(' '));
+  let status: { reported?: { version?: string } | null } | undefined;
+  try {
+    status = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '') as typeof status;
+  } catch {
+    throw new AirlockError('remote', `\`airlock engine status\` failed: ${r.stderr.trim().split('\n').at(-1) || `exit ${r.code}`}`, {
+      reason: r.code === 127 ? 'no-airlock' : 'remote-command-failed',
+      subject: session.host.name,
+      ...(r.code === 127 ? { hint: 'install the airlock package on the host, or pass --remote-airlock PATH' } : {}),
+    });
+  }
+  return status?.reported?.version ?? undefined;
+}
+
+/** `airlock engine install` on the host, with the bundle just uploaded. */
+async function installEngine(run: Rollout, host: InventoryHost, session: SshSession, r: HostReport): Promise<HostReport> {
+  enter(run, host, 'engine');
+  run.progress(host.name, 'engine', 'preflight, install, start');
+  const timeout = run.opts.timeout ? ['--timeout', run.opts.timeout] : [];
+  const done = (await runAirlock(session, run.airlock, ['engine', 'install', run.remotePath, '--json', ...timeout]).catch((e: unknown) => {
+    throw onHost(host, 'engine', e);
+  })) as { outcome: string; version: string; form: string };
+  r.engine = { action: done.outcome, version: done.version, form: done.form };
+  run.progress(host.name, 'done', `engine ${done.form} ${done.version} ${done.outcome}`);
   return r;
 }
 

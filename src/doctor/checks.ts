@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
-import { statfs } from 'node:fs/promises';
-import { join } from 'node:path';
 import { asAirlockError } from '../errors/index.js';
+import { freeSpaceAt, type FreeSpace } from '../store/free-space.js';
 import { TrustStore } from '../trust/trust-store.js';
 import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
 import { MAX_API_VERSION, imageStoreOf, type Docker, type SystemInfo } from '../docker/index.js';
@@ -80,22 +79,16 @@ function imageStore(info: SystemInfo): CheckResult {
 }
 
 async function freeSpace(stateDir: string, min: number): Promise<CheckResult> {
-  // The state dir may not exist yet: measure the nearest folder that does.
-  let dir = stateDir;
-  for (;;) {
-    try {
-      const fs = await statfs(dir);
-      const free = Number(fs.bavail) * Number(fs.bsize);
-      const detail = `${(free / GiB).toFixed(1)} GiB free at ${dir}`;
-      return free >= min
-        ? { name: 'free space', status: 'pass', detail }
-        : { name: 'free space', status: 'fail', detail, hint: `airlock wants ${(min / GiB).toFixed(0)} GiB free for bundles; run 'airlock prune' or grow the disk` };
-    } catch {
-      const parent = join(dir, '..');
-      if (parent === dir) return { name: 'free space', status: 'fail', detail: `cannot read ${stateDir}` };
-      dir = parent;
-    }
+  let space: FreeSpace;
+  try {
+    space = await freeSpaceAt(stateDir);
+  } catch {
+    return { name: 'free space', status: 'fail', detail: `cannot read ${stateDir}` };
   }
+  const detail = `${(space.free / GiB).toFixed(1)} GiB free at ${space.dir}`;
+  return space.free >= min
+    ? { name: 'free space', status: 'pass', detail }
+    : { name: 'free space', status: 'fail', detail, hint: `airlock wants ${(min / GiB).toFixed(0)} GiB free for bundles; run 'airlock prune' or grow the disk` };
 }
 
 /**

@@ -69,7 +69,7 @@ const localFiles = (files: readonly string[]) => files.map((f) => resolve(f));
 
 /**
  * Asks apt, without changing anything, whether the set installs on this host
- * as it is; throws `engine-missing-dependency` (exit 18) naming each missing
+ * as it is; throws `engine-missing-dependency` (exit 19) naming each missing
  * package and who needs it.
  */
 export async function checkPackages(files: readonly string[], opts: { allowDowngrades?: boolean } = {}): Promise<PackagePlan> {

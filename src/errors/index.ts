@@ -20,8 +20,10 @@ export const ExitCode = {
   engine: 15,
   busy: 16,
   remote: 17,
+  /** The host is not fit for the Docker Engine to install: a preflight check failed (docs/engine-install.md). */
+  preflight: 18,
   /** An engine's package set that the host's package manager cannot install as it is (a dependency missing). */
-  dependency: 18,
+  dependency: 19,
   /** The operator pressed Ctrl-C (128 + SIGINT): what could stop stopped, the rest was reported. */
   interrupted: 130,
   /** Not an error: the reader of stdout or stderr went away (128 + SIGPIPE). */

@@ -1,3 +1,4 @@
+import type { Manifest } from '../bundle/manifest-format.js';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { AirlockError, asAirlockError, isRefusal } from '../errors/index.js';
@@ -41,6 +42,8 @@ export interface ImportOptions {
   lockWaitMs?: number;
   /** Where the site identities are, and whether secrets must arrive sealed. */
   sealing?: SealingOptions;
+  /** The caller's own check of the verified manifest, before anything is stored (`engine install`: platform and preflight). */
+  beforeStore?: (manifest: Manifest) => Promise<void>;
 }
 
 export type ImportProgress = { phase: 'verify'; bytes: number; total: number } | { phase: 'load'; bytes: number; total: number };
@@ -120,6 +123,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
         head = h;
         checkVersionPolicy(h, bundles, opts.allowDowngrade ?? false);
         await checkSealedTo(h.manifest, keys);
+        await opts.beforeStore?.(h.manifest);
         // A delta: the blobs it relies on must be here already, before anything is written.
         baseCheck = await checkBaseBlobs(h.manifest, store);
         await store.ensureFreeSpace((await store.missing(h.manifest.blobs)).bytes);

@@ -158,6 +158,30 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE deployment_objects ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0 CHECK (sealed IN (0, 1));
     `,
   },
+  {
+    version: 7,
+    description: 'engine changes: the Docker Engine installed, upgraded or rolled back from an engine bundle, step by step, and what ran before',
+    sql: `
+      CREATE TABLE engine_changes (
+        id                 INTEGER PRIMARY KEY,
+        kind               TEXT NOT NULL CHECK (kind IN ('install', 'upgrade', 'rollback')),
+        bundle_id          INTEGER REFERENCES bundles(id),
+        form               TEXT NOT NULL,
+        version            TEXT NOT NULL,
+        previous_form      TEXT,
+        previous_version   TEXT,
+        previous_bundle_id INTEGER REFERENCES bundles(id),
+        status             TEXT NOT NULL CHECK (status IN ('running', 'committed', 'failed', 'rolled-back')),
+        step               TEXT NOT NULL,
+        drained_node       TEXT,
+        started_at         TEXT NOT NULL,
+        finished_at        TEXT,
+        applied_by         TEXT NOT NULL,
+        reason             TEXT,
+        recoveries         INTEGER NOT NULL DEFAULT 0
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

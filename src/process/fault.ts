@@ -17,7 +17,11 @@ export const INNER_CRASH_POINTS = ['services-mid', 'after-commit', 'import-mid']
  * crash tests type their tables with it. The seam imports nothing, so that
  * every layer may call it.
  */
-export type CrashPoint = 'verify' | 'store' | 'load' | 'prepare' | 'services' | 'converge' | 'commit' | 'cleanup' | (typeof INNER_CRASH_POINTS)[number];
+export type CrashPoint = 'verify' | 'store' | 'load' | 'prepare' | 'services' | 'converge' | 'commit' | 'cleanup' | (typeof INNER_CRASH_POINTS)[number] | EngineCrashPoint;
+
+/** Just after an engine change journaled its step (src/engine/engine-change.ts), before the step's side effect. */
+export const ENGINE_CRASH_POINTS = ['engine-drain', 'engine-stop', 'engine-switch', 'engine-start', 'engine-check', 'engine-activate'] as const;
+export type EngineCrashPoint = (typeof ENGINE_CRASH_POINTS)[number];
 
 /** A simulated kill at a crash point: no failure handling may run on it (no restore, no finish, no step closed). */
 export class ProcessStop extends Error {

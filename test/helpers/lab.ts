@@ -4,6 +4,7 @@
  * its own mount namespace (/var/run, /var/lib/docker, /var/lib/airlock,
  * /etc/airlock, /etc/docker are the host's own folders), its own dockerd and
  * its own sshd. The test process is the jump box. See docs/lab.md.
+ * `startBareLab` starts hosts with no engine, each on its own root filesystem.
  *
  *   const lab = await startLab(dir, 2);
  *   const d1 = lab.docker('h1');                  // h1's daemon, through its socket
@@ -22,7 +23,8 @@ import { Docker, unixSocketTransport } from '../../src/docker/index.js';
 /** scripts/lab of this checkout (tests run from dist/test/helpers). */
 export const LAB_SCRIPT = join(resolve(dirname(fileURLToPath(import.meta.url)), '../../..'), 'scripts/lab');
 
-export interface LabHost {
+/** What every lab host has, with or without an engine the lab started. */
+export interface LabHostBase {
   /** h1, h2, ... */
   name: string;
   /** Its address on the lab subnet, e.g. 10.99.0.11; sshd listens on port 22 there. */
@@ -43,13 +45,10 @@ export interface LabHost {
   stateDir: string;
   /** The host's /etc/airlock (DIR/hN/etc). */
   etcDir: string;
-  /** dockerd --data-root, also the host's /var/lib/docker (DIR/hN/docker). */
+  /** The engine's data root (a lab host's own dockerd --data-root; a bare host's /var/lib/docker, DIR/hN/docker). */
   dataRoot: string;
-  /** dockerd --exec-root (DIR/hN/exec). */
-  execRoot: string;
-  /** dockerd --cgroup-parent of the host's containers. */
+  /** The --cgroup-parent of the host's containers; `down` kills and removes it. */
   cgroupParent: string;
-  dockerdLog: string;
   sshdLog: string;
   sshdConfig: string;
   /** Path of the host's public host key (OpenSSH format). */
@@ -58,12 +57,32 @@ export interface LabHost {
   mountNs: string;
   /** Prefix that runs a command inside the host: nsenter --target <holder> --mount --uts --net -- env -u DOCKER_HOST (inside, the engine is the host's /var/run/docker.sock). */
   enter: string[];
+  pids: { holder: number; sshd: number };
+}
+
+/** A host of `startLab`: the lab started its dockerd. */
+export interface LabHost extends LabHostBase {
+  /** dockerd --exec-root. */
+  execRoot: string;
+  dockerdLog: string;
   pids: { holder: number; dockerd: number; sshd: number };
 }
 
+/** A host of `startBareLab`: its own root filesystem, its own sshd, no engine until one is installed there. */
+export interface BareLabHost extends LabHostBase {
+  /** The host's / as the jump box sees it (DIR/hN/root: an overlay of `scripts/engines bare-root`), without the folders bound over it inside (/run, /var/lib/docker, /tmp, …). */
+  root: string;
+  /** The overlay's upper dir (DIR/hN/upper): every change made in the host's root, and nothing else. */
+  upperDir: string;
+  /** daemon.json keys an engine installed in the host needs so that it leaves the machine and the other hosts alone. */
+  engineDaemon: { bridge: string; iptables: boolean; ip6tables: boolean; 'cgroup-parent': string };
+}
+
 /** DIR/lab.json as scripts/lab writes it. */
-export interface LabFacts {
+export interface LabFacts<H extends LabHostBase = LabHost> {
   dir: string;
+  /** `up --bare`: hosts without an engine, on their own roots. */
+  bare: boolean;
   /** The tag in the lab's namespace and link names (airlock-<name>-h1, alk-<name>). */
   name: string;
   /** e.g. 10.99.0.0/24 */
@@ -76,7 +95,7 @@ export interface LabFacts {
   key: string;
   knownHosts: string;
   authorizedKeys: string;
-  hosts: LabHost[];
+  hosts: H[];
 }
 
 export interface ExecResult {
@@ -150,12 +169,12 @@ export function labScript(args: string[], opts: ExecOptions = {}): Promise<ExecR
   return run([LAB_SCRIPT, ...args], { timeoutMs: 180_000, ...opts });
 }
 
-export class Lab {
+export class Lab<H extends LabHostBase = LabHost> {
   readonly dir: string;
   readonly name: string;
   readonly subnet: string;
   readonly gateway: string;
-  readonly hosts: LabHost[];
+  readonly hosts: H[];
   /** DIR/hosts.yml, the inventory for airlock. */
   readonly inventoryFile: string;
   /** The lab's client key (root on every host). */
@@ -165,7 +184,7 @@ export class Lab {
   private readonly clients = new Set<Docker>();
   private stopped = false;
 
-  constructor(readonly facts: LabFacts) {
+  constructor(readonly facts: LabFacts<H>) {
     this.dir = facts.dir;
     this.name = facts.name;
     this.subnet = facts.subnet;
@@ -177,11 +196,11 @@ export class Lab {
   }
 
   /** Reads DIR/lab.json of a lab that is up. */
-  static async open(dir: string): Promise<Lab> {
-    return new Lab(JSON.parse(await readFile(join(dir, 'lab.json'), 'utf8')) as LabFacts);
+  static async open<H extends LabHostBase = LabHost>(dir: string): Promise<Lab<H>> {
+    return new Lab(JSON.parse(await readFile(join(dir, 'lab.json'), 'utf8')) as LabFacts<H>);
   }
 
-  host(host: LabHost | string): LabHost {
+  host(host: H | string): H {
     if (typeof host !== 'string') return host;
     const h = this.hosts.find((x) => x.name === host || x.address === host);
     if (!h) throw new Error(`no host ${host} in the lab (${this.hosts.map((x) => x.name).join(', ')})`);
@@ -189,7 +208,7 @@ export class Lab {
   }
 
   /** The project's Docker client on the host's own socket. Closed by stop() if not before. */
-  docker(host: LabHost | string): Docker {
+  docker(host: H | string): Docker {
     const h = this.host(host);
     const d = new Docker({ transport: unixSocketTransport(h.dockerSocket), endpoint: h.dockerHost, retry: false });
     this.clients.add(d);
@@ -197,12 +216,12 @@ export class Lab {
   }
 
   /** Runs argv inside the host's network, mount and UTS namespaces (as root, no ssh). */
-  exec(host: LabHost | string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  exec(host: H | string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     return run([...this.host(host).enter, ...argv], opts);
   }
 
   /** ssh2 connection settings for root@host with the lab key; the host key is checked against known_hosts. */
-  sshConfig(host: LabHost | string): ConnectConfig {
+  sshConfig(host: H | string): ConnectConfig {
     const h = this.host(host);
     const expected = knownHostKeys(this.knownHostsFile, h.address);
     if (expected.length === 0) throw new Error(`${this.knownHostsFile} has no key for ${h.address}`);
@@ -217,7 +236,7 @@ export class Lab {
   }
 
   /** A connected ssh2 Client as root on the host; end() it when done. */
-  ssh(host: LabHost | string): Promise<Client> {
+  ssh(host: H | string): Promise<Client> {
     const config = this.sshConfig(host);
     return new Promise((resolvePromise, reject) => {
       const c = new Client();
@@ -240,6 +259,22 @@ export class Lab {
   }
 }
 
+/** Runs a shell command over an ssh2 connection; resolves with its stdout, rejects on a non-zero exit. */
+export function sshExec(c: Client, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    c.exec(command, (err, stream) => {
+      if (err) return reject(err);
+      let out = '';
+      let errOut = '';
+      stream.on('data', (b: Buffer) => (out += b.toString()));
+      stream.stderr.on('data', (b: Buffer) => (errOut += b.toString()));
+      stream.on('close', (code: number | null) =>
+        code === 0 ? resolve(out) : reject(new Error(`${command}: exit ${code}: ${errOut}`)),
+      );
+    });
+  });
+}
+
 /** The raw public keys (SSH wire format) known_hosts lists for this address on port 22. */
 export function knownHostKeys(knownHostsFile: string, address: string): Buffer[] {
   const keys: Buffer[] = [];
@@ -257,12 +292,27 @@ export function knownHostKeys(knownHostsFile: string, address: string): Buffer[]
  * names and its own 10.99.X.0/24.
  */
 export async function startLab(dir: string, n: number, opts: StartLabOptions = {}): Promise<Lab> {
-  const args = ['up', String(n), '--dir', dir];
+  await labUp(dir, n, opts, []);
+  return Lab.open<LabHost>(dir);
+}
+
+/**
+ * Starts n bare hosts in dir (`scripts/lab up n --bare`): each on its own
+ * root filesystem (an overlay of `scripts/engines bare-root`, Debian 13 with
+ * systemd and sshd), with its own sshd and no engine. What is installed in a
+ * host changes only that host's upper dir.
+ */
+export async function startBareLab(dir: string, n: number, opts: StartLabOptions = {}): Promise<Lab<BareLabHost>> {
+  await labUp(dir, n, opts, ['--bare']);
+  return Lab.open<BareLabHost>(dir);
+}
+
+async function labUp(dir: string, n: number, opts: StartLabOptions, extra: string[]): Promise<void> {
+  const args = ['up', String(n), '--dir', dir, ...extra];
   if (opts.subnet) args.push('--subnet', opts.subnet);
   if (opts.name) args.push('--name', opts.name);
   if (opts.managers) args.push('--managers', String(opts.managers));
   if (opts.timeoutSec) args.push('--timeout', String(opts.timeoutSec));
   const r = await labScript(args, { allowFail: true });
-  if (r.code !== 0) throw new Error(`scripts/lab up ${n} --dir ${dir} failed (exit ${r.code}):\n${r.stderr}`);
-  return Lab.open(dir);
+  if (r.code !== 0) throw new Error(`scripts/lab ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr}`);
 }

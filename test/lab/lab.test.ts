@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from 'ssh2';
 import YAML from 'yaml';
 import { Docker, asSocketLike, type Transport } from '../../src/docker/index.js';
-import { type Lab, type LabHost, labScript, run, startLab } from '../helpers/lab.js';
+import { type Lab, type LabHost, labScript, run, sshExec, startLab } from '../helpers/lab.js';
 
 function alive(pid: number): boolean {
   try {
@@ -37,21 +37,6 @@ function processesNaming(dir: string): string[] {
     if (cmd.includes(dir) && alive(Number(p))) found.push(`${p}: ${cmd}`);
   }
   return found;
-}
-
-async function sshExec(c: Client, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    c.exec(command, (err, stream) => {
-      if (err) return reject(err);
-      let out = '';
-      let errOut = '';
-      stream.on('data', (b: Buffer) => (out += b.toString()));
-      stream.stderr.on('data', (b: Buffer) => (errOut += b.toString()));
-      stream.on('close', (code: number | null) =>
-        code === 0 ? resolve(out) : reject(new Error(`${command}: exit ${code}: ${errOut}`)),
-      );
-    });
-  });
 }
 
 /** The remote /var/run/docker.sock through the SSH connection, as airlock's SSH transport does it. */

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import { COMPRESSIONS, type Compression } from '../../bundle/blob-collector.js';
-import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, sealedFiles, type Manifest } from '../../bundle/manifest.js';
+import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, sealedFiles, type EngineRecord, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { journalPathIn, stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
@@ -63,6 +63,7 @@ function summaryLines(m: Manifest): string[] {
             `relies on ${delta.fromBase.blobs} blobs (${formatBytes(delta.fromBase.bytes)}) the host must hold already`,
         ]
       : []),
+    ...(m.engine ? [`engine    ${engineLine(m.engine)}`] : []),
     ...(m.sealedTo ? [`sealed to ${m.sealedTo.join(', ')} (site key ids; ${sealedFiles(m).length} sealed files, marked (sealed) below)`] : []),
   ];
   const named = (f: { name?: string; path?: string; sealed?: true }) => `${f.name ?? f.path ?? ''}${f.sealed ? ' (sealed)' : ''}`;
@@ -82,10 +83,26 @@ function summaryLines(m: Manifest): string[] {
     ];
     lines.push('', table([head, ...m.images.map(row)]));
   }
+  if (m.engine) {
+    const files = m.engine.files;
+    lines.push(
+      '',
+      m.engine.form === 'static'
+        ? table([['ENGINE FILE', 'MODE', 'SIZE'], ...files.map((f) => [f.path, f.mode.toString(8).padStart(4, '0'), formatBytes(f.size)])])
+        : table([['PACKAGE', 'VERSION', 'ARCH', 'FILE', 'SIZE'], ...files.map((f) => [printable(f.package?.name ?? ''), printable(f.package?.version ?? ''), printable(f.package?.architecture ?? ''), printable(f.path), formatBytes(f.size)])]),
+    );
+  }
   if (m.files.length > 0) {
     lines.push('', table([['FILE', 'MODE', 'SIZE'], ...m.files.map((f) => [named(f), f.mode.toString(8).padStart(4, '0'), formatBytes(f.size)])]));
   }
   return lines;
+}
+
+/** `28.5.2+dfsg4, static, linux/amd64, glibc 2.38 or newer`: what the engine is and what it needs of the host. */
+function engineLine(e: EngineRecord): string {
+  const libc = e.libc.kind === 'glibc' ? `glibc ${e.libc.minimum} or newer` : e.libc.kind === 'musl' ? 'musl' : e.libc.kind === 'static' ? 'no C library (static)' : 'C library from the distribution';
+  const form = e.form === 'static' ? "static (Docker's binaries)" : `${e.form} packages (${e.files.length})`;
+  return `${e.version}, ${form}, ${e.platform.os}/${e.platform.architecture}, ${libc}`;
 }
 
 /** Each image ref's platforms, for a bundle built per platform; null for one that records none (its configs say). */
@@ -282,6 +299,7 @@ export const bundleCommands: Command[] = [
             delta: deltaSummary(manifest),
             platforms: platformsByRef(manifest),
             sealed: sealedSummary(manifest),
+            engine: manifest.engine ?? null,
             manifest,
             ...(parts ? { parts } : {}),
           }),

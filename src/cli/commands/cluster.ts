@@ -1,8 +1,8 @@
 /** `airlock cluster up` and `airlock cluster status`: the swarm of the inventory's hosts, driven over SSH from the jump box. */
 import { clusterUp, type ClusterUpReport } from '../../cluster/cluster-up.js';
 import { clusterStatus, type ClusterStatus } from '../../cluster/status.js';
-import { ExitCode, type AirlockError, usageError } from '../../errors/index.js';
-import { loadInventory, type InventoryHost } from '../../remote/inventory.js';
+import { AirlockError as AirlockErrorClass, ExitCode, type AirlockError, type ExitCodeName, usageError } from '../../errors/index.js';
+import { loadInventory, type Inventory, type InventoryHost } from '../../remote/inventory.js';
 import { DEFAULT_PARALLEL } from '../../remote/for-each-host.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { printableText } from '../../units/printable.js';
@@ -57,6 +57,26 @@ export function upJson(r: ClusterUpReport): unknown {
   };
 }
 
+/** `cluster up --engine`: the engine installed where none runs; the hosts that failed, with their errors as the host said them. */
+async function installEngines(inventory: Inventory, bundle: string, values: CommandContext['values'], parallel: number, json: boolean) {
+  const { rolloutBundle } = await import('../../cluster/rollout.js');
+  const report = await rolloutBundle({
+    inventory,
+    bundle,
+    install: 'engine',
+    parallel,
+    acceptNew: values['accept-new'] === true,
+    ...(str(values['remote-airlock']) ? { remoteAirlock: str(values['remote-airlock'])! } : {}),
+    ...(str(values.timeout) ? { timeout: str(values.timeout)! } : {}),
+    ...(json ? {} : { onProgress: (host: string, phase: string, detail: string) => void process.stderr.write(`${printableText(`${host}: engine ${phase} ${detail}`)}\n`) }),
+  });
+  const failed = new Map<string, { host: string; error: AirlockError }>();
+  for (const h of report.hosts) {
+    if (h.error) failed.set(h.host, { host: h.host, error: new AirlockErrorClass(h.error.kind as ExitCodeName, `${h.host}: engine not installed (${h.error.step}): ${h.error.message}`, { reason: h.error.reason, subject: h.host, ...(h.error.hint ? { hint: h.error.hint } : {}) }) });
+  }
+  return { report, failed };
+}
+
 export function statusJson(s: ClusterStatus): unknown {
   return {
     manager: s.manager ?? null,
@@ -77,7 +97,7 @@ export const clusterCommands: Command[] = [
   {
     path: ['cluster', 'up'],
     summary: "make the inventory's Docker hosts one swarm: init, join, roles and labels (idempotent)",
-    usage: 'airlock cluster up --inventory hosts.yml [--parallel N] [--accept-new] [--json]',
+    usage: 'airlock cluster up --inventory hosts.yml [--engine BUNDLE [--remote-airlock PATH] [--timeout 2m]] [--parallel N] [--accept-new] [--json]',
     details:
       'Connects to every host over SSH (at most --parallel at a time, default 8) and speaks its Docker\n' +
       "Engine API through the connection (the host's /var/run/docker.sock is forwarded; no TCP port of\n" +
@@ -88,18 +108,29 @@ export const clusterCommands: Command[] = [
       'another swarm is reported, never made to leave. Running it again changes nothing.\n' +
       'Host keys are checked against the inventory\'s known_hosts: an unknown host is refused unless\n' +
       '--accept-new (which adds its key); a changed key is always refused.\n' +
+      'With --engine BUNDLE (an engine bundle, docs/engine-install.md), first installs the engine on every\n' +
+      'host where none runs: the bundle is uploaded as bundle apply --inventory does and the host runs\n' +
+      "'airlock engine install' (preflight first). A host that fails is named with its reason and left\n" +
+      'out of the swarm; the others go on. Hosts whose engine runs are left alone (upgrades: airlock\n' +
+      'engine install on the host).\n' +
       'Exit 0 when every host is in the swarm as the inventory says; 17 when a host failed (see the table).',
-    options: { inventory: stringOpt('i'), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
+    options: { inventory: stringOpt('i'), engine: stringOpt(), 'remote-airlock': stringOpt(), timeout: stringOpt(), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const parallel = parallelOf(values.parallel);
       const inventory = await loadInventory(inventoryOf(values));
       const onHost = progressLine(json);
-      const r = await clusterUp(inventory, { parallel, acceptNew: values['accept-new'] === true, ...(onHost ? { onHost } : {}) });
-      const failed = r.hosts.filter((h) => h.error).map((h) => ({ host: h.host, error: h.error! }));
+      const engines = str(values.engine) ? await installEngines(inventory, str(values.engine)!, values, parallel, json) : undefined;
+      const withEngine = engines ? { ...inventory, hosts: inventory.hosts.filter((h) => !engines.failed.has(h.name)) } : inventory;
+      const r = await clusterUp(withEngine, { parallel, acceptNew: values['accept-new'] === true, ...(onHost ? { onHost } : {}) });
+      const failed = [...(engines?.failed.values() ?? []), ...r.hosts.filter((h) => h.error).map((h) => ({ host: h.host, error: h.error! }))];
       if (json) {
-        out(JSON.stringify(upJson(r)));
+        out(JSON.stringify({ ...(upJson(r) as object), ...(engines ? { ok: r.ok && engines.failed.size === 0, engines: engines.report.hosts } : {}) }));
       } else {
+        if (engines) {
+          out(table([['HOST', 'ENGINE', 'ACTION'], ...engines.report.hosts.map((h) => [h.host, h.engine ? `${h.engine.form ?? ''} ${h.engine.version}`.trim() : '-', h.error ? `failed at ${h.error.step}: ${h.error.reason}` : (h.engine?.action ?? '-')])]));
+          out('');
+        }
         out(
           table([
             ['HOST', 'ADDRESS', 'ROLE', 'ENGINE', 'ACTION', 'CHANGES'],
