@@ -1,20 +1,35 @@
 /**
  * The engine host primitives on a real engine: two real Docker Engines
- * (Debian 13's 26.1 and Debian testing's 28.5, from the matrix roots) placed
+ * (Debian 13's 26.1 and Debian testing's 28.5, in Docker's static layout made
+ * from Debian's packages by scripts/engine-bundles) placed
  * from blob files, started, checked, stopped and switched on a throwaway
  * bare host (an overlay of the bare Debian 13 root in namespaces of its own).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, writeFile } from 'node:fs/promises';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { REPO, tempDir } from '../helpers/fixtures.js';
-import { debianEngineFile, staticEngineBlobs } from '../helpers/engine-host.js';
-import { engineFixturePath, nodeInBareHost, runInBareHost, type NsRun } from '../helpers/bare-root-ns.js';
-import { dockerCliFor, ENGINES_SCRIPT } from '../helpers/engines.js';
+import { staticEngineBlobs } from '../helpers/engine-host.js';
+import { nodeInBareHost, runInBareHost, type NsRun } from '../helpers/bare-root-ns.js';
+import { engineFixtures, type EngineFixture, type EngineFixtureName } from '../helpers/engine-bundle-fixtures.js';
 
-const ENGINES_CACHE = process.env.AIRLOCK_ENGINES_CACHE ?? '/var/cache/airlock-engines';
+/** A fixture of scripts/engine-bundles (Debian's own packages, and Docker's static layout made from them); never skipped. */
+function fixture(name: EngineFixtureName): EngineFixture {
+  const all = engineFixtures();
+  assert.ok(typeof all !== 'string', `the engine fixtures cannot be made here: ${String(all)}`);
+  return all[name];
+}
+
+/** A static archive's 8 binaries as blobs of an engine record, the way the content store holds a bundle's. */
+async function staticFixtureBlobs(name: 'static-26' | 'static-28', shared: string) {
+  const f = fixture(name);
+  const dir = join(shared, name);
+  await mkdir(dir, { recursive: true });
+  execFileSync('tar', ['-xzf', f.path, '-C', dir]);
+  return staticEngineBlobs(f.version, join(shared, 'blobs'), (n) => join(dir, 'docker', n));
+}
 
 /** The JSON lines a bare-host run printed, one per step; fails the test with what the run said when it failed. */
 function stepsOf(run: NsRun) {
@@ -28,28 +43,12 @@ function stepsOf(run: NsRun) {
   return { steps, by: (name: string) => steps.find((s) => s.step === name)! };
 }
 
-function preparedRoot(row: 'trixie' | 'forky'): string {
-  const r = spawnSync(ENGINES_SCRIPT, ['prepare', row], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `scripts/engines prepare ${row}: ${r.stderr}`);
-  return join(ENGINES_CACHE, row);
-}
-
-/** What dockerd of a root reports as its version, asked in the bare host (the version is what /version will say). */
-function dockerdVersion(root: string): string {
-  const out = spawnSync(join(root, 'usr/sbin/dockerd'), ['--version'], { encoding: 'utf8' }).stdout;
-  const m = /^Docker version ([^,]+),/.exec(out);
-  assert.ok(m, `dockerd --version: ${out}`);
-  return m[1]!;
-}
-
 test('a static engine placed from blobs starts with the direct supervisor, is checked by its version, stops leaving nothing, and switches 26.1 → 28.5 → 26.1 on a swarm node', { timeout: 600_000 }, async () => {
   const t = await tempDir('airlock-engine-run-');
   try {
-    const cli = dockerCliFor();
-    const [trixie, forky] = [preparedRoot('trixie'), preparedRoot('forky')];
     const shared = join(t.dir, 'shared');
-    const older = await staticEngineBlobs(dockerdVersion(trixie), join(shared, 'blobs'), (n) => debianEngineFile(trixie, n, cli));
-    const newer = await staticEngineBlobs(dockerdVersion(forky), join(shared, 'blobs'), (n) => debianEngineFile(forky, n, cli));
+    const older = await staticFixtureBlobs('static-26', shared);
+    const newer = await staticFixtureBlobs('static-28', shared);
     assert.notEqual(older.record.version, newer.record.version);
     await writeFile(join(shared, 'records.json'), JSON.stringify({ older: older.record, newer: newer.record }));
     const run = await runInBareHost(join(t.dir, 'host'), shared, [nodeInBareHost(), join(REPO, 'dist/test/engine/bare-host/static-engine-run.js'), shared], { timeoutMs: 540_000 });
@@ -70,8 +69,8 @@ test("the package form: a set without containerd is refused by name before anyth
   const t = await tempDir('airlock-engine-deb-');
   try {
     const shared = join(t.dir, 'shared');
-    for (const name of ['deb-26', 'deb-26-missing'] as const) await cp(engineFixturePath(name), join(shared, name), { recursive: true });
-    await writeFile(join(shared, 'deb.json'), JSON.stringify({ version: dockerdVersion(preparedRoot('trixie')) }));
+    for (const name of ['deb-26', 'deb-26-missing'] as const) await cp(fixture(name).path, join(shared, name), { recursive: true });
+    await writeFile(join(shared, 'deb.json'), JSON.stringify({ version: fixture('deb-26').version }));
     const run = await runInBareHost(join(t.dir, 'host'), shared, [nodeInBareHost(), join(REPO, 'dist/test/engine/bare-host/package-engine-run.js'), shared], { timeoutMs: 540_000 });
     const { steps, by } = stepsOf(run);
     assert.match(String(by('missing-refused').message), /containerd/);

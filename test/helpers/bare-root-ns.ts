@@ -10,7 +10,6 @@
  * every daemon started there is killed, whatever the test did.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REPO } from './fixtures.js';
@@ -69,21 +68,3 @@ export async function runInBareHost(dir: string, shared: string, argv: string[],
 /** The Node runtime the tests run on, which the bare host has bound in at the same path. */
 export const nodeInBareHost = (): string => process.execPath;
 
-/**
- * The engine fixtures of scripts/engine-bundles (Debian's own packages):
- * `deb-26` and `deb-26-missing` (folders of .deb files). Until that script is
- * in this checkout, its cache (the same files) is read directly.
- */
-export function engineFixturePath(name: 'deb-26' | 'deb-26-missing'): string {
-  const script = join(REPO, 'scripts/engine-bundles');
-  if (existsSync(script)) {
-    const r = spawnSync(script, [], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`scripts/engine-bundles failed: ${r.stderr}`);
-    const line = r.stdout.split('\n').find((l) => l.startsWith(`${name} `));
-    if (!line) throw new Error(`scripts/engine-bundles made no fixture ${name}`);
-    return line.split(' ')[1]!;
-  }
-  const cached = join(process.env.AIRLOCK_ENGINES_CACHE ?? '/var/cache/airlock-engines', 'engine-fixtures', name);
-  if (!existsSync(cached)) throw new Error(`no engine fixture ${name} at ${cached}: scripts/engine-bundles makes it`);
-  return cached;
-}

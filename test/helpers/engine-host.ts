@@ -26,18 +26,3 @@ export async function staticEngineBlobs(version: string, blobDir: string, source
     blobPath: (digest) => join(blobDir, digest.slice('sha256:'.length)),
   };
 }
-
-/** Where each of Docker's 8 static binaries is in a Debian root with docker.io installed (the matrix's cached roots). */
-export function debianEngineFile(root: string, name: string, cli = '/usr/local/bin/docker'): string {
-  const at: Record<string, string> = {
-    containerd: 'usr/bin/containerd',
-    'containerd-shim-runc-v2': 'usr/bin/containerd-shim-runc-v2',
-    ctr: 'usr/bin/ctr',
-    'docker-init': 'usr/bin/docker-init',
-    'docker-proxy': 'usr/sbin/docker-proxy',
-    dockerd: 'usr/sbin/dockerd',
-    runc: 'usr/bin/runc',
-  };
-  // Debian's docker.io keeps its CLI in docker-cli, not in the cached roots: the machine's static CLI stands in.
-  return name === 'docker' ? cli : join(root, at[name]!);
-}

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   await assert.rejects(checkPackages(debs('deb-26-missing')), (e: unknown) => {
     assert.ok(isAirlockError(e), String(e));
     assert.equal(e.reason, 'engine-missing-dependency');
-    assert.equal(e.exitCode, 18);
+    assert.equal(e.exitCode, 19);
     assert.match(e.message, /missing containerd \(>= [^)]+\) \(needed by docker\.io: /);
     assert.equal(e.subject, 'containerd');
     say('missing-refused', { message: e.message });

@@ -19,6 +19,7 @@ import { placeStaticEngine, switchCurrent } from '../../../src/engine/static-eng
 import { pickSupervisor } from '../../../src/engine/supervisor.js';
 import { writeUnits } from '../../../src/engine/units.js';
 import { isAirlockError } from '../../../src/errors/index.js';
+import { runCommand } from '../../../src/engine/run-command.js';
 
 const dir = process.argv[2]!;
 const { older, newer } = JSON.parse(readFileSync(join(dir, 'records.json'), 'utf8')) as { older: EngineRecord; newer: EngineRecord };
@@ -73,6 +74,9 @@ async function main(): Promise<void> {
   const info = await docker.system.info();
   assert.equal(info.DockerRootDir, '/var/lib/docker');
   await docker.close();
+  // `docker` on the PATH is the current engine's CLI, through its links.
+  const cli = await runCommand(paths.cliLink, ['version', '--format', '{{.Server.Version}}']);
+  assert.equal(cli.stdout.trim(), older.version, cli.stderr);
 
   // Another version than the running one is refused by its name, at the timeout.
   await assert.rejects(waitEngineHealthy(paths.socket, { version: newer.version, timeoutMs: 1_500, pollMs: 300 }), (e: unknown) => {
