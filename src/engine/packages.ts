@@ -4,8 +4,9 @@
  * dependency the set and the host lack, before anything changes. An rpm twin
  * (dnf with its repositories off) would sit beside this with the same two calls.
  */
-import { access, rm, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { access, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { AirlockError } from '../errors/index.js';
 import { defaultEngineHostPaths, type EngineHostPaths } from './host-paths.js';
 import { runCommand, tailOf } from './run-command.js';
@@ -64,18 +65,54 @@ function parsePlan(stdout: string): PackagePlan {
 }
 
 const aptEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' });
-/** apt takes a local package file only by a path it can tell from a name: absolute. */
-const localFiles = (files: readonly string[]) => files.map((f) => resolve(f));
+
+/**
+ * One package file: a path that ends in `.deb`, or a file under any name (a
+ * content store blob) with the package's file name (the record's `path`).
+ */
+export type PackageFile = string | { path: string; name: string };
+
+/**
+ * apt takes a local package only by an absolute path whose name ends in
+ * `.deb` ("Unsupported file … given on commandline" else): blobs are given
+ * such names by links in a private temporary folder, for the call.
+ */
+async function withDebNames<T>(files: readonly PackageFile[], body: (paths: string[]) => Promise<T>): Promise<T> {
+  let dir: string | undefined;
+  try {
+    const paths: string[] = [];
+    for (const f of files) {
+      if (typeof f === 'string') {
+        paths.push(resolve(f));
+        continue;
+      }
+      const name = basename(f.name);
+      if (name !== f.name || !name.endsWith('.deb') || name.startsWith('.')) {
+        throw new AirlockError('usage', `package file name '${f.name}' is not a .deb file name`, { reason: 'bad-package-name', subject: f.name });
+      }
+      dir ??= await mkdtemp(join(tmpdir(), 'airlock-debs-'));
+      await symlink(resolve(f.path), join(dir, name));
+      paths.push(join(dir, name));
+    }
+    return await body(paths);
+  } finally {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
+}
 
 /**
  * Asks apt, without changing anything, whether the set installs on this host
  * as it is; throws `engine-missing-dependency` (exit 19) naming each missing
  * package and who needs it.
  */
-export async function checkPackages(files: readonly string[], opts: { allowDowngrades?: boolean } = {}): Promise<PackagePlan> {
+export function checkPackages(files: readonly PackageFile[], opts: { allowDowngrades?: boolean } = {}): Promise<PackagePlan> {
+  return withDebNames(files, (debs) => simulate(debs, opts));
+}
+
+async function simulate(debs: string[], opts: { allowDowngrades?: boolean }): Promise<PackagePlan> {
   const r = await runCommand(
     'apt-get',
-    ['install', '--simulate', '--no-download', '-o', 'Debug::NoLocking=1', ...OFFLINE, ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
+    ['install', '--simulate', '--no-download', '-o', 'Debug::NoLocking=1', ...OFFLINE, ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...debs],
     { env: aptEnv() },
   );
   if (r.status === 0) return parsePlan(r.stdout);
@@ -105,9 +142,13 @@ const DENY_START = '#!/bin/sh\n# airlock: no service starts while the engine pac
  * Installs the set in one apt transaction, offline, with no service started by
  * the packages' scripts; then requires `dpkg --audit` to find nothing half-done.
  */
-export async function installPackages(files: readonly string[], opts: InstallOptions = {}): Promise<PackagePlan> {
+export function installPackages(files: readonly PackageFile[], opts: InstallOptions = {}): Promise<PackagePlan> {
+  return withDebNames(files, (debs) => install(debs, opts));
+}
+
+async function install(debs: string[], opts: InstallOptions): Promise<PackagePlan> {
   const paths = opts.paths ?? defaultEngineHostPaths();
-  const plan = await checkPackages(files, opts);
+  const plan = await simulate(debs, opts);
   let placedPolicy = false;
   try {
     await writeFile(paths.policyRcD, DENY_START, { mode: 0o755, flag: 'wx' });
@@ -119,7 +160,7 @@ export async function installPackages(files: readonly string[], opts: InstallOpt
   try {
     const r = await runCommand(
       'apt-get',
-      ['install', '-y', '-q', ...OFFLINE, '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
+      ['install', '-y', '-q', ...OFFLINE, '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...debs],
       { env: aptEnv(), ...(opts.onOutput ? { onOutput: opts.onOutput } : {}) },
     );
     if (r.status !== 0) throw new AirlockError('engine', `apt-get could not install the engine's package set: ${tailOf(r)}`, { reason: 'engine-package-install', hint: 'see `dpkg --audit`; run the install again once the cause is fixed' });

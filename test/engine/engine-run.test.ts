@@ -11,7 +11,7 @@ import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { REPO, tempDir } from '../helpers/fixtures.js';
-import { staticEngineBlobs } from '../helpers/engine-host.js';
+import { packageBlobs, staticEngineBlobs } from '../helpers/engine-host.js';
 import { nodeInBareHost, runInBareHost, type NsRun } from '../helpers/bare-root-ns.js';
 import { engineFixtures, type EngineFixture, type EngineFixtureName } from '../helpers/engine-bundle-fixtures.js';
 
@@ -69,8 +69,10 @@ test("the package form: a set without containerd is refused by name before anyth
   const t = await tempDir('airlock-engine-deb-');
   try {
     const shared = join(t.dir, 'shared');
-    for (const name of ['deb-26', 'deb-26-missing'] as const) await cp(fixture(name).path, join(shared, name), { recursive: true });
-    await writeFile(join(shared, 'deb.json'), JSON.stringify({ version: fixture('deb-26').version }));
+    // The set without containerd as plain .deb paths; the full set as the content store holds it: blobs named by digest.
+    await cp(fixture('deb-26-missing').path, join(shared, 'deb-26-missing'), { recursive: true });
+    const full = await packageBlobs(fixture('deb-26').path, join(shared, 'blobs'));
+    await writeFile(join(shared, 'deb.json'), JSON.stringify({ version: fixture('deb-26').version, full }));
     const run = await runInBareHost(join(t.dir, 'host'), shared, [nodeInBareHost(), join(REPO, 'dist/test/engine/bare-host/package-engine-run.js'), shared], { timeoutMs: 540_000 });
     const { steps, by } = stepsOf(run);
     assert.match(String(by('missing-refused').message), /containerd/);

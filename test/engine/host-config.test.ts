@@ -127,3 +127,10 @@ test("apt's unmet-dependency report is read into each missing package and who ne
   ]);
   assert.deepEqual(parseUnmetDependencies('E: Unable to locate package nope\n'), []);
 });
+
+test('a package file whose name is not a plain .deb file name is refused before apt is asked', async () => {
+  const { checkPackages } = await import('../../src/engine/packages.js');
+  for (const name of ['../docker.io_26_amd64.deb', 'docker.io_26_amd64.rpm', '.hidden.deb']) {
+    await assert.rejects(checkPackages([{ path: '/nonexistent/blob', name }]), (e: unknown) => isAirlockError(e) && e.reason === 'bad-package-name' && e.subject === name);
+  }
+});

@@ -1,6 +1,6 @@
 /** Engine records and their blob files for the host-side engine tests, made from real files. */
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { STATIC_ENGINE_FILES, type EngineRecord } from '../../src/bundle/manifest-format.js';
 
@@ -25,4 +25,18 @@ export async function staticEngineBlobs(version: string, blobDir: string, source
     record: { version, form: 'static', platform: { os: 'linux', architecture: 'amd64' }, libc: { kind: 'glibc', minimum: '2.34' }, files },
     blobPath: (digest) => join(blobDir, digest.slice('sha256:'.length)),
   };
+}
+
+/** Each .deb of a folder copied as a blob into `blobDir`, with the package file name a record keeps as its `path`. */
+export async function packageBlobs(debDir: string, blobDir: string): Promise<{ path: string; name: string }[]> {
+  await mkdir(blobDir, { recursive: true });
+  const out: { path: string; name: string }[] = [];
+  for (const name of (await readdir(debDir)).filter((n) => n.endsWith('.deb')).sort()) {
+    const hex = createHash('sha256')
+      .update(await readFile(join(debDir, name)))
+      .digest('hex');
+    await copyFile(join(debDir, name), join(blobDir, hex));
+    out.push({ path: join(blobDir, hex), name });
+  }
+  return out;
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { waitEngineHealthy } from '../../../src/engine/health.js';
 import { defaultEngineHostPaths } from '../../../src/engine/host-paths.js';
 import { currentEngine, installedEnginePackage } from '../../../src/engine/installed.js';
-import { checkPackages, installPackages } from '../../../src/engine/packages.js';
+import { checkPackages, installPackages, type PackageFile } from '../../../src/engine/packages.js';
 import { daemonConfig, writeDaemonConfig } from '../../../src/engine/daemon-config.js';
 import { pickSupervisor } from '../../../src/engine/supervisor.js';
 import { writeUnits } from '../../../src/engine/units.js';
@@ -18,7 +18,7 @@ import { isAirlockError } from '../../../src/errors/index.js';
 import { runCommand } from '../../../src/engine/run-command.js';
 
 const dir = process.argv[2]!;
-const { version } = JSON.parse(readFileSync(join(dir, 'deb.json'), 'utf8')) as { version: string };
+const { version, full } = JSON.parse(readFileSync(join(dir, 'deb.json'), 'utf8')) as { version: string; full: PackageFile[] };
 const debs = (name: string) => readdirSync(join(dir, name)).map((f) => join(dir, name, f));
 const paths = defaultEngineHostPaths();
 const say = (step: string, detail: Record<string, unknown> = {}) => console.log(JSON.stringify({ step, ...detail }));
@@ -47,12 +47,13 @@ async function main(): Promise<void> {
   assert.equal(readFileSync(join(paths.dpkgAdminDir, 'status'), 'utf8'), dpkgStatus, 'the simulation changed nothing');
   assert.equal(installedEnginePackage(paths), undefined);
 
-  const plan = await checkPackages(debs('deb-26'));
+  // Blobs named by digest: apt is given them under their package file names.
+  const plan = await checkPackages(full);
   assert.ok(plan.installs.some((p) => p.startsWith('docker.io ')), JSON.stringify(plan));
   assert.deepEqual(plan.removes, []);
 
   const t0 = Date.now();
-  await installPackages(debs('deb-26'), { paths });
+  await installPackages(full, { paths });
   const installMs = Date.now() - t0;
   assert.equal(existsSync(paths.policyRcD), false, 'policy-rc.d is gone after the install');
   assert.equal(running('dockerd') || running('containerd'), false, 'the packages did not start the engine');
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
 
   // A second install of the same set, with the host's own policy-rc.d in place: it stays.
   writeFileSync(paths.policyRcD, '#!/bin/sh\nexit 101\n# the host\'s own\n', { mode: 0o755 });
-  await installPackages(debs('deb-26'), { paths });
+  await installPackages(full, { paths });
   assert.equal(readFileSync(paths.policyRcD, 'utf8'), "#!/bin/sh\nexit 101\n# the host's own\n");
 
   assert.equal(await writeUnits('deb', paths), true);
