@@ -59,6 +59,8 @@ test('a static engine placed from blobs starts with the direct supervisor, is ch
     assert.equal(by('upgraded').version, newer.record.version);
     assert.equal(by('rolled-back').version, older.record.version);
     assert.equal(by('rolled-back').nodeId, by('upgraded').nodeId);
+    assert.ok(by('restarted-after-kill'));
+    assert.ok(by('reused-pid-spared'));
     console.log(steps.map((s) => JSON.stringify(s)).join('\n'));
   } finally {
     await t.cleanup();

@@ -27,6 +27,7 @@ test('a host config that turns live-restore on is refused, naming the key; one t
   );
   assert.equal(daemonConfig({ daemon: { 'live-restore': false } })['live-restore'], false);
   assert.throws(() => daemonConfig({ dataRoot: '/a', daemon: { 'data-root': '/b' } }), (e: unknown) => isAirlockError(e) && e.subject === 'engine.daemon.data-root');
+  assert.throws(() => daemonConfig({ daemon: { hosts: ['tcp://0.0.0.0:2375'] } }), (e: unknown) => isAirlockError(e) && e.exitCode === 3 && e.subject === 'engine.daemon.hosts');
 });
 
 test('daemon.json is written canonically once; a second write changes nothing; a changed config rewrites it', async () => {

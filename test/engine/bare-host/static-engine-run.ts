@@ -6,7 +6,9 @@
  * assertion that fails.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { EngineRecord } from '../../../src/bundle/manifest-format.js';
 import { Docker, unixSocketTransport } from '../../../src/docker/index.js';
@@ -117,8 +119,29 @@ async function main(): Promise<void> {
   const back = await waitEngineHealthy(paths.socket, { version: older.version, swarm: true, timeoutMs: 90_000 });
   assert.equal(back.nodeId, inSwarm.nodeId);
   say('rolled-back', { version: back.version, nodeId: back.nodeId });
+  // An engine killed hard (its pid files and sockets stay behind) is started again, fresh.
+  const pidOf = (d: string) => (JSON.parse(readFileSync(join(paths.runDir, `${d}.pid`), 'utf8')) as { pid: number }).pid;
+  for (const d of ['dockerd', 'containerd']) process.kill(pidOf(d), 'SIGKILL');
+  while (engineProcesses().some((c) => c === 'dockerd' || c === 'containerd')) await sleep(50);
+  assert.equal(existsSync(paths.socket), true, 'the killed engine left its socket');
+  assert.equal(await supervisor.isRunning(), false);
+  await supervisor.start();
+  assert.equal((await waitEngineHealthy(paths.socket, { version: older.version, timeoutMs: 60_000 })).version, older.version);
   await supervisor.stop();
   assert.deepEqual(engineProcesses(), []);
+  say('restarted-after-kill');
+
+  // A pid file whose pid belongs to another process now (reused): that process is never signalled.
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  writeFileSync(join(paths.runDir, 'dockerd.pid'), JSON.stringify({ pid: other.pid, startTime: '1' }));
+  assert.equal(await supervisor.isRunning(), false);
+  await supervisor.stop();
+  await sleep(300); // a signal, had one been sent, would have ended it by now
+  assert.equal(other.exitCode, null);
+  assert.equal(other.signalCode, null);
+  assert.equal(existsSync(join(paths.runDir, 'dockerd.pid')), false);
+  other.kill();
+  say('reused-pid-spared');
   say('done', { ms: Date.now() - t0 });
 }
 
