@@ -67,31 +67,43 @@ function parsePlan(stdout: string): PackagePlan {
 const aptEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' });
 
 /**
- * One package file: a path that ends in `.deb`, or a file under any name (a
- * content store blob) with the package's file name (the record's `path`).
+ * One package file: a path (a `.deb`, or a content store blob, which is
+ * named by its digest), or a file with the package file name to give it
+ * (the record's `path`).
  */
 export type PackageFile = string | { path: string; name: string };
 
+/** A package file's own name, from its control fields (`dpkg-deb -f`), as apt names downloaded files. */
+async function debNameOf(path: string): Promise<string> {
+  const r = await runCommand('dpkg-deb', ['-f', path, 'Package', 'Version', 'Architecture']);
+  const fields = Object.fromEntries([...r.stdout.matchAll(/^(\w+): (.+)$/gm)].map((m) => [m[1]!, m[2]!.trim()]));
+  if (r.status !== 0 || !fields.Package || !fields.Version || !fields.Architecture) {
+    throw new AirlockError('integrity', `${path} is not a Debian package: ${tailOf(r)}`, { reason: 'not-a-package', subject: path });
+  }
+  return `${fields.Package}_${fields.Version.replace(/^\d+:/, '')}_${fields.Architecture}.deb`;
+}
+
 /**
  * apt takes a local package only by an absolute path whose name ends in
- * `.deb` ("Unsupported file … given on commandline" else): blobs are given
- * such names by links in a private temporary folder, for the call.
+ * `.deb` ("Unsupported file … given on commandline" else): a blob is given
+ * such a name by a link in a private temporary folder, for the call.
  */
 async function withDebNames<T>(files: readonly PackageFile[], body: (paths: string[]) => Promise<T>): Promise<T> {
   let dir: string | undefined;
   try {
     const paths: string[] = [];
     for (const f of files) {
-      if (typeof f === 'string') {
-        paths.push(resolve(f));
+      const path = resolve(typeof f === 'string' ? f : f.path);
+      if (typeof f === 'string' && path.endsWith('.deb')) {
+        paths.push(path);
         continue;
       }
-      const name = basename(f.name);
-      if (name !== f.name || !name.endsWith('.deb') || name.startsWith('.')) {
-        throw new AirlockError('usage', `package file name '${f.name}' is not a .deb file name`, { reason: 'bad-package-name', subject: f.name });
+      const name = typeof f === 'string' ? await debNameOf(path) : f.name;
+      if (basename(name) !== name || !name.endsWith('.deb') || name.startsWith('.')) {
+        throw new AirlockError('usage', `package file name '${name}' is not a .deb file name`, { reason: 'bad-package-name', subject: name });
       }
       dir ??= await mkdtemp(join(tmpdir(), 'airlock-debs-'));
-      await symlink(resolve(f.path), join(dir, name));
+      await symlink(path, join(dir, name));
       paths.push(join(dir, name));
     }
     return await body(paths);

@@ -16,22 +16,14 @@ import { pickSupervisor } from '../../../src/engine/supervisor.js';
 import { writeUnits } from '../../../src/engine/units.js';
 import { isAirlockError } from '../../../src/errors/index.js';
 import { runCommand } from '../../../src/engine/run-command.js';
+import { engineProcesses } from './processes.js';
 
 const dir = process.argv[2]!;
 const { version, full } = JSON.parse(readFileSync(join(dir, 'deb.json'), 'utf8')) as { version: string; full: PackageFile[] };
 const debs = (name: string) => readdirSync(join(dir, name)).map((f) => join(dir, name, f));
 const paths = defaultEngineHostPaths();
 const say = (step: string, detail: Record<string, unknown> = {}) => console.log(JSON.stringify({ step, ...detail }));
-const running = (name: string) =>
-  readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .some((p) => {
-      try {
-        return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === name;
-      } catch {
-        return false;
-      }
-    });
+const running = (name: string) => engineProcesses().includes(name);
 
 async function main(): Promise<void> {
   const dpkgStatus = readFileSync(join(paths.dpkgAdminDir, 'status'), 'utf8');
@@ -47,13 +39,13 @@ async function main(): Promise<void> {
   assert.equal(readFileSync(join(paths.dpkgAdminDir, 'status'), 'utf8'), dpkgStatus, 'the simulation changed nothing');
   assert.equal(installedEnginePackage(paths), undefined);
 
-  // Blobs named by digest: apt is given them under their package file names.
+  // Blobs named by digest: apt is given them under their package file names (the record's, or read from the package).
   const plan = await checkPackages(full);
   assert.ok(plan.installs.some((p) => p.startsWith('docker.io ')), JSON.stringify(plan));
   assert.deepEqual(plan.removes, []);
 
   const t0 = Date.now();
-  await installPackages(full, { paths });
+  await installPackages(full.map((f) => (typeof f === 'string' ? f : f.path)), { paths });
   const installMs = Date.now() - t0;
   assert.equal(existsSync(paths.policyRcD), false, 'policy-rc.d is gone after the install');
   assert.equal(running('dockerd') || running('containerd'), false, 'the packages did not start the engine');

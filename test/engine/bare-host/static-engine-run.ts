@@ -22,26 +22,13 @@ import { pickSupervisor } from '../../../src/engine/supervisor.js';
 import { writeUnits } from '../../../src/engine/units.js';
 import { isAirlockError } from '../../../src/errors/index.js';
 import { runCommand } from '../../../src/engine/run-command.js';
+import { engineProcesses } from './processes.js';
 
 const dir = process.argv[2]!;
 const { older, newer } = JSON.parse(readFileSync(join(dir, 'records.json'), 'utf8')) as { older: EngineRecord; newer: EngineRecord };
 const blobPath = (digest: string) => join(dir, 'blobs', digest.slice('sha256:'.length));
 const paths = defaultEngineHostPaths();
 const say = (step: string, detail: Record<string, unknown> = {}) => console.log(JSON.stringify({ step, ...detail }));
-
-/** The engine's processes in this host's pid namespace, by name. */
-function engineProcesses(): string[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map((p) => {
-      try {
-        return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
-      } catch {
-        return '';
-      }
-    })
-    .filter((c) => ['dockerd', 'containerd', 'containerd-shim', 'containerd-shim-runc-v2', 'docker-proxy'].includes(c));
-}
 
 async function main(): Promise<void> {
   const t0 = Date.now();
