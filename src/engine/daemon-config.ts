@@ -40,6 +40,13 @@ export function daemonConfig(cfg: EngineHostConfig = {}): DaemonConfig {
       hint: 'remove live-restore from the engine.daemon keys: airlock sets it false',
     });
   }
+  if (own.hosts !== undefined) {
+    throw configError("the host config sets engine.daemon.hosts, which dockerd refuses beside the units' own -H (the engine would not start)", {
+      reason: 'bad-definition',
+      subject: 'engine.daemon.hosts',
+      hint: 'remove hosts: the engine listens on /var/run/docker.sock, which airlock and its agent use',
+    });
+  }
   const dataRoot = own['data-root'];
   if (dataRoot !== undefined && cfg.dataRoot !== undefined && dataRoot !== cfg.dataRoot) {
     throw configError(`the host config sets the data root twice: engine.dataRoot ${cfg.dataRoot} and engine.daemon.data-root ${String(dataRoot)}`, {

@@ -68,6 +68,9 @@ async function checkOnce(docker: Docker, opts: HealthOptions): Promise<HealthRes
   return { version: v.Version, apiVersion: v.ApiVersion, nodeId: info.Swarm.NodeID };
 }
 
+/** `1.5s`, `60s`. */
+const seconds = (ms: number) => `${Number((ms / 1000).toFixed(1))}s`;
+
 /**
  * Polls the engine at `socketPath` until every check passes; throws
  * `engine-unhealthy` (exit 15) at the timeout, naming the check that failed
@@ -92,7 +95,7 @@ export async function waitEngineHealthy(socketPath: string, opts: HealthOptions)
   } finally {
     await docker.client.destroy();
   }
-  throw new AirlockError('engine', `the engine at ${socketPath} is not healthy after ${Math.round(opts.timeoutMs / 1000)}s: ${last.check} check: ${last.message}`, {
+  throw new AirlockError('engine', `the engine at ${socketPath} is not healthy after ${seconds(opts.timeoutMs)}: ${last.check} check: ${last.message}`, {
     reason: 'engine-unhealthy',
     subject: last.check,
     hint: 'see the engine log (journalctl -u docker, or /var/log/airlock/engine/dockerd.log)',

@@ -4,14 +4,20 @@
  * dependency the set and the host lack, before anything changes. An rpm twin
  * (dnf with its repositories off) would sit beside this with the same two calls.
  */
-import { access, rm, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { access, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { AirlockError } from '../errors/index.js';
 import { defaultEngineHostPaths, type EngineHostPaths } from './host-paths.js';
 import { runCommand, tailOf } from './run-command.js';
 
-/** apt sees only the host's installed packages and the files named: no source list, no download, no lock wait. */
-const OFFLINE = ['-o', 'Dir::Etc::SourceList=/dev/null', '-o', 'Dir::Etc::SourceParts=/dev/null', '--no-download', '--no-install-recommends'];
+/**
+ * apt sees only the host's installed packages and the files named: with no
+ * source list there is nowhere to download from. (`--no-download` says so
+ * again in the simulation; the real install cannot take it: apt 3 then looks
+ * for the local files in its archive cache, "Pathname to install is not absolute".)
+ */
+const OFFLINE = ['-o', 'Dir::Etc::SourceList=/dev/null', '-o', 'Dir::Etc::SourceParts=/dev/null', '--no-install-recommends'];
 
 export interface MissingDependency {
   /** The package that needs it. */
@@ -59,18 +65,66 @@ function parsePlan(stdout: string): PackagePlan {
 }
 
 const aptEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' });
-/** apt takes a local package file only by a path it can tell from a name: absolute. */
-const localFiles = (files: readonly string[]) => files.map((f) => resolve(f));
+
+/**
+ * One package file: a path (a `.deb`, or a content store blob, which is
+ * named by its digest), or a file with the package file name to give it
+ * (the record's `path`).
+ */
+export type PackageFile = string | { path: string; name: string };
+
+/** A package file's own name, from its control fields (`dpkg-deb -f`), as apt names downloaded files. */
+async function debNameOf(path: string): Promise<string> {
+  const r = await runCommand('dpkg-deb', ['-f', path, 'Package', 'Version', 'Architecture']);
+  const fields = Object.fromEntries([...r.stdout.matchAll(/^(\w+): (.+)$/gm)].map((m) => [m[1]!, m[2]!.trim()]));
+  if (r.status !== 0 || !fields.Package || !fields.Version || !fields.Architecture) {
+    throw new AirlockError('integrity', `${path} is not a Debian package: ${tailOf(r)}`, { reason: 'not-a-package', subject: path });
+  }
+  return `${fields.Package}_${fields.Version.replace(/^\d+:/, '')}_${fields.Architecture}.deb`;
+}
+
+/**
+ * apt takes a local package only by an absolute path whose name ends in
+ * `.deb` ("Unsupported file … given on commandline" else): a blob is given
+ * such a name by a link in a private temporary folder, for the call.
+ */
+async function withDebNames<T>(files: readonly PackageFile[], body: (paths: string[]) => Promise<T>): Promise<T> {
+  let dir: string | undefined;
+  try {
+    const paths: string[] = [];
+    for (const f of files) {
+      const path = resolve(typeof f === 'string' ? f : f.path);
+      if (typeof f === 'string' && path.endsWith('.deb')) {
+        paths.push(path);
+        continue;
+      }
+      const name = typeof f === 'string' ? await debNameOf(path) : f.name;
+      if (basename(name) !== name || !name.endsWith('.deb') || name.startsWith('.')) {
+        throw new AirlockError('usage', `package file name '${name}' is not a .deb file name`, { reason: 'bad-package-name', subject: name });
+      }
+      dir ??= await mkdtemp(join(tmpdir(), 'airlock-debs-'));
+      await symlink(path, join(dir, name));
+      paths.push(join(dir, name));
+    }
+    return await body(paths);
+  } finally {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
+}
 
 /**
  * Asks apt, without changing anything, whether the set installs on this host
  * as it is; throws `engine-missing-dependency` (exit 19) naming each missing
  * package and who needs it.
  */
-export async function checkPackages(files: readonly string[], opts: { allowDowngrades?: boolean } = {}): Promise<PackagePlan> {
+export function checkPackages(files: readonly PackageFile[], opts: { allowDowngrades?: boolean } = {}): Promise<PackagePlan> {
+  return withDebNames(files, (debs) => simulate(debs, opts));
+}
+
+async function simulate(debs: string[], opts: { allowDowngrades?: boolean }): Promise<PackagePlan> {
   const r = await runCommand(
     'apt-get',
-    ['install', '--simulate', '-o', 'Debug::NoLocking=1', ...OFFLINE, ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
+    ['install', '--simulate', '--no-download', '-o', 'Debug::NoLocking=1', ...OFFLINE, ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...debs],
     { env: aptEnv() },
   );
   if (r.status === 0) return parsePlan(r.stdout);
@@ -100,9 +154,13 @@ const DENY_START = '#!/bin/sh\n# airlock: no service starts while the engine pac
  * Installs the set in one apt transaction, offline, with no service started by
  * the packages' scripts; then requires `dpkg --audit` to find nothing half-done.
  */
-export async function installPackages(files: readonly string[], opts: InstallOptions = {}): Promise<PackagePlan> {
+export function installPackages(files: readonly PackageFile[], opts: InstallOptions = {}): Promise<PackagePlan> {
+  return withDebNames(files, (debs) => install(debs, opts));
+}
+
+async function install(debs: string[], opts: InstallOptions): Promise<PackagePlan> {
   const paths = opts.paths ?? defaultEngineHostPaths();
-  const plan = await checkPackages(files, opts);
+  const plan = await simulate(debs, opts);
   let placedPolicy = false;
   try {
     await writeFile(paths.policyRcD, DENY_START, { mode: 0o755, flag: 'wx' });
@@ -114,7 +172,7 @@ export async function installPackages(files: readonly string[], opts: InstallOpt
   try {
     const r = await runCommand(
       'apt-get',
-      ['install', '-y', '-q', ...OFFLINE, '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...localFiles(files)],
+      ['install', '-y', '-q', ...OFFLINE, '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', ...(opts.allowDowngrades ? ['--allow-downgrades'] : []), ...debs],
       { env: aptEnv(), ...(opts.onOutput ? { onOutput: opts.onOutput } : {}) },
     );
     if (r.status !== 0) throw new AirlockError('engine', `apt-get could not install the engine's package set: ${tailOf(r)}`, { reason: 'engine-package-install', hint: 'see `dpkg --audit`; run the install again once the cause is fixed' });

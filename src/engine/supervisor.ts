@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError } from '../errors/index.js';
@@ -164,7 +165,8 @@ export class DirectSupervisor implements EngineSupervisor {
     if (startTime === undefined) throw new AirlockError('engine', `${d} (pid ${pid}) ended at once; see ${join(this.paths.logDir, `${d}.log`)}`, { reason: 'engine-start-failed', subject: d });
     await writeWhole(this.pidFile(d), JSON.stringify({ pid, startTime } satisfies PidRecord) + '\n');
     const deadline = Date.now() + (this.opts.startTimeoutMs ?? 60_000);
-    while (!existsSync(socket)) {
+    // Accepting, not only there: a socket file left by an engine that was killed is there too.
+    while (!(await acceptsConnections(socket))) {
       if (!(await this.running(d)) || Date.now() > deadline) {
         const alive = (await this.running(d)) !== undefined;
         throw new AirlockError('engine', `${d} ${alive ? 'did not open' : 'ended before it opened'} ${socket}: ${await logTail(join(this.paths.logDir, `${d}.log`))}`, {
@@ -235,6 +237,17 @@ function isZombie(pid: number): boolean {
   } catch {
     return true;
   }
+}
+
+function acceptsConnections(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ path });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
 }
 
 async function logTail(path: string): Promise<string> {

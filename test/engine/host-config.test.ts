@@ -27,6 +27,7 @@ test('a host config that turns live-restore on is refused, naming the key; one t
   );
   assert.equal(daemonConfig({ daemon: { 'live-restore': false } })['live-restore'], false);
   assert.throws(() => daemonConfig({ dataRoot: '/a', daemon: { 'data-root': '/b' } }), (e: unknown) => isAirlockError(e) && e.subject === 'engine.daemon.data-root');
+  assert.throws(() => daemonConfig({ daemon: { hosts: ['tcp://0.0.0.0:2375'] } }), (e: unknown) => isAirlockError(e) && e.exitCode === 3 && e.subject === 'engine.daemon.hosts');
 });
 
 test('daemon.json is written canonically once; a second write changes nothing; a changed config rewrites it', async () => {
@@ -106,5 +107,31 @@ test('the docker group is made once, as a system group, by the real groupadd', a
     assert.equal(await ensureDockerGroup(t.dir), false);
   } finally {
     await t.cleanup();
+  }
+});
+
+test("apt's unmet-dependency report is read into each missing package and who needs it", async () => {
+  const { parseUnmetDependencies } = await import('../../src/engine/packages.js');
+  const report = [
+    'Reading package lists...',
+    'Some packages could not be installed. This may mean that you have',
+    'The following packages have unmet dependencies:',
+    ' docker.io : Depends: containerd (>= 1.4~) but it is not installable',
+    '             Depends: runc (>= 1.1.0) but it is not going to be installed',
+    ' tini : PreDepends: libc6 (>= 2.38) but 2.36-9 is to be installed',
+    'E: Unable to correct problems, you have held broken packages.',
+  ].join('\n');
+  assert.deepEqual(parseUnmetDependencies(report), [
+    { package: 'docker.io', needs: 'containerd (>= 1.4~)', why: 'it is not installable' },
+    { package: 'docker.io', needs: 'runc (>= 1.1.0)', why: 'it is not going to be installed' },
+    { package: 'tini', needs: 'libc6 (>= 2.38)', why: '2.36-9 is to be installed' },
+  ]);
+  assert.deepEqual(parseUnmetDependencies('E: Unable to locate package nope\n'), []);
+});
+
+test('a package file whose name is not a plain .deb file name is refused before apt is asked', async () => {
+  const { checkPackages } = await import('../../src/engine/packages.js');
+  for (const name of ['../docker.io_26_amd64.deb', 'docker.io_26_amd64.rpm', '.hidden.deb']) {
+    await assert.rejects(checkPackages([{ path: '/nonexistent/blob', name }]), (e: unknown) => isAirlockError(e) && e.reason === 'bad-package-name' && e.subject === name);
   }
 });

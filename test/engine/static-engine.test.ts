@@ -46,6 +46,19 @@ test('placing a static engine copies its 8 binaries with their modes, and a seco
   }
 });
 
+test('what a crash left half-copied (<version>.tmp) is never a version, and the next placing replaces it', async () => {
+  const { t, paths, one } = await setup();
+  try {
+    await mkdir(join(paths.engineDir, '1.0.tmp'), { recursive: true });
+    await writeFile(join(paths.engineDir, '1.0.tmp', 'dockerd'), 'half');
+    assert.deepEqual(await staticVersions(paths), []);
+    assert.equal((await placeStaticEngine(one.record, one.blobPath, paths)).outcome, 'placed');
+    assert.deepEqual(await readdir(paths.engineDir), ['1.0']);
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test('a version folder that holds other bytes than the record is replaced', async () => {
   const { t, paths, one } = await setup();
   try {

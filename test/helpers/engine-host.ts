@@ -1,6 +1,6 @@
 /** Engine records and their blob files for the host-side engine tests, made from real files. */
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { STATIC_ENGINE_FILES, type EngineRecord } from '../../src/bundle/manifest-format.js';
 
@@ -27,17 +27,16 @@ export async function staticEngineBlobs(version: string, blobDir: string, source
   };
 }
 
-/** Where each of Docker's 8 static binaries is in a Debian root with docker.io installed (the matrix's cached roots). */
-export function debianEngineFile(root: string, name: string, cli = '/usr/local/bin/docker'): string {
-  const at: Record<string, string> = {
-    containerd: 'usr/bin/containerd',
-    'containerd-shim-runc-v2': 'usr/bin/containerd-shim-runc-v2',
-    ctr: 'usr/bin/ctr',
-    'docker-init': 'usr/bin/docker-init',
-    'docker-proxy': 'usr/sbin/docker-proxy',
-    dockerd: 'usr/sbin/dockerd',
-    runc: 'usr/bin/runc',
-  };
-  // Debian's docker.io keeps its CLI in docker-cli, not in the cached roots: the machine's static CLI stands in.
-  return name === 'docker' ? cli : join(root, at[name]!);
+/** Each .deb of a folder copied as a blob into `blobDir`, with the package file name a record keeps as its `path`. */
+export async function packageBlobs(debDir: string, blobDir: string): Promise<{ path: string; name: string }[]> {
+  await mkdir(blobDir, { recursive: true });
+  const out: { path: string; name: string }[] = [];
+  for (const name of (await readdir(debDir)).filter((n) => n.endsWith('.deb')).sort()) {
+    const hex = createHash('sha256')
+      .update(await readFile(join(debDir, name)))
+      .digest('hex');
+    await copyFile(join(debDir, name), join(blobDir, hex));
+    out.push({ path: join(blobDir, hex), name });
+  }
+  return out;
 }
