@@ -12,7 +12,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import { cronLogger } from './cron-log.js';
 import { isManager, recoverHost } from '../apply/bundle-apply.js';
 import { Docker } from '../docker/index.js';
-import { asAirlockError, configError } from '../errors/index.js';
+import { AirlockError, asAirlockError, configError } from '../errors/index.js';
 import { prune } from '../retention/index.js';
 import { TrustStore } from '../trust/trust-store.js';
 import { Journal } from '../journal/journal.js';
@@ -203,6 +203,14 @@ export class Agent {
 
   private async joinSwarm(): Promise<void> {
     if (this.swarmReady) return;
+    if (this.config.swarm.mode === 'none') {
+      this.swarmReady = true;
+      return;
+    }
+    // No engine yet (a first boot before its engine bundle came): asked once, not retried for the client's half minute.
+    await this.docker.system.ping({ retry: false }).catch((e: unknown) => {
+      throw new AirlockError('engine', `no engine answers yet (${asAirlockError(e).message}): the swarm is joined once one runs`, { reason: 'engine-unreachable' });
+    });
     const journal = Journal.open(this.config.stateDir);
     try {
       await ensureSwarmMembership(this.docker, this.config.swarm, journal, this.log);

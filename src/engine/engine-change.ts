@@ -15,8 +15,7 @@ import { drainAndWait, otherActiveNodes, setAvailability } from '../cluster/node
 import type { EngineHostPaths } from './host-paths.js';
 import { currentEngine, type InstalledEngine } from './installed.js';
 import { placeStaticEngine, switchCurrent } from './static-engine.js';
-import { checkPackages, installPackages } from './packages.js';
-import { withPackageFiles } from './package-files.js';
+import { checkPackages, installPackages, packageFiles } from './packages.js';
 import { writeUnits } from './units.js';
 import { daemonConfig, writeDaemonConfig, type EngineHostConfig } from './daemon-config.js';
 import { ensureDockerGroup } from './docker-group.js';
@@ -101,7 +100,7 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   const drainPlan = await planDrain(before, opts);
   // Placing binaries and writing configuration change nothing that runs; only what differs is written.
   if (record.form === 'static') await placeStaticEngine(record, (d) => opts.store.pathOf(d), opts.paths);
-  else if (!same) await withPackageFiles(record, blobPath, (files) => checkPackages(files));
+  else if (!same) await checkPackages(packageFiles(record, blobPath));
   const configChanged = [await writeDaemonConfig(opts.paths, cfg), await writeUnits(record.form, opts.paths), await ensureDockerGroup()].some(Boolean);
   if (same && !configChanged && before.running) {
     const healthy = await waitEngineHealthy(opts.paths.socket, { version: record.version, swarm: before.nodeId !== null, timeoutMs: 5_000 }).then(
@@ -137,7 +136,7 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
     }
     step('switch');
     if (record.form === 'static') await switchCurrent(opts.paths, record.version);
-    else await withPackageFiles(record, blobPath, (files) => installPackages(files, { allowDowngrades: true, paths: opts.paths }));
+    else await installPackages(packageFiles(record, blobPath), { allowDowngrades: true, paths: opts.paths });
     step('start');
     opts.say(`starting the engine ${record.version}`);
     try {
@@ -260,7 +259,7 @@ async function switchBack(row: EngineChangeRow, previous: InstalledEngine, opts:
       hint: 'import the engine bundle of the previous version and run airlock engine install with it',
     });
   }
-  await withPackageFiles(engine, (d) => opts.store.pathOf(d), (files) => installPackages(files, { allowDowngrades: true, paths: opts.paths }));
+  await installPackages(packageFiles(engine, (d) => opts.store.pathOf(d)), { allowDowngrades: true, paths: opts.paths });
 }
 
 function upgradeFailed(record: EngineRecord, previous: InstalledEngine, cause: unknown): AirlockError {

@@ -15,8 +15,7 @@ import { contentStoreOf } from '../store/state-dir.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { applyEngine, recoverEngine, rollbackEngine, type EngineChangeOptions, type EngineChangeResult } from './engine-change.js';
 import { currentEngine } from './installed.js';
-import { checkPackages } from './packages.js';
-import { withPackageFiles } from './package-files.js';
+import { checkPackages, packageFiles } from './packages.js';
 import { preflightError, runPreflight } from './preflight.js';
 import { preflightOptions } from './preflight-options.js';
 
@@ -89,7 +88,7 @@ export async function installEngineBundle(
         // A package set the host cannot install is refused before it is stored: apt's simulation names what is missing.
         beforeCommit: async (m, blobPath) => {
           const record = engineOf(m);
-          if (record.form === 'deb') await withPackageFiles(record, blobPath, (files) => checkPackages(files));
+          if (record.form === 'deb') await checkPackages(packageFiles(record, blobPath));
         },
       },
       o.journal,

@@ -7,6 +7,7 @@
 import { access, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import type { EngineRecord } from '../bundle/manifest-format.js';
 import { AirlockError } from '../errors/index.js';
 import { defaultEngineHostPaths, type EngineHostPaths } from './host-paths.js';
 import { runCommand, tailOf } from './run-command.js';
@@ -72,6 +73,9 @@ const aptEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DEBIAN_FRONTEND: 'non
  * (the record's `path`).
  */
 export type PackageFile = string | { path: string; name: string };
+
+/** A package set's blobs under the record's package file names. */
+export const packageFiles = (record: EngineRecord, blobPath: (digest: string) => string): PackageFile[] => record.files.map((f) => ({ path: blobPath(f.digest), name: f.path }));
 
 /** A package file's own name, from its control fields (`dpkg-deb -f`), as apt names downloaded files. */
 async function debNameOf(path: string): Promise<string> {
