@@ -97,7 +97,8 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   const previousBundle = changes.current()?.bundle_id ?? null;
 
   const blobPath = (d: string) => opts.store.pathOf(d);
-  const drainPlan = await planDrain(before, opts);
+  // A change of engine is decided before anything is placed; the same engine may need no change at all.
+  let drainPlan = same && before.running ? undefined : await planDrain(before, opts);
   // Placing binaries and writing configuration change nothing that runs; only what differs is written.
   if (record.form === 'static') await placeStaticEngine(record, (d) => opts.store.pathOf(d), opts.paths);
   else if (!same) await checkPackages(packageFiles(record, blobPath));
@@ -109,6 +110,7 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
     );
     if (healthy) return { outcome: 'unchanged', change: null, version: record.version, form: record.form, previous: null, node: null };
   }
+  drainPlan ??= await planDrain(before, opts);
 
   const id = changes.begin({
     kind,

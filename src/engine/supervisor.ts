@@ -54,14 +54,20 @@ function systemdSupervisor(form: EngineForm): EngineSupervisor {
     const r = await runCommand('systemctl', args);
     if (r.status !== 0) throw new AirlockError('engine', `systemctl ${args.join(' ')} failed: ${tailOf(r)}`, { reason: 'engine-start-failed', hint: 'see journalctl -u docker -u containerd' });
   };
+  // An engine stopped and started by airlock counts against the unit's start limit (docker.service:
+  // 3 in 60 s); a deliberate start clears what earlier starts left, or an upgrade and its restore are refused.
+  const ready = async () => {
+    await systemctl('daemon-reload');
+    await systemctl('reset-failed', ...units);
+  };
   return {
     kind: 'systemd',
     async enableAndStart() {
-      await systemctl('daemon-reload');
+      await ready();
       await systemctl('enable', '--now', ...units);
     },
     async start() {
-      await systemctl('daemon-reload');
+      await ready();
       await systemctl('start', ...units);
     },
     async stop() {
