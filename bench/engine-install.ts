@@ -153,7 +153,7 @@ async function airlockPhases(lab: Lab<BareLabHost>, lines: Stamped[], wallMs: nu
       const done = first(h.name, /: engine done /);
       // The host's own clock: when apt ran (history.log) and when airlock started containerd.
       const logs = await hostMarks(h, startedAt);
-      return { connect: upload, upload: install - upload, install: done - install, aptStart: logs.aptStart - install, apt: logs.aptEnd - logs.aptStart, start: done - logs.containerd, done };
+      return { connect: upload, upload: install - upload, install: done - install, beforeStart: logs.containerd - install, apt: logs.aptEnd - logs.aptStart, start: done - logs.containerd, done };
     }),
   );
   const worst = (k: keyof (typeof per)[number]) => Math.max(...per.map((p) => p[k]));
@@ -162,14 +162,14 @@ async function airlockPhases(lab: Lab<BareLabHost>, lines: Stamped[], wallMs: nu
     'connect + status': worst('connect'),
     upload: worst('upload'),
     'install (all)': worst('install'),
-    '· import, verify, preflight': worst('aptStart'),
-    '· apt': worst('apt'),
-    '· start to ready': worst('start'),
+    '· until airlock starts containerd (import and verify, preflight, install)': worst('beforeStart'),
+    ...(Number.isNaN(worst('apt')) ? {} : { '· · of which apt-get install (whole seconds, apt history.log)': worst('apt') }),
+    '· start to ready (containerd, dockerd, /_ping, version)': worst('start'),
     swarm: wallMs - lastInstall,
   };
 }
 
-/** From a bare host's root: apt's Start-Date/End-Date (seconds) and airlock's "starts containerd at" mark, in ms since `startedAt`. */
+/** From a bare host's root: apt's Start-Date/End-Date (whole seconds; NaN for the static form) and airlock's "starts containerd at" mark, in ms since `startedAt`. */
 async function hostMarks(h: BareLabHost, startedAt: number): Promise<{ aptStart: number; aptEnd: number; containerd: number }> {
   const text = async (p: string) => readFile(join(h.root, p), 'utf8').catch(() => '');
   const history = await text('var/log/apt/history.log');
@@ -320,7 +320,7 @@ try {
       `${runs} runs of each side per form, alternating, each on a new lab of 3 bare hosts; medians; whole bench ${((Date.now() - started) / 60000).toFixed(1)} min. ` +
       `Machine: ${cpus()[0]?.model.trim()}, ${cpus().length} cores, shared (1-minute load average at the start and after each pair of runs: ${loads.join(', ')}).`,
     '',
-    ...sections,
+    sections.join('\n\n'),
   ].join('\n');
   console.log(body);
   if (values.doc) await writeGeneratedBlock(values.doc, 'engine-install', '## Engine install on bare hosts (cluster up --engine)', body);
