@@ -149,11 +149,12 @@ async function airlockPhases(lab: Lab<BareLabHost>, lines: Stamped[], wallMs: nu
   const per = await Promise.all(
     lab.hosts.map(async (h) => {
       const upload = first(h.name, /: engine upload /);
+      const sent = first(h.name, /: engine upload 100%/);
       const install = first(h.name, /: engine engine preflight/);
       const done = first(h.name, /: engine done /);
       // The host's own clock: when apt ran (history.log) and when airlock started containerd.
       const logs = await hostMarks(h, startedAt);
-      return { connect: upload, upload: install - upload, install: done - install, beforeStart: logs.containerd - install, apt: logs.aptEnd - logs.aptStart, start: done - logs.containerd, done };
+      return { connect: upload, upload: install - upload, transfer: sent - upload, checked: install - sent, install: done - install, beforeStart: logs.containerd - install, apt: logs.aptEnd - logs.aptStart, start: done - logs.containerd, done };
     }),
   );
   const worst = (k: keyof (typeof per)[number]) => Math.max(...per.map((p) => p[k]));
@@ -161,6 +162,8 @@ async function airlockPhases(lab: Lab<BareLabHost>, lines: Stamped[], wallMs: nu
   return {
     'connect + status': worst('connect'),
     upload: worst('upload'),
+    '· transfer (0 to 100 %)': worst('transfer'),
+    "· after 100 % (the host's sha256sum of the file, rename)": worst('checked'),
     'install (all)': worst('install'),
     '· until airlock starts containerd (import and verify, preflight, install)': worst('beforeStart'),
     ...(Number.isNaN(worst('apt')) ? {} : { '· · of which apt-get install (whole seconds, apt history.log)': worst('apt') }),
