@@ -58,7 +58,8 @@ function systemdSupervisor(form: EngineForm): EngineSupervisor {
   // 3 in 60 s); a deliberate start clears what earlier starts left, or an upgrade and its restore are refused.
   const ready = async () => {
     await systemctl('daemon-reload');
-    await systemctl('reset-failed', ...units);
+    // A unit never started is not loaded and has nothing to clear: its refusal here means nothing.
+    await runCommand('systemctl', ['reset-failed', ...units]);
   };
   return {
     kind: 'systemd',

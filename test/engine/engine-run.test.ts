@@ -54,7 +54,7 @@ test('a static engine placed from blobs starts with the direct supervisor, is ch
     const run = await runInBareHost(join(t.dir, 'host'), shared, [nodeInBareHost(), join(REPO, 'dist/test/engine/bare-host/static-engine-run.js'), shared], { timeoutMs: 540_000 });
     const { steps, by } = stepsOf(run);
     assert.equal(by('healthy').version, older.record.version);
-    assert.match(String(by('wrong-version-refused').message), /version check/);
+    assert.match(String(by('wrong-version-refused').message), /reports version/);
     assert.deepEqual(by('stopped').left, []);
     assert.equal(by('upgraded').version, newer.record.version);
     assert.equal(by('rolled-back').version, older.record.version);
