@@ -55,7 +55,8 @@ export async function readFolderRecord(dir: string): Promise<EngineFolderRecord 
   }
 }
 
-async function lstatOrUndefined(path: string) {
+/** lstat, or undefined when nothing is there. */
+export async function lstatOrUndefined(path: string) {
   try {
     return await lstat(path);
   } catch (e) {

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, lstat, mkdir, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
@@ -13,7 +13,7 @@ import { STATIC_ENGINE_FILES, type EngineRecord } from '../bundle/manifest-forma
 import { integrityError, unsafeEntry, usageError } from '../errors/index.js';
 import { syncDir, syncFile, writeWhole } from '../store/durable.js';
 import type { EngineHostPaths } from './host-paths.js';
-import { ENGINE_FOLDER_RECORD, PARTIAL_SUFFIX, currentTarget, folderRecordOf, layoutUnsafe, readFolderRecord, requireVersionFolder } from './installed.js';
+import { ENGINE_FOLDER_RECORD, PARTIAL_SUFFIX, currentTarget, folderRecordOf, layoutUnsafe, lstatOrUndefined, readFolderRecord, requireVersionFolder } from './installed.js';
 
 /** A version becomes a folder name: no separators, no dot names, not `current`, not a partial folder. */
 const VERSION_NAME = /^[A-Za-z0-9][A-Za-z0-9.+~_-]{0,127}$/;
@@ -25,14 +25,6 @@ export function checkVersionName(version: string): string {
   return version;
 }
 
-async function lstatOrUndefined(path: string) {
-  try {
-    return await lstat(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
 
 export interface PlaceResult {
   dir: string;
