@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { AgentProcess } from '../helpers/agent.js';
 import { engineFixtures } from '../helpers/engine-bundle-fixtures.js';
-import { airlockCommand, buildEngineBundle, journalRows } from '../helpers/engine-hosts.js';
-import { makeSigner, runCli, type Signer } from '../helpers/fixtures.js';
+import { airlockCommand, airlockIn, buildEngineBundle, journalRows } from '../helpers/engine-hosts.js';
+import { makeProject, makeSigner, runCli, type Signer } from '../helpers/fixtures.js';
 import { type BareLabHost, type Lab, startBareLab } from '../helpers/lab.js';
 
 describe('engines on bare hosts from the jump box and from the agent', { timeout: 600_000 }, () => {
@@ -22,17 +22,22 @@ describe('engines on bare hosts from the jump box and from the agent', { timeout
   let airlock: string;
   let signer: Signer;
   let bundle: string;
+  let bundle28: string;
   let version: string;
+  let version28: string;
+  let threeHosts: string;
 
   before(async () => {
     const f = engineFixtures();
     if (typeof f === 'string') throw new Error(f);
     version = f['static-26'].version;
+    version28 = f['static-28'].version;
     base = await mkdtemp('/tmp/airlock-engine-cluster-');
     await chmod(base, 0o755);
     signer = await makeSigner(base);
     airlock = await airlockCommand(base);
     bundle = await buildEngineBundle(base, signer, { version: '26.1.5', engine: { version, static: f['static-26'].path } });
+    bundle28 = await buildEngineBundle(base, signer, { version: '28.5.2', engine: { version: version28, static: f['static-28'].path } });
     lab = await startBareLab(join(base, 'lab'), 4);
     for (const h of lab.hosts) {
       await mkdir(join(h.etcDir, 'trusted.d'), { recursive: true });
@@ -59,6 +64,7 @@ describe('engines on bare hosts from the jump box and from the agent', { timeout
     const [h1, h2, h3] = lab.hosts as [BareLabHost, BareLabHost, BareLabHost];
     for (const h of [h1, h2, h3]) await hostConfig(h);
     const inventory = join(base, 'three.yml');
+    threeHosts = inventory;
     const full = YAML.parse(await readFile(lab.inventoryFile, 'utf8')) as { hosts: Record<string, unknown> };
     delete full.hosts.h4;
     await writeFile(inventory, YAML.stringify(full));
@@ -95,6 +101,34 @@ describe('engines on bare hosts from the jump box and from the agent', { timeout
     assert.deepEqual(out.engines.map((e) => [e.host, e.engine?.action]), [['h1', 'has-engine'], ['h2', 'has-engine'], ['h3', 'installed']]);
     assert.deepEqual(out.hosts.map((h) => [h.host, h.action]), [['h1', 'unchanged'], ['h2', 'unchanged'], ['h3', 'joined']]);
     assert.equal((await lab.docker(h1).nodes.list()).length, 3);
+  });
+
+  test("an upgrade of a manager's engine drains it first and waits until its tasks run on the other nodes", async () => {
+    const [h1] = lab.hosts as [BareLabHost];
+    // The stacks of a release on the three nodes; the worker service, one task per node, has one on h1.
+    const project = join(base, 'release');
+    await mkdir(project, { recursive: true });
+    const built = await runCli(['bundle', 'build', '-f', await makeProject(project, { repo: 'drainapp' }), '--key', signer.keyPath, '-o', join(project, 'out'), '--json']);
+    assert.equal(built.code, 0, built.stderr);
+    const applied = await runCli(['bundle', 'apply', join(project, 'out', 'demo-1.0.0.airlock'), '--inventory', threeHosts, '--remote-airlock', airlock, '--timeout', '90s']);
+    assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+    const d = lab.docker(h1);
+    const worker = (await d.services.list()).find((s) => s.Spec.Name === 'web_worker')!;
+    await d.services.update(worker.ID, worker.Version.Index, { ...worker.Spec, Mode: { Replicated: { Replicas: 3 } } });
+    const nodeId = (await d.system.info()).Swarm.NodeID;
+    const running = async (service: string) => (await d.tasks.list({ filters: { service: [service], 'desired-state': ['running'] } })).filter((t) => t.Status.State === 'running');
+    for (let i = 0; i < 120 && (await running('web_worker')).length < 3; i++) await new Promise((r) => setTimeout(r, 500));
+    assert.ok((await running('web_worker')).some((t) => t.NodeID === nodeId), 'a worker task runs on h1');
+
+    const r = await airlockIn(lab, 'h1', airlock, ['engine', 'install', bundle28, '--timeout', '60s', '--drain-timeout', '120s']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`draining node ${nodeId}\n`), 'drained, with capacity elsewhere');
+    assert.match(r.stderr, /web_worker: 3\/3 elsewhere, 0 still here/, 'it waited until the task ran elsewhere');
+    assert.equal((await d.system.version()).Version, version28);
+    assert.equal((await d.nodes.inspect(nodeId)).Spec.Availability, 'active');
+    const tasks = await running('web_worker');
+    assert.equal(tasks.length, 3);
+    assert.ok(tasks.every((t) => t.NodeID !== nodeId), 'the tasks stay where the drain put them');
   });
 
   test("first boot: the agent installs the engine bundle from its inbox, then makes the swarm", async () => {

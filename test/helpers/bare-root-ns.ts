@@ -11,7 +11,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { REPO } from './fixtures.js';
 
 let bareRoot: string | undefined;
@@ -26,7 +26,7 @@ export function bareRootPath(): string {
 
 const SETUP = `
 set -e
-W=$1 BARE=$2 SHARED=$3; shift 3
+W=$1 BARE=$2 SHARED=$3 CHECKOUT=$4 RUNTIME=$5; shift 5
 root=$W/merged
 mkdir -p $W/upper $W/work $root $W/docker-data
 mount -t overlay overlay -o lowerdir=$BARE,upperdir=$W/upper,workdir=$W/work $root
@@ -35,7 +35,7 @@ mount --rbind /sys $root/sys
 mount --rbind /dev $root/dev
 mount -t tmpfs tmpfs $root/run
 mkdir -p $root/var/lib/docker && mount --bind $W/docker-data $root/var/lib/docker
-for d in /work /var/cache/airlock-pkg $SHARED; do mkdir -p $root$d; mount --rbind $d $root$d; done
+for d in "$CHECKOUT" "$RUNTIME" $SHARED; do mkdir -p $root$d; mount --rbind $d $root$d; done
 ip link set lo up
 exec chroot $root /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
 `;
@@ -52,7 +52,7 @@ export interface NsRun {
  */
 export async function runInBareHost(dir: string, shared: string, argv: string[], opts: { timeoutMs?: number } = {}): Promise<NsRun> {
   await mkdir(dir, { recursive: true });
-  const child = spawn('unshare', ['--mount', '--net', '--pid', '--fork', '--kill-child', '--propagation', 'private', '--', '/bin/sh', '-c', SETUP, 'sh', dir, bareRootPath(), shared, ...argv], {
+  const child = spawn('unshare', ['--mount', '--net', '--pid', '--fork', '--kill-child', '--propagation', 'private', '--', '/bin/sh', '-c', SETUP, 'sh', dir, bareRootPath(), shared, REPO, dirname(dirname(process.execPath)), ...argv], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
