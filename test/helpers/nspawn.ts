@@ -20,6 +20,9 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { ENGINES_SCRIPT } from './engines.js';
 import { REPO } from './fixtures.js';
 
+/** The checkout inside a booted container, outside /tmp: what a service with PrivateTmp= runs. */
+export const CHECKOUT_IN_BOX = '/opt/airlock-checkout';
+
 export const NSPAWN = '/usr/bin/systemd-nspawn';
 
 /** Why no systemd can be booted here, or false. Under CI the test runner fails a skip, so a missing tool fails there. */
@@ -109,6 +112,8 @@ export class BootedSystemd {
 
     const { folder } = packagedRuntime();
     const readOnly = [REPO, realpathSync(join(REPO, 'node_modules')), folder, ...(opts.bindReadOnly ?? [])];
+    // Also where a unit with PrivateTmp= sees it: a checkout under /tmp (a fresh clone in CI) is hidden from such a service.
+    readOnly.push(`${REPO}:${CHECKOUT_IN_BOX}`);
     const consoleLog = join(opts.dir, 'console.log');
     const log = openSync(consoleLog, 'w');
     // The machine name keeps parallel containers apart (nspawn keeps per-name state under /run/systemd/nspawn).

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { bootSystemd, nspawnMissing, packagedRuntime, type BootedSystemd, type UnitState } from '../helpers/nspawn.js';
+import { bootSystemd, CHECKOUT_IN_BOX, nspawnMissing, packagedRuntime, type BootedSystemd, type UnitState } from '../helpers/nspawn.js';
 import { REPO, runCli, tempDir } from '../helpers/fixtures.js';
 
 const UNIT = 'airlock-agent.service';
@@ -52,7 +52,7 @@ test('airlock-agent.service under a booted systemd: verifies, starts, reads its 
 
   await installLikeTheDocs(box);
   const { node } = packagedRuntime();
-  await box.writeFile('/usr/bin/airlock', `#!/bin/sh\nexec ${node} ${join(REPO, 'bin/airlock')} "$@"\n`, 0o755);
+  await box.writeFile('/usr/bin/airlock', `#!/bin/sh\nexec ${node} ${join(CHECKOUT_IN_BOX, 'bin/airlock')} "$@"\n`, 0o755);
   await box.copyIn(join(keys, 'vendor.pub'), '/etc/airlock/trusted.d/vendor.pub');
   await box.copyIn(join(keys, 'site.identity'), '/etc/airlock/site-keys/site.identity', 0o600);
 
@@ -86,8 +86,8 @@ test('airlock-agent.service under a booted systemd: verifies, starts, reads its 
   // not readable there, the credential is, and it opens as the site key generated above.
   const hostPid = box.hostPid(up.MainPID);
   const probe = `
-    const { agentSealing } = await import(${JSON.stringify(join(REPO, 'dist/src/agent/sealing.js'))});
-    const { hostKeysOf } = await import(${JSON.stringify(join(REPO, 'dist/src/seal/sealing-options.js'))});
+    const { agentSealing } = await import(${JSON.stringify(join(CHECKOUT_IN_BOX, 'dist/src/agent/sealing.js'))});
+    const { hostKeysOf } = await import(${JSON.stringify(join(CHECKOUT_IN_BOX, 'dist/src/seal/sealing-options.js'))});
     const { readdir, readFile } = await import('node:fs/promises');
     const sealing = agentSealing({ secrets: { identities: [], requireSealed: true } }, process.env);
     const held = await hostKeysOf('/var/lib/airlock', sealing).identities().then((ids) => ({ keyIds: ids.map((i) => i.keyId) }), (e) => ({ refused: e.message }));
