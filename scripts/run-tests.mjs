@@ -37,7 +37,7 @@ const ENGINE_FILES = [
   'test/agent/first-boot.test',
   'test/bundle/delta.test',
   'test/cluster/',
-  'test/lab/',
+  'test/lab/lab.test',
   'test/hostile/revoked.test',
 ];
 
