@@ -2,6 +2,7 @@
  * agent.yaml: validated against a schema, then each cron expression and
  * duration checked, every error naming the file, line and key.
  */
+import { DEFAULT_DATA_ROOT } from '../engine/host-paths.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -248,7 +249,7 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     drift: { schedule: drift.schedule === null ? null : cronAt(['drift', 'schedule'], drift.schedule ?? '*/15 * * * *'), reapply: drift.reapply ?? false },
     // Off when absent: configs written before sealed secrets keep taking the bundles they took (docs/sealed-secrets.md).
     secrets: { identities: r.secrets?.identities ?? [], requireSealed: r.secrets?.requireSealed ?? false },
-    engine: { dataRoot: r.engine?.dataRoot ?? '/var/lib/docker', daemon: r.engine?.daemon ?? {} },
+    engine: { dataRoot: r.engine?.dataRoot ?? DEFAULT_DATA_ROOT, daemon: r.engine?.daemon ?? {} },
   };
 }
 

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
 import { DEFAULT_CONFIG_FILE } from '../agent/config-file.js';
 import type { EngineHostConfig } from './daemon-config.js';
-
-export const DEFAULT_DATA_ROOT = '/var/lib/docker';
+import { DEFAULT_DATA_ROOT } from './host-paths.js';
 
 /**
  * The host's engine settings: the agent config's `engine:` section (data

@@ -31,13 +31,18 @@ export interface EngineHostPaths {
   dpkgAdminDir: string;
 }
 
+/** Where the static form's versions live on a host. */
+export const ENGINE_HOME = '/opt/airlock/engine';
+/** The engine's data root unless the host config names another (dockerd's own default). */
+export const DEFAULT_DATA_ROOT = '/var/lib/docker';
+
 /** The paths on a real host. */
 export const defaultEngineHostPaths = (): EngineHostPaths => engineHostPathsUnder('/');
 
 /** The same layout under `root` (a test's temporary folder, or `/` for the host). */
 export function engineHostPathsUnder(root: string): EngineHostPaths {
   const at = (p: string) => join(root, p);
-  const engineDir = at('/opt/airlock/engine');
+  const engineDir = at(ENGINE_HOME);
   return {
     engineDir,
     currentLink: join(engineDir, 'current'),

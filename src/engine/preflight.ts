@@ -8,14 +8,13 @@
 import type { EngineRecord } from '../bundle/manifest-format.js';
 import { formatChecks } from '../doctor/format.js';
 import { AirlockError } from '../errors/index.js';
+import { DEFAULT_DATA_ROOT } from './host-paths.js';
 import { AIRLOCK_ENGINE_HOME, type HostFactsReader } from './preflight/facts.js';
 import { readHostFacts } from './preflight/host-facts.js';
 import { BUNDLE_REASONS, judgeHost, type InstalledEngine, type PreflightCheck } from './preflight/rules.js';
 
 export type { HostFacts, HostFactsReader } from './preflight/facts.js';
 export type { InstalledEngine, PreflightCheck, PreflightReason } from './preflight/rules.js';
-
-export const DEFAULT_DATA_ROOT = '/var/lib/docker';
 
 export interface PreflightOptions {
   /** The engine to install; absent for `engine status`, which checks the host alone. */

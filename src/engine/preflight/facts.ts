@@ -6,7 +6,7 @@
 import type { FreeSpace } from '../../store/free-space.js';
 
 /** Where airlock keeps the static form: `<version>/` folders and the `current` link (docs/engine-install.md). */
-export const AIRLOCK_ENGINE_HOME = '/opt/airlock/engine';
+export { ENGINE_HOME as AIRLOCK_ENGINE_HOME } from '../host-paths.js';
 
 export type Proto = 'tcp' | 'udp';
 
