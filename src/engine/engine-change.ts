@@ -5,8 +5,7 @@
  * healthy in time is replaced by the one before, automatically.
  */
 import type { EngineRecord } from '../bundle/manifest-format.js';
-import { Docker } from '../docker/index.js';
-import { unixSocketTransport } from '../docker/transport.js';
+import { engineState, localEngine } from './engine-state.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { EngineChanges, type EngineChangeKind, type EngineChangeRow, type EngineStep } from '../journal/engine-changes.js';
 import type { Journal } from '../journal/journal.js';
@@ -64,21 +63,11 @@ interface RunningState {
   manager: boolean;
 }
 
-const localDocker = (paths: EngineHostPaths): Docker =>
-  new Docker({ transport: unixSocketTransport(paths.socket), endpoint: `unix://${paths.socket}`, retry: false });
-
+/** The engine a change replaces, as the change needs it: running or not, its version, its node when in a swarm. */
 async function runningState(paths: EngineHostPaths): Promise<RunningState> {
-  const docker = localDocker(paths);
-  try {
-    const info = await docker.system.info();
-    const version = (await docker.system.version()).Version ?? null;
-    const active = info.Swarm?.LocalNodeState === 'active';
-    return { running: true, version, nodeId: active ? (info.Swarm?.NodeID ?? null) : null, manager: active && info.Swarm?.ControlAvailable === true };
-  } catch {
-    return { running: false, version: null, nodeId: null, manager: false };
-  } finally {
-    await docker.close();
-  }
+  const { reported, swarm } = await engineState(paths);
+  const active = swarm?.state === 'active';
+  return { running: reported !== null, version: reported?.version ?? null, nodeId: active ? swarm.nodeId : null, manager: active && swarm.manager };
 }
 
 /**
@@ -100,7 +89,7 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   // A change of engine is decided before anything is placed; the same engine may need no change at all.
   let drainPlan = same && before.running ? undefined : await planDrain(before, opts);
   // Placing binaries and writing configuration change nothing that runs; only what differs is written.
-  if (record.form === 'static') await placeStaticEngine(record, (d) => opts.store.pathOf(d), opts.paths);
+  if (record.form === 'static') await placeStaticEngine(record, blobPath, opts.paths);
   else if (!same) await checkPackages(packageFiles(record, blobPath));
   const configChanged = [await writeDaemonConfig(opts.paths, cfg), await writeUnits(record.form, opts.paths), await ensureDockerGroup()].some(Boolean);
   if (same && !configChanged && before.running) {
@@ -183,7 +172,7 @@ async function planDrain(before: RunningState, opts: EngineChangeOptions): Promi
       hint: 'drain it through a manager first (docker node update --availability drain) and pass --drained-by-caller, or pass --allow-downtime',
     });
   }
-  const docker = localDocker(opts.paths);
+  const docker = localEngine(opts.paths);
   try {
     const others = await otherActiveNodes(docker, before.nodeId);
     if (others === 0 && !opts.allowDowntime) {
@@ -201,7 +190,7 @@ async function planDrain(before: RunningState, opts: EngineChangeOptions): Promi
 /** Drains as planned; returns the node to activate after (null when this run does not activate one). */
 async function drain(plan: DrainPlan, opts: EngineChangeOptions): Promise<string | null> {
   if (plan.kind === 'none') return opts.drainedByCaller ? plan.nodeId : null;
-  const docker = localDocker(opts.paths);
+  const docker = localEngine(opts.paths);
   try {
     opts.say(`draining node ${plan.nodeId}${plan.replacements ? '' : ' (the only active node: its services stop until the engine is back)'}`);
     await drainAndWait(docker, plan.nodeId, {
@@ -218,7 +207,7 @@ async function drain(plan: DrainPlan, opts: EngineChangeOptions): Promise<string
 }
 
 async function activate(nodeId: string, opts: EngineChangeOptions): Promise<void> {
-  const docker = localDocker(opts.paths);
+  const docker = localEngine(opts.paths);
   try {
     await setAvailability(docker, nodeId, 'active');
     opts.say(`node ${nodeId} active again`);

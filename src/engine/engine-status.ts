@@ -1,12 +1,11 @@
 /** `airlock engine status`: what is installed, whether it runs, the preflight, and the journal's last engine changes. */
 import { existsSync } from 'node:fs';
-import { Docker } from '../docker/index.js';
-import { unixSocketTransport } from '../docker/transport.js';
 import { EngineChanges, type EngineChangeRow } from '../journal/engine-changes.js';
 import { Journal } from '../journal/journal.js';
 import { journalPathIn } from '../store/state-dir.js';
 import type { EngineHostConfig } from './daemon-config.js';
 import type { EngineHostPaths } from './host-paths.js';
+import { engineState } from './engine-state.js';
 import { currentEngine, staticVersions, type InstalledEngine } from './installed.js';
 import { formatPreflight, runPreflight, type PreflightReport } from './preflight.js';
 import { preflightOptions } from './preflight-options.js';
@@ -26,19 +25,7 @@ export interface EngineStatus {
 
 export async function engineStatus(o: { stateDir: string; paths: EngineHostPaths; config: EngineHostConfig }): Promise<EngineStatus> {
   const installed = (await currentEngine(o.paths)) ?? null;
-  const docker = new Docker({ transport: unixSocketTransport(o.paths.socket), endpoint: `unix://${o.paths.socket}`, retry: false });
-  let reported: EngineStatus['reported'] = null;
-  let swarm: EngineStatus['swarm'] = null;
-  try {
-    const v = await docker.system.version();
-    reported = { version: v.Version, apiVersion: v.ApiVersion };
-    const info = await docker.system.info();
-    swarm = { state: info.Swarm?.LocalNodeState ?? 'inactive', nodeId: info.Swarm?.NodeID || null, manager: info.Swarm?.ControlAvailable === true };
-  } catch {
-    // Not running: said below.
-  } finally {
-    await docker.close();
-  }
+  const { reported, swarm } = await engineState(o.paths);
   let changes: EngineChangeRow[] = [];
   if (existsSync(journalPathIn(o.stateDir))) {
     const journal = Journal.open(o.stateDir, { readonly: true });
