@@ -190,18 +190,9 @@ async function prepareHost(run: Rollout, host: InventoryHost): Promise<HostRepor
 
 /** The version of the engine that runs on the host, or undefined when none answers (`airlock engine status`). */
 async function runningEngine(run: Rollout, session: SshSession): Promise<string | undefined> {
-  const r = await session.exec([run.airlock, 'engine', 'status', '--json'].map(shq).join(' '));
-  let status: { reported?: { version?: string } | null } | undefined;
-  try {
-    status = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '') as typeof status;
-  } catch {
-    throw new AirlockError('remote', `\`airlock engine status\` failed: ${r.stderr.trim().split('\n').at(-1) || `exit ${r.code}`}`, {
-      reason: r.code === 127 ? 'no-airlock' : 'remote-command-failed',
-      subject: session.host.name,
-      ...(r.code === 127 ? { hint: 'install the airlock package on the host, or pass --remote-airlock PATH' } : {}),
-    });
-  }
-  return status?.reported?.version ?? undefined;
+  // Exit 15 with its report: no engine runs (or its preflight fails), which is what is asked.
+  const status = (await runAirlock(session, run.airlock, ['engine', 'status', '--json'], [15])) as { reported: { version: string } | null };
+  return status.reported?.version;
 }
 
 /** `airlock engine install` on the host, with the bundle just uploaded. */
@@ -314,8 +305,9 @@ const errorOf = (e: AirlockError, step: RolloutStep): RolloutError => ({
 /**
  * Runs airlock on the host with --json and returns what it printed; a
  * refusal comes back as the host's own error, with its class and reason.
+ * `alsoReportsWith`: exit codes that still come with the report asked for (`engine status`: 15).
  */
-async function runAirlock(session: SshSession, airlock: string, args: string[]): Promise<unknown> {
+async function runAirlock(session: SshSession, airlock: string, args: string[], alsoReportsWith: readonly number[] = []): Promise<unknown> {
   const command = [airlock, ...args].map(shq).join(' ');
   const r = await session.exec(command);
   const last = r.stdout.trim().split('\n').at(-1) ?? '';
@@ -325,7 +317,7 @@ async function runAirlock(session: SshSession, airlock: string, args: string[]):
   } catch {
     parsed = undefined;
   }
-  if (r.code === 0 && parsed) return parsed;
+  if (parsed && typeof parsed.error !== 'string' && (r.code === 0 || alsoReportsWith.includes(r.code))) return parsed;
   if (parsed && typeof parsed.error === 'string' && parsed.error in ExitCode) {
     throw new AirlockError(parsed.error as ExitCodeName, `${args.slice(0, 2).join(' ')}: ${String(parsed.message)}`, {
       reason: String(parsed.reason ?? parsed.error),

@@ -1,7 +1,7 @@
 /** `airlock cluster up` and `airlock cluster status`: the swarm of the inventory's hosts, driven over SSH from the jump box. */
 import { clusterUp, type ClusterUpReport } from '../../cluster/cluster-up.js';
 import { clusterStatus, type ClusterStatus } from '../../cluster/status.js';
-import { AirlockError as AirlockErrorClass, ExitCode, type AirlockError, type ExitCodeName, usageError } from '../../errors/index.js';
+import { AirlockError, ExitCode, type ExitCodeName, usageError } from '../../errors/index.js';
 import { loadInventory, type Inventory, type InventoryHost } from '../../remote/inventory.js';
 import { DEFAULT_PARALLEL } from '../../remote/for-each-host.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
@@ -72,7 +72,7 @@ async function installEngines(inventory: Inventory, bundle: string, values: Comm
   });
   const failed = new Map<string, { host: string; error: AirlockError }>();
   for (const h of report.hosts) {
-    if (h.error) failed.set(h.host, { host: h.host, error: new AirlockErrorClass(h.error.kind as ExitCodeName, `${h.host}: engine not installed (${h.error.step}): ${h.error.message}`, { reason: h.error.reason, subject: h.host, ...(h.error.hint ? { hint: h.error.hint } : {}) }) });
+    if (h.error) failed.set(h.host, { host: h.host, error: new AirlockError(h.error.kind as ExitCodeName, `${h.host}: engine not installed (${h.error.step}): ${h.error.message}`, { reason: h.error.reason, subject: h.host, ...(h.error.hint ? { hint: h.error.hint } : {}) }) });
   }
   return { report, failed };
 }
