@@ -2,9 +2,9 @@
  * agent.yaml: validated against a schema, then each cron expression and
  * duration checked, every error naming the file, line and key.
  */
-import { DEFAULT_DATA_ROOT } from '../engine/host-paths.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DEFAULT_DATA_ROOT } from '../engine/host-paths.js';
 import { Ajv } from 'ajv';
 import cron from 'node-cron';
 import { parseDuration } from '../units/duration.js';

@@ -38,7 +38,7 @@ export async function installEngineFromInbox(path: string, config: AgentConfig, 
     // Unattended: never take services down; a node that cannot drain is upgraded from the jump box.
     allowDowntime: false,
     lockWaitMs: 10 * 60_000,
-    appliedBy: `agent@${appliedBy().split('@')[1] ?? ''}`,
+    appliedBy: appliedBy(),
     say: (line) => log.info(line),
   });
   log.info(`engine ${r.outcome}`, { version: r.version, form: r.form, previous: r.previous?.version, change: r.change ?? undefined });
