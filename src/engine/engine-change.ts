@@ -14,7 +14,7 @@ import { drainAndWait, otherActiveNodes, setAvailability } from '../cluster/node
 import type { EngineHostPaths } from './host-paths.js';
 import { currentEngine, type InstalledEngine } from './installed.js';
 import { placeStaticEngine, switchCurrent } from './static-engine.js';
-import { checkPackages, installPackages, packageFiles } from './packages.js';
+import { installPackages, packageFiles } from './packages.js';
 import { writeUnits } from './units.js';
 import { daemonConfig, writeDaemonConfig, type EngineHostConfig } from './daemon-config.js';
 import { ensureDockerGroup } from './docker-group.js';
@@ -89,8 +89,8 @@ export async function applyEngine(bundleId: number, record: EngineRecord, opts: 
   // A change of engine is decided before anything is placed; the same engine may need no change at all.
   let drainPlan = same && before.running ? undefined : await planDrain(before, opts);
   // Placing binaries and writing configuration change nothing that runs; only what differs is written.
+  // (A package set was simulated by apt before it was stored, and is again by the install itself.)
   if (record.form === 'static') await placeStaticEngine(record, blobPath, opts.paths);
-  else if (!same) await checkPackages(packageFiles(record, blobPath));
   const configChanged = [await writeDaemonConfig(opts.paths, cfg), await writeUnits(record.form, opts.paths), await ensureDockerGroup()].some(Boolean);
   if (same && !configChanged && before.running) {
     const healthy = await waitEngineHealthy(opts.paths.socket, { version: record.version, swarm: before.nodeId !== null, timeoutMs: 5_000 }).then(

@@ -7,7 +7,6 @@
 import type { EngineRecord, Manifest } from '../bundle/manifest-format.js';
 import { AirlockError } from '../errors/index.js';
 import { storeBundle, type ImportResult } from '../import/import-bundle.js';
-import { BundleRecords } from '../journal/bundles.js';
 import { Journal } from '../journal/journal.js';
 import { acquireApplyLock } from '../journal/lock.js';
 import type { SealingOptions } from '../seal/sealing-options.js';
@@ -73,6 +72,8 @@ export async function installEngineBundle(
   requireRoot('engine install');
   return withHost(opts, `engine install ${file}`, async (o) => {
     const installed = await currentEngine(opts.paths);
+    // The verified manifest's engine, as the checks before storing saw it.
+    let record: EngineRecord | undefined;
     const stored = await storeBundle(
       file,
       {
@@ -81,21 +82,19 @@ export async function installEngineBundle(
         allowDowngrade: opts.allowDowngrade ?? false,
         ...(opts.sealing ? { sealing: opts.sealing } : {}),
         beforeStore: async (m) => {
-          const record = engineOf(m);
+          record = engineOf(m);
           const report = await runPreflight(preflightOptions(record, installed, opts));
           if (!report.ok) throw preflightError(report);
         },
         // A package set the host cannot install is refused before it is stored: apt's simulation names what is missing.
         beforeCommit: async (m, blobPath) => {
-          const record = engineOf(m);
-          if (record.form === 'deb') await checkPackages(packageFiles(record, blobPath));
+          if (m.engine?.form === 'deb') await checkPackages(packageFiles(m.engine, blobPath));
         },
       },
       o.journal,
       o.store,
     );
-    const record = engineOf(new BundleRecords(o.journal).manifest(stored.bundleId));
-    const result = await applyEngine(stored.bundleId, record, o);
+    const result = await applyEngine(stored.bundleId, engineOf({ ...stored, engine: record }), o);
     return { ...result, bundle: { name: stored.name, version: stored.version, id: stored.bundleId }, imported: stored };
   });
 }
