@@ -51,11 +51,13 @@ async function recoverOne(ctx: ApplyContext, d: DeploymentRow, revocation: Revoc
     return;
   }
   // A deployment still running at cleanup cannot be (it commits first): judged as one at commit.
-  if (onCrash !== 'restore-previous' && (await finishedForward(ctx, d, revocation))) {
+  const notForward = onCrash === 'restore-previous' ? undefined : await whyNotForward(ctx, d, revocation);
+  if (notForward === null) {
     ctx.deployments.finish(d.id, 'committed', `interrupted at step ${d.step}, after every service was sent; the stack ran the new specs, healthy, so recovery committed it`);
     ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'committed', details: { deployment: d.id, step: d.step } });
     return;
   }
+  const because = notForward ? ` (not finished forward: ${notForward})` : '';
   const previous = d.replaces === null ? undefined : ctx.deployments.get(d.replaces);
   if (previous) await checkRevocation(ctx.journal, revocation, { action: 'restore', stack: d.stack, deployment: previous.id, bundleId: previous.bundle_id, recovering: d.id });
   let unsettled;
@@ -67,26 +69,28 @@ async function recoverOne(ctx: ApplyContext, d: DeploymentRow, revocation: Revoc
   }
   if (unsettled) {
     // The specs are back, but the wait for them failed: not a success to report.
-    ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs, but they did not converge: ${unsettled.message}`);
+    ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}${because}; restored the previous specs, but they did not converge: ${unsettled.message}`);
     ctx.journal.record({ kind: 'deployment.recover', outcome: 'failed', subject: d.stack, reason: 'not-converged', message: unsettled.message, details: { deployment: d.id, step: d.step } });
   } else {
-    ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}; restored the previous specs`);
+    ctx.deployments.finish(d.id, 'rolled-back', `interrupted at step ${d.step}${because}; restored the previous specs`);
     ctx.journal.record({ kind: 'deployment.recover', outcome: 'ok', subject: d.stack, reason: 'restored', details: { deployment: d.id, step: d.step } });
   }
 }
 
 /**
- * Whether an interrupted deployment can be finished forward: nothing changed
- * the stack since, its bundle's key is not revoked and its services converge
- * within the timeout.
+ * Why an interrupted deployment cannot be finished forward, or null when it
+ * can: nothing changed the stack since, its bundle's key is not revoked and
+ * its services converge within the timeout. The reason goes into the
+ * rolled-back deployment's row, so the operator reads why recovery went back.
  */
-async function finishedForward(ctx: ApplyContext, d: DeploymentRow, revocation: RevocationGate): Promise<boolean> {
-  if (await stackDrift(ctx.docker, ctx.deployments, d, ctx.signal)) return false;
-  if (await revokedBundle(ctx.journal, revocation, d.bundle_id).catch(() => true)) return false;
+async function whyNotForward(ctx: ApplyContext, d: DeploymentRow, revocation: RevocationGate): Promise<string | null> {
+  if (await stackDrift(ctx.docker, ctx.deployments, d, ctx.signal)) return 'the stack was changed since';
+  const revoked = await revokedBundle(ctx.journal, revocation, d.bundle_id).catch((e: unknown) => asAirlockError(e).message);
+  if (revoked) return revoked === true ? "the bundle's key is revoked" : `the trust could not be read: ${revoked}`;
   const names = ctx.deployments.services(d.id).flatMap((s) => (s.after ? [s.name] : []));
-  if (names.length === 0) return false;
+  if (names.length === 0) return 'no service has new specs';
   return waitForConvergence(ctx.docker, names, convergeOptions(ctx)).then(
-    () => true,
-    () => false,
+    () => null,
+    (e: unknown) => `the new specs did not converge: ${asAirlockError(e).message}`,
   );
 }

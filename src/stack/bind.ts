@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { bindObjectIds } from '../compose/convert/index.js';
 import type { SwarmEngine } from '../docker/engine.js';
@@ -28,10 +29,7 @@ export async function bindIds(docker: SwarmEngine, desired: DesiredStack, opts: 
   // journaled spec holds the id the engine will hold, not a name it turns into one.
   for (const name of networkNames) {
     if (networkIds.has(name)) continue;
-    const found = await docker.networks.inspect(name, { scope: 'swarm' }).catch((e: unknown) => {
-      if (asAirlockError(e).kind === 'notFound') return undefined;
-      throw e;
-    });
+    const found = await swarmNetwork(docker, name);
     if (found) networkIds.set(name, found.Id);
     else if (!opts.allowMissing) {
       throw new AirlockError('notFound', `network ${name} is not in the swarm`, {
@@ -60,4 +58,24 @@ export async function bindIds(docker: SwarmEngine, desired: DesiredStack, opts: 
     return { ...bound.spec, TaskTemplate: { ...template, Networks: template.Networks.map((n) => ({ ...n, Target: networkIds.get(n.Target) ?? n.Target })) } };
   });
   return { ...desired, services };
+}
+
+/** Looks a second and a third time before calling a network missing. */
+const NETWORK_LOOKS = 3;
+
+/**
+ * The swarm's network NAME, or undefined. A 20.10 dockerd that is stopping
+ * (its manager already gone) answers 404 for a swarm network that exists
+ * (seen in test/apply/daemon-stop): a look a second later reaches the daemon
+ * gone, which the client retries, or back, which answers truly.
+ */
+async function swarmNetwork(docker: SwarmEngine, name: string): Promise<{ Id: string } | undefined> {
+  for (let look = 1; ; look++) {
+    const found = await docker.networks.inspect(name, { scope: 'swarm' }).catch((e: unknown) => {
+      if (asAirlockError(e).kind === 'notFound') return undefined;
+      throw e;
+    });
+    if (found || look === NETWORK_LOOKS) return found;
+    await sleep(1000);
+  }
 }

@@ -25,10 +25,22 @@ before(async () => {
   assert.equal(r.code, 0, r.stdout + r.stderr);
 });
 
-// A test that failed with dockerd down leaves it down: the next one starts it again.
+// A test that failed leaves dockerd down or a deployment unfinished: the next one starts from a
+// running engine and a closed journal, whatever the test before it left.
 beforeEach(async () => {
   if (daemonDown) await startDaemon();
+  if (deployments(run.state).some((d) => d.status === 'running')) {
+    const r = await run.cli(['recover', '--timeout', '60s']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  }
 });
+
+/**
+ * A restarted 26.1 or 28.5 dockerd (20.10 too, now and then) can leave the overlay network's vxlan
+ * device behind, and then rejects every new task with "network sandbox join failed … file exists"
+ * until the network is made again: the engine's fault, named in airlock's error.
+ */
+const SANDBOX_JOIN_FAILED = /network sandbox join failed/;
 
 after(async () => {
   await bench?.close();
@@ -118,7 +130,7 @@ test('dockerd killed while the images load: exit 15 naming the engine, the deplo
   assert.equal((await bench.docker.services.inspect('web_web')).Spec.TaskTemplate?.ContainerSpec?.Image, 'applytest/web:2.0.0');
 });
 
-test('dockerd killed while the services converge and kept down: exit 15, the deployment left for recovery; with dockerd back, recovery finishes the healthy new specs forward and a re-run completes', async () => {
+test('dockerd killed while the services converge and kept down: exit 15, the deployment left for recovery; with dockerd back, recovery finishes the healthy new specs forward and a re-run completes', async (t) => {
   const v3 = await buildRelease(bench, { version: '3.0.0' });
   const before = current();
   const beforeSpecs = recordedSpecs(run.state, before);
@@ -146,14 +158,23 @@ test('dockerd killed while the services converge and kept down: exit 15, the dep
   // healthy and commits the deployment, rather than undo a healthy stack to redo it.
   const rec = await run.cli(['recover', '--json', '--timeout', '60s']);
   assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+  const recovered = (JSON.parse(rec.stdout) as { recovered: { deployment: number; status: string; reason: string }[] }).recovered;
   assert.deepEqual(
-    (JSON.parse(rec.stdout) as { recovered: { deployment: number; status: string }[] }).recovered.map((x) => [x.deployment, x.status]),
-    [[id, 'committed']],
+    recovered.map((x) => x.deployment),
+    [id],
   );
   assertNothingRunning();
-  assert.equal(current(), id);
-  assert.notDeepEqual(specDrift(beforeSpecs, await engineSpecs(bench.docker, 'web')), []);
-  await assertRuns(bench.docker, run.state, 'web', id);
+  if (recovered[0]!.status === 'rolled-back') {
+    // Unless the restarted engine cannot start the new tasks: then recovery says so and goes back.
+    t.diagnostic(`recovery rolled back: ${recovered[0]!.reason}`);
+    assert.match(recovered[0]!.reason, /\(not finished forward: the new specs did not converge: .*network sandbox join failed/);
+    assert.deepEqual(specDrift(beforeSpecs, await engineSpecs(bench.docker, 'web')), []);
+  } else {
+    assert.equal(recovered[0]!.status, 'committed');
+    assert.equal(current(), id);
+    assert.notDeepEqual(specDrift(beforeSpecs, await engineSpecs(bench.docker, 'web')), []);
+    await assertRuns(bench.docker, run.state, 'web', id);
+  }
 
   const again = await run.apply(v3);
   assert.equal(again.code, 0, again.stdout + again.stderr);
@@ -175,6 +196,15 @@ test('dockerd restarted (SIGTERM, then started again) while the services converg
   const r = await done;
   // While it stops, a 20.10 dockerd answers the connections it still holds with 503 "not a swarm
   // manager", then refuses connections until it is back: all of it retried, within 30 s.
+  if (r.code !== 0 && SANDBOX_JOIN_FAILED.test(r.stderr)) {
+    // The restart itself went unnoticed; the engine then could not start the new task.
+    t.diagnostic(`the restarted engine rejected the new task: ${r.stderr.trim().split('\n').at(-2)}`);
+    assert.equal(r.code, 15, r.stdout + r.stderr);
+    assert.match(r.stderr, /airlock: error: (services did not converge within \d+ s|service \w+: swarm paused the update): .*network sandbox join failed/);
+    assert.equal(deployments(run.state).find((x) => x.id === id)!.status, 'rolled-back');
+    assertNothingRunning();
+    return;
+  }
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.equal(deployments(run.state).find((x) => x.id === id)!.status, 'committed');
   assertNothingRunning();
@@ -201,8 +231,7 @@ test('dockerd restarted as the service updates go out: the apply completes, or e
   } else {
     // An update the daemon may have taken before it went is not sent again: the apply stops and says why.
     assert.equal(r.code, 15, r.stdout + r.stderr);
-    // Or the restarted engine itself rejects the new task (26.1 and 28.5 have left a vxlan device
-    // behind: "network sandbox join failed … file exists") and swarm pauses the update.
+    // Or the restarted engine itself rejects the new task (SANDBOX_JOIN_FAILED) and swarm pauses the update.
     assert.match(r.stderr, /airlock: error: (Docker Engine (not reachable at unix:\/\/.*docker\.sock|at unix:\/\/.*docker\.sock (stopped serving as a swarm manager in the middle of bundle apply .*: dockerd is stopping or restarting|is stopping, restarting or not ready|stopped or restarted during POST \/v[\d.]+\/services\/\w+\/update.* and may have done it, so it was not sent again))|service \w+: swarm paused the update: .*network sandbox join failed)/);
     assert.doesNotMatch(r.stderr, /create the swarm first/);
     // Whatever the apply could not finish, recovery does: back to the old specs, or, when every
