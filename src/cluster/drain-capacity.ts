@@ -7,6 +7,7 @@
  * that fit, and packs the drained node's tasks one at a time in a fixed
  * order, so a refusal names the services that would fall short and why.
  */
+import { BlockList, isIP } from 'node:net';
 import type { Service, SwarmNode, Task, TaskSpec, TaskState } from '../docker/types.js';
 import { notFound } from '../errors/index.js';
 import { formatBytes } from '../units/bytes.js';
@@ -102,8 +103,26 @@ function attribute(key: string, node: SwarmNode): string | undefined {
   return undefined;
 }
 
+const family = (ip: string) => (isIP(ip) === 6 ? 'ipv6' : 'ipv4');
+
+/** `node.ip` against an address or a CIDR subnet; a malformed one matches no node, whatever the operator. */
+function ipMatches(c: Constraint, addr: string | undefined): boolean {
+  const [net = '', bits, extra] = c.value.split('/');
+  const list = new BlockList();
+  try {
+    if (bits === undefined && isIP(net)) list.addAddress(net, family(net));
+    else if (bits !== undefined && extra === undefined && isIP(net) && /^\d+$/.test(bits)) list.addSubnet(net, Number(bits), family(net));
+    else return false;
+  } catch {
+    return false; // a prefix longer than the address
+  }
+  const inside = addr !== undefined && isIP(addr) !== 0 && list.check(addr, family(addr));
+  return c.op === '==' ? inside : !inside;
+}
+
 /** Whether the node satisfies the constraint. */
 export function constraintMatches(c: Constraint, node: SwarmNode): boolean {
+  if (c.key.toLowerCase() === 'node.ip') return ipMatches(c, node.Status.Addr);
   const actual = attribute(c.key, node);
   if (actual === undefined) return false;
   const equal = actual.toLowerCase() === c.value.toLowerCase();

@@ -123,6 +123,15 @@ test('constraints evaluate against id, hostname, role, platform, node and engine
   assert.ok(!m('node.colour==red') && !m('node.colour!=red'), 'an unknown key matches no node');
 });
 
+test('node.ip matches the node address, or a subnet; a malformed one matches nothing', () => {
+  const n = { ...node('w1'), Status: { State: 'ready' as const, Addr: '10.0.3.7' } };
+  const m = (c: string) => constraintMatches(parseConstraint(c)!, n);
+  assert.ok(m('node.ip==10.0.3.7') && !m('node.ip!=10.0.3.7') && !m('node.ip==10.0.3.8'));
+  assert.ok(m('node.ip==10.0.3.0/24') && !m('node.ip!=10.0.3.0/24') && m('node.ip!=10.0.4.0/24'));
+  assert.ok(!m('node.ip==2001:db8::/32') && m('node.ip!=2001:db8::1'));
+  assert.ok(!m('node.ip==10.0.3') && !m('node.ip!=10.0.3') && !m('node.ip!=10.0.3.0/40'), 'malformed: no node, either operator');
+});
+
 // --- replicated services: constraints --------------------------------------
 
 test('a constrained service fits when another node carries the label, and falls short naming the constraint per node when none does', () => {
@@ -331,24 +340,32 @@ test('three nodes: two tasks of the drained node go to two different nodes (spre
 
 test('three nodes: two tasks must go to two different nodes because each node has room for one', () => {
   const svc = service('web', { replicas: 3, memory: 1024 * MiB });
-  const nodes = [node('w1'), node('w2', { memory: 1536 * MiB }), node('w3', { memory: 1536 * MiB })];
-  const { plan, s } = only(swarm(nodes, [svc], tasksOn(svc, 'w1', 'w1')), 'w1');
+  // w3 already runs one (1 GiB of its 2.5 GiB): after w2 takes the first, both run one and w2
+  // would win on its name; only memory sends the second to w3.
+  const tasks = [task(svc, 'w1', { slot: 1 }), task(svc, 'w1', { slot: 2 }), task(svc, 'w3', { slot: 3 })];
+  const tight = [node('w1'), node('w2', { memory: 1536 * MiB }), node('w3', { memory: 2560 * MiB })];
+  const { plan, s } = only(swarm(tight, [svc], tasks), 'w1');
   assert.equal(plan.ok, true);
   assert.deepEqual(s.targets, ['w2', 'w3']);
-  const { s: spreadOnly } = only(swarm(nodes, [service('web', { replicas: 3, memory: 1024 * MiB, maxReplicas: 1 })], tasksOn(svc, 'w1', 'w1')), 'w1');
-  assert.deepEqual(spreadOnly.targets, ['w2', 'w3']);
+  const roomy = [node('w1'), node('w2', { memory: 4096 * MiB }), node('w3', { memory: 2560 * MiB })];
+  assert.deepEqual(only(swarm(roomy, [svc], tasks), 'w1').s.targets, ['w2', 'w2'], 'with room for both, the tiebreak keeps w2');
 });
 
 test('placement preferences only choose among nodes that fit: the emptier zone first, never a refusal', () => {
   const svc = service('web', { replicas: 3, spread: ['node.labels.zone'] });
-  const nodes = [node('w1', { labels: { zone: 'a' } }), node('a2', { labels: { zone: 'a' } }), node('b1', { labels: { zone: 'b' } }), node('b2', { labels: { zone: 'b' } })];
-  // zone b already runs two, a2 (zone a) none: the spread sends the task to zone a even though b2 is empty too.
+  const nodes = [node('w1', { labels: { zone: 'a' } }), node('z2', { labels: { zone: 'a' } }), node('b1', { labels: { zone: 'b' } }), node('b2', { labels: { zone: 'b' } })];
+  // zone b already runs two, z2 (zone a) none: the spread sends the task to zone a, though b2
+  // is as empty as z2 and comes first by name.
   const tasks = [task(svc, 'w1', { slot: 1 }), task(svc, 'b1', { slot: 2 }), task(svc, 'b1', { slot: 3 })];
-  const { s } = only(swarm(nodes, [svc], tasks), 'w1');
-  assert.deepEqual(s.targets, ['a2']);
-  // Only zone b has room (a2 is paused): the preference gives way.
-  const paused = nodes.map((n) => (n.ID === 'a2' ? node('a2', { labels: { zone: 'a' }, availability: 'pause' }) : n));
+  assert.deepEqual(only(swarm(nodes, [svc], tasks), 'w1').s.targets, ['z2']);
+  const unspread = service('web', { replicas: 3 });
+  assert.deepEqual(only(swarm(nodes, [unspread], tasks), 'w1').s.targets, ['b2'], 'without the preference, the name decides');
+  // Only zone b has room (z2 is paused): the preference gives way.
+  const paused = nodes.map((n) => (n.ID === 'z2' ? node('z2', { labels: { zone: 'a' }, availability: 'pause' }) : n));
   assert.deepEqual(only(swarm(paused, [svc], tasks), 'w1').s.targets, ['b2']);
+  // Nodes without the label are a group of their own.
+  const unlabelled = [...nodes.filter((n) => n.ID !== 'z2'), node('c9')];
+  assert.deepEqual(only(swarm(unlabelled, [svc], tasks), 'w1').s.targets, ['c9']);
 });
 
 test('draining several nodes at once (parallel): their tasks together, none onto each other', () => {
