@@ -144,7 +144,7 @@ function wanted(t: Task): boolean {
   return STATES.includes(t.Status.State) && (t.DesiredState === 'running' || t.DesiredState === 'ready' || t.DesiredState === 'complete');
 }
 
-export function nodeName(n: SwarmNode): string {
+function nodeName(n: SwarmNode): string {
   return n.Description?.Hostname || n.Spec.Name || n.ID;
 }
 
