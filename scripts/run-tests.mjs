@@ -3,8 +3,12 @@
 // package ships (.runtime/node, linked by scripts/install-deps): what is tested is what ships.
 // Every airlock the tests start runs on that runtime too, with the same better-sqlite3 addon.
 //
-// usage: node scripts/run-tests.mjs [--engine ROW] [--gc-stress] [FILTER...]
+// usage: node scripts/run-tests.mjs [--engine ROW] [--gc-stress] [--except FILTER] [FILTER...]
 //   FILTER: run only the test files whose path contains one of these substrings.
+//   --except FILTER: leave out the files whose path contains FILTER (scripts/test runs the
+//     package test beside the engine rows, not in the first pass).
+//   AIRLOCK_TEST_CONCURRENCY: test files run at once (default 2; scripts/test's first pass runs 3:
+//     most files wait on engines, and at 2 it left half of two cores idle).
 //   --engine ROW: run against a row of the engine matrix (scripts/engines; docs/engines.md):
 //     every private dockerd the tests start runs that engine, and DOCKER_HOST points at a
 //     shared one (a single-node swarm) for the tests that use "the machine's" dockerd.
@@ -43,13 +47,21 @@ const ENGINE_FILES = [
 
 const args = process.argv.slice(2);
 const gcStress = args.includes('--gc-stress');
-const engineAt = args.indexOf('--engine');
-const engine = engineAt >= 0 ? args[engineAt + 1] : undefined;
-if (engineAt >= 0 && !engine) usage('--engine needs a row of scripts/engines');
-const filters = args.filter((a, i) => a !== '--gc-stress' && (engineAt < 0 || (i !== engineAt && i !== engineAt + 1)));
+/** The value after FLAG, and the arguments left without both. */
+function takeValue(list, flag, what) {
+  const at = list.indexOf(flag);
+  if (at < 0) return [undefined, list];
+  if (!list[at + 1]) usage(`${flag} needs ${what}`);
+  return [list[at + 1], list.filter((_, i) => i !== at && i !== at + 1)];
+}
+const [engine, afterEngine] = takeValue(args, '--engine', 'a row of scripts/engines');
+const [except, afterExcept] = takeValue(afterEngine, '--except', 'a path substring');
+const filters = afterExcept.filter((a) => a !== '--gc-stress');
+const concurrency = Number(process.env.AIRLOCK_TEST_CONCURRENCY ?? 2);
+if (!Number.isInteger(concurrency) || concurrency < 1) usage(`AIRLOCK_TEST_CONCURRENCY must be a whole number of at least 1, not ${process.env.AIRLOCK_TEST_CONCURRENCY}`);
 
 function usage(why) {
-  console.error(`run-tests: ${why}\nusage: node scripts/run-tests.mjs [--engine ROW] [--gc-stress] [FILTER...]`);
+  console.error(`run-tests: ${why}\nusage: node scripts/run-tests.mjs [--engine ROW] [--gc-stress] [--except FILTER] [FILTER...]`);
   process.exit(2);
 }
 
@@ -69,6 +81,7 @@ function walk(dir) {
 const selected = filters.length > 0 ? filters : gcStress ? GC_STRESS_FILES : engine ? ENGINE_FILES : [];
 const files = walk('dist/test')
   .filter((f) => selected.length === 0 || selected.some((s) => f.includes(s.replace(/^test\//, 'dist/test/'))))
+  .filter((f) => !except || !f.includes(except.replace(/^test\//, 'dist/test/')))
   .sort();
 if (files.length === 0) {
   console.error('no test files matched');
@@ -97,7 +110,7 @@ if (engine) {
 console.log(`run-tests: Node ${version} (${realpathSync(runtime)}); better-sqlite3 addon ${addon} sha256 ${addonSum}…; ${files.length} files${gcStress ? `; GC stress: ${GC_STRESS_FLAGS.join(' ')}` : ''}`);
 
 // The runner's output passes through as it comes; skipped tests are counted on the way.
-const child = spawn(runtime, [...(gcStress ? GC_STRESS_FLAGS : []), '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], {
+const child = spawn(runtime, [...(gcStress ? GC_STRESS_FLAGS : []), '--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, ...files], {
   stdio: ['ignore', 'pipe', 'inherit'],
   env,
 });
