@@ -102,14 +102,16 @@ const SQLITE_SIDECAR = /-(wal|shm|journal)$/;
 /**
  * The files among `files` that hold `value` in any of its forms. Sidecars
  * are read first and may have gone by then: what a vanished WAL held was
- * checkpointed into the database file, which is read after it.
+ * checkpointed into the database file, which is read after it. The agent's
+ * spool records come and go too (a record is removed once its bundle is
+ * handled): one gone since the listing rests nowhere.
  */
 async function filesHolding(files: string[], value: string): Promise<string[]> {
   const hits: string[] = [];
   const ordered = [...files.filter((f) => SQLITE_SIDECAR.test(f)), ...files.filter((f) => !SQLITE_SIDECAR.test(f))];
   for (const f of ordered) {
     const bytes = await readFile(f).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT' && SQLITE_SIDECAR.test(f)) return Buffer.alloc(0);
+      if (e.code === 'ENOENT' && (SQLITE_SIDECAR.test(f) || f.includes('/spool/'))) return Buffer.alloc(0);
       throw e;
     });
     if (needles(value).some((n) => bytes.includes(n))) hits.push(f);
