@@ -1,5 +1,6 @@
 import { DurationError, durationText, parseDuration } from '../units/duration.js';
 import { DEFAULT_CERT_WARN_MS } from '../cluster/certificates.js';
+import { DEFAULT_NODE_CERT_EXPIRY_MS, MIN_NODE_CERT_EXPIRY_MS } from '../cluster/swarm-ca.js';
 import { usageError } from '../errors/index.js';
 import { DEFAULT_STABLE_MS } from '../stack/converge.js';
 import { DEFAULT_TIMEOUT_MS } from '../stack/deploy.js';
@@ -60,3 +61,10 @@ export const waitOption = (value: unknown): number => durationOption('wait', val
 /** `--cert-warn 720h`: how long before a swarm certificate's end `cluster status` and `doctor` warn. */
 export const certWarnOption = (value: unknown): number =>
   durationOption('cert-warn', value, DEFAULT_CERT_WARN_MS, { max: { ms: 87_600 * 3600_000, why: 'ten years, longer than any swarm certificate lives' } });
+
+/** `cluster certs --expiry 2160h`: the node certificate lifetime, refused below the engine's minimum before the engine is asked. */
+export const certExpiryOption = (value: unknown): number =>
+  durationOption('expiry', value, DEFAULT_NODE_CERT_EXPIRY_MS, {
+    min: { ms: MIN_NODE_CERT_EXPIRY_MS, why: 'the shortest node certificate lifetime the engine takes' },
+    max: { ms: 87_600 * 3600_000, why: 'ten years' },
+  });
