@@ -22,7 +22,7 @@ export async function localManager(): Promise<ManagerEngine> {
   try {
     const info = await docker.system.info();
     if (info.Swarm.LocalNodeState !== 'active' || !info.Swarm.ControlAvailable) {
-      throw new AirlockError('notFound', 'this host is not a swarm manager', { reason: 'not-swarm-manager', hint: 'run it on a manager, or from the jump box with --inventory hosts.yml' });
+      throw new AirlockError('engine', `this host's engine is not a swarm manager (swarm ${info.Swarm.LocalNodeState || 'unknown'})`, { reason: 'not-swarm-manager', hint: 'run it on a manager, or from the jump box with --inventory hosts.yml' });
     }
     return { docker, where: 'this host', close: () => docker.close() };
   } catch (e) {
@@ -55,5 +55,5 @@ export async function inventoryManager(inventory: Inventory, opts: ConnectOption
   const why = `no inventory manager manages a swarm (${tried.join('; ') || 'the inventory lists none'})`;
   const hint = 'airlock cluster up makes the swarm; airlock cluster status shows which hosts answer';
   // Every manager out of reach is a remote failure (17), not a missing swarm (4).
-  throw unreachable > 0 && unreachable === tried.length ? new AirlockError('remote', why, { reason: 'unreachable', hint }) : new AirlockError('notFound', why, { reason: 'not-swarm-manager', hint });
+  throw unreachable > 0 && unreachable === tried.length ? new AirlockError('remote', why, { reason: 'unreachable', hint }) : new AirlockError('notFound', why, { reason: 'no-swarm-manager', hint });
 }

@@ -70,8 +70,8 @@ export const clusterCertsCommands: Command[] = [
       'is not down holds a certificate from it, reporting progress on stderr; given with --expiry, the new\n' +
       'certificates carry the new lifetime. A node down during the rotation is named: it will not be trusted\n' +
       'when it comes back (docs/operations.md). Each change is journaled (swarm.certs) in --state.\n' +
-      'Exit 0 when done; 2 for a bad option; 4 when no manager; 15 when the engine refused or the rotation\n' +
-      'did not finish in time; 17 when no manager could be reached.',
+      'Exit 0 when done; 2 for a bad option; 4 when no inventory manager manages a swarm; 15 when this host\n' +
+      'is no manager, the engine refused, or the rotation did not finish in time; 17 when no manager could be reached.',
     options: { ...common, expiry: stringOpt(), rotate: boolOpt(), timeout: stringOpt() },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
@@ -132,8 +132,8 @@ export const clusterCertsCommands: Command[] = [
       'Through a manager (this host, or with --inventory the first inventory manager that manages the swarm),\n' +
       'makes new worker and manager join tokens: the old ones stop joining at once; nodes already joined are\n' +
       'not affected. The tokens are never printed (cluster up reads them from the manager when it joins a host).\n' +
-      'Journaled (swarm.tokens) in --state. Exit 0 when done; 2 without --rotate; 4 when no manager; 17 when\n' +
-      'no manager could be reached.',
+      'Journaled (swarm.tokens) in --state. Exit 0 when done; 2 without --rotate; 4 when no inventory manager\n' +
+      'manages a swarm; 15 when this host is no manager or the engine refused; 17 when no manager could be reached.',
     options: { ...common, rotate: boolOpt() },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
