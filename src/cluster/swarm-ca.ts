@@ -35,9 +35,8 @@ export async function setNodeCertExpiry(docker: Docker, ms: number): Promise<Exp
 }
 
 export interface RotationProgress {
-  /** Nodes holding a certificate from the new root. */
+  /** Nodes holding a certificate from the new CA key. */
   done: number;
-  /** Nodes waited for (all but those down). */
   of: number;
   /** Hostnames of the nodes not there yet. */
   waiting: string[];
@@ -47,56 +46,66 @@ export interface RotationResult {
   before: CertificateFacts;
   after: CertificateFacts;
   nodes: number;
-  /** Nodes down during the rotation: they were not waited for, and will not be trusted when they come back. */
-  down: string[];
   seconds: number;
 }
 
 const sameIssuer = (a: TLSInfo | undefined, b: TLSInfo | undefined): boolean =>
-  !!a && !!b && a.TrustRoot === b.TrustRoot && a.CertIssuerSubject === b.CertIssuerSubject && a.CertIssuerPublicKey === b.CertIssuerPublicKey;
+  !!a && !!b && a.CertIssuerSubject === b.CertIssuerSubject && a.CertIssuerPublicKey === b.CertIssuerPublicKey;
 
 const nameOf = (n: SwarmNode): string => n.Description?.Hostname || n.ID.slice(0, 12);
 
-/** Where the rotation is: done when the root changed, the swarm says it finished, and every node not down is issued by it. */
-export function rotationState(swarm: SwarmInspect, nodes: readonly SwarmNode[], oldRoot: string | undefined): RotationProgress & { finished: boolean; down: string[] } {
-  const up = nodes.filter((n) => n.Status.State !== 'down');
-  const rotated = swarm.TLSInfo?.TrustRoot !== oldRoot;
-  const waiting = up.filter((n) => !rotated || !sameIssuer(n.Description?.TLSInfo, swarm.TLSInfo)).map(nameOf);
-  return {
-    done: up.length - waiting.length,
-    of: up.length,
-    waiting,
-    down: nodes.filter((n) => n.Status.State === 'down').map(nameOf),
-    finished: rotated && swarm.RootRotationInProgress !== true && waiting.length === 0,
+/**
+ * Where a rotation stands. A node is there once its certificate is no longer
+ * issued by the old key (first cross-signed by the new one, then under the
+ * new root). Done when the swarm trusts a new root, no longer says it is
+ * rotating, and every node's issuer is the swarm's.
+ */
+export function rotationState(swarm: SwarmInspect, nodes: readonly SwarmNode[], old: TLSInfo | undefined): RotationProgress & { finished: boolean } {
+  const rotated = swarm.TLSInfo?.TrustRoot !== old?.TrustRoot;
+  const renewed = (n: SwarmNode): boolean => {
+    const mine = n.Description?.TLSInfo;
+    if (rotated) return sameIssuer(mine, swarm.TLSInfo) && mine?.TrustRoot === swarm.TLSInfo?.TrustRoot;
+    return !!mine?.CertIssuerPublicKey && !sameIssuer(mine, old);
   };
+  const waiting = nodes.filter((n) => !renewed(n)).map(nameOf);
+  return { done: nodes.length - waiting.length, of: nodes.length, waiting, finished: rotated && swarm.RootRotationInProgress !== true && waiting.length === 0 };
 }
 
-/** Rotates the root CA and waits until every node that is up holds a certificate from the new one. */
+/**
+ * Rotates the root CA and waits until every node holds a certificate from the
+ * new one. The swarm finishes a rotation only once every node has renewed, so
+ * a node that is down would hold it open: refused before anything changes.
+ */
 export async function rotateRootCa(docker: Docker, opts: { timeoutMs: number; pollMs?: number; onProgress?: (p: RotationProgress) => void }): Promise<RotationResult> {
   const started = Date.now();
+  const down = (await docker.nodes.list()).filter((n) => n.Status.State === 'down').map(nameOf);
+  if (down.length > 0) {
+    throw new AirlockError('engine', `the root CA is not rotated: ${down.join(', ')} ${down.length === 1 ? 'is' : 'are'} down, and the swarm ends a rotation only when every node has renewed`, {
+      reason: 'nodes-down',
+      hint: 'start the node again (it renews as it rejoins), or remove a node that is gone for good (docker node rm), then rotate',
+    });
+  }
   const before = await updateSpec(docker, (spec) => ({ ...spec, CAConfig: { ...spec.CAConfig, ForceRotate: (spec.CAConfig?.ForceRotate ?? 0) + 1 } }));
-  const oldRoot = before.TLSInfo?.TrustRoot;
   const deadline = started + opts.timeoutMs;
   let said = '';
   for (;;) {
     const swarm = await docker.swarm.inspect();
-    const state = rotationState(swarm, await docker.nodes.list(), oldRoot);
+    const state = rotationState(swarm, await docker.nodes.list(), before.TLSInfo);
     const now = `${state.done}/${state.of}`;
     if (now !== said) opts.onProgress?.(state);
     said = now;
     if (state.finished) {
       return {
-        before: certificateOf(oldRoot ?? '', 'the old root CA'),
+        before: certificateOf(before.TLSInfo?.TrustRoot ?? '', 'the old root CA'),
         after: certificateOf(swarm.TLSInfo!.TrustRoot!, 'the new root CA'),
         nodes: state.of,
-        down: state.down,
         seconds: Math.round((Date.now() - started) / 100) / 10,
       };
     }
     if (Date.now() > deadline) {
-      throw new AirlockError('engine', `the root CA rotation is not finished after ${Math.round(opts.timeoutMs / 1000)} s: ${state.done} of ${state.of} nodes hold a certificate from the new root; waiting for ${state.waiting.join(', ') || 'the swarm to end the rotation'}`, {
+      throw new AirlockError('engine', `the root CA rotation is not finished after ${Math.round(opts.timeoutMs / 1000)} s: ${state.done} of ${state.of} nodes renewed; waiting for ${state.waiting.join(', ') || 'the swarm to end the rotation'}`, {
         reason: 'ca-rotation-timeout',
-        hint: 'the swarm goes on rotating by itself: run airlock cluster status to follow, or this command again with a longer --timeout (it starts another rotation)',
+        hint: 'the swarm goes on rotating by itself, and ends once every node has renewed: a node that went down holds it open until it is back or removed (docker node rm)',
       });
     }
     await sleep(opts.pollMs ?? 500);

@@ -81,17 +81,17 @@ const node = (name: string, info: TLSInfo, state: SwarmNode['Status']['State'] =
   ({ ID: `id-${name}`, Version: { Index: 1 }, Spec: {}, Description: { Hostname: name, TLSInfo: info }, Status: { State: state } }) as SwarmNode;
 const swarm = (info: TLSInfo, inProgress: boolean): SwarmInspect => ({ TLSInfo: info, RootRotationInProgress: inProgress }) as SwarmInspect;
 
-test('a CA rotation is done when the root changed, the swarm ended it and every node up is issued by the new root', () => {
+test('a CA rotation: nodes count once the old key no longer issues theirs; done when the swarm trusts the new root, ended it, and every node is under it', () => {
   const old = tls('OLD', 'old');
+  const cross = tls('OLD', 'new'); // issued by the new key, cross-signed: the swarm still trusts the old root
   const fresh = tls('NEW', 'new');
-  // Not begun: the swarm still names the old root, though every node matches it.
-  assert.deepEqual(rotationState(swarm(old, true), [node('h1', old)], 'OLD'), { done: 0, of: 1, waiting: ['h1'], down: [], finished: false });
-  const partway = rotationState(swarm(fresh, true), [node('h1', fresh), node('h2', old), node('h3', old, 'down')], 'OLD');
-  assert.deepEqual(partway, { done: 1, of: 2, waiting: ['h2'], down: ['h3'], finished: false });
-  // Every node up rotated but the swarm has not said it finished.
-  assert.equal(rotationState(swarm(fresh, true), [node('h1', fresh), node('h2', fresh)], 'OLD').finished, false);
-  const done = rotationState(swarm(fresh, false), [node('h1', fresh), node('h2', fresh), node('h3', old, 'down')], 'OLD');
-  assert.deepEqual(done, { done: 2, of: 2, waiting: [], down: ['h3'], finished: true });
-  // An issuer key that differs (a node holding a cross-signed interim certificate) is not there yet.
-  assert.equal(rotationState(swarm(fresh, false), [node('h1', { ...fresh, CertIssuerPublicKey: 'key-interim' })], 'OLD').finished, false);
+  assert.deepEqual(rotationState(swarm(old, true), [node('h1', old), node('h2', old)], old), { done: 0, of: 2, waiting: ['h1', 'h2'], finished: false });
+  assert.deepEqual(rotationState(swarm(old, true), [node('h1', cross), node('h2', old)], old), { done: 1, of: 2, waiting: ['h2'], finished: false });
+  // The root switched: a node counts once it is under the new root.
+  assert.deepEqual(rotationState(swarm(fresh, true), [node('h1', fresh), node('h2', cross)], old), { done: 1, of: 2, waiting: ['h2'], finished: false });
+  // Every node under the new root, but the swarm has not said it finished.
+  assert.equal(rotationState(swarm(fresh, true), [node('h1', fresh), node('h2', fresh)], old).finished, false);
+  assert.deepEqual(rotationState(swarm(fresh, false), [node('h1', fresh), node('h2', fresh)], old), { done: 2, of: 2, waiting: [], finished: true });
+  // A node that reported no TLS info yet is not counted as renewed.
+  assert.equal(rotationState(swarm(old, true), [node('h1', {})], old).done, 0);
 });

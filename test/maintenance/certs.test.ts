@@ -99,7 +99,7 @@ describe('certificates, tokens and quorum on a 3-manager lab', { timeout: 150_00
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^node certificate lifetime: 2160h -> 1h/m);
     assert.match(r.stdout, /^root CA rotated in [\d.]+ s: 3 nodes hold certificates from the new root$/m);
-    assert.match(r.stderr, /^root CA rotation: 3\/3 nodes hold a certificate from the new root$/m);
+    assert.match(r.stderr, /^root CA rotation: 3\/3 nodes renewed$/m);
     assert.equal((await lab.docker('h1').swarm.inspect()).Spec.CAConfig?.NodeCertExpiry, HOUR * 1e6);
 
     const keysAfter = await issuerKeys();
@@ -165,5 +165,13 @@ describe('certificates, tokens and quorum on a 3-manager lab', { timeout: 150_00
     const text = await runCli(['cluster', 'status', '--inventory', lab.inventoryFile]);
     assert.match(text.stdout, /^quorum: 2 of 3 managers reachable, 2 needed$/m);
     assert.match(text.stdout, /^warning: losing one more manager loses quorum/m);
+
+    // The swarm would hold a rotation open until h3 renews: refused, nothing changed.
+    const before = await lab.docker('h1').swarm.inspect();
+    const rotate = await runCli(['cluster', 'certs', '--inventory', lab.inventoryFile, '--rotate', '--state', state]);
+    assert.equal(rotate.code, 15, rotate.stderr);
+    assert.match(rotate.stderr, /the root CA is not rotated: h3 is down, and the swarm ends a rotation only when every node has renewed/);
+    assert.equal((await lab.docker('h1').swarm.inspect()).Version.Index, before.Version.Index);
+    assert.deepEqual(events('swarm.certs').at(-1)?.outcome, 'failed');
   });
 });

@@ -52,7 +52,6 @@ const rotationJson = (r: RotationResult) => ({
   before: { fingerprint: r.before.fingerprint, notAfter: r.before.notAfter },
   after: { fingerprint: r.after.fingerprint, notAfter: r.after.notAfter },
   nodes: r.nodes,
-  down: r.down,
   seconds: r.seconds,
 });
 
@@ -66,10 +65,10 @@ export const clusterCertsCommands: Command[] = [
       "With neither option, shows the node certificate lifetime and the root CA's end.\n" +
       '--expiry sets the lifetime of the node certificates the CA issues from now on (the engine\'s minimum is\n' +
       '1h: less is refused, exit 2, before the engine is asked); each node takes it at its next renewal.\n' +
-      '--rotate makes the swarm a new root CA and waits (at most --timeout, default 10m) until every node that\n' +
-      'is not down holds a certificate from it, reporting progress on stderr; given with --expiry, the new\n' +
-      'certificates carry the new lifetime. A node down during the rotation is named: it will not be trusted\n' +
-      'when it comes back (docs/operations.md). Each change is journaled (swarm.certs) in --state.\n' +
+      '--rotate makes the swarm a new root CA and waits (at most --timeout, default 10m) until every node\n' +
+      'holds a certificate from it, reporting progress on stderr; given with --expiry, the new certificates\n' +
+      'carry the new lifetime. The swarm ends a rotation only when every node renewed: with a node down it is\n' +
+      'refused (exit 15, nodes-down), before anything changes. Each change is journaled (swarm.certs) in --state.\n' +
       'Exit 0 when done; 2 for a bad option; 4 when no inventory manager manages a swarm; 15 when this host\n' +
       'is no manager, the engine refused, or the rotation did not finish in time; 17 when no manager could be reached.',
     options: { ...common, expiry: stringOpt(), rotate: boolOpt(), timeout: stringOpt() },
@@ -108,7 +107,7 @@ export const clusterCertsCommands: Command[] = [
       if (rotate) {
         const r = await journaled(values, 'swarm.certs', 'rotate', async (m) => {
           report.manager = m.where;
-          const onProgress = json ? undefined : (p: { done: number; of: number; waiting: string[] }) => void process.stderr.write(`${printableText(`root CA rotation: ${p.done}/${p.of} nodes hold a certificate from the new root${p.waiting.length > 0 ? ` (waiting for ${p.waiting.join(', ')})` : ''}`)}\n`);
+          const onProgress = json ? undefined : (p: { done: number; of: number; waiting: string[] }) => void process.stderr.write(`${printableText(`root CA rotation: ${p.done}/${p.of} nodes renewed${p.waiting.length > 0 ? ` (waiting for ${p.waiting.join(', ')})` : ''}`)}\n`);
           const result = await rotateRootCa(m.docker, { timeoutMs, ...(onProgress ? { onProgress } : {}) });
           return { result, message: `root CA ${result.before.fingerprint} -> ${result.after.fingerprint}, ${result.nodes} nodes in ${result.seconds} s`, details: rotationJson(result) };
         });
@@ -117,7 +116,6 @@ export const clusterCertsCommands: Command[] = [
           out(`root CA rotated in ${r.seconds} s: ${r.nodes} node${r.nodes === 1 ? '' : 's'} hold certificates from the new root`);
           out(`  was ${r.before.fingerprint}, expiring ${r.before.notAfter}`);
           out(`  now ${r.after.fingerprint}, expiring ${r.after.notAfter}`);
-          if (r.down.length > 0) out(`warning: down during the rotation, not renewed: ${r.down.join(', ')}; each needs to rejoin (docs/operations.md)`);
         }
       }
       if (json) out(JSON.stringify({ ok: true, ...report }));
