@@ -103,7 +103,7 @@ function certificateLines(s: ClusterStatus): string[] {
     ...s.nodes.map((n) => [
       `${n.host ?? n.hostname} node`,
       n.certificate?.notAfter ?? '-',
-      n.certificate ? timeLeft(n.certificate.notAfter) + mark(n.certificate.state) : n.certificateError ? 'not read' : 'not read (host not reached)',
+      n.certificate ? timeLeft(n.certificate.notAfter) + mark(n.certificate.state) : n.certificateError ? 'not read' : 'not read (host or its engine not reached)',
     ]),
   ];
   return [`certificates (warned within ${durationText(s.certWarnMs)}):`, ...table([['CERTIFICATE', 'EXPIRES', 'LEFT'], ...rows]).split('\n').map((l) => `  ${l}`)];
