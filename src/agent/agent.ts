@@ -20,6 +20,7 @@ import { AgentQueue } from '../journal/agent-queue.js';
 import { ftpSourceConfig, type AgentConfig, type FtpSourceSettings } from './config.js';
 import { deployWaiting } from './deployer.js';
 import { checkDrift } from './drift.js';
+import { checkCertificates } from './cert-check.js';
 import { FolderSource } from './inbox/folder-source.js';
 import type { InboxFile } from './inbox/inbox-file.js';
 import { gatherItems } from './inbox/part-sets.js';
@@ -88,6 +89,7 @@ export class Agent {
     this.enqueue('recover', () => this.recover());
     this.enqueue('swarm', () => this.joinSwarm());
     this.enqueue('poll', () => this.poll());
+    if (config.certificates.schedule) this.enqueue('certificates', () => this.certificates());
   }
 
   /** SIGHUP: reads the config again; a bad one is logged and the running one kept. */
@@ -156,6 +158,7 @@ export class Agent {
     if (this.window) every(this.window.expression, 'window', async () => this.deploy());
     if (config.retention.schedule) every(config.retention.schedule, 'prune', () => this.prune());
     if (config.drift.schedule) every(config.drift.schedule, 'drift', () => this.drift());
+    if (config.certificates.schedule) every(config.certificates.schedule, 'certificates', () => this.certificates());
     this.log.setLevel(config.logLevel);
   }
 
@@ -342,6 +345,10 @@ export class Agent {
     this.log.info('pruned', { bundles: r.bundles.length, blobs: r.blobs.length, images: r.images.length, bytes: r.bytes.total });
     const removed = await pruneDone(this.intake.doneDir, this.config.inbox.keepDone);
     if (removed.length > 0) this.log.info('removed old bundle files from done/', { files: removed.length, kept: this.config.inbox.keepDone });
+  }
+
+  private async certificates(): Promise<void> {
+    await checkCertificates(this.docker, this.config.certificates.warnMs, this.log);
   }
 
   private async drift(): Promise<void> {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { DEFAULT_DATA_ROOT } from '../engine/host-paths.js';
 import { Ajv } from 'ajv';
 import cron from 'node-cron';
+import { DEFAULT_CERT_WARN_MS } from '../cluster/certificates.js';
 import { parseDuration } from '../units/duration.js';
 import { ramInBytes } from '../compose/load/units.js';
 import { checkKeep, DEFAULT_KEEP } from '../retention/index.js';
@@ -77,6 +78,8 @@ export interface AgentConfig {
   swarm: SwarmSettings;
   retention: { schedule: string | null; keep: number };
   drift: { schedule: string | null; reapply: boolean };
+  /** The swarm certificates' check: when it runs (also once at start; null: never) and how close to their end they are warned of. */
+  certificates: { schedule: string | null; warnMs: number };
   /** Sealed secrets: identity files or folders beside the systemd credentials, and whether a secret may arrive in clear. */
   secrets: { identities: string[]; requireSealed: boolean };
   /** The Docker Engine airlock installs from engine bundles: its data root and the site's own daemon.json keys (docs/engine-install.md). */
@@ -165,6 +168,7 @@ const schema = {
     },
     retention: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, keep: { type: 'integer' } } },
     drift: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, reapply: { type: 'boolean' } } },
+    certificates: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, warn: str } },
     secrets: { type: 'object', additionalProperties: false, properties: { identities: { type: 'array', items: str }, requireSealed: { type: 'boolean' } } },
     engine: { type: 'object', additionalProperties: false, properties: { dataRoot: str, daemon: { type: 'object' } } },
   },
@@ -184,6 +188,7 @@ interface Raw {
   swarm?: { mode?: 'none' | 'init' | 'join'; role?: 'manager' | 'worker'; advertiseAddr?: string; listenAddr?: string; managers?: string[]; tokenFile?: string };
   retention?: { schedule?: string | null; keep?: number };
   drift?: { schedule?: string | null; reapply?: boolean };
+  certificates?: { schedule?: string | null; warn?: string };
   secrets?: { identities?: string[]; requireSealed?: boolean };
   engine?: { dataRoot?: string; daemon?: Record<string, unknown> };
 }
@@ -229,6 +234,7 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     throw yaml.error(['retention', 'keep'], (e as Error).message);
   }
   const drift = r.drift ?? {};
+  const certificates = r.certificates ?? {};
 
   return {
     file,
@@ -247,6 +253,10 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     swarm: swarmSettings(yaml, r.swarm ?? {}, env),
     retention: { schedule: retention.schedule === null ? null : cronAt(['retention', 'schedule'], retention.schedule ?? '0 3 * * *'), keep },
     drift: { schedule: drift.schedule === null ? null : cronAt(['drift', 'schedule'], drift.schedule ?? '*/15 * * * *'), reapply: drift.reapply ?? false },
+    certificates: {
+      schedule: certificates.schedule === null ? null : cronAt(['certificates', 'schedule'], certificates.schedule ?? '0 9 * * *'),
+      warnMs: certificates.warn ? ms(['certificates', 'warn'], certificates.warn, 1) : DEFAULT_CERT_WARN_MS,
+    },
     // Off when absent: configs written before sealed secrets keep taking the bundles they took (docs/sealed-secrets.md).
     secrets: { identities: r.secrets?.identities ?? [], requireSealed: r.secrets?.requireSealed ?? false },
     engine: { dataRoot: r.engine?.dataRoot ?? DEFAULT_DATA_ROOT, daemon: r.engine?.daemon ?? {} },

@@ -1,4 +1,6 @@
-import { DurationError, parseDuration } from '../units/duration.js';
+import { DurationError, durationText, parseDuration } from '../units/duration.js';
+import { DEFAULT_CERT_WARN_MS } from '../cluster/certificates.js';
+import { DEFAULT_NODE_CERT_EXPIRY_MS, MIN_NODE_CERT_EXPIRY_MS } from '../cluster/swarm-ca.js';
 import { usageError } from '../errors/index.js';
 import { DEFAULT_STABLE_MS } from '../stack/converge.js';
 import { DEFAULT_TIMEOUT_MS } from '../stack/deploy.js';
@@ -16,9 +18,9 @@ export const MAX_WAIT_MS = 24 * 3600_000;
 export interface DurationBounds {
   /** The shortest value that makes sense, and why (said when a shorter one is given). */
   min?: { ms: number; why: string };
+  /** The longest value taken, and why (default MAX_WAIT_MS, the most airlock waits). */
+  max?: { ms: number; why: string };
 }
-
-const seconds = (ms: number): string => `${ms / 1000}s`;
 
 /**
  * A duration option (`--timeout 2m`, `--wait 90s`) in milliseconds, in the
@@ -29,21 +31,23 @@ const seconds = (ms: number): string => `${ms / 1000}s`;
 export function durationOption(option: string, value: unknown, fallback: number, bounds: DurationBounds = {}): number {
   if (typeof value !== 'string') return fallback;
   const min = bounds.min?.ms ?? 0;
+  const max = bounds.max ?? { ms: MAX_WAIT_MS, why: 'the most airlock waits' };
+  const tooLong = `longer than ${durationText(max.ms)}, ${max.why}`;
   const refuse = (why: string) =>
     usageError(`--${option} ${value}: ${why}`, {
-      hint: `give a duration from ${seconds(min)} to 24h: a number with a unit (ms, s, m, h), e.g. --${option} 90s or --${option} 5m`,
+      hint: `give a duration from ${min === 0 ? '0s' : durationText(min)} to ${durationText(max.ms)}: a number with a unit (ms, s, m, h), e.g. --${option} 90s or --${option} 5m`,
     });
   let ns: number;
   try {
     ns = parseDuration(value);
   } catch (e) {
     if (!(e instanceof DurationError)) throw e;
-    throw refuse(/out of range/.test(e.message) ? 'longer than 24h, the most airlock waits' : 'not a duration');
+    throw refuse(/out of range/.test(e.message) ? tooLong : 'not a duration');
   }
   const ms = ns / 1e6;
-  if (ms > MAX_WAIT_MS) throw refuse('longer than 24h, the most airlock waits');
+  if (ms > max.ms) throw refuse(tooLong);
   if (ms < 0) throw refuse('a negative duration');
-  if (ms < min) throw refuse(`shorter than ${seconds(min)}, ${bounds.min!.why}`);
+  if (ms < min) throw refuse(`shorter than ${durationText(min)}, ${bounds.min!.why}`);
   return ms;
 }
 
@@ -53,3 +57,14 @@ export const timeoutOption = (value: unknown): number =>
 
 /** `--wait`: how long to wait for another apply to let go of the host's lock. */
 export const waitOption = (value: unknown): number => durationOption('wait', value, DEFAULT_LOCK_WAIT_MS);
+
+/** `--cert-warn 720h`: how long before a swarm certificate's end `cluster status` and `doctor` warn. */
+export const certWarnOption = (value: unknown): number =>
+  durationOption('cert-warn', value, DEFAULT_CERT_WARN_MS, { max: { ms: 87_600 * 3600_000, why: 'ten years, longer than any swarm certificate lives' } });
+
+/** `cluster certs --expiry 2160h`: the node certificate lifetime, refused below the engine's minimum before the engine is asked. */
+export const certExpiryOption = (value: unknown): number =>
+  durationOption('expiry', value, DEFAULT_NODE_CERT_EXPIRY_MS, {
+    min: { ms: MIN_NODE_CERT_EXPIRY_MS, why: 'the shortest node certificate lifetime the engine takes' },
+    max: { ms: 87_600 * 3600_000, why: 'ten years' },
+  });

@@ -26,7 +26,7 @@ const MODULES: Record<string, (() => Promise<Command[]>)[]> = {
   prune: [async () => (await import('./commands/prune.js')).pruneCommands],
   doctor: [async () => (await import('./commands/doctor.js')).doctorCommands],
   agent: [async () => (await import('./commands/agent.js')).agentCommands],
-  cluster: [async () => (await import('./commands/cluster.js')).clusterCommands],
+  cluster: [async () => (await import('./commands/cluster.js')).clusterCommands, async () => (await import('./commands/cluster-certs.js')).clusterCertsCommands],
   engine: [async () => (await import('./commands/engine.js')).engineCommands],
 };
 

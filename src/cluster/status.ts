@@ -7,6 +7,14 @@ import { AirlockError } from '../errors/index.js';
 import { hostLabel, managersOf, swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { closeAll, connectAll, onHost, type ConnectAllOptions, type HostConnection } from './connect.js';
 import type { Observed } from './plan.js';
+import { certificateOf, DEFAULT_CERT_WARN_MS, expiryState, expiryWarning, type CertificateFacts, type ExpiryState } from './certificates.js';
+import { hostCertificates } from './host-certs.js';
+import { quorumOf, type Quorum } from './quorum.js';
+
+/** A certificate's end and whether it is within the warning margin. */
+export interface CertificateStatus extends CertificateFacts {
+  state: ExpiryState;
+}
 
 export interface NodeStatus {
   id: string;
@@ -23,6 +31,10 @@ export interface NodeStatus {
   /** Managers only: reachable, unreachable, unknown. */
   managerReachability?: string;
   leader: boolean;
+  /** Its swarm certificate, read on the host (inventory hosts reached only). */
+  certificate?: CertificateStatus;
+  /** Why it could not be read. */
+  certificateError?: string;
 }
 
 export interface HostNotInSwarm {
@@ -38,13 +50,29 @@ export interface ClusterStatus {
   manager?: string;
   clusterId?: string;
   nodes: NodeStatus[];
+  /** The swarm's root CA, as the manager has it. */
+  ca?: CertificateStatus;
+  /** The managers reachable against the majority the swarm needs. */
+  quorum?: Quorum;
+  /** How long before a certificate's end it is warned about. */
+  certWarnMs: number;
+  /** Certificates within the margin or past their end, and quorum at its edge or lost: one line each. */
+  warnings: string[];
   /** Inventory hosts that are not nodes of this swarm. */
   notInSwarm: HostNotInSwarm[];
   /** Hosts that could not be reached or read. */
   errors: { host: string; error: AirlockError }[];
 }
 
-export async function clusterStatus(inventory: Inventory, opts: ConnectAllOptions = {}): Promise<ClusterStatus> {
+export interface ClusterStatusOptions extends ConnectAllOptions {
+  /** Warn of a certificate this close to its end (default 30 days). */
+  certWarnMs?: number;
+  now?: () => Date;
+}
+
+export async function clusterStatus(inventory: Inventory, opts: ClusterStatusOptions = {}): Promise<ClusterStatus> {
+  const certWarnMs = opts.certWarnMs ?? DEFAULT_CERT_WARN_MS;
+  const now = opts.now?.() ?? new Date();
   const { connections, observed } = await connectAll(inventory, opts);
   try {
     const errors: ClusterStatus['errors'] = [];
@@ -52,15 +80,23 @@ export async function clusterStatus(inventory: Inventory, opts: ConnectAllOption
       const o = observed.get(h.name)!;
       if (!o.ok) errors.push({ host: h.name, error: o.error });
     }
-    const { manager, nodes, clusterId } = await askAManager(inventory, connections, errors);
+    const { manager, nodes, clusterId, trustRoot } = await askAManager(inventory, connections, errors);
     const nodeOf = hostsOfNodes(inventory, connections, nodes);
     const list = nodes.map((n) => nodeStatus(n, nodeOf.get(n.ID)));
+    await readCertificates(list, connections, certWarnMs, now);
+    const caFacts = trustRoot ? certificateOf(trustRoot, 'the swarm root CA') : undefined;
+    const ca = caFacts ? { ...caFacts, state: expiryState(caFacts.notAfter, certWarnMs, now) } : undefined;
+    const quorum = manager ? quorumOf(nodes) : undefined;
     const order = new Map(inventory.hosts.map((h, i) => [h.name, i]));
     list.sort((a, b) => (order.get(a.host ?? '') ?? 1e9) - (order.get(b.host ?? '') ?? 1e9) || a.hostname.localeCompare(b.hostname));
     return {
       ...(manager ? { manager: manager.name } : {}),
       ...(clusterId ? { clusterId } : {}),
       nodes: list,
+      ...(ca ? { ca } : {}),
+      ...(quorum ? { quorum } : {}),
+      certWarnMs,
+      warnings: warningsOf(list, ca, quorum, certWarnMs, now),
       notInSwarm: hostsNotIn(inventory, observed, new Set(nodeOf.values())),
       errors,
     };
@@ -74,14 +110,15 @@ async function askAManager(
   inventory: Inventory,
   connections: Map<string, HostConnection>,
   errors: ClusterStatus['errors'],
-): Promise<{ manager?: InventoryHost; nodes: SwarmNode[]; clusterId?: string }> {
+): Promise<{ manager?: InventoryHost; nodes: SwarmNode[]; clusterId?: string; trustRoot?: string }> {
   const byPreference = [...managersOf(inventory), ...inventory.hosts.filter((h) => swarmRole(h) !== 'manager')];
   for (const h of byPreference) {
     const c = connections.get(h.name);
     if (!c || c.facts.swarm.state !== 'active' || !c.facts.swarm.controlAvailable) continue;
     try {
       const nodes = await c.docker.nodes.list();
-      return { manager: h, nodes, ...(c.facts.swarm.clusterId ? { clusterId: c.facts.swarm.clusterId } : {}) };
+      const trustRoot = (await c.docker.swarm.inspect()).TLSInfo?.TrustRoot;
+      return { manager: h, nodes, ...(c.facts.swarm.clusterId ? { clusterId: c.facts.swarm.clusterId } : {}), ...(trustRoot ? { trustRoot } : {}) };
     } catch (e) {
       errors.push({ host: h.name, error: onHost(h, 'listing the nodes failed', e) });
     }
@@ -121,6 +158,42 @@ function nodeStatus(n: SwarmNode, h: InventoryHost | undefined): NodeStatus {
     ...(n.ManagerStatus ? { managerReachability: n.ManagerStatus.Reachability } : {}),
     leader: n.ManagerStatus?.Leader === true,
   };
+}
+
+/** Each reached node's certificate, read on its host at once. */
+async function readCertificates(list: NodeStatus[], connections: Map<string, HostConnection>, marginMs: number, now: Date): Promise<void> {
+  await Promise.all(
+    list.map(async (n) => {
+      const c = n.host ? connections.get(n.host) : undefined;
+      if (!c || c.facts.swarm.nodeId !== n.id) return;
+      try {
+        const { node } = await hostCertificates(c);
+        n.certificate = { ...node, state: expiryState(node.notAfter, marginMs, now) };
+      } catch (e) {
+        n.certificateError = (e as Error).message;
+      }
+    }),
+  );
+}
+
+/** What an operator must act on: certificates near or past their end, a quorum with no manager to spare. */
+function warningsOf(list: NodeStatus[], ca: CertificateStatus | undefined, quorum: Quorum | undefined, marginMs: number, now: Date): string[] {
+  const warnings: string[] = [];
+  if (ca) {
+    const w = expiryWarning('the swarm root CA', ca.notAfter, marginMs, now);
+    if (w) warnings.push(`${w}: rotate it with airlock cluster certs --rotate`);
+  }
+  for (const n of list) {
+    const who = n.host ?? n.hostname;
+    if (n.certificateError) warnings.push(`${who}: node certificate not read: ${n.certificateError}`);
+    const w = n.certificate ? expiryWarning(`${who}'s node certificate`, n.certificate.notAfter, marginMs, now) : null;
+    if (w) warnings.push(`${w}: a running node renews it by itself; one left off past it cannot rejoin (docs/operations.md)`);
+  }
+  if (quorum && quorum.spare < 0) warnings.push(`quorum lost: ${quorum.reachable} of ${quorum.managers} managers reachable, ${quorum.needed} needed`);
+  else if (quorum && quorum.spare === 0 && quorum.managers > 0) {
+    warnings.push(`losing one more manager loses quorum: ${quorum.reachable} of ${quorum.managers} managers reachable, ${quorum.needed} needed`);
+  }
+  return warnings;
 }
 
 /** Why each inventory host that is no node of this swarm is not. */

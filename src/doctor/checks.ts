@@ -4,6 +4,9 @@ import { freeSpaceAt, type FreeSpace } from '../store/free-space.js';
 import { TrustStore } from '../trust/trust-store.js';
 import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
 import { MAX_API_VERSION, imageStoreOf, type Docker, type SystemInfo } from '../docker/index.js';
+import { DEFAULT_CERT_WARN_MS, expiryWarning, timeLeft } from '../cluster/certificates.js';
+import { localCertificates } from '../cluster/host-certs.js';
+import { durationText } from '../units/duration.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -22,6 +25,8 @@ export interface DoctorInput {
   minFreeBytes?: number;
   /** Where the site identities are, and the sealed-secret policy. */
   sealing?: SealingOptions;
+  /** Warn of a swarm certificate this close to its end (default 30 days). */
+  certWarnMs?: number;
 }
 
 const GiB = 1024 ** 3;
@@ -31,14 +36,14 @@ const GiB = 1024 ** 3;
  * (say, no engine) still lets the others report.
  */
 export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
-  const results = [...(await engineChecks(input.docker))];
+  const results = [...(await engineChecks(input.docker, input.certWarnMs ?? DEFAULT_CERT_WARN_MS))];
   results.push(await freeSpace(input.stateDir, input.minFreeBytes ?? 2 * GiB));
   results.push(await trustStore(input.trustDir));
   results.push(await siteKeys(input.stateDir, input.sealing));
   return results;
 }
 
-async function engineChecks(docker: Docker): Promise<CheckResult[]> {
+async function engineChecks(docker: Docker, certWarnMs: number): Promise<CheckResult[]> {
   let api: string;
   try {
     api = await docker.client.apiVersion({ retry: false });
@@ -59,6 +64,7 @@ async function engineChecks(docker: Docker): Promise<CheckResult[]> {
   const swarm = info.Swarm;
   if (swarm.LocalNodeState === 'active') {
     results.push({ name: 'swarm', status: 'pass', detail: `active, ${swarm.ControlAvailable ? 'manager' : 'worker'} (node ${swarm.NodeID})` });
+    results.push(await swarmCertificates(docker, certWarnMs));
   } else {
     results.push({
       name: 'swarm',
@@ -68,6 +74,26 @@ async function engineChecks(docker: Docker): Promise<CheckResult[]> {
     });
   }
   return results;
+}
+
+/** This node's swarm certificate and the root CA it trusts: when they end, warned within the margin. */
+async function swarmCertificates(docker: Docker, marginMs: number): Promise<CheckResult> {
+  const name = 'certificates';
+  try {
+    const { node, ca } = await localCertificates(docker);
+    const warnings = [expiryWarning('the node certificate', node.notAfter, marginMs), expiryWarning('the swarm root CA', ca.notAfter, marginMs)].filter((w) => w !== null);
+    const detail = `node certificate expires ${node.notAfter} (${timeLeft(node.notAfter)}), root CA ${ca.notAfter} (${timeLeft(ca.notAfter)})`;
+    if (warnings.length === 0) return { name, status: 'pass', detail: `${detail}; warned within ${durationText(marginMs)}` };
+    return {
+      name,
+      status: 'warn',
+      detail: `${warnings.join('; ')}`,
+      hint: 'a running node renews its certificate by itself; rotate the root CA with airlock cluster certs --rotate; a node left off past its certificate cannot rejoin (docs/operations.md)',
+    };
+  } catch (e) {
+    const err = asAirlockError(e);
+    return { name, status: 'warn', detail: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+  }
 }
 
 /** Which image store, and on the classic store whether its driver is the one Docker supports best. */

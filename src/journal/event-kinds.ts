@@ -22,8 +22,10 @@ export const EVENT_KINDS = [
   'lock.takeover',
   'prune',
   'revocation',
+  'swarm.certs',
   'swarm.init',
   'swarm.join',
+  'swarm.tokens',
 ] as const;
 
 export type EventKind = (typeof EVENT_KINDS)[number];

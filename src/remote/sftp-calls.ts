@@ -92,3 +92,7 @@ export function removeIfExists(sftp: SFTPWrapper, path: string): Promise<void> {
     sftp.unlink(path, (err) => (!err || (err as { code?: unknown }).code === 2 ? resolve() : reject(err))),
   );
 }
+
+export function sftpReadFile(sftp: SFTPWrapper, path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => sftp.readFile(path, (err, data) => (err ? reject(err) : resolve(data))));
+}

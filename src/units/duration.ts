@@ -52,3 +52,7 @@ export function parseDuration(text: string): number {
   }
   return Number(negative ? -total : total);
 }
+
+/** A duration in milliseconds said in the largest whole unit that fits (`720h`, `90s`, `500ms`): what parseDuration reads back. */
+export const durationText = (ms: number): string =>
+  ms % 3600_000 === 0 ? `${ms / 3600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;

@@ -123,3 +123,10 @@ test('the maintenance window is open from each cron match for its duration', () 
   assert.equal(n.isOpen(new Date('2026-11-23T00:31:00')), false);
   n.dispose();
 });
+
+test('certificates: checked daily at 09:00 and warned 30 days ahead unless told; a bad margin names its key', () => {
+  assert.deepEqual(parse('').certificates, { schedule: '0 9 * * *', warnMs: 720 * 3600_000 });
+  assert.deepEqual(parse('certificates:\n  schedule: "0 6 * * 1"\n  warn: 1000h\n').certificates, { schedule: '0 6 * * 1', warnMs: 1000 * 3600_000 });
+  assert.equal(parse('certificates:\n  schedule: null\n').certificates.schedule, null);
+  assert.match(refusal('certificates:\n  warn: 30 days\n').message, /certificates\.warn.*"30 days" is not a duration/);
+});

@@ -7,6 +7,9 @@ import { DEFAULT_PARALLEL } from '../../remote/for-each-host.js';
 import { boolOpt, jsonOpt, stringOpt, type Command, type CommandContext, str } from '../command.js';
 import { printableText } from '../../units/printable.js';
 import { table } from '../format.js';
+import { certWarnOption } from '../duration-option.js';
+import { timeLeft } from '../../cluster/certificates.js';
+import { durationText } from '../../units/duration.js';
 
 
 function parallelOf(v: unknown): number {
@@ -82,9 +85,28 @@ export function statusJson(s: ClusterStatus): unknown {
     manager: s.manager ?? null,
     clusterId: s.clusterId ?? null,
     nodes: s.nodes,
+    ca: s.ca ?? null,
+    quorum: s.quorum ?? null,
+    certWarn: durationText(s.certWarnMs),
+    warnings: s.warnings,
     notInSwarm: s.notInSwarm,
     errors: s.errors.map((e) => ({ host: e.host, ...e.error.toJSON() })),
   };
+}
+
+/** One line for the root CA and one per node: when its certificate ends. */
+function certificateLines(s: ClusterStatus): string[] {
+  if (!s.ca && s.nodes.length === 0) return [];
+  const mark = (state: string) => (state === 'ok' ? '' : ` ${state.toUpperCase()}`);
+  const rows = [
+    ...(s.ca ? [['root CA', s.ca.notAfter, timeLeft(s.ca.notAfter) + mark(s.ca.state)]] : []),
+    ...s.nodes.map((n) => [
+      `${n.host ?? n.hostname} node`,
+      n.certificate?.notAfter ?? '-',
+      n.certificate ? timeLeft(n.certificate.notAfter) + mark(n.certificate.state) : n.certificateError ? 'not read' : 'not read (host or its engine not reached)',
+    ]),
+  ];
+  return [`certificates (warned within ${durationText(s.certWarnMs)}):`, ...table([['CERTIFICATE', 'EXPIRES', 'LEFT'], ...rows]).split('\n').map((l) => `  ${l}`)];
 }
 
 const labelText = (labels: Record<string, string>): string =>
@@ -151,18 +173,23 @@ export const clusterCommands: Command[] = [
   {
     path: ['cluster', 'status'],
     summary: "the swarm's nodes (roles, availability, labels, engine versions) and inventory hosts not in it",
-    usage: 'airlock cluster status --inventory hosts.yml [--parallel N] [--accept-new] [--json]',
+    usage: 'airlock cluster status --inventory hosts.yml [--cert-warn 720h] [--parallel N] [--accept-new] [--json]',
     details:
       "Asks the first reachable manager of the inventory for the swarm's nodes and matches them to the\n" +
       'inventory hosts. Lists the hosts that are not in the swarm, and why (not joined, in another\n' +
-      'swarm, unreachable). Exit 0 when a manager answered and every host was reached; 17 when a host\n' +
+      'swarm, unreachable). Shows when each node\'s certificate ends (read on the host, below the engine\'s\n' +
+      'data root) and when the root CA does, warning of those within --cert-warn (default 720h, 30 days)\n' +
+      'or past their end; and the managers reachable against the quorum the swarm needs, warning when\n' +
+      'losing one more manager would lose it. Warnings do not change the exit code.\n' +
+      'Exit 0 when a manager answered and every host was reached; 17 when a host\n' +
       'could not be reached; 4 when no inventory host manages a swarm.',
-    options: { inventory: stringOpt('i'), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
+    options: { inventory: stringOpt('i'), 'cert-warn': stringOpt(), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const parallel = parallelOf(values.parallel);
+      const certWarnMs = certWarnOption(values['cert-warn']);
       const inventory = await loadInventory(inventoryOf(values));
-      const s = await clusterStatus(inventory, { parallel, acceptNew: values['accept-new'] === true });
+      const s = await clusterStatus(inventory, { parallel, certWarnMs, acceptNew: values['accept-new'] === true });
       if (json) {
         out(JSON.stringify(statusJson(s)));
       } else {
@@ -186,6 +213,9 @@ export const clusterCommands: Command[] = [
             ]),
           );
         }
+        for (const l of certificateLines(s)) out(l);
+        if (s.quorum) out(`quorum: ${s.quorum.reachable} of ${s.quorum.managers} managers reachable, ${s.quorum.needed} needed`);
+        for (const w of s.warnings) out(`warning: ${w}`);
         if (s.notInSwarm.length > 0) {
           out('not in the swarm:');
           // Unreachable hosts are explained in full below, with the errors.

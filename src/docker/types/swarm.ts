@@ -13,9 +13,28 @@ export interface SwarmSpec {
     HeartbeatTick?: number;
   };
   Dispatcher?: { HeartbeatPeriod?: number };
-  CAConfig?: Record<string, unknown>;
+  CAConfig?: CAConfig;
   EncryptionConfig?: { AutoLockManagers?: boolean };
   TaskDefaults?: { LogDriver?: DriverConfig };
+}
+
+/** The swarm's certificate authority settings; other keys (external CAs, a given signing key) are kept as read. */
+export interface CAConfig {
+  /** Lifetime of the node certificates the CA issues, in nanoseconds (the engine refuses less than 1h). */
+  NodeCertExpiry?: number;
+  /** Raising it makes the swarm rotate its root CA. */
+  ForceRotate?: number;
+  [key: string]: unknown;
+}
+
+/** The root a node trusts and the issuer of its certificate (ClusterInfo.TLSInfo, Node.Description.TLSInfo). */
+export interface TLSInfo {
+  /** PEM of the root CA certificate. */
+  TrustRoot?: string;
+  /** Base64 of the DER subject of the node certificate's issuer. */
+  CertIssuerSubject?: string;
+  /** Base64 of the DER public key of the node certificate's issuer. */
+  CertIssuerPublicKey?: string;
 }
 
 export interface JoinTokens {
@@ -26,6 +45,7 @@ export interface JoinTokens {
 export interface SwarmInspect extends SwarmMeta {
   Spec: SwarmSpec;
   JoinTokens: JoinTokens;
+  TLSInfo?: TLSInfo;
   RootRotationInProgress?: boolean;
   DataPathPort?: number;
   DefaultAddrPool?: string[];
@@ -65,6 +85,7 @@ export interface SwarmNode extends SwarmMeta {
     Platform?: { Architecture?: string; OS?: string };
     Resources?: { NanoCPUs?: number; MemoryBytes?: number };
     Engine?: { EngineVersion?: string; Labels?: Labels };
+    TLSInfo?: TLSInfo;
   };
   Status: { State: 'unknown' | 'down' | 'ready' | 'disconnected'; Message?: string; Addr?: string };
   ManagerStatus?: { Leader?: boolean; Reachability: 'unknown' | 'unreachable' | 'reachable'; Addr: string };
