@@ -246,7 +246,7 @@ function rank(fits: Room[], service: Service): Room[] {
 }
 
 /** Resolves a node by ID or hostname. */
-function findNode(nodes: readonly SwarmNode[], ref: string): SwarmNode {
+export function findNode(nodes: readonly SwarmNode[], ref: string): SwarmNode {
   const node = nodes.find((n) => n.ID === ref) ?? nodes.find((n) => n.Description?.Hostname === ref);
   if (!node) {
     throw notFound(`no node ${ref} in the swarm (nodes: ${nodes.map(nodeName).join(', ') || 'none'})`, {

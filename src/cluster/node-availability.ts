@@ -65,7 +65,7 @@ export async function drainAndWait(
   }
 }
 
-async function drainProgress(manager: Docker, nodeId: string, services: string[]): Promise<DrainProgress[]> {
+export async function drainProgress(manager: Docker, nodeId: string, services: string[]): Promise<DrainProgress[]> {
   return Promise.all(
     services.map(async (id) => {
       const service = await manager.services.inspect(id).catch(() => undefined);
