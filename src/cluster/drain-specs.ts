@@ -41,7 +41,7 @@ export function heldOf(id: string, spec: ServiceSpec): HeldService {
 }
 
 /** The spec with the node's tasks moved off it, start-first. */
-export function movingSpec(spec: ServiceSpec, nodeId: string): ServiceSpec {
+export function movingSpec<S extends ServiceSpec>(spec: S, nodeId: string): S {
   const next = structuredClone(spec);
   const placement = next.TaskTemplate?.Placement ?? {};
   const constraints = placement.Constraints ?? [];
@@ -53,12 +53,19 @@ export function movingSpec(spec: ServiceSpec, nodeId: string): ServiceSpec {
   return next;
 }
 
-/** The spec as it is now with the held placement and update settings put back (other changes made meanwhile are kept). */
-export function restoredSpec(spec: ServiceSpec, held: HeldService): ServiceSpec {
+/**
+ * The spec as it is now with the held placement and update settings put back
+ * (other changes made meanwhile are kept). A service that had no placement
+ * at all gets an empty one: swarmkit's nodeMatches reads the service's
+ * placement without a nil check when a task's placement differs from it, and
+ * the manager's dockerd panics (seen on Docker 20.10; fixed in swarmkit only
+ * by eb52e393d, July 2026). An empty placement places as none does; airlock's
+ * compose converter always writes one, so its stacks get theirs back exactly.
+ */
+export function restoredSpec<S extends ServiceSpec>(spec: S, held: HeldService): S {
   const next = structuredClone(spec);
   const task = { ...next.TaskTemplate };
-  if (held.placement === undefined) delete task.Placement;
-  else task.Placement = structuredClone(held.placement);
+  task.Placement = structuredClone(held.placement ?? {});
   next.TaskTemplate = task;
   if (held.updateConfig === undefined) delete next.UpdateConfig;
   else next.UpdateConfig = structuredClone(held.updateConfig);
@@ -67,7 +74,7 @@ export function restoredSpec(spec: ServiceSpec, held: HeldService): ServiceSpec 
 
 /** Whether the spec still differs from what was held (its placement or update settings). */
 export function needsRestore(spec: ServiceSpec, held: HeldService): boolean {
-  return !sameJson(spec.TaskTemplate?.Placement, held.placement) || !sameJson(spec.UpdateConfig, held.updateConfig);
+  return !sameJson(spec.TaskTemplate?.Placement ?? {}, held.placement ?? {}) || !sameJson(spec.UpdateConfig, held.updateConfig);
 }
 
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);

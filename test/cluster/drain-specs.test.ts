@@ -47,15 +47,17 @@ test('put back: the held placement and update settings exactly, other changes ma
   assert.deepEqual(restoredSpec(scaled, held), { ...web(), Mode: { Replicated: { Replicas: 5 } } });
 });
 
-test('a spec with no placement and no update settings gets none back (not empty objects)', () => {
+test('a spec with no placement gets an empty one back (a nil one panics the manager), and no update settings', () => {
   const bare: ServiceSpec = { Name: 'api', TaskTemplate: { ContainerSpec: { Image: 'api:1' } }, Mode: { Replicated: { Replicas: 2 } } };
   const held = heldOf('svc2', bare);
   assert.deepEqual(held, { id: 'svc2', name: 'api' });
   const moving = movingSpec(bare, 'n1');
   assert.deepEqual(moving.TaskTemplate?.Placement, { Constraints: ['node.id!=n1'] });
   const back = restoredSpec(moving, held);
-  assert.deepEqual(back, bare);
-  assert.ok(!('Placement' in back.TaskTemplate!) && !('UpdateConfig' in back));
+  assert.deepEqual(back, { ...bare, TaskTemplate: { ...bare.TaskTemplate, Placement: {} } });
+  assert.ok(!('UpdateConfig' in back));
+  // Put back already: an empty placement is what was held.
+  assert.equal(needsRestore(back, held), false);
   // Held settings survive the journal's JSON unchanged.
   assert.deepEqual(JSON.parse(JSON.stringify(heldOf('svc1', web()))), heldOf('svc1', web()));
 });
