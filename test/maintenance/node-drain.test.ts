@@ -57,6 +57,8 @@ describe('node drain on a 4-host lab swarm', { timeout: 240_000 }, () => {
     }
   }
 
+  const pick = (e: { reason: string; message: string }) => ({ reason: e.reason, message: e.message });
+
   /**
    * Runs `work` while polling every 200 ms, through the manager's API, how
    * many tasks of each service run (desired running and running, as
@@ -140,6 +142,20 @@ describe('node drain on a 4-host lab swarm', { timeout: 240_000 }, () => {
     const unknown = await airlock('drain', 'h9');
     assert.equal(unknown.code, 4);
     assert.match(unknown.stderr, /no node h9 in the swarm \(nodes: h1, h2, h3, h4\)/);
+    // A worker's engine cannot manage the swarm.
+    const worker = await runCli(['node', 'drain', 'h1', '--state', state, '--json'], { DOCKER_HOST: lab.host('h2').dockerHost });
+    assert.equal(worker.code, 15, worker.stdout);
+    assert.deepEqual(pick(JSON.parse(worker.stdout)), { reason: 'not-swarm-manager', message: 'this engine (h2) is not a swarm manager: it cannot change a node\'s availability' });
+    // The only active node: every other one paused.
+    for (const h of ['h2', 'h3', 'h4']) await setNode(h, (n) => ({ ...n.Spec, Availability: 'pause' }));
+    try {
+      const only = await airlock('drain', 'h1', '--json');
+      assert.equal(only.code, 14, only.stdout);
+      assert.deepEqual(pick(JSON.parse(only.stdout)), { reason: 'only-active-node', message: `node h1 (${ids.get('h1')!.slice(0, 12)}) is the only active node of the swarm: draining it stops every service` });
+      assert.equal((await node('h1')).Spec.Availability, 'active');
+    } finally {
+      for (const h of ['h2', 'h3', 'h4']) await setNode(h, (n) => ({ ...n.Spec, Availability: 'active' }));
+    }
   });
 
   test('a drain that fits waits for every replica to run elsewhere; a poller never sees a service below its count; specs end as they were', async () => {
