@@ -111,6 +111,8 @@ const refOf = (n: SwarmNode): NodeRef => ({ id: n.ID, hostname: n.Description?.H
 const availabilityOf = (n: SwarmNode): Availability => n.Spec.Availability ?? 'active';
 const label = (n: NodeRef) => `${n.hostname} (${n.id.slice(0, 12)})`;
 
+const EVENT_OF: Record<OperationKind, EventKind> = { drain: 'node.drain', activate: 'node.activate', pause: 'node.pause' };
+
 /** Journals an operation's begin, steps and end when a journal is given. */
 class Recorder {
   private readonly ops: Operations | undefined;
@@ -135,7 +137,7 @@ class Recorder {
 
   event(outcome: 'ok' | 'refused' | 'failed' | 'info', message: string, reason?: string, details: Record<string, unknown> = {}): void {
     this.opts.journal?.record({
-      kind: `node.${this.kind}` as EventKind,
+      kind: EVENT_OF[this.kind],
       outcome,
       subject: this.node.hostname,
       ...(reason ? { reason } : {}),
@@ -210,12 +212,14 @@ export async function drainNode(manager: Docker, nodeRef: string, opts: DrainOpt
     const err = asAirlockError(e);
     // The services go back to their own settings; the node stays out of scheduling for the operator to decide.
     const putBack = await restoreServices(manager, held).then(
-      () => 'their placement and update settings were put back',
-      (re: unknown) => `putting their settings back failed too (${asAirlockError(re).message}): run airlock recover`,
+      () => undefined,
+      (re: unknown) => asAirlockError(re).message,
     );
-    rec.finish('failed', err.reason);
+    // Left running when the settings could not be put back: `airlock recover` does it.
+    if (putBack === undefined) rec.finish('failed', err.reason);
     rec.event('failed', err.message, err.reason);
-    throw new AirlockError(err.kind, `draining ${label(node)} failed: ${err.message}; ${held.length ? putBack : 'no service was changed'}; the node stays ${(await availabilityNow(manager, target.ID)) ?? 'as it is'}`, {
+    const services = held.length === 0 ? 'no service was changed' : putBack === undefined ? 'the services\' placement and update settings were put back' : `putting the services' settings back failed too (${putBack}): run airlock recover`;
+    throw new AirlockError(err.kind, `draining ${label(node)} failed: ${err.message}; ${services}; the node stays ${(await availabilityNow(manager, target.ID)) ?? 'as it is'}`, {
       reason: err.reason,
       subject: node.hostname,
       hint: err.hint ?? `airlock node activate ${node.hostname} to take it back, or fix the cause and drain again`,

@@ -257,6 +257,48 @@ describe('node drain on a 4-host lab swarm', { timeout: 240_000 }, () => {
     assert.doesNotMatch(again.stdout, /node drain/, 'nothing left to recover');
   });
 
+  test('a drain whose replacement cannot start times out: the old task never stopped, the settings are put back, the node stays paused', async () => {
+    assert.equal((await airlock('activate', 'h3')).code, 0);
+    // An image only h3 has; h4 takes the service by its labels but cannot start it.
+    const archive = join(base, 'only-h3.tar');
+    const layer = join(base, 'only-h3-layer.tar');
+    await writeImageArchive(archive, [{ refs: ['drain/only-h3:1'], layers: [{ path: layer, diffId: await writeBusyboxLayer(layer) }], cmd: ['sleep', '3600'] }], 'legacy');
+    await lab.docker('h3').images.loadAll(() => createReadStream(archive));
+    await setNode('h3', (n) => ({ ...n.Spec, Labels: { ...n.Spec.Labels, img: 'yes' } }));
+    await setNode('h4', (n) => ({ ...n.Spec, Labels: { ...n.Spec.Labels, img: 'yes' } }));
+    await manager.services.create({
+      Name: 'stuck',
+      TaskTemplate: { ContainerSpec: { Image: 'drain/only-h3:1', StopGracePeriod: SEC / 2 }, Placement: { Constraints: ['node.hostname==h3'] } },
+      Mode: { Replicated: { Replicas: 1 } },
+    });
+    try {
+      await settled();
+      const created = await manager.services.inspect('stuck');
+      await manager.services.update(created.ID, created.Version.Index, { ...created.Spec, TaskTemplate: { ...created.Spec.TaskTemplate, Placement: { Constraints: ['node.labels.img==yes'] } } });
+      await settled();
+      const before = await manager.services.inspect('stuck');
+      const [task] = running(await manager.tasks.list(), before);
+      assert.ok(task && task.NodeID === ids.get('h3'), 'stuck runs on h3');
+      const r = await airlock('drain', 'h3', '--timeout', '4s', '--json');
+      assert.equal(r.code, 15, `${r.stdout}\n${r.stderr}`);
+      const err = JSON.parse(r.stdout) as { reason: string; message: string };
+      assert.equal(err.reason, 'drain-timeout');
+      assert.match(err.message, /^draining h3 \(\w{12}\) failed: after the timeout (.*; )?stuck runs 0\/1 elsewhere, 1 still on the node(; .*)?; the services' placement and update settings were put back; the node stays pause$/);
+      assert.deepEqual((await manager.services.inspect('stuck')).Spec, before.Spec);
+      assert.deepEqual(running(await manager.tasks.list(), before).map((t) => t.ID), [task.ID], 'the task on h3 ran all along');
+      assert.equal((await node('h3')).Spec.Availability, 'pause');
+      const journal = Journal.open(state, { readonly: true });
+      try {
+        const op = new Operations(journal).list()[0]!;
+        assert.deepEqual([op.kind, op.status, op.step, op.reason], ['drain', 'failed', 'move', 'drain-timeout']);
+      } finally {
+        journal.close();
+      }
+    } finally {
+      await manager.services.delete('stuck');
+    }
+  });
+
   test("the poller sees what Docker's own drain does: a service below its count while its tasks move", async () => {
     assert.equal((await airlock('activate', 'h3')).code, 0);
     await settled();
@@ -266,6 +308,9 @@ describe('node drain on a 4-host lab swarm', { timeout: 240_000 }, () => {
     assert.ok(replicated.some((s) => onH4.includes(s.ID)), 'a replicated service runs on h4');
     const { lowest, polls } = await polled(replicated, async () => {
       await setNode('h4', (n) => ({ ...n.Spec, Availability: 'drain' }));
+      // Until the orchestrator has taken the node's tasks away, the counts still look whole.
+      while ((await manager.tasks.list({ filters: { node: [h4], 'desired-state': ['running'] } })).length > 0) await sleep(100);
+      await sleep(1000);
       await settled();
     });
     const dropped = replicated.filter((s) => onH4.includes(s.ID) && lowest.get(s.Spec.Name)! < s.Spec.Mode!.Replicated!.Replicas!);
