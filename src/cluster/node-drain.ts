@@ -302,6 +302,7 @@ async function waitFor(
     onProgress?.(progress);
     const pending = progress.filter((p) => p.stillOnNode > 0 || (replacements && p.runningElsewhere < p.desired));
     if (pending.length === 0) return progress;
+    if (replacements) await refuseIfPaused(manager, serviceIds.filter((_, i) => pending.includes(progress[i]!)));
     if (Date.now() > deadline) {
       throw new AirlockError('engine', `after the timeout ${pending.map((p) => `${p.service} runs ${p.runningElsewhere}/${p.desired} elsewhere, ${p.stillOnNode} still on the node`).join('; ')}`, {
         reason: 'drain-timeout',
@@ -310,6 +311,27 @@ async function waitFor(
       });
     }
     await sleep(pollMs);
+  }
+}
+
+/**
+ * A move whose update paused: a new task failed to start on the node the
+ * scheduler chose (no such image there, a failing command). Said at once,
+ * with the task's error, rather than after the whole timeout; the old task
+ * still runs, since the new one never did.
+ */
+async function refuseIfPaused(manager: Docker, serviceIds: string[]): Promise<void> {
+  for (const id of serviceIds) {
+    const service = await manager.services.inspect(id);
+    if (service.UpdateStatus?.State !== 'paused') continue;
+    const tasks = await manager.tasks.list({ filters: { service: [id] } });
+    const failed = tasks.filter((t) => t.Status.Err).sort((a, b) => (b.Status.Timestamp ?? '').localeCompare(a.Status.Timestamp ?? ''))[0];
+    const where = failed?.NodeID ? ` on node ${failed.NodeID.slice(0, 12)}` : '';
+    throw new AirlockError('engine', `${service.Spec.Name}: a replacement task failed to start${where}${failed ? ` (${failed.Status.Err})` : ''}, and the move paused${service.UpdateStatus.Message ? ` (${service.UpdateStatus.Message})` : ''}`, {
+      reason: 'drain-update-paused',
+      subject: service.Spec.Name,
+      hint: 'give the other nodes what the service needs (its image: airlock bundle apply --inventory loads it on every host), then drain again',
+    });
   }
 }
 
