@@ -58,7 +58,7 @@ export function movingSpec<S extends ServiceSpec>(spec: S, nodeId: string): S {
  * (other changes made meanwhile are kept). A service that had no placement
  * at all gets an empty one: swarmkit's nodeMatches reads the service's
  * placement without a nil check when a task's placement differs from it, and
- * the manager's dockerd panics (seen on Docker 20.10; fixed in swarmkit only
+ * the manager's dockerd panics (seen on Docker 20.10 and 28.5; fixed in swarmkit only
  * by eb52e393d, July 2026). An empty placement places as none does; airlock's
  * compose converter always writes one, so its stacks get theirs back exactly.
  */

@@ -22,11 +22,13 @@ const WHERE =
 /** The manager's engine, the journal and the apply lock for one node operation; `done` releases them all. */
 async function openFor(values: CommandContext['values'], what: string) {
   const [{ Journal }, { acquireApplyLock }, { appliedBy }] = await Promise.all([import('../../journal/journal.js'), import('../../journal/lock.js'), import('../../apply/applied-by.js')]);
+  // Options are checked before anything is opened or made.
+  const lockWaitMs = waitOption(values.wait);
   const journal: Journal = Journal.open(stateDirFrom(str(values.state)));
   let release: (() => void) | undefined;
   let close: () => Promise<void> = async () => undefined;
   try {
-    release = await acquireApplyLock(journal, what, waitOption(values.wait));
+    release = await acquireApplyLock(journal, what, lockWaitMs);
     let manager: Docker;
     let inventory: Inventory | undefined;
     const file = str(values.inventory);
