@@ -228,6 +228,13 @@ export async function drainNode(manager: Docker, nodeRef: string, opts: DrainOpt
   }
 }
 
+/** Refuses, before anything changes, a drain of `nodeId` that would leave a replicated service short, or the node is the only active one (exit 14). */
+export async function refuseDrainShort(manager: Docker, nodeId: string): Promise<void> {
+  const [nodes, services, tasks] = await Promise.all([manager.nodes.list(), manager.services.list(), manager.tasks.list()]);
+  const target = findNode(nodes, nodeId);
+  refuseUnlessForced(nodes, target, planDrainCapacity({ nodes, services, tasks }, target.ID), false);
+}
+
 function refuseUnlessForced(nodes: readonly SwarmNode[], target: SwarmNode, plan: DrainCapacity, force: boolean): void {
   if (force) return;
   const others = nodes.filter((n) => n.ID !== target.ID && n.Status.State === 'ready' && availabilityOf(n) === 'active');
