@@ -20,7 +20,7 @@ import type { EventKind } from '../journal/event-kinds.js';
 import type { Journal } from '../journal/journal.js';
 import { Operations, type OperationKind, type OperationRow } from '../journal/operations.js';
 import type { InventoryHost } from '../remote/inventory.js';
-import { findNode, planDrainCapacity, type DrainCapacity, type ServiceCapacity } from './drain-capacity.js';
+import { findNode, planDrainCapacity, type DrainCapacity, type ServiceCapacity, type SwarmState } from './drain-capacity.js';
 import { heldOf, movingSpec, needsRestore, restoredSpec, type HeldService } from './drain-specs.js';
 import { drainProgress, setAvailability, type Availability, type DrainProgress } from './node-availability.js';
 
@@ -107,6 +107,12 @@ async function mustManage(manager: Docker): Promise<void> {
   });
 }
 
+/** The swarm as the capacity planner reads it. */
+async function readSwarm(manager: Docker): Promise<SwarmState> {
+  const [nodes, services, tasks] = await Promise.all([manager.nodes.list(), manager.services.list(), manager.tasks.list()]);
+  return { nodes, services, tasks };
+}
+
 const refOf = (n: SwarmNode): NodeRef => ({ id: n.ID, hostname: n.Description?.Hostname ?? n.ID });
 const availabilityOf = (n: SwarmNode): Availability => n.Spec.Availability ?? 'active';
 const label = (n: NodeRef) => `${n.hostname} (${n.id.slice(0, 12)})`;
@@ -161,7 +167,7 @@ class Recorder {
 export async function drainNode(manager: Docker, nodeRef: string, opts: DrainOptions): Promise<DrainReport> {
   const started = Date.now();
   await mustManage(manager);
-  const [nodes, services, tasks] = await Promise.all([manager.nodes.list(), manager.services.list(), manager.tasks.list()]);
+  const { nodes, services, tasks } = await readSwarm(manager);
   const target = resolveNode(nodes, nodeRef, opts.hosts);
   const node = refOf(target);
   const rec = new Recorder(opts, 'drain', node);
@@ -230,7 +236,7 @@ export async function drainNode(manager: Docker, nodeRef: string, opts: DrainOpt
 
 /** Refuses, before anything changes, a drain of `nodeId` that would leave a replicated service short, or the node is the only active one (exit 14). */
 export async function refuseDrainShort(manager: Docker, nodeId: string): Promise<void> {
-  const [nodes, services, tasks] = await Promise.all([manager.nodes.list(), manager.services.list(), manager.tasks.list()]);
+  const { nodes, services, tasks } = await readSwarm(manager);
   const target = findNode(nodes, nodeId);
   refuseUnlessForced(nodes, target, planDrainCapacity({ nodes, services, tasks }, target.ID), false);
 }

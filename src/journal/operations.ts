@@ -52,10 +52,6 @@ export class Operations {
     this.db.prepare(`UPDATE operations SET step = ? WHERE id = ?`).run(step, id);
   }
 
-  details(id: number, details: object): void {
-    this.db.prepare(`UPDATE operations SET details = ? WHERE id = ?`).run(JSON.stringify(details), id);
-  }
-
   finish(id: number, status: Exclude<OperationStatus, 'running'>, reason?: string, now = new Date()): void {
     this.db.prepare(`UPDATE operations SET status = ?, reason = COALESCE(?, reason), finished_at = ? WHERE id = ?`).run(status, reason ?? null, now.toISOString(), id);
   }
