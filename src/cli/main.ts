@@ -28,6 +28,7 @@ const MODULES: Record<string, (() => Promise<Command[]>)[]> = {
   agent: [async () => (await import('./commands/agent.js')).agentCommands],
   cluster: [async () => (await import('./commands/cluster.js')).clusterCommands, async () => (await import('./commands/cluster-certs.js')).clusterCertsCommands],
   engine: [async () => (await import('./commands/engine.js')).engineCommands],
+  node: [async () => (await import('./commands/node.js')).nodeCommands],
 };
 
 let COMMANDS: Command[] = [];

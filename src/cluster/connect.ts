@@ -5,7 +5,7 @@
  */
 import type { Docker } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
-import { hostLabel, type Inventory, type InventoryHost } from '../remote/inventory.js';
+import { hostLabel, managersOf, swarmRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
 import { forEachHost } from '../remote/for-each-host.js';
 import { connectHost, type ConnectOptions, type SshSession } from '../remote/ssh.js';
 import type { EngineFacts, Observed } from './plan.js';
@@ -93,4 +93,34 @@ export async function connectAll(
 
 export async function closeAll(connections: Map<string, HostConnection>): Promise<void> {
   await Promise.all([...connections.values()].map((c) => c.session.close().catch(() => undefined)));
+}
+
+/**
+ * The first inventory host whose engine manages the swarm: managers first,
+ * in inventory order, then the others; one SSH session at a time. Close the
+ * connection's session when done. Not found (exit 4) when none does, naming
+ * what each host said; a remote failure (exit 17) when none could be reached.
+ */
+export async function connectManager(inventory: Inventory, opts: ConnectOptions = {}): Promise<HostConnection> {
+  const byPreference = [...managersOf(inventory), ...inventory.hosts.filter((h) => swarmRole(h) !== 'manager')];
+  const tried: string[] = [];
+  let unreachable = 0;
+  for (const host of byPreference) {
+    let session: SshSession | undefined;
+    try {
+      session = await connectHost(host, opts);
+      const docker = session.docker();
+      const facts = await readFacts(docker);
+      if (facts.swarm.state === 'active' && facts.swarm.controlAvailable) return { host, session, docker, facts };
+      tried.push(`${host.name}: not a manager (swarm ${facts.swarm.state || 'inactive'})`);
+    } catch (e) {
+      unreachable++;
+      tried.push(`${host.name}: ${asAirlockError(e).message}`);
+    }
+    await session?.close().catch(() => undefined);
+  }
+  const why = `no inventory host manages a swarm (${tried.join('; ')})`;
+  const hint = 'airlock cluster status --inventory shows the hosts; airlock cluster up makes the swarm';
+  if (unreachable > 0 && unreachable === tried.length) throw new AirlockError('remote', why, { reason: 'unreachable', subject: inventory.file, hint });
+  throw new AirlockError('notFound', why, { reason: 'no-manager', subject: inventory.file, hint });
 }

@@ -246,10 +246,10 @@ function rank(fits: Room[], service: Service): Room[] {
 }
 
 /** Resolves a node by ID or hostname. */
-function findNode(nodes: readonly SwarmNode[], ref: string): SwarmNode {
+export function findNode(nodes: readonly SwarmNode[], ref: string): SwarmNode {
   const node = nodes.find((n) => n.ID === ref) ?? nodes.find((n) => n.Description?.Hostname === ref);
   if (!node) {
-    throw notFound(`no node ${ref} in the swarm (nodes: ${nodes.map(nodeName).join(', ') || 'none'})`, {
+    throw notFound(`no node ${ref} in the swarm (nodes: ${nodes.map(nodeName).sort().join(', ') || 'none'})`, {
       reason: 'node-not-found',
       subject: ref,
       hint: 'name a node by its ID or hostname, as `airlock cluster status` lists them',

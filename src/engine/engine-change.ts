@@ -10,7 +10,8 @@ import { AirlockError, asAirlockError } from '../errors/index.js';
 import { EngineChanges, type EngineChangeKind, type EngineChangeRow, type EngineStep } from '../journal/engine-changes.js';
 import type { Journal } from '../journal/journal.js';
 import type { ContentStore } from '../store/content-store.js';
-import { drainAndWait, otherActiveNodes, setAvailability } from '../cluster/node-availability.js';
+import { otherActiveNodes, setAvailability } from '../cluster/node-availability.js';
+import { drainNode, refuseDrainShort } from '../cluster/node-drain.js';
 import type { EngineHostPaths } from './host-paths.js';
 import { currentEngine, type InstalledEngine } from './installed.js';
 import { placeStaticEngine, switchCurrent } from './static-engine.js';
@@ -181,6 +182,8 @@ async function planDrain(before: RunningState, opts: EngineChangeOptions): Promi
         hint: 'pass --allow-downtime to upgrade anyway, or add a node first',
       });
     }
+    // Before anything changes: the other nodes must be able to take the node's tasks.
+    if (others > 0 && !opts.allowDowntime) await refuseDrainShort(docker, before.nodeId);
     return { kind: 'drain', nodeId: before.nodeId, replacements: others > 0 };
   } finally {
     await docker.close();
@@ -193,9 +196,14 @@ async function drain(plan: DrainPlan, opts: EngineChangeOptions): Promise<string
   const docker = localEngine(opts.paths);
   try {
     opts.say(`draining node ${plan.nodeId}${plan.replacements ? '' : ' (the only active node: its services stop until the engine is back)'}`);
-    await drainAndWait(docker, plan.nodeId, {
+    // Journaled as a node operation too: `airlock recover` puts back what a killed drain changed.
+    await drainNode(docker, plan.nodeId, {
       timeoutMs: opts.drainTimeoutMs,
-      replacements: plan.replacements,
+      // The only node, or down time accepted: services may fall short while the engine restarts.
+      force: !plan.replacements || opts.allowDowntime,
+      journal: opts.journal,
+      who: opts.appliedBy,
+      why: 'engine change',
       onProgress: (ps) => {
         for (const p of ps) opts.say(`  ${p.service}: ${p.runningElsewhere}/${p.desired} elsewhere, ${p.stillOnNode} still here`);
       },

@@ -182,6 +182,26 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 8,
+    description: 'operations on swarm nodes (drain, activate, pause): who, when, why, how far, and what to put back after a crash',
+    sql: `
+      CREATE TABLE operations (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL CHECK (kind IN ('drain', 'activate', 'pause')),
+        node        TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+        step        TEXT NOT NULL,
+        who         TEXT NOT NULL,
+        why         TEXT,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        reason      TEXT,
+        details     TEXT NOT NULL DEFAULT '{}'
+      );
+      CREATE INDEX operations_running ON operations(status) WHERE status = 'running';
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

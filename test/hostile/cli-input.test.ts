@@ -89,6 +89,8 @@ const ROWS: Row[] = [
   { name: 'recover --timeout 99999999h', args: () => ['recover', '--timeout', '99999999h'], code: 2, message: () => /--timeout 99999999h: longer than 24h/ },
   { name: 'recover --wait banana', args: () => ['recover', '--wait', 'banana'], code: 2, message: () => /--wait banana: not a duration/ },
   { name: 'prune --wait banana', args: () => ['prune', '--wait', 'banana'], code: 2, message: () => /--wait banana: not a duration/ },
+  { name: 'node drain --timeout banana', args: () => ['node', 'drain', 'h2', '--timeout', 'banana'], code: 2, message: () => /--timeout banana: not a duration/ },
+  { name: 'node activate --wait 99999999h', args: () => ['node', 'activate', 'h2', '--wait', '99999999h'], code: 2, message: () => /--wait 99999999h: longer than 24h/ },
   { name: 'stack deploy --timeout banana', args: (c) => ['stack', 'deploy', 'demo', '-c', c.file, '--timeout', 'banana'], code: 2, message: () => /--timeout banana: not a duration/ },
   { name: 'bundle apply --inventory --timeout 99999999h', args: async (c, at) => ['bundle', 'apply', c.bundle, '--inventory', await inventory(at, 'hosts: {}\n'), '--timeout', '99999999h'], code: 2, message: () => /--timeout 99999999h: longer than 24h/ },
 

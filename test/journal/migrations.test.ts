@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import { readJournal } from '../helpers/journal-read.js';
 import { Journal } from '../../src/journal/journal.js';
 import { DeploymentRecords } from '../../src/journal/deployments.js';
+import { Operations } from '../../src/journal/operations.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/journal/migrations.js';
 import { runAirlock } from '../helpers/apply.js';
 import { tempDir } from '../helpers/fixtures.js';
@@ -50,6 +51,16 @@ const SEED: Record<number, (db: Database.Database) => void> = {
   },
   4: (db) => {
     db.prepare(`INSERT INTO agent_queue (bundle_id, source, queued_at, state, attempts, finished_at, reason) VALUES (1, '/var/lib/airlock/inbox/demo.airlock', '2026-01-04T00:00:00Z', 'applied', 1, '2026-01-04T02:00:00Z', NULL)`).run();
+  },
+  7: (db) => {
+    db.prepare(
+      `INSERT INTO engine_changes (kind, bundle_id, form, version, status, step, started_at, applied_by) VALUES ('install', NULL, 'static', '28.5.2', 'committed', 'done', '2026-01-05T00:00:00Z', 'op@host')`,
+    ).run();
+  },
+  8: (db) => {
+    db.prepare(
+      `INSERT INTO operations (kind, node, status, step, who, why, started_at, finished_at, details) VALUES ('drain', 'n0de1d', 'done', 'done', 'op@jump', 'kernel patch', '2026-01-06T00:00:00Z', '2026-01-06T00:02:00Z', '{"services":[]}')`,
+    ).run();
   },
 };
 
@@ -123,6 +134,7 @@ for (let from = 0; from <= SCHEMA_VERSION; from++) {
       journal.record({ kind: 'drift', outcome: 'info' });
       assert.throws(() => journal.db.prepare(`DELETE FROM events`).run(), /append-only/);
       if (from >= 3) assert.equal(new DeploymentRecords(journal).current('web')?.bundle_version, '1.0.0');
+      if (from >= 8) assert.deepEqual(new Operations(journal).list().map((o) => [o.kind, o.node, o.status, o.who, o.why]), [['drain', 'n0de1d', 'done', 'op@jump', 'kernel patch']]);
     } finally {
       journal.close();
     }

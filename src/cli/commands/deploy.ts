@@ -242,7 +242,9 @@ export const deployCommands: Command[] = [
       'deployment still running was interrupted (kill -9, power loss, dockerd gone). One that had not\n' +
       'touched a service yet is closed as failed; otherwise every service is restored to the spec\n' +
       'recorded before it. One whose recovery itself was interrupted too often is closed as failed for\n' +
-      'the operator (docs/journal.md). Prints what it did, or that there was nothing to do.\n' +
+      'the operator (docs/journal.md). A node drain left running (airlock node drain) gets its services\'\n' +
+      'placement and update settings put back; the node stays as it is. Prints what it did, or that there\n' +
+      'was nothing to do.\n' +
       'Previous specs from a bundle whose key was revoked since are not restored (exit 10, revoked-restore);\n' +
       '--allow-revoked restores them anyway, recorded in the journal.\n' +
       'Another apply holding the lock is waited for (--wait), then exit 16 naming its pid. A lock left by\n' +
@@ -268,9 +270,18 @@ export const deployCommands: Command[] = [
           sealing: identityOnly(values),
         });
         const rows = recovered.map((d) => ({ deployment: d.id, stack: d.stack, kind: d.kind, step: d.step, status: d.status, reason: d.reason, recoveries: d.recoveries }));
-        if (json) out(JSON.stringify({ recovered: rows, ...(engine ? { engine } : {}) }));
-        else if (rows.length === 0) out('nothing to recover: no deployment was left unfinished');
-        else for (const r of rows) out(`deployment #${r.deployment} of ${r.stack} (interrupted at step ${r.step}): ${r.status}: ${r.reason ?? ''}`);
+        // Node operations (src/cluster/node-drain.ts): a drain's services get their own settings back.
+        const { recoverNodeOperations } = await import('../../cluster/node-recover.js');
+        const operations = await recoverNodeOperations(stateDirFrom(str(values.state)), async () => docker, { lockWaitMs });
+        if (json) out(JSON.stringify({ recovered: rows, ...(operations.length ? { operations } : {}), ...(engine ? { engine } : {}) }));
+        else {
+          if (rows.length === 0) out('nothing to recover: no deployment was left unfinished');
+          else for (const r of rows) out(`deployment #${r.deployment} of ${r.stack} (interrupted at step ${r.step}): ${r.status}: ${r.reason ?? ''}`);
+          for (const o of operations) {
+            const what = o.restored.length ? `put back the placement and update settings of ${o.restored.join(', ')}` : 'nothing to put back';
+            out(`node ${o.kind} #${o.operation} of ${o.hostname} (interrupted at step ${o.step}): ${what}; the node stays ${o.availability} (airlock node drain or activate ${o.hostname})`);
+          }
+        }
       } finally {
         await docker.close();
       }
