@@ -158,7 +158,8 @@ class UpRun {
         const p = plan.get(h.name)!;
         return p.kind === 'member' ? [{ host: h, nodeId: p.nodeId }] : [];
       });
-      if (this.refused(planNodes({ members, unreached: this.unreached(), nodes: existing.nodes, prune: this.opts.prune === true }))) return this.result({ manager: lead.name, clusterId: existing.clusterId });
+      const joiningManagers = [...plan.values()].filter((p) => p.kind === 'join' && p.role === 'manager').length;
+      if (this.refused(planNodes({ members, unreached: this.unreached(), nodes: existing.nodes, prune: this.opts.prune === true, joiningManagers }))) return this.result({ manager: lead.name, clusterId: existing.clusterId });
     }
     const swarm = existing ?? (await this.initSwarm(lead, leadConn));
     if (!swarm) return this.result({ manager: lead.name });

@@ -51,6 +51,8 @@ export interface PlanNodesInput {
   /** The swarm's nodes, as the manager lists them. */
   nodes: readonly SwarmNode[];
   prune: boolean;
+  /** Managers that join before the plan is carried out (cluster up joins first): counted as reachable. */
+  joiningManagers?: number;
 }
 
 export function planNodes(input: PlanNodesInput): NodePlan {
@@ -82,6 +84,7 @@ function quorumRefusal(plan: NodePlan, input: PlanNodesInput): AirlockError | un
   const promoted = new Set(plan.promote.map((c) => c.nodeId));
   // A node promoted while ready becomes a reachable manager.
   nodes = nodes.map((n) => (promoted.has(n.ID) && !n.ManagerStatus && n.Status.State === 'ready' ? { ...n, ManagerStatus: { Reachability: 'reachable', Addr: '' } } : n));
+  for (let i = 0; i < (input.joiningManagers ?? 0); i++) nodes.push({ ID: `joining-${i}`, Version: { Index: 0 }, Spec: { Role: 'manager' }, Status: { State: 'ready' }, ManagerStatus: { Reachability: 'reachable', Addr: '' } } as SwarmNode);
   const demotions = [
     ...plan.demote.map((c) => ({ nodeId: c.nodeId, name: hostLabel(c.host), subject: c.host.name, why: 'the inventory makes it a worker' })),
     ...(input.prune ? plan.unlisted.filter((u) => u.role === 'manager').map((u) => ({ nodeId: u.nodeId, name: `node ${u.hostname || u.nodeId.slice(0, 12)}`, subject: u.nodeId, why: 'it is no inventory host (--prune)' })) : []),
