@@ -19,6 +19,7 @@
  * A host already in the swarm is left alone, a host in another swarm is an
  * error naming it (never a forced leave), and a second run changes nothing.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker, SwarmNode } from '../docker/index.js';
 import { isOutOfSequence } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
@@ -79,11 +80,14 @@ export interface ClusterUpOptions extends ConnectAllOptions {
   prune?: boolean;
   /** How long a pruned node's drain may take (default 2 minutes). */
   drainTimeoutMs?: number;
+  /** How long a promoted node may take to be a reachable manager (default 1 minute). */
+  promoteTimeoutMs?: number;
   /** The airlock command on the hosts (default `airlock`): the manager says what is deployed, a new node imports it. */
   remoteAirlock?: string;
 }
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 120_000;
+const DEFAULT_PROMOTE_TIMEOUT_MS = 60_000;
 
 export async function clusterUp(inventory: Inventory, opts: ClusterUpOptions = {}): Promise<ClusterUpReport> {
   const { connections, observed } = await connectAll(inventory, opts);
@@ -111,6 +115,8 @@ class UpRun {
   private readonly reports = new Map<string, HostReport>();
   private tokens: { Worker: string; Manager: string } | undefined;
   private readonly unlisted: UnlistedReport[] = [];
+  /** A promotion did not complete: no manager is demoted or pruned this run. */
+  private blockDemotions = false;
   /** Hosts that joined paused this run: active only once they hold what is deployed. */
   private readonly paused: InventoryHost[] = [];
 
@@ -275,9 +281,37 @@ class UpRun {
     const plan = planNodes({ members: withIds, unreached: this.unreached(), nodes, prune: this.opts.prune === true });
     if (this.refused(plan)) return undefined;
     for (const c of plan.promote) await this.updateNode(lead, d, c);
+    // A promoted node counts for quorum once it is a reachable manager; the demotions wait for that.
+    await this.untilManagers(lead, d, plan.promote.filter((c) => this.report(c.host).action !== 'error'));
     await forEachHost(plan.update.map((c) => c.host), this.opts.parallel, (h) => this.updateNode(lead, d, plan.update.find((c) => c.host === h)!));
-    for (const c of plan.demote) await this.updateNode(lead, d, c);
+    if (this.blockDemotions) {
+      for (const c of plan.demote) this.fail(c.host, new AirlockError('remote', `${hostLabel(c.host)}: not demoted: a node promoted this run is not a reachable manager yet`, { reason: 'promotion-pending', subject: c.host.name, hint: 'see the promoted host\'s error; run again once it manages' }));
+    } else {
+      for (const c of plan.demote) await this.updateNode(lead, d, c);
+    }
     return plan;
+  }
+
+  /** Waits until each promoted node is a reachable manager; one that is not in time fails, and the demotions are not made. */
+  private async untilManagers(lead: InventoryHost, d: Docker, promoted: NodeChange[]): Promise<void> {
+    const deadline = Date.now() + (this.opts.promoteTimeoutMs ?? DEFAULT_PROMOTE_TIMEOUT_MS);
+    let waiting = promoted;
+    while (waiting.length > 0) {
+      const nodes = await d.nodes.list().catch(() => [] as SwarmNode[]);
+      waiting = waiting.filter((c) => nodes.find((n) => n.ID === c.nodeId)?.ManagerStatus?.Reachability !== 'reachable');
+      if (waiting.length === 0) return;
+      if (Date.now() > deadline) break;
+      await sleep(250);
+    }
+    if (waiting.length === 0) return;
+    for (const c of waiting) {
+      this.fail(c.host, new AirlockError('remote', `${hostLabel(c.host)}: promoted through ${lead.name}, but not a reachable manager after ${Math.round((this.opts.promoteTimeoutMs ?? DEFAULT_PROMOTE_TIMEOUT_MS) / 1000)} s`, {
+        reason: 'promotion-pending',
+        subject: c.host.name,
+        hint: 'the node must reach the other managers on port 2377; no manager was demoted this run: check the node (docker info on it), then run again',
+      }));
+    }
+    this.blockDemotions = true;
   }
 
   /** A planned node update, made again from the node as it is now (another run or an operator may have changed it). */
@@ -333,6 +367,11 @@ class UpRun {
       this.unlisted.push(report);
       if (!this.opts.prune) continue;
       const name = `node ${u.hostname || u.nodeId.slice(0, 12)} (${u.address || 'no address'})`;
+      if (u.role === 'manager' && this.blockDemotions) {
+        report.action = 'error';
+        report.error = new AirlockError('remote', `${name}: not pruned: a node promoted this run is not a reachable manager yet`, { reason: 'promotion-pending', subject: u.nodeId, hint: 'run again once it manages' });
+        continue;
+      }
       try {
         await drainAndWait(d, u.nodeId, { timeoutMs: this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, replacements: (await otherActiveNodes(d, u.nodeId)) > 0 });
         if (u.role === 'manager') await this.demoteUnlisted(d, u.nodeId);

@@ -165,4 +165,38 @@ describe('cluster up keeps the swarm to the inventory', { timeout: 170_000 }, ()
     assert.deepEqual(again.json.hosts.map((h) => h.changes), [[], [], []]);
     assert.deepEqual(await specs(), before, 'no node spec changed');
   });
+  test('a demotion that would lose quorum is refused before anything changes, naming the host (exit 17)', async () => {
+    const managers = await inventory('managers.yml', { h1: { role: 'manager' }, h2: { role: 'manager', labels: { zone: 'b' } }, h4: { role: 'manager', labels: { zone: 'd' } } });
+    const promoted = await up(managers);
+    assert.equal(promoted.code, 0, promoted.stdout + promoted.stderr);
+    // cluster up returns once the promoted nodes are reachable managers.
+    const n4 = (await nodeOf('h4'))!;
+    assert.equal(n4.ManagerStatus?.Reachability, 'reachable');
+    assert.equal((await nodeOf('h2'))?.ManagerStatus?.Reachability, 'reachable');
+    // h4's engine stops answering: 2 of 3 managers reachable, the swarm's spare is 0.
+    const dockerd = lab.host('h4').pids.dockerd;
+    process.kill(dockerd, 'SIGSTOP');
+    try {
+      for (let i = 0; i < 120 && (await nodes()).find((n) => n.ID === n4.ID)?.ManagerStatus?.Reachability !== 'unreachable'; i++) await sleep(250);
+      assert.equal((await nodes()).find((n) => n.ID === n4.ID)?.ManagerStatus?.Reachability, 'unreachable');
+      const specs = async () => (await nodes()).map((n) => [n.ID, n.Spec] as const).sort(([a], [b]) => a.localeCompare(b));
+      const before = await specs();
+      // h2 made a worker, h3 (a label change) with it: the demotion is refused, and the label is not set either.
+      const demote = await inventory('demote.yml', { h1: { role: 'manager', labels: { zone: 'a' } }, h2: { role: 'worker', labels: { zone: 'b' } } });
+      const r = await up(demote);
+      assert.equal(r.code, 17, r.stdout + r.stderr);
+      const h2 = r.json.hosts.find((h) => h.host === 'h2')!;
+      assert.equal(h2.error?.reason, 'would-lose-quorum');
+      const addr = lab.host('h2').address.replace(/\./g, '\\.');
+      assert.match(h2.error?.message ?? '', new RegExp(`^demoting h2 \\(${addr}\\) would lose the swarm's quorum: 1 of the 2 managers left would be reachable, and they need 2; nothing was changed$`));
+      assert.match(r.json.hosts.find((h) => h.host === 'h1')?.error?.message ?? '', /^h1 \(.*\): nothing changed: demoting h2/);
+      assert.deepEqual(await specs(), before, 'nothing changed');
+      const text = await runCli(['cluster', 'up', '--inventory', demote, '--remote-airlock', CLI]);
+      assert.equal(text.code, 17);
+      assert.match(text.stdout, /^h2\s+\S+\s+worker\s+\S+\s+error\s+would-lose-quorum$/m);
+      assert.match(text.stdout, /hint: the inventory makes it a worker\. Add or repair managers first/);
+    } finally {
+      process.kill(dockerd, 'SIGCONT');
+    }
+  });
 });
