@@ -20,7 +20,7 @@
  * error naming it (never a forced leave), and a second run changes nothing.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Docker, SwarmNode } from '../docker/index.js';
+import type { Docker, NodeSpec, SwarmNode } from '../docker/index.js';
 import { isOutOfSequence } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { hostLabel, swarmRole, type HostRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
@@ -28,7 +28,7 @@ import { forEachHost } from '../remote/for-each-host.js';
 import { closeAll, connectAll, onHost, readFacts, type ConnectAllOptions, type HostConnection } from './connect.js';
 import { chooseLead, nodeUpdate, planMembership, type Membership, type Observed } from './plan.js';
 import { planNodes, type NodeChange, type NodePlan, type UnlistedNode } from './membership.js';
-import { drainAndWait, otherActiveNodes, setAvailability } from './node-availability.js';
+import { drainAndWait, otherActiveNodes } from './node-availability.js';
 import { giveDeployedBundles } from './new-node-bundles.js';
 
 export { clusterStatus, type ClusterStatus, type NodeStatus, type HostNotInSwarm } from './status.js';
@@ -87,6 +87,8 @@ export interface ClusterUpOptions extends ConnectAllOptions {
 }
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 120_000;
+/** The node label on a node joined paused until it holds the deployed bundles. */
+export const AWAITING_BUNDLES = 'io.airlock.awaiting-bundles';
 const DEFAULT_PROMOTE_TIMEOUT_MS = 60_000;
 
 export async function clusterUp(inventory: Inventory, opts: ClusterUpOptions = {}): Promise<ClusterUpReport> {
@@ -164,6 +166,8 @@ class UpRun {
         const p = plan.get(h.name)!;
         return p.kind === 'member' ? [{ host: h, nodeId: p.nodeId }] : [];
       });
+      // A node an earlier run paused and could not give the bundles to: given them now.
+      for (const m of members) if (existing.nodes.find((n) => n.ID === m.nodeId)?.Spec.Labels?.[AWAITING_BUNDLES] !== undefined) this.paused.push(m.host);
       const joiningManagers = [...plan.values()].filter((p) => p.kind === 'join' && p.role === 'manager').length;
       if (this.refused(planNodes({ members, unreached: this.unreached(), nodes: existing.nodes, prune: this.opts.prune === true, joiningManagers }))) return this.result({ manager: lead.name, clusterId: existing.clusterId });
     }
@@ -374,7 +378,7 @@ class UpRun {
       }
       try {
         await drainAndWait(d, u.nodeId, { timeoutMs: this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, replacements: (await otherActiveNodes(d, u.nodeId)) > 0 });
-        if (u.role === 'manager') await this.demoteUnlisted(d, u.nodeId);
+        if (u.role === 'manager') await editSpec(d, u.nodeId, (spec) => (spec.Role === 'worker' ? undefined : { ...spec, Role: 'worker' }));
         await d.nodes.remove(u.nodeId, { force: true });
         report.action = 'removed';
         this.note(lead, `${name}: drained and removed from the swarm (--prune)`);
@@ -382,19 +386,6 @@ class UpRun {
         report.action = 'error';
         const err = asAirlockError(e);
         report.error = new AirlockError(err.kind, `${name}: not pruned: ${err.message}`, { reason: err.reason, subject: u.nodeId, ...(err.hint ? { hint: err.hint } : {}) });
-      }
-    }
-  }
-
-  private async demoteUnlisted(d: Docker, nodeId: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      const node = await d.nodes.inspect(nodeId);
-      if (node.Spec.Role === 'worker') return;
-      try {
-        await d.nodes.update(nodeId, node.Version.Index, { ...node.Spec, Role: 'worker' });
-        return;
-      } catch (e) {
-        if (!isOutOfSequence(e) || attempt >= 5) throw e;
       }
     }
   }
@@ -407,26 +398,40 @@ class UpRun {
   private async giveBundles(lead: InventoryHost, leadConn: HostConnection): Promise<void> {
     const paused = this.paused.filter((h) => this.report(h).action !== 'error');
     if (paused.length === 0) return;
+    const nodeIdOf = (h: InventoryHost) => this.connections.get(h.name)!.facts.swarm.nodeId;
+    // Marked, so that a run that fails from here on leaves a node the next run gives the bundles to.
+    for (const h of paused) {
+      await editSpec(leadConn.docker, nodeIdOf(h), (spec) => (spec.Labels?.[AWAITING_BUNDLES] !== undefined ? undefined : { ...spec, Labels: { ...spec.Labels, [AWAITING_BUNDLES]: 'true' } })).catch((e: unknown) =>
+        this.fail(h, onHost(h, `marking the paused node through ${lead.name} failed`, e)),
+      );
+    }
     const outcome = await giveDeployedBundles({
       manager: leadConn,
-      nodes: paused.map((h) => this.connections.get(h.name)!),
+      nodes: paused.filter((h) => this.report(h).action !== 'error').map((h) => this.connections.get(h.name)!),
       airlock: this.opts.remoteAirlock ?? 'airlock',
       parallel: this.opts.parallel,
       onHost: (h, event) => this.note(h, event),
     });
     for (const h of paused) {
-      const o = outcome.get(h.name)!;
+      const o = outcome.get(h.name);
+      if (!o) continue;
       if (!o.ok) {
         this.fail(h, o.error);
         continue;
       }
       try {
-        await setAvailability(leadConn.docker, this.connections.get(h.name)!.facts.swarm.nodeId, 'active');
+        await editSpec(leadConn.docker, nodeIdOf(h), (spec) => {
+          const labels = { ...spec.Labels };
+          delete labels[AWAITING_BUNDLES];
+          return { ...spec, Availability: 'active', Labels: labels };
+        });
       } catch (e) {
         this.fail(h, onHost(h, `setting the node active through ${lead.name} failed; it stays paused`, e));
         continue;
       }
-      this.report(h).changes.push(o.bundles.length > 0 ? `given ${o.bundles.join(', ')}; set active` : 'nothing deployed to give; set active');
+      const r = this.report(h);
+      r.changes.push(o.bundles.length > 0 ? `given ${o.bundles.join(', ')}; set active` : 'nothing deployed to give; set active');
+      if (r.action === 'unchanged') r.action = 'updated';
       this.note(h, 'set active');
     }
   }
@@ -469,5 +474,20 @@ class UpRun {
     const text = `${e.message}\n${e.hint ?? ''}`;
     if (!text.includes(tokens.Worker) && !text.includes(tokens.Manager)) return e;
     return new AirlockError(e.kind, clean(e.message), { reason: e.reason, ...(e.subject ? { subject: e.subject } : {}), ...(e.hint ? { hint: clean(e.hint) } : {}) });
+  }
+}
+
+/** Read, change, write back at the version read; again when another update came between. `change` returns undefined for nothing to do. */
+async function editSpec(d: Docker, nodeId: string, change: (spec: NodeSpec) => NodeSpec | undefined): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const node = await d.nodes.inspect(nodeId);
+    const spec = change(node.Spec);
+    if (!spec) return;
+    try {
+      await d.nodes.update(nodeId, node.Version.Index, spec);
+      return;
+    } catch (e) {
+      if (!isOutOfSequence(e) || attempt >= 5) throw e;
+    }
   }
 }

@@ -130,7 +130,7 @@ export async function giveDeployedBundles(o: GiveOptions): Promise<Map<string, G
         }
       },
     );
-    for (const d of done) outcome.set(d.host.name, d.ok ? { ok: true, bundles } : { ok: false, error: stillPaused(d.host, d.error.message, d.error.hint ?? 'fix the node (its trust store must hold the vendor key, as for bundle apply --inventory), then run cluster up again', d.error.kind, d.error.reason) });
+    for (const d of done) outcome.set(d.host.name, d.ok ? { ok: true, bundles } : { ok: false, error: stillPaused(d.host, d.error.message, d.error.hint ?? 'fix the node (its trust store must hold the vendor key, as for bundle apply --inventory), then run cluster up again', d.error.reason) });
     return outcome;
   } finally {
     await rm(local, { recursive: true, force: true });
@@ -148,9 +148,10 @@ async function managerHistory(o: GiveOptions): Promise<HistoryRow[]> {
   }
 }
 
-function stillPaused(h: InventoryHost, why: string, hint: string, kind: AirlockError['kind'] = 'remote', reason = 'new-node-bundles'): AirlockError {
+/** A failure on a host, as cluster up reports them (remote, exit 17), keeping the host's own reason. */
+function stillPaused(h: InventoryHost, why: string, hint: string, reason = 'new-node-bundles'): AirlockError {
   const text = why.startsWith(`${h.name} `) || why.startsWith(`${h.name}:`) ? why : `${h.name}: ${why}`;
-  return new AirlockError(kind, `${text} (the node stays paused: no task is scheduled there)`, { reason, subject: h.name, hint });
+  return new AirlockError('remote', `${text} (the node stays paused: no task is scheduled there)`, { reason, subject: h.name, hint });
 }
 
 async function sha256Of(path: string): Promise<string> {

@@ -100,6 +100,24 @@ describe('cluster up keeps the swarm to the inventory', { timeout: 170_000 }, ()
       h3: { role: 'worker', labels: { zone: 'c' } },
       h4: { role: 'worker', labels: { zone: 'd' } },
     });
+    // h4 does not trust the vendor key yet: its import refuses, it stays paused, and the run names it.
+    const h4Key = join(lab.host('h4').etcDir, 'trusted.d', 'vendor.pub');
+    await rm(h4Key);
+    const refused = await up(four);
+    assert.equal(refused.code, 17, refused.stdout + refused.stderr);
+    assert.deepEqual(actions(refused.json), { h1: 'unchanged', h2: 'updated', h3: 'updated', h4: 'error' });
+    assert.deepEqual(changesOf(refused.json, 'h2'), ['role worker -> manager']);
+    assert.deepEqual(changesOf(refused.json, 'h3'), ['label disk removed']);
+    const h4Error = refused.json.hosts.find((h) => h.host === 'h4')!.error!;
+    assert.match(h4Error.message, new RegExp(`^h4 \\(${lab.host('h4').address.replace(/\./g, '\\.')}\\): import: bundle import: .*\\(the node stays paused: no task is scheduled there\\)$`));
+    assert.equal(h4Error.reason, 'unknown-key');
+    const paused = (await nodeOf('h4'))!;
+    assert.equal(paused.Spec.Availability, 'pause');
+    assert.equal(paused.Spec.Labels?.['io.airlock.awaiting-bundles'], 'true');
+    assert.equal(await lab.docker('h4').images.find('mbapp/base:1'), undefined);
+    assert.deepEqual(await lab.docker('h1').tasks.list({ filters: { node: [paused.ID] } }), [], 'no task on the paused node');
+    await writeFile(h4Key, await readFile(bench.signer.pubPath));
+
     // Watched while it runs: h4's availability, and whether its engine has the images yet.
     const running = up(four);
     let done = false;
@@ -115,13 +133,14 @@ describe('cluster up keeps the swarm to the inventory', { timeout: 170_000 }, ()
     assert.equal(second.code, 0, second.stdout + second.stderr);
     assert.ok(seen.some((o) => o.availability === 'pause' && !o.images), `seen paused without the images: ${JSON.stringify(seen)}`);
     assert.deepEqual(seen.filter((o) => o.availability !== 'pause' && !o.images), [], 'never active without the images');
-    assert.deepEqual(actions(second.json), { h1: 'unchanged', h2: 'updated', h3: 'updated', h4: 'joined' });
-    assert.deepEqual(changesOf(second.json, 'h2'), ['role worker -> manager']);
-    assert.deepEqual(changesOf(second.json, 'h3'), ['label disk removed']);
-    assert.deepEqual(changesOf(second.json, 'h4'), [`joined as worker through ${lab.host('h1').address}:2377 (advertise ${lab.host('h4').address}), paused`, 'label zone=d', 'given demo 1.0.0; set active']);
+    // The run before left h4 marked: this one gives it the bundle, then sets it active.
+    assert.deepEqual(actions(second.json), { h1: 'unchanged', h2: 'unchanged', h3: 'unchanged', h4: 'updated' });
+    assert.deepEqual(changesOf(second.json, 'h4'), ['given demo 1.0.0; set active']);
+    assert.deepEqual(changesOf(refused.json, 'h4'), [`joined as worker through ${lab.host('h1').address}:2377 (advertise ${lab.host('h4').address}), paused`, 'label zone=d']);
 
     const n4 = (await nodeOf('h4'))!;
     assert.equal(n4.Spec.Availability, 'active');
+    assert.deepEqual(n4.Spec.Labels, { zone: 'd', 'io.airlock.labels': 'zone' }, 'the mark is gone');
     for (const ref of ['mbapp/web:1.0.0', 'mbapp/base:1']) assert.ok(await lab.docker('h4').images.find(ref), `${ref} on h4`);
     assert.equal((await nodeOf('h2'))?.Spec.Role, 'manager');
     assert.deepEqual((await nodeOf('h3'))?.Spec.Labels, { zone: 'c', rack: '7', 'io.airlock.labels': 'zone' });
