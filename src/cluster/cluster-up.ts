@@ -169,7 +169,8 @@ class UpRun {
       // A node an earlier run paused and could not give the bundles to: given them now.
       for (const m of members) if (existing.nodes.find((n) => n.ID === m.nodeId)?.Spec.Labels?.[AWAITING_BUNDLES] !== undefined) this.paused.push(m.host);
       const joiningManagers = [...plan.values()].filter((p) => p.kind === 'join' && p.role === 'manager').length;
-      if (this.refused(planNodes({ members, unreached: this.unreached(), nodes: existing.nodes, prune: this.opts.prune === true, joiningManagers }))) return this.result({ manager: lead.name, clusterId: existing.clusterId });
+      const otherNodeIds = this.otherNodeIds(members.map((m) => m.host));
+      if (this.refused(planNodes({ members, unreached: this.unreached(), otherNodeIds, nodes: existing.nodes, prune: this.opts.prune === true, joiningManagers }))) return this.result({ manager: lead.name, clusterId: existing.clusterId });
     }
     const swarm = existing ?? (await this.initSwarm(lead, leadConn));
     if (!swarm) return this.result({ manager: lead.name });
@@ -282,7 +283,7 @@ class UpRun {
       this.failRest((h) => this.notJoined(lead, h, `the nodes of ${lead.name}'s swarm could not be read`));
       return undefined;
     }
-    const plan = planNodes({ members: withIds, unreached: this.unreached(), nodes, prune: this.opts.prune === true });
+    const plan = planNodes({ members: withIds, unreached: this.unreached(), otherNodeIds: this.otherNodeIds(members), nodes, prune: this.opts.prune === true });
     if (this.refused(plan)) return undefined;
     for (const c of plan.promote) await this.updateNode(lead, d, c);
     // A promoted node counts for quorum once it is a reachable manager; the demotions wait for that.
@@ -352,6 +353,14 @@ class UpRun {
     const hint = refusal.hint;
     this.failRest((h) => new AirlockError('remote', `${hostLabel(h)}: nothing changed: ${refusal.message}`, { reason: refusal.reason, subject: h.name, ...(hint ? { hint } : {}) }));
     return true;
+  }
+
+  /** The node ids of the inventory hosts reached but not among `members` (in error): their nodes are never pruned. */
+  private otherNodeIds(members: readonly InventoryHost[]): string[] {
+    return this.inventory.hosts.filter((h) => !members.includes(h)).flatMap((h) => {
+      const id = this.connections.get(h.name)?.facts.swarm.nodeId;
+      return id ? [id] : [];
+    });
   }
 
   /** Inventory hosts this run could not reach: the swarm may know them, by address. */

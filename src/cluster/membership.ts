@@ -48,6 +48,8 @@ export interface PlanNodesInput {
   members: readonly { host: InventoryHost; nodeId: string }[];
   /** Inventory hosts that could not be reached: matched to nodes by address, never unlisted. */
   unreached: readonly InventoryHost[];
+  /** Node ids of inventory hosts reached but left out of this run (a locked swarm, a failed join): never unlisted. */
+  otherNodeIds?: readonly string[];
   /** The swarm's nodes, as the manager lists them. */
   nodes: readonly SwarmNode[];
   prune: boolean;
@@ -108,7 +110,7 @@ function quorumRefusal(plan: NodePlan, input: PlanNodesInput): AirlockError | un
 }
 
 function unlistedNodes(input: PlanNodesInput): UnlistedNode[] {
-  const listed = new Set(input.members.map((m) => m.nodeId));
+  const listed = new Set([...input.members.map((m) => m.nodeId), ...(input.otherNodeIds ?? [])]);
   const addressOf = (n: SwarmNode) => n.ManagerStatus?.Addr?.replace(/:\d+$/, '') || n.Status.Addr || '';
   const unreachedAt = new Set(input.unreached.map((h) => h.address));
   return input.nodes

@@ -102,6 +102,8 @@ test('nodes no inventory host is: reported, pruned with --prune; an unreachable 
   );
   assert.equal(p.refusal, undefined);
   assert.ok(planIsEmpty(p, false), 'without --prune, unlisted nodes are only reported');
+  // A host reached but in error this run (a locked swarm, say) is still an inventory host: its node is not unlisted.
+  assert.deepEqual(planNodes({ members: members(hosts.slice(0, 3)), unreached: [hosts[3]!], otherNodeIds: ['OLD7'], nodes, prune: true }).unlisted.map((u) => u.nodeId), ['OLD8']);
   assert.ok(!planIsEmpty(planNodes({ members: members(hosts.slice(0, 3)), unreached: [hosts[3]!], nodes, prune: true }), true));
   // With --prune, a pruned manager's demotion is checked too: 4 managers, 2 unreachable, prune a reachable one.
   const shaky = [node('H1', 'manager'), node('H2', 'manager', { reach: 'unreachable' }), node('H3', 'manager', { reach: 'unreachable' }), node('OLD8', 'manager', { addr: '10.0.0.8' })];
