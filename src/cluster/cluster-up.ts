@@ -28,7 +28,7 @@ import { forEachHost } from '../remote/for-each-host.js';
 import { closeAll, connectAll, onHost, readFacts, type ConnectAllOptions, type HostConnection } from './connect.js';
 import { chooseLead, nodeUpdate, planMembership, type Membership, type Observed } from './plan.js';
 import { planNodes, type NodeChange, type NodePlan, type UnlistedNode } from './membership.js';
-import { drainAndWait, otherActiveNodes } from './node-availability.js';
+import { drainAndWait, otherActiveNodes, setAvailability } from './node-availability.js';
 import { giveDeployedBundles } from './new-node-bundles.js';
 
 export { clusterStatus, type ClusterStatus, type NodeStatus, type HostNotInSwarm } from './status.js';
@@ -386,7 +386,9 @@ class UpRun {
         continue;
       }
       try {
-        await drainAndWait(d, u.nodeId, { timeoutMs: this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, replacements: (await otherActiveNodes(d, u.nodeId)) > 0 });
+        // A node that is down cannot stop its tasks (swarm moved them when it went down): drained without waiting.
+        if (u.state === 'down') await setAvailability(d, u.nodeId, 'drain');
+        else await drainAndWait(d, u.nodeId, { timeoutMs: this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, replacements: (await otherActiveNodes(d, u.nodeId)) > 0 });
         if (u.role === 'manager') await editSpec(d, u.nodeId, (spec) => (spec.Role === 'worker' ? undefined : { ...spec, Role: 'worker' }));
         await d.nodes.remove(u.nodeId, { force: true });
         report.action = 'removed';

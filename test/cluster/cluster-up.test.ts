@@ -23,6 +23,7 @@ interface UpJson {
   manager: string | null;
   clusterId: string | null;
   hosts: { host: string; address: string; role: string; action: string; engineVersion: string | null; changes: string[]; error?: { reason: string; message: string; exitCode: number } }[];
+  unlisted?: { nodeId: string; action: string }[];
 }
 
 describe('cluster up on a 3-host lab', { timeout: 170_000 }, () => {
@@ -220,6 +221,14 @@ describe('cluster up on a 3-host lab', { timeout: 170_000 }, () => {
     assert.equal(node?.Spec.Role, 'worker');
     assert.equal(node?.Spec.Availability, 'active');
     assert.deepEqual(node?.Spec.Labels, { zone: 'c', 'io.airlock.labels': 'zone' });
+    // The node h3 left behind is no inventory host: reported, and with --prune removed.
+    const old = (await nodes()).filter((n) => n.Description?.Hostname === 'h3' && n.ID !== id);
+    assert.equal(old.length, 1);
+    assert.deepEqual(again.json.unlisted?.map((u) => [u.nodeId, u.action]), [[old[0]!.ID, 'reported']]);
+    const pruned = await up(lab.inventoryFile, '--prune', '--remote-airlock', CLI);
+    assert.equal(pruned.code, 0, pruned.stdout);
+    assert.deepEqual(pruned.json.unlisted?.map((u) => [u.nodeId, u.action]), [[old[0]!.ID, 'removed']]);
+    assert.deepEqual((await nodes()).filter((n) => n.Description?.Hostname === 'h3').map((n) => n.ID), [id]);
   });
 
   test('status names hosts it cannot reach (a refused key, no such host) and exits 17', async () => {
