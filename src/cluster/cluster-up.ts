@@ -389,7 +389,12 @@ class UpRun {
         // A node that is down cannot stop its tasks (swarm moved them when it went down): drained without waiting.
         if (u.state === 'down') await setAvailability(d, u.nodeId, 'drain');
         else await drainAndWait(d, u.nodeId, { timeoutMs: this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, replacements: (await otherActiveNodes(d, u.nodeId)) > 0 });
-        if (u.role === 'manager') await editSpec(d, u.nodeId, (spec) => (spec.Role === 'worker' ? undefined : { ...spec, Role: 'worker' }));
+        if (u.role === 'manager') {
+          await editSpec(d, u.nodeId, (spec) => (spec.Role === 'worker' ? undefined : { ...spec, Role: 'worker' }));
+          // The demotion completes when the node has left the raft: swarm refuses to remove a member of it.
+          const deadline = Date.now() + (this.opts.promoteTimeoutMs ?? DEFAULT_PROMOTE_TIMEOUT_MS);
+          while ((await d.nodes.inspect(u.nodeId)).ManagerStatus && Date.now() < deadline) await sleep(250);
+        }
         await d.nodes.remove(u.nodeId, { force: true });
         report.action = 'removed';
         this.note(lead, `${name}: drained and removed from the swarm (--prune)`);
