@@ -217,5 +217,14 @@ describe('cluster up keeps the swarm to the inventory', { timeout: 170_000 }, ()
     } finally {
       process.kill(dockerd, 'SIGCONT');
     }
+
+    // h4 answers again; taken out of the inventory with --prune, the manager is drained, demoted and removed.
+    for (let i = 0; i < 120 && (await nodes()).find((n) => n.ID === n4.ID)?.ManagerStatus?.Reachability !== 'reachable'; i++) await sleep(250);
+    const two = await inventory('two.yml', { h1: { role: 'manager' }, h2: { role: 'manager', labels: { zone: 'b' } } });
+    const r = await up(two, '--prune');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(r.json.unlisted.map((u) => [u.hostname, u.role, u.action]), [['h4', 'manager', 'removed']]);
+    assert.ok(!(await nodes()).some((n) => n.ID === n4.ID), 'h4 left the swarm');
+    assert.deepEqual((await nodes()).filter((n) => n.ManagerStatus).map((n) => n.ManagerStatus!.Reachability), ['reachable', 'reachable'], 'two managers left, both reachable');
   });
 });
