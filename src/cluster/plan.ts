@@ -9,8 +9,9 @@
  * - A host in no swarm joins the lead's swarm with its inventory role.
  * - A host already in the lead's swarm is left alone; a host in another
  *   swarm is an error (airlock never makes a node leave a swarm).
- * - Node labels are set as the inventory says; labels it does not name are
- *   kept. The node's role is brought to the inventory's.
+ * - Node labels are set as the inventory says; labels airlock set before and
+ *   the inventory no longer lists are removed, others are kept. The node's
+ *   role is brought to the inventory's (membership.ts orders the changes).
  */
 import { AirlockError } from '../errors/index.js';
 import type { LocalNodeState, NodeSpec, SwarmNode } from '../docker/index.js';
@@ -149,20 +150,57 @@ function otherSwarm(h: InventoryHost, nodeId: string, clusterId: string | undefi
   });
 }
 
-/** The node spec the inventory wants, and what would change; undefined when the node already matches. */
-export function nodeUpdate(host: InventoryHost, node: Pick<SwarmNode, 'Spec'>): { spec: NodeSpec; changes: string[] } | undefined {
+/**
+ * The node label listing, comma-separated, the label keys airlock set from
+ * the inventory: the only labels it removes once the inventory stops listing
+ * them. Labels set by hand, or by another tool, are never in it.
+ */
+export const MANAGED_LABELS = 'io.airlock.labels';
+
+/** The label keys airlock set on a node from the inventory (MANAGED_LABELS). */
+export function managedLabelKeys(labels: Record<string, string> | undefined): string[] {
+  return (labels?.[MANAGED_LABELS] ?? '').split(',').filter((k) => k !== '');
+}
+
+export interface NodeUpdate {
+  spec: NodeSpec;
+  changes: string[];
+  /** The role changes: a promotion or a demotion (ordered for quorum by planNodes). */
+  role?: 'promote' | 'demote';
+}
+
+/**
+ * The node spec the inventory wants, and what would change; undefined when
+ * the node already matches. Labels the inventory lists are set; labels
+ * airlock set before (MANAGED_LABELS) and the inventory no longer lists are
+ * removed; any other label is kept.
+ */
+export function nodeUpdate(host: InventoryHost, node: Pick<SwarmNode, 'Spec'>): NodeUpdate | undefined {
   const changes: string[] = [];
-  const spec: NodeSpec = { ...node.Spec, Labels: { ...(node.Spec.Labels ?? {}) } };
+  const now = node.Spec.Labels ?? {};
+  const labels: Record<string, string> = { ...now };
+  const spec: NodeSpec = { ...node.Spec, Labels: labels };
   const role = swarmRole(host);
+  let roleChange: NodeUpdate['role'];
   if (node.Spec.Role !== role) {
     changes.push(`role ${node.Spec.Role ?? 'unknown'} -> ${role}`);
     spec.Role = role;
+    roleChange = role === 'manager' ? 'promote' : 'demote';
+  }
+  for (const k of managedLabelKeys(now)) {
+    if (k in host.labels || !(k in labels)) continue;
+    changes.push(`label ${k} removed`);
+    delete labels[k];
   }
   for (const [k, v] of Object.entries(host.labels).sort(([a], [b]) => a.localeCompare(b))) {
-    const now = node.Spec.Labels?.[k];
-    if (now === v) continue;
-    changes.push(now === undefined ? `label ${k}=${v}` : `label ${k}: ${now} -> ${v}`);
-    spec.Labels![k] = v;
+    if (now[k] === v) continue;
+    changes.push(now[k] === undefined ? `label ${k}=${v}` : `label ${k}: ${now[k]} -> ${v}`);
+    labels[k] = v;
   }
-  return changes.length === 0 ? undefined : { spec, changes };
+  const keys = Object.keys(host.labels).sort().join(',');
+  if (keys) labels[MANAGED_LABELS] = keys;
+  else delete labels[MANAGED_LABELS];
+  // A node labelled by an airlock that did not track its keys yet: only the list is new.
+  if (changes.length === 0 && labels[MANAGED_LABELS] !== now[MANAGED_LABELS]) changes.push(keys ? `labels tracked: ${keys}` : 'no labels tracked');
+  return changes.length === 0 ? undefined : { spec, changes, ...(roleChange ? { role: roleChange } : {}) };
 }

@@ -307,7 +307,7 @@ const errorOf = (e: AirlockError, step: RolloutStep): RolloutError => ({
  * refusal comes back as the host's own error, with its class and reason.
  * `alsoReportsWith`: exit codes that still come with the report asked for (`engine status`: 15).
  */
-async function runAirlock(session: SshSession, airlock: string, args: string[], alsoReportsWith: readonly number[] = []): Promise<unknown> {
+export async function runAirlock(session: SshSession, airlock: string, args: string[], alsoReportsWith: readonly number[] = []): Promise<unknown> {
   const command = [airlock, ...args].map(shq).join(' ');
   const r = await session.exec(command);
   const last = r.stdout.trim().split('\n').at(-1) ?? '';

@@ -12,7 +12,7 @@ import type { AirlockError } from '../../src/errors/index.js';
 import { loadInventory } from '../../src/remote/inventory.js';
 import { parseKnownHosts } from '../../src/remote/known-hosts.js';
 import { connectHost } from '../../src/remote/ssh.js';
-import { runCli } from '../helpers/fixtures.js';
+import { CLI, runCli } from '../helpers/fixtures.js';
 import { type Lab, run, startLab } from '../helpers/lab.js';
 
 // Short: unix socket paths below the lab folder must stay under 108 bytes.
@@ -23,6 +23,7 @@ interface UpJson {
   manager: string | null;
   clusterId: string | null;
   hosts: { host: string; address: string; role: string; action: string; engineVersion: string | null; changes: string[]; error?: { reason: string; message: string; exitCode: number } }[];
+  unlisted?: { nodeId: string; action: string }[];
 }
 
 describe('cluster up on a 3-host lab', { timeout: 170_000 }, () => {
@@ -118,8 +119,8 @@ describe('cluster up on a 3-host lab', { timeout: 170_000 }, () => {
       list.map((n) => [n.Description?.Hostname, n.Spec.Role, n.Status.State, n.Spec.Labels]),
       [
         ['h1', 'manager', 'ready', {}],
-        ['h2', 'worker', 'ready', { zone: 'b' }],
-        ['h3', 'worker', 'ready', { zone: 'c' }],
+        ['h2', 'worker', 'ready', { zone: 'b', 'io.airlock.labels': 'zone' }],
+        ['h3', 'worker', 'ready', { zone: 'c', 'io.airlock.labels': 'zone' }],
       ],
     );
     assert.equal(byName(list, 'h1')?.ManagerStatus?.Addr, `${lab.host('h1').address}:2377`);
@@ -157,19 +158,19 @@ describe('cluster up on a 3-host lab', { timeout: 170_000 }, () => {
       s.nodes.map((n) => [n.host, n.hostname, n.address, n.role, n.availability, n.state, n.labels, n.engineVersion, n.managerReachability ?? null, n.leader]),
       [
         ['h1', 'h1', lab.host('h1').address, 'manager', 'active', 'ready', {}, version, 'reachable', true],
-        ['h2', 'h2', lab.host('h2').address, 'worker', 'active', 'ready', { zone: 'b' }, version, null, false],
-        ['h3', 'h3', lab.host('h3').address, 'worker', 'active', 'ready', { zone: 'c' }, version, null, false],
+        ['h2', 'h2', lab.host('h2').address, 'worker', 'active', 'ready', { zone: 'b', 'io.airlock.labels': 'zone' }, version, null, false],
+        ['h3', 'h3', lab.host('h3').address, 'worker', 'active', 'ready', { zone: 'c', 'io.airlock.labels': 'zone' }, version, null, false],
       ],
     );
     assert.deepEqual(s.notInSwarm, []);
     assert.deepEqual(s.errors, []);
     const text = await runCli(['cluster', 'status', '--inventory', lab.inventoryFile]);
     assert.equal(text.code, 0);
-    assert.match(text.stdout, new RegExp(`^h3\\s+h3\\s+${lab.host('h3').address.replace(/\./g, '\\.')}\\s+worker\\s+active\\s+ready\\s+-\\s+\\S+\\s+zone=c$`, 'm'));
+    assert.match(text.stdout, new RegExp(`^h3\\s+h3\\s+${lab.host('h3').address.replace(/\./g, '\\.')}\\s+worker\\s+active\\s+ready\\s+-\\s+\\S+\\s+io\\.airlock\\.labels=zone,zone=c$`, 'm'));
     assert.match(text.stdout, /^h1\s+h1\s+\S+\s+manager\s+active\s+ready\s+leader\s/m);
   });
 
-  test('labels: the inventory wins for the keys it names; other labels stay', async () => {
+  test('labels: the inventory wins for the keys it names; other labels stay, those it dropped go', async () => {
     const d = lab.docker('h1');
     const h2 = byName(await nodes(), 'h2')!;
     await d.nodes.update(h2.ID, h2.Version.Index, { ...h2.Spec, Labels: { ...h2.Spec.Labels, rack: '7' } });
@@ -180,8 +181,13 @@ describe('cluster up on a 3-host lab', { timeout: 170_000 }, () => {
     assert.deepEqual(actions(r.json), { h1: 'unchanged', h2: 'unchanged', h3: 'updated' });
     assert.deepEqual(r.json.hosts.find((h) => h.host === 'h3')?.changes, ['label disk=ssd', 'label zone: c -> z']);
     const list = await nodes();
-    assert.deepEqual(byName(list, 'h2')?.Spec.Labels, { zone: 'b', rack: '7' });
-    assert.deepEqual(byName(list, 'h3')?.Spec.Labels, { zone: 'z', disk: 'ssd' });
+    assert.deepEqual(byName(list, 'h2')?.Spec.Labels, { zone: 'b', rack: '7', 'io.airlock.labels': 'zone' });
+    assert.deepEqual(byName(list, 'h3')?.Spec.Labels, { zone: 'z', disk: 'ssd', 'io.airlock.labels': 'disk,zone' });
+    // Back to the lab's inventory: disk was airlock's, so it goes; zone goes back to c.
+    const back = await up(lab.inventoryFile);
+    assert.equal(back.code, 0, back.stdout);
+    assert.deepEqual(back.json.hosts.find((h) => h.host === 'h3')?.changes, ['label disk removed', 'label zone: z -> c']);
+    assert.deepEqual(byName(await nodes(), 'h3')?.Spec.Labels, { zone: 'c', 'io.airlock.labels': 'zone' });
   });
 
   test('a host in another swarm is reported by name and left in it; once it leaves, it joins', async () => {
@@ -203,14 +209,26 @@ describe('cluster up on a 3-host lab', { timeout: 170_000 }, () => {
     assert.match(text.stdout, /hint: airlock never makes a node leave a swarm/);
 
     await d3.swarm.leave({ force: true });
-    const again = await up(lab.inventoryFile);
+    // Into the swarm that exists, h3 joins paused; h1's airlock has deployed nothing, so it is set active at once.
+    const again = await up(lab.inventoryFile, '--remote-airlock', CLI);
     assert.equal(again.code, 0, again.stdout);
     assert.deepEqual(actions(again.json), { h1: 'unchanged', h2: 'unchanged', h3: 'joined' });
+    assert.match(again.json.hosts.find((h) => h.host === 'h3')!.changes[0]!, /^joined as worker through .*, paused$/);
+    assert.equal(again.json.hosts.find((h) => h.host === 'h3')!.changes.at(-1), 'nothing deployed to give; set active');
     // h3 is a new node now (the one it left lingers until the manager marks it down).
     const id = (await d3.system.info()).Swarm.NodeID;
     const node = (await nodes()).find((n) => n.ID === id);
     assert.equal(node?.Spec.Role, 'worker');
-    assert.deepEqual(node?.Spec.Labels, { zone: 'c' });
+    assert.equal(node?.Spec.Availability, 'active');
+    assert.deepEqual(node?.Spec.Labels, { zone: 'c', 'io.airlock.labels': 'zone' });
+    // The node h3 left behind is no inventory host: reported, and with --prune removed.
+    const old = (await nodes()).filter((n) => n.Description?.Hostname === 'h3' && n.ID !== id);
+    assert.equal(old.length, 1);
+    assert.deepEqual(again.json.unlisted?.map((u) => [u.nodeId, u.action]), [[old[0]!.ID, 'reported']]);
+    const pruned = await up(lab.inventoryFile, '--prune', '--remote-airlock', CLI);
+    assert.equal(pruned.code, 0, pruned.stdout);
+    assert.deepEqual(pruned.json.unlisted?.map((u) => [u.nodeId, u.action]), [[old[0]!.ID, 'removed']]);
+    assert.deepEqual((await nodes()).filter((n) => n.Description?.Hostname === 'h3').map((n) => n.ID), [id]);
   });
 
   test('status names hosts it cannot reach (a refused key, no such host) and exits 17', async () => {

@@ -94,9 +94,27 @@ test('locked and pending engines are errors with the fix', () => {
 });
 
 test('node updates: inventory labels set, others kept, role brought to the inventory; nothing when equal', () => {
-  assert.equal(nodeUpdate(w1, { Spec: { Role: 'worker', Availability: 'active', Labels: { zone: 'b', extra: '1' } } }), undefined);
+  const tracked = { 'io.airlock.labels': 'zone' };
+  assert.equal(nodeUpdate(w1, { Spec: { Role: 'worker', Availability: 'active', Labels: { zone: 'b', extra: '1', ...tracked } } }), undefined);
   const u = nodeUpdate(w1, { Spec: { Role: 'manager', Availability: 'drain', Labels: { zone: 'a', extra: '1' } } });
-  assert.deepEqual(u?.spec, { Role: 'worker', Availability: 'drain', Labels: { zone: 'b', extra: '1' } });
+  assert.deepEqual(u?.spec, { Role: 'worker', Availability: 'drain', Labels: { zone: 'b', extra: '1', ...tracked } });
   assert.deepEqual(u?.changes, ['role manager -> worker', 'label zone: a -> b']);
+  assert.equal(u?.role, 'demote');
   assert.deepEqual(nodeUpdate(w1, { Spec: { Role: 'worker' } })?.changes, ['label zone=b']);
+  assert.equal(nodeUpdate(m1, { Spec: { Role: 'worker' } })?.role, 'promote');
+});
+
+test('node updates: a label airlock set and the inventory dropped is removed; one set by hand is kept', () => {
+  const u = nodeUpdate(w1, { Spec: { Role: 'worker', Labels: { zone: 'b', disk: 'ssd', rack: '7', 'io.airlock.labels': 'disk,zone' } } });
+  assert.deepEqual(u?.spec.Labels, { zone: 'b', rack: '7', 'io.airlock.labels': 'zone' });
+  assert.deepEqual(u?.changes, ['label disk removed']);
+  assert.equal(u?.role, undefined);
+  // The inventory drops every label: the tracking label goes too, the hand-set one stays.
+  const bare = nodeUpdate(m1, { Spec: { Role: 'manager', Labels: { zone: 'a', rack: '7', 'io.airlock.labels': 'zone' } } });
+  assert.deepEqual(bare?.spec.Labels, { rack: '7' });
+  assert.deepEqual(bare?.changes, ['label zone removed']);
+  // A node labelled before airlock tracked its keys: only the tracking label is new, the hand-set one is not claimed.
+  const legacy = nodeUpdate(w1, { Spec: { Role: 'worker', Labels: { zone: 'b', rack: '7' } } });
+  assert.deepEqual(legacy?.spec.Labels, { zone: 'b', rack: '7', 'io.airlock.labels': 'zone' });
+  assert.deepEqual(legacy?.changes, ['labels tracked: zone']);
 });

@@ -57,6 +57,7 @@ export function upJson(r: ClusterUpReport): unknown {
       changes: h.changes,
       ...(h.error ? { error: h.error.toJSON() } : {}),
     })),
+    unlisted: r.unlisted.map((u) => ({ nodeId: u.nodeId, hostname: u.hostname, address: u.address, role: u.role, state: u.state, action: u.action, ...(u.error ? { error: u.error.toJSON() } : {}) })),
   };
 }
 
@@ -119,15 +120,22 @@ export const clusterCommands: Command[] = [
   {
     path: ['cluster', 'up'],
     summary: "make the inventory's Docker hosts one swarm: init, join, roles and labels (idempotent)",
-    usage: 'airlock cluster up --inventory hosts.yml [--engine BUNDLE [--remote-airlock PATH] [--timeout 2m]] [--parallel N] [--accept-new] [--json]',
+    usage: 'airlock cluster up --inventory hosts.yml [--prune] [--engine BUNDLE [--timeout 2m]] [--remote-airlock PATH] [--parallel N] [--accept-new] [--json]',
     details:
       'Connects to every host over SSH (at most --parallel at a time, default 8) and speaks its Docker\n' +
       "Engine API through the connection (the host's /var/run/docker.sock is forwarded; no TCP port of\n" +
       'the engine is opened). With no swarm yet, initialises one on the first manager of the inventory,\n' +
       'advertising its inventory address. Joins the other managers, then the workers, with tokens read\n' +
       'from that manager (kept in memory only). Sets the node labels the inventory names and the role it\n' +
-      'gives; other labels are left alone. A host already in the swarm is left as it is; a host in\n' +
-      'another swarm is reported, never made to leave. Running it again changes nothing.\n' +
+      'gives: promotions first, then demotions, one at a time; a demotion that would lose the managers\n' +
+      "quorum is refused before anything is changed. Labels airlock set before (listed in the node label\n" +
+      'io.airlock.labels) that the inventory no longer names are removed; other labels are left alone.\n' +
+      'A host already in the swarm is left as it is; a host in another swarm is reported, never made to\n' +
+      'leave. A host that joins a swarm made before joins paused: it is given the bundles of the stacks\n' +
+      "deployed (from the manager's journal and bundle files, imported with the host's own airlock) and\n" +
+      'only then set active; one whose import fails stays paused. Nodes the inventory does not list are\n' +
+      'reported; with --prune they are drained (their tasks running elsewhere first), demoted if managers\n' +
+      'and removed from the swarm. Running it again changes nothing.\n' +
       'Host keys are checked against the inventory\'s known_hosts: an unknown host is refused unless\n' +
       '--accept-new (which adds its key); a changed key is always refused.\n' +
       'With --engine BUNDLE (an engine bundle, docs/engine-install.md), first installs the engine on every\n' +
@@ -135,8 +143,9 @@ export const clusterCommands: Command[] = [
       "'airlock engine install' (preflight first). A host that fails is named with its reason and left\n" +
       'out of the swarm; the others go on. Hosts whose engine runs are left alone (upgrades: airlock\n' +
       'engine install on the host).\n' +
-      'Exit 0 when every host is in the swarm as the inventory says; 17 when a host failed (see the table).',
-    options: { inventory: stringOpt('i'), engine: stringOpt(), 'remote-airlock': stringOpt(), timeout: stringOpt(), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
+      'Exit 0 when every host is in the swarm as the inventory says; 17 when a host failed (see the table)\n' +
+      'or a demotion was refused for quorum (nothing changed).',
+    options: { inventory: stringOpt('i'), prune: boolOpt(), engine: stringOpt(), 'remote-airlock': stringOpt(), timeout: stringOpt(), parallel: stringOpt(), 'accept-new': boolOpt(), ...jsonOpt },
     args: { min: 0, max: 0 },
     async run({ values, json, out }) {
       const parallel = parallelOf(values.parallel);
@@ -144,8 +153,18 @@ export const clusterCommands: Command[] = [
       const onHost = progressLine(json);
       const engines = str(values.engine) ? await installEngines(inventory, str(values.engine)!, values, parallel, json) : undefined;
       const withEngine = engines ? { ...inventory, hosts: inventory.hosts.filter((h) => !engines.failed.has(h.name)) } : inventory;
-      const r = await clusterUp(withEngine, { parallel, acceptNew: values['accept-new'] === true, ...(onHost ? { onHost } : {}) });
-      const failed = [...(engines?.failed.values() ?? []), ...r.hosts.filter((h) => h.error).map((h) => ({ host: h.host, error: h.error! }))];
+      const r = await clusterUp(withEngine, {
+        parallel,
+        acceptNew: values['accept-new'] === true,
+        prune: values.prune === true,
+        ...(str(values['remote-airlock']) ? { remoteAirlock: str(values['remote-airlock'])! } : {}),
+        ...(onHost ? { onHost } : {}),
+      });
+      const failed = [
+        ...(engines?.failed.values() ?? []),
+        ...r.hosts.filter((h) => h.error).map((h) => ({ host: h.host, error: h.error! })),
+        ...r.unlisted.filter((u) => u.error).map((u) => ({ host: u.hostname || u.nodeId.slice(0, 12), error: u.error! })),
+      ];
       if (json) {
         out(JSON.stringify({ ...(upJson(r) as object), ...(engines ? { ok: r.ok && engines.failed.size === 0, engines: engines.report.hosts } : {}) }));
       } else {
@@ -159,6 +178,10 @@ export const clusterCommands: Command[] = [
             ...r.hosts.map((h) => [h.host, h.address, h.role, h.engineVersion ?? '-', h.action, h.action === 'error' ? (h.error?.reason ?? 'error') : h.changes.join('; ') || '-']),
           ]),
         );
+        if (r.unlisted.length > 0) {
+          out(values.prune === true ? 'nodes the inventory does not list (--prune):' : 'nodes the inventory does not list (left in the swarm; --prune removes them):');
+          for (const u of r.unlisted) out(`  ${u.hostname || '-'} ${u.nodeId.slice(0, 12)} ${u.address || '-'} ${u.role} ${u.state}: ${u.action}`);
+        }
         const count = (a: string) => r.hosts.filter((h) => h.action === a).length;
         const changed = r.hosts.length - count('unchanged') - count('error');
         out(

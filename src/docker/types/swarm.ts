@@ -69,6 +69,8 @@ export interface SwarmJoinRequest {
   DataPathAddr?: string;
   RemoteAddrs: string[];
   JoinToken: string;
+  /** The node's availability from the moment it joins (API 1.31+): `pause` keeps tasks off it. */
+  Availability?: 'active' | 'pause' | 'drain';
 }
 
 export interface NodeSpec {
