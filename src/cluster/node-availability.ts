@@ -65,7 +65,8 @@ export async function drainAndWait(
   }
 }
 
-async function drainProgress(manager: Docker, nodeId: string, services: string[]): Promise<DrainProgress[]> {
+/** Per service of `services`: its desired count, its tasks running elsewhere than `nodeId`, and those still on it. */
+export async function drainProgress(manager: Docker, nodeId: string, services: string[]): Promise<DrainProgress[]> {
   return Promise.all(
     services.map(async (id) => {
       const service = await manager.services.inspect(id).catch(() => undefined);

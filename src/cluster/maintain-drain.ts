@@ -1,0 +1,106 @@
+/**
+ * How a maintenance takes a node out and puts it back: the one seam between
+ * `cluster maintain` and the node's availability. Docker's drain stops the
+ * node's tasks while their replacements start, so a service runs below its
+ * count meanwhile (moby 33220, 34139). Here the node is paused first, each
+ * replicated service with tasks there is raised by that many replicas (they
+ * can start only elsewhere), and only once those run is the node drained and
+ * the count set back: the service never runs fewer than it should.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Docker } from '../docker/index.js';
+import { AirlockError } from '../errors/index.js';
+import { drainAndWait, drainProgress, setAvailability, type DrainProgress } from './node-availability.js';
+
+export interface NodeSteps {
+  /** Drains the node; returns once its replicated tasks run their counts on other nodes. */
+  drain(manager: Docker, nodeId: string, onProgress?: (p: DrainProgress[]) => void): Promise<void>;
+  /** Makes the node active again. */
+  activate(manager: Docker, nodeId: string): Promise<void>;
+}
+
+/** The steps over the node's availability (node-availability.ts), each wait at most `timeoutMs`. */
+export function availabilitySteps(opts: { timeoutMs: number }): NodeSteps {
+  return {
+    async drain(manager, nodeId, onProgress) {
+      const others = (await manager.nodes.list()).filter((n) => n.ID !== nodeId);
+      if (others.length === 0) {
+        // The swarm's only node: its tasks can go nowhere; the operator maintains it alone, down time accepted.
+        await drainAndWait(manager, nodeId, { timeoutMs: opts.timeoutMs, replacements: false, ...(onProgress ? { onProgress } : {}) });
+        return;
+      }
+      await surgeAway(manager, nodeId, opts.timeoutMs, onProgress);
+    },
+    async activate(manager, nodeId) {
+      await setAvailability(manager, nodeId, 'active');
+    },
+  };
+}
+
+/** Replicated services with running tasks on the node, and how many there. */
+async function tasksOnNode(manager: Docker, nodeId: string): Promise<Map<string, number>> {
+  const onNode = await manager.tasks.list({ filters: { node: [nodeId], 'desired-state': ['running'] } });
+  const counts = new Map<string, number>();
+  for (const t of onNode) counts.set(t.ServiceID, (counts.get(t.ServiceID) ?? 0) + 1);
+  return counts;
+}
+
+/** Adds `delta` to the service's replicas (read, change, write back at the version read); undefined for a service that is not replicated. */
+async function scaleBy(manager: Docker, serviceId: string, delta: number): Promise<number | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    const s = await manager.services.inspect(serviceId);
+    const replicas = s.Spec.Mode?.Replicated?.Replicas;
+    if (replicas === undefined) return undefined;
+    try {
+      await manager.services.update(serviceId, s.Version.Index, { ...s.Spec, Mode: { Replicated: { Replicas: replicas + delta } } });
+      return replicas;
+    } catch (e) {
+      // Someone (the orchestrator, a deploy) changed it since it was read: read again.
+      if (attempt >= 3 || !(e instanceof AirlockError) || e.reason !== 'out-of-sequence') throw e;
+    }
+  }
+}
+
+async function surgeAway(manager: Docker, nodeId: string, timeoutMs: number, onProgress?: (p: DrainProgress[]) => void): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  await setAvailability(manager, nodeId, 'pause');
+  const onNode = await tasksOnNode(manager, nodeId);
+  const raised = new Map<string, number>();
+  try {
+    for (const [id, k] of onNode) {
+      const before = await scaleBy(manager, id, k);
+      if (before !== undefined) raised.set(id, k);
+    }
+    // The extra replicas run elsewhere (the node is paused): as many as the node holds now run off it.
+    await waitFor(manager, nodeId, [...raised.keys()], deadline, timeoutMs, (p, id) => p.runningElsewhere >= p.desired - raised.get(id)!, onProgress);
+    await setAvailability(manager, nodeId, 'drain');
+  } finally {
+    for (const [id, k] of raised) await scaleBy(manager, id, -k);
+  }
+  await waitFor(manager, nodeId, [...onNode.keys()], deadline, timeoutMs, (p) => p.stillOnNode === 0 && p.runningElsewhere >= p.desired, onProgress);
+}
+
+async function waitFor(
+  manager: Docker,
+  nodeId: string,
+  services: string[],
+  deadline: number,
+  timeoutMs: number,
+  done: (p: DrainProgress, serviceId: string) => boolean,
+  onProgress?: (p: DrainProgress[]) => void,
+): Promise<void> {
+  for (;;) {
+    const progress = await drainProgress(manager, nodeId, services);
+    onProgress?.(progress);
+    const short = progress.filter((p, i) => !done(p, services[i]!));
+    if (short.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new AirlockError('engine', `node ${nodeId}: after ${Math.round(timeoutMs / 1000)} s ${short.map((p) => `${p.service} runs ${p.runningElsewhere}/${p.desired} elsewhere (${p.stillOnNode} still on the node)`).join('; ')}`, {
+        reason: 'drain-timeout',
+        subject: nodeId,
+        hint: 'the other nodes may lack the image or room; the node stays paused or drained: fix it and run again, or activate it',
+      });
+    }
+    await sleep(250);
+  }
+}
