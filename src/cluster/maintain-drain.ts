@@ -32,7 +32,7 @@ export function availabilitySteps(opts: { timeoutMs: number }): NodeSteps {
       await surgeAway(manager, nodeId, opts.timeoutMs, onProgress);
     },
     async activate(manager, nodeId) {
-      await setAvailability(manager, nodeId, 'active');
+      await retryStale(() => setAvailability(manager, nodeId, 'active'));
     },
   };
 }
@@ -45,25 +45,36 @@ async function tasksOnNode(manager: Docker, nodeId: string): Promise<Map<string,
   return counts;
 }
 
-/** Adds `delta` to the service's replicas (read, change, write back at the version read); undefined for a service that is not replicated. */
-async function scaleBy(manager: Docker, serviceId: string, delta: number): Promise<number | undefined> {
+/**
+ * Runs a read-change-write of a swarm object again when it lost the race:
+ * another write came between (the orchestrator, a deploy), or the manager
+ * read from is a follower a step behind the one written through.
+ */
+export async function retryStale<T>(write: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
-    const s = await manager.services.inspect(serviceId);
-    const replicas = s.Spec.Mode?.Replicated?.Replicas;
-    if (replicas === undefined) return undefined;
     try {
-      await manager.services.update(serviceId, s.Version.Index, { ...s.Spec, Mode: { Replicated: { Replicas: replicas + delta } } });
-      return replicas;
+      return await write();
     } catch (e) {
-      // Someone (the orchestrator, a deploy) changed it since it was read: read again.
-      if (attempt >= 3 || !(e instanceof AirlockError) || e.reason !== 'out-of-sequence') throw e;
+      if (attempt >= 10 || !(e instanceof AirlockError) || e.reason !== 'out-of-sequence') throw e;
+      await sleep(200);
     }
   }
 }
 
+/** Adds `delta` to the service's replicas; undefined for a service that is not replicated. */
+function scaleBy(manager: Docker, serviceId: string, delta: number): Promise<number | undefined> {
+  return retryStale(async () => {
+    const s = await manager.services.inspect(serviceId);
+    const replicas = s.Spec.Mode?.Replicated?.Replicas;
+    if (replicas === undefined) return undefined;
+    await manager.services.update(serviceId, s.Version.Index, { ...s.Spec, Mode: { Replicated: { Replicas: replicas + delta } } });
+    return replicas;
+  });
+}
+
 async function surgeAway(manager: Docker, nodeId: string, timeoutMs: number, onProgress?: (p: DrainProgress[]) => void): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  await setAvailability(manager, nodeId, 'pause');
+  await retryStale(() => setAvailability(manager, nodeId, 'pause'));
   const onNode = await tasksOnNode(manager, nodeId);
   const raised = new Map<string, number>();
   try {
@@ -73,7 +84,7 @@ async function surgeAway(manager: Docker, nodeId: string, timeoutMs: number, onP
     }
     // The extra replicas run elsewhere (the node is paused): as many as the node holds now run off it.
     await waitFor(manager, nodeId, [...raised.keys()], deadline, timeoutMs, (p, id) => p.runningElsewhere >= p.desired - raised.get(id)!, onProgress);
-    await setAvailability(manager, nodeId, 'drain');
+    await retryStale(() => setAvailability(manager, nodeId, 'drain'));
   } finally {
     for (const [id, k] of raised) await scaleBy(manager, id, -k);
   }

@@ -13,7 +13,7 @@ import type { Docker } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import type { Inventory } from '../remote/inventory.js';
 import { closeAll, connectAll, type HostConnection } from './connect.js';
-import { availabilitySteps, type NodeSteps } from './maintain-drain.js';
+import { availabilitySteps, retryStale, type NodeSteps } from './maintain-drain.js';
 import { MAINTAIN_LABEL, markOf, markText, nextBatch, refusals, runOrder, type MaintainStep, type MaintainTarget, type Mark } from './maintain-plan.js';
 import { rolloutBundle } from './rollout.js';
 
@@ -188,7 +188,7 @@ async function maintainHost(
         : new AirlockError('maintenance', `${t.host}: ${step} failed: ${err.message}`, {
             reason: `maintain-${step}-failed`,
             subject: t.host,
-            hint: `${err.hint ? `${err.hint}; ` : ''}the node stays drained; run again to resume from ${t.host}`,
+            hint: `${err.hint ? `${err.hint.replace(/\.$/, '')}; ` : ''}the node stays as it is (drained once the drain began); run again to resume from ${t.host}`,
             cause: err,
           });
     progress(t.host, 'failed', outcome.error.message);
@@ -247,19 +247,23 @@ async function managerOutside(connections: Map<string, HostConnection>, down: Se
 }
 
 /** Writes the run's mark on the node (read, change, write back at the version read). */
-async function mark(manager: Docker, nodeId: string, m: Mark): Promise<void> {
-  const node = await manager.nodes.inspect(nodeId);
-  if (node.Spec.Labels?.[MAINTAIN_LABEL] === markText(m)) return;
-  await manager.nodes.update(nodeId, node.Version.Index, { ...node.Spec, Labels: { ...node.Spec.Labels, [MAINTAIN_LABEL]: markText(m) } });
+function mark(manager: Docker, nodeId: string, m: Mark): Promise<void> {
+  return retryStale(async () => {
+    const node = await manager.nodes.inspect(nodeId);
+    if (node.Spec.Labels?.[MAINTAIN_LABEL] === markText(m)) return;
+    await manager.nodes.update(nodeId, node.Version.Index, { ...node.Spec, Labels: { ...node.Spec.Labels, [MAINTAIN_LABEL]: markText(m) } });
+  });
 }
 
 /** A finished run leaves no marks: the next run starts anew. */
 async function clearMarks(manager: Docker, runId: string): Promise<void> {
   for (const n of await manager.nodes.list()) {
     if (markOf(n)?.runId !== runId) continue;
-    const node = await manager.nodes.inspect(n.ID);
-    const { [MAINTAIN_LABEL]: _, ...labels } = node.Spec.Labels ?? {};
-    await manager.nodes.update(n.ID, node.Version.Index, { ...node.Spec, Labels: labels });
+    await retryStale(async () => {
+      const node = await manager.nodes.inspect(n.ID);
+      const { [MAINTAIN_LABEL]: _, ...labels } = node.Spec.Labels ?? {};
+      await manager.nodes.update(n.ID, node.Version.Index, { ...node.Spec, Labels: labels });
+    });
   }
 }
 
