@@ -13,7 +13,8 @@
  * One lab for every run, the two alternating. A poller reads the service's
  * running tasks through h1's API every 200 ms during each.
  */
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -59,25 +60,23 @@ function poller(lab: Lab): { stop: () => Promise<{ polls: number; below: number;
   };
 }
 
-/** The docker CLI against h1's engine. */
-function docker(lab: Lab, ...args: string[]): string {
-  const r = spawnSync('docker', ['-H', lab.host('h1').dockerHost, ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
+/** The docker CLI against h1's engine (not blocking: the poller goes on meanwhile). */
+async function docker(lab: Lab, ...args: string[]): Promise<string> {
+  return (await promisify(execFile)('docker', ['-H', lab.host('h1').dockerHost, ...args], { encoding: 'utf8' })).stdout;
 }
 
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await sleep(200);
+async function until(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await sleep(200);
 }
 
-const countsBack = (lab: Lab) => docker(lab, 'service', 'ls', '--format', '{{.Replicas}}').trim().split('\n').every((l) => /^(\d+)\/\1\b/.test(l));
+const countsBack = async (lab: Lab) => (await docker(lab, 'service', 'ls', '--format', '{{.Replicas}}')).trim().split('\n').every((l) => /^(\d+)\/\1\b/.test(l));
 
 /** The operator's loop with Docker's own drain, host after host. */
 async function handLoop(lab: Lab): Promise<void> {
   for (const h of lab.hosts) {
-    docker(lab, 'node', 'update', '--availability', 'drain', h.name);
-    await until(() => !docker(lab, 'node', 'ps', h.name, '--format', '{{.CurrentState}}').split('\n').some((s) => s.startsWith('Running')) && countsBack(lab));
-    docker(lab, 'node', 'update', '--availability', 'active', h.name);
+    await docker(lab, 'node', 'update', '--availability', 'drain', h.name);
+    await until(async () => !(await docker(lab, 'node', 'ps', h.name, '--format', '{{.CurrentState}}')).split('\n').some((s) => s.startsWith('Running')) && (await countsBack(lab)));
+    await docker(lab, 'node', 'update', '--availability', 'active', h.name);
     await until(() => countsBack(lab));
   }
 }

@@ -112,6 +112,6 @@ async function waitFor(
         hint: 'the other nodes may lack the image or room; the node stays paused or drained: fix it and run again, or activate it',
       });
     }
-    await sleep(250);
+    await sleep(100);
   }
 }

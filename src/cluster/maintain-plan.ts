@@ -10,7 +10,7 @@ import type { SwarmNode } from '../docker/types.js';
 import { planDrainCapacity, type SwarmState } from './drain-capacity.js';
 import { downBreaksQuorum, quorumOf } from './quorum.js';
 
-/** The node label that remembers a run: `<run id>:<step>` while the host is at that step, `<run id>:done` after. */
+/** The node label that remembers a run: `<run id>:drain` once the run takes the host, `<run id>:<step>` where it stopped after a failure, `<run id>:done` after. */
 export const MAINTAIN_LABEL = 'io.airlock.maintain';
 
 export const MAINTAIN_STEPS = ['drain', 'run', 'ready', 'activate', 'settle'] as const;

@@ -56,6 +56,8 @@ export interface MaintainReport {
 }
 
 const OUTPUT_TAIL_LINES = 20;
+/** Between two looks at the swarm while waiting: an operator's tool, a few calls each time. */
+const POLL_MS = 100;
 
 /** The last lines of a command's output, as the failure report shows them. */
 export function outputTail(stdout: string, stderr: string): string {
@@ -150,18 +152,17 @@ async function maintainHost(
   const api = () => managerOutside(connections, down, t);
   const started = Date.now();
   let step: MaintainStep = 'drain';
-  const enter = async (s: MaintainStep, detail: string) => {
+  const timed = async (s: MaintainStep, detail: string, body: () => Promise<void>) => {
     step = s;
     progress(t.host, s, detail);
-    await mark(await api(), t.nodeId, { runId, step: s });
-  };
-  const timed = async (s: MaintainStep, detail: string, body: () => Promise<void>) => {
-    await enter(s, detail);
     const t0 = Date.now();
     await body();
     outcome.steps.push({ step: s, seconds: (Date.now() - t0) / 1000 });
   };
+  // The node's mark says the run took it (and, after a failure, the step it stopped at); each write
+  // is a raft round, so only those, not one per step.
   try {
+    await mark(await api(), t.nodeId, { runId, step });
     await timed('drain', 'draining: its tasks start elsewhere first', async () => {
       await steps.drain(await api(), t.nodeId, (p) => {
         const moving = p.filter((s) => s.desired > 0).map((s) => `${s.service} ${s.runningElsewhere}/${s.desired}`);
@@ -192,6 +193,7 @@ async function maintainHost(
             cause: err,
           });
     progress(t.host, 'failed', outcome.error.message);
+    await mark(await api(), t.nodeId, { runId, step }).catch(() => undefined);
     return false;
   }
 }
@@ -275,7 +277,7 @@ async function until<T>(what: string, subject: string, timeoutMs: number, probe:
     if (Date.now() > deadline) {
       throw new AirlockError('engine', `${subject}: ${what} not within ${Math.round(timeoutMs / 1000)} s (${lastSeen()})`, { reason: 'not-ready', subject });
     }
-    await sleep(250);
+    await sleep(POLL_MS);
   }
 }
 
