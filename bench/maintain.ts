@@ -106,12 +106,19 @@ try {
   await until(() => countsBack(lab));
   const ours: Awaited<ReturnType<typeof measure>>[] = [];
   const theirs: Awaited<ReturnType<typeof measure>>[] = [];
+  const steps: string[] = [];
   for (let i = 0; i < runs; i++) {
     theirs.push(await measure(lab, () => handLoop(lab)));
     ours.push(
       await measure(lab, async () => {
         const t = await timed(process.execPath, [CLI, 'cluster', 'maintain', '--inventory', lab.inventoryFile, '--run', 'true', '--json']);
         if (!t.stdout.includes('"ok":true')) throw new Error(`maintain failed:\n${t.stdout}\n${t.stderr}`);
+        // Where the time went: each step summed over the hosts, and what no host's steps account for.
+        const hosts = (JSON.parse(t.stdout) as { hosts: { seconds: number; steps: { step: string; seconds: number }[] }[] }).hosts;
+        const byStep = new Map<string, number>();
+        for (const s of hosts.flatMap((h) => h.steps)) byStep.set(s.step, (byStep.get(s.step) ?? 0) + s.seconds);
+        const inHosts = hosts.reduce((n, h) => n + h.seconds, 0);
+        steps.push(`${[...byStep].map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}, outside the hosts ${(t.wallMs / 1000 - inHosts).toFixed(1)} s`);
       }),
     );
     console.error(`run ${i + 1}: maintain ${(ours.at(-1)!.ms / 1000).toFixed(2)} s (${ours.at(-1)!.below} of ${ours.at(-1)!.polls} polls below), loop ${(theirs.at(-1)!.ms / 1000).toFixed(2)} s (${theirs.at(-1)!.below} of ${theirs.at(-1)!.polls} polls below)`);
@@ -128,6 +135,8 @@ try {
     row('docker node update drain/active loop', theirs),
     '',
     `time(maintain) / time(loop) = **${ratio.toFixed(2)}** (target ≤ 1.1).`,
+    '',
+    `cluster maintain's seconds per step, summed over the 4 hosts, by run: ${steps.map((x) => `(${x})`).join('; ')}.`,
   ].join('\n');
   console.log(body);
   if (values.doc) await writeGeneratedBlock(values.doc, 'maintain', '## Rolling maintenance (cluster maintain)', body);

@@ -149,7 +149,9 @@ async function maintainHost(
 ): Promise<boolean> {
   const progress = opts.onProgress ?? (() => undefined);
   const conn = connections.get(t.host)!;
-  const api = () => managerOutside(connections, down, t);
+  // One manager for the host's steps, looked for once (each look asks the managers whether they lead).
+  let chosen: Docker | undefined;
+  const api = async () => (chosen ??= await managerOutside(connections, down, t));
   const started = Date.now();
   let step: MaintainStep = 'drain';
   const timed = async (s: MaintainStep, detail: string, body: () => Promise<void>) => {
@@ -259,14 +261,16 @@ function mark(manager: Docker, nodeId: string, m: Mark): Promise<void> {
 
 /** A finished run leaves no marks: the next run starts anew. */
 async function clearMarks(manager: Docker, runId: string): Promise<void> {
-  for (const n of await manager.nodes.list()) {
-    if (markOf(n)?.runId !== runId) continue;
-    await retryStale(async () => {
-      const node = await manager.nodes.inspect(n.ID);
-      const { [MAINTAIN_LABEL]: _, ...labels } = node.Spec.Labels ?? {};
-      await manager.nodes.update(n.ID, node.Version.Index, { ...node.Spec, Labels: labels });
-    });
-  }
+  const marked = (await manager.nodes.list()).filter((n) => markOf(n)?.runId === runId);
+  await Promise.all(
+    marked.map((n) =>
+      retryStale(async () => {
+        const node = await manager.nodes.inspect(n.ID);
+        const { [MAINTAIN_LABEL]: _, ...labels } = node.Spec.Labels ?? {};
+        await manager.nodes.update(n.ID, node.Version.Index, { ...node.Spec, Labels: labels });
+      }),
+    ),
+  );
 }
 
 async function until<T>(what: string, subject: string, timeoutMs: number, probe: () => Promise<T | undefined>, lastSeen: () => string): Promise<T> {
