@@ -142,6 +142,20 @@ describe('cluster maintain on a 4-host lab', { timeout: 170_000 }, () => {
     await rm(base, { recursive: true, force: true });
   });
 
+  test('refused before anything starts: no maintenance or two, a host not in the inventory; the swarm unchanged', async () => {
+    const before = (await nodes()).map((n) => `${n.ID}@${n.Version.Index}`).sort();
+    const none = await maintain('--json');
+    assert.equal(none.code, 2);
+    assert.match(JSON.parse(none.stdout).message, /^give the maintenance: --run CMD or --engine BUNDLE$/);
+    const both = await maintain('--run', 'true', '--engine', 'x.airlock', '--json');
+    assert.equal(both.code, 2);
+    assert.match(JSON.parse(both.stdout).message, /^--run and --engine go one at a time$/);
+    const unknown = await maintain('--run', 'true', '--hosts', 'h2,h9', '--json');
+    assert.equal(unknown.code, 2);
+    assert.deepEqual(JSON.parse(unknown.stdout), { error: 'usage', reason: 'unknown-host', message: '--hosts names h9, not in the inventory', hint: "the inventory's hosts: h1, h2, h3, h4", exitCode: 2 });
+    assert.deepEqual((await nodes()).map((n) => `${n.ID}@${n.Version.Index}`).sort(), before);
+  });
+
   test("every host's dockerd restarted in turn: the service never below 3 running, one node out at a time, marks cleared", async () => {
     const pidsBefore = await Promise.all(lab.hosts.map((h) => dockerdPid(h.name)));
     const watch = poller();
