@@ -74,8 +74,13 @@ function scaleBy(manager: Docker, serviceId: string, delta: number): Promise<num
 
 async function surgeAway(manager: Docker, nodeId: string, timeoutMs: number, onProgress?: (p: DrainProgress[]) => void): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  await retryStale(() => setAvailability(manager, nodeId, 'pause'));
   const onNode = await tasksOnNode(manager, nodeId);
+  if ((await manager.nodes.inspect(nodeId)).Spec.Availability === 'drain') {
+    // Drained already (a run resumed): nothing to raise, only what is left there to see gone.
+    await waitFor(manager, nodeId, [...onNode.keys()], deadline, timeoutMs, (p) => p.stillOnNode === 0 && p.runningElsewhere >= p.desired, onProgress);
+    return;
+  }
+  await retryStale(() => setAvailability(manager, nodeId, 'pause'));
   const raised = new Map<string, number>();
   try {
     for (const [id, k] of onNode) {

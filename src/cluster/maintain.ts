@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import type { Inventory } from '../remote/inventory.js';
+import { connectHost } from '../remote/ssh.js';
 import { closeAll, connectAll, type HostConnection } from './connect.js';
 import { availabilitySteps, retryStale, type NodeSteps } from './maintain-drain.js';
 import { MAINTAIN_LABEL, markOf, markText, nextBatch, refusals, runOrder, type MaintainStep, type MaintainTarget, type Mark } from './maintain-plan.js';
@@ -72,6 +73,7 @@ export async function clusterMaintain(opts: MaintainOptions): Promise<MaintainRe
   }
   const { connections, observed } = await connectAll(opts.inventory, opts.acceptNew ? { acceptNew: true } : {});
   try {
+    await reachUnfinished(opts, names, connections);
     const unreachable = names.filter((n) => !connections.has(n));
     if (unreachable.length > 0) {
       const why = unreachable.map((n) => {
@@ -83,6 +85,31 @@ export async function clusterMaintain(opts: MaintainOptions): Promise<MaintainRe
     return await maintainConnected(opts, names, connections);
   } finally {
     await closeAll(connections);
+  }
+}
+
+/**
+ * A host a previous run left unfinished may have no engine answering (its
+ * command stopped dockerd and failed): reached over SSH alone, it is taken
+ * again, so that the new command can bring it back. Its node is the one at
+ * its address that carries the run's unfinished mark.
+ */
+async function reachUnfinished(opts: MaintainOptions, names: string[], connections: Map<string, HostConnection>): Promise<void> {
+  const missing = names.filter((n) => !connections.has(n));
+  if (missing.length === 0) return;
+  const nodes = await (await managerOutside(connections, new Set())).nodes.list().catch(() => []);
+  for (const name of missing) {
+    const host = opts.inventory.hosts.find((h) => h.name === name)!;
+    const node = nodes.find((n) => n.Status.Addr === host.address && markOf(n) !== undefined && markOf(n)!.step !== 'done');
+    if (!node) continue;
+    const session = await connectHost(host, opts.acceptNew ? { acceptNew: true } : {}).catch(() => undefined);
+    if (!session) continue;
+    connections.set(name, {
+      host,
+      session,
+      docker: session.docker(),
+      facts: { engineVersion: '', apiVersion: '', engineId: '', swarm: { state: '', nodeId: node.ID, controlAvailable: false, error: 'the engine does not answer' } },
+    });
   }
 }
 

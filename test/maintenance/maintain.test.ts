@@ -21,19 +21,27 @@ const SERVICE = 'mt-web';
 const LABEL = 'io.airlock.maintain';
 
 /**
- * A lab host's `systemctl restart docker`: the host's dockerd gets SIGTERM as
- * systemd would send it, is started again with its own command line and
- * environment, and the script returns once the engine answers. The host finds
- * its folder by its hostname; the lab's pids file follows the new daemon.
+ * A lab host's `systemctl restart docker` (`stop`: `systemctl stop docker`):
+ * the host's dockerd gets SIGTERM as systemd would send it and is started
+ * again with the command line and environment it had (kept beside the host's
+ * pids for a later start); the script returns once the engine answers. The
+ * host finds its folder by its hostname; the lab's pids file follows the new
+ * daemon, so that scripts/lab down stops it.
  */
 const RESTART_DOCKERD = `#!/bin/bash
 set -euo pipefail
 h="$(dirname "$0")/$(hostname)"
+alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 pid="$(awk '$1=="dockerd"{print $2}' "$h/pids")"
-mapfile -d '' cmd <"/proc/$pid/cmdline"
-mapfile -d '' envs <"/proc/$pid/environ"
-kill -TERM "$pid"
-while [ -e "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"; do sleep 0.1; done
+if alive "$pid"; then
+  cat "/proc/$pid/cmdline" >"$h/dockerd.argv"
+  cat "/proc/$pid/environ" >"$h/dockerd.env"
+  kill -TERM "$pid"
+  while alive "$pid"; do sleep 0.1; done
+fi
+[ "\${1:-}" != stop ] || { echo "dockerd $pid stopped"; exit 0; }
+mapfile -d '' cmd <"$h/dockerd.argv"
+mapfile -d '' envs <"$h/dockerd.env"
 cd /
 setsid env -i "\${envs[@]}" "\${cmd[@]}" </dev/null >>"$h/dockerd.log" 2>&1 &
 new=$!
@@ -210,5 +218,24 @@ describe('cluster maintain on a 4-host lab', { timeout: 170_000 }, () => {
     assert.match(again.stderr, new RegExp(`^h1: skip done by run ${j.runId} already$`, 'm'));
     const final = await nodes();
     assert.ok(final.every((n) => n.Spec.Availability === 'active' && n.Spec.Labels?.[LABEL] === undefined), JSON.stringify(final.map((n) => n.Spec)));
+  });
+  test('a command that stopped the engine and failed: the re-run reaches the host over SSH alone, and its command brings the engine back', async () => {
+    const r = await maintain('--hosts', 'h4', '--run', `${restart} stop; exit 1`, '--json');
+    assert.equal(r.code, 20, r.stderr + r.stdout);
+    const j = JSON.parse(r.stdout) as MaintainJson;
+    assert.deepEqual([j.hosts[0]!.outcome, j.hosts[0]!.failedAt, j.hosts[0]!.error?.reason], ['failed', 'run', 'maintain-command-failed']);
+    assert.match(j.hosts[0]!.outputTail ?? '', /^dockerd \d+ stopped$/);
+    assert.equal((await lab.docker('h4').system.ping().then(() => 'answers').catch(() => 'down')), 'down');
+    const h4 = node(await nodes(), 'h4');
+    assert.deepEqual([h4.Spec.Availability, h4.Spec.Labels?.[LABEL]], ['drain', `${j.runId}:run`]);
+
+    const again = await maintain('--hosts', 'h4', '--run', restart, '--json');
+    assert.equal(again.code, 0, again.stderr + again.stdout);
+    const k = JSON.parse(again.stdout) as MaintainJson;
+    assert.equal(k.resumed, j.runId);
+    assert.equal(k.hosts[0]!.outcome, 'done');
+    assert.match(k.hosts[0]!.outputTail ?? '', /^dockerd restarted: \d+ -> \d+$/);
+    const back = node(await nodes(), 'h4');
+    assert.deepEqual([back.Spec.Availability, back.Status.State, back.Spec.Labels?.[LABEL]], ['active', 'ready', undefined]);
   });
 });
