@@ -4,8 +4,9 @@
  * node's tasks while their replacements start, so a service runs below its
  * count meanwhile (moby 33220, 34139). Here the node is paused first, each
  * replicated service with tasks there is raised by that many replicas (they
- * can start only elsewhere), and only once those run is the node drained and
- * the count set back: the service never runs fewer than it should.
+ * can start only elsewhere); once those run the node is drained, and once
+ * swarm's replacements of its tasks run too the count is set back: the
+ * service never runs fewer than it should.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../docker/index.js';
@@ -90,6 +91,10 @@ async function surgeAway(manager: Docker, nodeId: string, timeoutMs: number, onP
     // The extra replicas run elsewhere (the node is paused): as many as the node holds now run off it.
     await waitFor(manager, nodeId, [...raised.keys()], deadline, timeoutMs, (p, id) => p.runningElsewhere >= p.desired - raised.get(id)!, onProgress);
     await retryStale(() => setAvailability(manager, nodeId, 'drain'));
+    // Swarm replaces the node's tasks even so, and scaling down while a replacement is on its way
+    // may remove a running task and keep the slot being replaced (seen on the lab): the count is set
+    // back once each replacement runs, or waits for a node (those go first).
+    await replacementsPlaced(manager, nodeId, [...raised.keys()], deadline, timeoutMs);
   } finally {
     for (const [id, k] of raised) await scaleBy(manager, id, -k);
   }
@@ -115,6 +120,34 @@ async function waitFor(
         reason: 'drain-timeout',
         subject: nodeId,
         hint: 'the other nodes may lack the image or room; the node stays paused or drained: fix it and run again, or activate it',
+      });
+    }
+    await sleep(100);
+  }
+}
+
+/**
+ * Until, for each service, the drained node's tasks have stopped and swarm's
+ * replacements exist (it creates one only once the task it replaces has
+ * stopped) and each runs, or waits for a node: no task is starting on one.
+ */
+async function replacementsPlaced(manager: Docker, nodeId: string, services: string[], deadline: number, timeoutMs: number): Promise<void> {
+  for (;;) {
+    const waiting: string[] = [];
+    for (const id of services) {
+      const [service, tasks] = await Promise.all([manager.services.inspect(id), manager.tasks.list({ filters: { service: [id] } })]);
+      const replicas = service.Spec.Mode?.Replicated?.Replicas ?? 0;
+      const live = tasks.filter((t) => t.DesiredState === 'running' || t.DesiredState === 'ready');
+      const stopping = tasks.filter((t) => t.NodeID === nodeId && t.Status.State === 'running').length;
+      const starting = live.filter((t) => t.NodeID && t.NodeID !== nodeId && t.Status.State !== 'running').length;
+      if (stopping > 0 || starting > 0 || live.length < replicas) waiting.push(`${service.Spec.Name}: ${stopping} stopping on the node, ${live.length}/${replicas} placed, ${starting} starting`);
+    }
+    if (waiting.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new AirlockError('engine', `node ${nodeId}: after ${Math.round(timeoutMs / 1000)} s, ${waiting.join('; ')}`, {
+        reason: 'drain-timeout',
+        subject: nodeId,
+        hint: 'the other nodes may lack the image or room; the node stays drained: fix it and run again, or activate it',
       });
     }
     await sleep(100);

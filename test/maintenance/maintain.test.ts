@@ -65,6 +65,7 @@ interface MaintainJson {
 interface Poll {
   running: number;
   out: string[];
+  managersOut: number;
 }
 
 describe('cluster maintain on a 4-host lab', { timeout: 170_000 }, () => {
@@ -101,7 +102,8 @@ describe('cluster maintain on a 4-host lab', { timeout: 170_000 }, () => {
       const mark = node(list, h).Spec.Labels?.[LABEL];
       if (mark && !mark.endsWith(':done')) return false;
       const tasks = await d.tasks.list({ filters: { service: [SERVICE], 'desired-state': ['running'] }, signal });
-      polls.push({ running: tasks.filter((t) => t.Status.State === 'running').length, out: list.filter((n) => n.Spec.Availability !== 'active').map((n) => n.Description?.Hostname ?? n.ID) });
+      const out = list.filter((n) => n.Spec.Availability !== 'active');
+      polls.push({ running: tasks.filter((t) => t.Status.State === 'running').length, out: out.map((n) => n.Description?.Hostname ?? n.ID), managersOut: out.filter((n) => n.ManagerStatus).length });
       return true;
     };
     const loop = (async () => {
@@ -184,6 +186,17 @@ describe('cluster maintain on a 4-host lab', { timeout: 170_000 }, () => {
     assert.deepEqual(new Set(polls.flatMap((p) => p.out)), new Set(lab.hosts.map((h) => h.name)), 'every node was out at some poll');
     const after = await nodes();
     assert.ok(after.every((n) => n.Spec.Availability === 'active' && n.Status.State === 'ready' && n.Spec.Labels?.[LABEL] === undefined));
+  });
+
+  test('--parallel 2: a worker goes with a manager, never two managers (3 need 2), the service never below 3', async () => {
+    const watch = poller();
+    const r = await maintain('--run', 'true', '--parallel', '2', '--json');
+    const polls = await watch.stop();
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.deepEqual((JSON.parse(r.stdout) as MaintainJson).hosts.map((h) => h.outcome), ['done', 'done', 'done', 'done']);
+    assert.equal(polls.filter((p) => p.running < 3).length, 0, JSON.stringify(polls.filter((p) => p.running < 3)));
+    assert.equal(Math.max(...polls.map((p) => p.managersOut)), 1);
+    assert.deepEqual([...new Set(polls.filter((p) => p.out.length === 2).map((p) => p.out.sort().join('+')))], ['h1+h4'], 'h1 and h4 went together, h2 and h3 alone');
   });
 
   test('a command failing on the second host stops there, node drained, exit 20 with its output; a re-run resumes from it', async () => {
