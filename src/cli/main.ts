@@ -27,6 +27,7 @@ const MODULES: Record<string, (() => Promise<Command[]>)[]> = {
   doctor: [async () => (await import('./commands/doctor.js')).doctorCommands],
   agent: [async () => (await import('./commands/agent.js')).agentCommands],
   cluster: [async () => (await import('./commands/cluster.js')).clusterCommands, async () => (await import('./commands/cluster-certs.js')).clusterCertsCommands],
+  'cluster maintain': [async () => (await import('./commands/maintain.js')).maintainCommands],
   engine: [async () => (await import('./commands/engine.js')).engineCommands],
   node: [async () => (await import('./commands/node.js')).nodeCommands],
 };

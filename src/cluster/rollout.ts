@@ -47,6 +47,12 @@ export interface RolloutOptions {
    * (`cluster up --engine`); a host whose engine runs is left alone.
    */
   install?: 'import' | 'engine';
+  /**
+   * `install: engine` on hosts whose engine runs and that the caller drained
+   * (`cluster maintain --engine`): each host upgrades with
+   * `engine install --drained-by-caller` instead of being left alone.
+   */
+  drainedByCaller?: boolean;
   onProgress?: (host: string, phase: RolloutPhase, detail: string) => void;
   /**
    * The operator's Ctrl-C. Uploads stop (their partials stay, to resume);
@@ -164,7 +170,7 @@ async function prepareHost(run: Rollout, host: InventoryHost): Promise<HostRepor
     throw onHost(host, 'connect', e);
   });
   run.sessions.set(host.name, session);
-  if (opts.install === 'engine') {
+  if (opts.install === 'engine' && !opts.drainedByCaller) {
     enter(run, host, 'engine');
     const running = await runningEngine(run, session);
     if (running) {
@@ -200,7 +206,8 @@ async function installEngine(run: Rollout, host: InventoryHost, session: SshSess
   enter(run, host, 'engine');
   run.progress(host.name, 'engine', 'preflight, install, start');
   const timeout = run.opts.timeout ? ['--timeout', run.opts.timeout] : [];
-  const done = (await runAirlock(session, run.airlock, ['engine', 'install', run.remotePath, '--json', ...timeout]).catch((e: unknown) => {
+  const drained = run.opts.drainedByCaller ? ['--drained-by-caller'] : [];
+  const done = (await runAirlock(session, run.airlock, ['engine', 'install', run.remotePath, '--json', ...timeout, ...drained]).catch((e: unknown) => {
     throw onHost(host, 'engine', e);
   })) as { outcome: string; version: string; form: string };
   r.engine = { action: done.outcome, version: done.version, form: done.form };

@@ -24,6 +24,8 @@ export const ExitCode = {
   preflight: 18,
   /** An engine's package set that the host's package manager cannot install as it is (a dependency missing). */
   dependency: 19,
+  /** A rolling maintenance stopped at a host: its step failed and its node is left drained (docs/remote.md). */
+  maintenance: 20,
   /** The operator pressed Ctrl-C (128 + SIGINT): what could stop stopped, the rest was reported. */
   interrupted: 130,
   /** Not an error: the reader of stdout or stderr went away (128 + SIGPIPE). */
