@@ -28,6 +28,8 @@ export async function writeAgentConfig(dir: string, trustDir: string, extra: Rec
     apply: { mode: 'on-arrival', timeout: '60s' },
     retention: { schedule: null },
     drift: { schedule: null },
+    // Off unless a test asks: its start-up look at /info would take a fault a test injects for the import.
+    certificates: { schedule: null },
   };
   for (const [k, v] of Object.entries(extra)) {
     const b = base[k];
