@@ -10,6 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
+import { Journal } from '../../src/journal/journal.js';
+import { Operations } from '../../src/journal/operations.js';
 import { AgentProcess } from '../helpers/agent.js';
 import { engineFixtures } from '../helpers/engine-bundle-fixtures.js';
 import { airlockCommand, airlockIn, buildEngineBundle, journalRows } from '../helpers/engine-hosts.js';
@@ -129,6 +131,37 @@ describe('engines on bare hosts from the jump box and from the agent', { timeout
     const tasks = await running('web_worker');
     assert.equal(tasks.length, 3);
     assert.ok(tasks.every((t) => t.NodeID !== nodeId), 'the tasks stay where the drain put them');
+  });
+
+  test('cluster maintain --engine upgrades the other hosts one at a time, each drained by the jump box first, services at their counts after', async () => {
+    const [h1, h2, h3] = lab.hosts as [BareLabHost, BareLabHost, BareLabHost];
+    const d = lab.docker(h1);
+    const state = join(base, 'jump-state');
+    const r = await runCli(['cluster', 'maintain', '--inventory', threeHosts, '--hosts', 'h2,h3', '--engine', bundle28, '--remote-airlock', airlock, '--state', state, '--timeout', '120s', '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ok: boolean; hosts: { host: string; outcome: string; steps: { step: string }[] }[] };
+    assert.equal(out.ok, true);
+    assert.deepEqual(out.hosts.map((h) => [h.host, h.outcome]), [['h2', 'done'], ['h3', 'done']]);
+    assert.deepEqual(out.hosts[0]!.steps.map((s) => s.step), ['drain', 'run', 'ready', 'activate', 'settle']);
+    for (const h of [h2, h3]) {
+      assert.equal((await lab.docker(h).system.version()).Version, version28, `${h.name} runs the new engine`);
+      const [change] = journalRows<{ kind: string; status: string; version: string }>(h, `SELECT kind, status, version FROM engine_changes ORDER BY id DESC LIMIT 1`);
+      assert.deepEqual(change, { kind: 'upgrade', status: 'committed', version: version28 });
+    }
+    const nodes = await d.nodes.list();
+    assert.ok(nodes.every((n) => n.Spec.Availability === 'active' && n.Status.State === 'ready'), JSON.stringify(nodes.map((n) => [n.Description?.Hostname, n.Spec.Availability, n.Status.State])));
+    // Each drain is an operation of the jump box's journal, finished.
+    const journal = Journal.open(state, { readonly: true });
+    const ops = new Operations(journal).list().reverse().map((o) => ({ kind: o.kind, status: o.status }));
+    journal.close();
+    assert.deepEqual(ops, [
+      { kind: 'drain', status: 'done' },
+      { kind: 'activate', status: 'done' },
+      { kind: 'drain', status: 'done' },
+      { kind: 'activate', status: 'done' },
+    ]);
+    const running = (await d.tasks.list({ filters: { service: ['web_worker'], 'desired-state': ['running'] } })).filter((t) => t.Status.State === 'running');
+    assert.equal(running.length, 3);
   });
 
   test("first boot: the agent installs the engine bundle from its inbox, then makes the swarm", async () => {
