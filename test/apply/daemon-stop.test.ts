@@ -49,8 +49,10 @@ const SANDBOX_JOIN_FAILED = /network sandbox join failed/;
  */
 async function applyAgain(t: TestContext, bundle: string): Promise<boolean> {
   const again = await run.apply(bundle);
-  if (again.code !== 0 && SANDBOX_JOIN_FAILED.test(again.stderr)) {
-    t.diagnostic(`the engine still rejects new tasks: ${again.stderr.trim().split('\n').at(-2)}`);
+  // --json: the error is the object on stdout.
+  const said = again.stdout + again.stderr;
+  if (again.code !== 0 && SANDBOX_JOIN_FAILED.test(said)) {
+    t.diagnostic(`the engine still rejects new tasks: ${said.trim()}`);
     assert.equal(again.code, 15, again.stdout + again.stderr);
     assertNothingRunning();
     return false;
