@@ -20,7 +20,7 @@
  * error naming it (never a forced leave), and a second run changes nothing.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Docker, NodeSpec, SwarmNode } from '../docker/index.js';
+import type { Docker, SwarmNode } from '../docker/index.js';
 import { isOutOfSequence } from '../docker/index.js';
 import { AirlockError, asAirlockError } from '../errors/index.js';
 import { hostLabel, swarmRole, type HostRole, type Inventory, type InventoryHost } from '../remote/inventory.js';
@@ -28,7 +28,7 @@ import { forEachHost } from '../remote/for-each-host.js';
 import { closeAll, connectAll, onHost, readFacts, type ConnectAllOptions, type HostConnection } from './connect.js';
 import { chooseLead, nodeUpdate, planMembership, type Membership, type Observed } from './plan.js';
 import { planNodes, type NodeChange, type NodePlan, type UnlistedNode } from './membership.js';
-import { setAvailability } from './node-availability.js';
+import { editNodeSpec, setAvailability } from './node-availability.js';
 import { drainNode } from './node-drain.js';
 import { giveDeployedBundles } from './new-node-bundles.js';
 
@@ -392,7 +392,7 @@ class UpRun {
         // Its tasks move elsewhere first, counts held; it leaves the swarm even where they would fall short.
         else await drainNode(d, u.nodeId, { timeoutMs: this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, force: true });
         if (u.role === 'manager') {
-          await editSpec(d, u.nodeId, (spec) => (spec.Role === 'worker' ? undefined : { ...spec, Role: 'worker' }));
+          await editNodeSpec(d, u.nodeId, (spec) => (spec.Role === 'worker' ? undefined : { ...spec, Role: 'worker' }));
           // The demotion completes when the node has left the raft: swarm refuses to remove a member of it.
           const deadline = Date.now() + (this.opts.promoteTimeoutMs ?? DEFAULT_PROMOTE_TIMEOUT_MS);
           while ((await d.nodes.inspect(u.nodeId)).ManagerStatus && Date.now() < deadline) await sleep(250);
@@ -419,7 +419,7 @@ class UpRun {
     const nodeIdOf = (h: InventoryHost) => this.connections.get(h.name)!.facts.swarm.nodeId;
     // Marked, so that a run that fails from here on leaves a node the next run gives the bundles to.
     for (const h of paused) {
-      await editSpec(leadConn.docker, nodeIdOf(h), (spec) => (spec.Labels?.[AWAITING_BUNDLES] !== undefined ? undefined : { ...spec, Labels: { ...spec.Labels, [AWAITING_BUNDLES]: 'true' } })).catch((e: unknown) =>
+      await editNodeSpec(leadConn.docker, nodeIdOf(h), (spec) => (spec.Labels?.[AWAITING_BUNDLES] !== undefined ? undefined : { ...spec, Labels: { ...spec.Labels, [AWAITING_BUNDLES]: 'true' } })).catch((e: unknown) =>
         this.fail(h, onHost(h, `marking the paused node through ${lead.name} failed`, e)),
       );
     }
@@ -438,7 +438,7 @@ class UpRun {
         continue;
       }
       try {
-        await editSpec(leadConn.docker, nodeIdOf(h), (spec) => {
+        await editNodeSpec(leadConn.docker, nodeIdOf(h), (spec) => {
           const labels = { ...spec.Labels };
           delete labels[AWAITING_BUNDLES];
           return { ...spec, Availability: 'active', Labels: labels };
@@ -495,17 +495,3 @@ class UpRun {
   }
 }
 
-/** Read, change, write back at the version read; again when another update came between. `change` returns undefined for nothing to do. */
-async function editSpec(d: Docker, nodeId: string, change: (spec: NodeSpec) => NodeSpec | undefined): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const node = await d.nodes.inspect(nodeId);
-    const spec = change(node.Spec);
-    if (!spec) return;
-    try {
-      await d.nodes.update(nodeId, node.Version.Index, spec);
-      return;
-    } catch (e) {
-      if (!isOutOfSequence(e) || attempt >= 5) throw e;
-    }
-  }
-}

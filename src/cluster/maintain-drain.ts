@@ -5,9 +5,7 @@
  * stop there, journaled where the jump box keeps its journal so that
  * `airlock recover` puts back what a killed run left changed.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../docker/index.js';
-import { AirlockError } from '../errors/index.js';
 import type { DrainProgress } from './node-availability.js';
 import { activateNode, drainNode, type NodeOpOptions } from './node-drain.js';
 
@@ -30,20 +28,4 @@ export function availabilitySteps(opts: { timeoutMs: number } & NodeOpOptions): 
       await activateNode(manager, nodeId, opts);
     },
   };
-}
-
-/**
- * Runs a read-change-write of a swarm object again when it lost the race:
- * another write came between (the orchestrator, a deploy), or the manager
- * read from is a follower a step behind the one written through.
- */
-export async function retryStale<T>(write: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await write();
-    } catch (e) {
-      if (attempt >= 10 || !(e instanceof AirlockError) || e.reason !== 'out-of-sequence') throw e;
-      await sleep(200);
-    }
-  }
 }

@@ -14,7 +14,8 @@ import { AirlockError, asAirlockError } from '../errors/index.js';
 import type { Inventory } from '../remote/inventory.js';
 import { connectHost } from '../remote/ssh.js';
 import { closeAll, connectAll, type HostConnection } from './connect.js';
-import { availabilitySteps, retryStale, type NodeSteps } from './maintain-drain.js';
+import { availabilitySteps, type NodeSteps } from './maintain-drain.js';
+import { editNodeSpec } from './node-availability.js';
 import { MAINTAIN_LABEL, markOf, markText, nextBatch, refusals, runOrder, type MaintainStep, type MaintainTarget, type Mark } from './maintain-plan.js';
 import { rolloutBundle } from './rollout.js';
 
@@ -279,11 +280,7 @@ async function managerOutside(connections: Map<string, HostConnection>, down: Se
 
 /** Writes the run's mark on the node (read, change, write back at the version read). */
 function mark(manager: Docker, nodeId: string, m: Mark): Promise<void> {
-  return retryStale(async () => {
-    const node = await manager.nodes.inspect(nodeId);
-    if (node.Spec.Labels?.[MAINTAIN_LABEL] === markText(m)) return;
-    await manager.nodes.update(nodeId, node.Version.Index, { ...node.Spec, Labels: { ...node.Spec.Labels, [MAINTAIN_LABEL]: markText(m) } });
-  });
+  return editNodeSpec(manager, nodeId, (spec) => (spec.Labels?.[MAINTAIN_LABEL] === markText(m) ? undefined : { ...spec, Labels: { ...spec.Labels, [MAINTAIN_LABEL]: markText(m) } }));
 }
 
 /** A finished run leaves no marks: the next run starts anew. */
@@ -291,10 +288,9 @@ async function clearMarks(manager: Docker, runId: string): Promise<void> {
   const marked = (await manager.nodes.list()).filter((n) => markOf(n)?.runId === runId);
   await Promise.all(
     marked.map((n) =>
-      retryStale(async () => {
-        const node = await manager.nodes.inspect(n.ID);
-        const { [MAINTAIN_LABEL]: _, ...labels } = node.Spec.Labels ?? {};
-        await manager.nodes.update(n.ID, node.Version.Index, { ...node.Spec, Labels: labels });
+      editNodeSpec(manager, n.ID, (spec) => {
+        const { [MAINTAIN_LABEL]: _, ...labels } = spec.Labels ?? {};
+        return { ...spec, Labels: labels };
       }),
     ),
   );

@@ -2,16 +2,41 @@
  * Setting a swarm node's availability through a manager, and reading how far
  * a drain got (node-drain.ts is the drain that keeps capacity).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../docker/index.js';
+import { isOutOfSequence } from '../docker/errors.js';
 import type { NodeSpec } from '../docker/types.js';
 
 export type Availability = NonNullable<NodeSpec['Availability']>;
 
-/** Sets the node's availability (read, change, write back at the version read); returns what it was. */
+/**
+ * Reads the node's spec, changes it and writes it back at the version read;
+ * `change` returns undefined for no write. Read again when the write lost
+ * the race: another write came between, or the manager read from is a
+ * follower a step behind the one written through.
+ */
+export async function editNodeSpec(manager: Docker, nodeId: string, change: (spec: NodeSpec) => NodeSpec | undefined): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const node = await manager.nodes.inspect(nodeId);
+    const spec = change(node.Spec);
+    if (!spec) return;
+    try {
+      await manager.nodes.update(nodeId, node.Version.Index, spec);
+      return;
+    } catch (e) {
+      if (!isOutOfSequence(e) || attempt >= 10) throw e;
+      await sleep(200);
+    }
+  }
+}
+
+/** Sets the node's availability; returns what it was. */
 export async function setAvailability(manager: Docker, nodeId: string, availability: Availability): Promise<Availability> {
-  const node = await manager.nodes.inspect(nodeId);
-  const before = node.Spec.Availability ?? 'active';
-  if (before !== availability) await manager.nodes.update(nodeId, node.Version.Index, { ...node.Spec, Availability: availability });
+  let before: Availability = 'active';
+  await editNodeSpec(manager, nodeId, (spec) => {
+    before = spec.Availability ?? 'active';
+    return before === availability ? undefined : { ...spec, Availability: availability };
+  });
   return before;
 }
 
