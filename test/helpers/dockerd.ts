@@ -58,9 +58,23 @@ export class PrivateDaemon {
 
   async start(): Promise<void> {
     await mkdir(join(this.dir, 'data'), { recursive: true });
+    this.ensureNetns();
+    // On a loaded machine, dockerd's own wait for its containerd (opening a content store that a
+    // killed load left large) can run out: that is the machine, not the test, so try again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.launch();
+      } catch (err) {
+        if (attempt >= 3 || !/failed to start containerd/.test(String(err))) throw err;
+        this.child = undefined;
+        await this.killOwnContainerd();
+      }
+    }
+  }
+
+  private async launch(): Promise<void> {
     // A killed daemon leaves its pid file behind, and dockerd refuses to start over it.
     await rm(join(this.dir, 'docker.pid'), { force: true });
-    this.ensureNetns();
     const log = await open(join(this.dir, 'dockerd.log'), 'a');
     // scripts/engines runs the dockerd of the matrix row under test (test/helpers/engines.ts).
     const child = spawn(
@@ -112,21 +126,30 @@ export class PrivateDaemon {
     child.kill(signal);
     await exited;
     this.child = undefined;
-    // dockerd's own containerd outlives a killed dockerd, as a crash would leave it; systemd
-    // would kill the whole unit, so do the same before a restart.
+    await this.killOwnContainerd();
+  }
+
+  /**
+   * dockerd's own containerd outlives a killed dockerd, as a crash would leave it; systemd
+   * would kill the whole unit, so do the same before a restart.
+   */
+  private async killOwnContainerd(): Promise<void> {
     const pidFile = join(this.dir, 'exec', 'containerd', 'containerd.pid');
     const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-    if (pid > 0) {
+    // The pid may be stale and reused by now: only a containerd on this daemon's folder is ours.
+    const cmdline = readFileSyncOrEmpty(`/proc/${pid}/cmdline`);
+    if (pid > 0 && cmdline.includes('containerd') && cmdline.includes(this.dir)) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
         // already gone
       }
-      // Its database lock is held until it is really gone; a zombie holds nothing.
-      for (let i = 0; i < 100 && isRunning(pid); i++) await sleep(100);
+      // Its database lock is held until it is really gone (a process in a disk write can take
+      // a while to die); a zombie holds nothing.
+      for (let i = 0; i < 300 && isRunning(pid); i++) await sleep(100);
       // dockerd takes a zombie in that pid file for a live containerd and waits on it.
-      await rm(pidFile, { force: true });
     }
+    await rm(pidFile, { force: true });
   }
 
   async destroy(): Promise<void> {
