@@ -131,7 +131,7 @@ export class Agent {
   }
 
   /** Today's trust store, loaded afresh at each use: a key revoked or a dir opened up is seen at once. */
-  private readonly trust = (): Promise<TrustStore> => TrustStore.load(this.config.trustDir);
+  private readonly trust = (): Promise<TrustStore> => TrustStore.load(this.config.trustDir, { stateDir: this.config.stateDir });
 
   private async apply(config: AgentConfig): Promise<void> {
     this.config = config;

@@ -29,7 +29,7 @@ export async function loadStartableConfig(file: string): Promise<AgentConfig> {
 /** The trust store loads as an import would load it: present, safe (src/trust/permissions.ts), its keys and revocation list readable. */
 async function checkTrustStore(config: AgentConfig): Promise<void> {
   try {
-    await TrustStore.load(config.trustDir);
+    await TrustStore.load(config.trustDir, { stateDir: config.stateDir });
   } catch (e) {
     const at = `${config.file}: trustDir: `;
     if (isAirlockError(e)) {

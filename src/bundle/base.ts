@@ -2,7 +2,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { configError, integrityError, notFound, signatureError, usageError } from '../errors/index.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import { canonicalBytes } from './canonical-json.js';
-import { MANIFEST_ENTRY, baseLabel, isReceiptBase, parseManifest, parseSignature, type BaseRef, type Manifest } from './manifest.js';
+import { MANIFEST_ENTRY, baseLabel, isReceiptBase, parseManifest, parseSignatures, type BaseRef, type Manifest } from './manifest.js';
 import { readReceipt } from './receipt.js';
 import { loadPublicKey } from '../trust/keys.js';
 import { checkNotAFolder } from '../config/paths.js';
@@ -66,7 +66,7 @@ export async function loadDeltaBase(path: string, trust?: TrustStore): Promise<D
     throw signatureError(`base bundle ${path} is unsigned: ${MANIFEST_ENTRY} is not followed by manifest.sig`, { reason: 'unsigned', subject: path });
   }
   if (trust) checkSignature(head, trust);
-  else parseSignature(head.signatureBytes);
+  else parseSignatures(head.signatureBytes);
   return baseOf(parseManifest(head.manifestBytes), head.manifestBytes, 'bundle', trust !== undefined);
 }
 

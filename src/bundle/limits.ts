@@ -20,7 +20,7 @@ export interface Limits {
 
 export const DEFAULT_LIMITS: Limits = {
   maxManifestBytes: 16 * 1024 * 1024,
-  maxSignatureBytes: 4096,
+  maxSignatureBytes: 256 * 1024,
   maxBlobBytes: 64 * 1024 ** 3,
   maxBundleBytes: 512 * 1024 ** 3,
   maxInflateRatio: { gzip: 1100, zstd: 32768 },

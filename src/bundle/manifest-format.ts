@@ -215,11 +215,8 @@ export function sealedFiles(m: Pick<Manifest, 'stacks' | 'files'>): SealedFile[]
   ];
 }
 
-export interface SignatureRecord {
-  algorithm: 'ed25519';
-  keyId: string;
-  signature: string;
-}
+import type { SignatureRecord } from '../trust/verifier-key.js';
+export type { SignatureRecord };
 
 /** Signs `bytes` with `key`: the record manifest.sig, a parts index and a receipt all carry. */
 export const signatureRecord = (bytes: Buffer, key: KeyObject): SignatureRecord => ({

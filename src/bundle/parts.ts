@@ -22,7 +22,6 @@ import { basename, dirname, join } from 'node:path';
 import { Ajv } from 'ajv';
 import { AirlockError, integrityError, notFound, signatureError, usageError } from '../errors/index.js';
 import type { TrustStore } from '../trust/trust-store.js';
-import { verifyBytes } from '../trust/keys.js';
 import { canonicalBytes, canonicalJson } from './canonical-json.js';
 import { signatureRecordSchema } from './manifest-schema.js';
 import { signatureRecord, type SignatureRecord } from './manifest.js';
@@ -217,7 +216,7 @@ export function checkIndexSignature(indexPath: string, parts: PartsIndex, trust:
     }
     throw e;
   }
-  if (!verifyBytes(canonicalBytes(parts.index), Buffer.from(sig.signature, 'base64'), key)) {
+  if (!key.verify(canonicalBytes(parts.index), sig)) {
     throw signatureError(`parts index ${basename(indexPath)}: signature by key ${sig.keyId} does not match the index`, {
       reason: 'bad-signature',
       subject: indexPath,

@@ -3,8 +3,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { AirlockError, integrityError, notFound, policyError, signatureError } from '../errors/index.js';
-import type { TrustStore } from '../trust/trust-store.js';
-import { verifyBytes } from '../trust/keys.js';
+import type { BundleIdentity, TrustStore } from '../trust/trust-store.js';
+import type { SignedBy } from '../trust/signers.js';
 import { checkDeclaredSizes, withLimits, type Limits } from './limits.js';
 import { isPartsIndex, refuseLonePart } from './parts.js';
 import { checkPartsHead, checkPartsSignature, openParts } from './parts-stream.js';
@@ -15,9 +15,8 @@ import {
   blobEntryName,
   carriedBlobs,
   parseManifest,
-  parseSignature,
+  parseSignatures,
   type Manifest,
-  type SignatureRecord,
 } from './manifest.js';
 import { copyBlob, type BlobSink } from './blob-copy.js';
 import { EntryWalker, readSmall } from './tar-entries.js';
@@ -28,6 +27,8 @@ export interface ReadOptions {
   trust: TrustStore;
   limits?: Partial<Limits>;
   now?: Date;
+  /** The operator's explicit downgrade: a release older than the trust metadata's timestamp names is taken (as `--allow-downgrade` takes one older than the journal's). */
+  allowOlder?: boolean;
   /** Runs after the signature and policy checks pass, before any blob is read. */
   beforePayload?: (verified: VerifiedHead) => Promise<void> | void;
   sink?: BlobSink;
@@ -36,7 +37,10 @@ export interface ReadOptions {
 export interface VerifiedHead {
   manifest: Manifest;
   manifestDigest: string;
+  /** The first signer that counts: the key id the journal records. */
   keyId: string;
+  /** Every signer that counts, where a threshold of keys signed. */
+  signers: string[];
   manifestBytes: Buffer;
   signatureBytes: Buffer;
 }
@@ -90,24 +94,33 @@ async function readHeadEntries(walker: EntryWalker, limits: Limits): Promise<Bun
   return { manifestBytes, signatureBytes: await readSmall(second, limits.maxSignatureBytes, SIGNATURE_ENTRY) };
 }
 
-/** Checks the signature over the manifest bytes; returns the signer's key id. */
-export function checkSignature(head: BundleHead, trust: TrustStore): SignatureRecord {
+/** What a bundle says it is, for choosing the role whose keys must sign it; the full checks come after the signatures. */
+function identityOf(manifestBytes: Buffer): BundleIdentity {
+  type Peek = Partial<Record<'name' | 'version' | 'engine', unknown>> | null;
+  let v: Peek = null;
+  try {
+    v = JSON.parse(manifestBytes.toString('utf8')) as Peek;
+  } catch {
+    // parseManifest says why, below
+  }
+  if (v === null || typeof v !== 'object' || typeof v.name !== 'string' || typeof v.version !== 'string') {
+    parseManifest(manifestBytes);
+    throw integrityError(`${MANIFEST_ENTRY} names no bundle`, { reason: 'manifest-invalid', subject: MANIFEST_ENTRY });
+  }
+  return { name: v.name, version: v.version, ...(v.engine === undefined ? {} : { engine: v.engine }) };
+}
+
+/** Checks the signatures over the manifest bytes (a threshold of them, where the trust metadata asks for one); returns who signed. */
+export function checkSignature(head: BundleHead, trust: TrustStore, now?: Date): SignedBy & { keyId: string } {
   if (head.signatureBytes === null) {
     throw signatureError(`bundle is unsigned: ${MANIFEST_ENTRY} is not followed by ${SIGNATURE_ENTRY}`, {
       reason: 'unsigned',
       hint: 'sign it on the vendor side: airlock bundle build --key KEY',
     });
   }
-  const sig = parseSignature(head.signatureBytes);
-  const { key } = trust.keyFor(sig.keyId);
-  if (!verifyBytes(head.manifestBytes, Buffer.from(sig.signature, 'base64'), key)) {
-    throw signatureError(`signature by key ${sig.keyId} does not match ${MANIFEST_ENTRY}`, {
-      reason: 'bad-signature',
-      subject: sig.keyId,
-      hint: 'the manifest or its signature was changed after signing; get a fresh copy from the vendor',
-    });
-  }
-  return sig;
+  const records = parseSignatures(head.signatureBytes);
+  const signed = trust.checkBundle(head.manifestBytes, records, trust.mode === 'root' ? identityOf(head.manifestBytes) : { name: '', version: '' }, now);
+  return { ...signed, keyId: signed.signers[0]! };
 }
 
 export function checkExpiry(m: Manifest, now: Date): void {
@@ -132,14 +145,16 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Ve
   try {
     checkPartsSignature(input, opts.trust);
     const headEntries = await readHeadEntries(walker, limits);
-    const sig = checkSignature(headEntries, opts.trust);
+    const sig = checkSignature(headEntries, opts.trust, opts.now);
     const manifest = parseManifest(headEntries.manifestBytes);
     checkDeclaredSizes(manifest, limits);
     checkExpiry(manifest, opts.now ?? new Date());
+    opts.trust.root?.checkFresh(manifest, opts.now ?? new Date(), opts.allowOlder ?? false);
     const head: VerifiedHead = {
       manifest,
       manifestDigest: `sha256:${sha256Hex(headEntries.manifestBytes)}`,
       keyId: sig.keyId,
+      signers: sig.signers,
       manifestBytes: headEntries.manifestBytes,
       signatureBytes: headEntries.signatureBytes as Buffer,
     };

@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { usageError } from '../errors/index.js';
 import { writeWhole } from '../store/durable.js';
 import { keyIdOf, verifyBytes } from '../trust/keys.js';
-import { parseManifest, parseSignature } from './manifest.js';
+import { parseManifest, parseSignatures } from './manifest.js';
 import { indexFileName, isPartsIndex, partFileName, partNameOf, PARTS_FORMAT, signedIndexBytes, stemOf, type PartRecord, type PartsIndexBody } from './parts.js';
 import { openBundleFile, readBundleHead, sha256Hex } from './reader.js';
 
@@ -57,9 +57,10 @@ export async function splitBundleFile(bundlePath: string, opts: SplitOptions): P
   const head = await readBundleHead(await openBundleFile(bundlePath));
   const manifest = parseManifest(head.manifestBytes);
   const keyId = keyIdOf(opts.key);
-  const sig = head.signatureBytes ? parseSignature(head.signatureBytes) : null;
-  if (!sig || sig.keyId !== keyId || !verifyBytes(head.manifestBytes, Buffer.from(sig.signature, 'base64'), createPublicKey(opts.key))) {
-    throw usageError(`${bundlePath} is ${sig ? `signed by key ${sig.keyId}` : 'unsigned'}, not by --key ${keyId}`, {
+  const sigs = head.signatureBytes ? parseSignatures(head.signatureBytes) : [];
+  const sig = sigs.find((s) => s.keyId === keyId && s.algorithm === 'ed25519');
+  if (!sig || !verifyBytes(head.manifestBytes, Buffer.from(sig.signature, 'base64'), createPublicKey(opts.key))) {
+    throw usageError(`${bundlePath} is ${sigs.length > 0 ? `signed by key ${sigs.map((s) => s.keyId).join(', ')}` : 'unsigned'}, not by --key ${keyId}`, {
       subject: bundlePath,
       hint: 'sign the parts index with the key that signed the bundle',
     });

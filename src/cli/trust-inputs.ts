@@ -8,9 +8,15 @@ import { checkNotAFolder, checkPrivateKeyFile } from '../config/paths.js';
 import { loadPrivateKey, loadPublicKey } from '../trust/keys.js';
 import { TrustStore, trustDirFrom } from '../trust/trust-store.js';
 
-/** The trust store of --trust, else AIRLOCK_TRUST_DIR, else the default. */
-export function trustStoreOption(flag: string | undefined): Promise<TrustStore> {
-  return TrustStore.load(trustDirFrom(flag));
+const flag = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/**
+ * The trust store of --trust, else AIRLOCK_TRUST_DIR, else the default; on a host with a root of
+ * trust, with the metadata held in the state dir of --state (else AIRLOCK_STATE_DIR, else the default).
+ */
+export function trustStoreOption(values: { trust?: unknown; state?: unknown }): Promise<TrustStore> {
+  const state = flag(values.state);
+  return TrustStore.load(trustDirFrom(flag(values.trust)), state === undefined ? {} : { stateDir: state });
 }
 
 /** A private key that signs (a bundle, a split index, a receipt). */

@@ -26,6 +26,8 @@ export const ExitCode = {
   dependency: 19,
   /** A rolling maintenance stopped at a host: its step failed and its node is left drained (docs/remote.md). */
   maintenance: 20,
+  /** Trust metadata (root of trust, delegations, timestamp) that cannot be accepted, or that this host holds no longer valid (docs/trust.md). */
+  trust: 21,
   /** The operator pressed Ctrl-C (128 + SIGINT): what could stop stopped, the rest was reported. */
   interrupted: 130,
   /** Not an error: the reader of stdout or stderr went away (128 + SIGPIPE). */
@@ -83,6 +85,7 @@ export const signatureError = (message: string, d?: ErrorDetails) => new Airlock
 export const integrityError = (message: string, d?: ErrorDetails) => new AirlockError('integrity', message, d);
 export const unsafeEntry = (message: string, d?: ErrorDetails) => new AirlockError('unsafeEntry', message, d);
 export const policyError = (message: string, d?: ErrorDetails) => new AirlockError('policy', message, d);
+export const trustError = (message: string, d?: ErrorDetails) => new AirlockError('trust', message, d);
 export const resourceError = (message: string, d?: ErrorDetails) => new AirlockError('resources', message, d);
 
 /**

@@ -56,6 +56,8 @@ export interface ImportResult {
   version: string;
   manifestDigest: string;
   keyId: string;
+  /** Every key whose signature counted (several where the trust metadata asks for a threshold). */
+  signers: string[];
   blobs: number;
   newBlobs: number;
   newBytes: number;
@@ -120,6 +122,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
     const verified = await readBundle(input, {
       trust: opts.trust,
       now,
+      allowOlder: opts.allowDowngrade ?? false,
       ...(opts.limits ? { limits: opts.limits } : {}),
       beforePayload: async (h) => {
         head = h;
@@ -155,6 +158,7 @@ export async function storeBundle(file: string, opts: ImportOptions, journal: Jo
       version: m.version,
       manifestDigest: verified.manifestDigest,
       keyId: verified.keyId,
+      signers: verified.signers,
       blobs: m.blobs.length,
       newBlobs: newDigests.length,
       newBytes,

@@ -1,9 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KeyObject } from 'node:crypto';
 import { configError, signatureError } from '../errors/index.js';
-import { keyIdOf, loadPublicKey } from './keys.js';
+import { stateDirFrom } from '../store/state-dir.js';
+import { loadPublicKey } from './keys.js';
 import { readableTrustFiles, REVOKED_FILE, trustStoreFix, unsafeTrustPaths } from './permissions.js';
+import { TrustState } from './root/trust-state.js';
+import { checkSigners, type OutsideKey, type RoleKey, type SignedBy } from './signers.js';
+import { isSshPublicKeyText, parseSshPublicKey } from './ssh-keys.js';
+import { sshsigCheckForEd25519, sshVerifierKey } from './ssh-verifier.js';
+import { ed25519VerifierKey, type SignatureRecord, type VerifierKey } from './verifier-key.js';
+import { bundleTargetOf } from './root/release-roles.js';
 
 export const DEFAULT_TRUST_DIR = '/etc/airlock/trusted.d';
 
@@ -11,16 +17,31 @@ export function trustDirFrom(flag: string | undefined, env: NodeJS.ProcessEnv = 
   return flag ?? env.AIRLOCK_TRUST_DIR ?? DEFAULT_TRUST_DIR;
 }
 
-/** Where a key was revoked: the list and the line that names it. */
+/** Where a key was revoked: the list and the line that names it; or the trust metadata it is no longer in. */
 export interface Revocation {
   file: string;
-  line: number;
+  line?: number;
 }
 
 export interface TrustedKey {
   keyId: string;
   path: string;
-  key: KeyObject;
+  key: VerifierKey;
+}
+
+/** A public key file of trusted.d: PEM (airlock's own) or an OpenSSH key line (ssh-ed25519, sk-ssh-ed25519). */
+export async function loadVerifierKey(path: string): Promise<VerifierKey> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  if (isSshPublicKeyText(text)) return sshVerifierKey(parseSshPublicKey(text, path));
+  const key = await loadPublicKey(path);
+  return ed25519VerifierKey(key, sshsigCheckForEd25519(key));
+}
+
+/** What a bundle says it is, read from its manifest before its signatures are counted (a role is chosen by it). */
+export interface BundleIdentity {
+  name: string;
+  version: string;
+  engine?: unknown;
 }
 
 /**
@@ -32,9 +53,12 @@ export class TrustStore {
     readonly dir: string,
     private readonly keys: Map<string, TrustedKey>,
     private readonly revoked: Map<string, Revocation>,
+    /** The root of trust and the metadata taken since, on a host installed with a root (docs/trust.md). */
+    readonly root: TrustState | undefined,
   ) {}
 
-  static async load(dir: string): Promise<TrustStore> {
+  /** `stateDir`: where a host with a root keeps the metadata it took (its `trust/` folder). */
+  static async load(dir: string, opts: { stateDir?: string } = {}): Promise<TrustStore> {
     // A file, a folder named like a key, an entry this user cannot read: refused by name, wherever it is loaded.
     const files = readableTrustFiles(dir);
     if (files === undefined) {
@@ -55,10 +79,15 @@ export class TrustStore {
     const keys = new Map<string, TrustedKey>();
     for (const name of files.filter((n) => n.endsWith('.pub'))) {
       const path = join(dir, name);
-      const key = await loadPublicKey(path);
-      keys.set(keyIdOf(key), { keyId: keyIdOf(key), path, key });
+      const key = await loadVerifierKey(path);
+      keys.set(key.keyId, { keyId: key.keyId, path, key });
     }
-    return new TrustStore(dir, keys, await readRevoked(join(dir, REVOKED_FILE)));
+    const root = TrustState.installedIn(dir) ? TrustState.load(dir, stateDirFrom(opts.stateDir)) : undefined;
+    return new TrustStore(dir, keys, await readRevoked(join(dir, REVOKED_FILE)), root);
+  }
+
+  get mode(): 'simple' | 'root' {
+    return this.root ? 'root' : 'simple';
   }
 
   get trustedIds(): string[] {
@@ -69,13 +98,27 @@ export class TrustStore {
     return [...this.revoked.keys()];
   }
 
-  /** Where `keyId` is revoked, or undefined while it is not. */
+  /** Where `keyId` is revoked, or undefined while it is not. With a root: a key no longer among the release keys. */
   revocation(keyId: string): Revocation | undefined {
+    if (this.root) {
+      const roles = this.root.releaseRoles();
+      return roles.keys.has(keyId) ? undefined : { file: this.root.held.targets!.source };
+    }
     return this.revoked.get(keyId);
   }
 
-  /** The key for `keyId`, or a signature error that says why it cannot be used. */
+  /** The key for `keyId`, or a signature error that says why it cannot be used. With a root: any release key. */
   keyFor(keyId: string): TrustedKey {
+    if (this.root) {
+      const release = this.root.releaseRoles().keys.get(keyId);
+      if (release) return { keyId, path: this.root.held.targets!.source, key: release.key };
+      const local = this.keys.get(keyId);
+      throw signatureError(`bundle is signed by key ${keyId}, which is not a release key of this host's trust metadata${local ? ` (only ${local.path} lists it)` : ''}`, {
+        reason: local ? 'not-in-root' : 'unknown-key',
+        subject: keyId,
+        hint: local ? 'a host with a root of trust takes release keys from the vendor\'s targets metadata only; trusted.d keys are the simple mode' : 'the vendor must delegate that key in its targets metadata',
+      });
+    }
     const revoked = this.revoked.get(keyId);
     if (revoked) {
       throw signatureError(`bundle is signed by revoked key ${keyId} (${describeRevocation(revoked)})`, {
@@ -94,9 +137,49 @@ export class TrustStore {
     }
     return key;
   }
+
+  /**
+   * Counts a bundle's signatures over its manifest bytes: in the simple mode one valid signature
+   * by a trusted key is enough; with a root, the threshold of the release role that covers the
+   * bundle. Returns the signers that count.
+   */
+  checkBundle(manifestBytes: Buffer, records: SignatureRecord[], bundle: BundleIdentity, now: Date = new Date()): SignedBy {
+    if (this.root) {
+      const m = bundle;
+      const roles = this.root.releaseRoles(now);
+      const role = roles.roleFor(bundleTargetOf(m));
+      return checkSigners(`bundle ${m.name} ${m.version}`, manifestBytes, records, role, (id) => roles.outside(role, id) ?? this.onlyLocal(id));
+    }
+    if (records.length === 1) return { signers: [this.checkOne(manifestBytes, records[0]!)] };
+    const keys = new Map<string, RoleKey>([...this.keys].filter(([id]) => !this.revoked.has(id)).map(([id, k]) => [id, { key: k.key }]));
+    return checkSigners('bundle', manifestBytes, records, { label: `the trust store ${this.dir}`, threshold: 1, keys }, (id) => this.revokedKey(id));
+  }
+
+  /** One signature, as every bundle carried before several could sign: the same refusals as ever. */
+  private checkOne(data: Buffer, record: SignatureRecord): string {
+    const { key } = this.keyFor(record.keyId);
+    if (!key.verify(data, record)) {
+      throw signatureError(`signature by key ${record.keyId} does not match manifest.json`, {
+        reason: 'bad-signature',
+        subject: record.keyId,
+        hint: 'the manifest or its signature was changed after signing; get a fresh copy from the vendor',
+      });
+    }
+    return record.keyId;
+  }
+
+  private revokedKey(keyId: string): OutsideKey | undefined {
+    const r = this.revoked.get(keyId);
+    return r ? { reason: 'revoked-key', says: `is ${describeRevocation(r)}`, ...(this.keys.get(keyId) ? { key: this.keys.get(keyId)!.key } : {}) } : undefined;
+  }
+
+  private onlyLocal(keyId: string): OutsideKey | undefined {
+    const local = this.keys.get(keyId);
+    return local ? { reason: 'not-in-root', says: `is listed only in ${local.path}, and a host with a root of trust takes release keys from its trust metadata alone`, key: local.key } : undefined;
+  }
 }
 
-export const describeRevocation = (r: Revocation): string => `revoked in ${r.file}, line ${r.line}`;
+export const describeRevocation = (r: Revocation): string => (r.line === undefined ? `no longer a release key in ${r.file}` : `revoked in ${r.file}, line ${r.line}`);
 
 /** A key id as 'airlock key id' prints it: 16 hex digits. */
 const KEY_ID = /^[0-9a-f]{16}$/i;

@@ -515,9 +515,9 @@ const CASES: Case[] = [
     error: 'unsafeEntry', reason: 'oversized-entry', message: /manifest\.json is 17825792 bytes, over the 16777216 byte limit/,
   },
   {
-    name: 'oversized: manifest.sig entry over 4 KiB',
-    make: (c) => c.goodB.withSignatureBytes(Buffer.alloc(5000, 0x20)).pack(),
-    error: 'unsafeEntry', reason: 'oversized-entry', message: /manifest\.sig is 5000 bytes, over the 4096 byte limit/,
+    name: 'oversized: manifest.sig entry over 256 KiB (32 signatures of the largest form fit)',
+    make: (c) => c.goodB.withSignatureBytes(Buffer.alloc(256 * 1024 + 1, 0x20)).pack(),
+    error: 'unsafeEntry', reason: 'oversized-entry', message: /manifest\.sig is 262145 bytes, over the 262144 byte limit/,
   },
   {
     name: 'oversized: a PAX extended header over 4 MiB',

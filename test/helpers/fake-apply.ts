@@ -101,7 +101,7 @@ export async function fakeHost(opts: { engine?: string; stack?: string; timeoutM
   const recordBundle = (version: Version): number => {
     const manifest: Manifest = { format: FORMAT_V1, name: stack, version, description: 'fake release', created: new Date().toISOString(), expires: null, blobs: [], stacks: [], images: [], files: [] };
     const manifestBytes = Buffer.from(JSON.stringify(manifest));
-    return new BundleRecords(journal).recordImport({ manifest, manifestDigest: `sha256:${stack}-${version}`, keyId: 'fake-key', manifestBytes, signatureBytes: Buffer.alloc(0) }, new Date());
+    return new BundleRecords(journal).recordImport({ manifest, manifestDigest: `sha256:${stack}-${version}`, keyId: 'fake-key', signers: ['fake-key'], manifestBytes, signatureBytes: Buffer.alloc(0) }, new Date());
   };
 
   return {

@@ -219,7 +219,7 @@ export const bundleCommands: Command[] = [
               throw usageError(`--platform: ${why}`, { hint: 'give a comma-separated list, e.g. --platform linux/amd64,linux/arm64' });
             });
       const sealTo = Array.isArray(values['seal-to']) ? values['seal-to'].map((p) => resolve(p)) : undefined;
-      const sinceTrust = trustDir === undefined ? undefined : await trustStoreOption(trustDir);
+      const sinceTrust = trustDir === undefined ? undefined : await trustStoreOption({ trust: trustDir, state: values.state });
       const key = await signingKeyFile(keyPath);
       const docker = await engine();
       const { buildBundle } = await import('../../bundle/builder.js');
@@ -272,7 +272,7 @@ export const bundleCommands: Command[] = [
     async run({ positionals, values, json, out, outSigned }) {
       const file = positionals[0]!;
       // A split bundle: which parts are there; its manifest only once all are.
-      const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => trustStoreOption(str(values.trust))) : undefined;
+      const parts = isPartsIndex(file) && values.manifest !== true ? await partsStatus(file, () => trustStoreOption(values)) : undefined;
       if (parts && !parts.complete) {
         out(json ? JSON.stringify({ file, parts }) : partsStatusLines(parts).join('\n'));
         return;
@@ -286,7 +286,7 @@ export const bundleCommands: Command[] = [
       }
       let signature: { status: string; keyId: string | null; message?: string };
       try {
-        const sig = checkSignature(head, await trustStoreOption(str(values.trust)));
+        const sig = checkSignature(head, await trustStoreOption(values));
         signature = { status: 'valid', keyId: sig.keyId };
       } catch (e) {
         if (!(e instanceof AirlockError)) throw e;
@@ -328,7 +328,7 @@ export const bundleCommands: Command[] = [
     options: { ...trustOpt, ...stateOpt, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
-      const trust = await trustStoreOption(str(values.trust));
+      const trust = await trustStoreOption(values);
       const journal = await existingJournal(stateDirFrom(str(values.state)));
       try {
         const v = await readBundle(await openBundleFile(positionals[0]!), {
@@ -365,7 +365,7 @@ export const bundleCommands: Command[] = [
         const { importBundle } = await import('../../import/import-bundle.js');
         const r = await importBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
-          trust: await trustStoreOption(str(values.trust)),
+          trust: await trustStoreOption(values),
           allowDowngrade: values['allow-downgrade'] === true,
           lockWaitMs: waitOption(values.wait),
           sealing: sealingOption(values),

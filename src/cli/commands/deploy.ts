@@ -52,7 +52,7 @@ function hooks(out: (s: string) => void, json: boolean) {
 
 /** Rollback and recover read the trust store only to learn whether the bundle of the specs they restore has a revoked key. */
 function revocationGate(values: CommandContext['values']): RevocationGate {
-  return { trust: () => trustStoreOption(str(values.trust)), allowRevoked: values['allow-revoked'] === true };
+  return { trust: () => trustStoreOption(values), allowRevoked: values['allow-revoked'] === true };
 }
 
 /** Stacks the engine runs, with their services' names; undefined when it cannot be asked. */
@@ -125,7 +125,7 @@ export const deployCommands: Command[] = [
     async run({ positionals, values, json, out }) {
       const docker = await supportedEngine();
       try {
-        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(str(values.trust)), docker, stateDir: stateDirFrom(str(values.state)), sealing: sealingOption(values) });
+        const r = await planBundle(positionals[0]!, { trust: await trustStoreOption(values), docker, stateDir: stateDirFrom(str(values.state)), sealing: sealingOption(values) });
         for (const s of r.stacks) printWarnings(s.warnings);
         if (values['show-env'] !== true) for (const s of r.stacks) s.plan = maskPlanEnv(s.plan);
         if (json) out(JSON.stringify({ bundle: r.bundle, stacks: r.stacks.map((s) => ({ stack: s.stack, plan: planJson(s.plan) })) }));
@@ -180,7 +180,7 @@ export const deployCommands: Command[] = [
       try {
         const r = await applyBundle(positionals[0]!, {
           stateDir: stateDirFrom(str(values.state)),
-          trust: await trustStoreOption(str(values.trust)),
+          trust: await trustStoreOption(values),
           docker,
           timeoutMs,
           lockWaitMs,

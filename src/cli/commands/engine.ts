@@ -80,7 +80,7 @@ export const engineCommands: Command[] = [
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
       const { installEngineBundle } = await import('../../engine/engine-host.js');
-      const r = await installEngineBundle(positionals[0]!, { ...(await hostOptions(values, json)), trust: await trustStoreOption(str(values.trust)), sealing: sealingOption(values), allowDowngrade: values['allow-downgrade'] === true });
+      const r = await installEngineBundle(positionals[0]!, { ...(await hostOptions(values, json)), trust: await trustStoreOption(values), sealing: sealingOption(values), allowDowngrade: values['allow-downgrade'] === true });
       out(json ? JSON.stringify(r) : changeLine(r));
     },
   },
