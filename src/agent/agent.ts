@@ -26,6 +26,7 @@ import type { InboxFile } from './inbox/inbox-file.js';
 import { gatherItems } from './inbox/part-sets.js';
 import { inVersionOrder } from './inbox/version-order.js';
 import { Intake } from './intake.js';
+import { checkTrustFreshness } from './trust-check.js';
 import { pruneDone } from './inbox/own-folders.js';
 import { createLogger, type Logger } from './log.js';
 import { loadStartableConfig } from './startable-config.js';
@@ -90,6 +91,7 @@ export class Agent {
     this.enqueue('swarm', () => this.joinSwarm());
     this.enqueue('poll', () => this.poll());
     if (config.certificates.schedule) this.enqueue('certificates', () => this.certificates());
+    if (config.trust.schedule) this.enqueue('trust freshness', () => this.trustFreshness());
   }
 
   /** SIGHUP: reads the config again; a bad one is logged and the running one kept. */
@@ -159,6 +161,7 @@ export class Agent {
     if (config.retention.schedule) every(config.retention.schedule, 'prune', () => this.prune());
     if (config.drift.schedule) every(config.drift.schedule, 'drift', () => this.drift());
     if (config.certificates.schedule) every(config.certificates.schedule, 'certificates', () => this.certificates());
+    if (config.trust.schedule) every(config.trust.schedule, 'trust freshness', () => this.trustFreshness());
     this.log.setLevel(config.logLevel);
   }
 
@@ -349,6 +352,10 @@ export class Agent {
 
   private async certificates(): Promise<void> {
     await checkCertificates(this.docker, this.config.certificates.warnMs, this.log);
+  }
+
+  private async trustFreshness(): Promise<void> {
+    await checkTrustFreshness(this.config, this.log);
   }
 
   private async drift(): Promise<void> {

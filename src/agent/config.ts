@@ -8,6 +8,7 @@ import { DEFAULT_DATA_ROOT } from '../engine/host-paths.js';
 import { Ajv } from 'ajv';
 import cron from 'node-cron';
 import { DEFAULT_CERT_WARN_MS } from '../cluster/certificates.js';
+import { DEFAULT_FRESHNESS_WARN_MS } from '../trust/root/freshness.js';
 import { parseDuration } from '../units/duration.js';
 import { ramInBytes } from '../compose/load/units.js';
 import { checkKeep, DEFAULT_KEEP } from '../retention/index.js';
@@ -80,6 +81,8 @@ export interface AgentConfig {
   drift: { schedule: string | null; reapply: boolean };
   /** The swarm certificates' check: when it runs (also once at start; null: never) and how close to their end they are warned of. */
   certificates: { schedule: string | null; warnMs: number };
+  /** With a root of trust: when the newest timestamp's age is checked (also once at start; null: never) and from what age it is warned of (a freeze). */
+  trust: { schedule: string | null; warnAgeMs: number };
   /** Sealed secrets: identity files or folders beside the systemd credentials, and whether a secret may arrive in clear. */
   secrets: { identities: string[]; requireSealed: boolean };
   /** The Docker Engine airlock installs from engine bundles: its data root and the site's own daemon.json keys (docs/engine-install.md). */
@@ -169,6 +172,7 @@ const schema = {
     retention: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, keep: { type: 'integer' } } },
     drift: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, reapply: { type: 'boolean' } } },
     certificates: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, warn: str } },
+    trust: { type: 'object', additionalProperties: false, properties: { schedule: cronOrOff, warnAge: str } },
     secrets: { type: 'object', additionalProperties: false, properties: { identities: { type: 'array', items: str }, requireSealed: { type: 'boolean' } } },
     engine: { type: 'object', additionalProperties: false, properties: { dataRoot: str, daemon: { type: 'object' } } },
   },
@@ -189,6 +193,7 @@ interface Raw {
   retention?: { schedule?: string | null; keep?: number };
   drift?: { schedule?: string | null; reapply?: boolean };
   certificates?: { schedule?: string | null; warn?: string };
+  trust?: { schedule?: string | null; warnAge?: string };
   secrets?: { identities?: string[]; requireSealed?: boolean };
   engine?: { dataRoot?: string; daemon?: Record<string, unknown> };
 }
@@ -256,6 +261,10 @@ export function parseAgentConfig(file: string, text: string, env: NodeJS.Process
     certificates: {
       schedule: certificates.schedule === null ? null : cronAt(['certificates', 'schedule'], certificates.schedule ?? '0 9 * * *'),
       warnMs: certificates.warn ? ms(['certificates', 'warn'], certificates.warn, 1) : DEFAULT_CERT_WARN_MS,
+    },
+    trust: {
+      schedule: r.trust?.schedule === null ? null : cronAt(['trust', 'schedule'], r.trust?.schedule ?? '0 9 * * *'),
+      warnAgeMs: r.trust?.warnAge ? ms(['trust', 'warnAge'], r.trust.warnAge, 1) : DEFAULT_FRESHNESS_WARN_MS,
     },
     // Off when absent: configs written before sealed secrets keep taking the bundles they took (docs/sealed-secrets.md).
     secrets: { identities: r.secrets?.identities ?? [], requireSealed: r.secrets?.requireSealed ?? false },

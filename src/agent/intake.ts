@@ -11,6 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import { asAirlockError, integrityError, isRefusal, policyError, type AirlockError } from '../errors/index.js';
 import type { Docker } from '../docker/index.js';
 import { importBundle, type ImportResult } from '../import/import-bundle.js';
+import { updateTrust, type TrustUpdateResult } from '../import/trust-update.js';
 import { carriesEngine, installEngineFromInbox } from './engine-intake.js';
 import { AgentQueue } from '../journal/agent-queue.js';
 import { BundleRecords } from '../journal/bundles.js';
@@ -26,6 +27,7 @@ import type { Logger } from './log.js';
 
 export type IntakeOutcome =
   | { kind: 'imported'; result: ImportResult; queued: boolean; movedTo: string; files: InboxFile[] }
+  | { kind: 'trust'; result: TrustUpdateResult; movedTo: string; files: InboxFile[] }
   | { kind: 'quarantined'; error: AirlockError; movedTo: string; files: InboxFile[] }
   | { kind: 'retry'; error: AirlockError }
   /**
@@ -34,6 +36,9 @@ export type IntakeOutcome =
    * queued behind never goes in first and makes this one a downgrade.
    */
   | { kind: 'blocked'; error: AirlockError };
+
+/** Trust errors that are the host's, not the metadata file's: it waits in the inbox. */
+const HOST_TRUST_REASONS = new Set(['no-root', 'trust-state-corrupt']);
 
 /** Integrity refusals that only say the file is not all there yet. */
 const INCOMPLETE = new Set(['truncated', 'missing-entry', ...PARTS_INCOMPLETE_REASONS]);
@@ -123,6 +128,32 @@ export class Intake {
         return this.waitForParts(item);
       case 'lone':
         return this.waitForIndex(item.file);
+      case 'trust':
+        return this.takeTrust(item.file);
+    }
+  }
+
+  /**
+   * Trust metadata: taken into the host's trust state and moved to done/, or refused for what it
+   * is (expired, below a threshold, a version going back…) and quarantined. A host without a
+   * root of trust, or whose trust state is damaged, leaves it where it is.
+   */
+  private async takeTrust(file: InboxFile): Promise<IntakeOutcome> {
+    const { config, log } = this.deps;
+    const flog = log.with({ file: file.name, source: file.source });
+    const unit: Unit = { main: file, files: [file] };
+    try {
+      const result = updateTrust(config.trustDir, config.stateDir, [file.path]);
+      const outcome = await this.leave({ path: file.path, look: lookOf(unit.files) }, unit, 'done', (movedTo) => ({ kind: 'trust', result, movedTo, files: unit.files }), flog);
+      flog.info(result.taken.length > 0 ? 'trust metadata taken' : 'trust metadata already held', { taken: result.taken.join(', ') || undefined, ...result.held });
+      return outcome;
+    } catch (e) {
+      const err = asAirlockError(e);
+      if (err.kind !== 'trust' || HOST_TRUST_REASONS.has(err.reason)) {
+        flog.error('trust metadata could not be taken now; it stays in the inbox', { class: err.kind, reason: err.reason, error: err.message });
+        return { kind: 'retry', error: err };
+      }
+      return this.refuse(unit, err, flog);
     }
   }
 
@@ -387,6 +418,7 @@ function unitOf(item: InboxItem): Unit {
     case 'bundle':
     case 'lone':
     case 'bad-index':
+    case 'trust':
       return { main: item.file, files: [item.file] };
     case 'parts':
       return { main: item.index, files: [item.index, ...item.parts] };

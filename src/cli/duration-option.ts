@@ -1,3 +1,4 @@
+import { DEFAULT_FRESHNESS_WARN_MS } from '../trust/root/freshness.js';
 import { DurationError, durationText, parseDuration } from '../units/duration.js';
 import { DEFAULT_CERT_WARN_MS } from '../cluster/certificates.js';
 import { DEFAULT_NODE_CERT_EXPIRY_MS, MIN_NODE_CERT_EXPIRY_MS } from '../cluster/swarm-ca.js';
@@ -68,3 +69,7 @@ export const certExpiryOption = (value: unknown): number =>
     min: { ms: MIN_NODE_CERT_EXPIRY_MS, why: 'the shortest node certificate lifetime the engine takes' },
     max: { ms: 87_600 * 3600_000, why: 'ten years' },
   });
+
+/** How old the newest trust timestamp may be before it is warned of (`doctor --trust-warn-age`, `trust status --warn-age`). */
+export const freshnessWarnOption = (option: string, value: unknown): number =>
+  durationOption(option, value, DEFAULT_FRESHNESS_WARN_MS, { max: { ms: 87_600 * 3600_000, why: 'ten years' } });

@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { asAirlockError } from '../errors/index.js';
 import { freeSpaceAt, type FreeSpace } from '../store/free-space.js';
 import { TrustStore } from '../trust/trust-store.js';
+import { DEFAULT_FRESHNESS_WARN_MS, freshnessOf } from '../trust/root/freshness.js';
+import type { TrustState } from '../trust/root/trust-state.js';
 import { hostKeysOf, type SealingOptions } from '../seal/sealing-options.js';
 import { MAX_API_VERSION, imageStoreOf, type Docker, type SystemInfo } from '../docker/index.js';
 import { DEFAULT_CERT_WARN_MS, expiryWarning, timeLeft } from '../cluster/certificates.js';
@@ -27,6 +29,8 @@ export interface DoctorInput {
   sealing?: SealingOptions;
   /** Warn of a swarm certificate this close to its end (default 30 days). */
   certWarnMs?: number;
+  /** With a root of trust: warn when the newest timestamp is older than this (default 72h). */
+  freshnessWarnMs?: number;
 }
 
 const GiB = 1024 ** 3;
@@ -38,7 +42,9 @@ const GiB = 1024 ** 3;
 export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   const results = [...(await engineChecks(input.docker, input.certWarnMs ?? DEFAULT_CERT_WARN_MS))];
   results.push(await freeSpace(input.stateDir, input.minFreeBytes ?? 2 * GiB));
-  results.push(await trustStore(input.trustDir));
+  const trust = await trustStore(input.trustDir, input.stateDir);
+  results.push(trust.result);
+  if (trust.store?.root) results.push(trustFreshness(trust.store.root, input.freshnessWarnMs ?? DEFAULT_FRESHNESS_WARN_MS));
   results.push(await siteKeys(input.stateDir, input.sealing));
   return results;
 }
@@ -124,20 +130,44 @@ async function freeSpace(stateDir: string, min: number): Promise<CheckResult> {
  * (src/trust/permissions.ts), a key that does not parse, a revocation list
  * with a line that is not a key id.
  */
-async function trustStore(dir: string): Promise<CheckResult> {
+async function trustStore(dir: string, stateDir: string): Promise<{ result: CheckResult; store?: TrustStore }> {
   const name = 'trust store';
-  if (!existsSync(dir)) return { name, status: 'fail', detail: `${dir} does not exist`, hint: 'create it (root:root, 0755) and put the vendor public keys (*.pub) in it' };
+  if (!existsSync(dir)) return { result: { name, status: 'fail', detail: `${dir} does not exist`, hint: 'create it (root:root, 0755) and put the vendor public keys (*.pub) in it, or the vendor root (airlock trust install)' } };
   let store: TrustStore;
   try {
-    store = await TrustStore.load(dir);
+    store = await TrustStore.load(dir, { stateDir });
   } catch (e) {
     const err = asAirlockError(e);
-    return { name, status: 'fail', detail: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+    return { result: { name, status: 'fail', detail: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
+  }
+  if (store.root) {
+    // What a bundle would meet: expired or incomplete metadata fails here as it would refuse there.
+    try {
+      const roles = store.root.releaseRoles();
+      const h = store.root.held;
+      return { store, result: { name, status: 'pass', detail: `root of trust v${h.root.meta.md.signed.version} (${dir}); targets v${h.targets!.meta.md.signed.version}: ${roles.keys.size} release key${roles.keys.size === 1 ? '' : 's'}; metadata in ${store.root.dir}` } };
+    } catch (e) {
+      const err = asAirlockError(e);
+      return { store, result: { name, status: 'fail', detail: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
+    }
   }
   const keys = store.trustedIds.length;
   const revoked = store.revokedIds.length > 0 ? `, ${store.revokedIds.length} revoked` : '';
-  if (keys === 0) return { name, status: 'fail', detail: `${dir} holds no trusted *.pub key${revoked}`, hint: 'copy the vendor public key there' };
-  return { name, status: 'pass', detail: `${keys} trusted key${keys === 1 ? '' : 's'}${revoked} in ${dir}; it and the folders above it are writable only by root or airlock's own user` };
+  if (keys === 0) return { store, result: { name, status: 'fail', detail: `${dir} holds no trusted *.pub key${revoked}`, hint: 'copy the vendor public key there' } };
+  return { store, result: { name, status: 'pass', detail: `${keys} trusted key${keys === 1 ? '' : 's'}${revoked} in ${dir}; it and the folders above it are writable only by root or airlock's own user` } };
+}
+
+/** The newest timestamp's age: a freeze of the channel shows here before the timestamp expires. */
+function trustFreshness(state: TrustState, warnMs: number): CheckResult {
+  const f = freshnessOf(state, warnMs);
+  const name = 'trust freshness';
+  if (f.status === 'fresh') return { name, status: 'pass', detail: f.says };
+  return {
+    name,
+    status: f.status === 'expired' ? 'fail' : 'warn',
+    detail: f.says,
+    hint: f.status === 'none' ? 'ask the vendor for a timestamp (airlock trust timestamp) and send it through the inbox' : 'ask the vendor for a current timestamp; if one was sent, look for what holds the channel back',
+  };
 }
 
 /**

@@ -30,6 +30,8 @@ export const EVENT_KINDS = [
   'swarm.init',
   'swarm.join',
   'swarm.tokens',
+  'trust.freshness',
+  'trust.update',
 ] as const;
 
 export type EventKind = (typeof EVENT_KINDS)[number];

@@ -21,11 +21,20 @@ export type InboxItem =
   /** A part that no index in the folder lists (its index has not come yet, or lists fewer parts). */
   | { kind: 'lone'; file: InboxFile }
   /** An index that does not read (cut short, or damaged). */
-  | { kind: 'bad-index'; file: InboxFile; error: AirlockError };
+  | { kind: 'bad-index'; file: InboxFile; error: AirlockError }
+  /** A trust metadata file for a host with a root of trust (root, targets, snapshot, timestamp), complete. */
+  | { kind: 'trust'; file: InboxFile };
+
+/**
+ * Trust metadata as a vendor's repository names it: `root.json` and `N.root.json`,
+ * `targets.json`, `snapshot.json`, `timestamp.json`, each also with a prefix of the sender's
+ * (`acme.timestamp.json`), so that several files of one kind can wait side by side.
+ */
+export const isTrustMetadataName = (name: string): boolean => /^([A-Za-z0-9_-]+\.)?(\d+\.root|root|targets|snapshot|timestamp)\.json$/.test(name);
 
 /** File names the agent takes: bundles, part indexes and parts; never hidden ones (an upload in progress). */
 export const isInboxName = (name: string): boolean =>
-  !name.startsWith('.') && (name.endsWith('.airlock') || isPartsIndex(name) || partNameOf(name) !== null);
+  !name.startsWith('.') && (name.endsWith('.airlock') || isPartsIndex(name) || partNameOf(name) !== null || isTrustMetadataName(name));
 
 /**
  * Sorts the inbox files of one folder into items. `complete(f)` says whether
@@ -39,6 +48,11 @@ export async function gatherItems(files: InboxFile[], complete: (f: InboxFile) =
   const claimed = new Set<string>();
 
   for (const f of files) {
+    if (isTrustMetadataName(f.name)) {
+      const c = complete(f);
+      if (c) items.push({ kind: 'trust', file: c });
+      continue;
+    }
     if (f.name.endsWith('.airlock')) {
       const c = complete(f);
       if (c) items.push({ kind: 'bundle', file: c });

@@ -21,8 +21,10 @@ interface Labelled {
 const byNumbers = new Intl.Collator('en', { numeric: true }).compare;
 
 export async function inVersionOrder(items: InboxItem[]): Promise<InboxItem[]> {
+  // Trust metadata first, in the order a TUF client takes it: a bundle beside it may need the keys it brings.
+  const trust = items.filter((i): i is Extract<InboxItem, { kind: 'trust' }> => i.kind === 'trust').sort((a, b) => trustRank(a.file.name) - trustRank(b.file.name) || byNumbers(a.file.name, b.file.name));
   const labelled: Labelled[] = [];
-  for (const item of items) {
+  for (const item of items.filter((i) => i.kind !== 'trust')) {
     const file = item.kind === 'parts' || item.kind === 'waiting' ? item.index.name : item.file.name;
     const bundle = await bundleOf(item);
     labelled.push(bundle ? { item, file, bundle } : { item, file });
@@ -35,7 +37,15 @@ export async function inVersionOrder(items: InboxItem[]): Promise<InboxItem[]> {
     if (a.bundle && b.bundle) return semver.compare(a.bundle.version, b.bundle.version) || byNumbers(a.file, b.file);
     return byNumbers(a.file, b.file);
   });
-  return labelled.map((l) => l.item);
+  return [...trust, ...labelled.map((l) => l.item)];
+}
+
+/** Roots by version, then targets, snapshot, timestamp. */
+function trustRank(name: string): number {
+  const root = /(?:^|\.)(\d+)\.root\.json$/.exec(name);
+  if (root) return Number(root[1]);
+  const order = ['root.json', 'targets.json', 'snapshot.json', 'timestamp.json'];
+  return 1e9 + order.findIndex((o) => name === o || name.endsWith(`.${o}`));
 }
 
 async function bundleOf(item: InboxItem): Promise<{ name: string; version: string } | undefined> {

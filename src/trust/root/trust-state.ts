@@ -11,7 +11,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, ren
 import { join } from 'node:path';
 import semver from 'semver';
 import { policyError, trustError } from '../../errors/index.js';
-import { acceptMetadata, type AcceptOptions, type Accepted, type HeldMetadata } from './accept.js';
+import { acceptMetadata, signersOf, type AcceptOptions, type Accepted, type HeldMetadata } from './accept.js';
 import { labelOf, readMetadataFile, type MetadataFile } from './metadata-file.js';
 import { bundleTargetOf, releaseRolesOf, type ReleaseRoles } from './release-roles.js';
 import { airlockTimestampFields, type AirlockTimestampFields } from './timestamp-fields.js';
@@ -24,7 +24,8 @@ export const trustStateDirIn = (stateDir: string): string => join(stateDir, 'tru
 
 const ROOTS_DIR = 'roots';
 
-function writeDurably(dir: string, name: string, bytes: Buffer): void {
+/** Writes a file whole or not at all, and durably: temp, fsync, rename, fsync of the folder. */
+export function writeDurably(dir: string, name: string, bytes: Buffer): void {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const tmp = join(dir, `.${name}.tmp`);
   writeFileSync(tmp, bytes, { mode: 0o644 });
@@ -35,6 +36,17 @@ function writeDurably(dir: string, name: string, bytes: Buffer): void {
   const d = openSync(dir, 'r');
   fsyncSync(d);
   closeSync(d);
+}
+
+/** A root must carry its own root role's threshold of signatures (TUF 5.2), the installed one too. */
+export function checkSelfSigned(root: HeldMetadata['root']): void {
+  const s = signersOf(root.meta.md, 'root', root.meta.md);
+  if (s.valid.length >= s.threshold) return;
+  throw trustError(`${labelOf(root)} (${root.source}) is signed by ${s.valid.length} of the ${s.threshold} root keys it names itself`, {
+    reason: 'root-below-threshold',
+    subject: root.source,
+    hint: 'a root needs the threshold of its own root keys: have more of them sign it (airlock trust sign FILE --key KEY)',
+  });
 }
 
 export interface TrustStateOptions {
@@ -67,7 +79,7 @@ export class TrustState {
     const installed = readMetadataFile(join(trustDir, ROOT_FILE));
     if (installed.meta.kind !== 'root') throw trustError(`${installed.source} holds ${installed.meta.kind} metadata, not a root`, { reason: 'metadata-malformed', subject: installed.source });
     const root = installed as HeldMetadata['root'];
-    const selfSigned = acceptMetadata({ root, roots: [root] }, [], { now: new Date(), futureToleranceMs: 0, reload: true }, () => {});
+    checkSelfSigned(root);
     const dir = trustStateDirIn(stateDir);
     const files: MetadataFile[] = [];
     const rootsDir = join(dir, ROOTS_DIR);
@@ -80,7 +92,7 @@ export class TrustState {
       const path = join(dir, `${kind}.json`);
       if (existsSync(path)) files.push(readMetadataFile(path));
     }
-    const state = new TrustState(trustDir, dir, selfSigned.held);
+    const state = new TrustState(trustDir, dir, { root, roots: [root] });
     try {
       state.heldMetadata = state.accept(files, { now: new Date(), futureToleranceMs: 0, reload: true }).held;
     } catch (e) {
