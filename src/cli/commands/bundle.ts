@@ -338,8 +338,8 @@ export const bundleCommands: Command[] = [
           },
         });
         const m = v.manifest;
-        if (json) out(JSON.stringify({ valid: true, name: m.name, version: m.version, keyId: v.keyId, manifestDigest: v.manifestDigest, blobs: m.blobs.length, payloadBytes: v.payloadBytes }));
-        else out(`valid: ${m.name} ${m.version}, signed by ${v.keyId}, ${carriedBlobs(m).length} blobs (${formatBytes(v.payloadBytes)}) verified`);
+        if (json) out(JSON.stringify({ valid: true, name: m.name, version: m.version, keyId: v.keyId, signers: v.signers, manifestDigest: v.manifestDigest, blobs: m.blobs.length, payloadBytes: v.payloadBytes }));
+        else out(`valid: ${m.name} ${m.version}, signed by ${v.signers.join(', ')}, ${carriedBlobs(m).length} blobs (${formatBytes(v.payloadBytes)}) verified`);
       } finally {
         journal?.close();
       }
