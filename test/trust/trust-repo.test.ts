@@ -11,6 +11,7 @@ import { releaseRolesOf } from '../../src/trust/root/release-roles.js';
 import { acceptMetadata } from '../../src/trust/root/accept.js';
 import { readMetadataFile, type MetadataFile } from '../../src/trust/root/metadata-file.js';
 import { tufKeyIdOf } from '../../src/trust/root/tuf-keys.js';
+import { sshString } from '../../src/trust/ssh-keys.js';
 import { runCli, tempDir } from '../helpers/fixtures.js';
 
 const readJson = async (path: string) => JSON.parse(await readFile(path, 'utf8')) as { signed: Record<string, unknown>; signatures: { keyid: string; sig: string }[] };
@@ -50,12 +51,23 @@ const rootArgs = (dir: string, repo: string, sign: string[], rootKeys = ['r1', '
   ...sign.flatMap((n) => ['--sign', `${k(dir, n)}.key`]),
 ];
 
+const SK_TYPE = 'sk-ssh-ed25519@openssh.com';
+
+/** dave.pub: a hardware-backed sk-ssh-ed25519 key line (PROTOCOL.u2f blob; no token needed to write one). */
+async function writeSkKey(dir: string): Promise<string> {
+  const blob = Buffer.concat([sshString(SK_TYPE), sshString(Buffer.alloc(32, 7)), sshString('ssh:')]);
+  const line = `${SK_TYPE} ${blob.toString('base64')}`;
+  await writeFile(`${k(dir, 'dave')}.pub`, `${line} dave@example\n`);
+  return line;
+}
+
 async function writeRoles(dir: string): Promise<string> {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'alice@example', '-f', k(dir, 'alice')]);
+  await writeSkKey(dir);
   const path = join(dir, 'roles.yml');
   await writeFile(
     path,
-    ['roles:', '  - name: stacks', '    paths: ["stacks/*"]', '    threshold: 2', '    keys: {alice: keys/alice.pub, bob: keys/bob.pub, carol: keys/carol.pub}', '  - name: engine', '    paths: ["engine/*"]', '    threshold: 1', '    keys: {bob: keys/bob.pub}', ''].join('\n'),
+    ['roles:', '  - name: stacks', '    paths: ["stacks/*"]', '    threshold: 2', '    keys: {alice: keys/alice.pub, bob: keys/bob.pub, carol: keys/carol.pub}', '  - name: engine', '    paths: ["engine/*"]', '    threshold: 1', '    keys: {bob: keys/bob.pub, dave: keys/dave.pub}', ''].join('\n'),
   );
   return path;
 }
@@ -126,8 +138,14 @@ test('trust root refuses a --sign key that is no root key, and a threshold above
   const notMetadata = join(dir, 'x.json');
   await writeFile(notMetadata, '{"signed": {"_type": "nonsense"}}');
   const sign = await runCli(['trust', 'sign', notMetadata, '--key', `${k(dir, 'r1')}.key`]);
-  assert.notEqual(sign.code, 0);
+  assert.equal(sign.code, 21, sign.stderr);
   assert.match(sign.stderr, /not TUF metadata/);
+  // An sk key cannot hold a top-level role: TUF clients cannot check its signatures.
+  await writeSkKey(dir);
+  const sk = await runCli([...rootArgs(dir, repo, ['r1']), '--timestamp-key', `${k(dir, 'dave')}.pub`, '--json']);
+  assert.equal(sk.code, 3, sk.stderr);
+  assert.equal((JSON.parse(sk.stdout) as { reason: string }).reason, 'wrong-key-type');
+  await assert.rejects(readdir(repo), { code: 'ENOENT' });
 });
 
 test('trust targets writes the release roles: an OpenSSH ssh-ed25519 key as a plain ed25519 key, threshold and names for the host', async (t) => {
@@ -157,7 +175,15 @@ test('trust targets writes the release roles: an OpenSSH ssh-ed25519 key as a pl
   assert.equal(stacks.threshold, 2);
   assert.equal(stacks.keys.size, 3);
   assert.deepEqual([...stacks.keys.values()].map((m) => m.name).sort(), ['alice', 'bob', 'carol']);
-  assert.equal(roles.roleFor({ kind: 'engine', name: 'docker-engine' }).threshold, 1);
+  const engine = roles.roleFor({ kind: 'engine', name: 'docker-engine' });
+  assert.equal(engine.threshold, 1);
+  assert.equal(engine.keys.size, 2);
+  // Only the sk key keeps the sshsig form; bob is one key in both roles.
+  const dave = keysByName.get('dave')!;
+  assert.equal(dave.key.keyType, SK_TYPE);
+  assert.equal(dave.key.scheme, 'sshsig');
+  assert.equal(dave.key.keyVal.public, (await readFile(`${k(dir, 'dave')}.pub`, 'utf8')).split(' ').slice(0, 2).join(' '));
+  assert.equal(Object.keys(md.signed.delegations!.keys).length, 4);
 
   // A second run bumps the version.
   const again = await cli(['trust', 'targets', '--repo', repo, '--roles', join(dir, 'roles.yml'), '--key', `${k(dir, 't1')}.key`]);
@@ -212,8 +238,10 @@ test('trust timestamp writes snapshot and timestamp; run again it bumps only the
   assert.equal(next.snapshot, 2);
   assert.equal((await snapshot(join(repo, 'snapshot.json'))).signed.meta['targets.json']!.version, 2);
 
-  const bad = await runCli(['trust', 'timestamp', '--repo', repo, '--key', `${k(dir, 's1')}.key`, '--bundle', 'demo=latest']);
-  assert.equal(bad.code, 2, bad.stderr);
+  for (const given of ['demo=latest', 'demo', '=1.0.0', 'demo=v1.0.0']) {
+    const bad = await runCli(['trust', 'timestamp', '--repo', repo, '--key', `${k(dir, 's1')}.key`, '--bundle', given]);
+    assert.equal(bad.code, 2, `${given}: ${bad.stderr}`);
+  }
   assert.equal((await timestamp(join(repo, 'timestamp.json'))).signed.version, 4);
 });
 

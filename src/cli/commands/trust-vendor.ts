@@ -367,10 +367,10 @@ async function bundleOptions(values: string[]): Promise<Record<string, string>> 
   const bundles: Record<string, string> = {};
   for (const v of values) {
     const eq = v.indexOf('=');
-    const name = v.slice(0, eq);
+    const name = eq < 0 ? '' : v.slice(0, eq);
     const version = v.slice(eq + 1);
-    if (eq < 1 || semver.valid(version) === null || semver.clean(version) !== version) {
-      throw usageError(`--bundle ${v}: give NAME=VERSION with a semantic version, e.g. --bundle demo=1.4.0`, { reason: 'bad-bundle-version' });
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || semver.valid(version) === null || semver.clean(version) !== version) {
+      throw usageError(`--bundle ${v}: give NAME=VERSION, a bundle name and its semantic version, e.g. --bundle demo=1.4.0`, { reason: 'bad-bundle-version' });
     }
     bundles[name] = version;
   }
