@@ -109,7 +109,7 @@ const rootCommand: Command = {
     'Thresholds default to 1. The snapshot role gets the timestamp keys and threshold: both are online keys,\n' +
     'used by airlock trust timestamp. --expires defaults to 365d (days d or hours h).\n\n' +
     'Each --sign private key must be a root key of the new root or of the previous one. The thresholds need\n' +
-    'not be reached here: print the file to an offline ceremony and add signatures with airlock trust sign.\n' +
+    'not be reached here: carry the file to an offline ceremony and add signatures with airlock trust sign.\n' +
     'A host takes the new root only when both the previous root\'s threshold and its own are met.',
   options: {
     repo: stringOpt(),
