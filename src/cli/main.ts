@@ -30,7 +30,7 @@ const MODULES: Record<string, (() => Promise<Command[]>)[]> = {
   'cluster maintain': [async () => (await import('./commands/maintain.js')).maintainCommands],
   engine: [async () => (await import('./commands/engine.js')).engineCommands],
   node: [async () => (await import('./commands/node.js')).nodeCommands],
-  trust: [async () => (await import('./commands/trust.js')).trustCommands],
+  trust: [async () => (await import('./commands/trust.js')).trustCommands, async () => (await import('./commands/trust-vendor.js')).trustVendorCommands],
 };
 
 let COMMANDS: Command[] = [];
