@@ -1,12 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { makeProject, makeSigner, runCli, tempDir, type Signer } from '../helpers/fixtures.js';
 import { entries, EPOCH, type Entry } from '../helpers/delta.js';
+import { addSignatures, ed25519Signer, type ManifestSigner } from '../../src/bundle/add-signature.js';
+import type { AirlockError } from '../../src/errors/index.js';
+import { loadPrivateKey } from '../../src/trust/keys.js';
 
 const run = promisify(execFile);
 
@@ -189,4 +194,89 @@ test('bundle sign refuses a missing bundle, a file that is not a bundle (unchang
   assert.equal(parts.code, 2, parts.stdout);
   assert.match(parts.stdout, /sign the bundle before splitting/);
   assert.ok((await readFile(bundle)).equals(bytes));
+});
+
+test('bundle sign through ssh-agent: --key names the .pub of a key the agent holds, as with a hardware key', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const k1 = await makeSigner(dir, 'k1');
+  const bundle = await buildBundle(dir, k1);
+  await mkdir(join(dir, 'ssh'));
+  await mkdir(join(dir, 'pub-only'));
+  const sshKey = join(dir, 'ssh', 'agent-key');
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', sshKey]);
+  const pubOnly = join(dir, 'pub-only', 'agent-key.pub');
+  await copyFile(`${sshKey}.pub`, pubOnly);
+
+  const sock = join(dir, 'agent.sock');
+  const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+  t.after(() => {
+    agent.kill();
+  });
+  for (let i = 0; i < 100 && !existsSync(sock); i++) await sleep(50);
+  const env = { SSH_AUTH_SOCK: sock };
+
+  // Not in the agent yet: ssh-keygen fails, and says so as ssh-sign-failed.
+  const before = await readFile(bundle);
+  const absent = await runCli(['bundle', 'sign', bundle, '--key', pubOnly, '--json'], env);
+  assert.equal(absent.code, 10, absent.stdout + absent.stderr);
+  assert.equal((JSON.parse(absent.stdout) as { reason: string }).reason, 'ssh-sign-failed');
+  assert.ok((await readFile(bundle)).equals(before));
+
+  await run('ssh-add', [sshKey], { env: { ...process.env, ...env } });
+  const r = await runCli(['bundle', 'sign', bundle, '--key', pubOnly, '--json'], env);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const records = recordsOf((await entries(bundle))[1]!.data);
+  assert.equal(records[1]!.algorithm, 'sshsig');
+  const trust = join(dir, 'trust-agent');
+  await mkdir(trust);
+  await copyFile(pubOnly, join(trust, 'agent.pub'));
+  assert.equal((await verify(bundle, trust)).code, 0);
+});
+
+test('bundle sign refuses a key whose signature does not verify, and leaves the bundle as it was', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const k1 = await makeSigner(dir, 'k1');
+  const k2 = await makeSigner(dir, 'k2');
+  const bundle = await buildBundle(dir, k1);
+  const before = await readFile(bundle);
+  const tmp = join(dir, 'out', '.demo-1.0.0.airlock.sign-tmp');
+
+  // ssh-keygen itself refuses a .pub beside the key that is not its own.
+  await mkdir(join(dir, 'ssh'));
+  const a = join(dir, 'ssh', 'a');
+  const b = join(dir, 'ssh', 'b');
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', a]);
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', b]);
+  await copyFile(`${b}.pub`, `${a}.pub`);
+  const r = await sign(bundle, a);
+  assert.equal(r.code, 10, r.stdout + r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { reason: string }).reason, 'ssh-sign-failed');
+  assert.ok((await readFile(bundle)).equals(before));
+
+  // A signer that signs with another key than the one it names (a wrong agent key): refused before the bundle is touched.
+  const named = ed25519Signer(await loadPrivateKey(k1.keyPath), k1.keyPath);
+  const wrong: ManifestSigner = { ...ed25519Signer(await loadPrivateKey(k2.keyPath), k2.keyPath), keyId: named.keyId, verify: named.verify };
+  await assert.rejects(addSignatures(bundle, [wrong]), (e: AirlockError) => e.kind === 'signature' && e.reason === 'bad-signature');
+  assert.ok((await readFile(bundle)).equals(before));
+  assert.ok(!existsSync(tmp));
+});
+
+test('bundle sign signs an unsigned bundle: manifest.sig is added after manifest.json, as one record', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const k1 = await makeSigner(dir, 'k1');
+  const built = await entries(await buildBundle(dir, k1));
+  const unsigned = join(dir, 'unsigned.airlock');
+  await writeFile(unsigned, await pack(built.filter((e) => e.name !== 'manifest.sig')));
+  assert.equal((await verify(unsigned, k1.trustDir)).out.reason, 'unsigned');
+
+  const r = await sign(unsigned, k1.keyPath);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const after = await entries(unsigned);
+  assert.deepEqual(after.map((e) => e.name), built.map((e) => e.name));
+  // One signer: the single-record form every reader takes, the same bytes the build wrote.
+  assert.ok(after[1]!.data.equals(built[1]!.data));
+  assert.equal((await verify(unsigned, k1.trustDir)).code, 0);
 });
