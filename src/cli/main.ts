@@ -18,6 +18,7 @@ const MODULES: Record<string, (() => Promise<Command[]>)[]> = {
   bundle: [bundle],
   'bundle apply': [deploy],
   'bundle plan': [deploy],
+  'bundle sign': [async () => (await import('./commands/bundle-sign.js')).bundleSignCommands],
   stack: [async () => (await import('./commands/stack.js')).stackCommands],
   rollback: [deploy],
   recover: [deploy],

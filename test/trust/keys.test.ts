@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { createHash, createPublicKey } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { TrustStore } from '../../src/trust/trust-store.js';
 import { makeSigner, runCli, tempDir } from '../helpers/fixtures.js';
 
@@ -70,4 +72,36 @@ test('trust store holds several keys at once and honours revocations', async (t)
   assert.deepEqual(store.trustedIds, [b.keyId]);
   assert.throws(() => store.keyFor(a.keyId), { reason: 'revoked-key' });
   assert.throws(() => store.keyFor('0123456789abcdef'), { reason: 'unknown-key' });
+});
+
+test('key id of an OpenSSH public key line: the id of the same key in PEM for ssh-ed25519; its own for sk-ssh-ed25519', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.after(cleanup);
+  const key = join(dir, 'S');
+  await promisify(execFile)('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'me@host', '-f', key]);
+  // The same key as PEM (ssh-keygen cannot export Ed25519 to PKCS8): the last 32 bytes of the line's blob.
+  const line = (await readFile(`${key}.pub`, 'utf8')).split(' ');
+  const raw = Buffer.from(line[1]!, 'base64').subarray(-32);
+  const pem = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+  await writeFile(join(dir, 'S-pem.pub'), pem);
+  const ssh = await runCli(['key', 'id', `${key}.pub`, '--json']);
+  assert.equal(ssh.code, 0, ssh.stderr);
+  const fromPem = await runCli(['key', 'id', join(dir, 'S-pem.pub'), '--json']);
+  assert.equal(fromPem.code, 0, fromPem.stderr);
+  assert.match((JSON.parse(ssh.stdout) as { keyId: string }).keyId, /^[0-9a-f]{16}$/);
+  assert.deepEqual(JSON.parse(ssh.stdout), JSON.parse(fromPem.stdout));
+
+  // A hardware-backed key: the SHA-256 of its wire blob (type, Ed25519 key, application).
+  const str = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, b.length]), b]);
+  const blob = Buffer.concat([str(Buffer.from('sk-ssh-ed25519@openssh.com')), str(Buffer.alloc(32, 7)), str(Buffer.from('ssh:'))]);
+  await writeFile(join(dir, 'sk.pub'), `sk-ssh-ed25519@openssh.com ${blob.toString('base64')} token\n`);
+  const sk = await runCli(['key', 'id', join(dir, 'sk.pub')]);
+  assert.equal(sk.code, 0, sk.stderr);
+  assert.equal(sk.stdout.trim(), createHash('sha256').update(blob).digest('hex').slice(0, 16));
+
+  // Another OpenSSH key type is refused by name.
+  await writeFile(join(dir, 'rsa.pub'), `ssh-rsa ${Buffer.from('x'.repeat(30)).toString('base64')} me\n`);
+  const rsa = await runCli(['key', 'id', join(dir, 'rsa.pub')]);
+  assert.equal(rsa.code, 3);
+  assert.match(rsa.stderr, /ssh-rsa/);
 });

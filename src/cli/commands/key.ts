@@ -3,6 +3,8 @@ import { dirname } from 'node:path';
 import { usageError } from '../../errors/index.js';
 import { makeDirs } from '../../store/make-dirs.js';
 import { generateKeyPair, keyIdOf } from '../../trust/keys.js';
+import { isSshPublicKeyText } from '../../trust/ssh-keys.js';
+import { sshKeyId } from '../../trust/ssh-verifier.js';
 import { publicKeyFile } from '../trust-inputs.js';
 import { jsonOpt, str, stringOpt, type Command } from '../command.js';
 
@@ -17,6 +19,16 @@ function isAgeKeyFile(path: string): boolean {
     return false; // the PEM reader names what is wrong with the file
   }
   return text.split('\n').some((l) => /^\s*(age1|AGE-SECRET-KEY-)/.test(l));
+}
+
+/** An OpenSSH public key line's text (authorized_keys form), or undefined for any other file. */
+function sshPublicKeyText(path: string): string | undefined {
+  try {
+    const text = readFileSync(path, 'utf8');
+    return isSshPublicKeyText(text) ? text : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Loaded when a site key is asked for: age and its curves cost ~50 ms to load, which signing keys need not pay. */
@@ -64,7 +76,8 @@ export const keyCommands: Command[] = [
     summary: "print a key's id",
     usage: 'airlock key id FILE [--json]',
     details:
-      'FILE is a public (.pub) or private (.key) signing key; both give the same id. A site key file\n(NAME.recipient, or NAME.identity, which must be mode 0600) gives the id of each site key in it.',
+      'FILE is a public (.pub) or private (.key) signing key; both give the same id. An OpenSSH public key\n' +
+        '(ssh-ed25519 or sk-ssh-ed25519 line) gives the id its SSH signatures carry. A site key file\n(NAME.recipient, or NAME.identity, which must be mode 0600) gives the id of each site key in it.',
     options: { ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, json, out }) {
@@ -74,7 +87,8 @@ export const keyCommands: Command[] = [
         out(json ? JSON.stringify({ keyIds }) : keyIds.join('\n'));
         return;
       }
-      const keyId = keyIdOf(await publicKeyFile(path));
+      const ssh = sshPublicKeyText(path);
+      const keyId = ssh !== undefined ? sshKeyId(ssh, path) : keyIdOf(await publicKeyFile(path));
       out(json ? JSON.stringify({ keyId }) : keyId);
     },
   },
