@@ -12,6 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { makeProject, runCli, tempDir } from '../helpers/fixtures.js';
 import { readJournal } from '../helpers/journal-read.js';
 import { makeTrustRepo, resign, roleKeyId, type TrustRepo } from '../helpers/trust-repo.js';
+import { Bundle } from '../helpers/tamper.js';
+import { parseSignatures, signatureEntryBytes } from '../../src/bundle/manifest.js';
 
 interface Refusal {
   error: string;
@@ -80,13 +82,23 @@ test('2 of 3 release engineers: one signature is refused naming who signed and w
     assert.match(refusal(one.stdout).message, /needs 2 signatures of role stacks .*signed by alice \([0-9a-f]{16}\); missing 1 more of bob \([0-9a-f]{16}\), carol/);
 
     // alice's record twice: the format allows a list, the count does not double.
+    const good = await Bundle.from(await readFile(file));
+    const [record] = parseSignatures(good.entry('manifest.sig').data);
     const twice = join(dir, 'twice.airlock');
-    await copyFile(file, twice);
-    await t.cli(['bundle', 'sign', twice, '--key', t.keys.eve.privatePath]);
+    await writeFile(twice, good.withSignatureBytes(signatureEntryBytes([record!, record!])).pack());
     const dup = await verify(t, twice);
-    assert.equal(dup.code, 10);
-    assert.equal(refusal(dup.stdout).reason, 'key-not-delegated', dup.stdout);
-    assert.match(refusal(dup.stdout).message, /is a release key of engine \(engine\/\*\) only/);
+    assert.equal(dup.code, 10, dup.stdout + dup.stderr);
+    assert.equal(refusal(dup.stdout).reason, 'duplicate-signature');
+    assert.match(refusal(dup.stdout).message, /alice \([0-9a-f]{16}\) signed twice, which counts once/);
+
+    // eve signs engine bundles only.
+    const byEve = join(dir, 'eve.airlock');
+    await copyFile(file, byEve);
+    await t.cli(['bundle', 'sign', byEve, '--key', t.keys.eve.privatePath]);
+    const outside = await verify(t, byEve);
+    assert.equal(outside.code, 10);
+    assert.equal(refusal(outside.stdout).reason, 'key-not-delegated', outside.stdout);
+    assert.match(refusal(outside.stdout).message, /is a release key of engine \(engine\/\*\) only/);
 
     await t.cli(['bundle', 'sign', file, '--key', t.keys.bob.privatePath]);
     const two = await verify(t, file);
@@ -157,19 +169,19 @@ test('bad trust metadata is refused with its own reason and exit code 21, journa
     }, expiredTargets);
     // Root v2 hands the root role to root1 and root2, 2 of 2, but only root1 signs it.
     await t.cli(['trust', 'root', '--repo', t.repo, '--root-key', t.keys.root1.publicPath, '--root-key', t.keys.root2.publicPath, '--root-threshold', '2', '--targets-key', t.keys.targets.publicPath, '--timestamp-key', t.keys.timestamp.publicPath, '--sign', t.keys.root1.privatePath]);
-    const halfSignedRoot = join(t.repo, '2.root.json');
+    // Kept as first written: signed by root1 alone, below v2's own threshold of 2.
+    const halfSignedRoot = join(dir, '2.root.json');
+    await copyFile(join(t.repo, '2.root.json'), halfSignedRoot);
     // Root v3 signed by both (the threshold of v2 and its own), but v2 never reaches the host.
-    await t.cli(['trust', 'sign', halfSignedRoot, '--key', t.keys.root2.privatePath]);
+    await t.cli(['trust', 'sign', join(t.repo, '2.root.json'), '--key', t.keys.root2.privatePath]);
     await t.cli(['trust', 'root', '--repo', t.repo, '--root-key', t.keys.root1.publicPath, '--root-key', t.keys.root2.publicPath, '--root-threshold', '2', '--targets-key', t.keys.targets.publicPath, '--timestamp-key', t.keys.timestamp.publicPath, '--sign', t.keys.root1.privatePath, '--sign', t.keys.root2.privatePath]);
-    const unsignedV2 = join(dir, '2.root.json');
-    await resign(halfSignedRoot, t.keys.root1, await roleKeyId(join(t.repo), 'root').then(async () => (JSON.parse(await readFile(join(t.repo, '1.root.json'), 'utf8')) as { signed: { roles: { root: { keyids: string[] } } } }).signed.roles.root.keyids[0]!), () => {}, unsignedV2);
 
     const cases: { name: string; files: string[]; reason: string; message: RegExp }[] = [
       { name: 'a version that goes back', files: [oldTimestamp], reason: 'metadata-rollback', message: /timestamp v1 .*older than timestamp v2/ },
       { name: 'a timestamp from the future', files: [future], reason: 'timestamp-from-future', message: /issued at .* more than 300 s after this host's clock/ },
       { name: 'targets signed by a key that is not the targets role', files: [forged], reason: 'metadata-below-threshold', message: /signed by 0 of the 1 needed keys of role targets/ },
       { name: 'expired metadata', files: [expiredTargets], reason: 'metadata-expired', message: /expired at 2020-01-01T00:00:00Z/ },
-      { name: 'a root signed below its own threshold', files: [unsignedV2], reason: 'root-below-threshold', message: /signed by 1 of the 2 needed keys of role root in root v2/ },
+      { name: 'a root signed below its own threshold', files: [halfSignedRoot], reason: 'root-below-threshold', message: /signed by 1 of the 2 needed keys of role root in root v2/ },
       { name: 'a broken rotation chain', files: t.files('3.root.json'), reason: 'broken-root-chain', message: /does not follow root v1.*root v2 is missing/ },
     ];
     for (const c of cases) {
@@ -246,7 +258,6 @@ test('rotation and revocation by metadata: targets v2 drops carol, and a bundle 
     assert.match(refusal(revoked.stdout).message, /key [0-9a-f]{16} is unknown/);
 
     // A new timestamp key: root v2, signed by root1 (the old threshold and its own).
-    await writeFile(join(dir, 'note'), 'rotating');
     await t.cli(['trust', 'root', '--repo', t.repo, '--root-key', t.keys.root1.publicPath, '--targets-key', t.keys.targets.publicPath, '--timestamp-key', t.keys.bob.publicPath, '--sign', t.keys.root1.privatePath]);
     await t.cli(['trust', 'update', ...t.files('2.root.json')]);
     assert.equal((await held(t)).timestamp, null, 'the timestamp the old key signed is no longer trusted');

@@ -4,6 +4,7 @@
  * `trust sign`); snapshot and timestamp are signed by the online timestamp keys, as often as
  * the vendor wants hosts to see that nothing was withheld.
  */
+import { parseDuration } from '../../units/duration.js';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { Metadata, MetadataKind, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
@@ -25,10 +26,16 @@ const SNAPSHOT_MARGIN_MS = DAY_MS;
 /** `--expires 365d` / `12h`: how long from now the metadata is valid, in ms. */
 export function parseExpiry(value: unknown, fallback: number): number {
   if (typeof value !== 'string') return fallback;
-  const m = /^([1-9][0-9]*)([dh])$/.exec(value);
-  const ms = m ? Number(m[1]) * (m[2] === 'd' ? DAY_MS : 3_600_000) : NaN;
-  if (!(ms <= MAX_EXPIRY_MS)) {
-    throw usageError(`--expires ${value}: not a lifetime airlock takes`, { reason: 'bad-expiry', hint: 'give days or hours up to 3650d, e.g. --expires 365d or --expires 12h' });
+  // Days, or a duration in the compose grammar (12h, 90m, 30s: short lives are for tests and drills).
+  const m = /^([1-9][0-9]*)d$/.exec(value);
+  let ms = NaN;
+  try {
+    ms = m ? Number(m[1]) * DAY_MS : parseDuration(value) / 1e6;
+  } catch {
+    // refused below
+  }
+  if (!(ms >= 1000 && ms <= MAX_EXPIRY_MS)) {
+    throw usageError(`--expires ${value}: not a lifetime airlock takes`, { reason: 'bad-expiry', hint: 'give days, hours, minutes or seconds from 1s up to 3650d, e.g. --expires 365d or --expires 12h' });
   }
   return ms;
 }
@@ -417,7 +424,12 @@ const timestampCommand: Command = {
 
     let snapshot = repo.read('snapshot.json', 'snapshot')?.md;
     const targetsVersion = targets.md.signed.version;
-    if (!snapshot || snapshot.signed.meta['targets.json']?.version !== targetsVersion || Date.parse(snapshot.signed.expires) < Date.parse(expires)) {
+    // Written again when the targets moved, when it would expire first, or when a root rotated the keys that signed it.
+    const snapshotStale = (s: NonNullable<typeof snapshot>) => {
+      const c = root ? countSignatures(root, 'snapshot', s) : undefined;
+      return s.signed.meta['targets.json']?.version !== targetsVersion || Date.parse(s.signed.expires) < Date.parse(expires) || (c !== undefined && c.have < c.need);
+    };
+    if (!snapshot || snapshotStale(snapshot)) {
       snapshot = Metadata.fromJSON(MetadataKind.Snapshot, {
         signed: {
           _type: 'snapshot',

@@ -7,6 +7,9 @@
  * whole or not at all.
  */
 import type { Metadata, Root } from '@tufjs/models';
+
+/** Anything `Key.verifySignature` checks: signed content and its signatures. */
+type Signable = Parameters<Metadata<Root>['signed']['keys'][string]['verifySignature']>[0];
 import { trustError } from '../../errors/index.js';
 import { labelOf, type AnyMetadata, type MetadataFile, type MetadataKindName } from './metadata-file.js';
 import { airlockTimestampFields } from './timestamp-fields.js';
@@ -42,7 +45,7 @@ export interface Accepted {
 const refuse = (reason: string, f: MetadataFile, message: string, hint: string) => trustError(`${labelOf(f)} (${f.source}): ${message}`, { reason, subject: f.source, hint });
 
 /** Which of `role`'s keys in `root` signed `md` validly: TUF's own signature check, key by key, so a refusal can name them. */
-export function signersOf(root: Metadata<Root>, role: string, md: MetadataFile['meta']['md']): { valid: string[]; keyIds: string[]; threshold: number } {
+export function signersOf(root: Metadata<Root>, role: string, md: Signable): { valid: string[]; keyIds: string[]; threshold: number } {
   const r = root.signed.roles[role];
   if (!r) return { valid: [], keyIds: [], threshold: Infinity };
   const valid = r.keyIDs.filter((id) => {

@@ -3,6 +3,7 @@
  * takes it: N.root.json for every root version and root.json for the newest, targets.json,
  * snapshot.json, timestamp.json. Read newest; written next versions, each file whole or not at all.
  */
+import { signersOf } from './accept.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -88,16 +89,7 @@ export interface SignatureCount {
 
 /** How many of `root`'s keys for `role` validly sign `md`, against the role's threshold. */
 export function countSignatures(root: Metadata<Root>, role: string, md: Metadata<Root | Targets | Snapshot | Timestamp>): SignatureCount {
-  const r = root.signed.roles[role];
-  const have = (r?.keyIDs ?? []).filter((id) => {
-    try {
-      root.signed.keys[id]?.verifySignature(md);
-      return root.signed.keys[id] !== undefined;
-    } catch {
-      return false;
-    }
-  }).length;
-  return { by: `root v${root.signed.version}`, role, have, need: r?.threshold ?? 1 };
+  return { by: `root v${root.signed.version}`, role, have: signersOf(root, role, md).valid.length, need: root.signed.roles[role]?.threshold ?? 1 };
 }
 
 export const countText = (c: SignatureCount): string => `${c.by} needs ${c.need} ${c.role} signature${c.need === 1 ? '' : 's'}: ${c.have} held${c.have >= c.need ? '' : ` (${c.need - c.have} short)`}`;

@@ -116,9 +116,9 @@ export class TrustState {
       if (f.meta.kind === 'root') writeDurably(join(this.dir, ROOTS_DIR), `${f.meta.md.signed.version}.root.json`, f.bytes);
     }
     for (const f of result.taken) writeDurably(this.dir, `${f.meta.kind}.json`, f.bytes);
-    // Held metadata a root rotation ended trust in goes from the disk too.
+    // Held metadata a root rotation ended trust in leaves the held set on disk too (kept aside, for the record).
     for (const kind of ['targets', 'snapshot', 'timestamp'] as const) {
-      if (this.heldMetadata[kind] && !result.held[kind]) writeDurably(this.dir, `${kind}.json.dropped`, this.heldMetadata[kind]!.bytes);
+      if (this.heldMetadata[kind] && !result.held[kind]) renameSync(join(this.dir, `${kind}.json`), join(this.dir, `${kind}.json.dropped`));
     }
     this.heldMetadata = result.held;
     this.roles = undefined;
