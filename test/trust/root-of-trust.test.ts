@@ -268,3 +268,33 @@ test('rotation and revocation by metadata: targets v2 drops carol, and a bundle 
     await cleanup();
   }
 });
+
+test('mix-and-match: a timestamp that names a snapshot this host does not hold stops every bundle until the rest arrives', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const t = await makeTrustRepo(dir);
+    await t.targets();
+    await t.timestamp({ demo: '1.0.0' });
+    await t.cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    const file = await bundleBy(t, dir, 'demo', '1.0.0', ['alice', 'bob']);
+    assert.equal((await verify(t, file)).code, 0);
+
+    await t.targets();
+    await t.timestamp({ demo: '1.0.0' });
+    await t.cli(['trust', 'update', ...t.files('timestamp.json')]);
+    const partial = await verify(t, file);
+    assert.equal(partial.code, 21, partial.stdout);
+    assert.equal(refusal(partial.stdout).reason, 'metadata-incomplete');
+    assert.match(refusal(partial.stdout).message, /timestamp v2 names snapshot v2, this host holds snapshot v1/);
+
+    await t.cli(['trust', 'update', ...t.files('snapshot.json')]);
+    const stillPartial = await verify(t, file);
+    assert.equal(refusal(stillPartial.stdout).reason, 'metadata-incomplete');
+    assert.match(refusal(stillPartial.stdout).message, /snapshot v2 names targets v2, this host holds targets v1/);
+
+    await t.cli(['trust', 'update', ...t.files('targets.json')]);
+    assert.equal((await verify(t, file)).code, 0);
+  } finally {
+    await cleanup();
+  }
+});

@@ -25,6 +25,6 @@ export function freshnessOf(state: TrustState, warnMs: number, now: Date = new D
   const ageMs = now.getTime() - Date.parse(t.issued);
   const facts = `timestamp v${t.version} issued ${t.issued} (${whole(ageMs)} ago), expires ${t.expires}`;
   if (Date.parse(t.expires) <= now.getTime()) return { status: 'expired', says: `${facts}: expired, every new bundle is refused until a newer timestamp arrives`, issued: t.issued, ageMs };
-  if (ageMs > warnMs) return { status: 'stale', says: `${facts}: older than ${whole(warnMs)}; the channel may be held back (a freeze)`, issued: t.issued, ageMs };
+  if (ageMs > warnMs) return { status: 'stale', says: `${facts}: older than ${durationText(warnMs)}; the channel may be held back (a freeze)`, issued: t.issued, ageMs };
   return { status: 'fresh', says: facts, issued: t.issued, ageMs };
 }
