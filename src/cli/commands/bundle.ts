@@ -321,10 +321,11 @@ export const bundleCommands: Command[] = [
     summary: 'check a bundle completely, without changing anything',
     usage: 'airlock bundle verify FILE [--trust DIR] [--state DIR] [--json]',
     details:
-      'Exit codes: 0 valid; 10 signature (unsigned, unknown or revoked key, bad signature);\n' +
+      'Exit codes: 0 valid; 10 signature (unsigned, unknown or revoked key, bad signature; with a root of trust,\nfewer signatures than the release role needs, a key of another role);\n' +
       '11 integrity (hash or size mismatch, truncated, missing, extra, duplicate or misordered entry);\n' +
       '12 unsafe entry (path traversal, links, devices, oversized, decompression bomb);\n' +
-      '13 policy (expired, or older than a version this host imported).',
+      '13 policy (expired, or older than a version this host imported or than the trust timestamp names);\n' +
+      '21 trust (this host\'s trust metadata expired, incomplete or damaged; see docs/trust.md).',
     options: { ...trustOpt, ...stateOpt, ...jsonOpt },
     args: { min: 1, max: 1 },
     async run({ positionals, values, json, out }) {
