@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { AirlockError, usageError } from '../../errors/index.js';
 import { COMPRESSIONS, type Compression } from '../../bundle/blob-collector.js';
-import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, sealedFiles, type EngineRecord, type Manifest } from '../../bundle/manifest.js';
+import { baseBlobs, baseLabel, carriedBlobs, isReceiptBase, parseManifest, parseSignatures, sealedFiles, type EngineRecord, type Manifest } from '../../bundle/manifest.js';
 import { checkSignature, openBundleFile, readBundle, readBundleHead, sha256Hex } from '../../bundle/reader.js';
 import { journalPathIn, stateDirFrom } from '../../store/state-dir.js';
 import { checkVersionPolicy } from '../../import/policy.js';
@@ -114,10 +114,10 @@ function platformsByRef(m: Manifest): Record<string, string[]> | null {
 }
 
 /** The key id a signature entry names, if it is readable at all (inspect shows broken ones too). */
+/** The key ids the signature records name, unchecked (for a refusal's report); null when they do not parse. */
 function signerOf(bytes: Buffer | null): string | null {
   try {
-    const id = bytes ? (JSON.parse(bytes.toString('utf8')) as { keyId?: unknown }).keyId : null;
-    return typeof id === 'string' ? id : null;
+    return bytes ? parseSignatures(bytes).map((r) => r.keyId).join(', ') : null;
   } catch {
     return null;
   }
@@ -284,10 +284,10 @@ export const bundleCommands: Command[] = [
         outSigned(head.manifestBytes.toString('utf8'));
         return;
       }
-      let signature: { status: string; keyId: string | null; message?: string };
+      let signature: { status: string; keyId: string | null; signers?: string[]; message?: string };
       try {
         const sig = checkSignature(head, await trustStoreOption(values));
-        signature = { status: 'valid', keyId: sig.keyId };
+        signature = { status: 'valid', keyId: sig.keyId, signers: sig.signers };
       } catch (e) {
         if (!(e instanceof AirlockError)) throw e;
         const keyId = signerOf(head.signatureBytes);
@@ -312,7 +312,7 @@ export const bundleCommands: Command[] = [
         return;
       }
       // The key id of an untrusted signature is the signer's text: one line, escaped.
-      const sigLine = signature.status === 'valid' ? `valid, key ${signature.keyId}` : `${signature.status}${signature.keyId ? `, key ${printable(signature.keyId)}` : ''}: ${printable(signature.message ?? '')}`;
+      const sigLine = signature.status === 'valid' ? `valid, key${signature.signers!.length > 1 ? 's' : ''} ${signature.signers!.join(', ')}` : `${signature.status}${signature.keyId ? `, key ${printable(signature.keyId)}` : ''}: ${printable(signature.message ?? '')}`;
       out([...(parts ? partsStatusLines(parts) : [`file      ${file} (${formatBytes(fileBytes)})`]), `signature ${sigLine}`, ...summaryLines(manifest)].join('\n'));
     },
   },
