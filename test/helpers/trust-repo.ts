@@ -30,6 +30,8 @@ export interface TrustRepo {
   timestamp(bundles?: Record<string, string>, extra?: string[]): Promise<CliResult>;
   /** Paths of the repository's files, for `trust update`. */
   files(...names: string[]): string[];
+  /** What a vendor ships with a release: targets, snapshot and timestamp, taken by the host with `trust update`. */
+  publish(bundles: Record<string, string>, roles?: RoleSpec[]): Promise<void>;
 }
 
 export interface RoleSpec {
@@ -77,6 +79,11 @@ export async function makeTrustRepo(dir: string): Promise<TrustRepo> {
       return cli(['trust', 'timestamp', '--repo', repo, '--key', keys.timestamp.privatePath, ...Object.entries(bundles).flatMap(([n, v]) => ['--bundle', `${n}=${v}`]), ...extra]);
     },
     files: (...names) => names.map((n) => join(repo, n)),
+    async publish(bundles, roles) {
+      await t.targets(roles);
+      await t.timestamp(bundles);
+      await cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    },
   };
   // Root v1: root1 alone (threshold 1), the targets and timestamp keys.
   await cli(['trust', 'root', '--repo', repo, '--root-key', keys.root1.publicPath, '--targets-key', keys.targets.publicPath, '--timestamp-key', keys.timestamp.publicPath, '--sign', keys.root1.privatePath]);

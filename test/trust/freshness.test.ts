@@ -38,14 +38,19 @@ test('doctor: no timestamp held, a fresh one, one older than --trust-warn-age, a
     assert.equal(none.checks['trust freshness']!.status, 'warn');
     assert.match(none.checks['trust freshness']!.detail, /no timestamp held/);
 
-    await t.timestamp({ demo: '1.0.0' }, ['--expires', '4s']);
+    await t.timestamp({ demo: '1.0.0' }, ['--expires', '1h']);
     await t.cli(['trust', 'update', ...t.files('snapshot.json', 'timestamp.json')]);
     assert.equal((await doctorTrust(t, '72h')).checks['trust freshness']!.status, 'pass');
     await sleep(1500);
     const stale = await doctorTrust(t, '1s');
     assert.equal(stale.checks['trust freshness']!.status, 'warn');
     assert.match(stale.checks['trust freshness']!.detail, /timestamp v1 issued .*older than 1s; the channel may be held back \(a freeze\)/);
-    await sleep(3000);
+
+    // A short-lived one, waited out.
+    await t.timestamp({ demo: '1.0.0' }, ['--expires', '3s']);
+    await t.cli(['trust', 'update', ...t.files('timestamp.json')]);
+    const { timestamp } = JSON.parse((await t.cli(['trust', 'status', '--json'])).stdout) as { timestamp: { expires: string } };
+    await sleep(Math.max(0, Date.parse(timestamp.expires) - Date.now()) + 500);
     const expired = await doctorTrust(t, '72h');
     assert.equal(expired.checks['trust freshness']!.status, 'fail');
     assert.match(expired.checks['trust freshness']!.detail, /expired, every new bundle is refused/);

@@ -71,9 +71,7 @@ test('2 of 3 release engineers: one signature is refused naming who signed and w
   const { dir, cleanup } = await tempDir();
   try {
     const t = await makeTrustRepo(dir);
-    await t.targets();
-    await t.timestamp({ demo: '1.0.0' });
-    await t.cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    await t.publish({ demo: '1.0.0' });
 
     const file = await bundleBy(t, dir, 'demo', '1.0.0', ['alice']);
     const one = await verify(t, file);
@@ -112,9 +110,7 @@ test('freshness: a replayed older release and an unlisted name are refused by th
   const { dir, cleanup } = await tempDir();
   try {
     const t = await makeTrustRepo(dir);
-    await t.targets();
-    await t.timestamp({ demo: '1.1.0' });
-    await t.cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    await t.publish({ demo: '1.1.0' });
 
     const old = await verify(t, await bundleBy(t, dir, 'demo', '1.0.0', ['alice', 'bob']));
     assert.equal(old.code, 13, old.stdout + old.stderr);
@@ -143,9 +139,7 @@ test('bad trust metadata is refused with its own reason and exit code 21, journa
   const { dir, cleanup } = await tempDir();
   try {
     const t = await makeTrustRepo(dir);
-    await t.targets();
-    await t.timestamp({ demo: '1.0.0' });
-    await t.cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    await t.publish({ demo: '1.0.0' });
     const oldTimestamp = join(dir, 'timestamp-v1.json');
     await copyFile(join(t.repo, 'timestamp.json'), oldTimestamp);
     await t.timestamp({ demo: '1.0.0' });
@@ -209,9 +203,7 @@ test('the trust state outlives the journal: with journal.db deleted, an older ti
   const { dir, cleanup } = await tempDir();
   try {
     const t = await makeTrustRepo(dir);
-    await t.targets();
-    await t.timestamp({ demo: '1.0.0' });
-    await t.cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    await t.publish({ demo: '1.0.0' });
     const v1 = join(dir, 'timestamp-v1.json');
     await copyFile(join(t.repo, 'timestamp.json'), v1);
     await t.timestamp({ demo: '1.0.1' });
@@ -240,9 +232,7 @@ test('rotation and revocation by metadata: targets v2 drops carol, and a bundle 
   const { dir, cleanup } = await tempDir();
   try {
     const t = await makeTrustRepo(dir);
-    await t.targets();
-    await t.timestamp({ demo: '1.0.0' });
-    await t.cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    await t.publish({ demo: '1.0.0' });
     const file = await bundleBy(t, dir, 'demo', '1.0.0', ['alice', 'carol']);
     assert.equal((await verify(t, file)).code, 0);
 
@@ -273,9 +263,7 @@ test('mix-and-match: a timestamp that names a snapshot this host does not hold s
   const { dir, cleanup } = await tempDir();
   try {
     const t = await makeTrustRepo(dir);
-    await t.targets();
-    await t.timestamp({ demo: '1.0.0' });
-    await t.cli(['trust', 'update', ...t.files('targets.json', 'snapshot.json', 'timestamp.json')]);
+    await t.publish({ demo: '1.0.0' });
     const file = await bundleBy(t, dir, 'demo', '1.0.0', ['alice', 'bob']);
     assert.equal((await verify(t, file)).code, 0);
 
