@@ -143,7 +143,7 @@ export class Intake {
     const flog = log.with({ file: file.name, source: file.source });
     const unit: Unit = { main: file, files: [file] };
     try {
-      const result = updateTrust(config.trustDir, config.stateDir, [file.path]);
+      const result = await updateTrust(config.trustDir, config.stateDir, [file.path]);
       const outcome = await this.leave({ path: file.path, look: lookOf(unit.files) }, unit, 'done', (movedTo) => ({ kind: 'trust', result, movedTo, files: unit.files }), flog);
       flog.info(result.taken.length > 0 ? 'trust metadata taken' : 'trust metadata already held', { taken: result.taken.join(', ') || undefined, ...result.held });
       return outcome;

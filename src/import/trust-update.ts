@@ -17,7 +17,7 @@ export interface TrustUpdateResult {
   held: Record<'root' | 'targets' | 'snapshot' | 'timestamp', number | null>;
 }
 
-export function updateTrust(trustDir: string, stateDir: string, files: string[], opts: TrustStateOptions = {}): TrustUpdateResult {
+export async function updateTrust(trustDir: string, stateDir: string, files: string[], opts: TrustStateOptions = {}): Promise<TrustUpdateResult> {
   const subject = files.join(', ');
   const journal = Journal.open(stateDir);
   try {
@@ -30,7 +30,7 @@ export function updateTrust(trustDir: string, stateDir: string, files: string[],
         });
       }
       const state = TrustState.load(trustDir, stateDir);
-      const result = state.update(files.map(readMetadataFile), opts);
+      const result = await state.update(files.map(readMetadataFile), opts);
       const h = state.held;
       const summary: TrustUpdateResult = {
         taken: result.taken.map(labelOf),

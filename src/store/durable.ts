@@ -1,4 +1,5 @@
-import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { lchown, open, rename, rm, writeFile } from 'node:fs/promises';
+import type { StateOwner } from './state-files.js';
 import { basename, dirname, join } from 'node:path';
 
 async function syncPath(path: string): Promise<void> {
@@ -19,12 +20,16 @@ export const syncFile: (path: string) => Promise<void> = syncPath;
 /**
  * Writes `data` beside `path`, flushed, renames it into place and fsyncs the
  * folder: a reader sees the whole file or none, and after a power loss the
- * new file is there (the rename too, not only the bytes).
+ * new file is there (the rename too, not only the bytes). The temporary file
+ * is made new, never written through something left in its place; with
+ * `owner` (a root command in a state dir), it is handed to that owner.
  */
-export async function writeWhole(path: string, data: Buffer | string, mode = 0o644): Promise<void> {
+export async function writeWhole(path: string, data: Buffer | string, mode = 0o644, owner?: StateOwner): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
   try {
-    await writeFile(tmp, data, { mode, flush: true });
+    await rm(tmp, { force: true });
+    await writeFile(tmp, data, { mode, flush: true, flag: 'wx' });
+    if (owner) await lchown(tmp, owner.uid, owner.gid);
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });

@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, copyFile, lstat, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { writeWhole } from '../../src/store/durable.js';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeProject, runCli, tempDir } from '../helpers/fixtures.js';
@@ -282,6 +283,35 @@ test('mix-and-match: a timestamp that names a snapshot this host does not hold s
 
     await t.cli(['trust', 'update', ...t.files('targets.json')]);
     assert.equal((await verify(t, file)).code, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a root command's trust update leaves the trust state to the state dir's owner (the agent's user)", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const t = await makeTrustRepo(dir);
+    await chown(t.stateDir, 65534, 65534);
+    await t.publish({ demo: '1.0.0' });
+    for (const f of ['', 'roots', 'targets.json', 'snapshot.json', 'timestamp.json']) {
+      const st = await lstat(join(t.stateDir, 'trust', f));
+      assert.deepEqual([st.uid, st.gid], [65534, 65534], f || 'trust/');
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a whole-file write goes through no link planted where its temporary file goes', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const victim = join(dir, 'victim');
+    await writeFile(victim, 'keep');
+    await symlink(victim, join(dir, `.timestamp.json.${process.pid}.partial`));
+    await writeWhole(join(dir, 'timestamp.json'), 'new');
+    assert.equal(await readFile(victim, 'utf8'), 'keep');
+    assert.equal(await readFile(join(dir, 'timestamp.json'), 'utf8'), 'new');
   } finally {
     await cleanup();
   }

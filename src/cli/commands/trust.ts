@@ -11,7 +11,8 @@ import type { HeldMetadata } from '../../trust/root/accept.js';
 import { freshnessOf } from '../../trust/root/freshness.js';
 import { labelOf, readMetadataFile, type MetadataFile } from '../../trust/root/metadata-file.js';
 import { releaseRolesOf } from '../../trust/root/release-roles.js';
-import { checkSelfSigned, ROOT_FILE, TrustState, writeDurably } from '../../trust/root/trust-state.js';
+import { checkSelfSigned, ROOT_FILE, TrustState } from '../../trust/root/trust-state.js';
+import { writeWhole } from '../../store/durable.js';
 import { trustDirFrom } from '../../trust/trust-store.js';
 import { freshnessWarnOption } from '../duration-option.js';
 import { boolOpt, jsonOpt, str, stringOpt, type Command } from '../command.js';
@@ -90,7 +91,7 @@ export const trustCommands: Command[] = [
       if (existsSync(target) && !same && values.force !== true) {
         throw usageError(`${target} holds a root already`, { reason: 'root-installed', subject: target, hint: 'later roots arrive as trust metadata (airlock trust update, or the inbox); replace the installed one only with --force' });
       }
-      if (!same) writeDurably(trustDir, ROOT_FILE, f.bytes);
+      if (!same) await writeWhole(target, f.bytes);
       const root = f.meta.md.signed as { version: number; expires: string };
       out(json ? JSON.stringify({ installed: target, version: root.version, expires: root.expires, changed: !same }) : `${same ? 'already installed' : 'installed'}: ${labelOf(f)} at ${target} (expires ${root.expires})`);
     },
@@ -105,7 +106,7 @@ export const trustCommands: Command[] = [
     args: { min: 1, max: 64 },
     async run({ positionals, values, json, out }) {
       const { trustDir, stateDir } = dirs(values);
-      const r = updateTrust(trustDir, stateDir, positionals);
+      const r = await updateTrust(trustDir, stateDir, positionals);
       out(json ? JSON.stringify(r) : `${r.taken.length > 0 ? `took ${r.taken.join(', ')}` : 'nothing new: already held'}${r.unchanged.length > 0 ? ` (unchanged: ${r.unchanged.join(', ')})` : ''}`);
     },
   },

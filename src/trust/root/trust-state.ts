@@ -7,8 +7,11 @@
  * versions: losing it lets older (unexpired) metadata in again, so it is backed up with
  * /etc/airlock (docs/trust.md).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, rename } from 'node:fs/promises';
+import { writeWhole } from '../../store/durable.js';
+import { adopt, stateOwnerOfSync } from '../../store/state-files.js';
+import { dirname, join } from 'node:path';
 import semver from 'semver';
 import { policyError, trustError } from '../../errors/index.js';
 import { acceptMetadata, signersOf, type AcceptOptions, type Accepted, type HeldMetadata } from './accept.js';
@@ -23,20 +26,6 @@ export const DEFAULT_FUTURE_TOLERANCE_MS = 5 * 60 * 1000;
 export const trustStateDirIn = (stateDir: string): string => join(stateDir, 'trust');
 
 const ROOTS_DIR = 'roots';
-
-/** Writes a file whole or not at all, and durably: temp, fsync, rename, fsync of the folder. */
-export function writeDurably(dir: string, name: string, bytes: Buffer): void {
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const tmp = join(dir, `.${name}.tmp`);
-  writeFileSync(tmp, bytes, { mode: 0o644 });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, join(dir, name));
-  const d = openSync(dir, 'r');
-  fsyncSync(d);
-  closeSync(d);
-}
 
 /** A root must carry its own root role's threshold of signatures (TUF 5.2), the installed one too. */
 export function checkSelfSigned(root: HeldMetadata['root']): void {
@@ -109,16 +98,26 @@ export class TrustState {
     return acceptMetadata(this.heldMetadata, files, opts, (f) => void releaseRolesOf(f.meta.md, f.source));
   }
 
-  /** Checks and takes new metadata files, all or nothing, and writes what changed to the state dir. */
-  update(files: MetadataFile[], opts: TrustStateOptions = {}): Accepted {
+  /**
+   * Checks and takes new metadata files, all or nothing, and writes what changed to the state
+   * dir (a root command hands what it makes there to the state dir's owner: the agent's user).
+   */
+  async update(files: MetadataFile[], opts: TrustStateOptions = {}): Promise<Accepted> {
     const result = this.accept(files, { now: opts.now ?? new Date(), futureToleranceMs: opts.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS });
-    for (const f of result.taken) {
-      if (f.meta.kind === 'root') writeDurably(join(this.dir, ROOTS_DIR), `${f.meta.md.signed.version}.root.json`, f.bytes);
+    const owner = stateOwnerOfSync(dirname(this.dir));
+    for (const dir of [this.dir, join(this.dir, ROOTS_DIR)]) {
+      if (!existsSync(dir)) {
+        await mkdir(dir, { recursive: true, mode: 0o755 });
+        await adopt(dir, owner);
+      }
     }
-    for (const f of result.taken) writeDurably(this.dir, `${f.meta.kind}.json`, f.bytes);
+    for (const f of result.taken) {
+      if (f.meta.kind === 'root') await writeWhole(join(this.dir, ROOTS_DIR, `${f.meta.md.signed.version}.root.json`), f.bytes, 0o644, owner);
+    }
+    for (const f of result.taken) await writeWhole(join(this.dir, `${f.meta.kind}.json`), f.bytes, 0o644, owner);
     // Held metadata a root rotation ended trust in leaves the held set on disk too (kept aside, for the record).
     for (const kind of ['targets', 'snapshot', 'timestamp'] as const) {
-      if (this.heldMetadata[kind] && !result.held[kind]) renameSync(join(this.dir, `${kind}.json`), join(this.dir, `${kind}.json.dropped`));
+      if (this.heldMetadata[kind] && !result.held[kind]) await rename(join(this.dir, `${kind}.json`), join(this.dir, `${kind}.json.dropped`));
     }
     this.heldMetadata = result.held;
     this.roles = undefined;
