@@ -19,6 +19,7 @@ import { Journal } from '../journal/journal.js';
 import type { TrustStore } from '../trust/trust-store.js';
 import type { AgentConfig } from './config.js';
 import { partNameOf, PARTS_INCOMPLETE_REASONS } from '../bundle/parts.js';
+import { isTrustMetadataName } from './inbox/part-sets.js';
 import type { InboxFile } from './inbox/inbox-file.js';
 import { isFolderRefused, type FolderRefused, type HeldFolder } from './inbox/held-folder.js';
 import { moveUnit, writeReason, type OwnFolder, type Unit } from './inbox/own-folders.js';
@@ -291,7 +292,7 @@ export class Intake {
       if (damaged) {
         flog.warn('damaged part quarantined; the other parts wait for it to be sent again', { part: damaged.name, class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo });
       } else {
-        flog.warn('bundle refused and quarantined', { class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo, ...(unit.files.length > 1 ? { files: unit.files.length } : {}) });
+        flog.warn(isTrustMetadataName(out.main.name) ? 'trust metadata refused and quarantined' : 'bundle refused and quarantined', { class: err.kind, reason: err.reason, error: err.message, moved_to: movedTo, ...(unit.files.length > 1 ? { files: unit.files.length } : {}) });
       }
       return { kind: 'quarantined', error: err, movedTo, files: out.files };
     };

@@ -126,7 +126,7 @@ test('release-key rotation and revocation delivered as metadata through the FTP 
     // (d) A replayed timestamp, older than the one held, under a prefixed name: refused and quarantined.
     mark = agent.mark;
     await upload(timestampV1, `${ftp.url}old.timestamp.json`);
-    const rollback = await agent.waitFor(/msg="bundle refused and quarantined" .*file=old\.timestamp\.json/, 30_000, mark);
+    const rollback = await agent.waitFor(/msg="trust metadata refused and quarantined" .*file=old\.timestamp\.json/, 30_000, mark);
     assert.match(rollback, /reason=metadata-rollback/);
     const old = await reasonFile(layout, 'old.timestamp.json');
     assert.equal(old.reason, 'metadata-rollback');
