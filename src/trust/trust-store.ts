@@ -9,7 +9,7 @@ import { checkSigners, type OutsideKey, type RoleKey, type SignedBy } from './si
 import { isSshPublicKeyText, parseSshPublicKey } from './ssh-keys.js';
 import { sshsigCheckForEd25519, sshVerifierKey } from './ssh-verifier.js';
 import { ed25519VerifierKey, type SignatureRecord, type VerifierKey } from './verifier-key.js';
-import { bundleTargetOf } from './root/release-roles.js';
+import { bundleTargetOf, releaseRolesOf } from './root/release-roles.js';
 
 export const DEFAULT_TRUST_DIR = '/etc/airlock/trusted.d';
 
@@ -101,8 +101,10 @@ export class TrustStore {
   /** Where `keyId` is revoked, or undefined while it is not. With a root: a key no longer among the release keys. */
   revocation(keyId: string): Revocation | undefined {
     if (this.root) {
-      const roles = this.root.releaseRoles();
-      return roles.keys.has(keyId) ? undefined : { file: this.root.held.targets!.source };
+      // The newest targets held decide, expired or not: a rollback must not wait for the vendor.
+      const targets = this.root.held.targets;
+      if (!targets) return undefined;
+      return releaseRolesOf(targets.meta.md, targets.source).keys.has(keyId) ? undefined : { file: targets.source };
     }
     return this.revoked.get(keyId);
   }
