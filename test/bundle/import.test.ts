@@ -90,8 +90,8 @@ test('verify and inspect report, and change nothing on the host', async (t) => {
 
   const inspect = await runCli(['bundle', 'inspect', v1, '--trust', signer.trustDir, '--json']);
   assert.equal(inspect.code, 0, inspect.stderr);
-  const i = JSON.parse(inspect.stdout) as { signature: { status: string; keyId: string }; manifest: { images: unknown[]; stacks: unknown[] } };
-  assert.deepEqual(i.signature, { status: 'valid', keyId: signer.keyId });
+  const i = JSON.parse(inspect.stdout) as { signature: { status: string; keyId: string; signers: string[] }; manifest: { images: unknown[]; stacks: unknown[] } };
+  assert.deepEqual(i.signature, { status: 'valid', keyId: signer.keyId, signers: [signer.keyId] });
   assert.equal(i.manifest.images.length, 2);
 
   // Inspect still shows the manifest when the signer is not trusted, and says so.
