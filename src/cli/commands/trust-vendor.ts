@@ -5,8 +5,7 @@
  * the vendor wants hosts to see that nothing was withheld.
  */
 import { parseDuration } from '../../units/duration.js';
-import { readFileSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { Metadata, MetadataKind, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
 import { configError, usageError } from '../../errors/index.js';
 import type { MetadataFile } from '../../trust/root/metadata-file.js';
@@ -47,6 +46,7 @@ function required(values: Record<string, unknown>, name: string, what: string): 
 }
 
 const lib = async () => ({
+  ...(await import('../../trust/root/roles-file.js')),
   ...(await import('../../trust/root/tuf-keys.js')),
   ...(await import('../../trust/root/repository.js')),
   ...(await import('../trust-inputs.js')),
@@ -240,65 +240,6 @@ const signCommand: Command = {
 
 // ---- trust targets ----------------------------------------------------------------------------
 
-interface RoleSpec {
-  name: string;
-  paths: string[];
-  threshold: number;
-  keys: { name: string; key: TufPublicKey }[];
-}
-
-/** roles.yml: the release roles, their bundle paths, thresholds and named key files (relative to the yml). */
-async function readRolesFile(path: string): Promise<RoleSpec[]> {
-  const { parseDocument, LineCounter, isMap, isSeq } = await import('yaml');
-  const { readTufPublicKey } = await lib();
-  const bad = (detail: string, offset?: number) => {
-    const line = offset === undefined ? '' : `:${lineCounter.linePos(offset).line}`;
-    return configError(`${path}${line}: ${detail}`, {
-      reason: 'bad-roles',
-      subject: path,
-      hint: 'each role: {name, paths: ["stacks/*"], threshold: N (1 to its keys), keys: {person: key.pub}}; nothing was written',
-    });
-  };
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw configError(`cannot read roles file ${path}: ${(e as Error).message}`, { reason: 'bad-roles', subject: path });
-  }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
-  if (doc.errors.length > 0) throw bad(`not YAML: ${doc.errors[0]!.message}`, doc.errors[0]!.pos[0]);
-  const rolesNode = doc.get('roles', true);
-  if (!isSeq(rolesNode) || rolesNode.items.length === 0) throw bad('it needs a list "roles:" with at least one role');
-  const specs: RoleSpec[] = [];
-  for (const [i, node] of rolesNode.items.entries()) {
-    const at = (node as { range?: [number, number, number] }).range?.[0];
-    if (!isMap(node)) throw bad(`role ${i + 1} is not a mapping`, at);
-    const r = node.toJSON() as { name?: unknown; paths?: unknown; threshold?: unknown; keys?: unknown };
-    const label = typeof r.name === 'string' && r.name !== '' ? `role ${r.name}` : `role ${i + 1}`;
-    if (typeof r.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(r.name)) throw bad(`${label} needs a name (letters, digits, '.', '_', '-')`, at);
-    if (specs.some((s) => s.name === r.name)) throw bad(`${label} is named twice`, at);
-    if (!Array.isArray(r.paths) || r.paths.length === 0 || !r.paths.every((p) => typeof p === 'string' && p !== '')) {
-      throw bad(`${label} needs paths: a non-empty list of bundle patterns such as stacks/* or engine/*`, at);
-    }
-    if (r.keys === null || typeof r.keys !== 'object' || Array.isArray(r.keys) || Object.keys(r.keys).length === 0) {
-      throw bad(`${label} needs keys: a mapping of person: key file`, at);
-    }
-    const keys: RoleSpec['keys'] = [];
-    for (const [name, file] of Object.entries(r.keys as Record<string, unknown>)) {
-      if (typeof file !== 'string' || file === '') throw bad(`${label}: key ${name} needs a key file`, at);
-      const key = await readTufPublicKey(resolve(dirname(path), file), { sshsig: true });
-      const twin = keys.find((k) => k.key.keyId === key.keyId);
-      if (twin) throw bad(`${label}: keys ${twin.name} and ${name} are the same key`, at);
-      keys.push({ name, key });
-    }
-    if (typeof r.threshold !== 'number' || !Number.isInteger(r.threshold) || r.threshold < 1 || r.threshold > keys.length) {
-      throw bad(`${label}: threshold ${JSON.stringify(r.threshold)} must be a whole number from 1 to its ${keys.length} keys`, at);
-    }
-    specs.push({ name: r.name, paths: r.paths as string[], threshold: r.threshold, keys });
-  }
-  return specs;
-}
 
 const targetsCommand: Command = {
   path: ['trust', 'targets'],
@@ -317,7 +258,7 @@ const targetsCommand: Command = {
   options: { repo: stringOpt(), roles: stringOpt(), key: many, expires: stringOpt(), ...jsonOpt },
   args: { min: 0, max: 0 },
   async run({ values, json, out }) {
-    const { VendorRepository, SPEC_VERSION, tufTime, countSignatures, countText } = await lib();
+    const { VendorRepository, SPEC_VERSION, tufTime, countSignatures, countText, readRolesFile } = await lib();
     const { releaseRolesOf, KEY_NAME_FIELD } = await import('../../trust/root/release-roles.js');
     const repo = new VendorRepository(required(values, 'repo', 'REPO'));
     const rolesPath = required(values, 'roles', 'roles.yml');
