@@ -8,6 +8,16 @@ import { basename } from 'node:path';
 import { Metadata, MetadataKind, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
 import { trustError } from '../../errors/index.js';
 
+/** The newest root, as TUF names it; every root also as N.root.json. */
+export const ROOT_FILE = 'root.json';
+export const versionedRootFile = (version: number): string => `${version}.root.json`;
+
+/** The version N of a file named N.root.json, else undefined. */
+export function versionOfRootFileName(name: string): number | undefined {
+  const m = /^([1-9][0-9]*)\.root\.json$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Larger than any metadata a vendor writes (TUF clients cap root at 512 KB too). */
 const MAX_METADATA_BYTES = 1024 * 1024;
 

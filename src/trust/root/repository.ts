@@ -9,20 +9,12 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Metadata, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
 import { writeWhole } from '../../store/durable.js';
-import { readMetadataFile, malformed, type MetadataFile, type MetadataKindName } from './metadata-file.js';
+import { readMetadataFile, malformed, ROOT_FILE, versionedRootFile, versionOfRootFileName, type MetadataFile, type MetadataKindName } from './metadata-file.js';
 
 /** The TUF specification version written into every file. */
 export const SPEC_VERSION = '1.0.31';
 
-export const ROOT_FILE = 'root.json';
-export const versionedRootFile = (version: number): string => `${version}.root.json`;
-const VERSIONED_ROOT = /^([1-9][0-9]*)\.root\.json$/;
-
-/** The version N of a file named N.root.json, else undefined. */
-export function versionOfRootFileName(name: string): number | undefined {
-  const m = VERSIONED_ROOT.exec(name);
-  return m ? Number(m[1]) : undefined;
-}
+export { ROOT_FILE, versionedRootFile, versionOfRootFileName } from './metadata-file.js';
 
 /** `expires` as TUF writes it: UTC, whole seconds. */
 export const tufTime = (ms: number): string => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');

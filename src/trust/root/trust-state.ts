@@ -15,11 +15,12 @@ import { dirname, join } from 'node:path';
 import semver from 'semver';
 import { policyError, trustError } from '../../errors/index.js';
 import { acceptMetadata, signersOf, type AcceptOptions, type Accepted, type HeldMetadata } from './accept.js';
-import { labelOf, readMetadataFile, type MetadataFile } from './metadata-file.js';
+import { labelOf, readMetadataFile, ROOT_FILE, versionedRootFile, versionOfRootFileName, type MetadataFile } from './metadata-file.js';
+
+export { ROOT_FILE };
 import { bundleTargetOf, releaseRolesOf, type ReleaseRoles } from './release-roles.js';
 import { airlockTimestampFields, type AirlockTimestampFields } from './timestamp-fields.js';
 
-export const ROOT_FILE = 'root.json';
 /** Tolerance for a timestamp's issue time ahead of the host clock. */
 export const DEFAULT_FUTURE_TOLERANCE_MS = 5 * 60 * 1000;
 
@@ -73,8 +74,8 @@ export class TrustState {
     const files: MetadataFile[] = [];
     const rootsDir = join(dir, ROOTS_DIR);
     if (existsSync(rootsDir)) {
-      for (const name of readdirSync(rootsDir).filter((n) => /^\d+\.root\.json$/.test(n))) {
-        if (Number(name.split('.')[0]) > root.meta.md.signed.version) files.push(readMetadataFile(join(rootsDir, name)));
+      for (const name of readdirSync(rootsDir)) {
+        if ((versionOfRootFileName(name) ?? 0) > root.meta.md.signed.version) files.push(readMetadataFile(join(rootsDir, name)));
       }
     }
     for (const kind of ['targets', 'snapshot', 'timestamp']) {
@@ -112,7 +113,7 @@ export class TrustState {
       }
     }
     for (const f of result.taken) {
-      if (f.meta.kind === 'root') await writeWhole(join(this.dir, ROOTS_DIR, `${f.meta.md.signed.version}.root.json`), f.bytes, 0o644, owner);
+      if (f.meta.kind === 'root') await writeWhole(join(this.dir, ROOTS_DIR, versionedRootFile(f.meta.md.signed.version)), f.bytes, 0o644, owner);
     }
     for (const f of result.taken) await writeWhole(join(this.dir, `${f.meta.kind}.json`), f.bytes, 0o644, owner);
     // Held metadata a root rotation ended trust in leaves the held set on disk too (kept aside, for the record).
