@@ -10,7 +10,7 @@
  * `bundle import` before the agent's first start, say) hands what it creates
  * to the state dir's owner, so the agent running as that user can use it.
  */
-import { closeSync, constants as fsc, fchmodSync, fchownSync, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fchownSync, fstatSync, lstatSync, openSync, statSync } from 'node:fs';
 import { chmod, lchown, lstat, mkdir, stat } from 'node:fs/promises';
 import { configError } from '../errors/index.js';
 
@@ -85,6 +85,20 @@ export async function privateDir(path: string, owner: StateOwner | undefined): P
  * process may not change (it cannot be ours to fix).
  */
 export function tightenSync(path: string, mode: number, owner: StateOwner | undefined): void {
+  // Looked at by path first, opened only to change something. Opening and closing a file of the
+  // journal drops every POSIX lock this process holds on it (SQLite's own among them): another
+  // process could then take the WAL index as unused and truncate it under this one's mapping
+  // (SIGBUS), or write beside it.
+  let seen: ReturnType<typeof lstatSync>;
+  try {
+    seen = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EACCES') return;
+    throw e;
+  }
+  if (!seen.isFile()) return;
+  const ownerOk = !owner || (seen.uid === owner.uid && seen.gid === owner.gid);
+  if (ownerOk && ((seen.mode & 0o777 & ~mode) === 0 || !mayChange(seen.uid))) return;
   let fd: number;
   try {
     fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
