@@ -199,7 +199,9 @@ async function rewriteSignatureEntry(path: string, manifestBytes: Buffer, oldSig
   const { mode } = await stat(path);
   const tmp = join(dirname(path), `.${basename(path)}.sign-tmp`);
   try {
-    const out = createWriteStream(tmp, { mode: mode & 0o7777, flush: true });
+    // Made new: never written through something left in its place.
+    await rm(tmp, { force: true });
+    const out = createWriteStream(tmp, { mode: mode & 0o7777, flush: true, flags: 'wx' });
     await pipeline(
       async function* () {
         if (keepTo > 0) yield* createReadStream(path, { start: 0, end: keepTo - 1, highWaterMark: 1024 * 1024 });
