@@ -35,12 +35,13 @@ function statusOf(trustDir: string, stateDir: string, warnMs: number) {
   const state = TrustState.load(trustDir, stateDir);
   const h = state.held;
   const meta = (f: MetadataFile | undefined) => (f ? { version: f.meta.md.signed.version, expires: f.meta.md.signed.expires, file: f.source } : null);
-  const roles = h.targets
-    ? Object.values(h.targets.meta.md.signed.delegations?.roles ?? {}).map((r) => {
-        const keys = releaseRolesOf(h.targets!.meta.md, h.targets!.source).keys;
-        return { name: r.name, paths: r.paths ?? [], threshold: r.threshold, keys: [...keys].filter(([, k]) => k.roles.includes(r.name)).map(([id, k]) => ({ keyId: id, type: k.key.type, ...(k.name ? { name: k.name } : {}) })) };
-      })
-    : [];
+  const releaseKeys = h.targets ? [...releaseRolesOf(h.targets.meta.md, h.targets.source).keys] : [];
+  const roles = Object.values(h.targets?.meta.md.signed.delegations?.roles ?? {}).map((r) => ({
+    name: r.name,
+    paths: r.paths ?? [],
+    threshold: r.threshold,
+    keys: releaseKeys.filter(([, k]) => k.roles.includes(r.name)).map(([id, k]) => ({ keyId: id, type: k.key.type, ...(k.name ? { name: k.name } : {}) })),
+  }));
   const rootRoles = Object.fromEntries(Object.entries(h.root.meta.md.signed.roles).map(([name, r]) => [name, { threshold: r.threshold, keys: r.keyIDs.length }]));
   const freshness = freshnessOf(state, warnMs);
   const ts = state.freshness();

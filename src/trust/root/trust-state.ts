@@ -18,7 +18,7 @@ import { acceptMetadata, signersOf, type AcceptOptions, type Accepted, type Held
 import { labelOf, readMetadataFile, ROOT_FILE, versionedRootFile, versionOfRootFileName, type MetadataFile } from './metadata-file.js';
 
 export { ROOT_FILE };
-import { bundleTargetOf, releaseRolesOf, type ReleaseRoles } from './release-roles.js';
+import { releaseRolesOf, type ReleaseRoles } from './release-roles.js';
 import { airlockTimestampFields, type AirlockTimestampFields } from './timestamp-fields.js';
 
 /** Tolerance for a timestamp's issue time ahead of the host clock. */
@@ -209,10 +209,5 @@ export class TrustState {
         hint: "an old release replayed, or held back for this one; go back with 'airlock rollback', or --allow-downgrade if you really mean it",
       });
     }
-  }
-
-  /** The role that decides for this manifest. */
-  roleFor(manifest: { name: string; engine?: unknown }, now?: Date) {
-    return this.releaseRoles(now).roleFor(bundleTargetOf(manifest));
   }
 }
