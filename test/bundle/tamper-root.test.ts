@@ -12,14 +12,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, type KeyObject } from 'node:crypto';
-import { copyFile, cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ExitCode, type ExitCodeName } from '../../src/errors/index.js';
 import { parseSignatures, SIGNATURE_ENTRY, signatureEntryBytes, type SignatureRecord } from '../../src/bundle/manifest.js';
 import { loadPrivateKey } from '../../src/trust/keys.js';
 import { makeProject, runCli, tempDir, type CliResult } from '../helpers/fixtures.js';
 import { readJournal } from '../helpers/journal-read.js';
-import { Bundle, signatureFor } from '../helpers/tamper.js';
+import { Bundle, listOrEmpty, signatureFor } from '../helpers/tamper.js';
 import { makeTrustRepo, type TrustRepo } from '../helpers/trust-repo.js';
 
 type RefusalClass = Extract<ExitCodeName, 'signature' | 'policy' | 'trust'>;
@@ -141,26 +141,17 @@ interface Snapshot {
   events: { kind: string; outcome: string; reason: string | null; message: string | null }[];
 }
 
-async function listOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir, { recursive: true })).sort();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
-}
-
 async function snapshot(state: string): Promise<Snapshot> {
   const blobDir = join(state, 'blobs', 'sha256');
   const store: string[] = [];
-  for (const name of await listOrEmpty(blobDir)) store.push(`${name} ${(await stat(join(blobDir, name))).size}`);
+  for (const name of await listOrEmpty(blobDir, { recursive: true })) store.push(`${name} ${(await stat(join(blobDir, name))).size}`);
   const trustDir = join(state, 'trust');
   const trust: string[] = [];
-  for (const name of await listOrEmpty(trustDir)) {
+  for (const name of await listOrEmpty(trustDir, { recursive: true })) {
     const p = join(trustDir, name);
     if ((await stat(p)).isFile()) trust.push(`${name} ${createHash('sha256').update(await readFile(p)).digest('hex')}`);
   }
-  const staging = await listOrEmpty(join(state, 'blobs', 'staging'));
+  const staging = await listOrEmpty(join(state, 'blobs', 'staging'), { recursive: true });
   return readJournal(state, (j) => ({
     store,
     staging,

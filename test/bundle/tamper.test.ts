@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
-import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { readJournal } from '../helpers/journal-read.js';
@@ -27,6 +27,7 @@ import {
   spanOf,
   specialEntry,
   truncateAt,
+  listOrEmpty,
 } from '../helpers/tamper.js';
 import { Prng } from '../helpers/fuzz.js';
 
@@ -566,15 +567,6 @@ interface Snapshot {
   blobs: unknown[];
   bundleBlobs: unknown[];
   events: { id: number; kind: string; outcome: string; reason: string | null; message: string | null; details: string | null }[];
-}
-
-async function listOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).sort();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
 }
 
 async function snapshot(state: string): Promise<Snapshot> {

@@ -6,6 +6,7 @@
  *
  * Everything works on Buffers, so keep to small bundles (a few MiB).
  */
+import { readdir } from 'node:fs/promises';
 import { createHash, type KeyObject } from 'node:crypto';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
@@ -353,3 +354,13 @@ export class Bundle {
 
 export const fileEntry = (name: string, data: Buffer | string = ''): RawEntry => ({ name, type: 'file', data: Buffer.isBuffer(data) ? data : Buffer.from(data) });
 export const specialEntry = (name: string, type: EntryType, extra: Partial<RawEntry> = {}): RawEntry => ({ name, type, data: Buffer.alloc(0), ...extra });
+
+/** A folder's entries, sorted (with `recursive`, every path below it); none when it is not there. */
+export async function listOrEmpty(dir: string, opts: { recursive?: boolean } = {}): Promise<string[]> {
+  try {
+    return (await readdir(dir, { recursive: opts.recursive ?? false })).sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
